@@ -1,0 +1,74 @@
+"""The ``pinpipe`` command: one group per pipeline stage, each in its own module, loaded on demand."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from pinpipe import __version__
+from pinpipe.errors import PinpipeError
+
+# command name -> (module, attribute, one-line help shown by `pinpipe --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "source": ("pinpipe.cli.source", "source", "Create and fill the source database (seed, load)."),
+    "api": ("pinpipe.cli.api", "api", "Serve the ingestion API (Kafka REST Proxy v2 and Kinesis)."),
+    "emulate": ("pinpipe.cli.emulate", "emulate", "Play users posting: source rows to the ingestion API."),
+    "sink": ("pinpipe.cli.sink", "sink", "Write the batch topics to the lake, exactly once."),
+    "batch": ("pinpipe.cli.batch", "batch", "Clean the lake and answer the historical questions."),
+    "stream": ("pinpipe.cli.stream", "stream", "Clean the streams into Delta tables in real time."),
+    "metrics": ("pinpipe.cli.metrics", "metrics", "Show the real-time metrics."),
+    "dashboard": ("pinpipe.cli.dashboard", "dashboard", "Serve the dashboard web page."),
+    "demo": ("pinpipe.cli.demo", "demo", "Run the whole pipeline on the embedded defaults."),
+    "status": ("pinpipe.cli.status", "status", "Topics, end offsets and consumer lag."),
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a command's module only when that command runs, so ``pinpipe --help`` stays fast."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS:
+            return None
+        module, attribute, _ = COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, _, help_text) in COMMANDS.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pinpipe")
+def cli() -> None:
+    """pinpipe: a Pinterest-style event data pipeline, embedded by default, on Kafka/Spark/S3 at scale.
+
+    Settings come from defaults < pinpipe.toml < PINPIPE_... environment (.env is read) < flags.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: a PinpipeError is one line on stderr and exit status 1, never a traceback."""
+    try:
+        return cli.main(args=argv, prog_name="pinpipe", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except PinpipeError as exc:
+        click.echo(f"pinpipe: error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)

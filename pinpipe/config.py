@@ -1,0 +1,184 @@
+"""Settings: the only module that reads the environment, ``.env`` or ``pinpipe.toml``.
+
+Priority, lowest first: defaults < ``pinpipe.toml`` (in the current directory, or ``PINPIPE_CONFIG``)
+< ``.env`` < environment (``PINPIPE_LOG__URL=kafka://127.0.0.1:9092``) < flags (given to
+:func:`load_settings`).
+Settings are frozen and loaded once at the edge (CLI, DAG, ASGI factory), then passed down.
+
+URLs left empty are derived from ``workdir``, so one ``--workdir`` moves everything.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from pinpipe.errors import ConfigError
+from pinpipe.schema import DEFAULT_PREFIX
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SourceSettings(_Section):
+    url: str = ""
+    """SQLAlchemy URL of the source database; default ``sqlite:///<workdir>/source.db``."""
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_keys: tuple[SecretStr, ...] = ()
+    """Keys allowed to write to every topic and stream."""
+    keys_file: Path | None = None
+    """TOML file ``[keys.NAME] key = "...", prefixes = ["0a1b2c3d4e5f"]`` giving keys limited to prefixes."""
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_records: int = 500
+
+
+class LogSettings(_Section):
+    url: str = ""
+    """``embedded:///path`` (default ``<workdir>/log``), ``kafka://host:port``, ``kinesis://``."""
+    stream_url: str = ""
+    """Log of the Kinesis-style streams; default: the same as ``url``."""
+    partitions: int = 3
+    """Partitions (shards) of each topic or stream created by pinpipe."""
+    kafka: dict[str, str] = Field(default_factory=dict)
+    """Extra librdkafka settings (SASL/SSL...), passed through as they are."""
+
+
+class LakeSettings(_Section):
+    url: str = ""
+    """``file:///path`` (default ``<workdir>/lake``) or ``s3://bucket/prefix``."""
+    flush_size: int = 500
+    rotate_interval_s: float = 0.0
+    """Rotate a file when record time moves this far past its first record (0: off)."""
+    idle_flush_s: float = 5.0
+    format: Literal["json", "parquet"] = "json"
+
+
+class EngineSettings(_Section):
+    name: Literal["duckdb", "spark"] = "duckdb"
+    keep_duplicates: bool = False
+    median: Literal["lower", "exact"] = "lower"
+    keep_ties: bool = False
+    spark_master: str = "local[*]"
+    tables_url: str = ""
+    """Where Delta tables live; default ``<workdir>/tables``."""
+
+
+class StreamSettings(_Section):
+    max_records: int = 1000
+    max_wait_s: float = 0.5
+    watermark_s: float = 600.0
+    top_k: int = 10
+
+
+class DashboardSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8050
+    refresh_s: float = 2.0
+
+
+class Settings(BaseSettings):
+    """Every setting of pinpipe, by section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="PINPIPE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    workdir: Path = Path(".pinpipe")
+    prefix: str = DEFAULT_PREFIX
+    source: SourceSettings = SourceSettings()
+    api: ApiSettings = ApiSettings()
+    log: LogSettings = LogSettings()
+    lake: LakeSettings = LakeSettings()
+    engine: EngineSettings = EngineSettings()
+    stream: StreamSettings = StreamSettings()
+    dashboard: DashboardSettings = DashboardSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = Path(os.environ.get("PINPIPE_CONFIG", "pinpipe.toml"))
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=toml_path)
+        return (init_settings, env_settings, dotenv_settings, toml)
+
+    # Resolved locations: empty settings derive from the workdir.
+    @property
+    def source_url(self) -> str:
+        return self.source.url or f"sqlite:///{self.workdir.resolve() / 'source.db'}"
+
+    @property
+    def log_url(self) -> str:
+        return self.log.url or f"embedded://{self.workdir.resolve() / 'log'}"
+
+    @property
+    def stream_log_url(self) -> str:
+        return self.log.stream_url or self.log_url
+
+    @property
+    def lake_url(self) -> str:
+        return self.lake.url or f"file://{self.workdir.resolve() / 'lake'}"
+
+    @property
+    def tables_url(self) -> str:
+        return self.engine.tables_url or f"file://{self.workdir.resolve() / 'tables'}"
+
+
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Turn flat ``{"log.url": x}`` overrides into ``{"log": {"url": x}}``, dropping None (flag not given)."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = nested
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from every source, with ``overrides`` (flags, as ``section.field=value``) on top.
+
+    Sections given partly by flags are merged with the lower layers field by field.
+    """
+    try:
+        base = Settings()
+        flags = _nest(overrides)
+        if not flags:
+            return base
+        merged = base.model_dump()
+        for key, value in flags.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
+        return Settings.model_validate(merged)
+    except PydanticValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc

@@ -1,0 +1,80 @@
+"""The pinpipe error tree.
+
+Every error a user can cause or meet is a :class:`PinpipeError`; the CLI prints its message as one line
+and exits non-zero, so only genuine bugs ever show a traceback::
+
+    PinpipeError
+    ├── ConfigError               bad settings, flags, URLs or files
+    ├── MissingDependencyError    an optional extra is not installed ("install pinpipe[kafka]")
+    ├── SourceError               the source database or input files
+    ├── ValidationError           a record does not match its topic's schema
+    ├── LogError                  the log (embedded, Kafka, Kinesis)
+    │   ├── TopicNotFoundError
+    │   └── LogUnavailableError   retriable: the broker or the file is not reachable now
+    ├── LakeError                 the object store
+    │   └── ObjectNotFoundError
+    ├── EngineError               the batch engines (DuckDB, Spark)
+    ├── StreamError               the stream processor
+    └── ServiceError              an infra service that could not start or answer
+"""
+
+from __future__ import annotations
+
+
+class PinpipeError(Exception):
+    """Base of every error pinpipe raises on purpose."""
+
+
+class ConfigError(PinpipeError):
+    """Settings, flags, URLs or input files are wrong."""
+
+
+class MissingDependencyError(PinpipeError):
+    """An optional extra is needed; the message says which one to install."""
+
+    def __init__(self, extra: str, module: str) -> None:
+        super().__init__(
+            f"{module} is not installed: install pinpipe[{extra}] (pip install 'pinpipe[{extra}]')"
+        )
+        self.extra = extra
+        self.module = module
+
+
+class SourceError(PinpipeError):
+    """The source database or the files loaded into it."""
+
+
+class ValidationError(PinpipeError):
+    """A record does not match the schema of its topic."""
+
+
+class LogError(PinpipeError):
+    """The log refused or failed an operation."""
+
+
+class TopicNotFoundError(LogError):
+    """The topic or stream does not exist."""
+
+
+class LogUnavailableError(LogError):
+    """The log cannot be reached right now; the caller may retry."""
+
+
+class LakeError(PinpipeError):
+    """The object store (the lake) failed."""
+
+
+class ObjectNotFoundError(LakeError):
+    """No object at that key."""
+
+
+class EngineError(PinpipeError):
+    """A batch engine failed."""
+
+
+class StreamError(PinpipeError):
+    """The stream processor failed."""
+
+
+class ServiceError(PinpipeError):
+    """A local service (Kafka, S3, MariaDB, ...) could not be started or reached."""

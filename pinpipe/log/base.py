@@ -1,0 +1,112 @@
+"""The log interfaces: what every backend (embedded, Kafka, Kinesis) provides.
+
+A log holds topics (Kinesis streams are topics too); a topic has partitions (shards); a record in a
+partition has an offset (a sequence number). Writers append and are told where each record landed;
+readers belong to a consumer group, poll, and commit the next offset to read per partition.
+
+``open_log(url)`` in :mod:`pinpipe.log` picks the backend from the URL scheme.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+TopicPartition = tuple[str, int]
+"""(topic, partition)"""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record read from the log."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp: float
+    """Append time, seconds since the epoch (the log's clock, not the event's)."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """One record to append.
+
+    ``partition`` None means key-hash partitioning (round-robin when ``key`` is None too).
+    ``idempotency_key``: a second append with the same key to the same topic is not stored again and
+    returns the first append's (partition, offset).
+    """
+
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    idempotency_key: str | None = None
+
+
+class LogWriter(Protocol):
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
+        """Append durably (as the backend's durability policy states) and return (partition, offset) of
+        each record, in order. All or nothing for one call on the embedded log. Raises
+        TopicNotFoundError, LogUnavailableError (retriable) or LogError."""
+        ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class LogReader(Protocol):
+    """A member of a consumer group reading some topics (all their partitions)."""
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        """Up to ``max_records`` records after the current position, waiting up to ``timeout`` seconds
+        for the first one. Positions start at the group's committed offsets (earliest when none)."""
+        ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Durably store, for the group, the next offset to read in each partition."""
+        ...
+
+    def seek(self, topic: str, partition: int, offset: int) -> None:
+        """Move this reader's position (not the committed offset)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class LogAdmin(Protocol):
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        """Create the topic if missing (no error when it exists)."""
+        ...
+
+    def delete_topic(self, topic: str) -> None: ...
+
+    def topics(self) -> dict[str, int]:
+        """Existing topics and their partition counts."""
+        ...
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next appended record will get."""
+        ...
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """Per partition, the group's committed offset (partitions never committed are left out)."""
+        ...
+
+    def groups(self) -> list[str]:
+        """Consumer groups known to the log."""
+        ...
+
+
+class Log(LogAdmin, Protocol):
+    """A backend: its admin operations plus factories for writers and readers."""
+
+    url: str
+
+    def writer(self) -> LogWriter: ...
+
+    def reader(self, group: str, topics: Sequence[str]) -> LogReader: ...
+
+    def close(self) -> None: ...

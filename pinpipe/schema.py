@@ -1,0 +1,118 @@
+"""The three record kinds (pin, geo, user), their topic and stream names, and record validation.
+
+A record is the JSON object the emulator reads from one source row. Validation checks the type of every
+known field that is present and not null; unknown fields are kept (the REST proxy stores what it is given)
+and missing fields are allowed (the real pin table has gaps, e.g. ``downloaded``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+KINDS: tuple[Kind, ...] = ("pin", "geo", "user")
+Kind = Literal["pin", "geo", "user"]
+
+DEFAULT_PREFIX = "0a1b2c3d4e5f"
+"""A fixed 12-hex-character id, standing for the per-user prefix of the original deployment."""
+
+DATETIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""How datetimes travel on the wire (the original emulator's format)."""
+
+SOURCE_TABLES: dict[Kind, str] = {"pin": "pinterest_data", "geo": "geolocation_data", "user": "user_data"}
+
+# Field -> JSON type name, in the source table's column order.
+FIELDS: dict[Kind, dict[str, str]] = {
+    "pin": {
+        "index": "int",
+        "unique_id": "str",
+        "title": "str",
+        "description": "str",
+        "poster_name": "str",
+        "follower_count": "str",
+        "tag_list": "str",
+        "is_image_or_video": "str",
+        "image_src": "str",
+        "downloaded": "int",
+        "save_location": "str",
+        "category": "str",
+    },
+    "geo": {
+        "ind": "int",
+        "timestamp": "datetime",
+        "latitude": "float",
+        "longitude": "float",
+        "country": "str",
+    },
+    "user": {"ind": "int", "first_name": "str", "last_name": "str", "age": "int", "date_joined": "datetime"},
+}
+
+KEY_FIELD: dict[Kind, str] = {"pin": "index", "geo": "ind", "user": "ind"}
+"""The column holding the row index (``ind``) that joins the three tables."""
+
+
+def topic_name(prefix: str, kind: Kind) -> str:
+    """Kafka REST proxy topic of a kind: ``<prefix>.pin``."""
+    return f"{prefix}.{kind}"
+
+
+def stream_name(prefix: str, kind: Kind) -> str:
+    """Kinesis stream of a kind: ``streaming-<prefix>-pin``."""
+    return f"streaming-{prefix}-{kind}"
+
+
+def topic_names(prefix: str) -> dict[Kind, str]:
+    return {kind: topic_name(prefix, kind) for kind in KINDS}
+
+
+def stream_names(prefix: str) -> dict[Kind, str]:
+    return {kind: stream_name(prefix, kind) for kind in KINDS}
+
+
+def kind_of(name: str, prefix: str) -> Kind | None:
+    """The kind a topic or stream name carries for this prefix, or None when it is not one of ours."""
+    for kind in KINDS:
+        if name in (topic_name(prefix, kind), stream_name(prefix, kind)):
+            return kind
+    return None
+
+
+def kind_of_any(name: str) -> Kind | None:
+    """The kind of a topic or stream name whatever its prefix (``x.pin``, ``streaming-x-geo``)."""
+    for kind in KINDS:
+        if name.endswith(f".{kind}") or (name.startswith("streaming-") and name.endswith(f"-{kind}")):
+            return kind
+    return None
+
+
+def _type_ok(expected: str, value: Any) -> bool:
+    if expected == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected == "float":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if expected == "str":
+        return isinstance(value, str)
+    if expected == "datetime":
+        if not isinstance(value, str):
+            return False
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            return False
+        return True
+    raise AssertionError(expected)
+
+
+def validate_record(kind: Kind, value: Any) -> list[str]:
+    """Problems with ``value`` as a record of ``kind``; an empty list means it is valid."""
+    if not isinstance(value, Mapping):
+        return [f"a {kind} record must be a JSON object, got {type(value).__name__}"]
+    problems = []
+    for field, expected in FIELDS[kind].items():
+        present = value.get(field)
+        if present is not None and not _type_ok(expected, present):
+            shown = repr(present)
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            problems.append(f"field '{field}' must be {expected}, got {shown}")
+    return problems

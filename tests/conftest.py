@@ -1,0 +1,37 @@
+"""Shared fixtures: the real data in ../shared/data/aicore and a settings factory on a temporary workdir."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pinpipe.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+AICORE = Path(os.environ.get("PINPIPE_AICORE_DIR", REPO.parent / "shared" / "data" / "aicore"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def aicore() -> Path:
+    """The real source data (read-only); a missing copy fails, never skips."""
+    if not (AICORE / "geolocation_data.csv").exists():
+        pytest.fail(f"real data not found at {AICORE} (set PINPIPE_AICORE_DIR)")
+    return AICORE
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path / "work"
+
+
+@pytest.fixture
+def settings(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings on a fresh workdir, isolated from the developer's PINPIPE_* variables and pinpipe.toml."""
+    for name in list(os.environ):
+        if name.startswith("PINPIPE_") and name != "PINPIPE_AICORE_DIR":
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("PINPIPE_CONFIG", str(workdir / "no-such-pinpipe.toml"))
+    return load_settings(workdir=workdir)
