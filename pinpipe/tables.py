@@ -1,0 +1,46 @@
+"""Where every Delta table lives, so the batch job, the stream processor and the dashboard agree.
+
+Layout under ``Settings.tables_url`` (default ``<workdir>/tables``)::
+
+    batch/pin, batch/geo, batch/user          cleaned tables written by the batch job
+    batch/<output>                            the ten query outputs (SPEC §6 names)
+    stream/<prefix>_pin_table ... _user_table cleaned stream tables (SPEC §7)
+    stream/metrics_<name>                     real-time metrics
+    stream/dead_letters                       malformed stream events
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from pinpipe.config import Settings
+from pinpipe.schema import Kind
+
+
+def _join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *parts])
+
+
+def delta_uri(url: str) -> str:
+    """The form deltalake and pyarrow accept: a plain path for ``file://``, the URL otherwise."""
+    parsed = urlparse(url)
+    return parsed.path if parsed.scheme == "file" else url
+
+
+def batch_table(settings: Settings, name: str) -> str:
+    """URL of a batch table: a cleaned kind (``pin``) or an output (``popular_category_by_country``)."""
+    return _join(settings.tables_url, "batch", name)
+
+
+def stream_table(settings: Settings, kind: Kind) -> str:
+    """URL of the cleaned stream table of a kind: ``<prefix>_<kind>_table``."""
+    return _join(settings.tables_url, "stream", f"{settings.prefix}_{kind}_table")
+
+
+def metrics_table(settings: Settings, name: str) -> str:
+    """URL of a real-time metrics table (``metrics_<name>``)."""
+    return _join(settings.tables_url, "stream", f"metrics_{name}")
+
+
+def dead_letter_table(settings: Settings) -> str:
+    return _join(settings.tables_url, "stream", "dead_letters")
