@@ -1,0 +1,223 @@
+"""The embedded log's on-disk layout: one SQLite database in WAL mode, its schema, and retention.
+
+Layout of ``<dir>/log.db``::
+
+    topics(id, name, partitions, created)          id AUTOINCREMENT: never reused, so a stale cached id
+                                                   can never read a later topic of the same name
+    partitions(topic_id, partition, start_offset, end_offset, bytes)
+    r_<topic_id>_<partition>(offset INTEGER PRIMARY KEY, key, value, ts)
+                                                   one table per partition: the offset is the rowid, so
+                                                   append and range reads need no secondary index
+    idempotency(topic_id, ikey, partition, offset) the original position of each idempotency key
+    commits("group", topic, partition, offset)     consumer group offsets
+
+``partitions.end_offset`` is stored, not derived from the rows, so offsets are never reused even after
+retention removed every record of a partition.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from pinpipe.errors import LogError, LogUnavailableError
+
+DB_NAME = "log.db"
+BUSY_TIMEOUT_MS = 30_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS topics (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    partitions INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS partitions (
+    topic_id INTEGER NOT NULL,
+    partition INTEGER NOT NULL,
+    start_offset INTEGER NOT NULL DEFAULT 0,
+    end_offset INTEGER NOT NULL DEFAULT 0,
+    bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (topic_id, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    topic_id INTEGER NOT NULL,
+    ikey TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    PRIMARY KEY (topic_id, ikey)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS commits (
+    "group" TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    partition INTEGER NOT NULL,
+    "offset" INTEGER NOT NULL,
+    PRIMARY KEY ("group", topic, partition)
+) WITHOUT ROWID;
+"""
+
+
+def table(topic_id: int, partition: int) -> str:
+    """The name of a partition's record table (ids are integers: nothing to quote)."""
+    return f"r_{int(topic_id)}_{int(partition)}"
+
+
+def connect(directory: Path) -> sqlite3.Connection:
+    """A connection in autocommit mode (we issue BEGIN ourselves), WAL, synchronous=FULL."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            directory / DB_NAME,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,
+            check_same_thread=False,
+            cached_statements=512,
+        )
+        conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise LogUnavailableError(f"embedded log {directory}: cannot switch to WAL (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        return conn
+    except (sqlite3.Error, OSError) as exc:
+        raise LogUnavailableError(f"embedded log {directory}: {exc}") from exc
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def enforce_retention(
+    conn: sqlite3.Connection, retention_bytes: int | None, retention_s: float | None
+) -> int:
+    """Drop the oldest records of every partition beyond the size or age limit; returns how many.
+
+    One transaction per partition that has something to drop. The start offset moves forward; the end
+    offset never moves back. Idempotency keys go with their records (a repeat after that is stored again).
+    """
+    if retention_bytes is None and retention_s is None:
+        return 0
+    rows = conn.execute(
+        "SELECT topic_id, partition, end_offset - start_offset, bytes FROM partitions"
+    ).fetchall()
+    cutoff = time.time() - retention_s if retention_s is not None else None
+    removed = 0
+    for topic_id, partition, held, size in rows:
+        try:
+            if held > 0 and _over_limit(conn, table(topic_id, partition), size, retention_bytes, cutoff):
+                removed += _trim(conn, topic_id, partition, retention_bytes, cutoff)
+        except sqlite3.OperationalError as exc:
+            if "no such table" not in str(exc):  # the topic was deleted meanwhile
+                raise
+    return removed
+
+
+def _trim(
+    conn: sqlite3.Connection, topic_id: int, partition: int, retention_bytes: int | None, cutoff: float | None
+) -> int:
+    name = table(topic_id, partition)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        row = conn.execute(
+            "SELECT start_offset, end_offset, bytes FROM partitions WHERE topic_id = ? AND partition = ?",
+            (topic_id, partition),
+        ).fetchone()
+        count = 0
+        if row is not None:
+            start, end, size = row
+            new_start = start
+            if cutoff is not None:
+                young = conn.execute(
+                    f'SELECT "offset" FROM {name} WHERE ts >= ? ORDER BY "offset" LIMIT 1', (cutoff,)
+                ).fetchone()
+                new_start = young[0] if young else end
+            dropped = _bytes_between(conn, name, start, new_start)
+            if retention_bytes is not None and size - dropped > retention_bytes:
+                excess = size - dropped - retention_bytes
+                cursor = conn.execute(
+                    f'SELECT "offset", length(value) + ifnull(length(key), 0) FROM {name} '
+                    f'WHERE "offset" >= ? ORDER BY "offset"',
+                    (new_start,),
+                )
+                for offset, nbytes in cursor:
+                    if excess <= 0:
+                        break
+                    excess -= nbytes
+                    dropped += nbytes
+                    new_start = offset + 1
+                cursor.close()
+            if new_start > start:
+                count = conn.execute(f'DELETE FROM {name} WHERE "offset" < ?', (new_start,)).rowcount
+                conn.execute(
+                    'DELETE FROM idempotency WHERE topic_id = ? AND partition = ? AND "offset" < ?',
+                    (topic_id, partition, new_start),
+                )
+                conn.execute(
+                    "UPDATE partitions SET start_offset = ?, bytes = max(0, bytes - ?) "
+                    "WHERE topic_id = ? AND partition = ?",
+                    (new_start, dropped, topic_id, partition),
+                )
+        conn.execute("COMMIT")
+        return count
+    except BaseException:
+        rollback(conn)
+        raise
+
+
+def _over_limit(
+    conn: sqlite3.Connection, name: str, size: int, retention_bytes: int | None, cutoff: float | None
+) -> bool:
+    """A cheap look (no write lock) at whether a partition has anything to drop."""
+    if retention_bytes is not None and size > retention_bytes:
+        return True
+    if cutoff is None:
+        return False
+    oldest = conn.execute(f'SELECT ts FROM {name} ORDER BY "offset" LIMIT 1').fetchone()
+    return oldest is not None and oldest[0] < cutoff
+
+
+def _bytes_between(conn: sqlite3.Connection, name: str, start: int, stop: int) -> int:
+    if stop <= start:
+        return 0
+    row = conn.execute(
+        f'SELECT sum(length(value) + ifnull(length(key), 0)) FROM {name} WHERE "offset" < ?', (stop,)
+    ).fetchone()
+    return int(row[0] or 0)
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if any (after an error inside BEGIN ... COMMIT)."""
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+class SqliteErrors:
+    """Context manager turning sqlite3 errors into LogUnavailableError (busy, I/O) or LogError."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc is None or not isinstance(exc, sqlite3.Error):
+            return
+        message = f"embedded log {self.directory}: {exc}"
+        if isinstance(exc, sqlite3.OperationalError):
+            raise LogUnavailableError(message) from exc
+        raise LogError(message) from exc
+
+
+def errors_of(directory: Path) -> SqliteErrors:
+    return SqliteErrors(directory)
