@@ -1,0 +1,377 @@
+"""The lake sink: the batch topics into lake objects, exactly once (the Kafka Connect S3 sink's role).
+
+Why it is exactly once, even under ``kill -9``:
+
+- **Boundaries are a function of the records alone.** A file starts at the first record after the
+  previous file and is cut before a record when the file already holds ``flush_size`` records, when
+  that record's time (``Record.timestamp``) is at or past the first record's time + ``rotate_interval_s``,
+  when it would push the file past ``max_object_bytes`` of values, or when its offset does not follow
+  the previous one (a gap). No wall clock is involved, so a replay cuts the same files.
+- **Objects are written atomically, then offsets committed.** ``ObjectStore.put`` is all or nothing;
+  the group offset moves only past objects that are durably written.
+- **The lake is authoritative past the committed offset.** On start, and whenever a new file would
+  begin while recovering, the sink looks for an object at that start offset; if one exists (written
+  before a crash, not yet committed) its record count tells where it ends, and the sink continues after
+  it without rewriting it. Files are contiguous in offsets, so the count is exact.
+- **The idle flush changes when a file is written, never what is in it.** A pending file is written
+  early only when the rotate rule is on, the partition is caught up with the log's end offset, and the
+  wall clock has passed the file's rotate deadline by ``idle_flush_s``: any record still to come then has a
+  time past the deadline and would be cut into the next file anyway. This assumes the log's clock is within
+  ``idle_flush_s`` of the sink's and appends become visible within that time. With the rotate rule off the
+  idle flush never fires (a partial file would change content); ``until_idle`` and shutdown behave as below.
+- ``run(until_idle=True)`` stops once every partition is caught up and then writes the partial files
+  too (everything consumed is in the lake); their content depends on where the log ended, as in Kafka
+  Connect. A stop request (SIGTERM) writes only files that are complete by the rules above, commits,
+  and leaves the rest to be read again.
+
+Memory: at most ``flush_size`` records (and ``max_object_bytes``) per partition, plus one poll.
+One sink process per consumer group and lake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pinpipe.errors import ConfigError, ObjectNotFoundError
+from pinpipe.lake.formats import EXTENSIONS, LakeFormat, format_of_key, lake_format, object_key
+from pinpipe.lake.store import ObjectStore
+from pinpipe.log.base import Log, LogReader, Record, TopicPartition
+
+if TYPE_CHECKING:
+    from pinpipe.config import Settings
+
+GROUP = "pinpipe-lake-sink"
+"""The sink's consumer group."""
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    flush_size: int = 500
+    rotate_interval_s: float = 0.0
+    """Cut a file when record time reaches its first record's time + this (0: off)."""
+    idle_flush_s: float = 5.0
+    format: str = "json"
+    max_object_bytes: int = 64 * 1024 * 1024
+    """Cap on the value bytes of one file, so a large flush size cannot exhaust memory."""
+    poll_records: int = 2000
+    poll_timeout_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.flush_size < 1:
+            raise ConfigError("lake flush_size must be at least 1")
+        if self.rotate_interval_s < 0 or self.idle_flush_s < 0:
+            raise ConfigError("lake rotate_interval_s and idle_flush_s must not be negative")
+        if self.max_object_bytes < 1:
+            raise ConfigError("max_object_bytes must be at least 1")
+        lake_format(self.format)
+
+
+@dataclass
+class TopicSummary:
+    objects: int = 0
+    records: int = 0
+    bytes: int = 0
+    recovered_objects: int = 0
+    """Objects found in the lake past the committed offset (written before a crash) and kept."""
+
+
+@dataclass
+class SinkSummary:
+    topics: dict[str, TopicSummary] = field(default_factory=dict)
+    stopped: bool = False
+    """True when a stop request ended the run (not caught up)."""
+
+    @property
+    def objects(self) -> int:
+        return sum(t.objects for t in self.topics.values())
+
+    @property
+    def records(self) -> int:
+        return sum(t.records for t in self.topics.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(t.bytes for t in self.topics.values())
+
+
+@dataclass
+class _PartitionState:
+    topic: str
+    partition: int
+    position: int = 0
+    """Next offset to consume (known from records seen or the committed offset)."""
+    covered: int | None = None
+    """Every offset below this is in the lake; what to commit."""
+    committed: int | None = None
+    recovering: bool = True
+    values: list[bytes] = field(default_factory=list)
+    first_offset: int = 0
+    last_offset: int = 0
+    first_time: float = 0.0
+    value_bytes: int = 0
+
+
+class LakeSink:
+    """Consumes ``topics`` as group :data:`GROUP` from ``log`` and writes objects into ``store``."""
+
+    def __init__(
+        self,
+        log: Log,
+        store: ObjectStore,
+        topics: Sequence[str],
+        options: SinkOptions | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        partitions: int | None = None,
+    ) -> None:
+        self.log = log
+        self.store = store
+        self.topics = list(topics)
+        self.options = options or SinkOptions()
+        self.format: LakeFormat = lake_format(self.options.format)
+        self.clock = clock
+        self.summary = SinkSummary(topics={t: TopicSummary() for t in self.topics})
+        self._stop = threading.Event()
+        self._dirty: set[TopicPartition] = set()
+        existing = log.topics()
+        for topic in self.topics:
+            if topic not in existing:
+                log.create_topic(topic, partitions)
+        self._states: dict[TopicPartition, _PartitionState] = {}
+        for topic in self.topics:
+            committed = log.committed(GROUP, topic)
+            for p in log.end_offsets(topic):
+                start = committed.get(p, 0)
+                self._states[(topic, p)] = _PartitionState(
+                    topic, p, position=start, committed=committed.get(p)
+                )
+        self._reader: LogReader = log.reader(GROUP, self.topics)
+
+    # control
+    def stop(self) -> None:
+        """Ask :meth:`run` to finish its poll, write what is complete, commit and return."""
+        self._stop.set()
+
+    def close(self) -> None:
+        self._reader.close()
+
+    # the loop
+    def run(
+        self, until_idle: bool = False, on_progress: Callable[[SinkSummary], None] | None = None
+    ) -> SinkSummary:
+        """Sink until stopped, or with ``until_idle`` until every partition is caught up and written."""
+        while not self._stop.is_set():
+            consumed = self.step()
+            if until_idle and not consumed and self._caught_up():
+                self._flush_all()
+                self._commit()
+                return self.summary
+            if on_progress is not None and consumed:
+                on_progress(self.summary)
+        self._idle_flush(self._idle_candidates())
+        self._commit()
+        self.summary.stopped = True
+        return self.summary
+
+    def step(self) -> int:
+        """One poll: consume, write the files that are complete, commit. Returns the records polled."""
+        records = self._reader.poll(self.options.poll_records, self.options.poll_timeout_s)
+        for record in records:
+            self._consume(record)
+        self._idle_flush(self._idle_candidates())
+        self._commit()
+        return len(records)
+
+    def _state(self, record: Record) -> _PartitionState:
+        tp = (record.topic, record.partition)
+        state = self._states.get(tp)
+        if state is None:  # a partition added after start
+            state = self._states[tp] = _PartitionState(record.topic, record.partition)
+        return state
+
+    def _consume(self, record: Record) -> None:
+        state = self._state(record)
+        if record.offset < state.position:  # already handled, or inside a recovered object
+            return
+        state.position = record.offset + 1
+        if not state.values and state.recovering:
+            found = self._probe(state, record.offset)
+            if found:
+                return
+            state.recovering = False
+        if state.values and self._cuts_before(state, record):
+            self._write(state)
+        if not state.values:
+            state.first_offset = record.offset
+            state.first_time = record.timestamp
+            state.value_bytes = 0
+        state.values.append(record.value)
+        state.last_offset = record.offset
+        state.value_bytes += len(record.value) + 1
+        if len(state.values) >= self.options.flush_size:
+            self._write(state)
+
+    def _cuts_before(self, state: _PartitionState, record: Record) -> bool:
+        opts = self.options
+        return (
+            len(state.values) >= opts.flush_size
+            or record.offset != state.last_offset + 1
+            or (opts.rotate_interval_s > 0 and record.timestamp >= state.first_time + opts.rotate_interval_s)
+            or state.value_bytes + len(record.value) + 1 > opts.max_object_bytes
+        )
+
+    def _probe(self, state: _PartitionState, offset: int) -> bool:
+        """Is there already an object starting at ``offset``? Then skip past it and say so."""
+        for extension in EXTENSIONS:
+            key = object_key(state.topic, state.partition, offset, extension)
+            if not self.store.exists(key):
+                continue
+            try:
+                data = self.store.get(key)
+            except ObjectNotFoundError:
+                continue
+            count = format_of_key(key).count(data)
+            end = offset + max(count, 1)
+            state.position = end
+            self._cover(state, end)
+            self.summary.topics[state.topic].recovered_objects += 1
+            self._reader.seek(state.topic, state.partition, end)
+            return True
+        return False
+
+    def _write(self, state: _PartitionState) -> None:
+        data = self.format.encode(state.values)
+        key = object_key(state.topic, state.partition, state.first_offset, self.format.extension)
+        self.store.put(key, data)
+        stats = self.summary.topics[state.topic]
+        stats.objects += 1
+        stats.records += len(state.values)
+        stats.bytes += len(data)
+        self._cover(state, state.last_offset + 1)
+        state.values = []
+        state.value_bytes = 0
+
+    def _cover(self, state: _PartitionState, end: int) -> None:
+        state.covered = end
+        self._dirty.add((state.topic, state.partition))
+
+    def _commit(self) -> None:
+        offsets: dict[TopicPartition, int] = {}
+        for tp in self._dirty:
+            state = self._states[tp]
+            if state.covered is not None and state.covered != state.committed:
+                offsets[tp] = state.covered
+        if offsets:
+            self._reader.commit(offsets)
+            for tp, offset in offsets.items():
+                self._states[tp].committed = offset
+        self._dirty.clear()
+
+    # idle flush and catching up
+    def _idle_candidates(self) -> list[_PartitionState]:
+        """Pending files whose rotate deadline passed ``idle_flush_s`` ago."""
+        interval = self.options.rotate_interval_s
+        if interval <= 0:
+            return []
+        now = self.clock()
+        return [
+            s
+            for s in self._states.values()
+            if s.values and now >= s.first_time + interval + self.options.idle_flush_s
+        ]
+
+    def _idle_flush(self, candidates: list[_PartitionState]) -> None:
+        ends: dict[str, dict[int, int]] = {}
+        for state in candidates:
+            if state.topic not in ends:
+                ends[state.topic] = self.log.end_offsets(state.topic)
+            if state.position >= ends[state.topic].get(state.partition, 0):
+                self._write(state)
+
+    def _caught_up(self) -> bool:
+        for topic in self.topics:
+            for p, end in self.log.end_offsets(topic).items():
+                state = self._states.get((topic, p))
+                if state is None:
+                    if end > 0:
+                        self._states[(topic, p)] = _PartitionState(topic, p)
+                        return False
+                    continue
+                if state.position < end:
+                    return False
+        return True
+
+    def _flush_all(self) -> None:
+        for state in self._states.values():
+            if state.values:
+                self._write(state)
+
+
+def run_sink(
+    settings: Settings,
+    until_idle: bool = True,
+    *,
+    flush_size: int | None = None,
+    rotate_interval_s: float | None = None,
+    idle_flush_s: float | None = None,
+    format: str | None = None,
+    log: Log | None = None,
+    store: ObjectStore | None = None,
+    handle_signals: bool = False,
+    on_progress: Callable[[SinkSummary], None] | None = None,
+) -> SinkSummary:
+    """Sink the three batch topics of ``settings.prefix`` from the configured log into the lake.
+
+    ``log``/``store`` reuse already open ones (the demo passes its log); otherwise they are opened from
+    ``settings`` and closed at the end. ``handle_signals`` makes SIGTERM and SIGINT stop gracefully.
+    """
+    from pinpipe.lake.store import open_store
+    from pinpipe.log import open_log
+    from pinpipe.schema import topic_names
+
+    lake = settings.lake
+    options = SinkOptions(
+        flush_size=lake.flush_size if flush_size is None else flush_size,
+        rotate_interval_s=lake.rotate_interval_s if rotate_interval_s is None else rotate_interval_s,
+        idle_flush_s=lake.idle_flush_s if idle_flush_s is None else idle_flush_s,
+        format=lake.format if format is None else format,
+    )
+    own_log = log is None
+    the_log = open_log(settings.log_url) if log is None else log
+    try:
+        sink = LakeSink(
+            the_log,
+            store or open_store(settings.lake_url),
+            list(topic_names(settings.prefix).values()),
+            options,
+            partitions=settings.log.partitions,
+        )
+        try:
+            with _stop_on_signals(sink, handle_signals):
+                return sink.run(until_idle=until_idle, on_progress=on_progress)
+        finally:
+            sink.close()
+    finally:
+        if own_log:
+            the_log.close()
+
+
+@contextlib.contextmanager
+def _stop_on_signals(sink: LakeSink, enabled: bool) -> Iterator[None]:
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: sink.stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
