@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from pinpipe.errors import TopicNotFoundError
+from pinpipe.errors import LogError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
 from pinpipe.log.partitioner import partition_for_key
 
@@ -71,6 +71,9 @@ class MemoryLog:
     def _append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
         with self._lock:
             parts = self._partitions(topic)
+            for rec in records:
+                if rec.partition is not None and not 0 <= rec.partition < len(parts):
+                    raise LogError(f"partition {rec.partition} out of range: {topic!r} has {len(parts)}")
             placed = []
             for rec in records:
                 seen = self._idempotency.get((topic, rec.idempotency_key)) if rec.idempotency_key else None

@@ -1,0 +1,59 @@
+"""Backends of the log contract suite.
+
+``LOG_BACKENDS`` maps a parameter name to a factory taking the pytest ``request`` and returning an open
+:class:`~pinpipe.log.base.Log`. To run the whole suite on another backend, add one entry, e.g.::
+
+    def _kafka(request):
+        return request.getfixturevalue("kafka_log")  # a fixture of tests/integration/conftest.py
+
+    LOG_BACKENDS["kafka"] = _kafka
+
+Every test uses fresh topic names, so backends that share one broker across tests are fine.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from pinpipe.log.base import Log
+from pinpipe.log.embedded import EmbeddedLog
+from pinpipe.log.memory import MemoryLog
+
+
+def _memory(request: pytest.FixtureRequest) -> Log:
+    return MemoryLog(partitions=3, auto_create=False)
+
+
+def _embedded(request: pytest.FixtureRequest) -> Log:
+    tmp_path = request.getfixturevalue("tmp_path")
+    return EmbeddedLog(f"embedded://{tmp_path / 'log'}", partitions=3)
+
+
+LOG_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Log]] = {
+    "memory": _memory,
+    "embedded": _embedded,
+}
+
+
+@pytest.fixture(params=list(LOG_BACKENDS))
+def log_backend(request: pytest.FixtureRequest) -> Iterator[Log]:
+    log = LOG_BACKENDS[request.param](request)
+    try:
+        yield log
+    finally:
+        log.close()
+
+
+@pytest.fixture
+def new_topic(log_backend: Log) -> Callable[[int], str]:
+    """Creates a topic with a fresh name and the given number of partitions, and returns the name."""
+
+    def create(partitions: int = 3) -> str:
+        name = f"contract-{uuid.uuid4().hex[:12]}"
+        log_backend.create_topic(name, partitions)
+        return name
+
+    return create
