@@ -1,0 +1,213 @@
+"""Cleaning rules (SPEC §6), written once as SQL over the raw views ``raw_pin``, ``raw_geo``, ``raw_user``.
+
+A raw view holds one row per record as decoded from JSON: the columns of ``schema.FIELDS`` (missing ones
+null; ints BIGINT, floats DOUBLE, strings and datetimes VARCHAR) plus ``_seq``, the arrival order (object
+key, then line). :data:`CLEAN_SQL` maps each row to its cleaned row (one in, one out, ``_seq`` kept);
+:func:`cleaned_sql` adds the duplicate rule on top. Engines register the raw views and run the text as it
+is (after :func:`pinpipe.transform.dialect.render`). :func:`clean_table` runs the row rules on an Arrow
+table in-process with DuckDB, for the stream processor's micro-batches.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pyarrow as pa
+
+from pinpipe.errors import ValidationError
+from pinpipe.schema import FIELDS, KINDS, Kind
+from pinpipe.transform.dialect import Dialect, render
+
+SEQ = "_seq"
+"""Arrival-order column of the raw views: the first record of a duplicate group is the lowest _seq."""
+
+RAW_ARROW_TYPES: dict[str, pa.DataType] = {
+    "int": pa.int64(),
+    "float": pa.float64(),
+    "str": pa.string(),
+    "datetime": pa.string(),
+}
+
+CLEAN_COLUMNS: dict[Kind, tuple[str, ...]] = {
+    "pin": (
+        "ind",
+        "unique_id",
+        "title",
+        "description",
+        "follower_count",
+        "poster_name",
+        "tag_list",
+        "is_image_or_video",
+        "image_src",
+        "save_location",
+        "category",
+    ),
+    "geo": ("ind", "country", "coordinates", "timestamp"),
+    "user": ("ind", "user_name", "age", "date_joined"),
+}
+
+CLEAN_ARROW_SCHEMA: dict[Kind, pa.Schema] = {
+    "pin": pa.schema(
+        [("ind", pa.int64())]
+        + [(c, pa.string()) for c in ("unique_id", "title", "description")]
+        + [("follower_count", pa.int64())]
+        + [(c, pa.string()) for c in CLEAN_COLUMNS["pin"][5:]]
+    ),
+    "geo": pa.schema(
+        [
+            ("ind", pa.int64()),
+            ("country", pa.string()),
+            ("coordinates", pa.list_(pa.float64())),
+            ("timestamp", pa.timestamp("us")),
+        ]
+    ),
+    "user": pa.schema(
+        [
+            ("ind", pa.int64()),
+            ("user_name", pa.string()),
+            ("age", pa.int64()),
+            ("date_joined", pa.timestamp("us")),
+        ]
+    ),
+}
+
+# follower_count: "N", "Nk" (x1,000), "NM" (x1,000,000); anything else (User Info Error, "") -> NULL.
+_FOLLOWERS = """TRY_CAST(ROUND(
+      TRY_CAST(CASE WHEN _fc LIKE '%k' OR _fc LIKE '%M' THEN substring(_fc, 1, length(_fc) - 1) ELSE _fc END
+        AS DOUBLE)
+      * CASE WHEN _fc LIKE '%k' THEN 1000 WHEN _fc LIKE '%M' THEN 1000000 ELSE 1 END
+    ) AS BIGINT)"""
+
+CLEAN_SQL: dict[Kind, str] = {
+    "pin": f"""SELECT
+    index AS ind,
+    NULLIF(unique_id, '') AS unique_id,
+    CASE WHEN title = 'No Title Data Available' THEN NULL ELSE NULLIF(title, '') END AS title,
+    CASE WHEN description LIKE 'No description available%' THEN NULL ELSE NULLIF(description, '') END
+      AS description,
+    {_FOLLOWERS} AS follower_count,
+    CASE WHEN poster_name = 'User Info Error' THEN NULL ELSE NULLIF(poster_name, '') END AS poster_name,
+    CASE WHEN tag_list = 'N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e' THEN NULL ELSE NULLIF(tag_list, '') END
+      AS tag_list,
+    NULLIF(is_image_or_video, '') AS is_image_or_video,
+    CASE WHEN image_src = 'Image src error.' THEN NULL ELSE NULLIF(image_src, '') END AS image_src,
+    NULLIF(CASE WHEN instr(save_location, '/') > 0 THEN substring(save_location, instr(save_location, '/'))
+      ELSE save_location END, '') AS save_location,
+    NULLIF(category, '') AS category,
+    _seq
+  FROM (SELECT *, trim(follower_count) AS _fc FROM raw_pin) AS raw""",
+    "geo": """SELECT
+    ind,
+    NULLIF(country, '') AS country,
+    {array}(latitude, longitude) AS coordinates,
+    TRY_CAST(timestamp AS {timestamp}) AS timestamp,
+    _seq
+  FROM raw_geo""",
+    "user": """SELECT
+    ind,
+    first_name || ' ' || last_name AS user_name,
+    age,
+    TRY_CAST(date_joined AS {timestamp}) AS date_joined,
+    _seq
+  FROM raw_user""",
+}
+"""Row rules: ``raw_<kind>`` -> cleaned columns plus ``_seq``. Placeholders: see ``transform.dialect``."""
+
+
+def cleaned_sql(kind: Kind, keep_duplicates: bool = False) -> str:
+    """The cleaned table of a kind (SPEC column order), with the duplicate rule applied.
+
+    By default pin keeps the first record (lowest ``_seq``) per unique_id, and pins without a unique_id
+    once per identical row; geo and user keep each identical cleaned row once. ``keep_duplicates`` keeps
+    every record, as the original notebooks' raw joins counted them.
+    """
+    cols = ", ".join(CLEAN_COLUMNS[kind])
+    base = f"WITH c AS ({CLEAN_SQL[kind]})\n"
+    if keep_duplicates:
+        return base + f"SELECT {cols} FROM c"
+    if kind == "pin":
+        return base + (
+            f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY unique_id ORDER BY _seq) AS _rn"
+            f" FROM c WHERE unique_id IS NOT NULL) AS firsts WHERE _rn = 1\n"
+            f"UNION ALL\nSELECT DISTINCT {cols} FROM c WHERE unique_id IS NULL"
+        )
+    return base + f"SELECT DISTINCT {cols} FROM c"
+
+
+def raw_schema(kind: Kind) -> pa.Schema:
+    """Arrow schema of a raw view: the record fields, then ``_seq``."""
+    fields = [(name, RAW_ARROW_TYPES[t]) for name, t in FIELDS[kind].items()]
+    return pa.schema([*fields, (SEQ, pa.int64())])
+
+
+def _conform_column(kind: Kind, name: str, column: Any, target: pa.DataType) -> Any:
+    source = column.type
+    compatible = (
+        pa.types.is_null(source)
+        or source == target
+        or (pa.types.is_integer(target) and pa.types.is_integer(source))
+        or (pa.types.is_floating(target) and (pa.types.is_integer(source) or pa.types.is_floating(source)))
+        or (pa.types.is_string(target) and (pa.types.is_string(source) or pa.types.is_large_string(source)))
+        or (FIELDS[kind].get(name) == "datetime" and pa.types.is_timestamp(source))
+    )
+    if not compatible:
+        raise ValidationError(f"{kind} column {name!r} must be {target}, got {source}")
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValidationError(f"{kind} column {name!r}: {exc}") from exc
+
+
+def conform_raw(kind: Kind, raw: pa.Table) -> pa.Table:
+    """``raw`` with exactly the raw-view columns: missing ones null, types widened, extras dropped.
+
+    ``_seq`` is kept if present, else the row position. Incompatible types raise ValidationError.
+    """
+    schema = raw_schema(kind)
+    columns = []
+    for field in schema:
+        if field.name in raw.column_names:
+            columns.append(_conform_column(kind, field.name, raw.column(field.name), field.type))
+        elif field.name == SEQ:
+            columns.append(pa.array(range(raw.num_rows), pa.int64()))
+        else:
+            columns.append(pa.nulls(raw.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+_local = threading.local()
+
+
+def _connection() -> Any:
+    con = getattr(_local, "con", None)
+    if con is None:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET threads TO 1")
+        _local.con = con
+    return con
+
+
+def clean_table(kind: Kind, raw: pa.Table) -> pa.Table:
+    """Clean one batch of raw records (row rules only, no duplicate rule): same rows, same order.
+
+    ``raw`` holds records as decoded from JSON (e.g. ``pa.Table.from_pylist(values)``); any missing
+    column counts as null. Returns the SPEC §6 columns of ``kind`` in order.
+    """
+    if kind not in KINDS:
+        raise ValidationError(f"unknown kind {kind!r}")
+    con = _connection()
+    view = conform_raw(kind, raw)
+    con.register(f"raw_{kind}", view)
+    try:
+        cols = ", ".join(CLEAN_COLUMNS[kind])
+        sql = f"SELECT {cols} FROM ({render(CLEAN_SQL[kind], 'duckdb')}) AS cleaned ORDER BY _seq"
+        result: pa.Table = con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister(f"raw_{kind}")
+    return result.cast(CLEAN_ARROW_SCHEMA[kind])
+
+
+__all__ = ["CLEAN_COLUMNS", "CLEAN_SQL", "SEQ", "Dialect", "clean_table", "cleaned_sql", "conform_raw"]
