@@ -18,6 +18,7 @@ from pinpipe.dashboard.models import Metrics, PartitionLag, Status, StreamRate
 from pinpipe.errors import PinpipeError
 from pinpipe.log import open_log
 from pinpipe.schema import KINDS, stream_name, topic_name
+from pinpipe.status import collect_status
 
 RATE_WINDOW_S = 10.0
 LOG_HINT = "no log yet: run `pinpipe demo`, or `pinpipe api serve` and `pinpipe emulate`"
@@ -31,49 +32,43 @@ def _log_exists(url: str) -> bool:
 
 
 def read_partitions(settings: Settings) -> list[PartitionLag] | None:
-    """Per topic/stream of this prefix and partition: end offset, and lag of each group that committed.
-
-    None when no log exists yet.
-    """
-    wanted = {
-        settings.log_url: [topic_name(settings.prefix, k) for k in KINDS],
-        settings.stream_log_url: [stream_name(settings.prefix, k) for k in KINDS],
-    }
-    if settings.log_url == settings.stream_log_url:
-        wanted = {settings.log_url: [n for names in wanted.values() for n in names]}
-    rows: list[PartitionLag] = []
-    found_log = False
-    for url, names in wanted.items():
-        if not _log_exists(url):
-            continue
-        found_log = True
-        log = open_log(url)
-        try:
-            existing = log.topics()
-            groups = log.groups()
-            for topic in names:
-                if topic not in existing:
-                    continue
-                ends = log.end_offsets(topic)
-                commits = {g: log.committed(g, topic) for g in groups}
-                for partition, end in sorted(ends.items()):
-                    committed_by = [(g, c[partition]) for g, c in commits.items() if partition in c]
-                    if not committed_by:
-                        rows.append(PartitionLag(topic=topic, partition=partition, end_offset=end))
-                    for group, offset in committed_by:
-                        rows.append(
-                            PartitionLag(
-                                topic=topic,
-                                partition=partition,
-                                end_offset=end,
-                                group=group,
-                                committed=offset,
-                                lag=max(0, end - offset),
-                            )
-                        )
-        finally:
+    """Per topic/stream of this prefix and partition: end offset, and the lag of each group that
+    committed there (from :func:`pinpipe.status.collect_status`). None when no log exists yet."""
+    urls = [u for u in dict.fromkeys([settings.log_url, settings.stream_log_url]) if _log_exists(u)]
+    if not urls:
+        return None
+    logs = [open_log(u) for u in urls]
+    try:
+        status = collect_status(logs)
+    finally:
+        for log in logs:
             log.close()
-    return rows if found_log else None
+    ours = {topic_name(settings.prefix, k) for k in KINDS} | {stream_name(settings.prefix, k) for k in KINDS}
+    rows: list[PartitionLag] = []
+    for topic, info in status["topics"].items():
+        if topic not in ours:
+            continue
+        for partition, part in info["partitions"].items():
+            end = part["end_offset"]
+            lags = [
+                (group, by_topic[topic][partition])
+                for group, by_topic in status["groups"].items()
+                if partition in by_topic.get(topic, {})
+            ]
+            if not lags:
+                rows.append(PartitionLag(topic=topic, partition=int(partition), end_offset=end))
+            rows.extend(
+                PartitionLag(
+                    topic=topic,
+                    partition=int(partition),
+                    end_offset=end,
+                    group=group,
+                    committed=lag["committed"],
+                    lag=lag["lag"],
+                )
+                for group, lag in lags
+            )
+    return rows
 
 
 class StatusSampler:
