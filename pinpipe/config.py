@@ -45,6 +45,10 @@ class ApiSettings(_Section):
     """TOML file ``[keys.NAME] key = "...", prefixes = ["0a1b2c3d4e5f"]`` giving keys limited to prefixes."""
     max_body_bytes: int = 10 * 1024 * 1024
     max_records: int = 500
+    rate_limit: float = 0.0
+    """Requests per second allowed to each API key (token bucket; 0: no limit)."""
+    rate_burst: int = 0
+    """Bucket size of the rate limit; 0 means ``max(1, rate_limit)``."""
 
 
 class LogSettings(_Section):

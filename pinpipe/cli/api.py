@@ -1,0 +1,115 @@
+"""``pinpipe api serve``: the ingestion API over HTTP (uvicorn), until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.errors import ConfigError
+
+
+@click.group()
+def api() -> None:
+    """Serve the ingestion API (Kafka REST Proxy v2 and Kinesis-style routes)."""
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket ourselves so the URL printed is the real one (``--port 0`` picks a free
+    port) and a restarted server can take the same port at once (SO_REUSEADDR)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@api.command()
+@pipeline_options
+@click.option("--host", default=None, help="Address to listen on [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to listen on; 0 picks a free one [default: 8000].")
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="A key allowed to write to every topic and stream (repeatable). Without any key the API is open.",
+)
+@click.option(
+    "--keys-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help='TOML file of keys limited to prefixes: [keys.NAME] key = "..." prefixes = ["0a1b2c3d4e5f"].',
+)
+@click.option("--partitions", type=int, default=None, help="Partitions of the topics/streams it creates.")
+@click.option("--max-records", type=int, default=None, help="Records allowed per request [default: 500].")
+@click.option("--rate-limit", type=float, default=None, help="Requests/s allowed per key [default: 0, off].")
+@click.option("--access-log/--no-access-log", default=False, help="Log every request [default: off].")
+def serve(
+    locations: dict[str, Any],
+    host: str | None,
+    port: int | None,
+    api_keys: tuple[str, ...],
+    keys_file: Path | None,
+    partitions: int | None,
+    max_records: int | None,
+    rate_limit: float | None,
+    access_log: bool,
+) -> None:
+    """Serve the ingestion API until SIGTERM or Ctrl-C (in-flight requests finish first).
+
+    Topics <prefix>.pin|geo|user and streams streaming-<prefix>-pin|geo|user are created at startup.
+    A record is acknowledged only once the log has accepted it.
+    """
+    import uvicorn
+
+    from pinpipe.ingest import create_app
+
+    settings = build_settings(
+        locations,
+        **{
+            "api.host": host,
+            "api.port": port,
+            "api.api_keys": list(api_keys) or None,
+            "api.keys_file": keys_file,
+            "log.partitions": partitions,
+            "api.max_records": max_records,
+            "api.rate_limit": rate_limit,
+        },
+    )
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="pinpipe: %(levelname)s: %(message)s")
+    app = create_app(settings)
+    sock = _listen(settings.api.host, settings.api.port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    url = f"http://{shown_host}:{bound_port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                click.echo(f"pinpipe api listening on {url} (log {settings.log_url})")
+                sys.stdout.flush()
+
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    try:
+        Server(config).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -1,0 +1,187 @@
+"""The ingestion API as one ASGI app: ``create_app(settings)``.
+
+It plays the roles of API Gateway, the Kafka REST Proxy (rest_proxy.py) and the Kinesis proxy (kinesis.py)
+in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers), ``/metrics``
+(Prometheus text) and ``/openapi.json``. Appends block, so they run in the threadpool; the answer is sent
+only after the log accepted the records.
+
+Every failure answers ``{"error_code": N, "message": ...}`` (Kinesis-style on ``/streams``): ApiError and
+the framework's own errors (unknown route 404, wrong method 405, invalid parameter 400) through exception
+handlers, anything unexpected through :class:`GuardMiddleware`, which logs the traceback and answers 500
+with error_code 50001 instead of a bare error page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pinpipe import __version__
+from pinpipe.config import Settings
+from pinpipe.ingest.auth import KeyRing, RateLimiter
+from pinpipe.ingest.body import Gate
+from pinpipe.ingest.errors import ApiError, error_response
+from pinpipe.ingest.kinesis import kinesis_router
+from pinpipe.ingest.metrics import ApiMetrics
+from pinpipe.ingest.models import Status
+from pinpipe.ingest.rest_proxy import rest_proxy_router
+from pinpipe.ingest.service import IngestService
+from pinpipe.log import Log, open_log
+
+logger = logging.getLogger("pinpipe.api")
+
+
+class GuardMiddleware:
+    """Times every request for /metrics and turns an unexpected exception into a logged 500/50001."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+        started = False
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        except Exception:
+            logger.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            if not started:
+                error = ApiError(50001, "internal error (logged by the server)")
+                await error_response(scope["path"], error)(scope, receive, send_and_watch)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.observe_request(label, scope["method"], status, time.perf_counter() - start)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return error_response(request.url.path, exc)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        error = ApiError(exc.status_code, str(exc.detail), exc.headers)
+        return error_response(request.url.path, error)
+
+    async def invalid_request(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        code = 42206 if first.get("loc", ("body",))[0] == "body" else 40002
+        return error_response(request.url.path, ApiError(code, f"invalid {where}: {first.get('msg', '')}"))
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+
+def _document_security(app: FastAPI) -> None:
+    """Publish the two ways of sending a key in /openapi.json."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer"},
+            }
+            for path, operations in schema["paths"].items():
+                if path.startswith(("/topics", "/streams")):
+                    for operation in operations.values():
+                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_app(settings: Settings, log: Log | None = None, stream_log: Log | None = None) -> FastAPI:
+    """The API over ``log`` (topics) and ``stream_log`` (streams), opened from the settings unless given.
+    Logs opened here are closed at shutdown; given ones belong to the caller."""
+    owned: list[Log] = []
+    if log is None:
+        log = open_log(settings.log_url, partitions=settings.log.partitions)
+        owned.append(log)
+    if stream_log is None:
+        if settings.stream_log_url == settings.log_url:
+            stream_log = log
+        else:
+            stream_log = open_log(settings.stream_log_url, partitions=settings.log.partitions)
+            owned.append(stream_log)
+
+    metrics = ApiMetrics()
+    service = IngestService(settings, log, stream_log, metrics)
+    keys = KeyRing(settings.api)
+    gate = Gate(
+        keys, RateLimiter(settings.api.rate_limit, settings.api.rate_burst), settings.api.max_body_bytes
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if keys.open:
+            logger.warning("no API key configured: the API is OPEN to anyone who can reach it")
+        await run_in_threadpool(service.start)
+        yield
+        await run_in_threadpool(service.close)
+        for owned_log in owned:
+            owned_log.close()
+
+    app = FastAPI(
+        title="pinpipe ingestion API",
+        version=__version__,
+        description="Kafka REST Proxy v2 and Kinesis-style produce endpoints in front of the pinpipe log.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.keys = keys
+    _install_error_handlers(app)
+    _document_security(app)
+    app.add_middleware(GuardMiddleware, metrics=metrics)
+    app.include_router(rest_proxy_router(service, gate, settings.api.max_records))
+    app.include_router(kinesis_router(service, gate, settings.api.max_records))
+
+    @app.get("/healthz", tags=["operations"], response_model=Status)
+    async def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], response_model=Status, responses={503: {"model": Status}})
+    async def readyz() -> Response:
+        """The log answers and the topics exist."""
+        if await run_in_threadpool(service.ready):
+            return Response(b'{"status":"ready"}', media_type="application/json")
+        return Response(b'{"status":"log unavailable"}', status_code=503, media_type="application/json")
+
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
+    async def prometheus() -> Response:
+        """Prometheus text exposition."""
+        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

@@ -1,0 +1,98 @@
+"""HTTP errors of the ingestion API, in the two dialects it speaks.
+
+The REST proxy routes answer ``{"error_code": N, "message": "..."}`` where N is the HTTP status × 100 plus a
+subcode (the Confluent REST Proxy scheme); the Kinesis routes answer ``{"__type": "...", "message": "..."}``
+like Kinesis does (with the same ``error_code`` added, so one client can read both). Every failure becomes
+one of these bodies: no request ever gets a bare 500 page.
+
+=====  ======  =====================================  ===============================================
+code   status  Kinesis ``__type``                     when
+=====  ======  =====================================  ===============================================
+40001  400     SerializationException                 body is not valid JSON (or not UTF-8)
+40002  400     ValidationException                    a path or query parameter is invalid
+40101  401     MissingAuthenticationTokenException    no API key, or an unknown one
+40301  403     AccessDeniedException                  the key may not use this topic/stream prefix
+40401  404     ResourceNotFoundException              unknown topic or stream
+40901  409     ResourceInUseException                 the stream to create exists already
+41301  413     ValidationException                    body larger than ``api.max_body_bytes``
+41501  415     ValidationException                    content type not accepted
+42201  422     ValidationException                    more records than ``api.max_records`` (500)
+42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
+42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,
+                                                      per record, a value that fails its schema
+42901  429     LimitExceededException                 rate limit of the key; ``Retry-After`` is set
+50001  500     InternalFailure                        a bug (logged with its traceback)
+50002  500     InternalFailure                        the log refused the append
+50003  503     ServiceUnavailable                     the log is unreachable now: retry (``Retry-After``)
+=====  ======  =====================================  ===============================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from starlette.responses import JSONResponse, Response
+
+KAFKA_MEDIA_TYPE = "application/vnd.kafka.v2+json"
+"""What the REST proxy routes answer with (as the Confluent REST Proxy v2 does)."""
+
+KINESIS_TYPES: dict[int, str] = {
+    40001: "SerializationException",
+    40002: "ValidationException",
+    40101: "MissingAuthenticationTokenException",
+    40301: "AccessDeniedException",
+    40401: "ResourceNotFoundException",
+    40901: "ResourceInUseException",
+    41301: "ValidationException",
+    41501: "ValidationException",
+    42201: "ValidationException",
+    42202: "InvalidArgumentException",
+    42206: "ValidationException",
+    42901: "LimitExceededException",
+    50001: "InternalFailure",
+    50002: "InternalFailure",
+    50003: "ServiceUnavailable",
+}
+
+
+class KafkaJSONResponse(JSONResponse):
+    """A JSON response in the REST proxy's media type (its body is built by the route, with orjson)."""
+
+    media_type = KAFKA_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        return content if isinstance(content, bytes) else orjson.dumps(content)
+
+
+class ApiError(Exception):
+    """An error answered to the client: ``error_code // 100`` is the HTTP status."""
+
+    def __init__(self, error_code: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+        self.headers = dict(headers or {})
+
+    @property
+    def status(self) -> int:
+        return self.error_code // 100 if self.error_code >= 10000 else self.error_code
+
+
+def is_kinesis_path(path: str) -> bool:
+    return path == "/streams" or path.startswith("/streams/")
+
+
+def error_response(path: str, error: ApiError) -> Response:
+    """The error body in the dialect of the route that failed."""
+    if is_kinesis_path(path):
+        kinesis_type = KINESIS_TYPES.get(error.error_code, "ValidationException")
+        body = {"__type": kinesis_type, "message": error.message, "error_code": error.error_code}
+        media_type = "application/json"
+    else:
+        body = {"error_code": error.error_code, "message": error.message}
+        media_type = KAFKA_MEDIA_TYPE
+    return Response(
+        orjson.dumps(body), status_code=error.status, headers=error.headers, media_type=media_type
+    )

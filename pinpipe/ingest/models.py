@@ -1,0 +1,163 @@
+"""Request and response shapes, for the OpenAPI document only.
+
+The hot path never builds these models: bodies are parsed with orjson and checked by hand (one pydantic
+model per record would cost more than the log append). The checks in rest_proxy.py and kinesis.py enforce
+exactly what these schemas say, which the schemathesis test of the whole API verifies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def _inline(schema: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema with its ``$defs`` references replaced by the definitions (for ``openapi_extra``)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+class ErrorBody(BaseModel):
+    """REST-proxy-style error: ``error_code`` is the HTTP status × 100 plus a subcode."""
+
+    error_code: int
+    message: str
+
+
+class KinesisErrorBody(BaseModel):
+    """Kinesis-style error (the REST proxy's ``error_code`` added)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    type_: str = Field(alias="__type")
+    message: str
+    error_code: int
+
+
+class ProduceRecord(BaseModel):
+    key: Any = Field(None, description="Key: a string is stored as UTF-8, anything else as compact JSON.")
+    value: Any = Field(description="The record: for the pin/geo/user topics, an object of that schema.")
+    partition: int | None = Field(None, ge=0, description="Explicit partition (default: by key hash).")
+
+
+def produce_request_schema(max_records: int) -> dict[str, Any]:
+    class ProduceRequest(BaseModel):
+        records: list[ProduceRecord] = Field(min_length=1, max_length=max_records)
+
+    return _inline(ProduceRequest.model_json_schema())
+
+
+class ProduceOffset(BaseModel):
+    partition: int | None
+    offset: int | None
+    error_code: int | None
+    error: str | None
+
+
+class ProduceResponse(BaseModel):
+    offsets: list[ProduceOffset]
+    key_schema_id: int | None = None
+    value_schema_id: int | None = None
+
+
+class PartitionReplica(BaseModel):
+    broker: int
+    leader: bool
+    in_sync: bool
+
+
+class PartitionMetadata(BaseModel):
+    partition: int
+    leader: int
+    replicas: list[PartitionReplica]
+
+
+class TopicMetadata(BaseModel):
+    name: str
+    configs: dict[str, str]
+    partitions: list[PartitionMetadata]
+
+
+class PutRecordRequest(BaseModel):
+    StreamName: str | None = Field(None, description="Ignored: the stream is the one in the path.")
+    Data: Any = Field(description="The record: a JSON object, or base64 of its bytes.")
+    PartitionKey: str = Field(min_length=1, max_length=256)
+
+
+class PutRecordResponse(BaseModel):
+    ShardId: str
+    SequenceNumber: str
+
+
+class PutRecordsEntry(BaseModel):
+    Data: Any
+    PartitionKey: str = Field(min_length=1, max_length=256)
+
+
+def put_records_request_schema(max_records: int) -> dict[str, Any]:
+    class PutRecordsRequest(BaseModel):
+        StreamName: str | None = None
+        Records: list[PutRecordsEntry] = Field(min_length=1, max_length=max_records)
+
+    return _inline(PutRecordsRequest.model_json_schema())
+
+
+class PutRecordsResultEntry(BaseModel):
+    SequenceNumber: str | None = None
+    ShardId: str | None = None
+    ErrorCode: str | None = None
+    ErrorMessage: str | None = None
+
+
+class PutRecordsResponse(BaseModel):
+    FailedRecordCount: int
+    Records: list[PutRecordsResultEntry]
+
+
+class ListStreamsResponse(BaseModel):
+    StreamNames: list[str]
+    HasMoreStreams: bool
+
+
+class SequenceNumberRange(BaseModel):
+    StartingSequenceNumber: str
+
+
+class Shard(BaseModel):
+    ShardId: str
+    SequenceNumberRange: SequenceNumberRange
+
+
+class StreamDescription(BaseModel):
+    StreamName: str
+    StreamARN: str
+    StreamStatus: str
+    Shards: list[Shard]
+    HasMoreShards: bool
+    RetentionPeriodHours: int
+
+
+class DescribeStreamResponse(BaseModel):
+    StreamDescription: StreamDescription
+
+
+class CreateStreamRequest(BaseModel):
+    StreamName: str | None = None
+    ShardCount: int | None = Field(None, ge=1, le=1024)
+
+
+class Status(BaseModel):
+    status: str

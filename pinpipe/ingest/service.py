@@ -1,0 +1,269 @@
+"""What both dialects share: validate records against their topic's schema and append them to the log.
+
+A request's valid records are appended in ONE ``LogWriter.append`` call (all or nothing on the embedded
+log) and only after every record of the request was checked, so a request that is rejected whole writes
+nothing; records that fail their schema or name a missing partition get a per-record error instead and the
+others are written. The answer is sent only after ``append`` returned: an acknowledged record is in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from pinpipe.config import Settings
+from pinpipe.errors import LogUnavailableError, PinpipeError, TopicNotFoundError
+from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.metrics import ApiMetrics
+from pinpipe.log.base import Log, LogWriter, OutgoingRecord
+from pinpipe.schema import kind_of_any, stream_names, topic_names, validate_record
+
+logger = logging.getLogger("pinpipe.api")
+
+Space = Literal["topics", "streams"]
+"""The REST proxy's topics or the Kinesis proxy's streams (possibly the same log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One record of a request, parsed. ``raw`` holds the value bytes when they were given as bytes (a
+    base64 Kinesis ``Data`` that is not JSON); otherwise ``value`` is the parsed JSON value."""
+
+    value: Any
+    key: bytes | None = None
+    partition: int | None = None
+    raw: bytes | None = None
+    problem: str | None = None
+    """Set when parsing already found this record invalid (a per-record 42206)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    partition: int | None
+    offset: int | None
+    error_code: int | None = None
+    error: str | None = None
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON document in ``body`` or ApiError 40001. Integers beyond 64 bits are accepted (slow path);
+    NaN and Infinity are not JSON and are refused."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        fast_error = str(exc)
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{constant} is not valid JSON")
+
+    try:
+        return json.loads(body, parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(40001, f"request body is not valid JSON: {fast_error}") from None
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON of a parsed value (the log's value format) or ApiError 40001 (lone surrogates)."""
+    try:
+        return orjson.dumps(value)
+    except (TypeError, orjson.JSONEncodeError):
+        pass
+    try:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        raise ApiError(40001, f"request body holds text that is not valid Unicode: {exc}") from None
+
+
+def encode_key(key: Any) -> bytes | None:
+    """A record key as log bytes: UTF-8 of a string, compact JSON of anything else, None for null."""
+    if key is None:
+        return None
+    if isinstance(key, str):
+        try:
+            return key.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ApiError(40001, f"record key is not valid Unicode: {exc}") from None
+    return encode_json(key)
+
+
+class IngestService:
+    """The log side of the API: topic lookup, validation, idempotency keys, appends, metrics."""
+
+    def __init__(self, settings: Settings, log: Log, stream_log: Log, metrics: ApiMetrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
+        self.shared = log is stream_log
+        self._writers: dict[Space, LogWriter] = {}
+        self._cache: dict[Space, dict[str, int]] = {"topics": {}, "streams": {}}
+        self._lock = threading.Lock()
+        self._started = False
+
+    # lifecycle
+    def start(self) -> bool:
+        """Create the six topics and streams of the prefix and the writers; False (logged) when the log
+        is not reachable yet. Called at startup and again by requests until it succeeds."""
+        if self._started:
+            return True
+        with self._lock:
+            if self._started:
+                return True
+            try:
+                prefix, partitions = self.settings.prefix, self.settings.log.partitions
+                for name in topic_names(prefix).values():
+                    self.logs["topics"].create_topic(name, partitions)
+                for name in stream_names(prefix).values():
+                    self.logs["streams"].create_topic(name, partitions)
+                writer = self.logs["topics"].writer()
+                self._writers["topics"] = writer
+                self._writers["streams"] = writer if self.shared else self.logs["streams"].writer()
+            except PinpipeError as exc:
+                logger.warning("log not ready: %s", exc)
+                return False
+            self._started = True
+            return True
+
+    def ensure_started(self) -> None:
+        if not self.start():
+            raise ApiError(50003, "the log is not reachable yet; retry", {"Retry-After": "1"})
+
+    def ready(self) -> bool:
+        """True when the topics exist and every log answers."""
+        if not self.start():
+            return False
+        try:
+            for log in {id(x): x for x in self.logs.values()}.values():
+                log.topics()
+        except Exception as exc:  # any failure to answer means not ready
+            logger.warning("readiness check failed: %s", exc)
+            return False
+        return True
+
+    def close(self) -> None:
+        for writer in {id(w): w for w in self._writers.values()}.values():
+            try:
+                writer.flush()
+            finally:
+                writer.close()
+        self._writers.clear()
+        self._started = False
+
+    # topics
+    def names(self, space: Space) -> dict[str, int]:
+        """Topics (or streams) and partition counts. On a log shared by both, streams are the names
+        starting with ``streaming-`` and topics the others."""
+        self.ensure_started()
+        try:
+            found = self.logs[space].topics()
+        except LogUnavailableError as exc:
+            raise ApiError(50003, f"log unavailable: {exc}", {"Retry-After": "1"}) from exc
+        except PinpipeError as exc:
+            raise ApiError(50002, f"log error: {exc}") from exc
+        self._cache[space] = dict(found)
+        if self.shared:
+            is_stream = space == "streams"
+            found = {n: p for n, p in found.items() if n.startswith("streaming-") == is_stream}
+        return found
+
+    def partitions(self, space: Space, name: str) -> int:
+        """Partition count of an existing topic/stream, or ApiError 40401."""
+        count = self._cache[space].get(name)
+        if count is None:
+            self.names(space)
+            count = self._cache[space].get(name)
+        if self.shared and name.startswith("streaming-") != (space == "streams"):
+            count = None  # one log holds both: each dialect sees only its own names
+        if count is None:
+            noun = "topic" if space == "topics" else "stream"
+            raise ApiError(40401, f"{noun} {name!r} not found")
+        return count
+
+    def forget(self, space: Space, name: str) -> None:
+        self._cache[space].pop(name, None)
+
+    # produce
+    def produce(
+        self, space: Space, name: str, items: list[Item], idempotency_key: str | None
+    ) -> list[Outcome]:
+        """Check every item, append the valid ones in one call, and say where each landed or why not."""
+        self.ensure_started()
+        count = self.partitions(space, name)
+        kind = kind_of_any(name)
+        outcomes: list[Outcome | None] = [None] * len(items)
+        batch: list[OutgoingRecord] = []
+        positions: list[int] = []
+        for i, item in enumerate(items):
+            if item.problem is not None:
+                outcomes[i] = Outcome(None, None, 42206, item.problem)
+                continue
+            if kind is not None and item.raw is None:
+                problems = validate_record(kind, item.value)
+                if problems:
+                    outcomes[i] = Outcome(None, None, 42206, "; ".join(problems))
+                    continue
+            if item.partition is not None and item.partition >= count:
+                outcomes[i] = Outcome(None, None, 42202, f"partition {item.partition} does not exist")
+                continue
+            value = item.raw if item.raw is not None else encode_json(item.value)
+            if idempotency_key is None:
+                event_id = None
+            else:
+                event_id = idempotency_key if len(items) == 1 else f"{idempotency_key}#{i}"
+            batch.append(OutgoingRecord(value, item.key, item.partition, event_id))
+            positions.append(i)
+        if batch:
+            placed = self._append(space, name, batch)
+            for i, (partition, offset) in zip(positions, placed, strict=True):
+                outcomes[i] = Outcome(partition, offset)
+        done = [o for o in outcomes if o is not None]
+        self.metrics.count_records(name, "ok", len(batch))
+        for outcome in done:
+            if outcome.error_code is not None:
+                self.metrics.count_records(name, str(outcome.error_code))
+        return done
+
+    def _append(self, space: Space, name: str, batch: list[OutgoingRecord]) -> list[tuple[int, int]]:
+        try:
+            return self._writers[space].append(name, batch)
+        except TopicNotFoundError as exc:
+            self.forget(space, name)
+            raise ApiError(40401, str(exc)) from exc
+        except LogUnavailableError as exc:
+            self.metrics.count_records(name, "50003", len(batch))
+            raise ApiError(
+                50003, f"log unavailable, nothing written; retry: {exc}", {"Retry-After": "1"}
+            ) from exc
+        except PinpipeError as exc:
+            logger.error("append to %s failed: %s", name, exc)
+            self.metrics.count_records(name, "50002", len(batch))
+            raise ApiError(50002, f"log error, nothing written: {exc}") from exc
+
+    # admin (Kinesis CreateStream / DeleteStream)
+    def create(self, space: Space, name: str, partitions: int) -> bool:
+        """Create a topic/stream; False when it exists already."""
+        self.ensure_started()
+        if name in self.names(space) or name in self._cache[space]:
+            return False
+        self._admin(lambda: self.logs[space].create_topic(name, partitions))
+        self.forget(space, name)
+        return True
+
+    def delete(self, space: Space, name: str) -> None:
+        self.partitions(space, name)
+        self._admin(lambda: self.logs[space].delete_topic(name))
+        self.forget(space, name)
+
+    def _admin(self, action: Any) -> None:
+        try:
+            action()
+        except TopicNotFoundError as exc:
+            raise ApiError(40401, str(exc)) from exc
+        except LogUnavailableError as exc:
+            raise ApiError(50003, f"log unavailable: {exc}", {"Retry-After": "1"}) from exc
+        except PinpipeError as exc:
+            raise ApiError(50002, f"log error: {exc}") from exc
