@@ -1,0 +1,151 @@
+"""Sending one record to the ingestion API, with retries that never duplicate.
+
+Batch records go to the Kafka REST Proxy v2 route (``POST /topics/<prefix>.<kind>``), stream records to the
+API-Gateway Kinesis route (``PUT /streams/streaming-<prefix>-<kind>/record``), as the original emulator did.
+Every request carries an ``Idempotency-Key``; a retry reuses it, so the API returns the original offset
+instead of appending twice. 429 (honouring Retry-After), 5xx, a retriable per-record error code and
+connection errors are retried with capped exponential backoff and full jitter; any other 4xx is an error
+at once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from pinpipe.schema import Kind, stream_name, topic_name
+
+Target = Literal["batch", "stream"]
+KAFKA_JSON = "application/vnd.kafka.json.v2+json"
+RETRIABLE_STATUS = frozenset({408, 425, 429})
+RETRIABLE_CODES = frozenset({42901, 50002, 50003})
+MAX_RETRY_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one record: ``error`` is None when the API acknowledged it."""
+
+    retries: int
+    error: str | None = None
+    """A short description of the kind of failure (the same text for the same kind)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 8
+    base_s: float = 0.1
+    max_backoff_s: float = 5.0
+
+    def delay(self, attempt: int, rng: random.Random, retry_after: float | None) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After is a floor."""
+        backoff = rng.uniform(0, min(self.max_backoff_s, self.base_s * 2**attempt))
+        if retry_after is not None:
+            return max(min(retry_after, MAX_RETRY_AFTER_S), backoff)
+        return backoff
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _error_code(response: httpx.Response) -> int | None:
+    """The REST-proxy ``error_code`` of an error body or of the first failed offset, if any."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("error_code"), int):
+        return int(body["error_code"])
+    for offset in body.get("offsets") or ():
+        if isinstance(offset, dict) and offset.get("error_code") is not None:
+            return int(offset["error_code"])
+    return None
+
+
+class HttpApiSender:
+    """Sends records over one keep-alive httpx Client."""
+
+    def __init__(
+        self,
+        api: str,
+        prefix: str,
+        *,
+        api_key: str | None = None,
+        policy: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        timeout_s: float = 10.0,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._client = httpx.Client(
+            base_url=api.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+        )
+        self._prefix = prefix
+        self._policy = policy or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+
+    def _request(self, target: Target, kind: Kind, record: dict[str, Any], key: str) -> httpx.Request:
+        if target == "batch":
+            body = orjson.dumps({"records": [{"value": record}]})
+            return self._client.build_request(
+                "POST",
+                f"/topics/{topic_name(self._prefix, kind)}",
+                content=body,
+                headers={"Content-Type": KAFKA_JSON, "Accept": "application/json", "Idempotency-Key": key},
+            )
+        name = stream_name(self._prefix, kind)
+        partition_key = str(record.get("ind", record.get("index", "")))
+        body = orjson.dumps({"StreamName": name, "Data": record, "PartitionKey": partition_key})
+        return self._client.build_request(
+            "PUT",
+            f"/streams/{name}/record",
+            content=body,
+            headers={"Content-Type": "application/json", "Idempotency-Key": key},
+        )
+
+    def send(self, target: Target, kind: Kind, record: dict[str, Any], key: str) -> SendResult:
+        """Send one record until acknowledged, a permanent error, or the retry cap."""
+        request = self._request(target, kind, record, key)
+        attempt = 0
+        while True:
+            retry_after: float | None = None
+            try:
+                response = self._client.send(request)
+                response.read()
+            except httpx.TransportError as exc:
+                error = f"{target} {kind}: connection error ({type(exc).__name__})"
+            else:
+                status = response.status_code
+                code = _error_code(response)
+                if status < 300 and code is None:
+                    return SendResult(retries=attempt)
+                shown = f"HTTP {status}" + (f" error_code {code}" if code is not None else "")
+                error = f"{target} {kind}: {shown}"
+                retriable = status >= 500 or status in RETRIABLE_STATUS or code in RETRIABLE_CODES
+                if not retriable:
+                    return SendResult(retries=attempt, error=error)
+                retry_after = _retry_after(response)
+            if attempt >= self._policy.max_retries:
+                return SendResult(retries=attempt, error=f"{error} (gave up after {attempt} retries)")
+            self._sleep(self._policy.delay(attempt, self._rng, retry_after))
+            attempt += 1
+
+    def close(self) -> None:
+        self._client.close()
