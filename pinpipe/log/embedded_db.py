@@ -65,9 +65,17 @@ def table(topic_id: int, partition: int) -> str:
 
 
 def connect(directory: Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (we issue BEGIN ourselves), WAL, synchronous=FULL."""
+    """A connection in autocommit mode (we issue BEGIN ourselves), WAL, synchronous=FULL.
+
+    Errors: busy or I/O trouble is LogUnavailableError (retriable); a path that cannot hold the log or a
+    file that is not a log database is LogError.
+    """
     try:
         directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LogError(f"embedded log {directory}: {exc}") from exc
+    conn: sqlite3.Connection | None = None
+    try:
         conn = sqlite3.connect(
             directory / DB_NAME,
             timeout=BUSY_TIMEOUT_MS / 1000,
@@ -78,11 +86,17 @@ def connect(directory: Path) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
-            raise LogUnavailableError(f"embedded log {directory}: cannot switch to WAL (got {mode})")
+            raise LogError(f"embedded log {directory}: cannot switch to WAL (got {mode})")
         conn.execute("PRAGMA synchronous=FULL")
         return conn
-    except (sqlite3.Error, OSError) as exc:
-        raise LogUnavailableError(f"embedded log {directory}: {exc}") from exc
+    except BaseException as exc:
+        if conn is not None:
+            conn.close()
+        if isinstance(exc, sqlite3.OperationalError):
+            raise LogUnavailableError(f"embedded log {directory}: {exc}") from exc
+        if isinstance(exc, sqlite3.Error):
+            raise LogError(f"embedded log {directory}: {exc}") from exc
+        raise
 
 
 def create_schema(conn: sqlite3.Connection) -> None:

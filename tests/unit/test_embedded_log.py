@@ -1,0 +1,217 @@
+"""The embedded log's own behaviour beyond the contract suite: URL options, partitioning details,
+all-or-nothing appends, retention, durability settings, threads, topics coming and going."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.log import open_log
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.embedded import EmbeddedLog, parse_url
+
+
+def make_log(tmp_path: Path, **options: object) -> EmbeddedLog:
+    return EmbeddedLog(f"embedded://{tmp_path / 'log'}", **options)  # type: ignore[arg-type]
+
+
+def test_url_options_and_errors(tmp_path: Path) -> None:
+    directory, options = parse_url(f"embedded://{tmp_path}/x?partitions=6&retention_ms=1000")
+    assert directory == tmp_path / "x" and options == {"partitions": 6, "retention_ms": 1000}
+    log = open_log(f"embedded://{tmp_path}/x?partitions=6&retention_bytes=10")
+    assert isinstance(log, EmbeddedLog)
+    assert log.default_partitions == 6 and log.retention_bytes == 10
+    log.create_topic("t")
+    assert log.topics() == {"t": 6}
+    log.close()
+    with pytest.raises(ConfigError, match="unknown embedded log option"):
+        parse_url("embedded:///tmp/x?colour=red")
+    with pytest.raises(ConfigError, match="bad value"):
+        parse_url("embedded:///tmp/x?partitions=many")
+    with pytest.raises(ConfigError):
+        parse_url("embedded://")
+
+
+def test_records_without_key_go_round_robin(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 3)
+    placed = log.writer().append("t", [OutgoingRecord(b"x") for _ in range(30)])
+    assert Counter(p for p, _ in placed) == {0: 10, 1: 10, 2: 10}
+    log.close()
+
+
+def test_an_append_is_all_or_nothing(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 2)
+    writer = log.writer()
+    with pytest.raises(LogError, match="out of range"):
+        writer.append("t", [OutgoingRecord(b"a", idempotency_key="k1"), OutgoingRecord(b"b", partition=5)])
+    with pytest.raises(LogError, match="bytes"):
+        writer.append("t", [OutgoingRecord(b"a"), OutgoingRecord("text")])  # type: ignore[arg-type]
+    assert log.end_offsets("t") == {0: 0, 1: 0}
+    # the failed call did not keep its idempotency key either
+    assert writer.append("t", [OutgoingRecord(b"a", idempotency_key="k1", partition=1)]) == [(1, 0)]
+    log.close()
+
+
+def test_connections_use_wal_and_full_sync(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    writer = log.writer()
+    conn = writer._conn
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    log.close()
+
+
+def test_everything_survives_reopening(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 3)
+    placed = log.writer().append(
+        "t", [OutgoingRecord(f"{i}".encode(), idempotency_key=f"k{i}") for i in range(9)]
+    )
+    log.reader("g", ["t"]).commit({("t", 1): 2})
+    log.close()
+
+    again = make_log(tmp_path)
+    assert again.topics() == {"t": 3}
+    assert again.end_offsets("t") == {0: 3, 1: 3, 2: 3}
+    assert again.committed("g", "t") == {1: 2}
+    assert again.writer().append("t", [OutgoingRecord(b"0", idempotency_key="k0")]) == [placed[0]]
+    records = again.reader("other", ["t"]).poll(100, 1)
+    assert sorted(r.value for r in records) == sorted(f"{i}".encode() for i in range(9))
+    again.close()
+
+
+def test_retention_by_size_keeps_offsets_and_moves_readers_forward(tmp_path: Path) -> None:
+    log = make_log(tmp_path, retention_bytes=100, retention_ms=None)
+    log.create_topic("t", 1)
+    writer = log.writer()
+    writer.append("t", [OutgoingRecord(b"x" * 10, idempotency_key=f"k{i}") for i in range(30)])  # 300 bytes
+    reader = log.reader("g", ["t"])
+    reader.commit({("t", 0): 3})
+    assert log.enforce_retention() == 20
+    assert log.start_offsets("t") == {0: 20} and log.end_offsets("t") == {0: 30}
+    assert [r.offset for r in reader.poll(100, 0.5)] == list(range(20, 30))  # committed 3 < start 20
+    # offsets are never reused, and a dropped record's idempotency key is gone with it
+    assert writer.append("t", [OutgoingRecord(b"y", idempotency_key="k0")]) == [(0, 30)]
+    assert writer.append("t", [OutgoingRecord(b"y", idempotency_key="k25")]) == [(0, 25)]
+    log.close()
+
+
+def test_retention_by_age_can_empty_a_partition_without_resetting_it(tmp_path: Path) -> None:
+    log = make_log(tmp_path, retention_ms=200)
+    log.create_topic("t", 1)
+    writer = log.writer()
+    writer.append("t", [OutgoingRecord(b"old") for _ in range(5)])
+    time.sleep(0.3)
+    writer.append("t", [OutgoingRecord(b"new")])
+    assert log.enforce_retention() == 5
+    assert log.start_offsets("t") == {0: 5}
+    time.sleep(0.3)
+    assert log.enforce_retention() == 1
+    log.close()
+    again = make_log(tmp_path, retention_ms=200)
+    assert again.start_offsets("t") == again.end_offsets("t") == {0: 6}
+    assert again.writer().append("t", [OutgoingRecord(b"later")]) == [(0, 6)]
+    assert again.enforce_retention() == 0
+    again.close()
+
+
+def test_writers_enforce_retention_on_their_own(tmp_path: Path) -> None:
+    log = make_log(tmp_path, retention_bytes=50, retention_ms=None, retention_check_s=0)
+    log.create_topic("t", 1)
+    writer = log.writer()
+    for _ in range(10):
+        writer.append("t", [OutgoingRecord(b"x" * 10)])
+    assert log.start_offsets("t")[0] >= 5
+    log.close()
+
+
+def test_one_writer_shared_by_threads(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 3)
+    writer = log.writer()
+    placed: list[tuple[int, int]] = []
+
+    def work(n: int) -> None:
+        for i in range(50):
+            placed.extend(writer.append("t", [OutgoingRecord(f"{n}-{i}".encode(), key=f"{i}".encode())]))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(placed)) == 200
+    ends = log.end_offsets("t")
+    assert sum(ends.values()) == 200
+    for p, end in ends.items():
+        assert sorted(off for part, off in placed if part == p) == list(range(end))
+    log.close()
+
+
+def test_poll_is_bounded_and_fair_across_partitions(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 3)
+    log.writer().append("t", [OutgoingRecord(b"x", partition=i % 3) for i in range(300)])
+    reader = log.reader("g", ["t"])
+    first = [reader.poll(10, 0.1) for _ in range(6)]
+    assert all(len(batch) == 10 for batch in first)
+    assert {r.partition for batch in first for r in batch} == {0, 1, 2}
+    log.close()
+
+
+def test_reader_picks_up_a_topic_created_later_and_survives_deletion(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    reader = log.reader("g", ["late"])
+    assert reader.poll(10, 0.1) == []
+    log.create_topic("late", 1)
+    log.writer().append("late", [OutgoingRecord(b"1")])
+    assert [r.value for r in reader.poll(10, 1)] == [b"1"]
+    log.delete_topic("late")
+    assert "late" not in log.topics()
+    with pytest.raises(TopicNotFoundError):
+        log.writer().append("late", [OutgoingRecord(b"2")])
+    with pytest.raises(TopicNotFoundError):
+        log.delete_topic("late")
+    assert reader.poll(10, 0.1) == []
+    log.create_topic("late", 2)
+    assert log.writer().append("late", [OutgoingRecord(b"3", partition=1)]) == [(1, 0)]
+    assert [r.value for r in reader.poll(10, 1)] == [b"3"]
+    log.close()
+
+
+def test_closed_writer_and_reader_refuse_work(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 1)
+    writer, reader = log.writer(), log.reader("g", ["t"])
+    log.close()  # closes its writers and readers too
+    with pytest.raises(LogError):
+        writer.append("t", [OutgoingRecord(b"x")])
+    with pytest.raises(LogError):
+        reader.poll(1, 0)
+
+
+def test_unreadable_directory_is_a_log_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(LogError):
+        EmbeddedLog(f"embedded://{blocker}/log")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "log.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LogError):
+        EmbeddedLog(f"embedded://{tmp_path / 'bad'}")
+    assert sqlite3.sqlite_version_info >= (3, 35)
+
+
+def test_a_file_that_is_not_a_log_is_not_retriable(tmp_path: Path) -> None:
+    (tmp_path / "log.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LogError) as caught:
+        EmbeddedLog(f"embedded://{tmp_path}")
+    assert not isinstance(caught.value, LogUnavailableError)
