@@ -20,6 +20,7 @@ from pinpipe import __version__
 from pinpipe.config import Settings
 from pinpipe.dashboard import live
 from pinpipe.dashboard.batch import FILL_HINT, OUTPUTS, OutputInfo, output_rows, read_output
+from pinpipe.dashboard.metrics import read_live_metrics
 from pinpipe.dashboard.models import BatchList, BatchOutput, BatchOutputSummary, Metrics, Status
 
 STATIC = Path(str(files("pinpipe.dashboard") / "static"))
@@ -57,7 +58,7 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/metrics", response_model=Metrics, summary="Real-time metrics of the stream processor")
     def metrics() -> Metrics:
-        return live.read_live_metrics(settings)
+        return read_live_metrics(settings)
 
     @app.get("/api/status", response_model=Status, summary="Topics, streams and consumer lag per partition")
     def status() -> Status:

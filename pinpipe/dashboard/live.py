@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from pinpipe.config import Settings
-from pinpipe.dashboard.models import Metrics, PartitionLag, Status, StreamRate
+from pinpipe.dashboard.models import PartitionLag, Status, StreamRate
 from pinpipe.errors import PinpipeError
 from pinpipe.log import open_log
 from pinpipe.schema import KINDS, stream_name, topic_name
@@ -22,7 +22,6 @@ from pinpipe.status import collect_status
 
 RATE_WINDOW_S = 10.0
 LOG_HINT = "no log yet: run `pinpipe demo`, or `pinpipe api serve` and `pinpipe emulate`"
-METRICS_HINT = "no real-time metrics yet: run `pinpipe stream run` (or `pinpipe demo`)"
 
 
 def _log_exists(url: str) -> bool:
@@ -110,8 +109,3 @@ class StatusSampler:
             rate = events / span if span > 0 else 0.0
             rates.append(StreamRate(stream=topic, events_per_second=round(rate, 2), events=events))
         return rates
-
-
-def read_live_metrics(settings: Settings) -> Metrics:
-    """The stream processor's metrics; empty with a hint until it has written some."""
-    return Metrics(available=False, hint=METRICS_HINT)

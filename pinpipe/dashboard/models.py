@@ -41,33 +41,57 @@ class StreamRate(BaseModel):
     events: int = Field(description="Events appended during the span the rate is measured over.")
 
 
+class StreamEvents(BaseModel):
+    stream: str
+    events_per_second: float = Field(
+        description="Mean arrivals per second over the last 10 s ending at as_of (stream processor)."
+    )
+    as_of: dt.datetime = Field(description="Latest arrival second the processor recorded (naive).")
+    series: list[int] = Field(description="Arrivals in each of the 60 seconds ending at as_of, oldest first.")
+
+
 class ProfileRank(BaseModel):
+    window: str = Field(description="Sliding event-time window: 1h or 24h.")
     rank: int
-    poster_name: str
+    poster_name: str | None
     posts: int
     follower_count: int | None
+    window_start: dt.datetime | None = None
+    window_end: dt.datetime | None = None
 
 
 class CategoryTrend(BaseModel):
+    rank: int
     category: str
-    count: int = Field(description="Events in the latest 1-minute tumbling window.")
-    score: float = Field(description="Exponentially decayed score over all windows.")
+    score: float = Field(description="Exponentially decayed post count (event time).")
+    posts: int = Field(description="Posts in the latest 1-minute tumbling window.")
 
 
 class CountryActivity(BaseModel):
-    country: str
+    country: str | None
+    events_1h: int
+    events_24h: int
+    events_total: int
+
+
+class LateEvents(BaseModel):
+    input: str
     events: int
+    late_events: int
+    unpaired_events: int
+    stream_time: dt.datetime | None = None
+    watermark_s: float
 
 
 class Metrics(BaseModel):
     available: bool = Field(description="False until the stream processor has written metrics.")
     hint: str | None = None
-    updated_at: dt.datetime | None = None
-    profile_window: str | None = Field(default=None, description="Sliding window of top_profiles, e.g. 1h.")
+    updated_at: dt.datetime | None = Field(default=None, description="Latest metrics commit (UTC).")
+    events_per_second: list[StreamEvents] = Field(default_factory=list)
     top_profiles: list[ProfileRank] = Field(default_factory=list)
     trending_categories: list[CategoryTrend] = Field(default_factory=list)
     country_activity: list[CountryActivity] = Field(default_factory=list)
-    late_events: int = 0
+    late_events: list[LateEvents] = Field(default_factory=list)
 
 
 class PartitionLag(BaseModel):

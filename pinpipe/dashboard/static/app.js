@@ -1,11 +1,13 @@
 /* pinpipe dashboard: polls the JSON API every refresh period and redraws what changed. */
 "use strict";
 
-const { barChart, columnChart, dataTable, fmt } = window.pinpipeCharts;
+const { barChart, columnChart, dataTable, sparkline, fmt } = window.pinpipeCharts;
 const REFRESH_MS = Number(document.body.dataset.refreshMs) || 2000;
 const TOP_COUNTRIES = 15;
 const batchVersions = new Map();
 let refreshes = 0;
+let profileWindow = "24h";
+let lastMetrics = null;
 
 function $(sel) { return document.querySelector(sel); }
 
@@ -36,30 +38,12 @@ function streamLabel(topic) {
 }
 
 function renderStatus(status) {
-  const eps = $("#eps .body");
   const lag = $("#lag .body");
   const lagTable = $("#lag-table");
   if (!status.available) {
-    showEmpty(eps, status.hint);
     showEmpty(lag, status.hint);
     lagTable.replaceChildren();
     return;
-  }
-  const streams = status.rates.filter((r) => r.stream.startsWith("streaming-"));
-  const rates = streams.length ? streams : status.rates;
-  if (!rates.length) {
-    showEmpty(eps, "no streams yet: run `pinpipe emulate --mode stream` (or `pinpipe demo`)");
-  } else {
-    eps.replaceChildren(...rates.map((r) => {
-      const div = document.createElement("div");
-      div.className = "stat";
-      div.dataset.stream = r.stream;
-      div.dataset.value = String(r.events_per_second);
-      div.innerHTML = `<span class="big">${escapeHTML(fmt(r.events_per_second))}</span>` +
-        `<span class="unit">events/s</span><span class="name" title="${escapeHTML(r.stream)}">` +
-        `${escapeHTML(streamLabel(r.stream))}</span>`;
-      return div;
-    }));
   }
   const lagged = status.partitions.filter((p) => p.lag !== null);
   if (!lagged.length) {
@@ -72,28 +56,79 @@ function renderStatus(status) {
   dataTable(lagTable, ["topic", "partition", "end_offset", "group", "committed", "lag"], status.partitions);
 }
 
+/* Processed events per second (stream processor) with the last minute's shape; the log's arrival
+ * rate right now next to it. Before the processor ran, the log's rates alone. */
+function renderEps(metrics, status) {
+  const box = $("#eps .body");
+  const now = new Map((status.available ? status.rates : []).map((r) => [r.stream, r.events_per_second]));
+  const rows = metrics.available && metrics.events_per_second.length
+    ? metrics.events_per_second
+    : (status.available ? status.rates.filter((r) => r.stream.startsWith("streaming-")) : []);
+  if (!rows.length) {
+    showEmpty(box, status.available || metrics.available
+      ? "no stream events yet: run `pinpipe emulate --mode stream` and `pinpipe stream run` (or `pinpipe demo`)"
+      : status.hint);
+    return;
+  }
+  box.replaceChildren(...rows.map((r) => {
+    const div = document.createElement("div");
+    div.className = "stat";
+    div.dataset.stream = r.stream;
+    div.dataset.value = String(r.events_per_second);
+    div.innerHTML = `<span class="name" title="${escapeHTML(r.stream)}">${escapeHTML(streamLabel(r.stream))}</span>` +
+      `<span class="big">${escapeHTML(fmt(r.events_per_second))}</span><span class="unit">events/s</span>`;
+    if (r.series) {
+      div.appendChild(sparkline(r.series, 120, 28));
+      const at = document.createElement("span");
+      at.className = "unit";
+      const logNow = now.get(r.stream);
+      at.textContent = `at ${r.as_of.slice(11, 19)}` + (logNow !== undefined ? ` · log now ${fmt(logNow)}/s` : "");
+      div.appendChild(at);
+    }
+    return div;
+  }));
+}
+
+function renderProfiles(metrics) {
+  const box = $("#profiles .body");
+  const windows = [...new Set(metrics.top_profiles.map((p) => p.window))];
+  if (!windows.includes(profileWindow) && windows.length) profileWindow = windows[0];
+  const tabs = $("#profiles .tabs");
+  tabs.replaceChildren(...windows.map((w) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = `last ${w}`;
+    b.className = w === profileWindow ? "on" : "";
+    b.addEventListener("click", () => { profileWindow = w; renderProfiles(lastMetrics); });
+    return b;
+  }));
+  const rows = metrics.top_profiles.filter((p) => p.window === profileWindow);
+  if (rows.length) dataTable(box, ["rank", "poster_name", "posts", "follower_count"], rows);
+  else showEmpty(box, "no posts in the window yet");
+}
+
 function renderMetrics(metrics) {
+  lastMetrics = metrics;
   const boxes = ["#profiles", "#trending", "#countries"].map((id) => $(`${id} .body`));
   if (!metrics.available) {
     boxes.forEach((b) => showEmpty(b, metrics.hint));
     return;
   }
-  const [profiles, trending, countries] = boxes;
-  $("#profiles .window").textContent = metrics.profile_window ? `last ${metrics.profile_window}` : "";
-  if (metrics.top_profiles.length) {
-    dataTable(profiles, ["rank", "poster_name", "posts", "follower_count"], metrics.top_profiles);
-  } else showEmpty(profiles, "no profiles in the window yet");
+  const [, trending, countries] = boxes;
+  renderProfiles(metrics);
   if (metrics.trending_categories.length) {
     barChart(trending, metrics.trending_categories.map((c) => ({
-      label: c.category, value: c.score, sub: `${fmt(c.count)} in last min`,
+      label: c.category, value: Math.round(c.score * 100) / 100, sub: `${fmt(c.posts)} in last min`,
     })), { title: "trending categories" });
   } else showEmpty(trending, "no categories yet");
   if (metrics.country_activity.length) {
     barChart(countries, metrics.country_activity.slice(0, TOP_COUNTRIES).map((c) => ({
-      label: c.country, value: c.events,
+      label: c.country ?? "(unknown)", value: c.events_total,
     })), { title: "activity by country" });
   } else showEmpty(countries, "no countries yet");
-  $("#late").textContent = `late events: ${fmt(metrics.late_events)}`;
+  $("#late").textContent = metrics.late_events.map((l) =>
+    `${l.input}: ${fmt(l.late_events)} late` + (l.unpaired_events ? `, ${fmt(l.unpaired_events)} unpaired` : "") +
+    ` of ${fmt(l.events)}`).join(" · ");
 }
 
 function batchCard(summary) {
@@ -152,6 +187,7 @@ async function refresh() {
       getJSON("/api/status"), getJSON("/api/metrics"), getJSON("/api/batch"),
     ]);
     renderStatus(status);
+    renderEps(metrics, status);
     renderMetrics(metrics);
     await renderBatch(batch);
     refreshes += 1;

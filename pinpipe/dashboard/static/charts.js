@@ -90,6 +90,16 @@ function columnChart(box, items, opts) {
   box.appendChild(svg);
 }
 
+/* A small line of recent values (no axes): the shape of the last minute. */
+function sparkline(values, width, height) {
+  const max = Math.max(1, ...values);
+  const step = width / Math.max(values.length - 1, 1);
+  const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - ((height - 4) * v) / max).toFixed(1)}`);
+  const svg = svgEl("svg", { width: width, height: height, class: "spark", "aria-hidden": "true" });
+  svg.appendChild(svgEl("polyline", { points: points.join(" "), class: "spark-line" }));
+  return svg;
+}
+
 /* A plain table; numbers right-aligned and formatted, the raw value kept in data-value. */
 function dataTable(box, columns, rows) {
   box.replaceChildren();
@@ -119,4 +129,4 @@ function dataTable(box, columns, rows) {
   box.appendChild(table);
 }
 
-window.pinpipeCharts = { barChart, columnChart, dataTable, fmt };
+window.pinpipeCharts = { barChart, columnChart, dataTable, sparkline, fmt };
