@@ -1,0 +1,312 @@
+"""The stream processor: consume the three streams -> clean -> commit to Delta, exactly once.
+
+One micro-batch: poll the streams until ``max_records`` or ``max_wait_s`` after the first record; decode
+and clean each stream's records (bad ones to the dead-letter table); append to the stream tables; feed
+the metrics state; then commit, in this order, each stream table, the dead-letter table and the state
+table, every commit carrying the offsets it covers as Delta application transactions (see
+:mod:`pinpipe.streaming.delta`). On start each table's own offsets say what it already holds, the
+readers seek to the lowest of them, and replayed records are written only to the tables still missing
+them, so a kill at any point neither duplicates nor loses a row or a count. Afterwards the metric
+tables are rewritten from the state and the offsets committed to the log group (advisory, for lag).
+
+Backpressure: work in flight is one micro-batch of at most ``max_records``; the pin stream is not
+polled while too many pins wait for their geo events. Memory is that plus the windowed metrics state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pinpipe import tables
+from pinpipe.config import Settings
+from pinpipe.log import Log, LogReader, Record, TopicPartition, open_log
+from pinpipe.schema import KINDS, Kind, stream_name
+from pinpipe.streaming import delta
+from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
+from pinpipe.streaming.lock import ProcessorLock
+from pinpipe.streaming.metrics import MetricsConfig, MetricsState
+from pinpipe.streaming.views import BUILDERS, lag_table
+
+GROUP = "pinpipe-stream"
+CAUGHT_UP_MARGIN_S = 2.0
+"""A caught-up partition vouches for arrivals up to this long before the check (appends in flight)."""
+STATE_SCHEMA = pa.schema([("state", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
+TIDY_EVERY = 200
+"""Micro-batches between clean-ups of the overwritten metric tables' old files."""
+
+
+@dataclass
+class StreamSummary:
+    """What one run of the processor did."""
+
+    batches: int = 0
+    records: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: {k: 0 for k in KINDS})
+    dead_letters: int = 0
+    seconds: float = 0.0
+    pending_pins: int = 0
+
+
+class StreamProcessor:
+    """Micro-batch processor of the ``streaming-<prefix>-pin|geo|user`` streams into Delta tables."""
+
+    def __init__(self, settings: Settings, log: Log | None = None) -> None:
+        self.settings = settings
+        self.max_records = settings.stream.max_records
+        self.max_wait_s = settings.stream.max_wait_s
+        self._own_log = log is None
+        self.log: Log = log or open_log(settings.stream_log_url)
+        self.streams: dict[Kind, str] = {k: stream_name(settings.prefix, k) for k in KINDS}
+        self.lock = ProcessorLock(settings)
+        self.lock.acquire()
+        partitions: dict[Kind, int] = {}
+        for kind, stream in self.streams.items():
+            self.log.create_topic(stream, settings.log.partitions)
+            partitions[kind] = len(self.log.end_offsets(stream))
+        self.partitions = partitions
+        self.config = MetricsConfig(
+            watermark_s=settings.stream.watermark_s,
+            top_k=settings.stream.top_k,
+            partitions=max(partitions["pin"], partitions["geo"]),
+        )
+        self.all_tps = [(self.streams[k], p) for k in KINDS for p in range(partitions[k])]
+        # what each output already holds: per table, next offset per (stream, partition)
+        self.table_urls: dict[Kind, str] = {k: tables.stream_table(settings, k) for k in KINDS}
+        self.dead_url = tables.dead_letter_table(settings)
+        self.state_url = tables.metrics_table(settings, "state")
+        self.done: dict[str, dict[TopicPartition, int]] = {
+            k: delta.committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS
+        }
+        self.done["dead"] = delta.committed_offsets(self.dead_url, self.all_tps)
+        self.done["state"] = delta.committed_offsets(self.state_url, self.all_tps)
+        self.state = self._load_state()
+        self.readers: dict[Kind, LogReader] = {}
+        self.position: dict[TopicPartition, int] = {}
+        for kind, stream in self.streams.items():
+            reader = self.log.reader(GROUP, [stream])
+            for tp in self._tps(kind):
+                start = min(self.done[kind][tp], self.done["state"][tp])
+                reader.seek(stream, tp[1], start)
+                self.position[tp] = start
+            self.readers[kind] = reader
+        self.ends: dict[TopicPartition, int] = {}
+        self._written: dict[str, pa.Table] = {}
+        self.summary = StreamSummary()
+
+    def _tps(self, kind: Kind) -> list[TopicPartition]:
+        return [(self.streams[kind], p) for p in range(self.partitions[kind])]
+
+    def _load_state(self) -> MetricsState:
+        data = delta.read_table(self.state_url)
+        if data is None or data.num_rows == 0:
+            return MetricsState(self.config)
+        return MetricsState.from_json(self.config, data.column("state")[0].as_py())
+
+    # ---- polling -----------------------------------------------------------------------------
+    def poll_batch(self) -> dict[Kind, list[Record]]:
+        """One micro-batch: until ``max_records`` or ``max_wait_s`` since the first record."""
+        batch: dict[Kind, list[Record]] = {k: [] for k in KINDS}
+        total = 0
+        deadline = time.monotonic() + self.max_wait_s
+        pin_limit = 10 * self.max_records
+        while total < self.max_records:
+            got = 0
+            for kind in KINDS:
+                if kind == "pin" and self.state.pending_pins > pin_limit:
+                    continue
+                room = self.max_records - total
+                if room <= 0:
+                    break
+                records = self.readers[kind].poll(room, 0)
+                batch[kind].extend(records)
+                got += len(records)
+                total += len(records)
+            if time.monotonic() >= deadline:
+                break
+            if got == 0:
+                time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        return batch
+
+    # ---- one micro-batch ---------------------------------------------------------------------
+    def process(self, batch: dict[Kind, list[Record]]) -> None:
+        checked_at = time.time()
+        for stream in self.streams.values():
+            for p, end in self.log.end_offsets(stream).items():
+                self.ends[(stream, p)] = end
+        decoded: dict[Kind, Decoded] = {}
+        nexts: dict[TopicPartition, int] = {}
+        for kind, records in batch.items():
+            for r in records:
+                nexts[(r.topic, r.partition)] = max(nexts.get((r.topic, r.partition), 0), r.offset + 1)
+            if records:
+                decoded[kind] = decode(kind, records)
+        # 1. stream tables
+        for kind, dec in decoded.items():
+            done = self.done[kind]
+            advanced = {tp: v for tp, v in nexts.items() if tp[0] == self.streams[kind] and v > done[tp]}
+            if not advanced:
+                continue
+            rows = _rows_from(dec.cleaned, self.streams[kind], done)
+            delta.append(self.table_urls[kind], rows, advanced)
+            done.update(advanced)
+            self.summary.rows[kind] += rows.num_rows
+        # 2. dead letters
+        done = self.done["dead"]
+        dead = [
+            d
+            for dec in decoded.values()
+            for d in dec.dead
+            if d["offset"] >= done[(d["stream"], d["partition"])]
+        ]
+        if dead:
+            advanced = {tp: v for tp, v in nexts.items() if v > done[tp]}
+            delta.append(self.dead_url, dead_letter_table(dead), advanced)
+            done.update(advanced)
+            self.summary.dead_letters += len(dead)
+        # 3. metrics state
+        done = self.done["state"]
+        advanced = {tp: v for tp, v in nexts.items() if v > done[tp]}
+        before = self.state.pending_pins
+        self._feed(batch, decoded, done)
+        for tp, end in self.ends.items():
+            if self.position.get(tp, 0) >= end or nexts.get(tp, -1) >= end:
+                kind = _kind_of(self.streams, tp[0])
+                self.state.caught_up(kind, tp[1], checked_at - CAUGHT_UP_MARGIN_S)
+        self.state.settle()
+        if advanced or self.state.pending_pins != before:
+            state = pa.Table.from_pylist(
+                [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
+                schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
+            ).cast(STATE_SCHEMA)
+            delta.overwrite(self.state_url, state, advanced)
+            done.update(advanced)
+        for tp, v in nexts.items():
+            self.position[tp] = max(self.position.get(tp, 0), v)
+        # 4. views and the advisory group commit
+        self.write_views()
+        commits = {
+            tp: min(self.done[_kind_of(self.streams, tp[0])][tp], self.done["state"][tp]) for tp in nexts
+        }
+        for kind, reader in self.readers.items():
+            mine = {tp: v for tp, v in commits.items() if tp[0] == self.streams[kind]}
+            if mine:
+                reader.commit(mine)
+        self.summary.batches += 1
+        self.summary.records += sum(len(r) for r in batch.values())
+        if self.summary.batches % TIDY_EVERY == 0:
+            for name in [*BUILDERS, "lag", "state"]:
+                delta.tidy(tables.metrics_table(self.settings, name))
+
+    def _feed(
+        self, batch: dict[Kind, list[Record]], decoded: dict[Kind, Decoded], done: dict[TopicPartition, int]
+    ) -> None:
+        for kind, records in batch.items():
+            for r in records:
+                if r.offset >= done[(r.topic, r.partition)]:
+                    self.state.arrived(kind, r.timestamp)
+        for kind, add in (("geo", self.state.add_geo), ("pin", self.state.add_pin)):
+            dec = decoded.get(kind)
+            if dec is None:
+                continue
+            names = (
+                ["ind", "timestamp", "country"]
+                if kind == "geo"
+                else ["ind", "poster_name", "follower_count", "category"]
+            )
+            cols = dec.cleaned.select(names)
+            if kind == "geo":
+                micros = pc.cast(cols.column("timestamp"), pa.int64())
+                cols = cols.set_column(1, "timestamp", pc.divide(pc.cast(micros, pa.float64()), 1_000_000.0))
+            for record, row in zip(dec.records, cols.to_pylist(), strict=True):
+                if record.offset >= done[(record.topic, record.partition)]:
+                    add(record.partition, record.offset, record.timestamp, row)
+
+    def write_views(self) -> None:
+        """Rewrite the metric tables that changed since last written."""
+        views = {name: build(self.state) for name, build in BUILDERS.items()}
+        views["lag"] = lag_table(
+            [
+                {
+                    "stream": tp[0],
+                    "partition": tp[1],
+                    "end_offset": end,
+                    "processed_offset": self.position.get(tp, 0),
+                    "lag": max(0, end - self.position.get(tp, 0)),
+                }
+                for tp, end in self.ends.items()
+            ]
+        )
+        for name, view in views.items():
+            previous = self._written.get(name)
+            if previous is not None and previous.equals(view):
+                continue
+            delta.overwrite(tables.metrics_table(self.settings, name), view)
+            self._written[name] = view
+
+    # ---- driving -----------------------------------------------------------------------------
+    def caught_up(self) -> bool:
+        return all(self.position.get(tp, 0) >= end for tp, end in self.ends.items())
+
+    def run(
+        self,
+        until_idle: bool = False,
+        stop: Callable[[], bool] | None = None,
+        on_batch: Callable[[StreamSummary], Any] | None = None,
+    ) -> StreamSummary:
+        started = time.monotonic()
+        if not self._written:
+            self.process({k: [] for k in KINDS})
+        while not (stop and stop()):
+            batch = self.poll_batch()
+            empty = not any(batch.values())
+            self.process(batch)
+            if on_batch:
+                on_batch(self.summary)
+            if until_idle and empty and self.caught_up() and self.state.pending_pins == 0:
+                break
+        self.summary.seconds = time.monotonic() - started
+        self.summary.pending_pins = self.state.pending_pins
+        return self.summary
+
+    def close(self) -> None:
+        for reader in self.readers.values():
+            reader.close()
+        if self._own_log:
+            self.log.close()
+        self.lock.release()
+
+
+def _kind_of(streams: dict[Kind, str], name: str) -> Kind:
+    return next(k for k, s in streams.items() if s == name)
+
+
+def _rows_from(cleaned: pa.Table, stream: str, done: dict[TopicPartition, int]) -> pa.Table:
+    """The rows not yet in the table: offset at or above the table's version for their partition."""
+    keep = [
+        o >= done[(stream, p)]
+        for p, o in zip(
+            cleaned.column("_partition").to_pylist(), cleaned.column("_offset").to_pylist(), strict=True
+        )
+    ]
+    return cleaned if all(keep) else cleaned.filter(pa.array(keep, pa.bool_()))
+
+
+def run_stream(
+    settings: Settings,
+    until_idle: bool = True,
+    log: Log | None = None,
+    stop: Callable[[], bool] | None = None,
+    on_batch: Callable[[StreamSummary], Any] | None = None,
+) -> StreamSummary:
+    """Run the processor (until caught up and idle, or until ``stop()``) and say what it did."""
+    processor = StreamProcessor(settings, log)
+    try:
+        return processor.run(until_idle=until_idle, stop=stop, on_batch=on_batch)
+    finally:
+        processor.close()
