@@ -1,0 +1,51 @@
+"""Batch engines by name: ``get_engine("duckdb", settings)``; ``run_batch`` runs the configured one.
+
+Registry entries are ``module:Class`` strings imported on use, so an engine's heavy dependencies
+(pyspark) are only needed when it is chosen.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from pinpipe.config import Settings
+from pinpipe.engines.base import BatchResult, Engine, QuarantinedRecord
+from pinpipe.errors import ConfigError, EngineError
+from pinpipe.transform.queries import BatchOptions
+
+ENGINES: dict[str, str] = {
+    "duckdb": "pinpipe.engines.duckdb:DuckDBEngine",
+    "spark": "pinpipe.engines.spark:SparkEngine",
+}
+
+
+def get_engine(name: str, settings: Settings) -> Engine:
+    """The engine called ``name``, built with ``settings``."""
+    if name not in ENGINES:
+        raise ConfigError(f"unknown batch engine {name!r}: choose one of {', '.join(ENGINES)}")
+    module_name, class_name = ENGINES[name].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name == module_name:
+            raise EngineError(f"the {name} engine is not available in this version of pinpipe yet") from exc
+        raise
+    engine: Engine = getattr(module, class_name)(settings)
+    return engine
+
+
+def options_from_settings(settings: Settings) -> BatchOptions:
+    return BatchOptions(
+        keep_duplicates=settings.engine.keep_duplicates,
+        median=settings.engine.median,
+        keep_ties=settings.engine.keep_ties,
+    )
+
+
+def run_batch(settings: Settings, options: BatchOptions | None = None) -> BatchResult:
+    """Run the batch job with ``settings.engine.name`` (for the CLI, the demo and the Airflow DAG)."""
+    engine = get_engine(settings.engine.name, settings)
+    return engine.run_batch(options or options_from_settings(settings))
+
+
+__all__ = ["ENGINES", "BatchOptions", "BatchResult", "Engine", "QuarantinedRecord", "get_engine", "run_batch"]

@@ -1,0 +1,66 @@
+"""What every batch engine offers (SPEC §6): clean raw records, answer the ten questions, run the whole job.
+
+Engines execute the definitions in ``pinpipe.transform``; none of them holds a cleaning rule or a query of its
+own. ``run_batch`` reads the lake (quarantining bad records), writes the cleaned ``pin``/``geo``/``user``
+tables and the ten outputs as Delta tables at ``pinpipe.tables.batch_table`` and returns a
+:class:`BatchResult`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pyarrow as pa
+
+from pinpipe.schema import Kind
+from pinpipe.transform.queries import BatchOptions
+
+
+@dataclass(frozen=True)
+class QuarantinedRecord:
+    """A lake record that could not be used: where it is and why (``line`` is 1-based; None: whole object)."""
+
+    kind: Kind
+    key: str
+    line: int | None
+    reason: str
+    content: str
+
+    def describe(self) -> str:
+        where = self.key if self.line is None else f"{self.key} line {self.line}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class BatchResult:
+    """What a batch run did: outputs (sorted as exported), counts, quarantine, time and table locations."""
+
+    engine: str
+    options: BatchOptions
+    outputs: dict[str, pa.Table]
+    records_read: dict[Kind, int]
+    cleaned_rows: dict[Kind, int]
+    quarantined: list[QuarantinedRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    tables: dict[str, str] = field(default_factory=dict)
+    objects_read: dict[Kind, int] = field(default_factory=dict)
+
+
+class Engine(Protocol):
+    """A batch engine built with ``Settings``; see ``pinpipe.engines.get_engine``."""
+
+    name: str
+
+    def clean(self, raw: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[Kind, pa.Table]:
+        """Cleaned tables (duplicate rule applied) from raw record tables (``transform.clean.raw_schema``)."""
+        ...
+
+    def run_queries(self, cleaned: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[str, pa.Table]:
+        """The ten outputs (``transform.queries.OUTPUTS``) from cleaned tables, rows in export order."""
+        ...
+
+    def run_batch(self, options: BatchOptions) -> BatchResult:
+        """The whole job: lake -> quarantine/clean -> outputs -> Delta tables."""
+        ...

@@ -1,0 +1,70 @@
+"""How outputs are presented: row order and the CSV export (SPEC §6), the same for every engine.
+
+Rows are sorted by the output's group columns, then by its other columns; strings compare by Unicode code
+point (UTF-8 byte order), case-sensitive. Numbers: integral values without a decimal part (``41500``),
+others as the shortest decimal that round-trips (``41500.5``), never in exponent form.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from pinpipe.transform.queries import OUTPUTS
+
+
+def sort_output(name: str, table: pa.Table) -> pa.Table:
+    """``table`` in export order: group columns first, then the rest, ascending."""
+    output = OUTPUTS[name]
+    table = table.select(list(output.columns))
+    keys = [*output.group, *(c for c in output.columns if c not in output.group)]
+    return table.sort_by([(k, "ascending") for k in keys]) if table.num_rows else table
+
+
+def format_number(value: float | int) -> str:
+    """``41500`` for integral values (also 41500.0), else the shortest round-trip decimal: ``41500.5``."""
+    if isinstance(value, bool):
+        raise TypeError("booleans are not numbers here")
+    if isinstance(value, int):
+        return str(value)
+    if math.isnan(value) or math.isinf(value):
+        return repr(value)
+    if value.is_integer():
+        return str(int(value))
+    return format(Decimal(repr(value)), "f")
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return format_number(value)
+    return str(value)
+
+
+def write_csv(name: str, table: pa.Table, path: Path) -> None:
+    """``path`` gets a header row with the SPEC column names, then the rows in export order."""
+    table = sort_output(name, table)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(table.column_names)
+        for row in table.to_pylist():
+            writer.writerow([format_cell(row[c]) for c in table.column_names])
+    tmp.replace(path)
+
+
+def export_csv(outputs: dict[str, pa.Table], directory: Path) -> list[Path]:
+    """Write ``<directory>/<output>.csv`` for every output (replacing earlier exports)."""
+    paths = []
+    for name in OUTPUTS:
+        path = directory / f"{name}.csv"
+        write_csv(name, outputs[name], path)
+        paths.append(path)
+    return paths

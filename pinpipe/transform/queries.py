@@ -1,0 +1,192 @@
+"""The ten outputs of SPEC §6, written once as SQL over the views ``cleaned_pin``, ``cleaned_geo``,
+``cleaned_user`` (built from ``clean.cleaned_sql``; the duplicate rule already applied there).
+
+Each output is one self-contained statement (CTEs, no dependence on other outputs' tables), so an engine
+only registers three views and runs :func:`output_sql` for each name in :data:`OUTPUTS`. The two other
+switches change the statement text: ``median`` (lower: the value at 1-based rank ceil(n/2); exact: the mean
+of the middle two for even n) and ``keep_ties`` (top-1 by row_number with the name ascending as tie-break,
+or every row equal to the group's best).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from pinpipe.transform.dialect import Dialect, render
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """The three switchable conventions (SPEC §6); the defaults are the definitions."""
+
+    keep_duplicates: bool = False
+    median: Literal["lower", "exact"] = "lower"
+    keep_ties: bool = False
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    columns: tuple[str, ...]
+    group: tuple[str, ...]
+    """Group columns: rows are sorted by these, then by the others (CSV export, printing)."""
+
+
+OUTPUTS: dict[str, Output] = {
+    o.name: o
+    for o in (
+        Output("popular_category_by_country", ("country", "category", "category_count"), ("country",)),
+        Output(
+            "posts_per_category_by_year",
+            ("post_year", "category", "category_count"),
+            ("post_year", "category"),
+        ),
+        Output("popular_category_by_year", ("post_year", "category", "category_count"), ("post_year",)),
+        Output("top_user_by_country", ("country", "poster_name", "follower_count"), ("country",)),
+        Output("top_country_by_followers", ("country", "follower_count"), ("country",)),
+        Output("popular_category_by_age_group", ("age_group", "category", "category_count"), ("age_group",)),
+        Output("median_followers_by_age_group", ("age_group", "median_follower_count"), ("age_group",)),
+        Output("users_joined_by_year", ("post_year", "number_users_joined"), ("post_year",)),
+        Output("median_followers_by_join_year", ("post_year", "median_follower_count"), ("post_year",)),
+        Output(
+            "median_followers_by_join_year_and_age_group",
+            ("age_group", "post_year", "median_follower_count"),
+            ("age_group", "post_year"),
+        ),
+    )
+}
+
+AGE_GROUP = """CASE
+      WHEN age BETWEEN 18 AND 24 THEN '18-24'
+      WHEN age BETWEEN 25 AND 35 THEN '25-35'
+      WHEN age BETWEEN 36 AND 50 THEN '36-50'
+      WHEN age > 50 THEN '50+'
+    END"""
+
+# The two smallest joins: pin ⋈ geo (country and post-year outputs), pin ⋈ user (age and join year).
+PIN_GEO = """pin_geo AS (
+  SELECT p.category, p.poster_name, p.follower_count, g.country,
+    CAST(year(g.timestamp) AS BIGINT) AS post_year
+  FROM cleaned_pin AS p INNER JOIN cleaned_geo AS g ON p.ind = g.ind
+)"""
+
+PIN_USER = f"""pin_user AS (
+  SELECT p.category, p.follower_count, {AGE_GROUP} AS age_group,
+    CAST(year(u.date_joined) AS BIGINT) AS join_year
+  FROM cleaned_pin AS p INNER JOIN cleaned_user AS u ON p.ind = u.ind
+)"""
+
+
+def _partition(group: tuple[str, ...]) -> str:
+    return f"PARTITION BY {', '.join(group)} " if group else ""
+
+
+def top1(source: str, group: tuple[str, ...], value: str, name: str, columns: str, keep_ties: bool) -> str:
+    """Rows of ``source`` with the largest ``value`` per group; ties: ``name`` ascending, or all kept."""
+    if keep_ties:
+        return (
+            f"SELECT {columns} FROM (SELECT *, max({value}) OVER ({_partition(group).strip()}) AS _best"
+            f" FROM {source} AS s) AS t WHERE {value} = _best"
+        )
+    return (
+        f"SELECT {columns} FROM (SELECT *, row_number() OVER ({_partition(group)}ORDER BY {value} DESC,"
+        f" {name} ASC) AS _rn FROM {source} AS s) AS t WHERE _rn = 1"
+    )
+
+
+def median(source: str, group: tuple[str, ...], value: str, exact: bool) -> str:
+    """Median of the non-null ``value`` per group, by rank (never an approximate percentile).
+
+    Lower: the value at rank ceil(n/2), i.e. 2*rank-1 = n (odd n) or 2*rank = n (even n). Exact: the mean of
+    that value and, for even n, the next one (2*rank = n + 2).
+    """
+    keys = ", ".join(group)
+    ranks = "2 * _rn - 1 = _n OR 2 * _rn = _n" + (" OR 2 * _rn = _n + 2" if exact else "")
+    agg = "avg(_v)" if exact else "min(_v)"
+    return (
+        f"SELECT {keys}, {agg} AS median_follower_count FROM (\n"
+        f"  SELECT {keys}, {value} AS _v, row_number() OVER (PARTITION BY {keys} ORDER BY {value}) AS _rn,\n"
+        f"    count(*) OVER (PARTITION BY {keys}) AS _n\n"
+        f"  FROM {source} AS s WHERE {value} IS NOT NULL\n"
+        f") AS ranked WHERE {ranks} GROUP BY {keys}"
+    )
+
+
+def _category_counts(source: str, keys: str, where: str) -> str:
+    return (
+        f"SELECT {keys}, category, count(*) AS category_count FROM {source}"
+        f" WHERE {where} AND category IS NOT NULL GROUP BY {keys}, category"
+    )
+
+
+def _posts_per_category_by_year() -> str:
+    return _category_counts("pin_geo", "post_year", "post_year BETWEEN 2018 AND 2022")
+
+
+def _top_user_by_country(keep_ties: bool) -> str:
+    best = (
+        "SELECT country, poster_name, max(follower_count) AS follower_count FROM pin_geo"
+        " WHERE country IS NOT NULL AND poster_name IS NOT NULL AND follower_count IS NOT NULL"
+        " GROUP BY country, poster_name"
+    )
+    cols = "country, poster_name, follower_count"
+    return top1(f"({best})", ("country",), "follower_count", "poster_name", cols, keep_ties)
+
+
+def _statement(name: str, options: BatchOptions) -> str:
+    ties = options.keep_ties
+    exact = options.median == "exact"
+    cat_cols = "category, category_count"
+    if name == "popular_category_by_country":
+        counts = _category_counts("pin_geo", "country", "country IS NOT NULL")
+        body = top1(f"({counts})", ("country",), "category_count", "category", f"country, {cat_cols}", ties)
+        return f"WITH {PIN_GEO}\n{body}"
+    if name == "posts_per_category_by_year":
+        return f"WITH {PIN_GEO}\n{_posts_per_category_by_year()}"
+    if name == "popular_category_by_year":
+        counts = _posts_per_category_by_year()
+        body = top1(
+            f"({counts})", ("post_year",), "category_count", "category", f"post_year, {cat_cols}", ties
+        )
+        return f"WITH {PIN_GEO}\n{body}"
+    if name == "top_user_by_country":
+        return f"WITH {PIN_GEO}\n{_top_user_by_country(ties)}"
+    if name == "top_country_by_followers":
+        users = f"(SELECT DISTINCT country, follower_count FROM ({_top_user_by_country(ties)}) AS u)"
+        body = top1(users, (), "follower_count", "country", "country, follower_count", ties)
+        return f"WITH {PIN_GEO}\n{body}"
+    if name == "popular_category_by_age_group":
+        counts = _category_counts("pin_user", "age_group", "age_group IS NOT NULL")
+        body = top1(
+            f"({counts})", ("age_group",), "category_count", "category", f"age_group, {cat_cols}", ties
+        )
+        return f"WITH {PIN_USER}\n{body}"
+    if name == "median_followers_by_age_group":
+        source = "(SELECT * FROM pin_user WHERE age_group IS NOT NULL)"
+        return f"WITH {PIN_USER}\n{median(source, ('age_group',), 'follower_count', exact)}"
+    if name == "users_joined_by_year":
+        return (
+            "SELECT post_year, count(*) AS number_users_joined FROM"
+            " (SELECT CAST(year(date_joined) AS BIGINT) AS post_year FROM cleaned_user) AS u"
+            " WHERE post_year BETWEEN 2015 AND 2020 GROUP BY post_year"
+        )
+    if name == "median_followers_by_join_year":
+        source = (
+            "(SELECT join_year AS post_year, follower_count FROM pin_user"
+            " WHERE join_year BETWEEN 2015 AND 2020)"
+        )
+        return f"WITH {PIN_USER}\n{median(source, ('post_year',), 'follower_count', exact)}"
+    if name == "median_followers_by_join_year_and_age_group":
+        source = (
+            "(SELECT age_group, join_year AS post_year, follower_count FROM pin_user"
+            " WHERE join_year BETWEEN 2015 AND 2020 AND age_group IS NOT NULL)"
+        )
+        return f"WITH {PIN_USER}\n{median(source, ('age_group', 'post_year'), 'follower_count', exact)}"
+    raise KeyError(name)
+
+
+def output_sql(name: str, options: BatchOptions, dialect: Dialect = "duckdb") -> str:
+    """The statement computing output ``name`` (columns in SPEC order) for one engine's dialect."""
+    cols = ", ".join(OUTPUTS[name].columns)
+    return render(f"SELECT {cols} FROM (\n{_statement(name, options)}\n) AS result", dialect)
