@@ -31,7 +31,7 @@ def _summary(name: str, info: OutputInfo, row_count: int = 0, **extra: object) -
         "name": name,
         "title": info.title,
         "row_count": row_count,
-        "groups": list(info.groups),
+        "groups": list(info.groups(name)),
         "value": info.value,
         "chart": info.chart,
         **extra,
@@ -109,7 +109,7 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
                 version=snapshot.version,
                 committed_at=snapshot.committed_at,
                 columns=snapshot.table.column_names,
-                rows=output_rows(snapshot, info),
+                rows=output_rows(output, snapshot),
             )
         )
 
