@@ -1,0 +1,142 @@
+"""``pinpipe batch run``: clean the lake, answer the ten questions, write Delta tables, print/export.
+
+Exit status: 0 when the job completed, even if some lake records were quarantined (a cron job or Airflow
+task should not retry a run that will quarantine the same records again); the summary then ends with a
+loud WARNING line naming the quarantine table. ``--strict`` makes quarantined records exit with status 3.
+Any failure of the job itself is a PinpipeError: one line, status 1.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.engines import ENGINES, get_engine
+from pinpipe.engines.base import BatchResult
+from pinpipe.schema import KINDS
+from pinpipe.transform.export import export_csv, format_cell
+from pinpipe.transform.queries import BatchOptions
+
+QUARANTINE_EXIT = 3
+
+
+def print_result(result: BatchResult, console: Console, max_rows: int = 30) -> None:
+    """The ten outputs as rich tables, then the summary (records per topic, quarantined, time)."""
+    for name, table in result.outputs.items():
+        view = Table(title=name, title_justify="left", show_lines=False)
+        for column in table.column_names:
+            numeric = table.schema.field(column).type != "string"
+            view.add_column(column, justify="right" if numeric else "left")
+        for row in table.slice(0, max_rows).to_pylist():
+            view.add_row(*(format_cell(row[c]) for c in table.column_names))
+        if table.num_rows > max_rows:
+            view.caption = f"{max_rows} of {table.num_rows} rows (all of them with --export)"
+        console.print(view)
+    opts = result.options
+    console.print(
+        f"[bold]batch[/bold] engine={result.engine} keep_duplicates={opts.keep_duplicates} "
+        f"median={opts.median} keep_ties={opts.keep_ties}"
+    )
+    for kind in KINDS:
+        console.print(
+            f"  {kind}: {result.records_read.get(kind, 0)} records read from "
+            f"{result.objects_read.get(kind, 0)} objects, {result.cleaned_rows.get(kind, 0)} cleaned rows"
+        )
+    console.print(f"  quarantined: {len(result.quarantined)}   time: {result.seconds:.2f} s")
+
+
+def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> None:
+    if not result.quarantined:
+        return
+    for record in result.quarantined[:shown]:
+        console.print(f"[yellow]quarantined[/yellow] {record.kind} {record.describe()}", markup=True)
+    if len(result.quarantined) > shown:
+        console.print(f"... and {len(result.quarantined) - shown} more")
+    where = result.tables.get("quarantine", "the quarantine table")
+    console.print(
+        f"[bold red]WARNING: {len(result.quarantined)} lake record(s) quarantined[/bold red] "
+        f"(kept in {where}); the rest was processed."
+    )
+
+
+@click.group()
+def batch() -> None:
+    """The batch job: cleaned tables and the ten historical outputs (SPEC §6)."""
+
+
+@batch.command("run")
+@pipeline_options
+@click.option(
+    "--engine",
+    type=click.Choice(sorted(ENGINES)),
+    default=None,
+    help="Batch engine [default: engine.name setting, duckdb].",
+)
+@click.option("--keep-duplicates", is_flag=True, default=None, help="Count raw records (k×m join rows).")
+@click.option(
+    "--median",
+    type=click.Choice(["lower", "exact"]),
+    default=None,
+    help="lower: value at rank ceil(n/2) [default]; exact: mean of the two middle values for even n.",
+)
+@click.option("--keep-ties", is_flag=True, default=None, help="Keep every tied row of the top-1 outputs.")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write DIR/<output>.csv for the ten outputs.",
+)
+@click.option(
+    "--strict", is_flag=True, help=f"Exit with status {QUARANTINE_EXIT} if records were quarantined."
+)
+@click.option("--quiet", is_flag=True, help="Print only the summary, not the outputs.")
+def run(
+    locations: dict[str, Any],
+    engine: str | None,
+    keep_duplicates: bool | None,
+    median: str | None,
+    keep_ties: bool | None,
+    export_dir: Path | None,
+    strict: bool,
+    quiet: bool,
+) -> None:
+    """Read the lake, clean it, compute the ten outputs and write them as Delta tables (idempotent).
+
+    Safe to run from cron: every table is overwritten, so a rerun on the same lake gives the same tables.
+    """
+    settings = build_settings(
+        locations,
+        **{
+            "engine.name": engine,
+            "engine.keep_duplicates": keep_duplicates,
+            "engine.median": median,
+            "engine.keep_ties": keep_ties,
+        },
+    )
+    options = BatchOptions(
+        keep_duplicates=settings.engine.keep_duplicates,
+        median=settings.engine.median,
+        keep_ties=settings.engine.keep_ties,
+    )
+    console = Console()
+    chosen = get_engine(settings.engine.name, settings)
+    with console.status(f"running the batch job on {chosen.name} ..."):
+        result = chosen.run_batch(options)
+    if quiet:
+        print_result(BatchResult(**{**result.__dict__, "outputs": {}}), console)
+    else:
+        print_result(result, console)
+    if export_dir is not None:
+        paths = export_csv(result.outputs, export_dir)
+        console.print(f"  exported {len(paths)} CSV files to {export_dir}")
+    console.print(f"  tables: {settings.tables_url}/batch")
+    warn_quarantine(result, Console(stderr=True))
+    if strict and result.quarantined:
+        sys.exit(QUARANTINE_EXIT)
