@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -58,7 +57,7 @@ def _dead(record: Record, error: str) -> dict[str, Any]:
         "offset": record.offset,
         "value": record.value,
         "error": error,
-        "arrival": datetime.fromtimestamp(record.timestamp, UTC),
+        "arrival": round(record.timestamp * 1_000_000),
     }
 
 
@@ -119,4 +118,5 @@ def decode(kind: Kind, records: Sequence[Record]) -> Decoded:
 
 
 def dead_letter_table(rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=DEAD_LETTER_SCHEMA)
+    plain = DEAD_LETTER_SCHEMA.set(5, pa.field("arrival", pa.int64()))
+    return pa.Table.from_pylist(rows, schema=plain).cast(DEAD_LETTER_SCHEMA)

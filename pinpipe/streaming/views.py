@@ -7,7 +7,6 @@ micro-batch; rows are sorted so equal states give equal tables. Definitions: doc
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -77,15 +76,21 @@ STATE_METRICS = (
 """Metrics derived from the state alone (``lag`` is a snapshot of the log)."""
 
 
-def to_datetime(seconds: float | None) -> datetime | None:
-    """Epoch seconds of a naive timestamp back to the naive timestamp (no time zone shift)."""
+def to_datetime(seconds: float | None) -> int | None:
+    """Epoch seconds of a naive timestamp as the microseconds of an Arrow ``timestamp("us")``.
+
+    Arrow builds timestamp columns from integers without importing pandas (which costs seconds at the
+    start of a short-lived processor); :func:`_table` casts them.
+    """
     if seconds is None:
         return None
-    return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
+    return round(seconds * 1_000_000)
 
 
 def _table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist(rows, schema=SCHEMAS[name])
+    schema = SCHEMAS[name]
+    plain = pa.schema([pa.field(f.name, pa.int64()) if pa.types.is_timestamp(f.type) else f for f in schema])
+    return pa.Table.from_pylist(rows, schema=plain).cast(schema)
 
 
 def profile_popularity(state: MetricsState) -> pa.Table:
