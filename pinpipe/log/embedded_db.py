@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (topic_id, ikey)
 ) WITHOUT ROWID;
 
-CREATE TABLE IF NOT EXISTS commits (
+CREATE TABLE IF NOT EXISTS commits (  -- created last: its presence means the schema is complete
     "group" TEXT NOT NULL,
     topic TEXT NOT NULL,
     partition INTEGER NOT NULL,
@@ -100,6 +100,9 @@ def connect(directory: Path) -> sqlite3.Connection:
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables on first use; an existing log is left alone without taking the write lock."""
+    if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'commits'").fetchone()[0]:
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         for statement in SCHEMA.split(";"):
