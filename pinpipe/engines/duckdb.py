@@ -250,7 +250,7 @@ class DuckDBEngine:
         tables: dict[str, str] = {}
         for kind in KINDS:
             url = batch_table(self.settings, kind)
-            reader = con.sql(f"SELECT * FROM cleaned_{kind}").fetch_record_batch(100_000)
+            reader = con.sql(f"SELECT * FROM cleaned_{kind}").to_arrow_reader(100_000)
             write_delta(url, reader.cast(CLEAN_ARROW_SCHEMA[kind]))
             tables[kind] = url
         for name, table in outputs.items():

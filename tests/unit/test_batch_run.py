@@ -1,0 +1,123 @@
+"""The batch job end to end on a file lake: quarantine, Delta tables, CSV export, the real aicore data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pinpipe.cli import cli
+from pinpipe.config import Settings
+from pinpipe.engines import get_engine, run_batch
+from pinpipe.engines.delta import read_delta
+from pinpipe.errors import EngineError
+from pinpipe.schema import topic_name
+from pinpipe.tables import batch_table
+from pinpipe.transform.export import format_number
+from pinpipe.transform.queries import OUTPUTS, BatchOptions
+
+
+def write_lake(settings: Settings, kind: str, objects: list[bytes]) -> list[str]:
+    topic = topic_name(settings.prefix, kind)  # type: ignore[arg-type]
+    root = settings.workdir / "lake" / "topics" / topic / "partition=0"
+    root.mkdir(parents=True, exist_ok=True)
+    keys = []
+    for i, data in enumerate(objects):
+        name = f"{topic}+0+{i * 1000:010d}.json"
+        (root / name).write_bytes(data)
+        keys.append(f"topics/{topic}/partition=0/{name}")
+    return keys
+
+
+def lines(*records: object) -> bytes:
+    return b"".join(json.dumps(r).encode() + b"\n" for r in records)
+
+
+USER = {"ind": 1, "first_name": "A", "last_name": "B", "age": 30, "date_joined": "2016-01-01 00:00:00"}
+
+
+def test_bad_lines_are_quarantined_and_the_rest_processed(settings: Settings) -> None:
+    good = lines(USER, {**USER, "ind": 2})
+    truncated = lines({**USER, "ind": 3}) + b'{"ind": 4, "first_na'
+    wrong = lines({**USER, "ind": 5, "age": "30"}, {**USER, "ind": 6}) + b"not json at all\n" + lines([1, 2])
+    keys = write_lake(settings, "user", [good, truncated, wrong])
+    result = run_batch(settings, BatchOptions())
+    found = sorted((q.key, q.line, q.reason.split(" ")[0]) for q in result.quarantined)
+    assert found == [(keys[1], 2, "not"), (keys[2], 1, "wrong"), (keys[2], 3, "not"), (keys[2], 4, "wrong")]
+    assert "field 'age' must be int" in result.quarantined[1].reason
+    assert result.records_read["user"] == 8
+    assert result.cleaned_rows["user"] == 4  # ind 1, 2, 3, 6
+    assert sorted(read_delta(batch_table(settings, "user")).column("ind").to_pylist()) == [1, 2, 3, 6]
+    assert read_delta(batch_table(settings, "quarantine")).num_rows == 4
+    assert result.outputs["users_joined_by_year"].to_pylist() == [
+        {"post_year": 2016, "number_users_joined": 4}
+    ]
+
+
+def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_path: Path) -> None:
+    write_lake(settings, "user", [lines(USER) + b"{oops\n"])
+    runner = CliRunner()
+    args = ["batch", "run", "--workdir", str(settings.workdir), "--quiet", "--export", str(tmp_path / "E")]
+    ok = runner.invoke(cli, args)
+    assert ok.exit_code == 0, ok.output
+    assert "WARNING: 1 lake record(s) quarantined" in ok.output
+    strict = runner.invoke(cli, [*args, "--strict"])
+    assert strict.exit_code == 3
+    spark = runner.invoke(cli, ["batch", "run", "--workdir", str(settings.workdir), "--engine", "spark"])
+    assert spark.exit_code != 0
+
+
+def test_unknown_engine_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(EngineError, match="spark engine is not available"):
+        get_engine("spark", settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (41500, "41500"),
+        (41500.0, "41500"),
+        (41500.5, "41500.5"),
+        (0.1, "0.1"),
+        (1e16, "10000000000000000"),
+        (1e-7, "0.0000001"),
+        (-3.25, "-3.25"),
+        (1000003.5, "1000003.5"),
+    ],
+)
+def test_csv_number_format(value: float, text: str) -> None:
+    assert format_number(value) == text
+
+
+def test_real_aicore_data_gives_ten_csvs_with_spec_headers(
+    settings: Settings, aicore: Path, tmp_path: Path
+) -> None:
+    rows = [json.loads(line) for line in (aicore / "seed100_replay_first2524.jsonl").open()]
+    for kind in ("pin", "geo", "user"):
+        records = [r[kind] for r in rows if r.get(kind) is not None]
+        write_lake(settings, kind, [lines(*records[i : i + 1000]) for i in range(0, len(records), 1000)])
+    export = tmp_path / "E"
+    result = CliRunner().invoke(
+        cli, ["batch", "run", "--workdir", str(settings.workdir), "--export", str(export)]
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in export.iterdir()) == sorted(f"{n}.csv" for n in OUTPUTS)
+    for name, output in OUTPUTS.items():
+        with (export / f"{name}.csv").open() as handle:
+            table = list(csv.reader(handle))
+        assert tuple(table[0]) == output.columns
+        assert len(table) > 1, name
+    with (export / "users_joined_by_year.csv").open() as handle:
+        years = [int(r["post_year"]) for r in csv.DictReader(handle)]
+    assert years == sorted(years) and set(years) <= {2015, 2016, 2017}  # users joined 2015-10..2017-10
+    with (export / "median_followers_by_age_group.csv").open() as handle:
+        groups = [r["age_group"] for r in csv.DictReader(handle)]
+    assert groups == ["18-24", "25-35", "36-50", "50+"]
+    with (export / "top_country_by_followers.csv").open() as handle:
+        (top,) = list(csv.DictReader(handle))
+    assert int(top["follower_count"]) > 1_000_000
+    for kind in ("pin", "geo", "user"):
+        assert read_delta(batch_table(settings, kind)).num_rows > 2000
