@@ -77,6 +77,8 @@ class ApiError(Exception):
 
     @property
     def status(self) -> int:
+        if self.error_code == 50003:
+            return 503  # retriable: 503 tells proxies and clients to come back (with Retry-After)
         return self.error_code // 100 if self.error_code >= 10000 else self.error_code
 
 
