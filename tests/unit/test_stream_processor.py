@@ -1,0 +1,157 @@
+"""The stream processor on the in-memory log: cleaned rows, exactly once across crashes, dead letters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pinpipe import tables
+from pinpipe.config import Settings, load_settings
+from pinpipe.errors import StreamError
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.schema import KINDS, stream_name
+from pinpipe.streaming import delta
+from pinpipe.streaming.processor import StreamProcessor, run_stream
+from pinpipe.streaming.views import STATE_METRICS
+from pinpipe.transform.clean import CLEAN_COLUMNS, clean_table
+from tests.unit.test_stream_support import (
+    live_times,
+    memory_log_with,
+    metric_rows,
+    read,
+    replay_iterations,
+    stream_rows,
+)
+
+
+def make_settings(settings: Settings, workdir: Path, **stream: Any) -> Settings:
+    overrides = {"stream.max_records": 150, "stream.max_wait_s": 0.0}
+    overrides.update({f"stream.{k}": v for k, v in stream.items()})
+    return load_settings(workdir=workdir, **overrides)
+
+
+def all_tables(s: Settings) -> dict[str, Any]:
+    out: dict[str, Any] = {kind: stream_rows(s, kind) for kind in KINDS}
+    for name in STATE_METRICS:
+        out[name] = metric_rows(s, name)
+    return out
+
+
+def test_stream_tables_equal_batch_cleaned_rows(settings: Settings, workdir: Path, aicore: Path) -> None:
+    s = make_settings(settings, workdir)
+    its = replay_iterations(aicore, 400)
+    log = memory_log_with(s.prefix, its)
+    summary = run_stream(s, log=log)
+    assert summary.rows == {"pin": 400, "geo": 400, "user": 400}
+    assert summary.dead_letters == 0
+    reader = log.reader("check", [stream_name(s.prefix, k) for k in KINDS])
+    records = sorted(reader.poll(10_000, 0), key=lambda r: (r.topic, r.partition, r.offset))
+    for kind in KINDS:
+        mine = [r for r in records if r.topic == stream_name(s.prefix, kind)]
+        expected = clean_table(kind, pa.Table.from_pylist([json.loads(r.value) for r in mine])).to_pylist()
+        got = [{c: row[c] for c in CLEAN_COLUMNS[kind]} for row in stream_rows(s, kind)]
+        assert got == expected
+        assert [(r["_partition"], r["_offset"]) for r in stream_rows(s, kind)] == [
+            (r.partition, r.offset) for r in mine
+        ]
+
+
+def test_dead_letters_keep_stream_partition_offset_value_and_error(
+    settings: Settings, workdir: Path, aicore: Path
+) -> None:
+    s = make_settings(settings, workdir)
+    log = memory_log_with(s.prefix, replay_iterations(aicore, 20))
+    w = log.writer()
+    bad = [b"not json {", b"[1,2]", json.dumps({"ind": "seven", "country": "France"}).encode(), b"\xff\xfe"]
+    placed = w.append(stream_name(s.prefix, "geo"), [OutgoingRecord(v, partition=1) for v in bad])
+    w.append(stream_name(s.prefix, "pin"), [OutgoingRecord(json.dumps({"index": 1.5}).encode(), partition=0)])
+    summary = run_stream(s, log=log)
+    assert summary.rows["geo"] == 20 and summary.rows["pin"] == 20
+    dead = sorted(read(tables.dead_letter_table(s)).to_pylist(), key=lambda d: (d["stream"], d["offset"]))
+    geo_dead = [d for d in dead if d["stream"] == stream_name(s.prefix, "geo")]
+    assert [(d["partition"], d["offset"]) for d in geo_dead] == placed
+    assert [d["value"] for d in geo_dead] == bad
+    assert "not JSON" in geo_dead[0]["error"]
+    assert "must be a JSON object" in geo_dead[1]["error"]
+    assert "field 'ind' must be int" in geo_dead[2]["error"]
+    pin_dead = [d for d in dead if d["stream"] == stream_name(s.prefix, "pin")]
+    assert len(pin_dead) == 1 and "field 'index' must be int" in pin_dead[0]["error"]
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash_at", [1, 2, 3, 4, 5, 7, 11])
+def test_crash_between_commits_then_restart_is_exactly_once(
+    settings: Settings, tmp_path: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch, crash_at: int
+) -> None:
+    """Kill the processor at the n-th Delta commit of a micro-batch (stream tables, dead letters,
+    state or views), reopen it mid-stream, and compare everything with an uninterrupted run."""
+    its = live_times(replay_iterations(aicore, 300))
+    extra = {"geo": [b"oops"]}
+    reference = make_settings(settings, tmp_path / "ref")
+    run_stream(reference, log=memory_log_with(reference.prefix, its, extra=extra))
+    expected = all_tables(reference)
+
+    s = make_settings(settings, tmp_path / "crashy")
+    log = memory_log_with(s.prefix, its, extra=extra)
+    calls = {"n": 0}
+    real_append, real_overwrite = delta.append, delta.overwrite
+
+    def counting(real: Any) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] % 13 == crash_at:
+                raise Crash(f"killed at commit {calls['n']}")
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(delta, "append", counting(real_append))
+    monkeypatch.setattr(delta, "overwrite", counting(real_overwrite))
+    crashes = 0
+    while True:
+        processor = StreamProcessor(s, log)
+        try:
+            processor.run(until_idle=True)
+            break
+        except Crash:
+            crashes += 1
+            assert crashes < 200
+        finally:
+            processor.close()
+    monkeypatch.setattr(delta, "append", real_append)
+    monkeypatch.setattr(delta, "overwrite", real_overwrite)
+    run_stream(s, log=log)  # a clean final pass rewrites the views from the committed state
+    assert crashes >= 3
+    got = all_tables(s)
+    for kind in KINDS:
+        assert len(got[kind]) == 300
+        assert got[kind] == expected[kind]
+    for name in STATE_METRICS:
+        assert _approx(got[name]) == _approx(expected[name]), name
+    dead = read(tables.dead_letter_table(s)).to_pylist()
+    assert [d["value"] for d in dead] == [b"oops"]
+
+
+def _approx(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: (round(v, 9) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
+
+
+def test_a_second_processor_on_the_same_tables_is_refused(settings: Settings, workdir: Path) -> None:
+    s = make_settings(settings, workdir)
+    from pinpipe.log.memory import MemoryLog
+
+    log = MemoryLog()
+    first = StreamProcessor(s, log)
+    try:
+        with pytest.raises(StreamError, match="another stream processor"):
+            StreamProcessor(s, log)
+    finally:
+        first.close()
+    StreamProcessor(s, log).close()
