@@ -9,6 +9,7 @@ the values exactly through every driver).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -145,9 +146,37 @@ def count_rows(engine: Engine) -> dict[Kind, int]:
 
 
 def insert_rows(conn: sa.Connection, kind: Kind, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert one chunk as an executemany (the caller owns the transaction)."""
-    if rows:
-        conn.execute(TABLES[kind].insert(), list(rows))
+    """Insert one chunk with a single driver ``executemany`` (the caller owns the transaction).
+
+    The statement is compiled once per dialect and values pass through each column type's own bind
+    processor, so this is what ``conn.execute(insert, rows)`` does, without its per-row bookkeeping
+    (about twice as fast on large chunks), and still portable to every SQLAlchemy backend.
+    """
+    if not rows:
+        return
+    sql, names, processors = _compiled_insert(conn.dialect, kind)
+    if conn.dialect.positional:
+        params: list[Any] = [
+            tuple(row.get(n) if p is None else p(row.get(n)) for n, p in zip(names, processors, strict=True))
+            for row in rows
+        ]
+    else:
+        params = [
+            {n: row.get(n) if p is None else p(row.get(n)) for n, p in zip(names, processors, strict=True)}
+            for row in rows
+        ]
+    conn.exec_driver_sql(sql, params)
+
+
+@functools.cache
+def _compiled_insert(dialect: sa.Dialect, kind: Kind) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+    table = TABLES[kind]
+    compiled = table.insert().compile(dialect=dialect)
+    bind_names = compiled.positiontup if dialect.positional else list(compiled.binds)
+    by_bind = {bind: compiled.binds[bind].key for bind in compiled.binds}
+    names = tuple(by_bind[b] for b in bind_names or ())
+    processors = tuple(table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names)
+    return str(compiled), names, processors
 
 
 def to_record(row: Mapping[str, Any]) -> dict[str, Any]:
