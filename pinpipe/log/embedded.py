@@ -4,7 +4,9 @@ Why SQLite: it gives, with no extra dependency, atomic multi-row transactions th
 (the API server appending, the lake sink and the stream processor reading and committing, ``pinpipe
 status`` looking) may use at once, with readers never blocking the writer (WAL mode). One ``append()``
 call is one transaction holding the records, the partitions' new end offsets and the idempotency keys,
-so a retried idempotency key survives a crash exactly like the records do.
+so a retried idempotency key survives a crash exactly like the records do. Threads sharing one writer
+get group commit (:mod:`pinpipe.log.embedded_writer`): concurrent calls share one transaction and one
+fsync, each call still all or nothing.
 
 Durability (fsync policy): the database runs in WAL mode with ``synchronous=FULL``; ``append()`` returns
 only after its transaction's COMMIT, and SQLite fsyncs the write-ahead log on every commit. An
@@ -21,7 +23,6 @@ retained start continues at the start. Options come from keyword arguments or th
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 import time
@@ -32,7 +33,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
-from pinpipe.log.base import OutgoingRecord, TopicPartition
+from pinpipe.log.base import TopicPartition
 from pinpipe.log.embedded_db import (
     SqliteErrors,
     connect,
@@ -43,7 +44,7 @@ from pinpipe.log.embedded_db import (
     table,
 )
 from pinpipe.log.embedded_reader import EmbeddedLogReader
-from pinpipe.log.partitioner import partition_for_key
+from pinpipe.log.embedded_writer import EmbeddedLogWriter
 
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 _OPTIONS = {"partitions": int, "retention_ms": int, "retention_bytes": int, "retention_check_s": float}
@@ -199,7 +200,9 @@ class EmbeddedLog:
 
     # factories
     def writer(self) -> EmbeddedLogWriter:
-        writer = EmbeddedLogWriter(self)
+        writer = EmbeddedLogWriter(
+            self.directory, self.retention_bytes, self.retention_s, self.retention_check_s
+        )
         self._children.add(writer)
         return writer
 
@@ -219,110 +222,6 @@ class EmbeddedLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class EmbeddedLogWriter:
-    """Appends with one transaction per call: all records of the call or none of them."""
-
-    def __init__(self, log: EmbeddedLog) -> None:
-        self._log = log
-        self._conn = connect(log.directory)
-        self._lock = threading.Lock()
-        self._round_robin = itertools.count()
-        self._next_retention = time.monotonic() + log.retention_check_s
-        self._closed = False
-
-    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
-        with self._lock, errors_of(self._log.directory):
-            if self._closed:
-                raise LogError("append on a closed embedded log writer")
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                placed = self._place(conn, topic, records)
-                conn.execute("COMMIT")
-            except BaseException:
-                rollback(conn)
-                raise
-            if time.monotonic() >= self._next_retention:
-                self._next_retention = time.monotonic() + self._log.retention_check_s
-                enforce_retention(conn, self._log.retention_bytes, self._log.retention_s)
-            return placed
-
-    def _place(
-        self, conn: sqlite3.Connection, topic: str, records: Sequence[OutgoingRecord]
-    ) -> list[tuple[int, int]]:
-        row = conn.execute("SELECT id, partitions FROM topics WHERE name = ?", (topic,)).fetchone()
-        if row is None:
-            raise TopicNotFoundError(f"topic {topic!r} not found")
-        topic_id, count = row
-        ends = dict(
-            conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
-        )
-        seen = self._known_keys(conn, topic_id, records)
-        now = time.time()
-        rows: dict[int, list[tuple[int, bytes | None, bytes, float]]] = {}
-        added: dict[int, int] = {}
-        new_keys: list[tuple[int, str, int, int]] = []
-        placed: list[tuple[int, int]] = []
-        for rec in records:
-            ikey = rec.idempotency_key
-            if ikey and ikey in seen:
-                placed.append(seen[ikey])
-                continue
-            if not isinstance(rec.value, bytes) or not (rec.key is None or isinstance(rec.key, bytes)):
-                raise LogError("record key and value must be bytes")
-            if rec.partition is not None:
-                p = rec.partition
-                if not 0 <= p < count:
-                    raise LogError(f"partition {p} out of range: topic {topic!r} has {count} partitions")
-            elif rec.key is not None:
-                p = partition_for_key(rec.key, count)
-            else:
-                p = next(self._round_robin) % count
-            offset = ends[p]
-            ends[p] = offset + 1
-            rows.setdefault(p, []).append((offset, rec.key, rec.value, now))
-            added[p] = added.get(p, 0) + len(rec.value) + (len(rec.key) if rec.key else 0)
-            if ikey:
-                seen[ikey] = (p, offset)
-                new_keys.append((topic_id, ikey, p, offset))
-            placed.append((p, offset))
-        for p, batch in rows.items():
-            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?)", batch)
-            conn.execute(
-                "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
-                "WHERE topic_id = ? AND partition = ?",
-                (ends[p], added[p], topic_id, p),
-            )
-        if new_keys:
-            conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?)", new_keys)
-        return placed
-
-    @staticmethod
-    def _known_keys(
-        conn: sqlite3.Connection, topic_id: int, records: Sequence[OutgoingRecord]
-    ) -> dict[str, tuple[int, int]]:
-        keys = list({rec.idempotency_key for rec in records if rec.idempotency_key})
-        seen: dict[str, tuple[int, int]] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for ikey, p, offset in conn.execute(
-                f'SELECT ikey, partition, "offset" FROM idempotency WHERE topic_id = ? AND ikey IN ({marks})',
-                (topic_id, *chunk),
-            ):
-                seen[ikey] = (p, offset)
-        return seen
-
-    def flush(self) -> None:
-        """Nothing to do: every append is durable when it returns."""
-
-    def close(self) -> None:
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                self._conn.close()
 
 
 __all__ = ["EmbeddedLog", "EmbeddedLogReader", "EmbeddedLogWriter", "TopicPartition", "parse_url"]

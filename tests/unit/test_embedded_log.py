@@ -215,3 +215,47 @@ def test_a_file_that_is_not_a_log_is_not_retriable(tmp_path: Path) -> None:
     with pytest.raises(LogError) as caught:
         EmbeddedLog(f"embedded://{tmp_path}")
     assert not isinstance(caught.value, LogUnavailableError)
+
+
+def test_group_commit_keeps_each_concurrent_call_all_or_nothing(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 2)
+    writer = log.writer()
+    results: dict[int, object] = {}
+    barrier = threading.Barrier(8)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for i in range(25):
+            bad = n % 4 == 0 and i % 5 == 0
+            records = [
+                OutgoingRecord(f"{n}-{i}-{j}".encode(), idempotency_key=f"{n}-{i}-{j}") for j in range(3)
+            ]
+            if bad:
+                records.append(OutgoingRecord(b"nope", partition=9))
+            try:
+                results[n * 100 + i] = writer.append("t" if n != 7 else "missing", records)
+            except LogError as exc:
+                results[n * 100 + i] = exc
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    failures = {k: v for k, v in results.items() if isinstance(v, LogError)}
+    assert all(isinstance(failures[700 + i], TopicNotFoundError) for i in range(25))
+    assert sorted(failures) == sorted(
+        [700 + i for i in range(25)] + [n * 100 + i for n in (0, 4) for i in range(0, 25, 5)]
+    )
+    stored = Counter(r.value for r in log.reader("g", ["t"]).poll(10_000, 1))
+    expected = {
+        f"{n}-{i}-{j}".encode()
+        for n in range(7)
+        for i in range(25)
+        for j in range(3)
+        if not (n % 4 == 0 and i % 5 == 0)
+    }
+    assert set(stored) == expected and set(stored.values()) == {1}
+    assert sum(log.end_offsets("t").values()) == len(expected)
+    log.close()

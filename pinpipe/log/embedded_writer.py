@@ -1,0 +1,218 @@
+"""Appending to the embedded log: one transaction per call, or per group of concurrent calls.
+
+Group commit: when several threads share a writer (the API server answers requests from a thread pool),
+the first caller becomes the leader and runs one transaction for every call queued meanwhile, each call
+inside its own SAVEPOINT. A call that fails (unknown topic, bad partition) is rolled back to its savepoint
+alone and gets its error; the others commit together, paying for one fsync instead of one each. Every
+caller returns only after the COMMIT that holds its records: durability is unchanged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pinpipe.errors import LogError, TopicNotFoundError
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.embedded_db import connect, enforce_retention, errors_of, rollback, table
+from pinpipe.log.partitioner import partition_for_key
+
+_KEY_CACHE = 65_536
+
+
+@dataclass(slots=True)
+class _Call:
+    topic: str
+    records: Sequence[OutgoingRecord]
+    placed: list[tuple[int, int]] | None = None
+    error: BaseException | None = None
+    done: bool = field(default=False)
+
+
+class EmbeddedLogWriter:
+    """Appends: all records of a call or none of them; thread-safe, with group commit across threads."""
+
+    def __init__(
+        self,
+        directory: Path,
+        retention_bytes: int | None = None,
+        retention_s: float | None = None,
+        retention_check_s: float = 10.0,
+    ) -> None:
+        self._directory = directory
+        self._retention = (retention_bytes, retention_s, retention_check_s)
+        self._conn = connect(directory)
+        self._cond = threading.Condition()
+        self._queue: list[_Call] = []
+        self._leading = False
+        self._round_robin = itertools.count()
+        self._key_partitions: dict[tuple[bytes, int], int] = {}
+        self._next_retention = time.monotonic() + retention_check_s
+        self._closed = False
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
+        call = _Call(topic, records)
+        with self._cond:
+            if self._closed:
+                raise LogError("append on a closed embedded log writer")
+            self._queue.append(call)
+            while not call.done:
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                group, self._queue = self._queue, []
+                self._cond.release()
+                try:
+                    self._commit_group(group)
+                finally:
+                    self._cond.acquire()
+                    self._leading = False
+                    for c in group:
+                        if not c.done:
+                            c.error = c.error or LogError("append interrupted")
+                            c.done = True
+                    self._cond.notify_all()
+        if call.error is not None:
+            raise call.error
+        assert call.placed is not None
+        return call.placed
+
+    def _commit_group(self, group: list[_Call]) -> None:
+        conn = self._conn
+        try:
+            with errors_of(self._directory):
+                if self._closed:
+                    raise LogError("append on a closed embedded log writer")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for call in group:
+                        self._run_call(conn, call, savepoint=len(group) > 1)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    rollback(conn)
+                    raise
+        except Exception as exc:
+            for call in group:
+                call.placed, call.error = None, call.error or exc
+            return
+        for call in group:
+            call.done = True
+        self._maybe_enforce_retention()
+
+    def _run_call(self, conn: sqlite3.Connection, call: _Call, savepoint: bool) -> None:
+        if not savepoint:
+            call.placed = self._place(conn, call.topic, call.records)
+            return
+        conn.execute("SAVEPOINT call")
+        try:
+            with errors_of(self._directory):
+                call.placed = self._place(conn, call.topic, call.records)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO call")
+            call.error = exc
+        finally:
+            conn.execute("RELEASE call")
+
+    def _maybe_enforce_retention(self) -> None:
+        retention_bytes, retention_s, every = self._retention
+        if time.monotonic() < self._next_retention:
+            return
+        self._next_retention = time.monotonic() + every
+        try:
+            with errors_of(self._directory):
+                enforce_retention(self._conn, retention_bytes, retention_s)
+        except LogError:
+            pass  # retention is best effort: the next check tries again; the appends are committed
+
+    def _place(
+        self, conn: sqlite3.Connection, topic: str, records: Sequence[OutgoingRecord]
+    ) -> list[tuple[int, int]]:
+        row = conn.execute("SELECT id, partitions FROM topics WHERE name = ?", (topic,)).fetchone()
+        if row is None:
+            raise TopicNotFoundError(f"topic {topic!r} not found")
+        topic_id, count = row
+        ends = dict(
+            conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
+        )
+        seen = self._known_keys(conn, topic_id, records)
+        now = time.time()
+        rows: dict[int, list[tuple[int, bytes | None, bytes, float]]] = {}
+        added: dict[int, int] = {}
+        new_keys: list[tuple[int, str, int, int]] = []
+        placed: list[tuple[int, int]] = []
+        for rec in records:
+            ikey, key, value = rec.idempotency_key, rec.key, rec.value
+            if ikey and ikey in seen:
+                placed.append(seen[ikey])
+                continue
+            if type(value) is not bytes or not (key is None or type(key) is bytes):
+                raise LogError("record key and value must be bytes")
+            if rec.partition is not None:
+                p = rec.partition
+                if not 0 <= p < count:
+                    raise LogError(f"partition {p} out of range: topic {topic!r} has {count} partitions")
+            elif key is not None:
+                p = self._partition_of(key, count)
+            else:
+                p = next(self._round_robin) % count
+            offset = ends[p]
+            ends[p] = offset + 1
+            rows.setdefault(p, []).append((offset, key, value, now))
+            added[p] = added.get(p, 0) + len(value) + (len(key) if key else 0)
+            if ikey:
+                seen[ikey] = (p, offset)
+                new_keys.append((topic_id, ikey, p, offset))
+            placed.append((p, offset))
+        for p, batch in rows.items():
+            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?)", batch)
+            conn.execute(
+                "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
+                "WHERE topic_id = ? AND partition = ?",
+                (ends[p], added[p], topic_id, p),
+            )
+        if new_keys:
+            conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?)", new_keys)
+        return placed
+
+    def _partition_of(self, key: bytes, count: int) -> int:
+        """Kafka's partition of a key, remembered: murmur2 in Python costs microseconds per key."""
+        cached = self._key_partitions.get((key, count))
+        if cached is None:
+            if len(self._key_partitions) >= _KEY_CACHE:
+                self._key_partitions.clear()
+            cached = self._key_partitions[(key, count)] = partition_for_key(key, count)
+        return cached
+
+    @staticmethod
+    def _known_keys(
+        conn: sqlite3.Connection, topic_id: int, records: Sequence[OutgoingRecord]
+    ) -> dict[str, tuple[int, int]]:
+        """The positions of the call's idempotency keys already stored (one query per 500 keys)."""
+        keys = list({rec.idempotency_key for rec in records if rec.idempotency_key})
+        seen: dict[str, tuple[int, int]] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for ikey, p, offset in conn.execute(
+                f'SELECT ikey, partition, "offset" FROM idempotency WHERE topic_id = ? AND ikey IN ({marks})',
+                (topic_id, *chunk),
+            ):
+                seen[ikey] = (p, offset)
+        return seen
+
+    def flush(self) -> None:
+        """Nothing to do: every append is durable when it returns."""
+
+    def close(self) -> None:
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
