@@ -180,8 +180,11 @@ def _compiled_insert(dialect: sa.Dialect, kind: Kind) -> tuple[str, tuple[str, .
 
 
 def to_record(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A source row as the JSON-ready dict the emulator sends (datetimes as ``%Y-%m-%d %H:%M:%S``)."""
-    return {k: v.strftime(DATETIME_FORMAT) if isinstance(v, datetime) else v for k, v in row.items()}
+    """A source row as the JSON-ready dict the emulator sends (datetimes as ``%Y-%m-%d %H:%M:%S``).
+
+    Keys become plain ``str`` (SQLAlchemy hands back its ``quoted_name`` for the quoted ``index``).
+    """
+    return {str(k): v.strftime(DATETIME_FORMAT) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 class SqlRowReader:
