@@ -55,7 +55,12 @@ class EmbeddedLogReader:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         return []
-                    time.sleep(min(wait, remaining))
+                    self._lock.release()  # commit() and seek() from other threads may run meanwhile
+                    try:
+                        time.sleep(min(wait, remaining))
+                    finally:
+                        self._lock.acquire()
+                    self._check_open()
                     wait = min(wait * 2, MAX_WAIT_S)
                     if self._data_version() != self._version:
                         break

@@ -259,3 +259,18 @@ def test_group_commit_keeps_each_concurrent_call_all_or_nothing(tmp_path: Path) 
     assert set(stored) == expected and set(stored.values()) == {1}
     assert sum(log.end_offsets("t").values()) == len(expected)
     log.close()
+
+
+def test_commit_from_another_thread_does_not_wait_for_a_long_poll(tmp_path: Path) -> None:
+    log = make_log(tmp_path)
+    log.create_topic("t", 1)
+    reader = log.reader("g", ["t"])
+    poller = threading.Thread(target=reader.poll, args=(10, 2.0))
+    poller.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    reader.commit({("t", 0): 0})
+    assert time.monotonic() - started < 1.0
+    poller.join()
+    assert log.committed("g", "t") == {0: 0}
+    log.close()
