@@ -7,6 +7,7 @@
         return request.getfixturevalue("kafka_log")  # a fixture of tests/integration/conftest.py
 
     LOG_BACKENDS["kafka"] = _kafka
+    LOG_MARKS["kafka"] = [pytest.mark.kafka]  # optional: marks of that backend's parameter
 
 Every test uses fresh topic names, so backends that share one broker across tests are fine.
 """
@@ -38,7 +39,10 @@ LOG_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Log]] = {
 }
 
 
-@pytest.fixture(params=list(LOG_BACKENDS))
+LOG_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+
+
+@pytest.fixture(params=[pytest.param(name, marks=LOG_MARKS.get(name, [])) for name in LOG_BACKENDS])
 def log_backend(request: pytest.FixtureRequest) -> Iterator[Log]:
     log = LOG_BACKENDS[request.param](request)
     try:
