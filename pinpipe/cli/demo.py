@@ -1,0 +1,83 @@
+"""``pinpipe demo``: the whole pipeline on the embedded defaults (or wherever the flags point)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.demo import SYNTHETIC_ROWS, DemoOptions, run_demo
+from pinpipe.engines import ENGINES
+
+
+@click.command("demo")
+@pipeline_options
+@click.option(
+    "--iterations", type=click.IntRange(min=0), default=1000, show_default=True, help="Emulator iterations."
+)
+@click.option(
+    "--seed", type=int, default=100, show_default=True, help="Emulator seed (100 reproduces the original)."
+)
+@click.option(
+    "--sleep/--no-sleep", default=False, show_default=True, help="Wait the drawn 0/1 s per iteration."
+)
+@click.option(
+    "--load-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Load pinterest_data, geolocation_data, user_data (CSV or JSONL) from DIR, not synthetic rows.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=11_001),
+    default=SYNTHETIC_ROWS,
+    show_default=True,
+    help="Synthetic rows.",
+)
+@click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None, help="Batch engine [duckdb].")
+@click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write DIR/<output>.csv for the ten outputs.",
+)
+@click.option("--no-stream", is_flag=True, help="Skip the stream processor.")
+@click.option(
+    "--keep", is_flag=True, help="Keep the workdir's previous embedded state instead of starting fresh."
+)
+def demo(
+    locations: dict[str, Any],
+    iterations: int,
+    seed: int,
+    sleep: bool,
+    load_dir: Path | None,
+    rows: int,
+    engine: str | None,
+    export_dir: Path | None,
+    no_stream: bool,
+    keep: bool,
+) -> None:
+    """Run the whole pipeline: build a source DB, serve the API on a free local port, emulate ITERATIONS
+    posts to the batch topics and the streams, sink the topics to the lake, run the batch job, run the
+    stream processor until caught up, then print the outputs and where everything was written.
+
+    By default it starts fresh: the source DB, log, lake and tables inside --workdir are rebuilt (state
+    outside the workdir, e.g. a Kafka cluster or an S3 bucket, is never deleted: use a new --prefix there).
+    """
+    settings = build_settings(locations, **{"engine.name": engine})
+    run_demo(
+        settings,
+        DemoOptions(
+            iterations=iterations,
+            seed=seed,
+            sleep=sleep,
+            load_dir=load_dir,
+            rows=rows,
+            export_dir=export_dir,
+            stream=not no_stream,
+            fresh=not keep,
+        ),
+    )

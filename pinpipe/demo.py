@@ -1,0 +1,229 @@
+"""``pinpipe demo``: the whole pipeline in one process, on whatever the settings point at.
+
+source DB (synthetic or loaded) -> ingestion API (a free local port) -> emulator -> log -> lake sink ->
+batch job, and the stream processor -> Delta tables + metrics; then it prints the outputs and where
+everything was written. Each stage is the same library call its own command makes, so the demo shows
+exactly what the separate commands do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rich.console import Console
+
+from pinpipe.config import Settings
+from pinpipe.errors import ConfigError
+from pinpipe.schema import KINDS, Kind
+
+SYNTHETIC_ROWS = 11_154
+"""As many rows as the original database, so the emulator's draws (0..11000) always find a row."""
+
+# File names looked for in --load-dir, first match wins (the aicore copies load as they are).
+LOAD_NAMES: dict[Kind, tuple[str, ...]] = {
+    "pin": ("pinterest_data.jsonl", "pinterest_data.csv", "pinterest_data.json"),
+    "geo": ("geolocation_data.csv", "geolocation_data.jsonl", "geolocation_data.json"),
+    "user": ("user_data.csv", "user_data.jsonl", "user_data.json"),
+}
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    iterations: int = 1000
+    seed: int = 100
+    sleep: bool = False
+    load_dir: Path | None = None
+    rows: int = SYNTHETIC_ROWS
+    export_dir: Path | None = None
+    stream: bool = True
+    fresh: bool = True
+    """Remove the embedded state (source DB, log, lake, tables) of the workdir first."""
+
+
+@dataclass
+class DemoReport:
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds per stage."""
+
+
+def find_load_files(load_dir: Path) -> dict[Kind, Path]:
+    """The three source files in ``load_dir``; a missing one is a ConfigError naming what was expected."""
+    found: dict[Kind, Path] = {}
+    for kind in KINDS:
+        for name in LOAD_NAMES[kind]:
+            if (load_dir / name).is_file():
+                found[kind] = load_dir / name
+                break
+        else:
+            raise ConfigError(f"{load_dir} has no {' or '.join(LOAD_NAMES[kind])}")
+    return found
+
+
+def _local_path(url: str) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme in ("file", "embedded"):
+        return Path(parsed.path)
+    if parsed.scheme == "sqlite":
+        return Path(url.removeprefix("sqlite:///"))
+    return None
+
+
+def reset_workdir(settings: Settings) -> None:
+    """Delete the local state the demo is about to rebuild, only where it lives inside the workdir."""
+    workdir = settings.workdir.resolve()
+    for url in (
+        settings.source_url,
+        settings.log_url,
+        settings.stream_log_url,
+        settings.lake_url,
+        settings.tables_url,
+    ):
+        path = _local_path(url)
+        if path is None or not path.resolve().is_relative_to(workdir):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+class _Stage:
+    """Times one stage and prints its heading."""
+
+    def __init__(self, console: Console, report: DemoReport, name: str, title: str) -> None:
+        self.console, self.report, self.name, self.title = console, report, name, title
+
+    def __enter__(self) -> None:
+        self.started = time.monotonic()
+        self.console.rule(f"[bold]{self.title}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.report.stages[self.name] = time.monotonic() - self.started
+
+
+def build_source(settings: Settings, options: DemoOptions, console: Console) -> None:
+    from pinpipe.source.database import count_rows, open_source
+    from pinpipe.source.load import load_files
+    from pinpipe.source.synthetic import seed_database
+
+    engine = open_source(settings.source_url)
+    try:
+        if options.load_dir is not None:
+            result = load_files(engine, find_load_files(options.load_dir), replace=True)
+            counts = result.counts
+        else:
+            seed_database(engine, options.rows, seed=options.seed, replace=True)
+            counts = count_rows(engine)
+    finally:
+        engine.dispose()
+    console.print("source rows: " + ", ".join(f"{kind} {n}" for kind, n in counts.items()))
+
+
+def run_demo(settings: Settings, options: DemoOptions, console: Console | None = None) -> DemoReport:
+    """Run every stage in order; raises PinpipeError on the first failure."""
+    from pinpipe.cli.batch import print_result, warn_quarantine
+    from pinpipe.engines import options_from_settings, run_batch
+    from pinpipe.ingest.app import create_app
+    from pinpipe.lake.sink import run_sink
+    from pinpipe.serve import background_server
+    from pinpipe.source.emulator import EmulatorOptions, run_emulator
+    from pinpipe.transform.export import export_csv
+
+    console = console or Console()
+    report = DemoReport()
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    if options.fresh:
+        reset_workdir(settings)
+        settings.workdir.mkdir(parents=True, exist_ok=True)
+
+    with _Stage(console, report, "source", "1. source database"):
+        build_source(settings, options, console)
+
+    with _Stage(console, report, "emulate", "2. ingestion API + emulator (batch topics and streams)"):
+        with background_server(create_app(settings)) as api_url:
+            console.print(f"ingestion API on {api_url} (log {settings.log_url})")
+            summary = run_emulator(
+                settings,
+                EmulatorOptions(
+                    seed=options.seed,
+                    iterations=options.iterations,
+                    sleep=options.sleep,
+                    mode="both",
+                    api=api_url,
+                ),
+            )
+        console.print(
+            f"{summary.iterations} iterations; sent "
+            + ", ".join(f"{n} {name}" for name, n in summary.sent.items())
+        )
+        if summary.errors:
+            console.print(f"[yellow]{summary.errors} records failed to send[/yellow]")
+
+    with _Stage(console, report, "sink", "3. lake sink"):
+        sunk = run_sink(settings, until_idle=True)
+        console.print(
+            f"{sunk.records} records in {sunk.objects} objects ({sunk.bytes} bytes) at {settings.lake_url}"
+        )
+
+    with _Stage(console, report, "batch", f"4. batch job ({settings.engine.name})"):
+        result = run_batch(settings, options_from_settings(settings))
+        print_result(result, console)
+        warn_quarantine(result, console)
+        if options.export_dir is not None:
+            paths = export_csv(result.outputs, options.export_dir)
+            console.print(f"exported {len(paths)} CSV files to {options.export_dir}")
+
+    if options.stream:
+        with _Stage(console, report, "stream", "5. stream processor"):
+            _run_stream_stage(settings, console)
+
+    _print_locations(settings, options, report, console)
+    return report
+
+
+def _run_stream_stage(settings: Settings, console: Console) -> None:
+    from rich.table import Table
+
+    from pinpipe.streaming import read_metrics, run_stream
+
+    summary = run_stream(settings, until_idle=True)
+    console.print(
+        f"{summary.records} events in {summary.batches} micro-batches; rows "
+        + ", ".join(f"{kind} {n}" for kind, n in summary.rows.items())
+        + f"; dead letters {summary.dead_letters}"
+    )
+    metrics = read_metrics(settings)
+    for name in ("profile_popularity", "trending_categories"):
+        rows = metrics.get(name, [])
+        table = Table(title=f"{name} (top {min(len(rows), 10)} of {len(rows)})", title_justify="left")
+        columns = list(rows[0]) if rows else ["(empty)"]
+        for column in columns:
+            table.add_column(column)
+        for row in rows[:10]:
+            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        console.print(table)
+
+
+def _print_locations(settings: Settings, options: DemoOptions, report: DemoReport, console: Console) -> None:
+    from pinpipe.tables import batch_table, stream_table
+
+    console.rule("[bold]where everything is")
+    rows = [
+        ("source database", settings.source_url),
+        ("log (topics)", settings.log_url),
+        ("log (streams)", settings.stream_log_url),
+        ("lake", settings.lake_url),
+        ("batch tables", batch_table(settings, "")),
+        ("stream tables", stream_table(settings, "pin").rsplit("/", 1)[0]),
+    ]
+    if options.export_dir is not None:
+        rows.append(("CSV exports", str(options.export_dir.resolve())))
+    for label, where in rows:
+        console.print(f"  {label:16} {where}")
+    timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.stages.items())
+    console.print(f"  stages: {timing}")
+    console.print(f"  dashboard: pinpipe dashboard --workdir {settings.workdir}")
