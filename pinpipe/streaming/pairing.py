@@ -133,10 +133,14 @@ class PinGeoPairer:
         return posts, unpaired
 
     def forget(self, pin_partitions: int) -> None:
-        """Drop geo events no future pin can pair with."""
+        """Drop geo events no pending or future pin can pair with."""
         if len(self.pin_frontier) < pin_partitions or not self.pin_frontier:
             return
-        horizon = min(self.pin_frontier.values()) - self.window_s
+        # pins already read but still waiting (head of line) need their geo events too
+        oldest = min(self.pin_frontier.values())
+        for queue in self.pins.values():
+            oldest = min([oldest, *(pin.arrival for pin in queue)])
+        horizon = oldest - self.window_s
         while self.geo_order and self.geo_order[0][0] < horizon:
             _, ind = self.geo_order.popleft()
             entries = self.geos.get(ind)

@@ -34,13 +34,18 @@ def replay_iterations(aicore: Path, n: int) -> list[dict[str, Any]]:
 
 
 def live_times(iterations: list[dict[str, Any]], seed: int = 7) -> list[dict[str, Any]]:
-    """Iterations whose geo timestamps follow a live-looking clock: about 4 s apart, some out of order
-    (up to 20 minutes behind, beyond the 10-minute watermark), so windows fill and late events occur."""
+    """Iterations whose geo timestamps lie within a few hours instead of five years, so windows fill
+    and both on-time and late events occur. The timestamp stays a function of ``ind`` (one source row
+    per ind, as the emulator reads it): 40 minutes of mostly increasing time per 100 iterations,
+    with a pseudo-random part of up to 25 minutes, beyond the 10-minute watermark."""
     rng = random.Random(seed)
     base = datetime(2022, 6, 1, 12, 0, 0)
+    first: dict[int, int] = {}
     out = []
     for i, it in enumerate(iterations):
-        shift = i * 4 - (rng.choice([0, 0, 0, 0, 30, 200, 900, 1200]))
+        ind = it["geo"]["ind"]
+        step = first.setdefault(ind, i)
+        shift = step * 24 - (ind * 7919) % 1500 + rng.randint(0, 0)
         geo = dict(it["geo"], timestamp=(base + timedelta(seconds=shift)).strftime("%Y-%m-%d %H:%M:%S"))
         out.append({**it, "geo": geo})
     return out
