@@ -159,7 +159,14 @@ def test_idle_flush_changes_when_not_what(tmp_path: Path) -> None:
     put_records(log, "t.pin", 0, [100.0, 101.0])
     clock = FakeClock(103.0)
     store = store_at(tmp_path / "a")
-    opts = SinkOptions(flush_size=100, rotate_interval_s=10.0, idle_flush_s=2.0, poll_timeout_s=0.0)
+    opts = SinkOptions(
+        flush_size=100,
+        rotate_interval_s=10.0,
+        idle_flush_s=2.0,
+        poll_timeout_s=0,
+        put_queue=0,
+        commit_interval_s=0,
+    )
     sink = LakeSink(log, store, ["t.pin"], opts, clock=clock)
     sink.step()
     assert list(store.list()) == []  # deadline 110 + 2 not reached
@@ -185,7 +192,12 @@ def test_idle_flush_waits_while_the_partition_is_behind(tmp_path: Path) -> None:
     put_records(log, "t.pin", 0, [100.0, 101.0, 105.0])
     store = store_at(tmp_path)
     opts = SinkOptions(
-        flush_size=100, rotate_interval_s=10.0, idle_flush_s=1.0, poll_records=2, poll_timeout_s=0
+        flush_size=100,
+        rotate_interval_s=10.0,
+        idle_flush_s=1.0,
+        poll_records=2,
+        poll_timeout_s=0,
+        put_queue=0,
     )
     sink = LakeSink(log, store, ["t.pin"], opts, clock=FakeClock(1000.0))
     sink.step()  # 2 of 3 records polled: the third one (t=105) still belongs to this file
@@ -229,7 +241,12 @@ def test_commit_only_after_the_object_is_written(tmp_path: Path) -> None:
     log = MemoryLog(partitions=1)
     put_records(log, "t.pin", 0, [1.0] * 10)
     store = CrashingStore(f"file://{tmp_path}", crash_at=2, after_write=False)
-    sink = LakeSink(log, store, ["t.pin"], SinkOptions(flush_size=3, poll_records=10, poll_timeout_s=0))
+    sink = LakeSink(
+        log,
+        store,
+        ["t.pin"],
+        SinkOptions(flush_size=3, poll_records=10, poll_timeout_s=0, put_queue=0, commit_interval_s=0),
+    )
     with pytest.raises(KeyboardInterrupt):
         sink.step()
     # nothing committed inside the poll that died; the first object is there, the second is not
@@ -275,7 +292,9 @@ def test_recovers_objects_written_with_another_flush_size(tmp_path: Path) -> Non
         def _commit(self) -> None:  # the process dies before every commit
             self._dirty.clear()
 
-    NoCommitSink(log, store, ["t.pin"], SinkOptions(flush_size=5, poll_timeout_s=0)).step()
+    NoCommitSink(
+        log, store, ["t.pin"], SinkOptions(flush_size=5, poll_timeout_s=0, put_queue=0, commit_interval_s=0)
+    ).step()
     assert log.committed(GROUP, "t.pin") == {}
     before = snapshot(store)
     assert len(before) == 4  # 20 records in full files; 3 still buffered when it died
@@ -288,7 +307,8 @@ def test_recovers_objects_written_with_another_flush_size(tmp_path: Path) -> Non
     assert log.committed(GROUP, "t.pin") == {0: 23}
 
 
-def test_random_crashes_converge_to_the_clean_lake(tmp_path: Path) -> None:
+@pytest.mark.parametrize("put_queue", [0, 3])
+def test_random_crashes_converge_to_the_clean_lake(tmp_path: Path, put_queue: int) -> None:
     log = MemoryLog()
     fill(log, 150, seed=7)
     clean = store_at(tmp_path / "clean")
@@ -300,7 +320,13 @@ def test_random_crashes_converge_to_the_clean_lake(tmp_path: Path) -> None:
         store.puts.clear()
         store.crash_at = rng.randint(1, 12)
         store.after_write = rng.random() < 0.5
-        opts = SinkOptions(flush_size=3, poll_records=rng.randint(1, 40), poll_timeout_s=0.0)
+        opts = SinkOptions(
+            flush_size=3,
+            poll_records=rng.randint(1, 40),
+            poll_timeout_s=0,
+            put_queue=put_queue,
+            commit_interval_s=0 if put_queue == 0 else 1.0,  # commit every poll, or rarely
+        )
         try:
             LakeSink(log, store, TOPICS, opts).run(until_idle=True)
             break
