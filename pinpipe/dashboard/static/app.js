@@ -1,4 +1,5 @@
 /* pinpipe dashboard: polls the JSON API every refresh period and redraws what changed. */
+(() => {
 "use strict";
 
 const { barChart, columnChart, dataTable, sparkline, fmt } = window.pinpipeCharts;
@@ -31,6 +32,7 @@ async function getJSON(path) {
 }
 
 function streamLabel(topic) {
+  if (/^\w+$/.test(topic)) return `stream ${topic}`;
   let m = /^streaming-[^-]+-(\w+)$/.exec(topic);
   if (m) return `stream ${m[1]}`;
   m = /\.(\w+)$/.exec(topic);
@@ -50,7 +52,7 @@ function renderStatus(status) {
     showEmpty(lag, "no consumer has committed yet: run `pinpipe sink run` or `pinpipe stream run`");
   } else {
     barChart(lag, lagged.map((p) => ({
-      label: `${streamLabel(p.topic)} p${p.partition}`, sub: p.group, value: p.lag,
+      label: `${streamLabel(p.topic)} p${p.partition}`, sub: p.group.replace(/^pinpipe-/, ""), value: p.lag,
     })), { title: "lag per partition" });
   }
   dataTable(lagTable, ["topic", "partition", "end_offset", "group", "committed", "lag"], status.partitions);
@@ -60,7 +62,10 @@ function renderStatus(status) {
  * rate right now next to it. Before the processor ran, the log's rates alone. */
 function renderEps(metrics, status) {
   const box = $("#eps .body");
-  const now = new Map((status.available ? status.rates : []).map((r) => [r.stream, r.events_per_second]));
+  const rates = status.available ? status.rates : [];
+  /* the processor names a stream by its kind (pin) or in full (streaming-<prefix>-pin) */
+  const logRate = (stream) => rates.find((r) => r.stream === stream ||
+    (r.stream.startsWith("streaming-") && r.stream.endsWith(`-${stream}`)));
   const rows = metrics.available && metrics.events_per_second.length
     ? metrics.events_per_second
     : (status.available ? status.rates.filter((r) => r.stream.startsWith("streaming-")) : []);
@@ -78,11 +83,11 @@ function renderEps(metrics, status) {
     div.innerHTML = `<span class="name" title="${escapeHTML(r.stream)}">${escapeHTML(streamLabel(r.stream))}</span>` +
       `<span class="big">${escapeHTML(fmt(r.events_per_second))}</span><span class="unit">events/s</span>`;
     if (r.series) {
-      div.appendChild(sparkline(r.series, 120, 28));
+      div.appendChild(sparkline(r.series, 28));
       const at = document.createElement("span");
       at.className = "unit";
-      const logNow = now.get(r.stream);
-      at.textContent = `at ${r.as_of.slice(11, 19)}` + (logNow !== undefined ? ` · log now ${fmt(logNow)}/s` : "");
+      const logNow = logRate(r.stream);
+      at.textContent = `at ${r.as_of.slice(11, 19)}` + (logNow ? ` · arriving now ${fmt(logNow.events_per_second)}/s` : "");
       div.appendChild(at);
     }
     return div;
@@ -103,8 +108,13 @@ function renderProfiles(metrics) {
     return b;
   }));
   const rows = metrics.top_profiles.filter((p) => p.window === profileWindow);
-  if (rows.length) dataTable(box, ["rank", "poster_name", "posts", "follower_count"], rows);
-  else showEmpty(box, "no posts in the window yet");
+  if (rows.length) {
+    dataTable(box, ["rank", "poster_name", "posts", "follower_count"], rows);
+    const range = document.createElement("p");
+    range.className = "meta";
+    range.textContent = `event time ${rows[0].window_start.replace("T", " ")} – ${rows[0].window_end.replace("T", " ")}`;
+    box.appendChild(range);
+  } else showEmpty(box, "no posts in the window yet");
 }
 
 function renderMetrics(metrics) {
@@ -118,7 +128,7 @@ function renderMetrics(metrics) {
   renderProfiles(metrics);
   if (metrics.trending_categories.length) {
     barChart(trending, metrics.trending_categories.map((c) => ({
-      label: c.category, value: Math.round(c.score * 100) / 100, sub: `${fmt(c.posts)} in last min`,
+      label: c.category, value: c.score, sub: `${fmt(c.posts)}/min`,
     })), { title: "trending categories" });
   } else showEmpty(trending, "no categories yet");
   if (metrics.country_activity.length) {
@@ -158,27 +168,34 @@ function chartItems(output) {
 async function renderBatch(list) {
   $("#batch-hint").replaceChildren();
   if (list.hint) showEmpty($("#batch-hint"), list.hint);
+  const changed = [];
   for (const summary of list.outputs) {
     const card = batchCard(summary);
-    const meta = card.querySelector(".meta");
     if (!summary.available) {
-      meta.textContent = "not written yet";
+      card.querySelector(".meta").textContent = "not written yet";
       card.querySelector(".chart-box").replaceChildren();
       showEmpty(card.querySelector(".table-box"), "run `pinpipe batch run`");
       batchVersions.delete(summary.name);
-      continue;
+    } else if (batchVersions.get(summary.name) !== summary.version) {
+      changed.push(summary.name);
     }
-    if (batchVersions.get(summary.name) === summary.version) continue;
-    const output = await getJSON(`/api/batch/${encodeURIComponent(summary.name)}`);
-    const when = output.committed_at ? new Date(output.committed_at).toLocaleString() : "";
-    meta.textContent = `${output.row_count} rows · version ${output.version}${when ? " · " + when : ""}`;
-    const chartBox = card.querySelector(".chart-box");
-    if (output.chart === "bar") barChart(chartBox, chartItems(output), { title: output.title });
-    else if (output.chart === "column") columnChart(chartBox, chartItems(output), { title: output.title });
-    dataTable(card.querySelector(".table-box"), output.columns, output.rows);
-    card.dataset.version = String(output.version);
-    batchVersions.set(summary.name, output.version);
   }
+  /* only outputs with a new Delta version are fetched again, all at once */
+  const outputs = await Promise.all(changed.map((name) => getJSON(`/api/batch/${encodeURIComponent(name)}`)));
+  for (const output of outputs) drawOutput(output);
+}
+
+function drawOutput(output) {
+  const card = document.getElementById(`out-${output.name}`);
+  const when = output.committed_at ? new Date(output.committed_at).toLocaleString() : "";
+  card.querySelector(".meta").textContent =
+    `${output.row_count} rows · version ${output.version}${when ? " · " + when : ""}`;
+  const chartBox = card.querySelector(".chart-box");
+  if (output.chart === "bar") barChart(chartBox, chartItems(output), { title: output.title });
+  else if (output.chart === "column") columnChart(chartBox, chartItems(output), { title: output.title });
+  dataTable(card.querySelector(".table-box"), output.columns, output.rows);
+  card.dataset.version = String(output.version);
+  batchVersions.set(output.name, output.version);
 }
 
 async function refresh() {
@@ -191,6 +208,7 @@ async function refresh() {
     renderMetrics(metrics);
     await renderBatch(batch);
     refreshes += 1;
+    if (refreshes === 1) document.body.dataset.firstDrawMs = String(Math.round(performance.now()));
     document.body.dataset.refreshes = String(refreshes);
     $("#updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
     $("#conn").className = "dot ok";
@@ -211,3 +229,4 @@ window.addEventListener("resize", () => {
 });
 
 refresh();
+})();

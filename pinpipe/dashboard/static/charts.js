@@ -1,12 +1,20 @@
 /* pinpipe dashboard charts: tiny hand-written SVG, no library, no network.
  * Every drawn value carries data-label / data-value so tests (and people) can read what is shown. */
+(() => {
 "use strict";
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 const NUMBER = new Intl.NumberFormat("en-US", { maximumFractionDigits: 2 });
 
 function fmt(value) {
-  return value === null || value === undefined ? "–" : NUMBER.format(value);
+  if (value === null || value === undefined) return "–";
+  if (value !== 0 && Math.abs(value) < 0.01) return value.toExponential(1);
+  return NUMBER.format(value);
+}
+
+/* Years, ranks and partitions are names, not quantities: no thousands separator. */
+function fmtCell(column, value) {
+  return /(year|rank|partition)$/.test(column) ? String(value) : fmt(value);
 }
 
 function svgEl(name, attrs, text) {
@@ -28,7 +36,8 @@ function barChart(box, items, opts) {
   const width = Math.max(box.clientWidth || 300, 240);
   const row = 26;
   const labelW = Math.min(Math.round(width * 0.38), 170);
-  const valueW = 64;
+  const hasSub = items.some((d) => d.sub);
+  const valueW = hasSub ? Math.min(150, Math.round(width * 0.3)) : 64;
   const barMax = Math.max(width - labelW - valueW - 12, 40);
   const max = Math.max(1, ...items.map((d) => d.value || 0));
   const svg = svgEl("svg", {
@@ -45,10 +54,12 @@ function barChart(box, items, opts) {
     const w = Math.max(2, (barMax * (d.value || 0)) / max);
     g.appendChild(svgEl("rect", { x: labelW, y: y + 3, width: w, height: row - 8, rx: 3,
       class: `fill c${i % 8}` }));
-    if (d.sub && w > 70) {
-      g.appendChild(svgEl("text", { x: labelW + 6, y: y + 17, class: "sub" }, clip(d.sub, Math.floor(w / 7))));
+    const val = svgEl("text", { x: labelW + w + 6, y: y + 17, class: "val" }, fmt(d.value));
+    if (d.sub) {
+      /* the second name (a country's top category) after the value, in muted text */
+      val.appendChild(svgEl("tspan", { class: "sub-out" }, ` · ${clip(d.sub, Math.floor((valueW - 30) / 6.5))}`));
     }
-    g.appendChild(svgEl("text", { x: labelW + w + 6, y: y + 17, class: "val" }, fmt(d.value)));
+    g.appendChild(val);
     svg.appendChild(g);
   });
   box.appendChild(svg);
@@ -91,11 +102,13 @@ function columnChart(box, items, opts) {
 }
 
 /* A small line of recent values (no axes): the shape of the last minute. */
-function sparkline(values, width, height) {
+function sparkline(values, height) {
+  const width = 100;
   const max = Math.max(1, ...values);
   const step = width / Math.max(values.length - 1, 1);
   const points = values.map((v, i) => `${(i * step).toFixed(1)},${(height - 2 - ((height - 4) * v) / max).toFixed(1)}`);
-  const svg = svgEl("svg", { width: width, height: height, class: "spark", "aria-hidden": "true" });
+  const svg = svgEl("svg", { viewBox: `0 0 ${width} ${height}`, preserveAspectRatio: "none", height: height,
+    class: "spark", "aria-hidden": "true" });
   svg.appendChild(svgEl("polyline", { points: points.join(" "), class: "spark-line" }));
   return svg;
 }
@@ -120,7 +133,7 @@ function dataTable(box, columns, rows) {
       if (typeof v === "number") {
         td.className = "num";
         td.dataset.value = String(v);
-        td.textContent = fmt(v);
+        td.textContent = fmtCell(c, v);
       } else {
         td.textContent = v === null || v === undefined ? "–" : Array.isArray(v) ? v.join(", ") : String(v);
       }
@@ -129,4 +142,5 @@ function dataTable(box, columns, rows) {
   box.appendChild(table);
 }
 
-window.pinpipeCharts = { barChart, columnChart, dataTable, sparkline, fmt };
+window.pinpipeCharts = { barChart, columnChart, dataTable, sparkline, fmt, fmtCell };
+})();
