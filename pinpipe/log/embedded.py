@@ -37,6 +37,7 @@ from pinpipe.log.base import TopicPartition
 from pinpipe.log.embedded_db import (
     SqliteErrors,
     connect,
+    create_partition,
     create_schema,
     enforce_retention,
     errors_of,
@@ -121,13 +122,7 @@ class EmbeddedLog:
                     ).lastrowid
                     assert topic_id is not None
                     for p in range(count):
-                        conn.execute(
-                            f"CREATE TABLE IF NOT EXISTS {table(topic_id, p)} "
-                            '("offset" INTEGER PRIMARY KEY, key BLOB, value BLOB NOT NULL, ts REAL NOT NULL)'
-                        )
-                        conn.execute(
-                            "INSERT INTO partitions (topic_id, partition) VALUES (?, ?)", (topic_id, p)
-                        )
+                        create_partition(conn, topic_id, p)
                 conn.execute("COMMIT")
             except BaseException:
                 rollback(conn)
@@ -146,7 +141,6 @@ class EmbeddedLog:
                     conn.execute(f"DROP TABLE IF EXISTS {table(topic_id, p)}")
                 for statement in (
                     "DELETE FROM partitions WHERE topic_id = ?",
-                    "DELETE FROM idempotency WHERE topic_id = ?",
                     "DELETE FROM topics WHERE id = ?",
                 ):
                     conn.execute(statement, (topic_id,))

@@ -5,14 +5,16 @@ Layout of ``<dir>/log.db``::
     topics(id, name, partitions, created)          id AUTOINCREMENT: never reused, so a stale cached id
                                                    can never read a later topic of the same name
     partitions(topic_id, partition, start_offset, end_offset, bytes)
-    r_<topic_id>_<partition>(offset INTEGER PRIMARY KEY, key, value, ts)
+    r_<topic_id>_<partition>(offset INTEGER PRIMARY KEY, key, value, ts, ikey)
                                                    one table per partition: the offset is the rowid, so
-                                                   append and range reads need no secondary index
-    idempotency(topic_id, ikey, partition, offset) the original position of each idempotency key
+                                                   append and range reads need no secondary index;
+                                                   a partial UNIQUE index on ikey finds idempotency keys
     commits("group", topic, partition, offset)     consumer group offsets
 
 ``partitions.end_offset`` is stored, not derived from the rows, so offsets are never reused even after
-retention removed every record of a partition.
+retention removed every record of a partition. An idempotency key lives in its record's row, so it is
+stored in the same transaction and dropped by retention with its record at no extra cost.
+``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; a log of another version is refused clearly.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pathlib import Path
 from pinpipe.errors import LogError, LogUnavailableError
 
 DB_NAME = "log.db"
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 30_000
 
 SCHEMA = """
@@ -41,14 +44,6 @@ CREATE TABLE IF NOT EXISTS partitions (
     bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (topic_id, partition)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idempotency (
-    topic_id INTEGER NOT NULL,
-    ikey TEXT NOT NULL,
-    partition INTEGER NOT NULL,
-    "offset" INTEGER NOT NULL,
-    PRIMARY KEY (topic_id, ikey)
-) WITHOUT ROWID;
-
 CREATE TABLE IF NOT EXISTS commits (  -- created last: its presence means the schema is complete
     "group" TEXT NOT NULL,
     topic TEXT NOT NULL,
@@ -62,6 +57,17 @@ CREATE TABLE IF NOT EXISTS commits (  -- created last: its presence means the sc
 def table(topic_id: int, partition: int) -> str:
     """The name of a partition's record table (ids are integers: nothing to quote)."""
     return f"r_{int(topic_id)}_{int(partition)}"
+
+
+def create_partition(conn: sqlite3.Connection, topic_id: int, partition: int) -> None:
+    """A partition's record table and its idempotency key index (inside the caller's transaction)."""
+    name = table(topic_id, partition)
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {name} "
+        '("offset" INTEGER PRIMARY KEY, key BLOB, value BLOB NOT NULL, ts REAL NOT NULL, ikey TEXT)'
+    )
+    conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {name}_ikey ON {name} (ikey) WHERE ikey IS NOT NULL")
+    conn.execute("INSERT INTO partitions (topic_id, partition) VALUES (?, ?)", (topic_id, partition))
 
 
 def connect(directory: Path) -> sqlite3.Connection:
@@ -100,18 +106,32 @@ def connect(directory: Path) -> sqlite3.Connection:
 
 
 def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables on first use; an existing log is left alone without taking the write lock."""
+    """Create the tables on first use; an existing log is only checked, without taking the write lock."""
     if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'commits'").fetchone()[0]:
+        _check_version(conn)
         return
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.execute(statement)
+        if not conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'commits'").fetchone()[0]:
+            for statement in SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        rollback(conn)
         raise
+    _check_version(conn)
+
+
+def _check_version(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version != SCHEMA_VERSION:
+        path = conn.execute("PRAGMA database_list").fetchone()[2]
+        raise LogError(
+            f"embedded log {path} has layout version {version}, this pinpipe reads {SCHEMA_VERSION}: "
+            "consume what you need with the pinpipe that wrote it, then delete the log directory"
+        )
 
 
 def enforce_retention(
@@ -175,10 +195,6 @@ def _trim(
                 cursor.close()
             if new_start > start:
                 count = conn.execute(f'DELETE FROM {name} WHERE "offset" < ?', (new_start,)).rowcount
-                conn.execute(
-                    'DELETE FROM idempotency WHERE topic_id = ? AND partition = ? AND "offset" < ?',
-                    (topic_id, partition, new_start),
-                )
                 conn.execute(
                     "UPDATE partitions SET start_offset = ?, bytes = max(0, bytes - ?) "
                     "WHERE topic_id = ? AND partition = ?",

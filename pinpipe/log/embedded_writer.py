@@ -140,14 +140,13 @@ class EmbeddedLogWriter:
         ends = dict(
             conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
         )
-        seen = self._known_keys(conn, topic_id, records)
+        seen = self._known_keys(conn, topic_id, count, records)
         now = time.time()
-        rows: dict[int, list[tuple[int, bytes | None, bytes, float]]] = {}
+        rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None]]] = {}
         added: dict[int, int] = {}
-        new_keys: list[tuple[int, str, int, int]] = []
         placed: list[tuple[int, int]] = []
         for rec in records:
-            ikey, key, value = rec.idempotency_key, rec.key, rec.value
+            ikey, key, value = rec.idempotency_key or None, rec.key, rec.value
             if ikey and ikey in seen:
                 placed.append(seen[ikey])
                 continue
@@ -163,21 +162,18 @@ class EmbeddedLogWriter:
                 p = next(self._round_robin) % count
             offset = ends[p]
             ends[p] = offset + 1
-            rows.setdefault(p, []).append((offset, key, value, now))
+            rows.setdefault(p, []).append((offset, key, value, now, ikey))
             added[p] = added.get(p, 0) + len(value) + (len(key) if key else 0)
             if ikey:
                 seen[ikey] = (p, offset)
-                new_keys.append((topic_id, ikey, p, offset))
             placed.append((p, offset))
         for p, batch in rows.items():
-            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?)", batch)
+            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?, ?)", batch)
             conn.execute(
                 "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
                 "WHERE topic_id = ? AND partition = ?",
                 (ends[p], added[p], topic_id, p),
             )
-        if new_keys:
-            conn.executemany("INSERT INTO idempotency VALUES (?, ?, ?, ?)", new_keys)
         return placed
 
     def _partition_of(self, key: bytes, count: int) -> int:
@@ -191,19 +187,22 @@ class EmbeddedLogWriter:
 
     @staticmethod
     def _known_keys(
-        conn: sqlite3.Connection, topic_id: int, records: Sequence[OutgoingRecord]
+        conn: sqlite3.Connection, topic_id: int, count: int, records: Sequence[OutgoingRecord]
     ) -> dict[str, tuple[int, int]]:
-        """The positions of the call's idempotency keys already stored (one query per 500 keys)."""
+        """The positions of the call's idempotency keys already stored: per partition, one indexed
+        query per 500 keys."""
         keys = list({rec.idempotency_key for rec in records if rec.idempotency_key})
         seen: dict[str, tuple[int, int]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
-            for ikey, p, offset in conn.execute(
-                f'SELECT ikey, partition, "offset" FROM idempotency WHERE topic_id = ? AND ikey IN ({marks})',
-                (topic_id, *chunk),
-            ):
-                seen[ikey] = (p, offset)
+            for p in range(count):
+                for ikey, offset in conn.execute(
+                    f'SELECT ikey, "offset" FROM {table(topic_id, p)} '
+                    f"WHERE ikey IS NOT NULL AND ikey IN ({marks})",
+                    chunk,
+                ):
+                    seen[ikey] = (p, offset)
         return seen
 
     def flush(self) -> None:

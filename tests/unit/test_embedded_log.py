@@ -274,3 +274,11 @@ def test_commit_from_another_thread_does_not_wait_for_a_long_poll(tmp_path: Path
     poller.join()
     assert log.committed("g", "t") == {0: 0}
     log.close()
+
+
+def test_a_log_of_another_layout_version_is_refused(tmp_path: Path) -> None:
+    make_log(tmp_path).close()
+    with sqlite3.connect(tmp_path / "log" / "log.db") as conn:
+        conn.execute("PRAGMA user_version = 1")
+    with pytest.raises(LogError, match="layout version 1"):
+        make_log(tmp_path)
