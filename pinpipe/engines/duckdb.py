@@ -33,12 +33,7 @@ from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
 _FILE_SHIFT = 1 << 40
 """_seq of a lake record = object index * 2^40 + position in the object: arrival order without a sort."""
 
-_JSON_TYPES = {
-    "int": "('BIGINT', 'UBIGINT')",
-    "float": "('BIGINT', 'UBIGINT', 'DOUBLE')",
-    "str": "('VARCHAR')",
-    "datetime": "('VARCHAR')",
-}
+_NUMBER = {"int": "-?[0-9]+", "float": "-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?"}
 _SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR", "datetime": "VARCHAR"}
 
 
@@ -52,17 +47,19 @@ def _bulk_select(kind: Kind, paths: list[str]) -> str:
     columns = "{" + ", ".join(f"{_quote(f)}: 'JSON'" for f in fields) + "}"
     values, checks = [], []
     for f, t in fields.items():
-        col = f'"{f}"'
+        col, text = f'"{f}"', f'"{f}"::VARCHAR'
+        # Checks on the JSON text (no second parse): strings start with a quote, numbers match a pattern.
         if t in ("str", "datetime"):
             values.append(f"{col}->>'$' AS {col}")
+            ok = f"starts_with({text}, '\"')"
         else:
-            values.append(f"TRY_CAST({col} AS {_SQL_TYPES[t]}) AS {col}")
-        ok = f"json_type({col}) IN {_JSON_TYPES[t]}"
+            values.append(f"TRY_CAST({text} AS {_SQL_TYPES[t]}) AS {col}")
+            ok = f"regexp_full_match({text}, '{_NUMBER[t]}')"
         if t == "int":
-            ok += f" AND TRY_CAST({col} AS BIGINT) IS NOT NULL"
+            ok += f" AND TRY_CAST({text} AS BIGINT) IS NOT NULL"
         if t == "datetime":
             ok += f" AND TRY_CAST({col}->>'$' AS TIMESTAMP) IS NOT NULL"
-        checks.append(f"({col} IS NULL OR json_type({col}) = 'NULL' OR ({ok}))")
+        checks.append(f"({col} IS NULL OR {text} = 'null' OR ({ok}))")
     files = "[" + ", ".join(_quote(p) for p in paths) + "]"
     return (
         f"SELECT {', '.join(values)}, ({' AND '.join(checks)}) AS _ok, filename, NULL::BIGINT AS _line"
@@ -218,9 +215,10 @@ class DuckDBEngine:
                     f" SELECT {names}, true, {_quote(str(obj.path))}, _line FROM scanned"
                 )
                 con.unregister("scanned")
-        con.register(f"files_{kind}", pa.table({"filename": list(index), "_file": list(index.values())}))
-        con.execute(f"CREATE TABLE objects_{kind} AS SELECT * FROM files_{kind}")
-        con.unregister(f"files_{kind}")
+        con.execute(
+            f"CREATE TABLE objects_{kind} AS SELECT unnest(?::VARCHAR[]) AS filename, unnest(?::BIGINT[]) AS _file",
+            [list(index), list(index.values())],
+        )
         fields = ", ".join(f's."{f}"' for f in FIELDS[kind])
         con.execute(
             f"CREATE VIEW raw_{kind} AS SELECT {fields},"

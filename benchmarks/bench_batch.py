@@ -1,0 +1,271 @@
+"""Batch job benchmark: DuckDB engine vs a straightforward pandas implementation of the same definitions.
+
+    .venv/bin/python benchmarks/bench_batch.py                 # 200,000 posts (quick)
+    .venv/bin/python benchmarks/bench_batch.py --rows 1000000  # the issue's sizes: 1,000,000 and 5,000,000
+
+Writes a synthetic lake of raw JSON lines directly (no API), then runs each implementation in its own
+subprocess (clean + ten outputs + cleaned tables written as Delta), sampling the child's RSS every 20 ms.
+Prints seconds, peak RSS, the speed ratio and peak memory against the raw JSON size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+PREFIX = "0a1b2c3d4e5f"
+CATEGORIES = ["art", "beauty", "christmas", "diy-and-crafts", "education", "event-planning", "finance",
+              "home-decor", "mens-fashion", "quotes", "tattoos", "travel", "vehicles"]  # fmt: skip
+COUNTRIES = [f"Country {i} (Rep. of, Ünïcode)" for i in range(240)]
+
+
+def generate(lake: Path, rows: int, per_file: int = 50_000, seed: int = 1) -> int:
+    """Raw JSON-lines objects for ``rows`` posts (pin, geo, user per post); returns total bytes."""
+    rng = random.Random(seed)
+    total = 0
+    files = {k: lake / "topics" / f"{PREFIX}.{k}" / "partition=0" for k in ("pin", "geo", "user")}
+    for d in files.values():
+        d.mkdir(parents=True, exist_ok=True)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for start in range(0, rows, per_file):
+        out: dict[str, list[str]] = {"pin": [], "geo": [], "user": []}
+        for ind in range(start, min(rows, start + per_file)):
+            cat = rng.choice(CATEGORIES)
+            f = rng.random()
+            followers = ("User Info Error" if f < 0.05 else f"{rng.randint(1, 999)}k" if f < 0.6
+                         else f"{rng.randint(1, 15)}M" if f < 0.65 else str(rng.randint(0, 997)))  # fmt: skip
+            poster = (
+                "User Info Error" if followers == "User Info Error" else f"Poster {rng.randint(0, 20000)} "
+            )
+            out["pin"].append(dumps({
+                "index": ind, "unique_id": f"{rng.getrandbits(128):032x}",
+                "title": "No Title Data Available" if f < 0.03 else f"A fine title about {cat} № {ind}",
+                "description": "No description available Story format" if f > 0.97
+                else f"Description of post {ind}: easy ideas for {cat}, step by step… ",
+                "poster_name": poster, "follower_count": followers,
+                "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e" if f < 0.04 else f"{cat},ideas,diy,home,love",
+                "is_image_or_video": "image" if f < 0.8 else "video",
+                "image_src": f"https://i.pinimg.com/originals/{ind:08x}.jpg", "downloaded": 1,
+                "save_location": f"Local save in /data/{cat}", "category": cat,
+            }))  # fmt: skip
+            ts = f"{rng.randint(2017, 2022)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} 12:34:56"
+            out["geo"].append(
+                dumps(
+                    {
+                        "ind": ind,
+                        "timestamp": ts,
+                        "latitude": rng.uniform(-90, 90),
+                        "longitude": rng.uniform(-180, 180),
+                        "country": rng.choice(COUNTRIES),
+                    }
+                )
+            )
+            joined = f"{rng.randint(2015, 2017)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} 01:02:03"
+            out["user"].append(
+                dumps(
+                    {
+                        "ind": ind,
+                        "first_name": "Ann",
+                        "last_name": f"Lee{ind % 977}",
+                        "age": rng.randint(16, 60),
+                        "date_joined": joined,
+                    }
+                )
+            )
+        for kind, lines in out.items():
+            data = ("\n".join(lines) + "\n").encode()
+            (files[kind] / f"{PREFIX}.{kind}+0+{start:010d}.json").write_bytes(data)
+            total += len(data)
+    return total
+
+
+def measure(args: list[str]) -> tuple[float, int, str]:
+    """Run a child process; return (seconds, peak RSS bytes, stdout)."""
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
+    proc = psutil.Process(child.pid)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                peak = max(peak, proc.memory_info().rss)
+            except psutil.Error:
+                return
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    out, _ = child.communicate()
+    done.set()
+    thread.join()
+    if child.returncode:
+        raise SystemExit(f"child {args} failed with status {child.returncode}")
+    return time.perf_counter() - started, peak, out
+
+
+def run_duckdb(workdir: Path) -> None:
+    from pinpipe.config import load_settings
+    from pinpipe.engines.duckdb import DuckDBEngine
+    from pinpipe.transform.queries import BatchOptions
+
+    result = DuckDBEngine(load_settings(workdir=workdir)).run_batch(BatchOptions())
+    print(json.dumps({n: t.num_rows for n, t in result.outputs.items()}))
+
+
+def run_pandas(workdir: Path) -> None:
+    """The same definitions, written the straightforward pandas way (the baseline)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    lake = workdir.parent / "lake" / "topics"
+
+    def read(kind: str) -> pd.DataFrame:
+        files = sorted((lake / f"{PREFIX}.{kind}").glob("partition=*/*.json"))
+        return pd.concat([pd.read_json(f, lines=True, dtype=False) for f in files], ignore_index=True)
+
+    pin, geo, user = read("pin"), read("geo"), read("user")
+    pin = pin.rename(columns={"index": "ind"}).replace("", None)
+    for col, bad in [
+        ("title", "No Title Data Available"),
+        ("poster_name", "User Info Error"),
+        ("tag_list", "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e"),
+        ("image_src", "Image src error."),
+    ]:
+        pin.loc[pin[col] == bad, col] = None
+    pin.loc[pin["description"].str.startswith("No description available", na=False), "description"] = None
+    fc = pin["follower_count"].str.strip()
+    mult = np.where(fc.str.endswith("k", na=False), 1000, np.where(fc.str.endswith("M", na=False), 1e6, 1))
+    num = pd.to_numeric(fc.where(mult == 1, fc.str[:-1]), errors="coerce")
+    pin["follower_count"] = (num * mult).round().astype("Int64")
+    pin["save_location"] = pin["save_location"].str.replace("Local save in ", "", regex=False)
+    pin = pin[
+        [
+            "ind",
+            "unique_id",
+            "title",
+            "description",
+            "follower_count",
+            "poster_name",
+            "tag_list",
+            "is_image_or_video",
+            "image_src",
+            "save_location",
+            "category",
+        ]
+    ]
+    pin = pin.drop_duplicates("unique_id")
+    geo["country"] = geo["country"].replace("", None)
+    geo["coordinates"] = [[a, b] for a, b in zip(geo["latitude"], geo["longitude"], strict=True)]
+    geo["timestamp"] = pd.to_datetime(geo["timestamp"], errors="coerce")
+    geo = geo[["ind", "country", "coordinates", "timestamp"]]
+    geo = geo.loc[~geo.drop(columns="coordinates").assign(c=geo["coordinates"].map(tuple)).duplicated()]
+    user["user_name"] = user["first_name"] + " " + user["last_name"]
+    user["date_joined"] = pd.to_datetime(user["date_joined"], errors="coerce")
+    user = user[["ind", "user_name", "age", "date_joined"]].drop_duplicates()
+    tables = workdir / "tables" / "batch"
+    for name, frame in (("pin", pin), ("geo", geo), ("user", user)):
+        write_deltalake(
+            str(tables / name), pa.Table.from_pandas(frame, preserve_index=False), mode="overwrite"
+        )
+
+    def top1(df: pd.DataFrame, group: list[str], value: str, name: str) -> pd.DataFrame:
+        df = df.sort_values([*group, value, name], ascending=[True] * len(group) + [False, True])
+        return df.drop_duplicates(group) if group else df.head(1)
+
+    def lower_median(df: pd.DataFrame, group: list[str]) -> pd.DataFrame:
+        df = df.dropna(subset=["follower_count"]).sort_values([*group, "follower_count"])
+        n = df.groupby(group)["follower_count"].transform("size")
+        rank = df.groupby(group).cumcount() + 1
+        picked = df[rank == (n + 1) // 2]
+        return picked[[*group, "follower_count"]].rename(columns={"follower_count": "median_follower_count"})
+
+    pg = pin.merge(geo, on="ind")
+    pg["post_year"] = pg["timestamp"].dt.year
+    pu = pin.merge(user, on="ind")
+    pu["age_group"] = pd.cut(pu["age"], [17, 24, 35, 50, np.inf], labels=["18-24", "25-35", "36-50", "50+"])
+    pu["age_group"] = pu["age_group"].astype(object)
+    pu["post_year"] = pu["date_joined"].dt.year
+    pu_years = pu[pu["post_year"].between(2015, 2020)]
+    counts = pg.dropna(subset=["country", "category"]).groupby(["country", "category"]).size()
+    by_year = pg[pg["post_year"].between(2018, 2022)].dropna(subset=["category"])
+    per_year = by_year.groupby(["post_year", "category"]).size().rename("category_count").reset_index()
+    users = pg.dropna(subset=["country", "poster_name", "follower_count"])
+    users = users.groupby(["country", "poster_name"])["follower_count"].max().reset_index()
+    top_users = top1(users, ["country"], "follower_count", "poster_name")
+    age_counts = pu.dropna(subset=["age_group", "category"]).groupby(["age_group", "category"]).size()
+    joined = user[user["date_joined"].dt.year.between(2015, 2020)]
+    outputs = {
+        "popular_category_by_country": top1(counts.rename("category_count").reset_index(), ["country"],
+                                            "category_count", "category"),
+        "posts_per_category_by_year": per_year,
+        "popular_category_by_year": top1(per_year, ["post_year"], "category_count", "category"),
+        "top_user_by_country": top_users,
+        "top_country_by_followers": top1(top_users[["country", "follower_count"]], [], "follower_count", "country"),
+        "popular_category_by_age_group": top1(age_counts.rename("category_count").reset_index(), ["age_group"],
+                                              "category_count", "category"),
+        "median_followers_by_age_group": lower_median(pu.dropna(subset=["age_group"]), ["age_group"]),
+        "users_joined_by_year": joined.groupby(joined["date_joined"].dt.year).size()
+        .rename("number_users_joined").rename_axis("post_year").reset_index(),
+        "median_followers_by_join_year": lower_median(pu_years, ["post_year"]),
+        "median_followers_by_join_year_and_age_group": lower_median(pu_years.dropna(subset=["age_group"]),
+                                                                    ["age_group", "post_year"]),
+    }  # fmt: skip
+    for name, frame in outputs.items():
+        write_deltalake(
+            str(tables / name), pa.Table.from_pandas(frame, preserve_index=False), mode="overwrite"
+        )
+    print(json.dumps({n: len(f) for n, f in outputs.items()}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", type=int, default=200_000, help="synthetic posts [200000]")
+    parser.add_argument("--quick", action="store_true", help="50,000 posts")
+    parser.add_argument("--skip-pandas", action="store_true", help="only the DuckDB engine")
+    parser.add_argument("--child", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child == "duckdb":
+        return run_duckdb(args.workdir)
+    if args.child == "pandas":
+        return run_pandas(args.workdir)
+    rows = 50_000 if args.quick else args.rows
+    base = Path(tempfile.mkdtemp(prefix="bench-batch-"))
+    try:
+        t0 = time.perf_counter()
+        raw = generate(base / "lake", rows)
+        print(
+            f"lake: {rows:,} posts, {raw / 1e6:,.0f} MB raw JSON, generated in {time.perf_counter() - t0:.1f} s"
+        )
+        d_s, d_rss, d_out = measure(["--child", "duckdb", "--workdir", str(base)])
+        print(f"duckdb: {d_s:7.2f} s  peak RSS {d_rss / 1e6:7.0f} MB ({d_rss / raw:.2f} x raw JSON)")
+        if not args.skip_pandas:
+            p_s, p_rss, p_out = measure(["--child", "pandas", "--workdir", str(base / "pandas")])
+            print(f"pandas: {p_s:7.2f} s  peak RSS {p_rss / 1e6:7.0f} MB ({p_rss / raw:.2f} x raw JSON)")
+            same = json.loads(d_out.strip().splitlines()[-1]) == json.loads(p_out.strip().splitlines()[-1])
+            print(f"ratio: duckdb is {p_s / d_s:.1f}x faster than pandas; same output row counts: {same}")
+        print(f"memory target (peak < raw JSON): {'met' if d_rss < raw else 'MISSED'}")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).parent))
+    main()
