@@ -215,9 +215,10 @@ def run_pandas(workdir: Path) -> None:
         "posts_per_category_by_year": per_year,
         "popular_category_by_year": top1(per_year, ["post_year"], "category_count", "category"),
         "top_user_by_country": top_users,
-        "top_country_by_followers": top1(top_users[["country", "follower_count"]], [], "follower_count", "country"),
-        "popular_category_by_age_group": top1(age_counts.rename("category_count").reset_index(), ["age_group"],
-                                              "category_count", "category"),
+        "top_country_by_followers": top1(top_users[["country", "follower_count"]], [], "follower_count",
+                                         "country"),
+        "popular_category_by_age_group": top1(age_counts.rename("category_count").reset_index(),
+                                              ["age_group"], "category_count", "category"),
         "median_followers_by_age_group": lower_median(pu.dropna(subset=["age_group"]), ["age_group"]),
         "users_joined_by_year": joined.groupby(joined["date_joined"].dt.year).size()
         .rename("number_users_joined").rename_axis("post_year").reset_index(),
@@ -252,7 +253,8 @@ def main() -> None:
         t0 = time.perf_counter()
         raw = generate(base / "lake", rows)
         print(
-            f"lake: {rows:,} posts, {raw / 1e6:,.0f} MB raw JSON, generated in {time.perf_counter() - t0:.1f} s"
+            f"lake: {rows:,} posts, {raw / 1e6:,.0f} MB raw JSON,"
+            f" generated in {time.perf_counter() - t0:.1f} s"
         )
         d_s, d_rss, d_out = measure(["--child", "duckdb", "--workdir", str(base)])
         print(f"duckdb: {d_s:7.2f} s  peak RSS {d_rss / 1e6:7.0f} MB ({d_rss / raw:.2f} x raw JSON)")
