@@ -97,3 +97,26 @@ def test_missing_row_is_skipped_for_its_table_only(
     assert lines[3]["geo"]["ind"] == 8304  # the sequence went on unchanged
     assert summary.skipped == {"pinterest_data": 0, "geolocation_data": 1, "user_data": 1}
     assert "geolocation_data=1" in summary.line()
+
+
+def test_rate_paces_iterations_instead_of_the_drawn_sleeps(aicore_db: str, settings: Settings) -> None:
+    mine = load_settings(workdir=settings.workdir, **{"source.url": aicore_db})
+    slept: list[float] = []
+    options = EmulatorOptions(iterations=6, dry_run=True, rate=10.0)
+    summary = run_emulator(mine, options, out=io.StringIO(), sleep=slept.append)
+    assert summary.iterations == 6
+    assert len(slept) == 5  # the fake sleep does not advance time: iteration i waits until i/10 s
+    assert all(0 < s <= (i + 1) / 10 for i, s in enumerate(slept)) and slept == sorted(slept)
+    assert slept[-1] > 0.3  # paced by the rate, not by the drawn 0/1 s sleeps
+
+
+def test_help_of_every_command(settings: Settings) -> None:
+    runner = CliRunner()
+    for args, needle in (
+        (["emulate", "--help"], "--dry-run"),
+        (["source", "--help"], "seed"),
+        (["source", "seed", "--help"], "--seed"),
+        (["source", "load", "--help"], "--replace"),
+    ):
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 0 and needle in result.output, args
