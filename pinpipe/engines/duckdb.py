@@ -79,6 +79,8 @@ class DuckDBEngine:
         self.settings = settings
         self.memory_limit = memory_limit or os.environ.get("PINPIPE_DUCKDB_MEMORY_LIMIT", "2GB")
         self.threads = threads
+        self.on_disk = os.environ.get("PINPIPE_DUCKDB_ON_DISK", "") == "1"
+        """Keep the scratch data in a database file instead of memory (spilling happens either way)."""
 
     # -- connections -------------------------------------------------------------------------------------
     def _connect(self, database: str = ":memory:") -> Any:
@@ -128,7 +130,7 @@ class DuckDBEngine:
         con.close()
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
-        con = self._connect(str(database))
+        con = self._connect(str(database) if self.on_disk else ":memory:")
         quarantined: list[QuarantinedRecord] = []
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
@@ -216,7 +218,8 @@ class DuckDBEngine:
                 )
                 con.unregister("scanned")
         con.execute(
-            f"CREATE TABLE objects_{kind} AS SELECT unnest(?::VARCHAR[]) AS filename, unnest(?::BIGINT[]) AS _file",
+            f"CREATE TABLE objects_{kind} AS"
+            " SELECT unnest(?::VARCHAR[]) AS filename, unnest(?::BIGINT[]) AS _file",
             [list(index), list(index.values())],
         )
         fields = ", ".join(f's."{f}"' for f in FIELDS[kind])
