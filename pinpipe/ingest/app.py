@@ -99,14 +99,17 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, invalid_request)
 
 
-def _document_security(app: FastAPI) -> None:
-    """Publish the two ways of sending a key in /openapi.json."""
+def _document_security(app: FastAPI, secured: bool) -> None:
+    """Publish the two ways of sending a key in /openapi.json (when keys are configured)."""
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title, version=app.version, description=app.description, routes=app.routes
             )
+            if not secured:
+                app.openapi_schema = schema
+                return schema
             schema.setdefault("components", {})["securitySchemes"] = {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "Bearer": {"type": "http", "scheme": "bearer"},
@@ -162,7 +165,7 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     app.state.metrics = metrics
     app.state.keys = keys
     _install_error_handlers(app)
-    _document_security(app)
+    _document_security(app, secured=not keys.open)
     app.add_middleware(GuardMiddleware, metrics=metrics)
     app.include_router(rest_proxy_router(service, gate, settings.api.max_records))
     app.include_router(kinesis_router(service, gate, settings.api.max_records))

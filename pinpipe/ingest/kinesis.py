@@ -57,6 +57,12 @@ def _json(content: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(content), status_code=status_code, media_type="application/json")
 
 
+def check_stream_name_field(doc: Any) -> None:
+    """``StreamName`` in a body is ignored (the path names the stream) but must still be a string."""
+    if isinstance(doc, dict) and not isinstance(doc.get("StreamName", ""), str | None):
+        raise ApiError(42206, "StreamName must be a string")
+
+
 def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
     """One ``{"Data": ..., "PartitionKey": ...}`` as an Item; ApiError for a malformed entry."""
     if not isinstance(entry, dict) or "Data" not in entry:
@@ -91,6 +97,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
     def put_sync(name: str, body: bytes, many: bool, idempotency_key: str | None) -> list[Outcome]:
         service.partitions("streams", name)
         doc = parse_json(body)
+        check_stream_name_field(doc)
         known = kind_of_any(name) is not None
         if not many:
             items = [parse_entry(doc, "the body", known)]
@@ -159,6 +166,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
             doc = parse_json(body)
             if not isinstance(doc, dict):
                 raise ApiError(42206, "request body must be a JSON object")
+            check_stream_name_field(doc)
             count = doc.get("ShardCount")
             if count is not None:
                 if type(count) is not int or not 1 <= count <= 1024:
