@@ -49,6 +49,7 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
     status_sampler = live.StatusSampler(settings)
     page = (STATIC / "index.html").read_text(encoding="utf-8")
     page = page.replace("{{REFRESH_MS}}", str(int(settings.dashboard.refresh_s * 1000)))
+    page = page.replace("{{REFRESH_S}}", f"{settings.dashboard.refresh_s:g}")
     page = page.replace("{{WORKDIR}}", html.escape(str(settings.workdir.resolve())))
     page = page.replace("{{VERSION}}", __version__)
 

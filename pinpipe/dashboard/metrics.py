@@ -1,10 +1,9 @@
-"""The stream processor's real-time metrics as the page shows them, read from its Delta tables.
+"""The stream processor's real-time metrics as the page shows them.
 
-Tables (written by :mod:`pinpipe.streaming` at :func:`pinpipe.tables.metrics_table`, definitions in
-docs/metrics.md): ``profile_popularity``, ``trending_categories``, ``category_scores``,
-``country_activity``, ``events_per_second``, ``late_events``. The page adds one derived number, the
-events per second of each stream: the mean of the per-second arrival counts over the last
-``EPS_WINDOW_S`` seconds ending at the latest second the processor recorded.
+Read with :func:`pinpipe.streaming.read_metrics` (the same rows as ``pinpipe metrics --json``; definitions
+in docs/metrics.md). The page adds one derived number, the events per second of each stream: the mean of
+the per-second arrival counts over the last ``EPS_WINDOW_S`` seconds ending at the latest second the
+processor recorded.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from collections import defaultdict
 from typing import Any
 
 from pinpipe.config import Settings
-from pinpipe.dashboard.delta import DeltaSnapshot, read_delta
 from pinpipe.dashboard.models import (
     CategoryTrend,
     CountryActivity,
@@ -23,7 +21,6 @@ from pinpipe.dashboard.models import (
     ProfileRank,
     StreamEvents,
 )
-from pinpipe.tables import metrics_table
 
 EPS_WINDOW_S = 10
 SERIES_S = 60
@@ -38,18 +35,18 @@ TABLES = (
 )
 
 
-def _rows(snapshot: DeltaSnapshot | None) -> list[dict[str, Any]]:
-    return snapshot.table.to_pylist() if snapshot is not None else []
+def _time(value: dt.datetime | str) -> dt.datetime:
+    return value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(value)
 
 
 def events_per_second(rows: list[dict[str, Any]]) -> list[StreamEvents]:
     """Per stream: mean rate over the last EPS_WINDOW_S seconds and the per-second series behind it."""
     if not rows:
         return []
-    last: dt.datetime = max(r["second"] for r in rows)
     per_stream: dict[str, dict[dt.datetime, int]] = defaultdict(dict)
     for r in rows:
-        per_stream[r["stream"]][r["second"]] = r["events"]
+        per_stream[r["stream"]][_time(r["second"])] = r["events"]
+    last = max(second for counts in per_stream.values() for second in counts)
     result = []
     for stream, counts in sorted(per_stream.items()):
         series = [counts.get(last - dt.timedelta(seconds=s), 0) for s in range(SERIES_S - 1, -1, -1)]
@@ -79,15 +76,13 @@ def trending(scores: list[dict[str, Any]], minutes: list[dict[str, Any]]) -> lis
 
 def read_live_metrics(settings: Settings) -> Metrics:
     """The metrics the stream processor last committed; empty with a hint until it has written some."""
-    snapshots = {name: read_delta(metrics_table(settings, name)) for name in TABLES}
-    written = [s for s in snapshots.values() if s is not None]
-    if not written:
+    from pinpipe.streaming import read_metrics
+
+    rows = read_metrics(settings)
+    if not any(rows.get(name) for name in TABLES):
         return Metrics(available=False, hint=METRICS_HINT)
-    rows = {name: _rows(s) for name, s in snapshots.items()}
-    committed = [s.committed_at for s in written if s.committed_at is not None]
     return Metrics(
         available=True,
-        updated_at=max(committed, default=None),
         events_per_second=events_per_second(rows["events_per_second"]),
         top_profiles=[
             ProfileRank.model_validate(r) for r in sorted(rows["profile_popularity"], key=_profile_order)

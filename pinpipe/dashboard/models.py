@@ -86,7 +86,6 @@ class LateEvents(BaseModel):
 class Metrics(BaseModel):
     available: bool = Field(description="False until the stream processor has written metrics.")
     hint: str | None = None
-    updated_at: dt.datetime | None = Field(default=None, description="Latest metrics commit (UTC).")
     events_per_second: list[StreamEvents] = Field(default_factory=list)
     top_profiles: list[ProfileRank] = Field(default_factory=list)
     trending_categories: list[CategoryTrend] = Field(default_factory=list)

@@ -3,12 +3,13 @@
 The workdir: the first iterations of the seed-100 replay (what the original emulator posts) appended to
 the topics and streams of an embedded log as the ingestion API does, then the lake sink, the DuckDB batch
 job and the stream processor, all in-process. The dashboard runs as ``pinpipe dashboard`` in a
-subprocess; the page's numbers are compared with the JSON API, the batch job's outputs and the metric
-tables. Screenshots (desktop, phone) go to the test's tmp_path and to test-output/.
+subprocess; the page's numbers are compared with the JSON API, the batch job's outputs and
+``pinpipe metrics --json``. Screenshots (desktop, phone) go to the test's tmp_path and to test-output/.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -274,7 +275,7 @@ def test_page_shows_the_pipelines_numbers(
         if p["window"] == window
     ]
     assert shown_profiles
-    assert_metrics_match_tables(pipeline["settings"], metrics)
+    assert_metrics_match_cli(pipeline["workdir"], metrics)
 
     # lag per partition: the page equals /api/status; everything was consumed
     status = dashboard.get("/api/status")
@@ -298,34 +299,45 @@ def test_page_shows_the_pipelines_numbers(
     page.close()
 
 
-def assert_metrics_match_tables(settings: Settings, metrics: dict[str, Any]) -> None:
-    """/api/metrics against the metric tables read here with delta-rs (and `pinpipe metrics --json`
-    when the command exists)."""
-    from deltalake import DeltaTable
-
-    from pinpipe.tables import delta_uri, metrics_table
-
-    def rows(name: str) -> list[dict[str, Any]]:
-        return DeltaTable(delta_uri(metrics_table(settings, name))).to_pyarrow_table().to_pylist()
-
-    assert [c["category"] for c in metrics["trending_categories"]] == [
-        r["category"] for r in sorted(rows("category_scores"), key=lambda r: r["rank"])
+def assert_metrics_match_cli(workdir: Path, metrics: dict[str, Any]) -> None:
+    """/api/metrics holds the same numbers as ``pinpipe metrics --json``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
+    env["PINPIPE_CONFIG"] = str(workdir / "no-such-pinpipe.toml")
+    done = subprocess.run(
+        [sys.executable, "-m", "pinpipe", "metrics", "--workdir", str(workdir), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=120,
+    )
+    cli = json.loads(done.stdout)
+    scores = sorted(cli["category_scores"], key=lambda r: r["rank"])
+    assert [(c["category"], c["score"]) for c in metrics["trending_categories"]] == [
+        (r["category"], r["score"]) for r in scores
     ]
-    assert metrics["country_activity"] == rows("country_activity")
-    top = [
-        {k: r[k] for k in ("window", "rank", "poster_name", "posts", "follower_count")}
-        for r in rows("profile_popularity")
-    ]
-    assert sorted(top, key=lambda r: (r["window"], r["rank"])) == [
-        {k: p[k] for k in ("window", "rank", "poster_name", "posts", "follower_count")}
-        for p in metrics["top_profiles"]
-    ]
+    assert metrics["country_activity"] == cli["country_activity"]
+    keys = ("window", "rank", "poster_name", "posts", "follower_count")
+    assert [{k: p[k] for k in keys} for p in metrics["top_profiles"]] == sorted(
+        ({k: r[k] for k in keys} for r in cli["profile_popularity"]), key=lambda r: (r["window"], r["rank"])
+    )
     per_stream: dict[str, int] = {}
-    for r in rows("events_per_second"):
+    for r in cli["events_per_second"]:
         per_stream[r["stream"]] = per_stream.get(r["stream"], 0) + r["events"]
-    assert {e["stream"]: sum(e["series"]) for e in metrics["events_per_second"]} == {
-        s: n for s, n in per_stream.items()
+    assert {e["stream"]: sum(e["series"]) for e in metrics["events_per_second"]} == per_stream
+    # the rate shown: arrivals in the 10 seconds ending at the latest recorded second, divided by 10
+    seconds = [dt.datetime.fromisoformat(r["second"]) for r in cli["events_per_second"]]
+    last = max(seconds)
+    recent: dict[str, int] = {}
+    for r, second in zip(cli["events_per_second"], seconds, strict=True):
+        if last - second < dt.timedelta(seconds=10):
+            recent[r["stream"]] = recent.get(r["stream"], 0) + r["events"]
+    assert {e["stream"]: e["events_per_second"] for e in metrics["events_per_second"]} == {
+        s: round(n / 10, 2) for s, n in recent.items()
     }
+    assert [(x["input"], x["late_events"]) for x in metrics["late_events"]] == [
+        (x["input"], x["late_events"]) for x in cli["late_events"]
+    ]
 
 
 def test_empty_workdir_page_says_what_to_run(browser: Any, serve: Any, tmp_path: Path) -> None:
