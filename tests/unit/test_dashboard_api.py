@@ -97,3 +97,25 @@ def test_static_assets_ship_in_the_package_and_nothing_is_fetched_from_elsewhere
         assert "http://" not in response.text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in response.text
     assert "https://" not in page and "http://" not in page
+
+
+def test_cli_serves_the_app_with_the_flags(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+    from click.testing import CliRunner
+
+    from pinpipe.cli import cli
+
+    served: dict[str, object] = {}
+
+    def fake_run(app: object, host: str, port: int, log_level: str) -> None:
+        served.update(app=app, host=host, port=port)
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    workdir = str(settings.workdir)
+    result = CliRunner().invoke(cli, ["dashboard", "--workdir", workdir, "--port", "8123", "--refresh", "5"])
+    assert result.exit_code == 0, result.output
+    assert "http://127.0.0.1:8123/" in result.output
+    assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+    page = TestClient(served["app"]).get("/").text  # type: ignore[arg-type]
+    assert 'data-refresh-ms="5000"' in page and "every 5 s" in page
+    assert "--refresh" in CliRunner().invoke(cli, ["dashboard", "--help"]).output
