@@ -13,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 AICORE = Path(os.environ.get("PINPIPE_AICORE_DIR", REPO.parent / "shared" / "data" / "aicore"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+pytest_plugins = ["tests.services"]  # session fixtures of the real services started from infra/
+
 
 @pytest.fixture(scope="session")
 def aicore() -> Path:

@@ -1,0 +1,140 @@
+# Shared helpers for infra/<service>.sh (sourced, not run).
+#
+# Every service script keeps its state (data, logs, pid, ports, endpoint) in one directory:
+#   ${PINPIPE_INFRA_DIR:-infra/.run}/<service>
+# so tests give each session its own PINPIPE_INFRA_DIR and users get infra/.run by default.
+# Downloads are cached in infra/.cache (gitignored). Servers listen on 127.0.0.1 only.
+
+INFRA_HOME="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_HOME="$(cd "$INFRA_HOME/.." && pwd)"
+CACHE_DIR="${PINPIPE_INFRA_CACHE:-$INFRA_HOME/.cache}"
+
+# svc_init NAME: sets SVC, STATE, LOG, PIDFILE, ENDPOINT_FILE and creates the state dir.
+svc_init() {
+  SVC="$1"
+  local base="${PINPIPE_INFRA_DIR:-$INFRA_HOME/.run}"
+  mkdir -p "$base"
+  base="$(cd "$base" && pwd)"
+  STATE="$base/$SVC"
+  LOG="$STATE/$SVC.log"
+  PIDFILE="$STATE/$SVC.pid"
+  ENDPOINT_FILE="$STATE/endpoint"
+  mkdir -p "$STATE"
+}
+
+say() { echo "[$SVC] $*" >&2; }
+
+# die MESSAGE: print the message and the tail of the service log to stderr, exit 1.
+die() {
+  echo "[$SVC] ERROR: $*" >&2
+  if [ -n "${LOG:-}" ] && [ -s "$LOG" ]; then
+    echo "[$SVC] last lines of $LOG:" >&2
+    tail -n 40 "$LOG" >&2
+  fi
+  exit 1
+}
+
+# The project's Python (with the dev extras) when present, else the system one.
+py() {
+  if [ -x "$REPO_HOME/.venv/bin/python" ]; then "$REPO_HOME/.venv/bin/python" "$@"; else python3 "$@"; fi
+}
+
+# free_port: a TCP port free on 127.0.0.1 right now.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# port_open PORT: true when something accepts TCP connections on 127.0.0.1:PORT.
+port_open() {
+  python3 - "$1" <<'EOF'
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# pid_alive: true when the pid in $PIDFILE is a running process.
+pid_alive() {
+  [ -s "$PIDFILE" ] || return 1
+  local pid
+  pid="$(cat "$PIDFILE")"
+  kill -0 "$pid" 2>/dev/null || return 1
+  # a zombie is not alive
+  [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" != "Z" ]
+}
+
+# wait_port PORT TIMEOUT_S: wait until the port accepts connections; fail early if the process died.
+wait_port() {
+  local port="$1" timeout="$2" waited=0
+  while ! port_open "$port"; do
+    pid_alive || die "process exited before listening on 127.0.0.1:$port"
+    [ "$waited" -ge "$((timeout * 5))" ] && die "nothing listens on 127.0.0.1:$port after ${timeout}s"
+    sleep 0.2
+    waited=$((waited + 1))
+  done
+}
+
+# stop_pid [GRACE_S]: SIGTERM the process in $PIDFILE (and its group), wait, then SIGKILL.
+stop_pid() {
+  local grace="${1:-20}" pid i
+  if ! pid_alive; then
+    rm -f "$PIDFILE"
+    return 0
+  fi
+  pid="$(cat "$PIDFILE")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < grace * 5; i++)); do
+    pid_alive || break
+    sleep 0.2
+  done
+  if pid_alive; then
+    say "still running after ${grace}s: SIGKILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    sleep 0.2
+  fi
+  rm -f "$PIDFILE"
+}
+
+# spawn CMD...: start CMD in the background (own session), output to $LOG, pid to $PIDFILE.
+spawn() {
+  setsid "$@" >>"$LOG" 2>&1 < /dev/null &
+  echo $! >"$PIDFILE"
+}
+
+# already_running: when the service runs, print its endpoint (last line) and return 0.
+already_running() {
+  if pid_alive && [ -s "$ENDPOINT_FILE" ]; then
+    cat "$ENDPOINT_FILE"
+    return 0
+  fi
+  return 1
+}
+
+# saved_port NAME: the port remembered in the state dir (so a restart keeps the address), or a new one.
+saved_port() {
+  local file="$STATE/$1.port"
+  if [ -s "$file" ]; then
+    cat "$file"
+  else
+    free_port | tee "$file"
+  fi
+}
+
+svc_status() {
+  if pid_alive; then
+    echo "running pid $(cat "$PIDFILE") at $(cat "$ENDPOINT_FILE" 2>/dev/null)"
+  else
+    echo "stopped"
+    return 3
+  fi
+}
+
+# file_sha FILE: a short content hash, for "is the cache up to date" markers.
+file_sha() { sha256sum "$1" | cut -c1-16; }
+
+usage() {
+  echo "usage: $0 install|start|stop|status" >&2
+  exit 2
+}

@@ -1,0 +1,322 @@
+"""Apache Kafka as the log, through confluent-kafka (librdkafka).
+
+``open_log("kafka://host:port[,host:port]")``. Extra librdkafka settings (SASL/SSL for MSK or any
+cluster) come from ``settings.log.kafka`` and are passed as ``kafka={...}`` (or as keyword arguments
+with the librdkafka names), e.g. ``{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+"sasl.username": "...", "sasl.password": "..."}``.
+
+Mapping onto Kafka:
+
+- topics and Kinesis-style streams are both Kafka topics (``<prefix>.pin`` and ``streaming-<prefix>-pin``),
+  created by :meth:`KafkaLog.create_topic` with ``partitions`` (default 3) and the broker's default
+  replication factor; an append to a missing topic raises TopicNotFoundError, as on the embedded log;
+- writers use the idempotent producer (``enable.idempotence``, ``acks=all``) and wait for every delivery
+  report before returning (partition, offset); keyed records go where Kafka's Java default partitioner
+  puts them (``partitioner=murmur2_random``, the same function as :mod:`pinpipe.log.partitioner`);
+  an append is not all-or-nothing on Kafka: after an error some records may have landed, and a retry
+  with the same idempotency keys does not write them twice (:mod:`pinpipe.log.kafka_idempotency`);
+- readers are members of a Kafka consumer group that assign themselves every partition of their topics
+  (like the embedded log: one reader per group, no rebalance pause after a ``kill -9``), start at the
+  group's committed offsets (earliest when none) and commit synchronously, only when told to.
+
+Errors: an unreachable broker or a timeout is LogUnavailableError (retriable), within ``timeout_s``
+(default 10 s) instead of librdkafka's minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlparse
+
+from pinpipe._optional import require
+from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka_idempotency import HEADER, KafkaIdempotencyIndex
+from pinpipe.log.kafka_reader import KafkaLogReader, raise_for
+
+ck = require("confluent_kafka", "kafka")
+admin = require("confluent_kafka.admin", "kafka")
+
+
+LOGGER = logging.getLogger("pinpipe.kafka")
+LOGGER.addHandler(logging.NullHandler())  # librdkafka's reconnect chatter shows only if the app logs
+
+
+def bootstrap_of(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme != "kafka" or not parsed.netloc:
+        raise ConfigError(f"not a Kafka log URL: {url!r} (use kafka://host:port[,host:port])")
+    return parsed.netloc
+
+
+class KafkaLog:
+    """Admin operations on a Kafka cluster and the factory of its writers and readers."""
+
+    def __init__(
+        self,
+        url: str,
+        partitions: int = 3,
+        *,
+        timeout_s: float = 10.0,
+        kafka: Mapping[str, Any] | None = None,
+        **config: Any,
+    ) -> None:
+        if partitions < 1:
+            raise ConfigError(f"partitions must be at least 1, got {partitions}")
+        self.url = url
+        self.default_partitions = partitions
+        self.timeout_s = timeout_s
+        ms = int(timeout_s * 1000)
+        self.common: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_of(url),
+            "client.id": "pinpipe",
+            "logger": LOGGER,  # librdkafka's own logs, through Python logging
+            "socket.connection.setup.timeout.ms": ms,
+            "reconnect.backoff.max.ms": 1000,
+            "topic.metadata.refresh.interval.ms": 5000,
+            **{k: v for k, v in (kafka or {}).items()},
+            **config,
+        }
+        self._admin = admin.AdminClient(self.common)
+        self.index = KafkaIdempotencyIndex(self.common, timeout_s)
+        self._partitions: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._children: list[KafkaLogWriter | KafkaLogReader] = []
+
+    # admin
+    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+        count = partitions or self.default_partitions
+        if not topic or count < 1:
+            raise LogError(f"cannot create topic {topic!r} with {count} partitions")
+        if topic in self.topics():
+            return
+        futures = self._admin.create_topics(
+            [admin.NewTopic(topic, num_partitions=count, replication_factor=-1)],
+            operation_timeout=self.timeout_s,
+            request_timeout=self.timeout_s,
+        )
+        try:
+            futures[topic].result()
+        except ck.KafkaException as exc:
+            if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise_for(exc.args[0], f"create topic {topic!r}")
+        self._wait_for(lambda names: topic in names, f"topic {topic!r} to appear")
+
+    def delete_topic(self, topic: str) -> None:
+        futures = self._admin.delete_topics([topic], operation_timeout=self.timeout_s)
+        try:
+            futures[topic].result()
+        except ck.KafkaException as exc:
+            raise_for(exc.args[0], f"delete topic {topic!r}")
+        self.index.forget(topic)
+        with self._lock:
+            self._partitions.pop(topic, None)
+        self._wait_for(lambda names: topic not in names, f"topic {topic!r} to go")
+
+    def topics(self) -> dict[str, int]:
+        """Topics and partition counts, without Kafka's internal ``__*`` topics."""
+        try:
+            meta = self._admin.list_topics(timeout=self.timeout_s)
+        except ck.KafkaException as exc:
+            raise_for(exc.args[0], "list topics")
+        found = {
+            name: len(t.partitions)
+            for name, t in meta.topics.items()
+            if not name.startswith("__") and t.error is None
+        }
+        with self._lock:
+            self._partitions.update(found)
+        return found
+
+    def partition_count(self, topic: str) -> int:
+        """Partitions of ``topic`` (cached once seen); TopicNotFoundError when it does not exist."""
+        with self._lock:
+            if topic in self._partitions:
+                return self._partitions[topic]
+        count = self.topics().get(topic)
+        if count is None:
+            raise TopicNotFoundError(f"topic {topic!r} not found")
+        return count
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        count = self.topics().get(topic)
+        if count is None:
+            raise TopicNotFoundError(f"topic {topic!r} not found")
+        requests = {ck.TopicPartition(topic, p): admin.OffsetSpec.latest() for p in range(count)}
+        futures = self._admin.list_offsets(requests, request_timeout=self.timeout_s)
+        out = {}
+        for tp, future in futures.items():
+            try:
+                out[tp.partition] = future.result().offset
+            except ck.KafkaException as exc:
+                raise_for(exc.args[0], f"end offsets of {topic!r}")
+        return dict(sorted(out.items()))
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        request = [ck.ConsumerGroupTopicPartitions(group)]
+        try:
+            result = self._admin.list_consumer_group_offsets(request, request_timeout=self.timeout_s)
+            partitions = result[group].result().topic_partitions or []
+        except ck.KafkaException as exc:
+            if exc.args[0].code() == ck.KafkaError.GROUP_ID_NOT_FOUND:
+                return {}
+            raise_for(exc.args[0], f"committed offsets of group {group!r}")
+        return {
+            tp.partition: tp.offset
+            for tp in sorted(partitions, key=lambda tp: tp.partition)
+            if tp.topic == topic and tp.offset >= 0
+        }
+
+    def groups(self) -> list[str]:
+        try:
+            result = self._admin.list_consumer_groups(request_timeout=self.timeout_s).result()
+        except ck.KafkaException as exc:
+            raise_for(exc.args[0], "list consumer groups")
+        return sorted(g.group_id for g in result.valid if g.group_id != "pinpipe-idempotency-scan")
+
+    def _wait_for(self, done: Any, what: str) -> None:
+        """Topic creation and deletion are asynchronous in Kafka: wait until metadata shows them."""
+        deadline = time.monotonic() + self.timeout_s
+        while not done(self.topics()):
+            if time.monotonic() > deadline:
+                raise LogUnavailableError(
+                    f"Kafka at {self.common['bootstrap.servers']}: timed out waiting for {what}"
+                )
+            time.sleep(0.05)
+
+    # factories
+    def writer(self) -> KafkaLogWriter:
+        writer = KafkaLogWriter(self)
+        self._children.append(writer)
+        return writer
+
+    def reader(self, group: str, topics: Sequence[str]) -> KafkaLogReader:
+        reader = KafkaLogReader(self.common, group, topics, self.timeout_s)
+        self._children.append(reader)
+        return reader
+
+    def close(self) -> None:
+        for child in self._children:
+            child.close()
+        self._children.clear()
+
+    def __enter__(self) -> KafkaLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Batch:
+    """Delivery reports of one append call."""
+
+    def __init__(self, size: int) -> None:
+        self.placed: list[tuple[int, int] | None] = [None] * size
+        self.errors: list[Any] = []
+        self.waiting = size
+
+    def report(self, i: int, err: Any, msg: Any) -> None:
+        self.waiting -= 1
+        if err is not None:
+            self.errors.append(err)
+        else:
+            self.placed[i] = (msg.partition(), msg.offset())
+
+
+class KafkaLogWriter:
+    """An idempotent producer; ``append`` returns once every record is acknowledged by all in-sync
+    replicas (or raises). Safe to share between threads."""
+
+    def __init__(self, log: KafkaLog) -> None:
+        self._log = log
+        ms = int(log.timeout_s * 1000)
+        self.config: dict[str, Any] = {
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "linger.ms": 5,
+            "message.timeout.ms": ms,
+            **log.common,
+        }
+        self._producer = ck.Producer(self.config)
+        self._closed = False
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
+        if self._closed:
+            raise LogError("append on a closed Kafka log writer")
+        if not records:
+            return []
+        count = self._log.partition_count(topic)
+        keys = [r.idempotency_key for r in records if r.idempotency_key]
+        known: dict[str, tuple[int, int]] = {}
+        if keys:
+            try:
+                known = self._log.index.claim(topic, keys)
+            except ck.KafkaException as exc:
+                raise_for(exc.args[0], f"read idempotency keys of {topic!r}")
+            except (TimeoutError, RuntimeError) as exc:
+                raise LogUnavailableError(f"Kafka: {exc}") from exc
+        batch = _Batch(len(records))
+        first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
+        try:
+            for i, rec in enumerate(records):
+                ikey = rec.idempotency_key
+                if ikey and (ikey in known or ikey in first):
+                    batch.waiting -= 1
+                    continue
+                if ikey:
+                    first[ikey] = i
+                if rec.partition is not None and not 0 <= rec.partition < count:
+                    raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
+                self._produce(topic, rec, lambda err, msg, i=i: batch.report(i, err, msg))
+            self._wait(batch)
+        finally:
+            if keys:
+                placed = {k: p for k, i in first.items() if (p := batch.placed[i]) is not None}
+                self._log.index.release(topic, set(keys) - known.keys(), placed)
+        if batch.errors:
+            raise_for(batch.errors[0], f"append to {topic!r}")
+        out = []
+        for i, rec in enumerate(records):
+            ikey = rec.idempotency_key
+            where = (
+                known.get(ikey) if ikey in known else batch.placed[first[ikey]] if ikey else batch.placed[i]
+            )
+            assert where is not None
+            out.append(where)
+        return out
+
+    def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
+        kwargs: dict[str, Any] = {"value": rec.value, "key": rec.key, "on_delivery": on_delivery}
+        if rec.partition is not None:
+            kwargs["partition"] = rec.partition
+        if rec.idempotency_key:
+            kwargs["headers"] = [(HEADER, rec.idempotency_key.encode())]
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then try again
+                self._producer.poll(0.05)
+
+    def _wait(self, batch: _Batch) -> None:
+        # message.timeout.ms bounds every record; the margin covers delivery-report scheduling.
+        deadline = time.monotonic() + self._log.timeout_s + 5
+        while batch.waiting > 0:
+            if time.monotonic() > deadline:
+                raise LogUnavailableError("Kafka: delivery reports did not arrive in time")
+            self._producer.poll(0.01)
+
+    def flush(self) -> None:
+        left = self._producer.flush(self._log.timeout_s)
+        if left:
+            raise LogUnavailableError(f"Kafka: {left} records still undelivered after {self._log.timeout_s}s")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._producer.flush(self._log.timeout_s)

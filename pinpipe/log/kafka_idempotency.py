@@ -1,0 +1,142 @@
+"""Idempotency keys on Kafka: an index rebuilt from the topic itself.
+
+Kafka's idempotent producer removes duplicates caused by its own retries inside one producer session,
+but knows nothing of an application's retry (the emulator re-sending a request after a 503). pinpipe
+therefore writes each record's idempotency key into a record header (``pinpipe-idempotency-key``) and
+keeps, per topic, an in-memory index key -> (partition, offset).
+
+The index is rebuilt from the topic, not from a side file, so it cannot disagree with the log: the
+first keyed append to a topic in a process reads the headers of the whole topic once; after an append
+that failed or timed out (the records may or may not have landed) the index is marked stale and the next
+keyed append reads what was added since the last read before deciding. Our own acknowledged appends
+update the index directly.
+
+Limits, stated honestly: the index covers appends from this process and everything in the topic at the
+last catch-up; two processes appending the *same* key at the *same* moment to one topic can both write it
+(run one API process per topic set, or accept a duplicate that the sink's exactly-once lake does not
+repair). Memory grows with the number of keys (about 100 bytes each).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+HEADER = "pinpipe-idempotency-key"
+
+
+class KafkaIdempotencyIndex:
+    """(topic, idempotency key) -> (partition, offset), with in-flight claims so that two threads
+    appending the same key never both write it."""
+
+    def __init__(self, consumer_config: Mapping[str, Any], timeout_s: float) -> None:
+        self._config = dict(consumer_config)
+        self._timeout_s = timeout_s
+        self._seen: dict[str, dict[str, tuple[int, int]]] = {}
+        self._scanned: dict[str, dict[int, int]] = {}  # topic -> partition -> next offset to read
+        self._fresh: set[str] = set()
+        self._pending: set[tuple[str, str]] = set()
+        self._cond = threading.Condition()
+
+    def claim(self, topic: str, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """Placements already known for ``keys``; the other keys are claimed by the caller, who must
+        :meth:`release` them."""
+        wanted = set(keys)
+        with self._cond:
+            while any((topic, k) in self._pending for k in wanted):
+                self._cond.wait(self._timeout_s)
+            if topic not in self._fresh:
+                self._catch_up(topic)
+            seen = self._seen.setdefault(topic, {})
+            known = {k: seen[k] for k in wanted if k in seen}
+            self._pending.update((topic, k) for k in wanted if k not in known)
+            return known
+
+    def release(self, topic: str, keys: Iterable[str], placed: Mapping[str, tuple[int, int]]) -> None:
+        """Record where claimed keys landed (``placed``); a claimed key missing from it failed, so the
+        topic is re-read before the next keyed append."""
+        with self._cond:
+            seen = self._seen.setdefault(topic, {})
+            scanned = self._scanned.setdefault(topic, {})
+            for key in keys:
+                self._pending.discard((topic, key))
+                where = placed.get(key)
+                if where is None:
+                    self._fresh.discard(topic)
+                    continue
+                seen[key] = where
+                partition, offset = where
+                if scanned.get(partition) == offset:  # contiguous: nobody else wrote in between
+                    scanned[partition] = offset + 1
+            self._cond.notify_all()
+
+    def forget(self, topic: str) -> None:
+        with self._cond:
+            self._seen.pop(topic, None)
+            self._scanned.pop(topic, None)
+            self._fresh.discard(topic)
+
+    def _catch_up(self, topic: str) -> None:
+        """Read the idempotency headers appended to ``topic`` since the last read."""
+        from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+        consumer = Consumer(
+            {
+                **self._config,
+                "group.id": "pinpipe-idempotency-scan",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            meta = consumer.list_topics(topic, timeout=self._timeout_s).topics.get(topic)
+            if meta is None or meta.error is not None:
+                self._fresh.add(topic)  # missing topic: nothing to read; the append will say so
+                return
+            scanned = self._scanned.setdefault(topic, {})
+            seen = self._seen.setdefault(topic, {})
+            todo = []
+            for p in meta.partitions:
+                low, high = self._watermarks(consumer, TopicPartition(topic, p))
+                start = max(scanned.get(p, 0), low)
+                if start < high:
+                    todo.append(TopicPartition(topic, p, start))
+                else:
+                    scanned[p] = max(start, high)
+            if todo:
+                consumer.assign(todo)
+            remaining = {tp.partition for tp in todo}
+            while remaining:
+                msg: Any = consumer.poll(self._timeout_s)
+                if msg is None:
+                    raise TimeoutError(f"reading idempotency keys of {topic!r} timed out")
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                        continue
+                    raise RuntimeError(err.str())
+                for name, value in msg.headers() or ():
+                    if name == HEADER and value is not None:
+                        seen.setdefault(value.decode(), (msg.partition(), msg.offset()))
+                scanned[msg.partition()] = msg.offset() + 1
+            self._fresh.add(topic)
+        finally:
+            consumer.close()
+
+    def _watermarks(self, consumer: Any, tp: Any) -> tuple[int, int]:
+        """(low, high) of a partition, retrying while a new topic's leader is still being elected."""
+        from confluent_kafka import KafkaException
+
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=self._timeout_s, cached=False)
+                return int(low), int(high)
+            except KafkaException:  # NOT_LEADER..., not flagged retriable by librdkafka here
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)

@@ -1,0 +1,186 @@
+"""KafkaLog against a real Kafka 4 broker started by infra/kafka.sh (the ``kafka_bootstrap`` fixture)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pinpipe.errors import LogUnavailableError, TopicNotFoundError
+from pinpipe.log import open_log
+from pinpipe.log.base import OutgoingRecord, Record
+from pinpipe.log.kafka import KafkaLog
+from pinpipe.log.partitioner import partition_for_key
+from tests.services import InfraService
+
+pytestmark = pytest.mark.kafka
+
+
+def fresh(prefix: str = "it") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def read_all(log: KafkaLog, group: str, topic: str, count: int, timeout: float = 30) -> list[Record]:
+    reader = log.reader(group, [topic])
+    out: list[Record] = []
+    deadline = time.monotonic() + timeout
+    while len(out) < count and time.monotonic() < deadline:
+        out.extend(reader.poll(count - len(out), 0.5))
+    reader.close()
+    return out
+
+
+def test_open_log_routes_kafka_urls_and_topics_get_the_configured_partitions(kafka_bootstrap: str) -> None:
+    log = open_log(f"kafka://{kafka_bootstrap}", partitions=4)
+    try:
+        assert isinstance(log, KafkaLog)
+        topic = fresh()
+        log.create_topic(topic)
+        log.create_topic(topic)  # idempotent
+        log.create_topic(fresh("two"), 2)
+        assert log.topics()[topic] == 4
+        assert not any(name.startswith("__") for name in log.topics())
+        assert log.end_offsets(topic) == {0: 0, 1: 0, 2: 0, 3: 0}
+    finally:
+        log.close()
+
+
+def test_writer_is_an_idempotent_producer_with_acks_all(kafka_log: KafkaLog) -> None:
+    writer = kafka_log.writer()
+    assert writer.config["enable.idempotence"] is True
+    assert writer.config["acks"] == "all"
+    assert writer.config["partitioner"] == "murmur2_random"
+
+
+def test_append_poll_commit_round_trip_and_lag_figures(kafka_log: KafkaLog) -> None:
+    topic = fresh()
+    kafka_log.create_topic(topic, 3)
+    writer = kafka_log.writer()
+    keys = [f"user-{i}".encode() for i in range(60)]
+    placed = writer.append(topic, [OutgoingRecord(b'{"i": %d}' % i, key=k) for i, k in enumerate(keys)])
+    assert [p for p, _ in placed] == [partition_for_key(k, 3) for k in keys]
+    ends = kafka_log.end_offsets(topic)
+    assert sum(ends.values()) == 60
+    assert ends == {p: sum(1 for q, _ in placed if q == p) for p in range(3)}
+
+    group = fresh("group")
+    records = read_all(kafka_log, group, topic, 60)
+    assert sorted((r.partition, r.offset) for r in records) == sorted(placed)
+    assert {r.key for r in records} == set(keys)
+    assert all(abs(r.timestamp - time.time()) < 120 for r in records)
+
+    reader = kafka_log.reader(group, [topic])
+    reader.commit({(topic, 0): ends[0], (topic, 1): 1})
+    reader.close()
+    assert kafka_log.committed(group, topic) == {0: ends[0], 1: 1}
+    assert group in kafka_log.groups()
+
+    # the next member of the group starts at the commits (partition 2: earliest, never committed)
+    again = read_all(kafka_log, group, topic, ends[1] - 1 + ends[2])
+    assert sorted((r.partition, r.offset) for r in again) == sorted(
+        [(1, o) for o in range(1, ends[1])] + [(2, o) for o in range(ends[2])]
+    )
+
+
+def test_idempotency_keys_survive_a_new_process_via_the_topic_headers(kafka_bootstrap: str) -> None:
+    topic = fresh()
+    url = f"kafka://{kafka_bootstrap}"
+    with KafkaLog(url) as first:
+        first.create_topic(topic)
+        placed = first.writer().append(
+            topic,
+            [
+                OutgoingRecord(b"a", idempotency_key="run-1-a"),
+                OutgoingRecord(b"b", idempotency_key="run-1-b"),
+            ],
+        )
+        # the same key twice in one call is stored once
+        twice = first.writer().append(
+            topic,
+            [
+                OutgoingRecord(b"c", idempotency_key="run-1-c"),
+                OutgoingRecord(b"c", idempotency_key="run-1-c"),
+            ],
+        )
+        assert twice[0] == twice[1]
+    with KafkaLog(url) as second:  # a restarted API: its index is rebuilt from the topic
+        again = second.writer().append(
+            topic,
+            [
+                OutgoingRecord(b"b", idempotency_key="run-1-b"),
+                OutgoingRecord(b"d", idempotency_key="run-1-d"),
+            ],
+        )
+        assert again[0] == placed[1]
+        assert sum(second.end_offsets(topic).values()) == 4
+
+
+def test_unknown_topic_is_topic_not_found(kafka_log: KafkaLog) -> None:
+    with pytest.raises(TopicNotFoundError):
+        kafka_log.writer().append(fresh("missing"), [OutgoingRecord(b"x")])
+    with pytest.raises(TopicNotFoundError):
+        kafka_log.end_offsets(fresh("missing"))
+    with pytest.raises(TopicNotFoundError):
+        kafka_log.delete_topic(fresh("missing"))
+
+
+def test_extra_librdkafka_settings_pass_through(kafka_bootstrap: str) -> None:
+    with KafkaLog(
+        f"kafka://{kafka_bootstrap}", kafka={"client.id": "custom-id", "socket.keepalive.enable": "true"}
+    ) as log:
+        assert log.common["client.id"] == "custom-id"
+        assert log.writer().config["socket.keepalive.enable"] == "true"
+        assert isinstance(log.topics(), dict)
+
+
+def test_unreachable_broker_is_log_unavailable_within_seconds() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = KafkaLog(f"kafka://127.0.0.1:{port}", timeout_s=2)
+    started = time.monotonic()
+    with pytest.raises(LogUnavailableError):
+        log.writer().append("anything", [OutgoingRecord(b"x")])
+    with pytest.raises(LogUnavailableError):
+        log.topics()
+    assert time.monotonic() - started < 15
+    log.close()
+
+
+@pytest.mark.slow
+def test_broker_stop_gives_unavailable_and_a_retry_after_restart_stores_once(tmp_path: Path) -> None:
+    """A private broker: stopped while a writer is open, restarted on the same address and data."""
+    state = tmp_path / "infra"
+    service = InfraService("kafka", state)
+    try:
+        bootstrap = service.start()
+        log = KafkaLog(f"kafka://{bootstrap}", timeout_s=3)
+        topic = fresh()
+        log.create_topic(topic)
+        writer = log.writer()
+        first = writer.append(topic, [OutgoingRecord(b"1", idempotency_key="k1")])
+        service.stop()
+        started = time.monotonic()
+        with pytest.raises(LogUnavailableError):
+            writer.append(topic, [OutgoingRecord(b"2", idempotency_key="k2")])
+        assert time.monotonic() - started < 20
+        assert service.start() == bootstrap  # same address, same data
+        deadline = time.monotonic() + 60
+        while True:  # the client reconnects by itself; retry as the API's callers do
+            try:
+                placed = writer.append(
+                    topic,
+                    [OutgoingRecord(b"1", idempotency_key="k1"), OutgoingRecord(b"2", idempotency_key="k2")],
+                )
+                break
+            except LogUnavailableError:
+                assert time.monotonic() < deadline
+                time.sleep(0.5)
+        assert placed[0] == first[0]
+        assert sum(log.end_offsets(topic).values()) == 2
+        log.close()
+    finally:
+        service.stop()
