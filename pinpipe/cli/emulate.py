@@ -74,7 +74,8 @@ def emulate(
     sleep(randrange(0, 2)) then randint(0, 11000)), reads that ind from the three source tables and sends
     pin/geo/user to their topics (POST /topics/PREFIX.KIND) and/or streams
     (PUT /streams/streaming-PREFIX-KIND/record), one record per request with an Idempotency-Key.
-    A row missing from a table is skipped for that table only and counted.
+    A row missing from a table is skipped for that table only and counted. Ctrl-C stops and prints the
+    summary. Exit status: 0; 1 when some record could not be sent; 130 when interrupted.
     """
     from pinpipe.source.emulator import EmulatorOptions, run_emulator
     from pinpipe.source.sender import RetryPolicy
@@ -100,5 +101,7 @@ def emulate(
     out = sys.stdout
     summary = run_emulator(settings, options, out=out, on_error=show_error)
     click.echo(summary.line(), err=dry_run)
+    if summary.interrupted:
+        sys.exit(130)
     if summary.errors:
         sys.exit(1)

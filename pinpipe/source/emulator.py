@@ -76,6 +76,8 @@ class EmulatorSummary:
     errors: int = 0
     error_kinds: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    interrupted: bool = False
+    """Stopped by Ctrl-C (the normal end of a run without ``iterations``)."""
 
     def line(self) -> str:
         rate = self.iterations / self.elapsed_s if self.elapsed_s > 0 else 0.0
@@ -84,6 +86,7 @@ class EmulatorSummary:
         return (
             f"{self.iterations} iterations in {self.elapsed_s:.1f}s ({rate:.1f}/s), run id {self.run_id}; "
             f"sent: {sent}; skipped (row missing): {skipped}; retries: {self.retries}; errors: {self.errors}"
+            + ("; interrupted" if self.interrupted else "")
         )
 
 
@@ -168,6 +171,8 @@ def run_emulator(
                         info=f"{summary.iterations / elapsed:.1f} it/s, retries {summary.retries}, "
                         f"errors {summary.errors}",
                     )
+    except KeyboardInterrupt:
+        summary.interrupted = True
     finally:
         summary.elapsed_s = time.monotonic() - started
         reader.close()

@@ -120,3 +120,20 @@ def test_help_of_every_command(settings: Settings) -> None:
     ):
         result = runner.invoke(cli, args)
         assert result.exit_code == 0 and needle in result.output, args
+
+
+def test_ctrl_c_ends_the_run_with_a_summary(aicore_db: str, settings: Settings) -> None:
+    mine = load_settings(workdir=settings.workdir, **{"source.url": aicore_db})
+    calls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+
+    out = io.StringIO()
+    summary = run_emulator(
+        mine, EmulatorOptions(dry_run=True), out=out, sleep=sleep
+    )  # no --iterations: forever
+    assert summary.interrupted and "interrupted" in summary.line()
+    assert summary.iterations == len(out.getvalue().splitlines()) >= 2
