@@ -34,7 +34,6 @@ Memory: at most ``flush_size`` records (and ``max_object_bytes``) per partition,
 from __future__ import annotations
 
 import contextlib
-import queue
 import signal
 import threading
 import time
@@ -44,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from pinpipe.errors import ConfigError, ObjectNotFoundError
 from pinpipe.lake.formats import EXTENSIONS, LakeFormat, format_of_key, lake_format, object_key
+from pinpipe.lake.sink_puts import OrderedPuts
 from pinpipe.lake.store import ObjectStore
 from pinpipe.log.base import Log, LogReader, Record, TopicPartition
 
@@ -126,59 +126,6 @@ class _PartitionState:
     value_bytes: int = 0
 
 
-class _OrderedPuts:
-    """Puts objects into the store in submission order, on one thread (or inline when ``depth`` is 0).
-
-    ``done`` runs after an object is durably written; after a failure nothing later is written and the
-    error is raised in the caller's thread by the next :meth:`submit`, :meth:`check` or :meth:`drain`.
-    """
-
-    def __init__(self, store: ObjectStore, depth: int) -> None:
-        self._store = store
-        self._error: BaseException | None = None
-        self._queue: queue.Queue[tuple[str, bytes, Callable[[], None]] | None] | None = None
-        if depth > 0:
-            self._queue = queue.Queue(maxsize=depth)
-            self._thread = threading.Thread(target=self._run, name="lake-sink-puts", daemon=True)
-            self._thread.start()
-
-    def submit(self, key: str, data: bytes, done: Callable[[], None]) -> None:
-        self.check()
-        if self._queue is None:
-            self._store.put(key, data)
-            done()
-        else:
-            self._queue.put((key, data, done))
-
-    def check(self) -> None:
-        if self._error is not None:
-            raise self._error
-
-    def drain(self) -> None:
-        if self._queue is not None:
-            self._queue.join()
-        self.check()
-
-    def close(self) -> None:
-        if self._queue is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._queue = None
-
-    def _run(self) -> None:
-        assert self._queue is not None
-        while (item := self._queue.get()) is not None:
-            key, data, done = item
-            if self._error is None:
-                try:
-                    self._store.put(key, data)
-                    done()
-                except BaseException as exc:  # handed to the sink's thread
-                    self._error = exc
-            self._queue.task_done()
-        self._queue.task_done()
-
-
 class LakeSink:
     """Consumes ``topics`` as group :data:`GROUP` from ``log`` and writes objects into ``store``."""
 
@@ -202,7 +149,7 @@ class LakeSink:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._dirty: set[TopicPartition] = set()
-        self._puts = _OrderedPuts(store, self.options.put_queue)
+        self._puts = OrderedPuts(store, self.options.put_queue)
         self._last_commit = time.monotonic()
         existing = log.topics()
         for topic in self.topics:
@@ -306,7 +253,9 @@ class LakeSink:
             except ObjectNotFoundError:
                 continue
             count = format_of_key(key).count(data)
-            end = offset + max(count, 1)
+            if count == 0:  # never written by a sink: replace it
+                continue
+            end = offset + count
             state.position = end
             with self._lock:
                 self._cover(state, end)
