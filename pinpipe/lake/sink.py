@@ -8,7 +8,8 @@ Why it is exactly once, even under ``kill -9``:
   when it would push the file past ``max_object_bytes`` of values, or when its offset does not follow
   the previous one (a gap). No wall clock is involved, so a replay cuts the same files.
 - **Objects are written atomically, then offsets committed.** ``ObjectStore.put`` is all or nothing;
-  the group offset moves only past objects that are durably written.
+  the group offset moves only past objects that are durably written (at most every
+  ``commit_interval_s``: objects written since the last commit are found again as below).
 - **The lake is authoritative past the committed offset.** On start, and whenever a new file would
   begin while recovering, the sink looks for an object at that start offset; if one exists (written
   before a crash, not yet committed) its record count tells where it ends, and the sink continues after
