@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
@@ -148,7 +149,15 @@ class Settings(BaseSettings):
 
     @property
     def tables_url(self) -> str:
-        return self.engine.tables_url or f"file://{self.workdir.resolve() / 'tables'}"
+        """Default: ``<workdir>/tables``; beside an S3 lake (``s3://b/lake`` -> ``s3://b/tables``), so the
+        results of a cloud run are not left on one machine's disk."""
+        if self.engine.tables_url:
+            return self.engine.tables_url
+        lake = urlparse(self.lake.url)
+        if lake.scheme == "s3":
+            parent = [p for p in lake.path.strip("/").split("/") if p][:-1]
+            return "/".join([f"s3://{lake.netloc}", *parent, "tables"])
+        return f"file://{self.workdir.resolve() / 'tables'}"
 
 
 def _nest(overrides: dict[str, Any]) -> dict[str, Any]:

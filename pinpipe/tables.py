@@ -27,6 +27,15 @@ def delta_uri(url: str) -> str:
     return parsed.path if parsed.scheme == "file" else url
 
 
+def delta_options(url: str) -> dict[str, str] | None:
+    """``storage_options`` for deltalake at ``url``: None for local tables, the AWS settings for ``s3://``."""
+    if urlparse(url).scheme != "s3":
+        return None
+    from pinpipe.aws import delta_storage_options
+
+    return delta_storage_options(url)
+
+
 def batch_table(settings: Settings, name: str) -> str:
     """URL of a batch table: a cleaned kind (``pin``) or an output (``popular_category_by_country``)."""
     return _join(settings.tables_url, "batch", name)

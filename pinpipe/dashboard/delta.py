@@ -16,7 +16,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from pinpipe.tables import delta_uri
+from pinpipe.tables import delta_options, delta_uri
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class DeltaSnapshot:
 def read_delta(url: str) -> DeltaSnapshot | None:
     """The latest version of the table at ``url``, or None when nothing was committed there yet."""
     try:
-        delta = DeltaTable(delta_uri(url))
+        delta = DeltaTable(delta_uri(url), storage_options=delta_options(url))
     except TableNotFoundError:
         return None
     committed_at = None

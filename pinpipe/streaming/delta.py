@@ -17,7 +17,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from pinpipe.errors import StreamError
 from pinpipe.log.base import TopicPartition
-from pinpipe.tables import delta_uri
+from pinpipe.tables import delta_options, delta_uri
 
 APP_PREFIX = "pinpipe-stream"
 
@@ -39,7 +39,7 @@ def app_id(tp: TopicPartition) -> str:
 def open_table(url: str) -> DeltaTable | None:
     """The table at ``url``, or None when none was written yet."""
     try:
-        return DeltaTable(delta_uri(url))
+        return DeltaTable(delta_uri(url), storage_options=delta_options(url))
     except TableNotFoundError:
         return None
 
@@ -77,6 +77,7 @@ def _write(
                 mode="overwrite",
                 schema_mode="overwrite",
                 configuration=config,
+                storage_options=delta_options(url),
                 commit_properties=_properties(offsets),
             )
         else:
@@ -85,6 +86,7 @@ def _write(
                 data,
                 mode="append",
                 configuration=config,
+                storage_options=delta_options(url),
                 commit_properties=_properties(offsets),
             )
     except Exception as exc:  # delta-rs raises several unrelated types (IO, protocol, commit)
