@@ -57,10 +57,9 @@ def bench_read(log: EmbeddedLog) -> tuple[float, int]:
     return time.perf_counter() - started, count
 
 
-def bench_sink(log: EmbeddedLog, lake: Path, flush_size: int) -> tuple[float, int]:
-    sink = LakeSink(
-        log, FileStore(f"file://{lake}"), TOPICS, SinkOptions(flush_size=flush_size, poll_timeout_s=0.0)
-    )
+def bench_sink(log: EmbeddedLog, lake: Path, flush_size: int, group: str) -> tuple[float, int]:
+    options = SinkOptions(flush_size=flush_size, poll_timeout_s=0.0)
+    sink = LakeSink(log, FileStore(f"file://{lake}"), TOPICS, options, group=group)
     started = time.perf_counter()
     summary = sink.run(until_idle=True)
     elapsed = time.perf_counter() - started
@@ -93,6 +92,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=60_000, help="records in all (split over 3 topics)")
     parser.add_argument("--flush-size", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="15,000 records")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds; the best of each is kept")
     parser.add_argument("--dir", type=Path, default=None, help="where to work (default: a temp dir)")
     args = parser.parse_args()
     records = 15_000 if args.quick else args.records
@@ -101,25 +101,39 @@ def main() -> None:
         root = Path(tmp)
         log = EmbeddedLog(f"embedded://{root / 'log'}")
         fill(log, records)
-        read_s, read_n = bench_read(log)
-        sink_s, sunk = bench_sink(log, root / "lake", args.flush_size)
-        lake = FileStore(f"file://{root / 'lake'}")
-        objects = [(key, lake.get(key)) for key in lake.list()]
-        direct_s = bench_direct(objects, root / "direct")
-        puts_s = bench_store_puts(objects, root / "puts")
+        best: dict[str, float] = {}
+        for round_ in range(max(1, args.repeat)):  # interleaved, best of each: the disk is shared
+            lake = root / f"lake{round_}"
+            read_s, read_n = bench_read(log)
+            cpu = time.process_time()
+            sink_s, sunk = bench_sink(log, lake, args.flush_size, f"bench-sink-{round_}")
+            sink_cpu = time.process_time() - cpu
+            assert sunk == read_n, f"the sink wrote {sunk} of {read_n} records"
+            times = {"read": read_s, "sink": sink_s, "sink_cpu": sink_cpu}
+            objects = [
+                (key, FileStore(f"file://{lake}").get(key)) for key in FileStore(f"file://{lake}").list()
+            ]
+            times["direct"] = bench_direct(objects, root / f"direct{round_}")
+            times["puts"] = bench_store_puts(objects, root / f"puts{round_}")
+            for name, seconds in times.items():
+                best[name] = min(best.get(name, seconds), seconds)
+        read_s, sink_s, direct_s, puts_s = best["read"], best["sink"], best["direct"], best["puts"]
         log.close()
 
     size = sum(len(data) for _, data in objects)
     mb = size / 1e6
     print(
         f"records {sunk:,} ({read_n:,} in the log), objects {len(objects):,}, {mb:.1f} MB, "
-        f"flush size {args.flush_size}"
+        f"flush size {args.flush_size}, best of {max(1, args.repeat)}, load average {os.getloadavg()[0]:.1f}"
     )
     print(f"log read only : {read_s:7.2f} s  {read_n / read_s:12,.0f} records/s")
     print(f"lake sink     : {sink_s:7.2f} s  {sunk / sink_s:12,.0f} records/s  {mb / sink_s:8.1f} MB/s")
     print(f"direct write  : {direct_s:7.2f} s  {sunk / direct_s:12,.0f} records/s  {mb / direct_s:8.1f} MB/s")
     print(f"atomic puts   : {puts_s:7.2f} s  {sunk / puts_s:12,.0f} records/s  {mb / puts_s:8.1f} MB/s")
     print(f"ratio sink/direct throughput: {direct_s / sink_s:.2f}  (1.00 = as fast as the direct write)")
+    print(
+        f"sink CPU time : {best['sink_cpu']:7.2f} s  {sunk / best['sink_cpu']:12,.0f} records per CPU second"
+    )
     print(f"ratio sink/atomic-puts throughput: {puts_s / sink_s:.2f}  (the sink's own overhead)")
 
 

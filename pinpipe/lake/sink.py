@@ -128,7 +128,7 @@ class _PartitionState:
 
 
 class LakeSink:
-    """Consumes ``topics`` as group :data:`GROUP` from ``log`` and writes objects into ``store``."""
+    """Consumes ``topics`` as ``group`` (default :data:`GROUP`) and writes objects into ``store``."""
 
     def __init__(
         self,
@@ -139,6 +139,7 @@ class LakeSink:
         *,
         clock: Callable[[], float] = time.time,
         partitions: int | None = None,
+        group: str = GROUP,
     ) -> None:
         self.log = log
         self.store = store
@@ -158,13 +159,13 @@ class LakeSink:
                 log.create_topic(topic, partitions)
         self._states: dict[TopicPartition, _PartitionState] = {}
         for topic in self.topics:
-            committed = log.committed(GROUP, topic)
+            committed = log.committed(group, topic)
             for p in log.end_offsets(topic):
                 start = committed.get(p, 0)
                 self._states[(topic, p)] = _PartitionState(
                     topic, p, position=start, committed=committed.get(p)
                 )
-        self._reader: LogReader = log.reader(GROUP, self.topics)
+        self._reader: LogReader = log.reader(group, self.topics)
 
     # control
     def stop(self) -> None:
