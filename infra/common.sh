@@ -134,6 +134,22 @@ svc_status() {
 # file_sha FILE: a short content hash, for "is the cache up to date" markers.
 file_sha() { sha256sum "$1" | cut -c1-16; }
 
+# apt_install PACKAGE...: install Debian packages (root), without letting their post-install scripts start
+# system-wide services (we start our own instances); `apt-get update` only when the first try fails.
+apt_install() {
+  [ "$(id -u)" = 0 ] || die "$* missing and installing needs root: apt-get install -y $*"
+  say "installing $* from Debian"
+  local policy=/usr/sbin/policy-rc.d created=0 rc=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  (apt-get install -y -q "$@" >/dev/null 2>&1 \
+    || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }) || rc=$?
+  if [ "$created" = 1 ]; then rm -f "$policy"; fi
+  [ "$rc" = 0 ] || die "apt-get install $* failed"
+}
+
 usage() {
   echo "usage: $0 install|start|stop|status" >&2
   exit 2
