@@ -19,6 +19,7 @@ PINPIPE_DAG_LAKE           ``--lake`` URL (e.g. ``s3://bucket/lake``)       (pin
 PINPIPE_DAG_ENGINE         ``duckdb`` or ``spark``                          ``duckdb``
 PINPIPE_DAG_EXPORT         ``--export`` directory for the ten CSVs          (no export)
 PINPIPE_DAG_EXTRA_ARGS     further ``pinpipe batch run`` flags              (none)
+PINPIPE_DAG_RETRY_DELAY_S  seconds before the one retry                     ``120``
 =========================  ===============================================  ============================
 
 Other ``PINPIPE_...`` settings (log, lake credentials, engine options) reach the job through the
@@ -67,7 +68,7 @@ with DAG(
     default_args={
         "owner": os.environ.get("PINPIPE_DAG_OWNER", "pinpipe"),
         "retries": 1,
-        "retry_delay": timedelta(minutes=2),
+        "retry_delay": timedelta(seconds=float(os.environ.get("PINPIPE_DAG_RETRY_DELAY_S", "120"))),
     },
     tags=["pinpipe"],
 ) as dag:

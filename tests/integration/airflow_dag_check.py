@@ -11,11 +11,14 @@ import sys
 
 
 def main(dag_folder: str, dag_id: str) -> int:
-    from airflow.models.dagbag import DagBag
+    try:  # Airflow >= 3.1
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:
+        from airflow.models.dagbag import DagBag
 
-    bag = DagBag(dag_folder=dag_folder, include_examples=False)
+    bag = DagBag(dag_folder=dag_folder)
     report: dict[str, object] = {"import_errors": {k: str(v) for k, v in bag.import_errors.items()}}
-    dag = bag.get_dag(dag_id)
+    dag = bag.dags.get(dag_id)
     if dag is None:
         report["dag_ids"] = sorted(bag.dag_ids)
         print(json.dumps(report))
