@@ -46,17 +46,19 @@ def session() -> Any:
         return found
 
 
-def region() -> str:
+def default_region() -> str:
     return session().region_name or DEFAULT_REGION
 
 
-def client(service: str, endpoint_url: str | None = None, **config: Any) -> Any:
-    """A boto3 client for ``service`` (``s3``, ``kinesis``), its endpoint from the AWS configuration
-    unless ``endpoint_url`` is given; ``config`` goes to ``botocore.config.Config``."""
+def client(service: str, endpoint_url: str | None = None, region: str | None = None, **config: Any) -> Any:
+    """A boto3 client for ``service`` (``s3``, ``kinesis``); endpoint and region from the AWS
+    configuration unless given; ``config`` goes to ``botocore.config.Config``."""
     botocore_config = require("botocore.config", "s3")
     s3_style = {"s3": {"addressing_style": "path"}} if service == "s3" else {}
     cfg = botocore_config.Config(retries={"max_attempts": 8, "mode": "standard"}, **s3_style, **config)
-    return session().client(service, endpoint_url=endpoint_url or None, region_name=region(), config=cfg)
+    return session().client(
+        service, endpoint_url=endpoint_url or None, region_name=region or default_region(), config=cfg
+    )
 
 
 @dataclass(frozen=True)

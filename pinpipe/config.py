@@ -137,11 +137,18 @@ class Settings(BaseSettings):
 
     @property
     def log_url(self) -> str:
-        return self.log.url or f"embedded://{self.workdir.resolve() / 'log'}"
+        return self._with_state(self.log.url) or f"embedded://{self.workdir.resolve() / 'log'}"
 
     @property
     def stream_log_url(self) -> str:
-        return self.log.stream_url or self.log_url
+        return self._with_state(self.log.stream_url) or self.log_url
+
+    def _with_state(self, url: str) -> str:
+        """Kinesis keeps dense offsets and group commits in a state file: by default in the workdir."""
+        parsed = urlparse(url)
+        if parsed.scheme != "kinesis" or "state=" in parsed.query:
+            return url
+        return f"{url}{'&' if parsed.query else '?'}state={self.workdir.resolve() / 'kinesis-state.db'}"
 
     @property
     def lake_url(self) -> str:

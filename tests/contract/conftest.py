@@ -42,6 +42,22 @@ LOG_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Log]] = {
 LOG_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
 
 
+def _kinesis(request: pytest.FixtureRequest) -> Log:
+    from pinpipe.log.kinesis import KinesisLog
+    from tests.cloud import aws_environment
+
+    endpoint = request.getfixturevalue("moto_endpoint")
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    for name, value in aws_environment(endpoint).items():  # credentials and region, as users set them
+        monkeypatch.setenv(name, value)
+    state = request.getfixturevalue("tmp_path") / "kinesis-state.db"
+    return KinesisLog(f"kinesis://?endpoint={endpoint}&state={state}", partitions=3)
+
+
+LOG_BACKENDS["kinesis"] = _kinesis
+LOG_MARKS["kinesis"] = [pytest.mark.kinesis]
+
+
 @pytest.fixture(params=[pytest.param(name, marks=LOG_MARKS.get(name, [])) for name in LOG_BACKENDS])
 def log_backend(request: pytest.FixtureRequest) -> Iterator[Log]:
     log = LOG_BACKENDS[request.param](request)
