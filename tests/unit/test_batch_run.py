@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from pinpipe.cli import cli
 from pinpipe.config import Settings
-from pinpipe.engines import get_engine, run_batch
+from pinpipe.engines import ENGINES, get_engine, run_batch
 from pinpipe.engines.delta import read_delta
-from pinpipe.errors import EngineError
+from pinpipe.errors import ConfigError, EngineError
 from pinpipe.schema import topic_name
 from pinpipe.tables import batch_table
 from pinpipe.transform.export import format_number
@@ -66,13 +66,14 @@ def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_pat
     assert "WARNING: 1 lake record(s) quarantined" in ok.output
     strict = runner.invoke(cli, [*args, "--strict"])
     assert strict.exit_code == 3
-    spark = runner.invoke(cli, ["batch", "run", "--workdir", str(settings.workdir), "--engine", "spark"])
-    assert spark.exit_code != 0
 
 
-def test_unknown_engine_is_a_clear_error(settings: Settings) -> None:
-    with pytest.raises(EngineError, match="spark engine is not available"):
-        get_engine("spark", settings)
+def test_missing_engine_module_is_a_clear_error(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(ENGINES, "future", "pinpipe.engines.no_such_engine:FutureEngine")
+    with pytest.raises(EngineError, match="future engine is not available"):
+        get_engine("future", settings)
+    with pytest.raises(ConfigError, match="unknown batch engine"):
+        get_engine("nope", settings)
 
 
 @pytest.mark.parametrize(
