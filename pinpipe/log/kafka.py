@@ -46,6 +46,14 @@ LOGGER = logging.getLogger("pinpipe.kafka")
 LOGGER.addHandler(logging.NullHandler())  # librdkafka's reconnect chatter shows only if the app logs
 
 
+_SETTLING = {
+    ck.KafkaError.NOT_LEADER_FOR_PARTITION,
+    ck.KafkaError.LEADER_NOT_AVAILABLE,
+    ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+"""Errors of a topic whose creation is still propagating."""
+
+
 def bootstrap_of(url: str) -> str:
     parsed = urlparse(url)
     if parsed.scheme != "kafka" or not parsed.netloc:
@@ -105,6 +113,7 @@ class KafkaLog:
             if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise_for(exc.args[0], f"create topic {topic!r}")
         self._wait_for(lambda names: topic in names, f"topic {topic!r} to appear")
+        self.end_offsets(topic)  # returns once every partition's leader answers
 
     def delete_topic(self, topic: str) -> None:
         futures = self._admin.delete_topics([topic], operation_timeout=self.timeout_s)
@@ -147,14 +156,17 @@ class KafkaLog:
         if count is None:
             raise TopicNotFoundError(f"topic {topic!r} not found")
         requests = {ck.TopicPartition(topic, p): admin.OffsetSpec.latest() for p in range(count)}
-        futures = self._admin.list_offsets(requests, request_timeout=self.timeout_s)
-        out = {}
-        for tp, future in futures.items():
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            futures = self._admin.list_offsets(requests, request_timeout=self.timeout_s)
             try:
-                out[tp.partition] = future.result().offset
+                out = {tp.partition: future.result().offset for tp, future in futures.items()}
+                return dict(sorted(out.items()))
             except ck.KafkaException as exc:
-                raise_for(exc.args[0], f"end offsets of {topic!r}")
-        return dict(sorted(out.items()))
+                # a new topic's partitions are listed before their leader serves them: wait for it
+                if exc.args[0].code() not in _SETTLING or time.monotonic() > deadline:
+                    raise_for(exc.args[0], f"end offsets of {topic!r}")
+                time.sleep(0.05)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         request = [ck.ConsumerGroupTopicPartitions(group)]

@@ -58,6 +58,17 @@ LOG_BACKENDS["kinesis"] = _kinesis
 LOG_MARKS["kinesis"] = [pytest.mark.kinesis]
 
 
+def _kafka(request: pytest.FixtureRequest) -> Log:
+    from pinpipe.log.kafka import KafkaLog
+
+    bootstrap = request.getfixturevalue("kafka_bootstrap")  # session broker from tests/services.py
+    return KafkaLog(f"kafka://{bootstrap}", partitions=3)
+
+
+LOG_BACKENDS["kafka"] = _kafka
+LOG_MARKS["kafka"] = [pytest.mark.kafka]
+
+
 @pytest.fixture(params=[pytest.param(name, marks=LOG_MARKS.get(name, [])) for name in LOG_BACKENDS])
 def log_backend(request: pytest.FixtureRequest) -> Iterator[Log]:
     log = LOG_BACKENDS[request.param](request)
