@@ -15,6 +15,7 @@ import random
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, TextIO
 
@@ -141,6 +142,9 @@ def run_emulator(
             timeout_s=options.timeout_s,
             sleep=sleep,
         )
+    # The records of one iteration go out concurrently (one per topic/stream, so each keeps its order);
+    # the next iteration starts when all are acknowledged. Latency, not bandwidth, bounds the emulator.
+    pool = ThreadPoolExecutor(max_workers=2 * len(KINDS), thread_name_prefix="emulate-send")
     started = time.monotonic()
     try:
         with row_progress(options.progress and not options.dry_run) as bar:
@@ -161,7 +165,7 @@ def run_emulator(
                 if out is not None and options.dry_run:
                     out.write(json.dumps(records, ensure_ascii=False, separators=(",", ":")) + "\n")
                 if sender is not None:
-                    _send_all(sender, summary, targets, settings.prefix, step, records, on_error)
+                    _send_all(sender, summary, targets, settings.prefix, step, records, on_error, pool)
                 summary.iterations = step + 1
                 if step % 50 == 0 or options.iterations == step + 1:
                     elapsed = max(time.monotonic() - started, 1e-9)
@@ -177,6 +181,7 @@ def run_emulator(
         summary.elapsed_s = time.monotonic() - started
         reader.close()
         engine.dispose()
+        pool.shutdown(wait=True)
         if sender is not None:
             sender.close()
     return summary
@@ -190,19 +195,22 @@ def _send_all(
     step: int,
     records: dict[Kind, dict[str, Any] | None],
     on_error: Callable[[str], None] | None,
+    pool: ThreadPoolExecutor,
 ) -> None:
-    for target in targets:
-        for kind in KINDS:
-            record = records[kind]
-            if record is None:
-                continue
-            result = sender.send(target, kind, record, f"{summary.run_id}-{step}-{kind}")
-            summary.retries += result.retries
-            if result.error is None:
-                summary.sent[_name(target, prefix, kind)] += 1
-                continue
-            summary.errors += 1
-            first = result.error not in summary.error_kinds
-            summary.error_kinds[result.error] = summary.error_kinds.get(result.error, 0) + 1
-            if first and on_error is not None:
-                on_error(result.error)
+    sends = [
+        (target, kind, pool.submit(sender.send, target, kind, record, f"{summary.run_id}-{step}-{kind}"))
+        for target in targets
+        for kind in KINDS
+        if (record := records[kind]) is not None
+    ]
+    for target, kind, future in sends:
+        result = future.result()
+        summary.retries += result.retries
+        if result.error is None:
+            summary.sent[_name(target, prefix, kind)] += 1
+            continue
+        summary.errors += 1
+        first = result.error not in summary.error_kinds
+        summary.error_kinds[result.error] = summary.error_kinds.get(result.error, 0) + 1
+        if first and on_error is not None:
+            on_error(result.error)
