@@ -84,6 +84,8 @@ class KinesisLog:
         self.state = KinesisStateStore(Path(state or query.get("state") or DEFAULT_STATE))
         self._shards: dict[str, list[KinesisShard]] = {}
         self._lock = threading.Lock()
+        self._tails: dict[tuple[str, int], tuple[int, str]] = {}
+        """Per shard, where the last sync stopped: (next offset, shard iterator from there)."""
 
     # ---- calls ------------------------------------------------------------------------------
     def call(self, topic: str, fn: Callable[..., T], **kwargs: Any) -> T:
@@ -137,6 +139,7 @@ class KinesisLog:
         with self._lock:
             self._shards.pop(topic, None)
         self.state.forget(topic)
+        self._tails = {tp: v for tp, v in self._tails.items() if tp[0] != topic}
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -151,9 +154,11 @@ class KinesisLog:
         while True:
             page = self.call("*", self.client.list_streams, **kwargs)
             names.extend(page.get("StreamNames", []))
-            if not page.get("HasMoreStreams") or not page.get("NextToken"):
+            if not page.get("HasMoreStreams") or not names:
                 break
-            kwargs = {"NextToken": page["NextToken"]}
+            # NextToken where the server gives one, else the older ExclusiveStartStreamName paging
+            token = page.get("NextToken")
+            kwargs = {"NextToken": token} if token else {"ExclusiveStartStreamName": names[-1]}
         found = {}
         for name in names:
             try:
@@ -214,18 +219,31 @@ class KinesisLog:
         last = self.state.last(topic, partition)
         if until is not None and last is not None and int(last[1]) >= until:
             return last[0] + 1
-        it: str | None = (
+        next_offset = last[0] + 1 if last else 0
+        tail = self._tails.get((topic, partition))
+        try:
+            if tail is not None and tail[0] == next_offset:  # where the last sync stopped: no new iterator
+                return self._index_from(topic, partition, next_offset, tail[1], until)
+        except LogError as exc:
+            if error_code(exc.__cause__ or exc) != "ExpiredIteratorException":
+                raise
+        it = (
             self.iterator(topic, partition, "AFTER_SEQUENCE_NUMBER", last[1])
             if last
             else self.iterator(topic, partition, "TRIM_HORIZON")
         )
-        next_offset = last[0] + 1 if last else 0
-        while it is not None:
-            page = self.call(topic, self.client.get_records, ShardIterator=it, Limit=GET_LIMIT)
+        return self._index_from(topic, partition, next_offset, it, until)
+
+    def _index_from(self, topic: str, partition: int, next_offset: int, it: str, until: int | None) -> int:
+        current: str | None = it
+        while current is not None:
+            page = self.call(topic, self.client.get_records, ShardIterator=current, Limit=GET_LIMIT)
             seqs = [r["SequenceNumber"] for r in page["Records"]]
             self.state.index(topic, partition, next_offset, seqs)
             next_offset += len(seqs)
-            it = page.get("NextShardIterator")
+            current = page.get("NextShardIterator")
+            if current is not None:
+                self._tails[(topic, partition)] = (next_offset, current)
             if until is not None and seqs and int(seqs[-1]) >= until:
                 break
             if not seqs and page.get("MillisBehindLatest", 0) == 0:

@@ -154,8 +154,8 @@ def test_api_streams_on_kinesis_topics_on_the_embedded_log(tmp_path: Path, aws_e
     stream = stream_name(prefix, "pin")
     topic = topic_name(prefix, "pin")
     with TestClient(create_app(settings)) as client:  # creates the topics and the streams
-        assert stream in client.get("/streams").json()["StreamNames"]
-        assert client.get(f"/streams/{stream}").status_code == 200
+        described = client.get(f"/streams/{stream}")
+        assert described.status_code == 200 and len(described.json()["StreamDescription"]["Shards"]) == 3
         body = {"StreamName": stream, "Data": {"index": 1, "title": "t\u00e9 "}, "PartitionKey": "p-1"}
         first = client.put(f"/streams/{stream}/record", json=body, headers={"Idempotency-Key": "r-1-pin"})
         again = client.put(f"/streams/{stream}/record", json=body, headers={"Idempotency-Key": "r-1-pin"})
