@@ -230,13 +230,19 @@ class _Batch:
         self.placed: list[tuple[int, int] | None] = [None] * size
         self.errors: list[Any] = []
         self.waiting = size
+        self._lock = threading.Lock()  # reports are served by whichever thread polls the producer
 
     def report(self, i: int, err: Any, msg: Any) -> None:
-        self.waiting -= 1
-        if err is not None:
-            self.errors.append(err)
-        else:
-            self.placed[i] = (msg.partition(), msg.offset())
+        with self._lock:
+            self.waiting -= 1
+            if err is not None:
+                self.errors.append(err)
+            else:
+                self.placed[i] = (msg.partition(), msg.offset())
+
+    def skip(self) -> None:
+        with self._lock:
+            self.waiting -= 1
 
 
 class KafkaLogWriter:
@@ -278,7 +284,7 @@ class KafkaLogWriter:
             for i, rec in enumerate(records):
                 ikey = rec.idempotency_key
                 if ikey and (ikey in known or ikey in first):
-                    batch.waiting -= 1
+                    batch.skip()
                     continue
                 if ikey:
                     first[ikey] = i

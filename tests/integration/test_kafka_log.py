@@ -184,3 +184,22 @@ def test_broker_stop_gives_unavailable_and_a_retry_after_restart_stores_once(tmp
         log.close()
     finally:
         service.stop()
+
+
+def test_concurrent_appends_from_threads_store_each_idempotency_key_once(kafka_log: KafkaLog) -> None:
+    """The API appends from a thread pool: reports served by any thread, the same key sent twice at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    topic = fresh()
+    kafka_log.create_topic(topic)
+    writer = kafka_log.writer()
+
+    def send(i: int) -> list[tuple[int, int]]:
+        key = f"run-{i % 20}"  # every key is sent by two threads
+        return writer.append(topic, [OutgoingRecord(b"v", idempotency_key=key), OutgoingRecord(b"plain")])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(send, range(40)))
+    for i in range(20):
+        assert results[i][0] == results[i + 20][0]
+    assert sum(kafka_log.end_offsets(topic).values()) == 20 + 40
