@@ -1,0 +1,162 @@
+"""Spark engine: reads the lake, runs the ``transform`` SQL in Spark SQL, writes Delta with delta-spark.
+
+The same statements as the DuckDB engine (``transform.clean.cleaned_sql``, ``transform.queries.output_sql``),
+rendered for Spark by ``transform.dialect.render``; nothing here is a cleaning rule or a query. Lake
+reading and quarantine: :mod:`pinpipe.engines.spark_lake`. The session: :mod:`pinpipe.engines.spark_session`
+(``local[*]`` by default, ``engine.spark_master`` / ``--master`` for a cluster, the cluster's own session
+under spark-submit or on Databricks).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from pinpipe.config import Settings
+from pinpipe.engines.base import BatchResult, QuarantinedRecord
+from pinpipe.engines.lake_input import quarantine_table
+from pinpipe.engines.spark_lake import read_kind
+from pinpipe.engines.spark_session import spark_session
+from pinpipe.errors import EngineError
+from pinpipe.lake.store import open_store
+from pinpipe.schema import KINDS, Kind
+from pinpipe.tables import batch_table
+from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, cleaned_sql, conform_raw, raw_schema
+from pinpipe.transform.dialect import render
+from pinpipe.transform.export import sort_output
+from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
+
+
+def spark_schema(schema: pa.Schema) -> str:
+    """A Spark DDL schema for an Arrow schema of ours (timestamps naive: TIMESTAMP_NTZ)."""
+    names = {
+        pa.int64(): "bigint",
+        pa.int32(): "int",
+        pa.float64(): "double",
+        pa.string(): "string",
+        pa.timestamp("us"): "timestamp_ntz",
+        pa.list_(pa.float64()): "array<double>",
+    }
+    return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
+
+
+def _nullable(table: pa.Table) -> pa.Table:
+    """Spark marks count(*) NOT NULL; DuckDB and delta-rs do not: the same outputs, the same schema."""
+    return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
+
+
+class SparkEngine:
+    """The scale-out batch engine (``--engine spark``)."""
+
+    name = "spark"
+
+    def __init__(self, settings: Settings, conf: dict[str, str] | None = None) -> None:
+        self.settings = settings
+        self.conf = conf
+        self._spark: Any = None
+
+    @property
+    def spark(self) -> Any:
+        if self._spark is None:
+            self._spark = spark_session(self.settings, self.conf)
+        return self._spark
+
+    # -- Engine protocol ---------------------------------------------------------------------------------
+    def clean(self, raw: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[Kind, pa.Table]:
+        for kind in KINDS:
+            table = conform_raw(kind, raw.get(kind, pa.table({})))
+            self._view(table, raw_schema(kind), f"raw_{kind}")
+        return {k: self._collect(self._cleaned(k, options), CLEAN_ARROW_SCHEMA[k]) for k in KINDS}
+
+    def run_queries(self, cleaned: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[str, pa.Table]:
+        for kind in KINDS:
+            table = cleaned.get(kind)
+            schema = CLEAN_ARROW_SCHEMA[kind]
+            self._view(
+                table.cast(schema) if table is not None else schema.empty_table(), schema, f"cleaned_{kind}"
+            )
+        return self._outputs(options)
+
+    def run_batch(self, options: BatchOptions) -> BatchResult:
+        started = time.perf_counter()
+        settings = self.settings
+        spark = self.spark
+        store = open_store(settings.lake_url)
+        scratch = settings.workdir.resolve() / "tmp"
+        quarantined: list[QuarantinedRecord] = []
+        read: dict[Kind, int] = {}
+        objects_read: dict[Kind, int] = {}
+        persisted: list[Any] = []
+        try:
+            for kind in KINDS:
+                raw = read_kind(spark, store, settings.lake_url, settings.prefix, kind, scratch)
+                quarantined.extend(raw.quarantined)
+                read[kind] = raw.records_read
+                objects_read[kind] = raw.objects_read
+            for kind in KINDS:
+                frame = self._cleaned(kind, options).persist()
+                persisted.append(frame)
+                frame.createOrReplaceTempView(f"cleaned_{kind}")
+            tables: dict[str, str] = {}
+            cleaned_rows: dict[Kind, int] = {}
+            for kind in KINDS:
+                tables[kind] = batch_table(settings, kind)
+                frame = spark.table(f"cleaned_{kind}")
+                self._write(frame, tables[kind])
+                cleaned_rows[kind] = frame.count()
+            outputs = self._outputs(options)
+            for name, table in outputs.items():
+                tables[name] = batch_table(settings, name)
+                self._write(self._frame(table), tables[name])
+            tables["quarantine"] = batch_table(settings, "quarantine")
+            self._write(self._frame(quarantine_table(quarantined)), tables["quarantine"])
+        except Exception as exc:
+            if type(exc).__module__.startswith(("pyspark", "py4j")):
+                raise EngineError(f"Spark failed: {str(exc).splitlines()[0]}") from exc
+            raise
+        finally:
+            for frame in persisted:
+                frame.unpersist()
+            spark.catalog.clearCache()
+        return BatchResult(
+            engine=self.name,
+            options=options,
+            outputs=outputs,
+            records_read=read,
+            cleaned_rows=cleaned_rows,
+            quarantined=quarantined,
+            seconds=time.perf_counter() - started,
+            tables=tables,
+            objects_read=objects_read,
+        )
+
+    # -- steps -------------------------------------------------------------------------------------------
+    def _cleaned(self, kind: Kind, options: BatchOptions) -> Any:
+        return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates), "spark"))
+
+    def _outputs(self, options: BatchOptions) -> dict[str, pa.Table]:
+        return {
+            name: sort_output(name, _nullable(self.spark.sql(output_sql(name, options, "spark")).toArrow()))
+            for name in OUTPUTS
+        }
+
+    def _frame(self, table: pa.Table) -> Any:
+        return self.spark.createDataFrame(table, schema=spark_schema(table.schema))
+
+    def _view(self, table: pa.Table, schema: pa.Schema, name: str) -> None:
+        self.spark.createDataFrame(table.cast(schema), schema=spark_schema(schema)).createOrReplaceTempView(
+            name
+        )
+
+    @staticmethod
+    def _collect(frame: Any, schema: pa.Schema) -> pa.Table:
+        table: pa.Table = frame.toArrow()
+        return table.cast(schema)
+
+    @staticmethod
+    def _write(frame: Any, url: str) -> None:
+        """Replace the Delta table at ``url`` (created if absent): reruns are idempotent."""
+        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(url)
