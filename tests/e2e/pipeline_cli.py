@@ -1,0 +1,125 @@
+"""Running the pipeline the way a user does, one ``pinpipe`` command per subprocess, for the e2e tests.
+
+Commands run with a clean environment (no developer ``PINPIPE_*`` variables, no pinpipe.toml), so a
+test sees only the flags it passes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+
+from pinpipe.config import Settings, load_settings
+from pinpipe.tables import delta_uri
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
+    env["PINPIPE_CONFIG"] = str(tmp / "no-such-pinpipe.toml")
+    return env
+
+
+def pinpipe(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run ``pinpipe ARGS``; a non-zero exit fails the test with the command's output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pinpipe", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, (
+        f"pinpipe {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    )
+    return done
+
+
+def location_flags(workdir: Path, log: str | None = None, prefix: str | None = None) -> list[str]:
+    flags = ["--workdir", str(workdir)]
+    if log is not None:
+        flags += ["--log", log]
+    if prefix is not None:
+        flags += ["--prefix", prefix]
+    return flags
+
+
+def load_aicore(flags: list[str], aicore: Path, env: dict[str, str]) -> None:
+    """``pinpipe source load`` of the three real tables into the workdir's source database."""
+    pinpipe(
+        "source", "load", *flags,
+        "--pin", str(aicore / "pinterest_data.jsonl"),
+        "--geo", str(aicore / "geolocation_data.csv"),
+        "--user", str(aicore / "user_data.csv"),
+        "--no-progress",
+        env=env,
+    )  # fmt: skip
+
+
+def expected_rows(flags: list[str], iterations: int, env: dict[str, str]) -> list[dict[str, Any]]:
+    """What the emulator will send, iteration by iteration (``emulate --dry-run``; null: row missing)."""
+    done = pinpipe("emulate", *flags, "--iterations", str(iterations), "--no-sleep", "--dry-run", env=env)
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+class ApiProcess:
+    """``pinpipe api serve`` on a free port in a subprocess; stopped by the test."""
+
+    def __init__(self, flags: list[str], env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "pinpipe", "api", "serve", *flags, "--port", str(self.port)]
+        self.env = env
+        self.process: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> ApiProcess:
+        self.process = subprocess.Popen(
+            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()  # printed once the server accepts requests
+        while line.startswith("pinpipe: WARNING"):
+            line = self.process.stdout.readline()
+        assert f"listening on {self.url}" in line, line + self.process.stdout.read()
+        assert httpx.get(f"{self.url}/readyz", timeout=30).status_code == 200
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+def settings_for(workdir: Path, prefix: str | None = None) -> Settings:
+    """Settings as the subprocesses see them (for table locations)."""
+    overrides = {"prefix": prefix} if prefix else {}
+    return load_settings(workdir=workdir, **overrides)
+
+
+def read_delta(url: str) -> pa.Table:
+    from deltalake import DeltaTable
+
+    return DeltaTable(delta_uri(url)).to_pyarrow_table()
