@@ -97,6 +97,7 @@ def batch() -> None:
     "--strict", is_flag=True, help=f"Exit with status {QUARANTINE_EXIT} if records were quarantined."
 )
 @click.option("--quiet", is_flag=True, help="Print only the summary, not the outputs.")
+@click.option("--master", default=None, help="Spark master URL with --engine spark [default: local[*]].")
 def run(
     locations: dict[str, Any],
     engine: str | None,
@@ -106,6 +107,7 @@ def run(
     export_dir: Path | None,
     strict: bool,
     quiet: bool,
+    master: str | None = None,
 ) -> None:
     """Read the lake, clean it, compute the ten outputs and write them as Delta tables (idempotent).
 
@@ -118,6 +120,7 @@ def run(
             "engine.keep_duplicates": keep_duplicates,
             "engine.median": median,
             "engine.keep_ties": keep_ties,
+            "engine.spark_master": master,
         },
     )
     options = BatchOptions(

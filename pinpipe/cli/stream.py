@@ -34,6 +34,14 @@ def stream() -> None:
     "--watermark", type=click.FloatRange(min=0), default=None, help="Lateness allowed, seconds [600]."
 )
 @click.option("--quiet", is_flag=True, help="No progress line.")
+@click.option(
+    "--engine",
+    type=click.Choice(["embedded", "spark"]),
+    default="embedded",
+    show_default=True,
+    help="embedded: the in-process processor; spark: Spark Structured Streaming from Kafka (--log kafka://).",
+)
+@click.option("--master", default=None, help="Spark master URL with --engine spark [default: local[*]].")
 def run(
     locations: dict[str, Any],
     until_idle: bool,
@@ -41,6 +49,8 @@ def run(
     max_wait: float | None,
     watermark: float | None,
     quiet: bool,
+    engine: str,
+    master: str | None,
 ) -> None:
     """Consume streaming-<prefix>-pin|geo|user, clean each micro-batch with the batch job's rules and
     append to the Delta tables <prefix>_pin_table, _geo_table, _user_table exactly once (offsets are
@@ -51,9 +61,17 @@ def run(
     """
     settings = build_settings(
         locations,
-        **{"stream.max_records": max_records, "stream.max_wait_s": max_wait, "stream.watermark_s": watermark},
+        **{
+            "stream.max_records": max_records,
+            "stream.max_wait_s": max_wait,
+            "stream.watermark_s": watermark,
+            "engine.spark_master": master,
+        },
     )
     from pinpipe.streaming.processor import StreamSummary, run_stream
+
+    if engine == "spark":
+        from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
 
     stopping = {"now": False}
 

@@ -34,7 +34,6 @@ DEFAULTS: dict[str, str] = {
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.timestampType": "TIMESTAMP_NTZ",
-    "spark.sql.shuffle.partitions": "8",
     "spark.sql.adaptive.enabled": "true",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
@@ -92,8 +91,11 @@ def uses_s3(settings: Settings) -> bool:
 def session_conf(settings: Settings, conf: dict[str, str] | None = None) -> dict[str, str]:
     """Every setting a new session gets: the defaults, jars, s3a when needed, then ``conf`` on top."""
     merged = dict(DEFAULTS)
-    merged["spark.jars"] = find_jars(getattr(settings.engine, "spark_jars", ""))
+    if "spark.jars" not in (conf or {}):
+        merged["spark.jars"] = find_jars(getattr(settings.engine, "spark_jars", ""))
     if settings.engine.spark_master.startswith("local"):
+        # small shuffles: a few tasks per core instead of Spark's 200 (adaptive execution coalesces more)
+        merged["spark.sql.shuffle.partitions"] = str(min(16, 2 * (os.cpu_count() or 2)))
         merged["spark.driver.host"] = "127.0.0.1"
         merged["spark.driver.bindAddress"] = "127.0.0.1"
     if uses_s3(settings):

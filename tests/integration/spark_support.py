@@ -1,0 +1,86 @@
+"""The one SparkSession of a test session, and the lakes the Spark tests compare engines on.
+
+The session runs ``local[2]`` with the jars from ``infra/spark.sh`` (fixture ``spark_jars``: with CI=true a
+missing Java or jar fails, never skips), 1 GB of driver memory, no UI, and its JVM in
+America/Los_Angeles: the naive-timestamp rule (SPEC §6: 2018-12-31 20:43:42 stays in 2018) is proven by
+every comparison made on this session.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from pinpipe.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[2]
+JVM_ZONE = "America/Los_Angeles"
+SPARK_TEST_CONF = {
+    "spark.driver.memory": "1g",
+    "spark.ui.enabled": "false",
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.driver.extraJavaOptions": f"-Duser.timezone={JVM_ZONE} -XX:+UseSerialGC",
+}
+
+
+@pytest.fixture(scope="session")
+def spark(spark_jars: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from pinpipe.engines.spark_session import spark_session
+
+    settings = load_settings(workdir=tmp_path_factory.mktemp("spark"), **{"engine.spark_master": "local[2]"})
+    session = spark_session(settings, {**SPARK_TEST_CONF, "spark.jars": spark_jars})
+    jvm_zone = session.sparkContext._jvm.java.util.TimeZone.getDefault().getID()
+    assert jvm_zone == JVM_ZONE
+    assert session.conf.get("spark.sql.session.timeZone") == "UTC"
+    yield session
+    session.stop()
+
+
+def clean_env(workdir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
+    env["PINPIPE_CONFIG"] = str(workdir / "no-such-pinpipe.toml")
+    return env
+
+
+def pinpipe(*args: str, workdir: Path, timeout: float = 600) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pinpipe", *args, "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        env=clean_env(workdir),
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout
+
+
+def settings_for(workdir: Path, tables: str = "tables", **overrides: Any) -> Settings:
+    return load_settings(workdir=workdir, **{"engine.tables_url": f"file://{workdir / tables}", **overrides})
+
+
+def synthetic_lake(workdir: Path, rows: int, per_file: int = 5_000) -> int:
+    """Lake objects for ``rows`` synthetic posts, written directly as benchmarks/bench_batch.py does."""
+    spec = importlib.util.spec_from_file_location("bench_batch", REPO / "benchmarks" / "bench_batch.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    total: int = module.generate(workdir / "lake", rows, per_file=per_file)
+    return total
+
+
+def same_rows(a: pa.Table, b: pa.Table) -> bool:
+    """Equal as multisets of rows with equal schemas (row order is not part of a cleaned table)."""
+    if a.schema != b.schema or a.num_rows != b.num_rows:
+        return False
+    key = lambda row: repr(sorted(row.items()))  # noqa: E731
+    return sorted(a.to_pylist(), key=key) == sorted(b.to_pylist(), key=key)
