@@ -81,9 +81,10 @@ class SparkStreamJob:
                 f"raw_{kind}"
             )
             cols = ", ".join(CLEAN_COLUMNS[kind])
+            rules = render(CLEAN_SQL[kind], "spark")
             cleaned = spark.sql(
                 f"SELECT {cols}, CAST(shiftright(c._seq, 40) AS INT) AS _partition,"
-                f" c._seq % {SHIFT} AS _offset, k.arrival AS _arrival FROM ({render(CLEAN_SQL[kind], 'spark')}) AS c"
+                f" c._seq % {SHIFT} AS _offset, k.arrival AS _arrival FROM ({rules}) AS c"
                 f" JOIN kafka_rows AS k ON k.topic = '{topic}' AND k.partition * {SHIFT} + k.offset = c._seq"
             )
             flagged = spark.sql(

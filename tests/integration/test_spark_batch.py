@@ -127,7 +127,8 @@ def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path
     user = {"ind": 1, "first_name": "A", "last_name": "B", "age": 30, "date_joined": "2015-12-31 23:59:59"}
     objects: dict[str, list[bytes]] = {
         "pin": [
-            _lines(pin, {**pin, "index": 2, "unique_id": "u2", "follower_count": "2M"}, {**pin, "title": "x"}),
+            _lines(pin, {**pin, "index": 2, "unique_id": "u2", "follower_count": "2M"})
+            + _lines({**pin, "title": "x"}),
             _lines({**pin, "index": 3, "unique_id": "u3", "downloaded": 2**70}, {**pin, "index": "4"})
             + b'{"index": 5, "index": 6}\n\n'
             + _lines({**pin, "index": 7, "unique_id": "u7", "category": ""}),
@@ -135,7 +136,8 @@ def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path
         "geo": [
             _lines(geo, {**geo, "ind": 2, "timestamp": "2019-01-01 00:00:01"}, geo),
             b"\r\n".join(json.dumps({**geo, "ind": i}).encode() for i in (7, 8)) + b"\r\n"
-            + _lines({**geo, "ind": 3, "timestamp": "2020-06-01T10:00:00"}, {**geo, "ind": 4, "latitude": "?"})
+            + _lines({**geo, "ind": 3, "timestamp": "2020-06-01T10:00:00"})
+            + _lines({**geo, "ind": 4, "latitude": "?"})
             + b"[1, 2]\nnot json\n",
         ],
         "user": [_lines(user, {**user, "ind": 2, "age": 19}, {**user, "ind": 3, "date_joined": "yesterday"})],
