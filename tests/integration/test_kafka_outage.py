@@ -6,7 +6,7 @@ Retry-After; the emulator retries with the same Idempotency-Keys; afterwards eac
 emitted record exactly once (checked by the idempotency key each record carries in its Kafka header),
 and the lake sink writes exactly those records.
 
-Iterations: PINPIPE_OUTAGE_ITERATIONS (default 1,500; the issue's 5,000 works the same, only slower).
+Iterations: PINPIPE_OUTAGE_ITERATIONS (default 1,000; the issue's 5,000 works the same, only slower).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from tests.services import InfraService, service_missing
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-ITERATIONS = int(os.environ.get("PINPIPE_OUTAGE_ITERATIONS", "1500"))
+ITERATIONS = int(os.environ.get("PINPIPE_OUTAGE_ITERATIONS", "1000"))
 PREFIX = "0a1b2c3d4e5f"
 PINPIPE = str(Path(sys.executable).with_name("pinpipe"))
 
