@@ -15,6 +15,7 @@ Needs the jars: ``bash infra/spark.sh install``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,16 +29,14 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_batch import generate  # noqa: E402
+from bench_batch import generate
 
 
 def tree_rss(proc: psutil.Process) -> int:
     total = 0
     for p in [proc, *proc.children(recursive=True)]:
-        try:
+        with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
-        except psutil.Error:
-            pass
     return total
 
 
@@ -105,7 +104,8 @@ def main() -> None:
         t0 = time.perf_counter()
         raw = generate(base / "lake", rows)
         print(
-            f"lake: {rows:,} posts, {raw / 1e6:,.1f} MB raw JSON, generated in {time.perf_counter() - t0:.1f} s"
+            f"lake: {rows:,} posts, {raw / 1e6:,.1f} MB raw JSON,"
+            f" generated in {time.perf_counter() - t0:.1f} s"
         )
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         d_s, d_rss, d_out = measure(["--child", "duckdb", "--workdir", str(base)])
@@ -117,8 +117,9 @@ def main() -> None:
             f"spark:  {s_s:7.2f} s  peak RSS {s_rss / 1e6:7.0f} MB  (start-up {s_out['startup_s']:.2f} s,"
             f" job {s_out['work_s']:.2f} s; process tree, JVM included)"
         )
+        job_ratio = float(s_out["work_s"]) / float(d_out["work_s"])  # type: ignore[arg-type]
         print(
-            f"ratio: spark/duckdb wall {s_s / d_s:.1f}x, job only {float(s_out['work_s']) / float(d_out['work_s']):.1f}x,"
+            f"ratio: spark/duckdb wall {s_s / d_s:.1f}x, job only {job_ratio:.1f}x,"
             f" memory {s_rss / d_rss:.1f}x; same output row counts: {s_out['rows'] == d_out['rows']}"
         )
     finally:
