@@ -1,9 +1,12 @@
 """Apache Kafka as the log, through confluent-kafka (librdkafka).
 
 ``open_log("kafka://host:port[,host:port]")``. Extra librdkafka settings (SASL/SSL for MSK or any
-cluster) come from ``settings.log.kafka`` and are passed as ``kafka={...}`` (or as keyword arguments
-with the librdkafka names), e.g. ``{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
-"sasl.username": "...", "sasl.password": "..."}``.
+cluster) come from ``settings.log.kafka`` passed as ``kafka={...}`` (or as keyword arguments with the
+librdkafka names), e.g. ``{"security.protocol": "SASL_SSL", "sasl.mechanism": "SCRAM-SHA-512",
+"sasl.username": "...", "sasl.password": "..."}``, or from the URL query, which reaches every command
+unchanged: ``kafka://b-1.msk:9096,b-2.msk:9096?security.protocol=SASL_SSL&sasl.mechanism=SCRAM-SHA-512``
+(keep passwords out of URLs: put them in ``settings.log.kafka``). ``?partitions=6&timeout_s=30`` set
+pinpipe's own options.
 
 Mapping onto Kafka:
 
@@ -30,7 +33,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import parse_qs, urlparse
 
 from pinpipe._optional import require
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
@@ -54,11 +57,24 @@ _SETTLING = {
 """Errors of a topic whose creation is still propagating."""
 
 
-def bootstrap_of(url: str) -> str:
+def parse_url(url: str) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """``kafka://host:port[,host:port][?name=value...]`` -> (bootstrap servers, pinpipe options, librdkafka
+    settings). ``partitions`` and ``timeout_s`` in the query are pinpipe's; any other name is passed to
+    librdkafka as it is, e.g. ``?security.protocol=SSL``."""
     parsed = urlparse(url)
     if parsed.scheme != "kafka" or not parsed.netloc:
         raise ConfigError(f"not a Kafka log URL: {url!r} (use kafka://host:port[,host:port])")
-    return parsed.netloc
+    options: dict[str, Any] = {}
+    settings: dict[str, str] = {}
+    for name, values in parse_qs(parsed.query).items():
+        if name in ("partitions", "timeout_s"):
+            try:
+                options[name] = int(values[-1]) if name == "partitions" else float(values[-1])
+            except ValueError as exc:
+                raise ConfigError(f"bad value for {name} in {url!r}: {values[-1]!r}") from exc
+        else:
+            settings[name] = values[-1]
+    return parsed.netloc, options, settings
 
 
 class KafkaLog:
@@ -73,6 +89,9 @@ class KafkaLog:
         kafka: Mapping[str, Any] | None = None,
         **config: Any,
     ) -> None:
+        bootstrap, options, url_settings = parse_url(url)
+        partitions = options.get("partitions", partitions)
+        timeout_s = options.get("timeout_s", timeout_s)
         if partitions < 1:
             raise ConfigError(f"partitions must be at least 1, got {partitions}")
         self.url = url
@@ -80,13 +99,14 @@ class KafkaLog:
         self.timeout_s = timeout_s
         ms = int(timeout_s * 1000)
         self.common: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_of(url),
+            "bootstrap.servers": bootstrap,
             "client.id": "pinpipe",
             "logger": LOGGER,  # librdkafka's own logs, through Python logging
             "socket.connection.setup.timeout.ms": ms,
             "reconnect.backoff.max.ms": 1000,
             "topic.metadata.refresh.interval.ms": 5000,
-            **{k: v for k, v in (kafka or {}).items()},
+            **url_settings,
+            **dict(kafka or {}),
             **config,
         }
         self._admin = admin.AdminClient(self.common)

@@ -134,6 +134,16 @@ def test_extra_librdkafka_settings_pass_through(kafka_bootstrap: str) -> None:
         assert log.common["client.id"] == "custom-id"
         assert log.writer().config["socket.keepalive.enable"] == "true"
         assert isinstance(log.topics(), dict)
+    # the URL query reaches every command unchanged (pinpipe's own options and librdkafka's)
+    url = f"kafka://{kafka_bootstrap}?partitions=2&timeout_s=4&client.id=from-url&security.protocol=PLAINTEXT"
+    with open_log(url) as log:
+        assert isinstance(log, KafkaLog)
+        assert (log.default_partitions, log.timeout_s) == (2, 4.0)
+        assert log.common["client.id"] == "from-url"
+        assert log.common["bootstrap.servers"] == kafka_bootstrap
+        topic = fresh()
+        log.create_topic(topic)
+        assert log.topics()[topic] == 2
 
 
 def test_unreachable_broker_is_log_unavailable_within_seconds() -> None:
