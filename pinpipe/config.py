@@ -79,6 +79,10 @@ class EngineSettings(_Section):
     median: Literal["lower", "exact"] = "lower"
     keep_ties: bool = False
     spark_master: str = "local[*]"
+    spark_jars: str = ""
+    """Comma-separated jars for ``spark.jars``; default: those ``bash infra/spark.sh install`` fetched."""
+    spark_conf: dict[str, str] = Field(default_factory=dict)
+    """Extra Spark settings for sessions pinpipe starts (``spark.driver.memory`` ...)."""
     tables_url: str = ""
     """Where Delta tables live; default ``<workdir>/tables``."""
 

@@ -92,7 +92,7 @@ def session_conf(settings: Settings, conf: dict[str, str] | None = None) -> dict
     """Every setting a new session gets: the defaults, jars, s3a when needed, then ``conf`` on top."""
     merged = dict(DEFAULTS)
     if "spark.jars" not in (conf or {}):
-        merged["spark.jars"] = find_jars(getattr(settings.engine, "spark_jars", ""))
+        merged["spark.jars"] = find_jars(settings.engine.spark_jars)
     if settings.engine.spark_master.startswith("local"):
         # small shuffles: a few tasks per core instead of Spark's 200 (adaptive execution coalesces more)
         merged["spark.sql.shuffle.partitions"] = str(min(16, 2 * (os.cpu_count() or 2)))
@@ -100,7 +100,7 @@ def session_conf(settings: Settings, conf: dict[str, str] | None = None) -> dict
         merged["spark.driver.bindAddress"] = "127.0.0.1"
     if uses_s3(settings):
         merged.update(s3a_conf())
-    merged.update(getattr(settings.engine, "spark_conf", {}) or {})
+    merged.update(settings.engine.spark_conf)
     merged.update(conf or {})
     return merged
 
