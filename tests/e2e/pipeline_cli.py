@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -78,39 +79,43 @@ def expected_rows(flags: list[str], iterations: int, env: dict[str, str]) -> lis
 
 
 class ApiProcess:
-    """``pinpipe api serve`` on a free port in a subprocess; stopped by the test."""
+    """``pinpipe api serve`` on a free port in a subprocess; stopped by the test.
 
-    def __init__(self, flags: list[str], env: dict[str, str]) -> None:
+    Its output goes to ``log_path``, not a pipe: a pipe nobody reads fills up (librdkafka logs every
+    reconnect during a broker outage) and blocks the server's logging, and so its requests.
+    """
+
+    def __init__(self, flags: list[str], env: dict[str, str], log_path: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "pinpipe", "api", "serve", *flags, "--port", str(self.port)]
         self.env = env
-        self.process: subprocess.Popen[str] | None = None
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ApiProcess:
-        self.process = subprocess.Popen(
-            self.command, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()  # printed once the server accepts requests
-        while line.startswith("pinpipe: WARNING"):
-            line = self.process.stdout.readline()
-        assert f"listening on {self.url}" in line, line + self.process.stdout.read()
+        with self.log_path.open("wb") as out:
+            self.process = subprocess.Popen(self.command, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while f"listening on {self.url}" not in self.output():  # printed once it accepts requests
+            assert self.process.poll() is None, f"pinpipe api serve exited:\n{self.output()}"
+            assert time.monotonic() < deadline, f"pinpipe api serve did not start:\n{self.output()}"
+            time.sleep(0.1)
         assert httpx.get(f"{self.url}/readyz", timeout=30).status_code == 200
         return self
 
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
     def __exit__(self, *exc: object) -> None:
-        if self.process is None:
+        if self.process is None or self.process.poll() is not None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def settings_for(workdir: Path, prefix: str | None = None) -> Settings:

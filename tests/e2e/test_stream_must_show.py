@@ -44,7 +44,7 @@ def test_api_emulate_stream_metrics(tmp_path: Path, aicore: Path) -> None:
     assert len(expected) == ITERATIONS
 
     started = time.monotonic()
-    with ApiProcess(flags, env) as api:
+    with ApiProcess(flags, env, tmp_path / "api.log") as api:
         sent = pinpipe(
             "emulate", *flags, "--api", api.url, "--mode", "stream",
             "--iterations", str(ITERATIONS), "--no-sleep", "--no-progress",

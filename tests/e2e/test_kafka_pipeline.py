@@ -1,0 +1,343 @@
+"""Issue 5 "Must show": ``pinpipe demo --log kafka://<bootstrap> --load-dir <aicore> --seed 100
+--iterations 2524 --no-sleep --export E`` writes the same ten outputs, byte for byte, as the same demo on
+the embedded log."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from pinpipe.lake.formats import parse_key
+from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
+from pinpipe.lake.store import FileStore
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka import KafkaLog
+from pinpipe.log.kafka_idempotency import HEADER
+from pinpipe.schema import KINDS, topic_name, topic_names
+from pinpipe.tables import stream_table
+from tests.e2e.pipeline_cli import (
+    ApiProcess,
+    clean_env,
+    expected_rows,
+    load_aicore,
+    location_flags,
+    pinpipe,
+    read_delta,
+    settings_for,
+)
+from tests.services import InfraService
+
+ITERATIONS = 2524
+"""The original's replay length (seed100_replay_first2524.jsonl): every draw finds a row in all tables."""
+OUTPUTS = 10
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def run_demo(workdir: Path, aicore: Path, env: dict[str, str], *log: str) -> tuple[Path, float, str]:
+    export = workdir / "E"
+    started = time.monotonic()
+    done = pinpipe(
+        "demo", "--workdir", str(workdir), *log,
+        "--load-dir", str(aicore), "--seed", "100", "--iterations", str(ITERATIONS), "--no-sleep",
+        "--export", str(export),
+        env=env,
+    )  # fmt: skip
+    return export, time.monotonic() - started, done.stdout
+
+
+def test_demo_on_kafka_writes_the_embedded_outputs(
+    tmp_path: Path, aicore: Path, kafka_bootstrap: str
+) -> None:
+    env = clean_env(tmp_path)
+    prefix = uuid.uuid4().hex[:12]  # fresh topics on the session broker
+    kafka_log = ("--log", f"kafka://{kafka_bootstrap}", "--prefix", prefix)
+    on_kafka, kafka_s, kafka_out = run_demo(tmp_path / "kafka", aicore, env, *kafka_log)
+    embedded, embedded_s, embedded_out = run_demo(tmp_path / "embedded", aicore, env)
+    print(f"\ndemo {ITERATIONS} iterations: kafka {kafka_s:.1f}s, embedded {embedded_s:.1f}s")
+
+    for out in (kafka_out, embedded_out):
+        assert f"{ITERATIONS} iterations; sent {ITERATIONS}" in out, out[-3000:]
+        assert f"exported {OUTPUTS} CSV files" in out, out[-3000:]
+    assert f"kafka://{kafka_bootstrap}" in kafka_out
+    names = sorted(p.name for p in embedded.glob("*.csv"))
+    assert len(names) == OUTPUTS
+    assert sorted(p.name for p in on_kafka.glob("*.csv")) == names
+    for name in names:
+        left, right = (on_kafka / name).read_bytes(), (embedded / name).read_bytes()
+        assert left.count(b"\n") > 1, f"{name} is empty"
+        assert left == right, f"{name} differs between the Kafka and the embedded demo"
+
+
+# --- broker outage during a 5,000-iteration emulator run ------------------------------------------------
+
+OUTAGE_ITERATIONS = 5000
+
+
+def lake_values(lake: Path, topic: str) -> list[bytes]:
+    """Every record value of ``topic`` in the lake, in object-key order (one JSON line each)."""
+    store = FileStore(f"file://{lake}")
+    keys = sorted(k for k in store.list() if (parsed := parse_key(k)) is not None and parsed[0] == topic)
+    return [line for key in keys for line in store.get(key).splitlines() if line]
+
+
+def topic_records(bootstrap: str, topic: str) -> list[tuple[bytes, str | None]]:
+    """(value, idempotency key header) of every record of a Kafka topic, read from the start."""
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"e2e-verify-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        remaining, out = set(partitions), []
+        while remaining:
+            msg = consumer.poll(10)
+            assert msg is not None, f"reading {topic} timed out"
+            if msg.error() is not None:
+                assert msg.error().code() == KafkaError._PARTITION_EOF, msg.error()
+                remaining.discard(msg.partition())
+                continue
+            headers = dict(msg.headers() or ())
+            ikey = headers.get(HEADER)
+            out.append((msg.value(), ikey.decode() if ikey is not None else None))
+        return out
+    finally:
+        consumer.close()
+
+
+def canonical(value: bytes | dict[str, Any]) -> str:
+    return json.dumps(json.loads(value) if isinstance(value, bytes) else value, sort_keys=True)
+
+
+def produce_probe(api_url: str, topic: str) -> httpx.Response:
+    body = {"records": [{"value": {"probe": True}}]}
+    return httpx.post(
+        f"{api_url}/topics/{topic}",
+        json=body,
+        headers={"Content-Type": "application/vnd.kafka.json.v2+json"},
+        timeout=60,
+    )
+
+
+def wait_for_records(log: KafkaLog, topic: str, at_least: int, emulator: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 600
+    while sum(log.end_offsets(topic).values()) < at_least:
+        assert emulator.poll() is None, "the emulator ended before the outage"
+        assert time.monotonic() < deadline, f"{topic} did not reach {at_least} records"
+        time.sleep(0.5)
+
+
+def test_broker_outage_during_emulation(
+    tmp_path: Path, aicore: Path, kafka_bootstrap: str, infra_state_dir: Path
+) -> None:
+    env = clean_env(tmp_path)
+    prefix = uuid.uuid4().hex[:12]
+    log_url = f"kafka://{kafka_bootstrap}"
+    flags = location_flags(tmp_path / "work", log=log_url, prefix=prefix)
+    load_aicore(flags, aicore, env)
+    expected = expected_rows(flags, OUTAGE_ITERATIONS, env)
+    run_id = "outage" + uuid.uuid4().hex[:6]
+    broker = InfraService("kafka", infra_state_dir)
+    probe_topic = f"{prefix}.probe"  # not a pipeline topic: the probes never mix with the emulated rows
+    admin = KafkaLog(log_url)
+    admin.create_topic(probe_topic, 1)
+
+    started = time.monotonic()
+    emulator_out = tmp_path / "emulate.out"
+    with ApiProcess(flags, env, tmp_path / "api.log") as api, emulator_out.open("w+") as out_file:
+        assert produce_probe(api.url, probe_topic).status_code == 200
+        emulator = subprocess.Popen(
+            [
+                sys.executable, "-m", "pinpipe", "emulate", *flags, "--api", api.url, "--mode", "both",
+                "--iterations", str(OUTAGE_ITERATIONS), "--no-sleep", "--no-progress",
+                "--run-id", run_id, "--max-retries", "30",
+            ],
+            env=env, stdout=out_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            wait_for_records(admin, topic_name(prefix, "user"), OUTAGE_ITERATIONS // 4, emulator)
+            admin.close()
+            down_at = time.monotonic()
+            broker.stop()
+            try:
+                stopped_s = time.monotonic() - down_at
+                refused = produce_probe(api.url, probe_topic)
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error_code"] == 50003
+                assert float(refused.headers["Retry-After"]) > 0
+                time.sleep(5)  # the emulator keeps retrying against the 503s
+                assert emulator.poll() is None, emulator_out.read_text()
+            finally:
+                assert broker.start() == kafka_bootstrap  # same state dir: same address, same data
+            outage_s = time.monotonic() - down_at
+            emulator.wait(timeout=1200)
+        finally:
+            if emulator.poll() is None:
+                emulator.kill()
+                emulator.wait()
+    emulated_s = time.monotonic() - started
+    out = emulator_out.read_text()
+    assert emulator.returncode == 0, out
+    assert "errors: 0" in out and "retries: 0" not in out, out
+    print(
+        f"\noutage: broker stop {stopped_s:.1f}s, down {outage_s:.1f}s; "
+        f"emulate {OUTAGE_ITERATIONS} (both) {emulated_s:.1f}s: {out.strip()}"
+    )
+
+    started = time.monotonic()
+    pinpipe("sink", "run", *flags, "--until-idle", "-q", env=env)
+    sunk_s = time.monotonic() - started
+    streamed = pinpipe("stream", "run", *flags, "--until-idle", "--quiet", env=env)
+    print(f"sink {sunk_s:.1f}s; {streamed.stdout.strip()} ({time.monotonic() - started - sunk_s:.1f}s)")
+
+    settings = settings_for(tmp_path / "work", prefix)
+    for kind in KINDS:
+        steps = [i for i, row in enumerate(expected) if row[kind] is not None]
+        want = Counter(canonical(expected[i][kind]) for i in steps)
+        topic = topic_name(prefix, kind)
+        # the topic: one record per iteration (idempotency keys), nothing lost, nothing twice
+        in_topic = topic_records(kafka_bootstrap, topic)
+        ikeys = Counter(ikey for _, ikey in in_topic)
+        twice = {k: n for k, n in ikeys.items() if n > 1}
+        assert not twice, f"{topic}: {len(twice)} idempotency keys stored twice, e.g. {list(twice)[:5]}"
+        assert set(ikeys) == {f"{run_id}-{i}-{kind}" for i in steps}
+        # the lake and the stream table: every iteration exactly once
+        in_lake = Counter(canonical(v) for v in lake_values(settings.workdir / "lake", topic))
+        assert in_lake == want, f"{topic}: lake {sum(in_lake.values())} records, {len(steps)} expected"
+        table = read_delta(stream_table(settings, kind))
+        assert table.num_rows == len(steps)
+        key = "index" if kind == "pin" else "ind"
+        assert Counter(table.column("ind").to_pylist()) == Counter(expected[i][kind][key] for i in steps)
+    assert len(topic_records(kafka_bootstrap, probe_topic)) == 1  # the refused probe was not written
+
+
+# --- kill -9 of the lake sink on Kafka ---------------------------------------------------------------------
+
+SINK_RECORDS = 3000
+"""Per topic."""
+MIN_SINK_KILLS = 5
+SINK_FLUSH = 7
+
+
+def fill_topics(log: KafkaLog, prefix: str, aicore: Path) -> None:
+    """Real pin rows (recycled to the count, tagged per kind) into the three batch topics, key-hashed."""
+    rows = [orjson.loads(line) for line in (aicore / "pinterest_data.jsonl").read_bytes().splitlines()]
+    writer = log.writer()
+    rng = random.Random(5)
+    for kind, topic in topic_names(prefix).items():
+        log.create_topic(topic, 3)
+        for start in range(0, SINK_RECORDS, 500):
+            batch = [
+                OutgoingRecord(
+                    orjson.dumps(dict(rows[i % len(rows)], kind=kind, n=i)),
+                    key=str(rng.randint(0, 11_000)).encode(),
+                )
+                for i in range(start, min(start + 500, SINK_RECORDS))
+            ]
+            writer.append(topic, batch)
+
+
+def lake_snapshot(lake: Path) -> dict[str, bytes]:
+    store = FileStore(f"file://{lake}")
+    return {key: store.get(key) for key in store.list()}
+
+
+def lake_mtime(lake: Path) -> int:
+    return max((d.stat().st_mtime_ns for d in lake.glob("topics/*/partition=*")), default=0)
+
+
+def test_sink_kill_9_on_kafka(tmp_path: Path, aicore: Path, kafka_bootstrap: str) -> None:
+    env = clean_env(tmp_path)
+    prefix = uuid.uuid4().hex[:12]
+    log_url = f"kafka://{kafka_bootstrap}"
+    with KafkaLog(log_url) as log:
+        fill_topics(log, prefix, aicore)
+    workdir = tmp_path / "killed"
+    lake = workdir / "lake"
+    command = [
+        sys.executable, "-m", "pinpipe", "sink", "run", *location_flags(workdir, log_url, prefix),
+        "--until-idle", "--flush-size", str(SINK_FLUSH), "-q",
+    ]  # fmt: skip
+
+    rng = random.Random(7)
+    kills = mid_work = 0
+    finished = False
+    started = time.monotonic()
+    while not finished and mid_work < MIN_SINK_KILLS + 1 and time.monotonic() - started < 240:
+        before = lake_mtime(lake)
+        proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        early = rng.random() < 0.2  # now and then during start-up or recovery
+        wait_s = rng.uniform(0.5, 3.0) if early else None
+        began = time.monotonic()
+        while proc.poll() is None:
+            if wait_s is not None and time.monotonic() - began >= wait_s:
+                break
+            if wait_s is None and lake_mtime(lake) > before:
+                time.sleep(rng.uniform(0.0, 0.3))  # anywhere in the write / commit cycle
+                break
+            time.sleep(0.01)
+        if proc.poll() is None:
+            grew = lake_mtime(lake) > before
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            mid_work += grew
+        else:
+            assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+            finished = True
+        if proc.stderr is not None:
+            proc.stderr.close()
+    partial = len(lake_snapshot(lake))
+    assert mid_work >= MIN_SINK_KILLS, f"only {mid_work} kills landed mid-work ({kills} in all)"
+    pinpipe(*command[3:], env=env)  # restart to the end
+    killed_s = time.monotonic() - started
+
+    # the reference: one uninterrupted run over the same topics, as another group, into another lake
+    clean = tmp_path / "clean" / "lake"
+    started = time.monotonic()
+    with KafkaLog(log_url) as log:
+        sink = LakeSink(
+            log,
+            FileStore(f"file://{clean}"),
+            list(topic_names(prefix).values()),
+            SinkOptions(flush_size=SINK_FLUSH),
+            group=f"e2e-reference-{prefix}",
+        )
+        try:
+            sink.run(until_idle=True)
+        finally:
+            sink.close()
+    print(
+        f"\nsink on Kafka: {kills} kills ({mid_work} mid-work, {partial} objects before the last run), "
+        f"killed runs {killed_s:.1f}s, reference run {time.monotonic() - started:.1f}s"
+    )
+
+    killed, reference = lake_snapshot(lake), lake_snapshot(clean)
+    assert len(reference) >= 3 * SINK_RECORDS // SINK_FLUSH
+    assert sorted(killed) == sorted(reference)
+    assert killed == reference
+    with KafkaLog(log_url) as log:
+        for topic in topic_names(prefix).values():
+            values = [value for value, _ in topic_records(kafka_bootstrap, topic)]
+            assert len(values) == SINK_RECORDS
+            assert Counter(lake_values(lake, topic)) == Counter(values)  # exactly once
+            assert log.committed(GROUP, topic) == log.end_offsets(topic)
