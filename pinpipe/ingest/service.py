@@ -29,7 +29,7 @@ Space = Literal["topics", "streams"]
 """The REST proxy's topics or the Kinesis proxy's streams (possibly the same log)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Item:
     """One record of a request, parsed. ``raw`` holds the value bytes when they were given as bytes (a
     base64 Kinesis ``Data`` that is not JSON); otherwise ``value`` is the parsed JSON value."""
@@ -42,7 +42,7 @@ class Item:
     """Set when parsing already found this record invalid (a per-record 42206)."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     partition: int | None
     offset: int | None
