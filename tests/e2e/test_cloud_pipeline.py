@@ -4,6 +4,7 @@ the same ten outputs and the same stream Delta rows as the all-embedded run on t
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
@@ -80,6 +81,25 @@ def test_mariadb_s3_kinesis_pipeline_equals_the_embedded_one(
     )
     assert "kinesis://?state=" in output and f"s3://{bucket}/tables/batch" in output
     assert mariadb_url.split("@")[0].split(":")[-1] not in output  # the DB password is not printed
+
+    status = CliRunner().invoke(
+        cli,
+        [
+            "status",
+            "--workdir",
+            str(tmp_path / "cloud"),
+            "--prefix",
+            prefix,
+            "--stream-log",
+            "kinesis://",
+            "--json",
+        ],
+    )
+    assert status.exit_code == 0, status.output
+    groups = json.loads(status.stdout)["groups"]
+    stream_lag = groups["pinpipe-stream"][f"streaming-{prefix}-pin"]
+    assert len(stream_lag) == 3 and all(p["lag"] == 0 for p in stream_lag.values())
+    assert sum(p["committed"] for p in stream_lag.values()) == ITERATIONS
 
     local_csv = sorted((tmp_path / "local-csv").glob("*.csv"))
     assert len(local_csv) == 10
