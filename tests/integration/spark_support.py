@@ -26,7 +26,7 @@ JVM_ZONE = "America/Los_Angeles"
 SPARK_TEST_CONF = {
     "spark.driver.memory": "1g",
     "spark.ui.enabled": "false",
-    "spark.sql.shuffle.partitions": "2",
+    "spark.sql.shuffle.partitions": "1",
     "spark.default.parallelism": "2",
     "spark.driver.extraJavaOptions": f"-Duser.timezone={JVM_ZONE} -XX:+UseSerialGC",
 }
