@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlparse
 
 import click
 from rich.console import Console
 
 from pinpipe.cli.common import build_settings, pipeline_options
 from pinpipe.config import Settings
-from pinpipe.log import Log, open_log
+from pinpipe.log import Log, open_settings_log
 from pinpipe.status import collect_status, render_status
 
 
@@ -21,10 +20,7 @@ def open_logs(settings: Settings) -> list[Log]:
     logs: list[Log] = []
     try:
         for url in urls:
-            options: dict[str, Any] = {"partitions": settings.log.partitions}
-            if urlparse(url).scheme == "kafka" and settings.log.kafka:
-                options["kafka"] = dict(settings.log.kafka)
-            logs.append(open_log(url, **options))
+            logs.append(open_settings_log(settings, url))
     except BaseException:
         for log in logs:
             log.close()

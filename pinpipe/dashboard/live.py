@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 from pinpipe.config import Settings
 from pinpipe.dashboard.models import PartitionLag, Status, StreamRate
 from pinpipe.errors import PinpipeError
-from pinpipe.log import open_log
+from pinpipe.log import open_settings_log
 from pinpipe.schema import KINDS, stream_name, topic_name
 from pinpipe.status import collect_status
 
@@ -36,7 +36,7 @@ def read_partitions(settings: Settings) -> list[PartitionLag] | None:
     urls = [u for u in dict.fromkeys([settings.log_url, settings.stream_log_url]) if _log_exists(u)]
     if not urls:
         return None
-    logs = [open_log(u) for u in urls]
+    logs = [open_settings_log(settings, u) for u in urls]
     try:
         status = collect_status(logs)
     finally:

@@ -37,7 +37,7 @@ from pinpipe.ingest.metrics import ApiMetrics
 from pinpipe.ingest.models import Status
 from pinpipe.ingest.rest_proxy import rest_proxy_router
 from pinpipe.ingest.service import IngestService
-from pinpipe.log import Log, open_log
+from pinpipe.log import Log, open_settings_log
 
 logger = logging.getLogger("pinpipe.api")
 
@@ -129,13 +129,13 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     Logs opened here are closed at shutdown; given ones belong to the caller."""
     owned: list[Log] = []
     if log is None:
-        log = open_log(settings.log_url, partitions=settings.log.partitions)
+        log = open_settings_log(settings)
         owned.append(log)
     if stream_log is None:
         if settings.stream_log_url == settings.log_url:
             stream_log = log
         else:
-            stream_log = open_log(settings.stream_log_url, partitions=settings.log.partitions)
+            stream_log = open_settings_log(settings, settings.stream_log_url)
             owned.append(stream_log)
 
     metrics = ApiMetrics()

@@ -362,7 +362,7 @@ def run_sink(
     ``settings`` and closed at the end. ``handle_signals`` makes SIGTERM and SIGINT stop gracefully.
     """
     from pinpipe.lake.store import open_store
-    from pinpipe.log import open_log
+    from pinpipe.log import open_settings_log
     from pinpipe.schema import topic_names
 
     lake = settings.lake
@@ -373,7 +373,7 @@ def run_sink(
         format=lake.format if format is None else format,
     )
     own_log = log is None
-    the_log = open_log(settings.log_url) if log is None else log
+    the_log = open_settings_log(settings) if log is None else log
     try:
         sink = LakeSink(
             the_log,

@@ -10,11 +10,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from pinpipe.errors import ConfigError
 from pinpipe.log.base import Log, LogAdmin, LogReader, LogWriter, OutgoingRecord, Record, TopicPartition
+
+if TYPE_CHECKING:
+    from pinpipe.config import Settings
 
 __all__ = [
     "Log",
@@ -25,6 +28,7 @@ __all__ = [
     "Record",
     "TopicPartition",
     "open_log",
+    "open_settings_log",
 ]
 
 
@@ -48,3 +52,13 @@ def open_log(url: str, **options: Any) -> Log:
 
         return MemoryLog(url, **options)
     raise ConfigError(f"unknown log URL {url!r}: use embedded:///dir, kafka://host:port or kinesis://")
+
+
+def open_settings_log(settings: Settings, url: str | None = None) -> Log:
+    """Open ``url`` (default: the topics' log) with the options the settings give its backend: the
+    partition count of topics it creates, and for Kafka the extra librdkafka settings (SASL/SSL)."""
+    url = url or settings.log_url
+    options: dict[str, Any] = {"partitions": settings.log.partitions}
+    if urlparse(url).scheme == "kafka" and settings.log.kafka:
+        options["kafka"] = dict(settings.log.kafka)
+    return open_log(url, **options)

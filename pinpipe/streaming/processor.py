@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 
 from pinpipe import tables
 from pinpipe.config import Settings
-from pinpipe.log import Log, LogReader, Record, TopicPartition, open_log
+from pinpipe.log import Log, LogReader, Record, TopicPartition, open_settings_log
 from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming import delta
 from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
@@ -61,7 +61,7 @@ class StreamProcessor:
         self.max_records = settings.stream.max_records
         self.max_wait_s = settings.stream.max_wait_s
         self._own_log = log is None
-        self.log: Log = log or open_log(settings.stream_log_url)
+        self.log: Log = log or open_settings_log(settings, settings.stream_log_url)
         self.streams: dict[Kind, str] = {k: stream_name(settings.prefix, k) for k in KINDS}
         self.lock = ProcessorLock(settings)
         self.lock.acquire()

@@ -67,3 +67,25 @@ def test_memory_log_idempotency_and_groups() -> None:
     assert [x.value for x in got] == [b"a"]
     r.commit({("t", got[0].partition): got[0].offset + 1})
     assert log.committed("g", "t") == {got[0].partition: 1}
+
+
+def test_open_settings_log_passes_partitions_and_kafka_settings(
+    monkeypatch: pytest.MonkeyPatch, settings
+) -> None:
+    import pinpipe.log as log_module
+
+    seen: list[tuple[str, dict[str, object]]] = []
+    monkeypatch.setattr(log_module, "open_log", lambda url, **options: seen.append((url, options)))
+    configured = load_settings(
+        **{
+            "log.url": "kafka://127.0.0.1:9092",
+            "log.partitions": 6,
+            "log.kafka": {"security.protocol": "SASL_SSL"},
+        }
+    )
+    log_module.open_settings_log(configured)
+    log_module.open_settings_log(configured, "embedded:///tmp/x")
+    assert seen == [
+        ("kafka://127.0.0.1:9092", {"partitions": 6, "kafka": {"security.protocol": "SASL_SSL"}}),
+        ("embedded:///tmp/x", {"partitions": 6}),
+    ]
