@@ -9,7 +9,6 @@ caller returns only after the COMMIT that holds its records: durability is uncha
 
 from __future__ import annotations
 
-import itertools
 import sqlite3
 import threading
 import time
@@ -50,7 +49,6 @@ class EmbeddedLogWriter:
         self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._leading = False
-        self._round_robin = itertools.count()
         self._key_partitions: dict[tuple[bytes, int], int] = {}
         self._next_retention = time.monotonic() + retention_check_s
         self._closed = False
@@ -145,6 +143,7 @@ class EmbeddedLogWriter:
         rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None]]] = {}
         added: dict[int, int] = {}
         placed: list[tuple[int, int]] = []
+        held = sum(ends.values())  # keyless records round-robin on the topic's own count: deterministic
         for rec in records:
             ikey, key, value = rec.idempotency_key or None, rec.key, rec.value
             if ikey and ikey in seen:
@@ -159,7 +158,8 @@ class EmbeddedLogWriter:
             elif key is not None:
                 p = self._partition_of(key, count)
             else:
-                p = next(self._round_robin) % count
+                p = held % count
+            held += 1
             offset = ends[p]
             ends[p] = offset + 1
             rows.setdefault(p, []).append((offset, key, value, now, ikey))

@@ -282,3 +282,23 @@ def test_a_log_of_another_layout_version_is_refused(tmp_path: Path) -> None:
         conn.execute("PRAGMA user_version = 1")
     with pytest.raises(LogError, match="layout version 1"):
         make_log(tmp_path)
+
+
+def test_keyless_records_round_robin_per_topic_whatever_the_interleaving(tmp_path) -> None:
+    """The i-th keyless record of a topic lands in partition i mod n, however appends to other topics
+    interleave and across writer restarts, so the same sends give the same partitions."""
+    from pinpipe.log.base import OutgoingRecord
+    from pinpipe.log.embedded import EmbeddedLog
+
+    log = EmbeddedLog(f"embedded://{tmp_path / 'log'}", partitions=3)
+    for topic in ("a", "b"):
+        log.create_topic(topic)
+    writer = log.writer()
+    placed_a = [writer.append("a", [OutgoingRecord(b"x")])[0][0] for _ in range(2)]
+    writer.append("b", [OutgoingRecord(b"y")])
+    writer.close()
+    writer = log.writer()
+    placed_a += [p for p, _ in writer.append("a", [OutgoingRecord(b"x"), OutgoingRecord(b"x")])]
+    writer.close()
+    log.close()
+    assert placed_a == [0, 1, 2, 0]
