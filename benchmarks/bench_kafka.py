@@ -21,42 +21,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+from _common import source_values, start_api, stop_process
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from pinpipe.log.kafka import KafkaLog  # noqa: E402
-from pinpipe.source.synthetic import SyntheticRows  # noqa: E402
-from tests.services import InfraService  # noqa: E402
+from pinpipe.log.kafka import KafkaLog
+from tests.services import InfraService
 
 CONTENT_TYPE = "application/vnd.kafka.json.v2+json"
-
-
-def pin_values(count: int) -> list[Any]:
-    def plain(value: Any) -> Any:
-        return value.strftime("%Y-%m-%d %H:%M:%S") if isinstance(value, datetime) else value
-
-    rows = SyntheticRows(seed=100).rows(0, count)
-    return [{k: plain(v) for k, v in row["pin"].items()} for row in rows]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def direct(bootstrap: str, topic: str, values: list[bytes], batch: int, per_batch: bool) -> float:
@@ -116,42 +95,6 @@ def through_api(url: str, topic: str, bodies: list[bytes], clients: int) -> floa
     return elapsed
 
 
-def start_api(bootstrap: str, prefix: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    pinpipe = Path(sys.executable).with_name("pinpipe")
-    log = open(workdir / "api.log", "wb")  # noqa: SIM115 - lives as long as the server
-    proc = subprocess.Popen(
-        [
-            str(pinpipe),
-            "api",
-            "serve",
-            "--log",
-            f"kafka://{bootstrap}",
-            "--workdir",
-            str(workdir),
-            "--prefix",
-            prefix,
-            "--port",
-            str(port),
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the API exited: {(workdir / 'api.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.terminate()
-    raise SystemExit("the API did not become ready in 120 s")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=50_000)
@@ -167,7 +110,7 @@ def main() -> None:
     bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
     api = None
     try:
-        values = pin_values(count)
+        values = source_values(count)
         encoded = [orjson.dumps(v) for v in values]
         bodies = [
             orjson.dumps({"records": [{"value": v} for v in values[i : i + args.batch]]})
@@ -182,7 +125,7 @@ def main() -> None:
         )
         log.create_topic(direct_topic, 3)
         log.create_topic(direct_sync_topic, 3)
-        api, url = start_api(bootstrap, prefix, tmp)
+        api, url = start_api(["--log", f"kafka://{bootstrap}"], prefix, tmp)
 
         # warm-up (connections, producer ids, JIT of the broker), not timed
         direct(bootstrap, direct_topic, encoded[: args.batch], args.batch, per_batch=False)
@@ -197,9 +140,7 @@ def main() -> None:
             raise SystemExit(f"topic {api_topic} holds {stored} records, {sent} were acknowledged")
         log.close()
     finally:
-        if api is not None:
-            api.terminate()
-            api.wait(30)
+        stop_process(api)
         if broker is not None:
             broker.stop()
 

@@ -15,19 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 import uvicorn
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import DeltaWatcher, Watcher, free_port, geo, paced, percentile, wait_seen
 
 from pinpipe import tables
 from pinpipe.config import load_settings
@@ -39,53 +37,43 @@ from pinpipe.streaming.processor import run_stream
 KEY = "bench-key"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class MetricsWatcher(Watcher):
+    """When the ``late_events`` geo count reaches each ind, in the order the table showed them."""
+
+    def __init__(self, settings: Any, table: DeltaWatcher) -> None:
+        super().__init__(0.05)
+        self.url = tables.metrics_table(settings, "late_events")
+        self.table = table
+
+    def scan(self) -> None:
+        late = delta.open_table(self.url)
+        if late is None:
+            return
+        now = time.time()
+        rows = late.to_pyarrow_table().to_pylist()
+        counted = next((r["events"] for r in rows if r["input"] == "geo"), 0)
+        for ind in list(self.table.seen)[:counted]:  # dicts keep insertion (= appearance) order
+            self.seen.setdefault(ind, now)
 
 
-def geo(ind: int) -> dict[str, Any]:
-    return {
-        "ind": ind,
-        "timestamp": "2022-06-01 12:00:00",
-        "latitude": 1.0,
-        "longitude": 2.0,
-        "country": "France",
-    }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
-
-
-def run_rate(base: str, settings: Any, rate: int, seconds: float, first_ind: int) -> dict[str, Any]:
+def run_rate(
+    base: str, settings: Any, rate: int, seconds: float, first_ind: int, table: Watcher, metric: Watcher
+) -> dict[str, Any]:
     """Send ``rate`` events/s for ``seconds``; return latencies to table and metrics visibility."""
-    acked: dict[int, float] = {}
     stream = stream_name(settings.prefix, "geo")
-    tick = 0.1
-    per_tick = max(1, round(rate * tick))
-    ind = first_ind
-    start = time.monotonic()
     with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=30) as client:
-        n = 0
-        while time.monotonic() - start < seconds:
-            due = start + n * tick
-            if (wait := due - time.monotonic()) > 0:
-                time.sleep(wait)
-            batch = [{"Data": geo(ind + i), "PartitionKey": str(ind + i)} for i in range(per_tick)]
+
+        def send(first: int, n: int) -> list[Hashable]:
+            inds = range(first_ind + first, first_ind + first + n)
+            batch = [{"Data": geo(i), "PartitionKey": str(i)} for i in inds]
             reply = client.put(f"/streams/{stream}/records", json={"StreamName": stream, "Records": batch})
             reply.raise_for_status()
-            now = time.time()
-            for i in range(per_tick):
-                acked[ind + i] = now
-            ind += per_tick
-            n += 1
-    sent_s = time.monotonic() - start
-    table_seen, metric_seen = watch(settings, acked, first_ind)
-    lat_t = [table_seen[i] - acked[i] for i in acked if i in table_seen]
-    lat_m = [metric_seen[i] - acked[i] for i in acked if i in metric_seen]
+            return list(inds)
+
+        acked, sent_s = paced(rate, seconds, send)
+    wait_seen(metric.seen, acked, timeout=30)
+    lat_t = [table.seen[i] - t for i, t in acked.items() if i in table.seen]
+    lat_m = [metric.seen[i] - t for i, t in acked.items() if i in metric.seen]
     return {
         "rate": rate,
         "sent": len(acked),
@@ -95,42 +83,8 @@ def run_rate(base: str, settings: Any, rate: int, seconds: float, first_ind: int
         "table_p99": percentile(lat_t, 0.99),
         "metrics_p50": percentile(lat_m, 0.5),
         "metrics_p99": percentile(lat_m, 0.99),
-        "next_ind": ind,
+        "next_ind": first_ind + len(acked),
     }
-
-
-SEEN: dict[str, dict[int, float]] = {"table": {}, "metric": {}}
-
-
-def watcher(settings: Any, stop: threading.Event) -> None:
-    """Record when each ind becomes visible in the geo table and when the metrics count reaches it."""
-    url = tables.stream_table(settings, "geo")
-    version = -1
-    order: list[int] = []
-    while not stop.is_set():
-        table = delta.open_table(url)
-        if table is not None and table.version() != version:
-            now = time.time()
-            version = table.version()
-            for ind in table.to_pyarrow_table(columns=["ind"]).column("ind").to_pylist():
-                if ind not in SEEN["table"]:
-                    SEEN["table"][ind] = now
-                    order.append(ind)
-        late = delta.open_table(tables.metrics_table(settings, "late_events"))
-        if late is not None:
-            now = time.time()
-            rows = late.to_pyarrow_table().to_pylist()
-            counted = next((r["events"] for r in rows if r["input"] == "geo"), 0)
-            for ind in order[:counted]:
-                SEEN["metric"].setdefault(ind, now)
-        time.sleep(0.05)
-
-
-def watch(settings: Any, acked: dict[int, float], first: int, timeout: float = 30.0) -> tuple[dict, dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not all(i in SEEN["metric"] for i in acked):
-        time.sleep(0.1)
-    return SEEN["table"], SEEN["metric"]
 
 
 def main() -> None:
@@ -155,7 +109,8 @@ def main() -> None:
         target=run_stream, args=(settings,), kwargs={"until_idle": False, "stop": stop.is_set}
     )
     processor.start()
-    threading.Thread(target=watcher, args=(settings, stop), daemon=True).start()
+    table = DeltaWatcher(tables.stream_table(settings, "geo"), ["ind"]).start()
+    metric = MetricsWatcher(settings, table).start()
     proc = psutil.Process(os.getpid())
     base = f"http://127.0.0.1:{port}"
     rates = [int(r) for r in args.rates.split(",")]
@@ -165,13 +120,13 @@ def main() -> None:
     rss_start = proc.memory_info().rss
     try:
         for rate in rates:
-            results.append(run_rate(base, settings, rate, seconds, ind))
+            results.append(run_rate(base, settings, rate, seconds, ind, table, metric))
             ind = results[-1]["next_ind"]
         if args.max:
             rate = max(rates)
             while True:
                 rate *= 2
-                r = run_rate(base, settings, rate, seconds, ind)
+                r = run_rate(base, settings, rate, seconds, ind, table, metric)
                 ind = r["next_ind"]
                 results.append(r)
                 if r["metrics_p99"] > 2.0 or r["sent_per_s"] < 0.9 * rate or r["visible"] < r["sent"]:
@@ -180,6 +135,8 @@ def main() -> None:
         rss_end = proc.memory_info().rss
         stop.set()
         processor.join(timeout=30)
+        table.stop()
+        metric.stop()
         server.should_exit = True
     baseline = results[0]["metrics_p99"]
     print(f"{'rate':>6} {'sent/s':>8} {'visible':>8} {'table p50':>10} {'table p99':>10} "
