@@ -153,3 +153,16 @@ def test_rate_limit_is_per_key(secured: Settings) -> None:
         kinesis = put(client, GEO_STREAM, {"X-API-Key": LIMITED_KEY})
         assert (kinesis.status_code, kinesis.json()["__type"]) == (429, "LimitExceededException")
         assert PIN not in log.topics() or total(log, PIN) == 0
+
+
+def test_serve_with_a_missing_keys_file_is_one_line_and_exit_1(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pinpipe.cli import main
+
+    args = ["api", "serve", "--workdir", str(tmp_path), "--log", "memory://", "--port", "0"]
+    with pytest.raises(SystemExit) as exit_info:
+        main([*args, "--keys-file", str(tmp_path / "missing.toml")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pinpipe: error: cannot read API keys file") and "\n" not in err
