@@ -10,7 +10,8 @@ fresh workdir and prefix. For every rate (records/s, sent every 0.1 s in one req
   interval and idle flush (objects cut by time, written once the partition is idle).
 - **delta**: pins and their matching geo events PUT to ``/streams/streaming-<prefix>-pin|geo/records``
   (PutRecords); latency from the reply (shard and sequence number) until the row with that
-  ``(_partition, _offset)`` is in the stream Delta table (checked on every new table version).
+  ``(_partition, _offset)`` is in the stream Delta table (checked on every new table version). The rate
+  counts pins, so twice as many rows are sent (``sent`` and ``sent/s`` count rows).
 
 Printed: p50/p99 per backend, path and rate, and the ratio Kafka / embedded of each; also the raw Kafka
 produce -> consume latency (a plain confluent-kafka producer and consumer in this process) as the floor.
@@ -244,7 +245,7 @@ def report(results: list[Result], bootstrap: str | None) -> None:
         if (b := base.get((r.path, r.rate))) is not None:
             parts.append(f"vs embedded p50 x{r.p50 / b.p50:.2f} p99 x{r.p99 / b.p99:.2f}")
         if (w := raw.get(r.rate)) is not None:
-            parts.append(f"vs raw Kafka p50 x{r.p50 / w.p50:.0f} p99 x{r.p99 / w.p99:.0f}")
+            parts.append(f"vs raw Kafka p50 x{r.p50 / w.p50:.1f} p99 x{r.p99 / w.p99:.1f}")
         print(f"  {r.path:<28} {r.rate:>5}/s  " + "; ".join(parts))
 
 
