@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
 import pyarrow as pa
 
 from pinpipe.tables import delta_options, delta_uri
@@ -24,3 +30,38 @@ def read_delta(url: str) -> pa.Table:
     from deltalake import DeltaTable
 
     return DeltaTable(delta_uri(url), storage_options=delta_options(url)).to_pyarrow_table()
+
+
+def local_table_dir(url: str) -> Path | None:
+    """The directory of a table on the local file system, None for remote (``s3://``) tables."""
+    parsed = urlparse(url)
+    return Path(parsed.path) if parsed.scheme in ("", "file") else None
+
+
+@dataclass(frozen=True)
+class ParquetFile:
+    """A Parquet file already written inside a table's directory (``name`` relative to it)."""
+
+    name: str
+    size: int
+    rows: int
+
+
+def commit_files(url: str, schema: pa.Schema, files: list[ParquetFile]) -> None:
+    """Replace the table at ``url`` (created if absent) with ``files``: one overwrite commit.
+
+    For writers that produce the Parquet themselves (DuckDB's ``COPY``, parallel and within its memory
+    limit) instead of handing Arrow data to delta-rs, whose writer buffers far more than it writes.
+    """
+    from deltalake import Schema
+    from deltalake.transaction import AddAction, create_table_with_add_actions
+
+    now = int(time.time() * 1000)
+    actions = [AddAction(f.name, f.size, {}, now, True, json.dumps({"numRecords": f.rows})) for f in files]
+    create_table_with_add_actions(
+        delta_uri(url),
+        Schema.from_arrow(schema),
+        actions,
+        mode="overwrite",
+        storage_options=delta_options(url),
+    )

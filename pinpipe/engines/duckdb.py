@@ -10,16 +10,21 @@ workdir, bounded by ``memory_limit``, spilling to disk) until it is streamed to 
 
 from __future__ import annotations
 
+import logging
 import os
+import resource
+import shutil
 import time
+import uuid
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, QuarantinedRecord
-from pinpipe.engines.delta import write_delta
+from pinpipe.engines.delta import ParquetFile, commit_files, local_table_dir, write_delta
 from pinpipe.engines.lake_input import LakeObject, local_objects, object_keys, quarantine_table, scan_object
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import open_store
@@ -28,12 +33,23 @@ from pinpipe.tables import batch_table
 from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, SEQ, cleaned_sql, raw_schema
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
-from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
+from pinpipe.transform.queries import JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
 
 _FILE_SHIFT = 1 << 40
 """_seq of a lake record = object index * 2^40 + position in the object: arrival order without a sort."""
 
+_BATCH_ROWS = 122_880
+"""Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""
+_log = logging.getLogger(__name__)
+
 _NUMBER = {"int": "-?[0-9]+", "float": "-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?"}
+_DUCKDB_TYPES = {
+    pa.int64(): "BIGINT",
+    pa.string(): "VARCHAR",
+    pa.list_(pa.float64()): "DOUBLE[]",
+    pa.timestamp("us"): "TIMESTAMP",
+}
+"""The DuckDB spelling of each Arrow type in ``CLEAN_ARROW_SCHEMA``: the Parquet DuckDB writes matches it."""
 _SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR", "datetime": "VARCHAR"}
 
 
@@ -62,9 +78,10 @@ def _bulk_select(kind: Kind, paths: list[str]) -> str:
         checks.append(f"({col} IS NULL OR {text} = 'null' OR ({ok}))")
     files = "[" + ", ".join(_quote(p) for p in paths) + "]"
     return (
-        f"SELECT {', '.join(values)}, ({' AND '.join(checks)}) AS _ok, filename, NULL::BIGINT AS _line"
+        f"SELECT {', '.join(values)}, ({' AND '.join(checks)}) AS _ok,"
+        " CAST(parse_filename(filename, true) AS BIGINT) AS _file, NULL::BIGINT AS _line"
         f" FROM read_json({files}, format='newline_delimited', records=true, columns={columns},"
-        f" filename=true, maximum_object_size=67108864)"
+        " filename=true)"
     )
 
 
@@ -131,23 +148,31 @@ class DuckDBEngine:
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
         con = self._connect(str(database) if self.on_disk else ":memory:")
+        phase = _PhaseLog()
         quarantined: list[QuarantinedRecord] = []
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
+        links = scratch / f"objects-{os.getpid()}"
         try:
-            for kind in KINDS:
+            for kind in KINDS:  # one kind at a time: only its raw rows and the cleaned tables in memory
                 keys = object_keys(store, settings.prefix, kind)
                 objects_read[kind] = len(keys)
                 with local_objects(store, keys, scratch) as objects:
-                    bad = self._load_raw(con, kind, objects)
+                    bad = self._load_raw(con, kind, objects, links)
                 quarantined.extend(bad)
-                read[kind] = con.execute(f"SELECT count(*) FROM raw_{kind}").fetchone()[0] + len(bad)
-            self._create_cleaned(con, options)
-            for kind in KINDS:
-                con.execute(f"DROP VIEW raw_{kind}; DROP TABLE stage_{kind}")
-            outputs = self._outputs(con, options)
-            tables = self._write(con, outputs, quarantined)
-            cleaned_rows = {k: con.execute(f"SELECT count(*) FROM cleaned_{k}").fetchone()[0] for k in KINDS}
+                read[kind] = _count(con, f"stage_{kind}") + len(bad)
+                phase.done(f"read lake: {kind}")
+                self._create_cleaned(con, options, (kind,))
+                con.execute(f"DROP VIEW raw_{kind}")
+                con.execute(f"DROP TABLE stage_{kind}")
+                phase.done(f"clean: {kind}")
+            cleaned_rows = {k: _count(con, f"cleaned_{k}") for k in KINDS}
+            tables = self._write_cleaned(con)
+            phase.done("write cleaned tables")
+            outputs = self._outputs(con, options, drop_cleaned=True)
+            phase.done("ten outputs")
+            tables.update(self._write_outputs(outputs, quarantined))
+            phase.done("write outputs")
         except Exception as exc:
             import duckdb
 
@@ -156,6 +181,7 @@ class DuckDBEngine:
             raise
         finally:
             con.close()
+            shutil.rmtree(links, ignore_errors=True)
             for leftover in (database, database.with_suffix(".duckdb.wal")):
                 leftover.unlink(missing_ok=True)
         return BatchResult(
@@ -171,93 +197,166 @@ class DuckDBEngine:
         )
 
     # -- steps -------------------------------------------------------------------------------------------
-    def _load_raw(self, con: Any, kind: Kind, objects: list[LakeObject]) -> list[QuarantinedRecord]:
-        """Fill ``stage_<kind>`` and define the raw view; returns the quarantined records."""
+    def _load_raw(
+        self, con: Any, kind: Kind, objects: list[LakeObject], links: Path
+    ) -> list[QuarantinedRecord]:
+        """Fill ``stage_<kind>`` and define the ``raw_<kind>`` view; returns the quarantined records.
+
+        The bulk reader sees each object through a link named by its index (``links/<i>.json``), so every
+        row carries its object index as a short name rather than a long path (less memory, no join).
+        """
         import duckdb
 
         schema = raw_schema(kind)
         cols = ", ".join(f'"{f.name}" {_SQL_TYPES[FIELDS[kind][f.name]]}' for f in schema if f.name != SEQ)
-        con.execute(f"CREATE TABLE stage_{kind} ({cols}, _ok BOOLEAN, filename VARCHAR, _line BIGINT)")
-        index = {str(o.path): i for i, o in enumerate(objects)}
-        suspicious: list[LakeObject] = [o for o in objects if o.is_parquet]
+        con.execute(f"CREATE TABLE stage_{kind} ({cols}, _ok BOOLEAN, _file BIGINT, _line BIGINT)")
+        linked = _link_objects(objects, links / kind)
+        suspicious: set[int] = {i for i, o in enumerate(objects) if o.is_parquet}
 
-        def bulk(chunk: list[LakeObject]) -> None:
+        def bulk(chunk: list[int]) -> None:
             if not chunk:
                 return
             try:
-                con.execute(f"INSERT INTO stage_{kind} {_bulk_select(kind, [str(o.path) for o in chunk])}")
-            except duckdb.Error:
+                con.execute(f"INSERT INTO stage_{kind} {_bulk_select(kind, [linked[i] for i in chunk])}")
+            except duckdb.InvalidInputException:  # unparseable input; other errors (memory) are real
                 if len(chunk) == 1:
-                    suspicious.append(chunk[0])
+                    suspicious.add(chunk[0])
                     return
                 middle = len(chunk) // 2
                 bulk(chunk[:middle])
                 bulk(chunk[middle:])
 
-        bulk([o for o in objects if not o.is_parquet])
-        flagged = {
-            r[0] for r in con.sql(f"SELECT DISTINCT filename FROM stage_{kind} WHERE NOT _ok").fetchall()
-        }
+        bulk([i for i in range(len(objects)) if i not in suspicious])
+        flagged = {r[0] for r in con.sql(f"SELECT DISTINCT _file FROM stage_{kind} WHERE NOT _ok").fetchall()}
         if flagged:
             con.execute(
-                f"DELETE FROM stage_{kind} WHERE filename IN"
-                f" (SELECT filename FROM stage_{kind} WHERE NOT _ok)"
+                f"DELETE FROM stage_{kind} WHERE _file IN (SELECT _file FROM stage_{kind} WHERE NOT _ok)"
             )
-            suspicious.extend(o for o in objects if str(o.path) in flagged)
+            suspicious |= flagged
         bad: list[QuarantinedRecord] = []
-        for obj in suspicious:
-            good, rejected = scan_object(kind, obj)
+        for i in sorted(suspicious):
+            good, rejected = scan_object(kind, objects[i])
             bad.extend(rejected)
             if good.num_rows:
                 rows = good.rename_columns([*good.column_names[:-1], "_line"])
                 con.register("scanned", rows)
                 names = ", ".join(f'"{n}"' for n in rows.column_names if n != "_line")
                 con.execute(
-                    f"INSERT INTO stage_{kind} ({names}, _ok, filename, _line)"
-                    f" SELECT {names}, true, {_quote(str(obj.path))}, _line FROM scanned"
+                    f"INSERT INTO stage_{kind} ({names}, _ok, _file, _line)"
+                    f" SELECT {names}, true, {i}, _line FROM scanned"
                 )
                 con.unregister("scanned")
-        con.execute(
-            f"CREATE TABLE objects_{kind} AS"
-            " SELECT unnest(?::VARCHAR[]) AS filename, unnest(?::BIGINT[]) AS _file",
-            [list(index), list(index.values())],
-        )
-        fields = ", ".join(f's."{f}"' for f in FIELDS[kind])
+        fields = ", ".join(f'"{f}"' for f in FIELDS[kind])
         con.execute(
             f"CREATE VIEW raw_{kind} AS SELECT {fields},"
-            f" o._file * {_FILE_SHIFT} + COALESCE(s._line, s.rowid) AS _seq"
-            f" FROM stage_{kind} AS s JOIN objects_{kind} AS o USING (filename)"
+            f" _file * {_FILE_SHIFT} + COALESCE(_line, rowid) AS _seq FROM stage_{kind}"
         )
         return sorted(bad, key=lambda r: (r.key, r.line or 0))
 
-    def _create_cleaned(self, con: Any, options: BatchOptions) -> None:
-        for kind in KINDS:
+    def _create_cleaned(self, con: Any, options: BatchOptions, kinds: tuple[Kind, ...] = KINDS) -> None:
+        for kind in kinds:
             sql = render(cleaned_sql(kind, options.keep_duplicates), "duckdb")
             con.execute(f"CREATE TABLE cleaned_{kind} AS {sql}")
 
-    def _outputs(self, con: Any, options: BatchOptions) -> dict[str, pa.Table]:
-        return {
-            name: sort_output(name, con.sql(output_sql(name, options)).to_arrow_table()) for name in OUTPUTS
-        }
+    def _outputs(self, con: Any, options: BatchOptions, drop_cleaned: bool = False) -> dict[str, pa.Table]:
+        """The ten outputs; the two joins they read are built once, then the cleaned tables may go."""
+        for join in JOINS:
+            con.execute(f"CREATE TEMP TABLE {join} AS {join_sql(join)}")
+        statements = {name: output_sql(name, options, joins_built=True) for name in OUTPUTS}
+        if drop_cleaned:  # free memory: keep only the cleaned tables an output still reads directly
+            for kind in KINDS:
+                if not any(f"cleaned_{kind}" in sql for sql in statements.values()):
+                    con.execute(f"DROP TABLE cleaned_{kind}")
+        try:
+            return {
+                name: sort_output(name, con.sql(sql).to_arrow_table()) for name, sql in statements.items()
+            }
+        finally:
+            for join in JOINS:
+                con.execute(f"DROP TABLE {join}")
 
     @staticmethod
     def _fetch(con: Any, sql: str, schema: pa.Schema) -> pa.Table:
         table: pa.Table = con.sql(sql).to_arrow_table()
         return table.cast(schema)
 
-    def _write(
-        self, con: Any, outputs: dict[str, pa.Table], quarantined: list[QuarantinedRecord]
-    ) -> dict[str, str]:
+    def _write_cleaned(self, con: Any) -> dict[str, str]:
+        """Each cleaned table to Delta without passing through Python.
+
+        Local tables: DuckDB writes the Parquet file itself (``COPY``: parallel, within ``memory_limit``)
+        and delta-rs only commits it. Remote tables: Arrow record batches streamed into delta-rs.
+        """
         tables: dict[str, str] = {}
         for kind in KINDS:
             url = batch_table(self.settings, kind)
-            reader = con.sql(f"SELECT * FROM cleaned_{kind}").to_arrow_reader(100_000)
-            write_delta(url, reader.cast(CLEAN_ARROW_SCHEMA[kind]))
+            schema = CLEAN_ARROW_SCHEMA[kind]
+            select = "SELECT " + ", ".join(
+                f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema
+            )
+            select += f" FROM cleaned_{kind}"
+            directory = local_table_dir(url)
+            if directory is None:
+                write_delta(url, con.sql(select).to_arrow_reader(_BATCH_ROWS).cast(schema))
+            else:
+                directory.mkdir(parents=True, exist_ok=True)
+                name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+                rows = con.execute(
+                    f"COPY ({select}) TO {_quote(str(directory / name))}"
+                    " (FORMAT parquet, COMPRESSION snappy, RETURN_STATS)"
+                ).fetchall()
+                files = [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in rows]
+                commit_files(url, schema, files)
             tables[kind] = url
+        return tables
+
+    def _write_outputs(
+        self, outputs: dict[str, pa.Table], quarantined: list[QuarantinedRecord]
+    ) -> dict[str, str]:
+        tables: dict[str, str] = {}
         for name, table in outputs.items():
-            url = batch_table(self.settings, name)
-            write_delta(url, table)
-            tables[name] = url
+            tables[name] = batch_table(self.settings, name)
+            write_delta(tables[name], table)
         tables["quarantine"] = batch_table(self.settings, "quarantine")
         write_delta(tables["quarantine"], quarantine_table(quarantined))
         return tables
+
+
+class _PhaseLog:
+    """Logs (DEBUG) each phase's wall and CPU seconds: what the benchmark prints with ``--phases``."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def done(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        _log.debug(
+            "%-22s %6.2f s wall %6.2f s CPU, peak RSS so far %5.0f MiB",
+            name,
+            wall - self.wall,
+            cpu - self.cpu,
+            peak,
+        )
+        self.wall, self.cpu = wall, cpu
+
+
+def _count(con: Any, table: str) -> int:
+    """Rows in ``table``; fetched whole, since DuckDB refuses a new query while a result is half-read."""
+    rows: list[tuple[int]] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
+    return rows[0][0]
+
+
+def _link_objects(objects: list[LakeObject], directory: Path) -> list[str]:
+    """``directory/<i>.json`` for each object (a symlink, or a copy where links are not allowed)."""
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    paths = []
+    for i, obj in enumerate(objects):
+        link = directory / f"{i}.json"
+        if not obj.is_parquet:
+            try:
+                link.symlink_to(obj.path.resolve())
+            except OSError:
+                shutil.copyfile(obj.path, link)
+        paths.append(str(link))
+    return paths

@@ -140,6 +140,8 @@ QUARANTINE_SCHEMA = pa.schema(
 
 def quarantine_table(records: list[QuarantinedRecord]) -> pa.Table:
     """The quarantined records as the ``batch/quarantine`` Delta table."""
+    if not records:  # pyarrow imports pandas to convert Python lists: keep that off the usual path
+        return pa.Table.from_batches([], QUARANTINE_SCHEMA)
     rows = [
         {"kind": r.kind, "object_key": r.key, "line": r.line, "reason": r.reason, "content": r.content}
         for r in records

@@ -20,7 +20,7 @@ from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.transform.dialect import Dialect, render
 
 SEQ = "_seq"
-"""Arrival-order column of the raw views: the first record of a duplicate group is the lowest _seq."""
+"""Arrival order of the raw views, unique within a kind: the first of a duplicate group is the lowest."""
 
 RAW_ARROW_TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(),
@@ -121,6 +121,10 @@ def cleaned_sql(kind: Kind, keep_duplicates: bool = False) -> str:
     By default pin keeps the first record (lowest ``_seq``) per unique_id, and pins without a unique_id
     once per identical row; geo and user keep each identical cleaned row once. ``keep_duplicates`` keeps
     every record, as the original notebooks' raw joins counted them.
+
+    The first pin per unique_id is found with a semi-join on ``(unique_id, min(_seq))`` (``_seq`` is unique
+    within a kind) rather than ``row_number() ... = 1``: DuckDB rewrites that window into an ``arg_min``
+    over a struct of every column, about three times slower; both dialects run the IN form as a semi-join.
     """
     cols = ", ".join(CLEAN_COLUMNS[kind])
     base = f"WITH c AS ({CLEAN_SQL[kind]})\n"
@@ -128,8 +132,8 @@ def cleaned_sql(kind: Kind, keep_duplicates: bool = False) -> str:
         return base + f"SELECT {cols} FROM c"
     if kind == "pin":
         return base + (
-            f"SELECT {cols} FROM (SELECT *, row_number() OVER (PARTITION BY unique_id ORDER BY _seq) AS _rn"
-            f" FROM c WHERE unique_id IS NOT NULL) AS firsts WHERE _rn = 1\n"
+            f"SELECT {cols} FROM c WHERE unique_id IS NOT NULL AND (unique_id, _seq) IN"
+            f" (SELECT unique_id, min(_seq) FROM c WHERE unique_id IS NOT NULL GROUP BY unique_id)\n"
             f"UNION ALL\nSELECT DISTINCT {cols} FROM c WHERE unique_id IS NULL"
         )
     return base + f"SELECT DISTINCT {cols} FROM c"

@@ -65,17 +65,18 @@ AGE_GROUP = """CASE
     END"""
 
 # The two smallest joins: pin ⋈ geo (country and post-year outputs), pin ⋈ user (age and join year).
-PIN_GEO = """pin_geo AS (
-  SELECT p.category, p.poster_name, p.follower_count, g.country,
+JOINS: dict[str, str] = {
+    "pin_geo": """SELECT p.category, p.poster_name, p.follower_count, g.country,
     CAST(year(g.timestamp) AS BIGINT) AS post_year
-  FROM cleaned_pin AS p INNER JOIN cleaned_geo AS g ON p.ind = g.ind
-)"""
-
-PIN_USER = f"""pin_user AS (
-  SELECT p.category, p.follower_count, {AGE_GROUP} AS age_group,
+  FROM cleaned_pin AS p INNER JOIN cleaned_geo AS g ON p.ind = g.ind""",
+    "pin_user": f"""SELECT p.category, p.follower_count, {AGE_GROUP} AS age_group,
     CAST(year(u.date_joined) AS BIGINT) AS join_year
-  FROM cleaned_pin AS p INNER JOIN cleaned_user AS u ON p.ind = u.ind
-)"""
+  FROM cleaned_pin AS p INNER JOIN cleaned_user AS u ON p.ind = u.ind""",
+}
+"""The joins the outputs read, by name; an engine may create them once as tables (see :func:`output_sql`)."""
+
+PIN_GEO = f"pin_geo AS (\n  {JOINS['pin_geo']}\n)"
+PIN_USER = f"pin_user AS (\n  {JOINS['pin_user']}\n)"
 
 
 def _partition(group: tuple[str, ...]) -> str:
@@ -186,7 +187,22 @@ def _statement(name: str, options: BatchOptions) -> str:
     raise KeyError(name)
 
 
-def output_sql(name: str, options: BatchOptions, dialect: Dialect = "duckdb") -> str:
-    """The statement computing output ``name`` (columns in SPEC order) for one engine's dialect."""
+def join_sql(name: str, dialect: Dialect = "duckdb") -> str:
+    """The SELECT of join ``name`` (a key of :data:`JOINS`) for one engine's dialect."""
+    return render(JOINS[name], dialect)
+
+
+def output_sql(
+    name: str, options: BatchOptions, dialect: Dialect = "duckdb", joins_built: bool = False
+) -> str:
+    """The statement computing output ``name`` (columns in SPEC order) for one engine's dialect.
+
+    With ``joins_built`` the statement reads tables ``pin_geo``/``pin_user`` the engine created from
+    :func:`join_sql`, instead of repeating the join in each of the ten statements.
+    """
     cols = ", ".join(OUTPUTS[name].columns)
-    return render(f"SELECT {cols} FROM (\n{_statement(name, options)}\n) AS result", dialect)
+    statement = _statement(name, options)
+    if joins_built:
+        for join in (PIN_GEO, PIN_USER):
+            statement = statement.removeprefix(f"WITH {join}\n")
+    return render(f"SELECT {cols} FROM (\n{statement}\n) AS result", dialect)
