@@ -56,10 +56,7 @@ start() {
   echo "$VENV/bin/python"
 }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) : ;;
-  status) if [ -x "$VENV/bin/airflow" ]; then echo "installed in $VENV"; else echo "missing"; exit 3; fi ;;
-  *) usage ;;
-esac
+stop() { :; }
+status() { if [ -x "$VENV/bin/airflow" ]; then echo "installed in $VENV"; else echo "missing"; exit 3; fi; }
+
+svc_main "$@"

@@ -23,10 +23,7 @@ start() {
   browser
 }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) : ;;
-  status) if [ -n "$(browser)" ]; then echo "installed at $(browser)"; else echo "missing"; exit 3; fi ;;
-  *) usage ;;
-esac
+stop() { :; }
+status() { if [ -n "$(browser)" ]; then echo "installed at $(browser)"; else echo "missing"; exit 3; fi; }
+
+svc_main "$@"

@@ -150,7 +150,47 @@ apt_install() {
   [ "$rc" = 0 ] || die "apt-get install $* failed"
 }
 
+# need_maven: die unless java and mvn are installed (the JVM services fetch their jars with Maven).
+need_maven() {
+  command -v java >/dev/null || die "java is not installed (apt-get install -y openjdk-17-jre-headless)"
+  command -v mvn >/dev/null || die "mvn is not installed (apt-get install -y maven)"
+}
+
+# mvn_fetch POM_DIR OUT_DIR MVN_LOG WHAT: copy the runtime dependencies of POM_DIR/pom.xml into OUT_DIR
+# (local repository cached in $CACHE_DIR/m2); on failure show the tail of MVN_LOG and die.
+mvn_fetch() {
+  (cd "$1" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
+    -DoutputDirectory="$2" -Dmaven.repo.local="$CACHE_DIR/m2") >"$3" 2>&1 \
+    || { tail -n 30 "$3" >&2; die "mvn could not fetch $4"; }
+}
+
+# publish_endpoint ENDPOINT: remember where the started service listens and print it (start's last line).
+publish_endpoint() {
+  echo "$1" >"$ENDPOINT_FILE"
+  cat "$ENDPOINT_FILE"
+}
+
+# stop_server GRACE_S: stop the process in $PIDFILE (stop_pid) and forget its endpoint.
+stop_server() {
+  stop_pid "$1"
+  rm -f "$ENDPOINT_FILE"
+}
+
+# The default `status` action of a server script; tool-only scripts (no server) define their own.
+status() { svc_status; }
+
 usage() {
   echo "usage: $0 install|start|stop|status" >&2
   exit 2
+}
+
+# svc_main ACTION: run the script's install, start, stop or status function (the last line of every script).
+svc_main() {
+  case "${1:-}" in
+    install) install ;;
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    *) usage ;;
+  esac
 }

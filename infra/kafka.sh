@@ -19,14 +19,11 @@ install() {
   if [ -f "$LIBS/.pom-$(file_sha "$POM")" ]; then
     return 0
   fi
-  command -v java >/dev/null || die "java is not installed (apt-get install -y openjdk-17-jre-headless)"
-  command -v mvn >/dev/null || die "mvn is not installed (apt-get install -y maven)"
+  need_maven
   say "fetching Kafka jars from Maven Central into $LIBS"
   rm -rf "$LIBS"
   mkdir -p "$LIBS"
-  (cd "$INFRA_HOME/kafka" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$LIBS" -Dmaven.repo.local="$CACHE_DIR/m2") >"$CACHE_DIR/kafka/mvn.log" 2>&1 \
-    || { tail -n 30 "$CACHE_DIR/kafka/mvn.log" >&2; die "mvn could not fetch Kafka"; }
+  mvn_fetch "$INFRA_HOME/kafka" "$LIBS" "$CACHE_DIR/kafka/mvn.log" Kafka
   touch "$LIBS/.pom-$(file_sha "$POM")"
 }
 
@@ -120,8 +117,7 @@ start() {
   wait_port "$port" 90
   for ((i = 0; i < 60; i++)); do
     if ready "$port"; then
-      echo "127.0.0.1:$port" >"$ENDPOINT_FILE"
-      cat "$ENDPOINT_FILE"
+      publish_endpoint "127.0.0.1:$port"
       return 0
     fi
     pid_alive || die "broker exited during start-up"
@@ -130,15 +126,6 @@ start() {
   die "broker listens on $port but does not answer metadata requests"
 }
 
-stop() {
-  stop_pid "${KAFKA_STOP_GRACE:-30}"
-  rm -f "$ENDPOINT_FILE"
-}
+stop() { stop_server "${KAFKA_STOP_GRACE:-30}"; }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop ;;
-  status) svc_status ;;
-  *) usage ;;
-esac
+svc_main "$@"

@@ -49,19 +49,9 @@ start() {
     CREATE USER IF NOT EXISTS 'pinpipe'@'localhost' IDENTIFIED BY '$pass';
     GRANT ALL PRIVILEGES ON *.* TO 'pinpipe'@'127.0.0.1';
     GRANT ALL PRIVILEGES ON *.* TO 'pinpipe'@'localhost';" >>"$LOG" 2>&1 || die "could not create database and user"
-  echo "mysql+pymysql://pinpipe:$pass@127.0.0.1:$port/pinpipe" >"$ENDPOINT_FILE"
-  cat "$ENDPOINT_FILE"
+  publish_endpoint "mysql+pymysql://pinpipe:$pass@127.0.0.1:$port/pinpipe"
 }
 
-stop() {
-  stop_pid 30
-  rm -f "$ENDPOINT_FILE"
-}
+stop() { stop_server 30; }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop ;;
-  status) svc_status ;;
-  *) usage ;;
-esac
+svc_main "$@"

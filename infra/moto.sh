@@ -48,19 +48,9 @@ for _ in range(50):
         time.sleep(0.2)
 sys.exit(1)
 EOF
-  echo "http://127.0.0.1:$port" >"$ENDPOINT_FILE"
-  cat "$ENDPOINT_FILE"
+  publish_endpoint "http://127.0.0.1:$port"
 }
 
-stop() {
-  stop_pid 10
-  rm -f "$ENDPOINT_FILE"
-}
+stop() { stop_server 10; }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop ;;
-  status) svc_status ;;
-  *) usage ;;
-esac
+svc_main "$@"

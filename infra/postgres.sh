@@ -61,8 +61,7 @@ END \$\$;
 SELECT 'CREATE DATABASE pinpipe OWNER pinpipe' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'pinpipe')
 \gexec
 EOF
-  echo "postgresql+psycopg://pinpipe:$pass@127.0.0.1:$port/pinpipe" >"$ENDPOINT_FILE"
-  cat "$ENDPOINT_FILE"
+  publish_endpoint "postgresql+psycopg://pinpipe:$pass@127.0.0.1:$port/pinpipe"
 }
 
 stop() {
@@ -72,10 +71,4 @@ stop() {
   rm -f "$PIDFILE" "$ENDPOINT_FILE"
 }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) stop ;;
-  status) svc_status ;;
-  *) usage ;;
-esac
+svc_main "$@"

@@ -23,16 +23,13 @@ install() {
   local marker
   marker="$JARS/.pom-$(file_sha "$POM")"
   [ -f "$marker" ] && return 0
-  command -v java >/dev/null || die "java is not installed (apt-get install -y openjdk-17-jre-headless)"
-  command -v mvn >/dev/null || die "mvn is not installed (apt-get install -y maven)"
+  need_maven
   local shipped
   shipped="$(pyspark_jars)" || die "pyspark is not installed in .venv (install the spark extra)"
   say "fetching Spark jars from Maven Central into $JARS"
   rm -rf "$JARS" "$JARS.all"
   mkdir -p "$JARS" "$JARS.all"
-  (cd "$INFRA_HOME/spark" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$JARS.all" -Dmaven.repo.local="$CACHE_DIR/m2") >"$CACHE_DIR/spark-mvn.log" 2>&1 \
-    || { tail -n 30 "$CACHE_DIR/spark-mvn.log" >&2; die "mvn could not fetch the Spark jars"; }
+  mvn_fetch "$INFRA_HOME/spark" "$JARS.all" "$CACHE_DIR/spark-mvn.log" "the Spark jars"
   # keep only what pyspark lacks: two versions of one library on the classpath is how Spark breaks
   python3 - "$JARS.all" "$shipped" "$JARS" <<'EOF'
 import re, shutil, sys
@@ -56,10 +53,7 @@ start() {
   ls "$JARS"/*.jar | paste -sd, -
 }
 
-case "${1:-}" in
-  install) install ;;
-  start) start ;;
-  stop) : ;;
-  status) if [ -n "$(ls "$JARS"/*.jar 2>/dev/null)" ]; then echo "jars in $JARS"; else echo "missing"; exit 3; fi ;;
-  *) usage ;;
-esac
+stop() { :; }
+status() { if [ -n "$(ls "$JARS"/*.jar 2>/dev/null)" ]; then echo "jars in $JARS"; else echo "missing"; exit 3; fi; }
+
+svc_main "$@"
