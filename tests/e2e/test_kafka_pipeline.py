@@ -209,7 +209,9 @@ def test_broker_outage_during_emulation(
             broker.stop()
             try:
                 stopped_s = time.monotonic() - down_at
+                asked = time.monotonic()
                 refused = produce_probe(api.url, probe_topic)
+                refused_s = time.monotonic() - asked
                 assert refused.status_code == 503, refused.text
                 assert refused.json()["error_code"] == 50003
                 assert float(refused.headers["Retry-After"]) > 0
@@ -228,7 +230,7 @@ def test_broker_outage_during_emulation(
     assert emulator.returncode == 0, out
     assert "errors: 0" in out and "retries: 0" not in out, out
     print(
-        f"\noutage: broker stop {stopped_s:.1f}s, down {outage_s:.1f}s; "
+        f"\noutage: broker stop {stopped_s:.1f}s, 503 after {refused_s:.1f}s, down {outage_s:.1f}s; "
         f"emulate {OUTAGE_ITERATIONS} (both) {emulated_s:.1f}s: {out.strip()}"
     )
 
