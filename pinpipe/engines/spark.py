@@ -90,9 +90,12 @@ class SparkEngine:
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
         persisted: list[Any] = []
+        parsed: list[Any] = []
         try:
             for kind in KINDS:
                 raw = read_kind(spark, store, settings.lake_url, settings.prefix, kind, scratch)
+                if raw.typed is not None:
+                    parsed.append(raw.typed)
                 quarantined.extend(raw.quarantined)
                 read[kind] = raw.records_read
                 objects_read[kind] = raw.objects_read
@@ -107,6 +110,8 @@ class SparkEngine:
                 frame = spark.table(f"cleaned_{kind}")
                 self._write(frame, tables[kind])
                 cleaned_rows[kind] = frame.count()
+            for frame in parsed:  # every cleaned table is cached now
+                frame.unpersist()
             outputs = self._outputs(options)
             for name, table in outputs.items():
                 tables[name] = batch_table(settings, name)
@@ -118,7 +123,7 @@ class SparkEngine:
                 raise EngineError(f"Spark failed: {str(exc).splitlines()[0]}") from exc
             raise
         finally:
-            for frame in persisted:
+            for frame in [*parsed, *persisted]:
                 frame.unpersist()
             spark.catalog.clearCache()
         return BatchResult(

@@ -37,6 +37,8 @@ class RawKind:
     """One kind's raw records in Spark (view ``raw_<kind>``) and what was set aside."""
 
     frame: Any
+    typed: Any
+    """The persisted parsed lines behind ``frame`` (None without JSON objects): unpersist when done."""
     records_read: int
     objects_read: int
     quarantined: list[QuarantinedRecord]
@@ -54,12 +56,18 @@ def object_url(store: ObjectStore, lake_url: str, key: str) -> str:
 
 
 def typed_select(kind: Kind) -> str:
-    """Per line of ``lines`` (``_file``, ``_line``, ``line``): typed fields and ``_ok`` (plainly valid)."""
+    """Per line of ``lines`` (``_file``, ``_line``, ``line``): typed fields and ``_ok`` (plainly valid).
+
+    One ``from_json`` per line into VARIANT fields (a JSON that is not an object, or not JSON, lands in
+    ``_corrupt_record``); ``schema_of_variant`` gives each value's JSON type.
+    """
+    fields = FIELDS[kind]
+    schema = ", ".join([*(f"`{f}` variant" for f in fields), "_corrupt_record string"])
     values, checks = [], []
-    for field, kind_type in FIELDS[kind].items():
-        path = _quote(f"$['{field}']")
-        shape = f"schema_of_variant(variant_get(v, {path}, 'variant'))"
-        values.append(f"variant_get(v, {path}, '{_SPARK_TYPES[kind_type]}') AS `{field}`")
+    for field, kind_type in fields.items():
+        value = f"j.`{field}`"
+        shape = f"schema_of_variant({value})"
+        values.append(f"variant_get({value}, '$', '{_SPARK_TYPES[kind_type]}') AS `{field}`")
         if kind_type == "int":
             ok = f"{shape} IN {_INTS}"
         elif kind_type == "float":
@@ -67,15 +75,16 @@ def typed_select(kind: Kind) -> str:
         elif kind_type == "str":
             ok = f"{shape} = 'STRING'"
         else:
-            text = f"variant_get(v, {path}, 'string')"
+            text = f"variant_get({value}, '$', 'string')"
             ok = f"({shape} = 'STRING' AND regexp_like({text}, {_quote(_WIRE_DATETIME)}))"
         # a missing field gives NULL: allowed, as is an explicit JSON null (VOID)
         checks.append(f"coalesce({shape} = 'VOID' OR {ok}, true)")
     return (
         f"SELECT _file, _line, {', '.join(values)},"
-        f" (v IS NOT NULL AND schema_of_variant(v) LIKE 'OBJECT%' AND instr(line, '\\uFFFD') = 0"
+        f" (j IS NOT NULL AND j._corrupt_record IS NULL AND instr(line, '\\uFFFD') = 0"
         f" AND {' AND '.join(checks)}) AS _ok"
-        f" FROM (SELECT _file, _line, line, try_parse_json(line) AS v FROM lines) AS parsed"
+        f" FROM (SELECT _file, _line, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
+        f" FROM lines) AS parsed"
     )
 
 
@@ -106,7 +115,7 @@ def read_kind(
             " LATERAL VIEW posexplode(split(t.value, '\\n')) x AS pos, line"
             " WHERE trim(x.line) != ''"
         ).createOrReplaceTempView("lines")
-        typed = spark.sql(typed_select(kind)).persist(StorageLevel.MEMORY_AND_DISK)
+        typed = spark.sql(typed_select(kind)).persist(StorageLevel.DISK_ONLY)
         typed.createOrReplaceTempView(f"typed_{kind}")
         per_file = spark.sql(
             f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
@@ -135,7 +144,7 @@ def read_kind(
         extra = spark.createDataFrame(arrow, schema=_spark_schema(kind))
         frame = extra if frame is None else frame.unionByName(extra)
     frame.createOrReplaceTempView(f"raw_{kind}")
-    return RawKind(frame, count + len(bad), len(keys), sorted(bad, key=lambda r: (r.key, r.line or 0)))
+    return RawKind(frame, typed, count + len(bad), len(keys), sorted(bad, key=lambda r: (r.key, r.line or 0)))
 
 
 def _spark_schema(kind: Kind) -> str:

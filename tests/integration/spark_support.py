@@ -1,7 +1,7 @@
 """The one SparkSession of a test session, and the lakes the Spark tests compare engines on.
 
 The session runs ``local[2]`` with the jars from ``infra/spark.sh`` (fixture ``spark_jars``: with CI=true a
-missing Java or jar fails, never skips), 1 GB of driver memory, no UI, and its JVM in
+missing Java or jar fails, never skips), 2 GB of driver memory, no UI, and its JVM in
 America/Los_Angeles: the naive-timestamp rule (SPEC §6: 2018-12-31 20:43:42 stays in 2018) is proven by
 every comparison made on this session.
 """
@@ -24,7 +24,7 @@ from pinpipe.config import Settings, load_settings
 REPO = Path(__file__).resolve().parents[2]
 JVM_ZONE = "America/Los_Angeles"
 SPARK_TEST_CONF = {
-    "spark.driver.memory": "1g",
+    "spark.driver.memory": "2g",
     "spark.ui.enabled": "false",
     "spark.sql.shuffle.partitions": "1",
     "spark.default.parallelism": "2",
