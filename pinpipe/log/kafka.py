@@ -45,8 +45,33 @@ ck = require("confluent_kafka", "kafka")
 admin = require("confluent_kafka.admin", "kafka")
 
 
+class _RepeatFilter(logging.Filter):
+    """Drops a librdkafka message repeated within ``window_s``: a broker outage otherwise logs every
+    reconnect attempt of every client (hundreds of lines a minute)."""
+
+    def __init__(self, window_s: float = 30.0) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        # "[thrd:...]: 127.0.0.1:9092/1: Connect to ... failed" differs only by thread and timing text
+        key = text.split("]: ", 1)[-1][:120]
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key, -self.window_s) < self.window_s:
+                return False
+            if len(self._last) > 1000:
+                self._last.clear()
+            self._last[key] = now
+        return True
+
+
 LOGGER = logging.getLogger("pinpipe.kafka")
 LOGGER.addHandler(logging.NullHandler())  # librdkafka's reconnect chatter shows only if the app logs
+LOGGER.addFilter(_RepeatFilter())
 
 
 _SETTLING = {
@@ -109,7 +134,10 @@ class KafkaLog:
             **dict(kafka or {}),
             **config,
         }
-        self._admin = admin.AdminClient(self.common)
+        try:
+            self._admin = admin.AdminClient(self.common)
+        except ck.KafkaException as exc:  # an unknown or invalid librdkafka property
+            raise ConfigError(f"invalid Kafka setting for {bootstrap}: {exc.args[0].str()}") from exc
         self.index = KafkaIdempotencyIndex(self.common, timeout_s)
         self._partitions: dict[str, int] = {}
         self._lock = threading.Lock()

@@ -38,6 +38,7 @@ class KafkaIdempotencyIndex:
         self._scanned: dict[str, dict[int, int]] = {}  # topic -> partition -> next offset to read
         self._fresh: set[str] = set()
         self._pending: set[tuple[str, str]] = set()
+        self._scanning: set[str] = set()
         self._cond = threading.Condition()
 
     def claim(self, topic: str, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
@@ -45,9 +46,11 @@ class KafkaIdempotencyIndex:
         :meth:`release` them."""
         wanted = set(keys)
         with self._cond:
-            while any((topic, k) in self._pending for k in wanted):
-                self._cond.wait(self._timeout_s)
-            if topic not in self._fresh:
+            while True:
+                while topic in self._scanning or any((topic, k) in self._pending for k in wanted):
+                    self._cond.wait(self._timeout_s)
+                if topic in self._fresh:
+                    break
                 self._catch_up(topic)
             seen = self._seen.setdefault(topic, {})
             known = {k: seen[k] for k in wanted if k in seen}
@@ -79,7 +82,30 @@ class KafkaIdempotencyIndex:
             self._fresh.discard(topic)
 
     def _catch_up(self, topic: str) -> None:
-        """Read the idempotency headers appended to ``topic`` since the last read."""
+        """Read the idempotency headers appended to ``topic`` since the last read. Called holding the
+        lock; the network read runs without it (other topics' appends go on), this topic's claims wait."""
+        self._scanning.add(topic)
+        start = dict(self._scanned.get(topic, {}))
+        self._cond.release()
+        try:
+            found, scanned = self._read_headers(topic, start)
+        finally:
+            self._cond.acquire()
+            self._scanning.discard(topic)
+            self._cond.notify_all()
+        seen = self._seen.setdefault(topic, {})
+        for key, where in found.items():
+            seen.setdefault(key, where)
+        done = self._scanned.setdefault(topic, {})
+        for partition, offset in scanned.items():
+            done[partition] = max(done.get(partition, 0), offset)
+        self._fresh.add(topic)
+
+    def _read_headers(
+        self, topic: str, start: Mapping[int, int]
+    ) -> tuple[dict[str, tuple[int, int]], dict[int, int]]:
+        """(key -> placement, partition -> next offset) for records from ``start`` on; nothing for a
+        missing topic (the append will say it is missing)."""
         from confluent_kafka import Consumer, KafkaError, TopicPartition
 
         consumer = Consumer(
@@ -91,21 +117,20 @@ class KafkaIdempotencyIndex:
                 "auto.offset.reset": "earliest",
             }
         )
+        found: dict[str, tuple[int, int]] = {}
+        scanned: dict[int, int] = {}
         try:
             meta = consumer.list_topics(topic, timeout=self._timeout_s).topics.get(topic)
             if meta is None or meta.error is not None:
-                self._fresh.add(topic)  # missing topic: nothing to read; the append will say so
-                return
-            scanned = self._scanned.setdefault(topic, {})
-            seen = self._seen.setdefault(topic, {})
+                return found, scanned
             todo = []
             for p in meta.partitions:
                 low, high = self._watermarks(consumer, TopicPartition(topic, p))
-                start = max(scanned.get(p, 0), low)
-                if start < high:
-                    todo.append(TopicPartition(topic, p, start))
+                begin = max(start.get(p, 0), low)
+                if begin < high:
+                    todo.append(TopicPartition(topic, p, begin))
                 else:
-                    scanned[p] = max(start, high)
+                    scanned[p] = max(begin, high)
             if todo:
                 consumer.assign(todo)
             remaining = {tp.partition for tp in todo}
@@ -121,9 +146,9 @@ class KafkaIdempotencyIndex:
                     raise RuntimeError(err.str())
                 for name, value in msg.headers() or ():
                     if name == HEADER and value is not None:
-                        seen.setdefault(value.decode(), (msg.partition(), msg.offset()))
+                        found.setdefault(value.decode(), (msg.partition(), msg.offset()))
                 scanned[msg.partition()] = msg.offset() + 1
-            self._fresh.add(topic)
+            return found, scanned
         finally:
             consumer.close()
 

@@ -213,3 +213,27 @@ def test_concurrent_appends_from_threads_store_each_idempotency_key_once(kafka_l
     for i in range(20):
         assert results[i][0] == results[i + 20][0]
     assert sum(kafka_log.end_offsets(topic).values()) == 20 + 40
+
+
+def test_invalid_kafka_setting_is_one_config_error() -> None:
+    from pinpipe.errors import ConfigError
+    from pinpipe.log.kafka import KafkaLog
+
+    with pytest.raises(ConfigError, match=r"no\.such\.property"):
+        KafkaLog("kafka://127.0.0.1:9", kafka={"no.such.property": "1"})
+
+
+def test_repeated_librdkafka_messages_are_dropped_within_the_window() -> None:
+    import logging
+
+    from pinpipe.log.kafka import _RepeatFilter
+
+    flt = _RepeatFilter(window_s=60)
+
+    def message(thread: str) -> logging.LogRecord:
+        text = f"[thrd:{thread}]: 127.0.0.1:9092/1: Connect to ipv4#127.0.0.1:9092 failed"
+        return logging.LogRecord("pinpipe.kafka", logging.ERROR, __file__, 1, text, None, None)
+
+    assert flt.filter(message("main")) is True
+    assert flt.filter(message("other")) is False
+    assert flt.filter(logging.LogRecord("k", logging.ERROR, __file__, 1, "something else", None, None))
