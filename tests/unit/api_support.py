@@ -1,4 +1,8 @@
-"""Helpers for the ingestion API unit tests: apps on memory or embedded logs, sample records."""
+"""Helpers for the ingestion API unit tests: apps on memory or embedded logs, names, sample records.
+
+The ``log`` (memory and embedded) and ``client`` fixtures are shared by the REST proxy and the Kinesis
+tests, which import them.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fastapi import FastAPI
+import pytest
 from fastapi.testclient import TestClient
 
 from pinpipe.config import ApiSettings, Settings
@@ -15,6 +19,8 @@ from pinpipe.log.base import Log, Record
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
 from pinpipe.schema import DEFAULT_PREFIX, stream_name, topic_name
+from tests.unit.samples import GEO_RECORD as GEO_RECORD  # re-exported for the API tests
+from tests.unit.samples import PIN_RECORD as PIN_RECORD
 
 KAFKA_JSON = {"Content-Type": "application/vnd.kafka.json.v2+json"}
 PIN = topic_name(DEFAULT_PREFIX, "pin")
@@ -22,28 +28,6 @@ GEO = topic_name(DEFAULT_PREFIX, "geo")
 USER = topic_name(DEFAULT_PREFIX, "user")
 PIN_STREAM = stream_name(DEFAULT_PREFIX, "pin")
 GEO_STREAM = stream_name(DEFAULT_PREFIX, "geo")
-
-GEO_RECORD = {
-    "ind": 7528,
-    "timestamp": "2020-08-28 03:52:47",
-    "latitude": -89.9787,
-    "longitude": -173.293,
-    "country": "Albania",
-}
-PIN_RECORD = {
-    "index": 7528,
-    "unique_id": "fbe53c66-3442-4773-b19e-d3ec6f54dddf",
-    "title": "No Title Data Available",
-    "description": "No description available Story format",
-    "poster_name": "User Info Error",
-    "follower_count": "User Info Error",
-    "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",
-    "is_image_or_video": "multi-video(story page format)",
-    "image_src": "Image src error.",
-    "downloaded": 0,
-    "save_location": "Local save in /data/mens-fashion",
-    "category": "mens-fashion",
-}
 
 
 def open_backend(name: str, settings: Settings) -> Log:
@@ -65,8 +49,17 @@ def client_for(settings: Settings, log: Log, **kwargs: Any) -> Iterator[TestClie
         yield client
 
 
-def app_for(settings: Settings, log: Log) -> FastAPI:
-    return create_app(settings, log=log)
+@pytest.fixture(params=["memory", "embedded"])
+def log(request: pytest.FixtureRequest, settings: Settings) -> Iterator[Log]:
+    backend = open_backend(request.param, settings)
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def client(settings: Settings, log: Log) -> Iterator[TestClient]:
+    with client_for(settings, log) as c:
+        yield c
 
 
 def read_all(log: Log, topic: str) -> list[Record]:

@@ -12,6 +12,7 @@ from pinpipe.errors import LogError, LogUnavailableError
 from pinpipe.log.base import Log
 from pinpipe.log.memory import MemoryLog
 from pinpipe.log.partitioner import partition_for_key
+from tests.unit import api_support
 from tests.unit.api_support import (
     GEO,
     GEO_RECORD,
@@ -20,24 +21,13 @@ from tests.unit.api_support import (
     PIN_RECORD,
     USER,
     client_for,
-    open_backend,
     read_all,
     total,
     with_api,
 )
 
-
-@pytest.fixture(params=["memory", "embedded"])
-def log(request: pytest.FixtureRequest, settings: Settings) -> Log:
-    backend = open_backend(request.param, settings)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture
-def client(settings: Settings, log: Log):
-    with client_for(settings, log) as c:
-        yield c
+log = api_support.log  # the memory and embedded logs, shared with the other API tests
+client = api_support.client
 
 
 def produce(client, topic: str, records: list, headers: dict | None = None):

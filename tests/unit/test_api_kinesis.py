@@ -10,6 +10,7 @@ import pytest
 from pinpipe.config import Settings
 from pinpipe.log.base import Log
 from pinpipe.log.partitioner import partition_for_key
+from tests.unit import api_support
 from tests.unit.api_support import (
     GEO_RECORD,
     GEO_STREAM,
@@ -17,24 +18,13 @@ from tests.unit.api_support import (
     PIN_RECORD,
     PIN_STREAM,
     client_for,
-    open_backend,
     read_all,
     total,
     with_api,
 )
 
-
-@pytest.fixture(params=["memory", "embedded"])
-def log(request: pytest.FixtureRequest, settings: Settings) -> Log:
-    backend = open_backend(request.param, settings)
-    yield backend
-    backend.close()
-
-
-@pytest.fixture
-def client(settings: Settings, log: Log):
-    with client_for(settings, log) as c:
-        yield c
+log = api_support.log  # the memory and embedded logs, shared with the other API tests
+client = api_support.client
 
 
 def put_record(client, stream: str, data, key: str = "k", headers: dict | None = None):

@@ -9,21 +9,9 @@ import pytest
 
 from pinpipe.errors import ValidationError
 from pinpipe.transform.clean import CLEAN_COLUMNS, clean_table, cleaned_sql
+from tests.unit.samples import PIN_RECORD
 
-PIN = {
-    "index": 7528,
-    "unique_id": "fbe53c66",
-    "title": "No Title Data Available",
-    "description": "No description available Story format",
-    "poster_name": "User Info Error",
-    "follower_count": "User Info Error",
-    "tag_list": "N,o, ,T,a,g,s, ,A,v,a,i,l,a,b,l,e",
-    "is_image_or_video": "multi-video(story page format)",
-    "image_src": "Image src error.",
-    "downloaded": 0,
-    "save_location": "Local save in /data/mens-fashion",
-    "category": "mens-fashion",
-}
+PIN = {**PIN_RECORD, "unique_id": "fbe53c66"}
 
 
 def _pin(**changes: object) -> dict[str, object]:
