@@ -208,22 +208,13 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
         console.print(table)
 
 
-def _shown_url(url: str) -> str:
-    """A database URL with its password masked (never print secrets)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy parses: nothing to mask
-        return url
-
-
 def _print_locations(settings: Settings, options: DemoOptions, report: DemoReport, console: Console) -> None:
+    from pinpipe.source.database import shown_url
     from pinpipe.tables import batch_table, stream_table
 
     console.rule("[bold]where everything is")
     rows = [
-        ("source database", _shown_url(settings.source_url)),
+        ("source database", shown_url(settings.source_url)),
         ("log (topics)", settings.log_url),
         ("log (streams)", settings.stream_log_url),
         ("lake", settings.lake_url),

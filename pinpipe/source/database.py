@@ -25,9 +25,14 @@ from pinpipe.schema import DATETIME_FORMAT, FIELDS, KEY_FIELD, KINDS, SOURCE_TAB
 
 metadata = sa.MetaData()
 
-pinterest_data = sa.Table(
+
+def _table(name: str, *columns: sa.Column[Any]) -> sa.Table:
+    """A source table, utf8mb4 InnoDB on MySQL like the original's."""
+    return sa.Table(name, metadata, *columns, mysql_charset="utf8mb4", mysql_engine="InnoDB")
+
+
+pinterest_data = _table(
     "pinterest_data",
-    metadata,
     sa.Column("index", sa.Integer, primary_key=True, autoincrement=False, quote=True),
     sa.Column("unique_id", sa.String(64)),
     sa.Column("title", sa.Text),
@@ -40,32 +45,24 @@ pinterest_data = sa.Table(
     sa.Column("downloaded", sa.Integer),
     sa.Column("save_location", sa.String(255)),
     sa.Column("category", sa.String(64)),
-    mysql_charset="utf8mb4",
-    mysql_engine="InnoDB",
 )
 
-geolocation_data = sa.Table(
+geolocation_data = _table(
     "geolocation_data",
-    metadata,
     sa.Column("ind", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("timestamp", sa.DateTime),
     sa.Column("latitude", sa.Double),
     sa.Column("longitude", sa.Double),
     sa.Column("country", sa.String(255)),
-    mysql_charset="utf8mb4",
-    mysql_engine="InnoDB",
 )
 
-user_data = sa.Table(
+user_data = _table(
     "user_data",
-    metadata,
     sa.Column("ind", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("first_name", sa.String(255)),
     sa.Column("last_name", sa.String(255)),
     sa.Column("age", sa.Integer),
     sa.Column("date_joined", sa.DateTime),
-    mysql_charset="utf8mb4",
-    mysql_engine="InnoDB",
 )
 
 TABLES: dict[Kind, sa.Table] = {"pin": pinterest_data, "geo": geolocation_data, "user": user_data}
@@ -77,10 +74,11 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
+    """A database URL with its password masked, for messages and output (never print secrets)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy parses: nothing to mask
         return url
 
 
@@ -104,14 +102,14 @@ def open_source(url: str, *, create: bool = True) -> Engine:
     try:
         engine = sa.create_engine(parsed, pool_pre_ping=True)
     except NoSuchModuleError as exc:
-        raise SourceError(f"unsupported database URL {_shown(url)}: {_first_line(exc)}") from exc
+        raise SourceError(f"unsupported database URL {shown_url(url)}: {_first_line(exc)}") from exc
     except ImportError as exc:
         raise SourceError(
-            f"database driver for {_shown(url)} is not installed ({exc.name}): "
+            f"database driver for {shown_url(url)} is not installed ({exc.name}): "
             "install pinpipe[mysql] or pinpipe[postgres]"
         ) from exc
     except (ArgumentError, SQLAlchemyError) as exc:
-        raise SourceError(f"cannot use database {_shown(url)}: {_first_line(exc)}") from exc
+        raise SourceError(f"cannot use database {shown_url(url)}: {_first_line(exc)}") from exc
     try:
         with engine.begin() as conn:
             if create:
@@ -120,7 +118,7 @@ def open_source(url: str, *, create: bool = True) -> Engine:
                 missing = [t for t in metadata.tables if not sa.inspect(conn).has_table(t)]
                 if missing:
                     raise SourceError(
-                        f"source database {_shown(url)} has no table {', '.join(missing)}: "
+                        f"source database {shown_url(url)} has no table {', '.join(missing)}: "
                         "run `pinpipe source seed` or `pinpipe source load`"
                     )
     except SourceError:
@@ -128,7 +126,7 @@ def open_source(url: str, *, create: bool = True) -> Engine:
         raise
     except (DBAPIError, SQLAlchemyError) as exc:
         engine.dispose()
-        raise SourceError(f"cannot open database {_shown(url)}: {_first_line(exc)}") from exc
+        raise SourceError(f"cannot open database {shown_url(url)}: {_first_line(exc)}") from exc
     return engine
 
 
