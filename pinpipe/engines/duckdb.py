@@ -27,7 +27,7 @@ from pinpipe.engines.base import BatchResult, QuarantinedRecord
 from pinpipe.engines.delta import ParquetFile, commit_files, local_table_dir, write_delta
 from pinpipe.engines.lake_input import LakeObject, local_objects, object_keys, quarantine_table, scan_object
 from pinpipe.errors import EngineError
-from pinpipe.lake.store import open_store
+from pinpipe.lake.store import FileStore, open_store
 from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, SEQ, cleaned_sql, raw_schema
@@ -37,6 +37,18 @@ from pinpipe.transform.queries import JOINS, OUTPUTS, BatchOptions, join_sql, ou
 
 _FILE_SHIFT = 1 << 40
 """_seq of a lake record = object index * 2^40 + position in the object: arrival order without a sort."""
+
+_MAX_MEMORY = "2GB"
+_MIN_MEMORY = 256 << 20
+
+
+def _memory_limit(lake_bytes: int) -> int:
+    """Half the lake's size, between 256 MB and 2 GB: the job stays well below the size of what it reads.
+
+    Holding more only saves some spilling (DuckDB spills sorts, joins and tables to ``workdir/tmp``).
+    """
+    return max(_MIN_MEMORY, min(2 << 30, lake_bytes // 2))
+
 
 _BATCH_ROWS = 122_880
 """Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""
@@ -94,7 +106,8 @@ class DuckDBEngine:
         self, settings: Settings, memory_limit: str | None = None, threads: int | None = None
     ) -> None:
         self.settings = settings
-        self.memory_limit = memory_limit or os.environ.get("PINPIPE_DUCKDB_MEMORY_LIMIT", "2GB")
+        self.memory_limit = memory_limit or os.environ.get("PINPIPE_DUCKDB_MEMORY_LIMIT")
+        """DuckDB ``memory_limit``; None: sized from the lake by :func:`_memory_limit` (spills beyond it)."""
         self.threads = threads
         self.on_disk = os.environ.get("PINPIPE_DUCKDB_ON_DISK", "") == "1"
         """Keep the scratch data in a database file instead of memory (spilling happens either way)."""
@@ -106,7 +119,7 @@ class DuckDBEngine:
         con = duckdb.connect(database)
         scratch = self.settings.workdir.resolve() / "tmp"
         scratch.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET memory_limit = {_quote(self.memory_limit)}")
+        con.execute(f"SET memory_limit = {_quote(self.memory_limit or _MAX_MEMORY)}")
         con.execute(f"SET temp_directory = {_quote(str(scratch / 'duckdb-spill'))}")
         if self.threads:
             con.execute(f"SET threads TO {int(self.threads)}")
@@ -148,6 +161,10 @@ class DuckDBEngine:
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
         con = self._connect(str(database) if self.on_disk else ":memory:")
+        keys_by_kind = {kind: object_keys(store, settings.prefix, kind) for kind in KINDS}
+        if self.memory_limit is None and isinstance(store, FileStore):
+            lake_bytes = sum((store.root / k).stat().st_size for keys in keys_by_kind.values() for k in keys)
+            con.execute(f"SET memory_limit = '{_memory_limit(lake_bytes)}B'")
         phase = _PhaseLog()
         quarantined: list[QuarantinedRecord] = []
         read: dict[Kind, int] = {}
@@ -155,7 +172,7 @@ class DuckDBEngine:
         links = scratch / f"objects-{os.getpid()}"
         try:
             for kind in KINDS:  # one kind at a time: only its raw rows and the cleaned tables in memory
-                keys = object_keys(store, settings.prefix, kind)
+                keys = keys_by_kind[kind]
                 objects_read[kind] = len(keys)
                 with local_objects(store, keys, scratch) as objects:
                     bad = self._load_raw(con, kind, objects, links)
