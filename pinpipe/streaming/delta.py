@@ -56,41 +56,66 @@ def _properties(offsets: Mapping[TopicPartition, int]) -> CommitProperties:
     return CommitProperties(app_transactions=[Transaction(app_id(tp), v) for tp, v in offsets.items()])
 
 
-def append(url: str, data: pa.Table, offsets: Mapping[TopicPartition, int]) -> None:
+TableCache = dict[str, DeltaTable]
+"""Open tables of one writer by URL: a write through an open table skips re-reading its log (about
+half of each commit's cost when a table is written every micro-batch). Only for tables that writer alone
+changes (the processor holds :class:`~pinpipe.streaming.lock.ProcessorLock`)."""
+
+
+def append(
+    url: str, data: pa.Table, offsets: Mapping[TopicPartition, int], cache: TableCache | None = None
+) -> None:
     """Append ``data`` (possibly no rows) and record ``offsets``, in one Delta commit."""
-    _write(url, data, "append", offsets, APPEND_CONFIG)
+    _write(url, data, "append", offsets, APPEND_CONFIG, cache)
 
 
-def overwrite(url: str, data: pa.Table, offsets: Mapping[TopicPartition, int] | None = None) -> None:
+def overwrite(
+    url: str,
+    data: pa.Table,
+    offsets: Mapping[TopicPartition, int] | None = None,
+    cache: TableCache | None = None,
+) -> None:
     """Replace the table's content with ``data`` (and record ``offsets``), in one Delta commit."""
-    _write(url, data, "overwrite", offsets or {}, SNAPSHOT_CONFIG)
+    _write(url, data, "overwrite", offsets or {}, SNAPSHOT_CONFIG, cache)
 
 
 def _write(
-    url: str, data: pa.Table, mode: str, offsets: Mapping[TopicPartition, int], config: dict[str, str]
+    url: str,
+    data: pa.Table,
+    mode: str,
+    offsets: Mapping[TopicPartition, int],
+    config: dict[str, str],
+    cache: TableCache | None,
 ) -> None:
+    table = None if cache is None else cache.get(url) or open_table(url)
+    target = delta_uri(url) if table is None else table
+    options = delta_options(url) if table is None else None
     try:
         if mode == "overwrite":
             write_deltalake(
-                delta_uri(url),
+                target,
                 data,
                 mode="overwrite",
                 schema_mode="overwrite",
                 configuration=config,
-                storage_options=delta_options(url),
+                storage_options=options,
                 commit_properties=_properties(offsets),
             )
         else:
             write_deltalake(
-                delta_uri(url),
+                target,
                 data,
                 mode="append",
                 configuration=config,
-                storage_options=delta_options(url),
+                storage_options=options,
                 commit_properties=_properties(offsets),
             )
     except Exception as exc:  # delta-rs raises several unrelated types (IO, protocol, commit)
+        if cache is not None:
+            cache.pop(url, None)  # its snapshot may not match the log any more
         raise StreamError(f"cannot write Delta table {url}: {exc}") from exc
+    if cache is not None:
+        cache[url] = table if table is not None else open_table(url)  # type: ignore[assignment]
 
 
 def read_table(url: str) -> pa.Table | None:
@@ -98,13 +123,15 @@ def read_table(url: str) -> pa.Table | None:
     return None if table is None else table.to_pyarrow_table()
 
 
-def tidy(url: str) -> None:
+def tidy(url: str, cache: TableCache | None = None) -> None:
     """Drop files of old snapshots (metric and state tables are overwritten every batch)."""
-    table = open_table(url)
+    table = (cache or {}).get(url) or open_table(url)
     if table is None:
         return
     try:
         table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
         table.cleanup_metadata()
     except Exception:  # best effort: a concurrent reader may still hold a file
+        if cache is not None:
+            cache.pop(url, None)
         return

@@ -9,9 +9,10 @@ it restarts from exactly the state matching those offsets. The definitions are i
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from pinpipe.streaming.pairing import PendingPin, PinGeoPairer, Post
 from pinpipe.streaming.windows import DAY, HOUR, MINUTE, DecayedScore, PartitionWatermarks, bucket
@@ -22,7 +23,8 @@ HALF_LIFE_S = 600.0
 """Half-life of the trending categories' decayed score (event time)."""
 EPS_HORIZON_S = 300
 """Events-per-second buckets kept, in seconds of arrival time behind the latest arrival."""
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+"""2: the pairer saves its geo events as one list (1: per ind and an order apart; still read)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +166,9 @@ class MetricsState:
 
     # ---- persistence -------------------------------------------------------------------------
     def to_json(self) -> str:
-        return json.dumps(
+        # orjson: the same JSON as json.dumps(separators=(",", ":"), ensure_ascii=False) at a tenth of the
+        # cost (the state is written every micro-batch and holds seconds of geo events for pairing)
+        return orjson.dumps(
             {
                 "format": STATE_FORMAT,
                 "pairer": self.pairer.to_dict(),
@@ -181,13 +185,12 @@ class MetricsState:
                 "max_arrival": self.max_arrival,
                 "counters": self.counters,
             },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+            option=orjson.OPT_NON_STR_KEYS,
+        ).decode()
 
     @classmethod
     def from_json(cls, config: MetricsConfig, text: str) -> MetricsState:
-        data = json.loads(text)
+        data = orjson.loads(text)
         state = cls(config)
         state.pairer = PinGeoPairer.from_dict(config.pair_window_s, data["pairer"])
         state.post_marks = PartitionWatermarks(config.watermark_s, data["post_marks"])

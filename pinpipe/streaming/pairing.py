@@ -20,6 +20,9 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+GeoEvent = tuple[float, int, float, str | None]
+"""A geo event kept for pairing: (arrival, ind, event time, country)."""
+
 
 @dataclass(slots=True)
 class PendingPin:
@@ -59,10 +62,10 @@ class PinGeoPairer:
 
     def __init__(self, window_s: float) -> None:
         self.window_s = window_s
-        self.geos: dict[int, deque[tuple[float, float, str | None]]] = {}
-        """ind -> (arrival, event time, country) of recent geo events."""
-        self.geo_order: deque[tuple[float, int]] = deque()
-        """(arrival, ind) in arrival order, to forget old geo events."""
+        self.geo_order: deque[GeoEvent] = deque()
+        """Recent geo events in the order read, to forget old ones and to save the state."""
+        self.geos: dict[int, deque[GeoEvent]] = {}
+        """ind -> its events in ``geo_order`` (the same tuples), to pair pins."""
         self.pins: dict[str, deque[PendingPin]] = {}
         self.pin_frontier: dict[str, float] = {}
         self.geo_frontier: dict[str, float] = {}
@@ -74,8 +77,9 @@ class PinGeoPairer:
         self.geo_frontier[partition] = max(self.geo_frontier.get(partition, arrival), arrival)
         if ind is None or ts is None:
             return
-        self.geos.setdefault(ind, deque()).append((arrival, ts, country))
-        self.geo_order.append((arrival, ind))
+        event = (arrival, ind, ts, country)
+        self.geos.setdefault(ind, deque()).append(event)
+        self.geo_order.append(event)
 
     def add_pin(self, partition: str, pin: PendingPin) -> None:
         self.pin_frontier[partition] = max(self.pin_frontier.get(partition, pin.arrival), pin.arrival)
@@ -94,7 +98,7 @@ class PinGeoPairer:
     def _match(self, pin: PendingPin) -> tuple[float, str | None] | None:
         if pin.ind is None:
             return None
-        for arrival, ts, country in self.geos.get(pin.ind, ()):
+        for arrival, _, ts, country in self.geos.get(pin.ind, ()):
             if abs(arrival - pin.arrival) <= self.window_s:
                 return ts, country
         return None
@@ -142,7 +146,7 @@ class PinGeoPairer:
             oldest = min([oldest, *(pin.arrival for pin in queue)])
         horizon = oldest - self.window_s
         while self.geo_order and self.geo_order[0][0] < horizon:
-            _, ind = self.geo_order.popleft()
+            ind = self.geo_order.popleft()[1]
             entries = self.geos.get(ind)
             if entries:
                 entries.popleft()
@@ -152,8 +156,7 @@ class PinGeoPairer:
     # state
     def to_dict(self) -> dict[str, Any]:
         return {
-            "geos": [[ind, [list(e) for e in entries]] for ind, entries in self.geos.items()],
-            "geo_order": [list(e) for e in self.geo_order],
+            "geo_events": list(self.geo_order),  # [arrival, ind, event time, country]; geos derive from it
             "pins": {p: [pin.to_list() for pin in q] for p, q in self.pins.items()},
             "pin_frontier": self.pin_frontier,
             "geo_frontier": self.geo_frontier,
@@ -162,8 +165,14 @@ class PinGeoPairer:
     @classmethod
     def from_dict(cls, window_s: float, data: dict[str, Any]) -> PinGeoPairer:
         pairer = cls(window_s)
-        pairer.geos = {int(ind): deque(tuple(e) for e in entries) for ind, entries in data["geos"]}
-        pairer.geo_order = deque((a, int(i)) for a, i in data["geo_order"])
+        if "geo_events" in data:
+            events = [(a, int(i), ts, c) for a, i, ts, c in data["geo_events"]]
+        else:  # the first state format: per-ind entries and the (arrival, ind) order apart
+            entries = {int(i): deque(e) for i, e in data["geos"]}
+            events = [(a, int(i), *entries[int(i)].popleft()[1:]) for a, i in data["geo_order"]]
+        for event in events:
+            pairer.geos.setdefault(event[1], deque()).append(event)
+        pairer.geo_order = deque(events)
         pairer.pins = {p: deque(PendingPin(*row) for row in q) for p, q in data["pins"].items()}
         pairer.pin_frontier = dict(data["pin_frontier"])
         pairer.geo_frontier = dict(data["geo_frontier"])

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +39,8 @@ GROUP = "pinpipe-stream"
 CAUGHT_UP_MARGIN_S = 2.0
 """A caught-up partition vouches for arrivals up to this long before the check (appends in flight)."""
 STATE_SCHEMA = pa.schema([("state", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
+WRITERS = 4
+"""Threads making the commits of one step of a micro-batch (stream tables, metric tables) at once."""
 TIDY_EVERY = 200
 """Micro-batches between clean-ups of the overwritten metric tables' old files."""
 
@@ -97,6 +101,8 @@ class StreamProcessor:
             self.readers[kind] = reader
         self.ends: dict[TopicPartition, int] = {}
         self._written: dict[str, pa.Table] = {}
+        self.open_tables: delta.TableCache = {}
+        self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
         self.summary = StreamSummary()
 
     def _tps(self, kind: Kind) -> list[TopicPartition]:
@@ -146,17 +152,13 @@ class StreamProcessor:
                 nexts[(r.topic, r.partition)] = max(nexts.get((r.topic, r.partition), 0), r.offset + 1)
             if records:
                 decoded[kind] = decode(kind, records)
-        # 1. stream tables
+        # 1. stream tables and 2. dead letters: independent commits, made at once
+        commits: list[tuple[str, pa.Table, dict[TopicPartition, int]]] = []
         for kind, dec in decoded.items():
             done = self.done[kind]
             advanced = {tp: v for tp, v in nexts.items() if tp[0] == self.streams[kind] and v > done[tp]}
-            if not advanced:
-                continue
-            rows = _rows_from(dec.cleaned, self.streams[kind], done)
-            delta.append(self.table_urls[kind], rows, advanced)
-            done.update(advanced)
-            self.summary.rows[kind] += rows.num_rows
-        # 2. dead letters
+            if advanced:
+                commits.append((kind, _rows_from(dec.cleaned, self.streams[kind], done), advanced))
         done = self.done["dead"]
         dead = [
             d
@@ -166,9 +168,20 @@ class StreamProcessor:
         ]
         if dead:
             advanced = {tp: v for tp, v in nexts.items() if v > done[tp]}
-            delta.append(self.dead_url, dead_letter_table(dead), advanced)
-            done.update(advanced)
-            self.summary.dead_letters += len(dead)
+            commits.append(("dead", dead_letter_table(dead), advanced))
+        urls: dict[str, str] = {"dead": self.dead_url, **{k: u for k, u in self.table_urls.items()}}
+        self._at_once(
+            [
+                partial(delta.append, urls[name], rows, advanced, self.open_tables)
+                for name, rows, advanced in commits
+            ]
+        )
+        for name, rows, advanced in commits:
+            self.done[name].update(advanced)
+            if name == "dead":
+                self.summary.dead_letters += rows.num_rows
+            else:
+                self.summary.rows[name] += rows.num_rows
         # 3. metrics state
         done = self.done["state"]
         advanced = {tp: v for tp, v in nexts.items() if v > done[tp]}
@@ -184,24 +197,24 @@ class StreamProcessor:
                 [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
                 schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
             ).cast(STATE_SCHEMA)
-            delta.overwrite(self.state_url, state, advanced)
+            delta.overwrite(self.state_url, state, advanced, self.open_tables)
             done.update(advanced)
         for tp, v in nexts.items():
             self.position[tp] = max(self.position.get(tp, 0), v)
         # 4. views and the advisory group commit
         self.write_views()
-        commits = {
+        group = {
             tp: min(self.done[_kind_of(self.streams, tp[0])][tp], self.done["state"][tp]) for tp in nexts
         }
         for kind, reader in self.readers.items():
-            mine = {tp: v for tp, v in commits.items() if tp[0] == self.streams[kind]}
+            mine = {tp: v for tp, v in group.items() if tp[0] == self.streams[kind]}
             if mine:
                 reader.commit(mine)
         self.summary.batches += 1
         self.summary.records += sum(len(r) for r in batch.values())
         if self.summary.batches % TIDY_EVERY == 0:
             for name in [*BUILDERS, "lag", "state"]:
-                delta.tidy(tables.metrics_table(self.settings, name))
+                delta.tidy(tables.metrics_table(self.settings, name), self.open_tables)
 
     def _feed(
         self, batch: dict[Kind, list[Record]], decoded: dict[Kind, Decoded], done: dict[TopicPartition, int]
@@ -242,12 +255,32 @@ class StreamProcessor:
                 for tp, end in self.ends.items()
             ]
         )
-        for name, view in views.items():
-            previous = self._written.get(name)
-            if previous is not None and previous.equals(view):
-                continue
-            delta.overwrite(tables.metrics_table(self.settings, name), view)
-            self._written[name] = view
+        changed = {
+            name: view
+            for name, view in views.items()
+            if (previous := self._written.get(name)) is None or not previous.equals(view)
+        }
+        self._at_once(
+            [
+                partial(
+                    delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.open_tables
+                )
+                for name, view in changed.items()
+            ]
+        )
+        self._written.update(changed)
+
+    def _at_once(self, commits: list[Callable[[], None]]) -> None:
+        """Make commits to different tables at the same time (delta-rs writes without holding the GIL);
+        wait for all of them before raising the first error, so none is still running after a failure."""
+        if len(commits) <= 1:
+            for commit in commits:
+                commit()
+            return
+        futures = [self._pool.submit(commit) for commit in commits]
+        wait(futures)
+        for future in futures:
+            future.result()
 
     # ---- driving -----------------------------------------------------------------------------
     def caught_up(self) -> bool:
@@ -275,6 +308,7 @@ class StreamProcessor:
         return self.summary
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True)
         for reader in self.readers.values():
             reader.close()
         if self._own_log:

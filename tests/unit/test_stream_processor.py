@@ -155,3 +155,31 @@ def test_a_second_processor_on_the_same_tables_is_refused(settings: Settings, wo
     finally:
         first.close()
     StreamProcessor(s, log).close()
+
+
+def test_metrics_state_round_trips_and_reads_the_first_format() -> None:
+    """The state saved every micro-batch (orjson, geo events as one list) loads back to the same state,
+    and a state saved in the first format (geo events per ind, order apart) still loads."""
+    from pinpipe.streaming.metrics import MetricsConfig, MetricsState
+    from pinpipe.streaming.pairing import PendingPin
+
+    state = MetricsState(MetricsConfig(partitions=2))
+    for i, (ind, country) in enumerate([(7, "Fr\u00e4nce"), (8, None), (7, "Fr\u00e4nce")]):
+        state.arrived("geo", 100.0 + i)
+        state.add_geo(i % 2, i, 100.0 + i, {"ind": ind, "timestamp": 1.6e9 + i, "country": country})
+    state.pairer.add_pin("0", PendingPin(0, 101.5, 99, "poster", 5, "art"))
+    text = state.to_json()
+    again = MetricsState.from_json(state.config, text)
+    assert again.to_json() == text
+    assert list(again.pairer.geo_order) == list(state.pairer.geo_order)
+    assert {k: list(v) for k, v in again.pairer.geos.items()} == {
+        k: list(v) for k, v in state.pairer.geos.items()
+    }
+    assert again.pairer.geos[7][1] is again.pairer.geo_order[2]  # one tuple per event
+    data = json.loads(text)
+    events = data["pairer"].pop("geo_events")
+    data["pairer"]["geos"] = [[ind, [[e[0], e[2], e[3]] for e in events if e[1] == ind]] for ind in (7, 8)]
+    data["pairer"]["geo_order"] = [[e[0], e[1]] for e in events]
+    data["format"] = 1
+    old = MetricsState.from_json(state.config, json.dumps(data))
+    assert old.to_json() == text
