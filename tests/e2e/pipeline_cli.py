@@ -7,9 +7,7 @@ test sees only the flags it passes.
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,18 +19,8 @@ import pyarrow as pa
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.tables import delta_uri
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
-    env["PINPIPE_CONFIG"] = str(tmp / "no-such-pinpipe.toml")
-    return env
+from tests.processes import clean_env as clean_env  # re-exported for the e2e tests
+from tests.processes import free_port as free_port
 
 
 def pinpipe(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:

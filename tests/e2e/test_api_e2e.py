@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,20 +19,9 @@ import pytest
 
 from pinpipe.log import open_log
 from pinpipe.schema import DEFAULT_PREFIX, KINDS, stream_names, topic_names
+from tests.processes import clean_env, free_port
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def env_for(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
-    env["PINPIPE_CONFIG"] = str(tmp / "no-such.toml")
-    return env
 
 
 def pinpipe(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -86,7 +74,7 @@ class ApiServer:
 @pytest.fixture
 def loaded(tmp_path: Path, aicore: Path) -> tuple[Path, dict[str, str]]:
     workdir = tmp_path / "work"
-    env = env_for(tmp_path)
+    env = clean_env(tmp_path)
     pinpipe(
         "source", "load", "--workdir", str(workdir), "--no-progress",
         "--pin", str(aicore / "pinterest_data.jsonl"),

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.processes import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -27,12 +28,6 @@ def curl_examples() -> list[tuple[str, str]]:
         command, _, expected = block.rpartition("\n# ")
         examples.append((command.strip(), expected.strip()))
     return examples
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

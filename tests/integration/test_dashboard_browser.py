@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.processes import clean_env, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -69,13 +70,6 @@ def browser(browser_executable: str) -> Iterator[Any]:
         launched.close()
 
 
-def clean_env(workdir: Path) -> dict[str, str]:
-    """The environment of a pinpipe subprocess, free of the developer's PINPIPE_* settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
-    env["PINPIPE_CONFIG"] = str(workdir / "no-such-pinpipe.toml")
-    return env
-
-
 def pinpipe(*args: str, workdir: Path, timeout: float = 120) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "pinpipe", *args, "--workdir", str(workdir)],
@@ -103,12 +97,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory, aicore: Path) -> dict[str, Pa
     )
     assert "pinpipe dashboard --workdir" in out
     return {"workdir": workdir, "csv": csv_dir}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Dashboard:
