@@ -20,20 +20,35 @@ from pinpipe import __version__
 from pinpipe.config import Settings
 from pinpipe.dashboard import live
 from pinpipe.dashboard.batch import FILL_HINT, OUTPUTS, OutputInfo, output_rows, read_output
+from pinpipe.dashboard.delta import DeltaSnapshot
 from pinpipe.dashboard.metrics import read_live_metrics
 from pinpipe.dashboard.models import BatchList, BatchOutput, BatchOutputSummary, Metrics, Status
 
 STATIC = Path(str(files("pinpipe.dashboard") / "static"))
 
 
-def _summary(name: str, info: OutputInfo, row_count: int = 0, **extra: object) -> dict[str, object]:
+def _summary(
+    name: str, info: OutputInfo, snapshot: DeltaSnapshot | None, **extra: object
+) -> dict[str, object]:
+    """The fields every view of an output shares; ``snapshot`` None: not written yet."""
+    found = (
+        {}
+        if snapshot is None
+        else {
+            "row_count": snapshot.table.num_rows,
+            "version": snapshot.version,
+            "committed_at": snapshot.committed_at,
+        }
+    )
     return {
         "name": name,
         "title": info.title,
-        "row_count": row_count,
+        "row_count": 0,
         "groups": list(info.groups(name)),
         "value": info.value,
         "chart": info.chart,
+        "available": snapshot is not None,
+        **found,
         **extra,
     }
 
@@ -67,24 +82,10 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
 
     @app.get("/api/batch", response_model=BatchList, summary="The batch outputs and whether each exists")
     def batch_list() -> BatchList:
-        summaries = []
-        for name, info in OUTPUTS.items():
-            snapshot = read_output(settings, name)
-            if snapshot is None:
-                summaries.append(BatchOutputSummary.model_validate(_summary(name, info, available=False)))
-                continue
-            summaries.append(
-                BatchOutputSummary.model_validate(
-                    _summary(
-                        name,
-                        info,
-                        snapshot.table.num_rows,
-                        available=True,
-                        version=snapshot.version,
-                        committed_at=snapshot.committed_at,
-                    )
-                )
-            )
+        summaries = [
+            BatchOutputSummary.model_validate(_summary(name, info, read_output(settings, name)))
+            for name, info in OUTPUTS.items()
+        ]
         hint = None if any(s.available for s in summaries) else FILL_HINT
         return BatchList(outputs=summaries, hint=hint)
 
@@ -100,15 +101,12 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
             raise HTTPException(404, f"unknown output {output!r}: one of {', '.join(OUTPUTS)}")
         snapshot = read_output(settings, output)
         if snapshot is None:
-            return BatchOutput.model_validate(_summary(output, info, available=False, hint=FILL_HINT))
+            return BatchOutput.model_validate(_summary(output, info, None, hint=FILL_HINT))
         return BatchOutput.model_validate(
             _summary(
                 output,
                 info,
-                snapshot.table.num_rows,
-                available=True,
-                version=snapshot.version,
-                committed_at=snapshot.committed_at,
+                snapshot,
                 columns=snapshot.table.column_names,
                 rows=output_rows(output, snapshot),
             )
