@@ -21,18 +21,13 @@ from pinpipe.dashboard.models import (
     ProfileRank,
     StreamEvents,
 )
+from pinpipe.streaming.views import STATE_METRICS
 
 EPS_WINDOW_S = 10
 SERIES_S = 60
 METRICS_HINT = "no real-time metrics yet: run `pinpipe stream run` (or `pinpipe demo`)"
-TABLES = (
-    "profile_popularity",
-    "trending_categories",
-    "category_scores",
-    "country_activity",
-    "events_per_second",
-    "late_events",
-)
+TABLES = STATE_METRICS
+"""The metric tables the dashboard shows (the processor's state; lag comes from the log itself)."""
 
 
 def _time(value: dt.datetime | str) -> dt.datetime:
