@@ -21,6 +21,7 @@ from pinpipe.lake.store import FileStore
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import DEFAULT_PREFIX, topic_names
+from tests.aicore import read_jsonl
 
 RECORDS_PER_TOPIC = 5_000
 MIN_KILLS = 20
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 def fill_log(workdir: Path, aicore: Path) -> None:
     """Real geo/user rows and pin rows (recycled to the count) into the embedded log, in batches."""
-    rows = [orjson.loads(line) for line in (aicore / "pinterest_data.jsonl").read_bytes().splitlines()]
+    rows = read_jsonl(aicore / "pinterest_data.jsonl")
     log = open_log(f"embedded://{workdir / 'log'}", partitions=3)
     writer = log.writer()
     rng = random.Random(11)

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pinpipe.cli import cli
+from tests.aicore import replay
 
 SERVERS = [
     pytest.param("mariadb_url", marks=pytest.mark.mariadb, id="mariadb"),
@@ -59,7 +60,7 @@ def test_aicore_on_a_server_replays_the_seed100_oracle_exactly(
     url: str = request.getfixturevalue(server)
     load_aicore(url, aicore)
     got = emulate(url, 100, 2524)
-    oracle = [json.loads(line) for line in (aicore / "seed100_replay_first2524.jsonl").open(encoding="utf-8")]
+    oracle = replay(aicore)
     assert len(got) == len(oracle) == 2524
     for step, (mine, expected) in enumerate(zip(got, oracle, strict=True)):
         assert list(mine) == ["pin", "geo", "user"]

@@ -18,6 +18,7 @@ from pinpipe.schema import topic_name
 from pinpipe.tables import batch_table
 from pinpipe.transform.export import format_number
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
+from tests.aicore import replay
 
 
 def write_lake(settings: Settings, kind: str, objects: list[bytes]) -> list[str]:
@@ -96,7 +97,7 @@ def test_csv_number_format(value: float, text: str) -> None:
 def test_real_aicore_data_gives_ten_csvs_with_spec_headers(
     settings: Settings, aicore: Path, tmp_path: Path
 ) -> None:
-    rows = [json.loads(line) for line in (aicore / "seed100_replay_first2524.jsonl").open()]
+    rows = replay(aicore)
     for kind in ("pin", "geo", "user"):
         records = [r[kind] for r in rows if r.get(kind) is not None]
         write_lake(settings, kind, [lines(*records[i : i + 1000]) for i in range(0, len(records), 1000)])

@@ -14,6 +14,7 @@ from pinpipe.config import Settings, load_settings
 from pinpipe.source.database import TABLES, open_source
 from pinpipe.source.emulator import EmulatorOptions, draw_rows, run_emulator
 from pinpipe.source.load import load_files
+from tests.aicore import replay
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def test_dry_run_equals_seed100_replay_record_by_record(
 
 def test_draw_sequence_and_no_sleep_keeps_it(aicore: Path) -> None:
     draws = draw_rows(100)
-    oracle = [json.loads(line) for line in (aicore / "seed100_replay_first2524.jsonl").open()][:200]
+    oracle = replay(aicore)[:200]
     got = [next(draws) for _ in oracle]
     assert [row for _, row in got[:3]] == [7528, 2863, 5730]
     assert got == [(o["sleep_s"], o["random_row"]) for o in oracle]

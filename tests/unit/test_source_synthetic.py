@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from datetime import datetime
@@ -17,6 +16,7 @@ from pinpipe.errors import SourceError
 from pinpipe.source import vocab
 from pinpipe.source.database import TABLES, count_rows, open_source
 from pinpipe.source.synthetic import SyntheticRows, seed_database
+from tests.aicore import read_jsonl
 
 N = 20_000
 
@@ -61,7 +61,7 @@ def test_seed_twice_needs_replace(tmp_path: Path) -> None:
 
 
 def _real_pins(aicore: Path) -> list[dict]:
-    return [json.loads(line) for line in (aicore / "pinterest_data.jsonl").open(encoding="utf-8")]
+    return read_jsonl(aicore / "pinterest_data.jsonl")
 
 
 PLACEHOLDERS = {

@@ -23,13 +23,12 @@ from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.memory import MemoryLog
 from pinpipe.schema import KINDS, stream_name
 from pinpipe.streaming import delta
-
-REPLAY = "seed100_replay_first2524.jsonl"
+from tests.aicore import replay
 
 
 def replay_iterations(aicore: Path, n: int) -> list[dict[str, Any]]:
     """The first ``n`` emulator iterations (cycling through the 2,524 recorded ones)."""
-    rows = [json.loads(line) for line in (aicore / REPLAY).read_text().splitlines()]
+    rows = replay(aicore)
     return [rows[i % len(rows)] for i in range(n)]
 
 
