@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.cli.common import build_settings, export_option, pipeline_options
 from pinpipe.engines import ENGINES, get_engine
 from pinpipe.engines.base import BatchResult
 from pinpipe.schema import KINDS
@@ -86,13 +86,7 @@ def batch() -> None:
     help="lower: value at rank ceil(n/2) [default]; exact: mean of the two middle values for even n.",
 )
 @click.option("--keep-ties", is_flag=True, default=None, help="Keep every tied row of the top-1 outputs.")
-@click.option(
-    "--export",
-    "export_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write DIR/<output>.csv for the ten outputs.",
-)
+@export_option
 @click.option(
     "--strict", is_flag=True, help=f"Exit with status {QUARANTINE_EXIT} if records were quarantined."
 )

@@ -58,6 +58,16 @@ def pipeline_options(command: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+export_option = click.option(
+    "--export",
+    "export_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write DIR/<output>.csv for the ten outputs.",
+)
+"""``--export DIR`` (passed as ``export_dir``) of the commands that run the batch job."""
+
+
 def build_settings(locations: dict[str, Any], **overrides: Any) -> Settings:
     """Settings from defaults < pinpipe.toml < env < flags. ``overrides`` use ``section.field`` names;
     None values (flags not given) leave lower layers alone."""

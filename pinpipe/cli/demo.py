@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.cli.common import build_settings, export_option, pipeline_options
 from pinpipe.demo import SYNTHETIC_ROWS, DemoOptions, run_demo
 from pinpipe.engines import ENGINES
 
@@ -37,13 +37,7 @@ from pinpipe.engines import ENGINES
     help="Synthetic rows.",
 )
 @click.option("--engine", type=click.Choice(sorted(ENGINES)), default=None, help="Batch engine [duckdb].")
-@click.option(
-    "--export",
-    "export_dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Write DIR/<output>.csv for the ten outputs.",
-)
+@export_option
 @click.option("--no-stream", is_flag=True, help="Skip the stream processor.")
 @click.option(
     "--keep", is_flag=True, help="Keep the workdir's previous embedded state instead of starting fresh."
