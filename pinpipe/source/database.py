@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -78,8 +79,8 @@ def shown_url(url: str) -> str:
     """A database URL with its password masked, for messages and output (never print secrets)."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except (ArgumentError, ValueError):  # not a URL SQLAlchemy parses: nothing to mask
-        return url
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy parses: mask user:password@ by hand
+        return re.sub(r"(//[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def open_source(url: str, *, create: bool = True) -> Engine:
@@ -89,8 +90,10 @@ def open_source(url: str, *, create: bool = True) -> Engine:
     """
     try:
         parsed = make_url(url)
-    except ArgumentError as exc:
-        raise SourceError(f"invalid database URL {url!r}: expected e.g. sqlite:///path/source.db") from exc
+        parsed.port  # noqa: B018  # a non-numeric port fails here, as ValueError
+    except (ArgumentError, ValueError) as exc:
+        shown = shown_url(url)
+        raise SourceError(f"invalid database URL {shown}: expected e.g. sqlite:///path/source.db") from exc
     if parsed.get_backend_name() == "mysql" and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):

@@ -95,6 +95,7 @@ def _pinpipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         (["source", "load", "--user", "users.xml"], "unknown file type .xml"),
         (["source", "load", "--db", "nosuchdb://x/y", "--user", "users.xml"], "unsupported database URL"),
         (["source", "load", "--db", "not a url", "--user", "users.xml"], "invalid database URL"),
+        (["source", "seed", "--db", "mysql+pymysql://u:secret@h:notaport/db"], "invalid database URL"),
         (["source", "seed", "--db", "postgresql+psycopg://u:secret@127.0.0.1:1/db"], "cannot open database"),
         (["emulate", "--dry-run", "--iterations", "1"], "no source database at"),
     ],
