@@ -62,7 +62,7 @@ class SparkStreamJob:
         self.summary = StreamSummary()
 
     def process(self, batch: Any, batch_id: int) -> None:
-        spark = self.spark
+        spark = batch.sparkSession  # the streaming query's own session: temp views must live there
         batch.createOrReplaceTempView("kafka_batch")
         spark.sql(
             "SELECT topic, partition, offset, CAST(value AS STRING) AS line, value AS bytes,"
