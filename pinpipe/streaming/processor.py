@@ -2,12 +2,14 @@
 
 One micro-batch: poll the streams until ``max_records`` or ``max_wait_s`` after the first record; decode
 and clean each stream's records (bad ones to the dead-letter table); append to the stream tables; feed
-the metrics state; then commit, in this order, each stream table, the dead-letter table and the state
-table, every commit carrying the offsets it covers as Delta application transactions (see
-:mod:`pinpipe.streaming.delta`). On start each table's own offsets say what it already holds, the
+the metrics state; then commit the stream tables and the dead-letter table (at once, on a few threads),
+then the state table, every commit carrying the offsets it covers as Delta application transactions
+(see :mod:`pinpipe.streaming.delta`). On start each table's own offsets say what it already holds, the
 readers seek to the lowest of them, and replayed records are written only to the tables still missing
-them, so a kill at any point neither duplicates nor loses a row or a count. Afterwards the metric
-tables are rewritten from the state and the offsets committed to the log group (advisory, for lag).
+them, so a kill at any point (between or during any commits) neither duplicates nor loses a row or a
+count. Afterwards the changed metric tables are rewritten from the state (at once too) and the offsets
+committed to the log group (advisory, for lag). A row is thus visible in its table before the metrics
+count it.
 
 Backpressure: work in flight is one micro-batch of at most ``max_records``; the pin stream is not
 polled while too many pins wait for their geo events. Memory is that plus the windowed metrics state.
@@ -101,7 +103,7 @@ class StreamProcessor:
             self.readers[kind] = reader
         self.ends: dict[TopicPartition, int] = {}
         self._written: dict[str, pa.Table] = {}
-        self.open_tables: delta.TableCache = {}
+        self.open_tables = delta.TableCache()
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
         self.summary = StreamSummary()
 
