@@ -109,7 +109,7 @@ start() {
   if [ ! -f "$STATE/data/meta.properties" ]; then
     local cluster_id
     cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
-    "${JAVA[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$STATE/server.properties" >>"$LOG" 2>&1 \
+    "${JAVA[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$STATE/server.properties" >>"$LOG" 2>&1 \
       || die "could not format KRaft storage"
   fi
   say "starting broker on 127.0.0.1:$port (controller $cport), log $LOG"
