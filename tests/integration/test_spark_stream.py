@@ -27,7 +27,7 @@ from tests.integration.spark_support import same_rows, settings_for, spark
 
 __all__ = ["spark"]
 
-pytestmark = [pytest.mark.spark, pytest.mark.kafka]
+pytestmark = [pytest.mark.spark, pytest.mark.kafka, pytest.mark.timeout(1800)]
 POSTS = 300
 BAD = {"pin": [b"not json", b'{"index": "7"}'], "geo": [b"[1]"], "user": []}
 
