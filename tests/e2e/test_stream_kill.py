@@ -60,8 +60,10 @@ def test_kill_minus_nine_twenty_times(tmp_path: Path, aicore: Path) -> None:
     env["PINPIPE_CONFIG"] = str(tmp_path / "none.toml")
     command = [
         sys.executable, "-m", "pinpipe", "stream", "run", "--until-idle", "--workdir", str(work),
-        "--stream-log", log_url, "--max-records", "150", "--max-wait", "0",
+        "--stream-log", log_url, "--max-records", "100", "--max-wait", "0",
     ]  # fmt: skip
+    # small micro-batches: each run lives ~0.3 s past its first batch, and the 10,000 events must outlast
+    # 20 such runs however fast the processor is (at 150 records a fast run sometimes finished first)
     rng = random.Random(4)
     kills = 0
     started = time.monotonic()
