@@ -67,7 +67,8 @@ def typed_select(kind: Kind) -> str:
     for field, kind_type in fields.items():
         value = f"j.`{field}`"
         shape = f"schema_of_variant({value})"
-        values.append(f"variant_get({value}, '$', '{_SPARK_TYPES[kind_type]}') AS `{field}`")
+        typed = f"try_variant_get({value}, '$', '{_SPARK_TYPES[kind_type]}')"
+        values.append(f"{typed} AS `{field}`")
         if kind_type == "int":
             ok = f"{shape} IN {_INTS}"
         elif kind_type == "float":
@@ -77,8 +78,9 @@ def typed_select(kind: Kind) -> str:
         else:
             text = f"variant_get({value}, '$', 'string')"
             ok = f"({shape} = 'STRING' AND regexp_like({text}, {_quote(_WIRE_DATETIME)}))"
-        # a missing field gives NULL: allowed, as is an explicit JSON null (VOID)
-        checks.append(f"coalesce({shape} = 'VOID' OR {ok}, true)")
+        # a missing field gives NULL: allowed, as is an explicit JSON null (VOID); a value of the right
+        # JSON type that does not fit the column (an integer past BIGINT) is not plainly valid either
+        checks.append(f"coalesce({shape} = 'VOID' OR ({ok} AND {typed} IS NOT NULL), true)")
     return (
         f"SELECT _file, _line, {', '.join(values)},"
         f" (j IS NOT NULL AND j._corrupt_record IS NULL AND instr(line, '\\uFFFD') = 0"
