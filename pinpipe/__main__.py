@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from pinpipe.cli import main
+from pinpipe.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
 import sys
 from typing import Any
 
@@ -72,3 +75,27 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)
         sys.exit(130)
+
+
+def run() -> None:
+    """Console entry point (``pinpipe``, ``python -m pinpipe``): :func:`main`, then exit at once.
+
+    pyarrow's and DuckDB's native thread pools can abort the interpreter's own teardown ("terminate called
+    without an active exception", status 134) after a command has finished and printed everything. Once
+    the command has returned, output and logs are flushed and nothing else needs cleaning up, so the
+    process leaves with the command's status without that teardown.
+    """
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        if isinstance(exc.code, int):
+            code = exc.code
+        elif exc.code is not None:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)

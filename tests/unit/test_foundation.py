@@ -89,3 +89,23 @@ def test_open_settings_log_passes_partitions_and_kafka_settings(
         ("kafka://127.0.0.1:9092", {"partitions": 6, "kafka": {"security.protocol": "SASL_SSL"}}),
         ("embedded:///tmp/x", {"partitions": 6}),
     ]
+
+
+def test_console_entry_point_keeps_exit_status_and_output(tmp_path) -> None:
+    """`python -m pinpipe` leaves through cli.run (no interpreter teardown): statuses and output survive."""
+    import subprocess
+    import sys
+
+    def pinpipe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pinpipe", *args], capture_output=True, text=True, timeout=60
+        )
+
+    assert pinpipe("--version").returncode == 0 and "pinpipe" in pinpipe("--version").stdout
+    assert pinpipe("no-such-command").returncode == 2
+    failed = pinpipe("batch", "run", "--workdir", str(tmp_path), "--lake", "bogus://x")
+    assert failed.returncode == 1
+    assert (
+        failed.stderr.strip()
+        == "pinpipe: error: unknown lake URL 'bogus://x': use file:///dir or s3://bucket/prefix"
+    )
