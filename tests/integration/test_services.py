@@ -30,7 +30,9 @@ def test_moto_serves_s3_and_kinesis(moto_endpoint: str) -> None:
     kinesis = boto3.client("kinesis", endpoint_url=moto_endpoint, **auth)
     stream = f"svc-{uuid.uuid4().hex[:8]}"
     kinesis.create_stream(StreamName=stream, ShardCount=2)
-    assert stream in kinesis.list_streams()["StreamNames"]
+    # describe, not list_streams: the session's moto server holds many streams by now (list pages them)
+    summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+    assert summary["StreamName"] == stream and summary["OpenShardCount"] == 2
 
 
 @pytest.mark.mariadb
