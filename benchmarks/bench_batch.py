@@ -172,6 +172,8 @@ def run_pandas(workdir: Path) -> None:
     import pyarrow as pa
     from deltalake import write_deltalake
 
+    from pinpipe.transform.clean import CLEAN_COLUMNS
+
     lake = workdir.parent / "lake" / "topics"
 
     def read(kind: str) -> pd.DataFrame:
@@ -193,21 +195,7 @@ def run_pandas(workdir: Path) -> None:
     num = pd.to_numeric(fc.where(mult == 1, fc.str[:-1]), errors="coerce")
     pin["follower_count"] = (num * mult).round().astype("Int64")
     pin["save_location"] = pin["save_location"].str.replace("Local save in ", "", regex=False)
-    pin = pin[
-        [
-            "ind",
-            "unique_id",
-            "title",
-            "description",
-            "follower_count",
-            "poster_name",
-            "tag_list",
-            "is_image_or_video",
-            "image_src",
-            "save_location",
-            "category",
-        ]
-    ]
+    pin = pin[list(CLEAN_COLUMNS["pin"])]
     pin = pin.drop_duplicates("unique_id")
     geo["country"] = geo["country"].replace("", None)
     geo["timestamp"] = pd.to_datetime(geo["timestamp"], errors="coerce")
