@@ -89,6 +89,10 @@ def reset_workdir(settings: Settings) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+    from pinpipe.streaming.spark_stream import checkpoint_dir
+
+    # the Spark stream's checkpoint would resume past the offsets of the stream tables just deleted
+    shutil.rmtree(checkpoint_dir(settings), ignore_errors=True)
 
 
 class _Stage:
@@ -190,6 +194,14 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
 
     from pinpipe.streaming import read_metrics, run_stream
 
+    if settings.engine.name == "spark" and urlparse(settings.stream_log_url).scheme == "kafka":
+        from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
+
+        console.print(
+            f"Spark Structured Streaming ({settings.engine.spark_master}) from {settings.stream_log_url}"
+        )
+    elif settings.engine.name == "spark":
+        console.print("embedded processor (Spark Structured Streaming reads Kafka: give --log kafka://...)")
     summary = run_stream(settings, until_idle=True)
     console.print(
         f"{summary.records} events in {summary.batches} micro-batches; rows "

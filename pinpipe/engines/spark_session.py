@@ -123,4 +123,12 @@ def spark_session(settings: Settings, conf: dict[str, str] | None = None) -> Any
         except Exception as exc:  # Java missing, bad master URL...: one clear line
             raise EngineError(f"could not start Spark ({settings.engine.spark_master}): {exc}") from exc
         session.sparkContext.setLogLevel("WARN")
+        _quiet(session, "org.apache.spark.sql.execution.window.WindowExec")
         return session
+
+
+def _quiet(session: Any, logger: str) -> None:
+    """Errors only from ``logger``: WindowExec warns on every global rank over a small output table."""
+    jvm = session.sparkContext._jvm
+    level = jvm.org.apache.logging.log4j.Level.ERROR
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(logger, level)
