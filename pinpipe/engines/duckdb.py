@@ -33,7 +33,7 @@ from pinpipe.tables import batch_table
 from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, SEQ, cleaned_sql, raw_schema
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
-from pinpipe.transform.queries import JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
+from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
 
 _FILE_SHIFT = 1 << 40
 """_seq of a lake record = object index * 2^40 + position in the object: arrival order without a sort."""
@@ -121,6 +121,8 @@ class DuckDBEngine:
         scratch.mkdir(parents=True, exist_ok=True)
         con.execute(f"SET memory_limit = {_quote(self.memory_limit or _MAX_MEMORY)}")
         con.execute(f"SET temp_directory = {_quote(str(scratch / 'duckdb-spill'))}")
+        # Row order only matters while staging raw records (see _load_raw); elsewhere it costs parallelism.
+        con.execute("SET preserve_insertion_order = false")
         if self.threads:
             con.execute(f"SET threads TO {int(self.threads)}")
         return con
@@ -171,7 +173,9 @@ class DuckDBEngine:
         objects_read: dict[Kind, int] = {}
         links = scratch / f"objects-{os.getpid()}"
         try:
-            for kind in KINDS:  # one kind at a time: only its raw rows and the cleaned tables in memory
+            cleaned_rows: dict[Kind, int] = {}
+            tables: dict[str, str] = {}
+            for kind in KINDS:  # one kind at a time: only its raw rows and the slim cleaned tables in memory
                 keys = keys_by_kind[kind]
                 objects_read[kind] = len(keys)
                 with local_objects(store, keys, scratch) as objects:
@@ -179,13 +183,11 @@ class DuckDBEngine:
                 quarantined.extend(bad)
                 read[kind] = _count(con, f"stage_{kind}") + len(bad)
                 phase.done(f"read lake: {kind}")
-                self._create_cleaned(con, options, (kind,))
+                cleaned = render(cleaned_sql(kind, options.keep_duplicates), "duckdb")
+                tables[kind], cleaned_rows[kind] = self._write_cleaned(con, kind, cleaned, scratch)
                 con.execute(f"DROP VIEW raw_{kind}")
                 con.execute(f"DROP TABLE stage_{kind}")
-                phase.done(f"clean: {kind}")
-            cleaned_rows = {k: _count(con, f"cleaned_{k}") for k in KINDS}
-            tables = self._write_cleaned(con)
-            phase.done("write cleaned tables")
+                phase.done(f"clean + write: {kind}")
             outputs = self._outputs(con, options, drop_cleaned=True)
             phase.done("ten outputs")
             tables.update(self._write_outputs(outputs, quarantined))
@@ -243,7 +245,11 @@ class DuckDBEngine:
                 bulk(chunk[:middle])
                 bulk(chunk[middle:])
 
-        bulk([i for i in range(len(objects)) if i not in suspicious])
+        con.execute("SET preserve_insertion_order = true")  # rowid = line order within an object
+        try:
+            bulk([i for i in range(len(objects)) if i not in suspicious])
+        finally:
+            con.execute("SET preserve_insertion_order = false")
         flagged = {r[0] for r in con.sql(f"SELECT DISTINCT _file FROM stage_{kind} WHERE NOT _ok").fetchall()}
         if flagged:
             con.execute(
@@ -270,8 +276,8 @@ class DuckDBEngine:
         )
         return sorted(bad, key=lambda r: (r.key, r.line or 0))
 
-    def _create_cleaned(self, con: Any, options: BatchOptions, kinds: tuple[Kind, ...] = KINDS) -> None:
-        for kind in kinds:
+    def _create_cleaned(self, con: Any, options: BatchOptions) -> None:
+        for kind in KINDS:
             sql = render(cleaned_sql(kind, options.keep_duplicates), "duckdb")
             con.execute(f"CREATE TABLE cleaned_{kind} AS {sql}")
 
@@ -297,34 +303,42 @@ class DuckDBEngine:
         table: pa.Table = con.sql(sql).to_arrow_table()
         return table.cast(schema)
 
-    def _write_cleaned(self, con: Any) -> dict[str, str]:
-        """Each cleaned table to Delta without passing through Python.
+    def _write_cleaned(self, con: Any, kind: Kind, cleaned: str, scratch: Path) -> tuple[str, int]:
+        """Write the cleaned ``kind`` table to Delta; keep only what the outputs read as ``cleaned_<kind>``.
 
-        Local tables: DuckDB writes the Parquet file itself (``COPY``: parallel, within ``memory_limit``)
-        and delta-rs only commits it. Remote tables: Arrow record batches streamed into delta-rs.
+        DuckDB writes the Parquet itself (``COPY``: parallel, streaming, within ``memory_limit``); delta-rs
+        only commits it (local tables) or uploads it (remote ones). The columns the outputs need are then
+        read back from that file, so the wide cleaned rows are never held in memory. Returns the table's
+        URL and its row count.
         """
-        tables: dict[str, str] = {}
-        for kind in KINDS:
-            url = batch_table(self.settings, kind)
-            schema = CLEAN_ARROW_SCHEMA[kind]
-            select = "SELECT " + ", ".join(
-                f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema
-            )
-            select += f" FROM cleaned_{kind}"
-            directory = local_table_dir(url)
-            if directory is None:
-                write_delta(url, con.sql(select).to_arrow_reader(_BATCH_ROWS).cast(schema))
-            else:
-                directory.mkdir(parents=True, exist_ok=True)
-                name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-                rows = con.execute(
-                    f"COPY ({select}) TO {_quote(str(directory / name))}"
-                    " (FORMAT parquet, COMPRESSION snappy, RETURN_STATS)"
-                ).fetchall()
-                files = [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in rows]
-                commit_files(url, schema, files)
-            tables[kind] = url
-        return tables
+        url = batch_table(self.settings, kind)
+        schema = CLEAN_ARROW_SCHEMA[kind]
+        select = "SELECT " + ", ".join(
+            f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema
+        )
+        directory = local_table_dir(url)
+        target = directory if directory is not None else scratch / f"cleaned-{os.getpid()}"
+        target.mkdir(parents=True, exist_ok=True)
+        path = target / f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        stats = con.execute(
+            f"COPY ({select} FROM ({cleaned}) AS c) TO {_quote(str(path))}"
+            " (FORMAT parquet, COMPRESSION snappy, RETURN_STATS)"
+        ).fetchall()
+        files = [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in stats]
+        columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
+        con.execute(f"CREATE TABLE cleaned_{kind} AS SELECT {columns} FROM read_parquet({_quote(str(path))})")
+        if directory is not None:
+            commit_files(url, schema, files)
+        else:
+            import pyarrow.dataset as ds
+
+            try:
+                write_delta(
+                    url, ds.dataset(str(path)).scanner(batch_size=_BATCH_ROWS).to_reader().cast(schema)
+                )
+            finally:
+                path.unlink(missing_ok=True)
+        return url, sum(f.rows for f in files)
 
     def _write_outputs(
         self, outputs: dict[str, pa.Table], quarantined: list[QuarantinedRecord]
