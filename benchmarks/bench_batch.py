@@ -331,4 +331,6 @@ def main() -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    main()
+    from pinpipe.cli import run_then_exit  # deltalake's threads can abort a normal interpreter exit
+
+    run_then_exit(main)

@@ -7,7 +7,8 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import click
 
@@ -78,16 +79,21 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 def run() -> None:
-    """Console entry point (``pinpipe``, ``python -m pinpipe``): :func:`main`, then exit at once.
+    """Console entry point (``pinpipe``, ``python -m pinpipe``): :func:`main`, then exit at once."""
+    run_then_exit(main)
+
+
+def run_then_exit(entry: Callable[[], object]) -> NoReturn:
+    """Call ``entry``, then leave with its status without the interpreter's teardown.
 
     pyarrow's and DuckDB's native thread pools can abort the interpreter's own teardown ("terminate called
     without an active exception", status 134) after a command has finished and printed everything. Once
     the command has returned, output and logs are flushed and nothing else needs cleaning up, so the
-    process leaves with the command's status without that teardown.
+    process leaves with the command's status without that teardown. Benchmarks use it too.
     """
     code = 0
     try:
-        main()
+        entry()
     except SystemExit as exc:
         if isinstance(exc.code, int):
             code = exc.code
