@@ -9,6 +9,7 @@ below that version is never written twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from pinpipe.errors import StreamError
 from pinpipe.log.base import TopicPartition
 from pinpipe.tables import delta_options, delta_uri
 
+_log = logging.getLogger(__name__)
 APP_PREFIX = "pinpipe-stream"
 
 SNAPSHOT_CONFIG = {
@@ -171,3 +173,22 @@ def tidy(url: str, cache: TableCache | None = None) -> None:
         return
     if cache is not None:
         cache.committed(url, table)
+
+
+def compact(url: str, cache: TableCache | None = None) -> None:
+    """Merge an appended table's small files (one per micro-batch) into large ones.
+
+    Rows and application transactions (the offsets) are unchanged, so exactly once is unaffected; the
+    replaced files stay on disk for the table's vacuum retention, so a reader holding an older version
+    still finds them. Without this a table written every second holds 86,400 files a day, and every
+    reader lists and opens them all.
+    """
+    table = open_table(url) if cache is None else cache.get(url)
+    if table is None:
+        return
+    try:
+        table.optimize.compact()
+    except Exception as exc:  # best effort: the next round tries again
+        _log.warning("compacting %s failed (retried later): %s", url, exc)
+    if cache is not None:
+        cache.drop(url)  # reopened from the log on its next write

@@ -44,7 +44,8 @@ STATE_SCHEMA = pa.schema([("state", pa.string()), ("updated_at", pa.timestamp("u
 WRITERS = 4
 """Threads making the commits of one step of a micro-batch (stream tables, metric tables) at once."""
 TIDY_EVERY = 200
-"""Micro-batches between clean-ups of the overwritten metric tables' old files."""
+"""Micro-batches between clean-ups: old files of the overwritten metric tables are removed and the
+appended tables' small files compacted."""
 
 
 @dataclass
@@ -215,8 +216,14 @@ class StreamProcessor:
         self.summary.batches += 1
         self.summary.records += sum(len(r) for r in batch.values())
         if self.summary.batches % TIDY_EVERY == 0:
-            for name in [*BUILDERS, "lag", "state"]:
-                delta.tidy(tables.metrics_table(self.settings, name), self.open_tables)
+            self.tidy()
+
+    def tidy(self) -> None:
+        """Drop the overwritten tables' old files; compact the appended tables' small ones."""
+        for name in [*BUILDERS, "lag", "state"]:
+            delta.tidy(tables.metrics_table(self.settings, name), self.open_tables)
+        for url in [*self.table_urls.values(), self.dead_url]:
+            delta.compact(url, self.open_tables)
 
     def _feed(
         self, batch: dict[Kind, list[Record]], decoded: dict[Kind, Decoded], done: dict[TopicPartition, int]
