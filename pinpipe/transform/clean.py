@@ -127,7 +127,7 @@ def cleaned_sql(kind: Kind, keep_duplicates: bool = False) -> str:
     over a struct of every column, about three times slower; both dialects run the IN form as a semi-join.
     """
     cols = ", ".join(CLEAN_COLUMNS[kind])
-    base = f"WITH c AS ({CLEAN_SQL[kind]})\n"
+    base = f"WITH c AS {{inline}}({CLEAN_SQL[kind]})\n"
     if keep_duplicates:
         return base + f"SELECT {cols} FROM c"
     if kind == "pin":
