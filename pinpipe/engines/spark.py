@@ -9,8 +9,10 @@ under spark-submit or on Databricks).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pyarrow as pa
@@ -28,6 +30,11 @@ from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, cleaned_sql, conform_raw
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
 from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
+
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+"""Spark jobs submitted at once (threads): the three cleaned tables, the ten output queries and their
+Delta writes. Small jobs are mostly driver work (planning, code generation, Delta commits), which
+overlaps up to the cores there are."""
 
 
 def spark_schema(schema: pa.Schema) -> str:
@@ -89,7 +96,6 @@ class SparkEngine:
         quarantined: list[QuarantinedRecord] = []
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
-        persisted: list[Any] = []
         parsed: list[Any] = []
         try:
             for kind in KINDS:
@@ -99,23 +105,21 @@ class SparkEngine:
                 quarantined.extend(raw.quarantined)
                 read[kind] = raw.records_read
                 objects_read[kind] = raw.objects_read
-            for kind in KINDS:
-                frame = self._cleaned(kind, options).persist()
-                persisted.append(frame)
-                frame.createOrReplaceTempView(f"cleaned_{kind}")
-            tables: dict[str, str] = {}
+            tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
+            with ThreadPoolExecutor(WORKERS) as pool:
+                list(pool.map(lambda k: self._write(self._cleaned(k, options), tables[k]), KINDS))
             cleaned_rows: dict[Kind, int] = {}
-            for kind in KINDS:
-                tables[kind] = batch_table(settings, kind)
-                frame = spark.table(f"cleaned_{kind}")
-                self._write(frame, tables[kind])
+            for kind in KINDS:  # the outputs read what was written: columnar, pruned, computed once
+                frame = spark.read.format("delta").load(tables[kind])
+                frame.createOrReplaceTempView(f"cleaned_{kind}")
                 cleaned_rows[kind] = frame.count()
-            for frame in parsed:  # every cleaned table is cached now
+            for frame in parsed:
                 frame.unpersist()
             outputs = self._outputs(options)
-            for name, table in outputs.items():
-                tables[name] = batch_table(settings, name)
-                self._write(self._frame(table), tables[name])
+            with ThreadPoolExecutor(WORKERS) as pool:
+                for name in outputs:
+                    tables[name] = batch_table(settings, name)
+                list(pool.map(lambda n: self._write(self._frame(outputs[n]), tables[n]), outputs))
             tables["quarantine"] = batch_table(settings, "quarantine")
             self._write(self._frame(quarantine_table(quarantined)), tables["quarantine"])
         except Exception as exc:
@@ -123,7 +127,7 @@ class SparkEngine:
                 raise EngineError(f"Spark failed: {str(exc).splitlines()[0]}") from exc
             raise
         finally:
-            for frame in [*parsed, *persisted]:
+            for frame in parsed:
                 frame.unpersist()
             spark.catalog.clearCache()
         return BatchResult(
@@ -143,10 +147,11 @@ class SparkEngine:
         return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates), "spark"))
 
     def _outputs(self, options: BatchOptions) -> dict[str, pa.Table]:
-        return {
-            name: sort_output(name, _nullable(self.spark.sql(output_sql(name, options, "spark")).toArrow()))
-            for name in OUTPUTS
-        }
+        def run(name: str) -> pa.Table:
+            return sort_output(name, _nullable(self.spark.sql(output_sql(name, options, "spark")).toArrow()))
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            return dict(zip(OUTPUTS, pool.map(run, OUTPUTS), strict=True))
 
     def _frame(self, table: pa.Table) -> Any:
         return self.spark.createDataFrame(table, schema=spark_schema(table.schema))
