@@ -60,9 +60,10 @@ HAVING window.end > clock.stream_time - make_dt_interval(0, 0, 0, {watermark})
 ORDER BY window_start, category""",
     "profile_popularity": """WITH {posts},
 windows AS (
-  SELECT '1h' AS window, date_trunc('MINUTE', stream_time) + INTERVAL 1 MINUTE AS window_end FROM clock
+  SELECT '1h' AS window,
+    CAST(date_trunc('MINUTE', stream_time) AS TIMESTAMP_NTZ) + INTERVAL 1 MINUTE AS window_end FROM clock
   UNION ALL
-  SELECT '24h', date_trunc('HOUR', stream_time) + INTERVAL 1 HOUR FROM clock
+  SELECT '24h', CAST(date_trunc('HOUR', stream_time) AS TIMESTAMP_NTZ) + INTERVAL 1 HOUR FROM clock
 ),
 bounded AS (
   SELECT window, window_end - CASE window WHEN '1h' THEN INTERVAL 1 HOUR ELSE INTERVAL 24 HOURS END

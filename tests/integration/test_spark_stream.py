@@ -21,6 +21,7 @@ from pinpipe.engines.delta import read_delta
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
 from pinpipe.streaming.spark_stream import run_spark_stream
+from pinpipe.streaming.views import SCHEMAS
 from pinpipe.tables import dead_letter_table, metrics_table, stream_table
 from pinpipe.transform.clean import CLEAN_COLUMNS, clean_table
 from tests.integration.spark_support import same_rows, settings_for, spark
@@ -75,6 +76,9 @@ def test_spark_stream_from_kafka_exactly_once(
     assert trending.num_rows > 0 and sum(trending.column("posts").to_pylist()) <= len(values["pin"])
     assert set(popular.column("window").to_pylist()) == {"1h", "24h"}
     assert read_delta(metrics_table(settings, "country_activity")).num_rows > 0
+    for name in ("trending_categories", "profile_popularity", "country_activity", "late_events"):
+        types = read_delta(metrics_table(settings, name)).schema  # naive timestamps, as the embedded ones
+        assert [f.type for f in types] == [f.type for f in SCHEMAS[name]], name
 
     # rerun: nothing new; then forget the last checkpointed batch (crash before the checkpoint commit)
     assert run_spark_stream(settings, until_idle=True).rows == {k: 0 for k in KINDS}
