@@ -146,13 +146,13 @@ def measure(args: list[str], max_rss: int | None = None) -> Run:
 
 
 def run_duckdb(workdir: Path, phases: bool) -> None:
-    """Exactly what ``pinpipe batch run --workdir W`` does (the CLI, in this process)."""
+    """Exactly what ``pinpipe batch run --workdir W`` does (the CLI in this process, leaving as it does)."""
     if phases:
         logging.basicConfig(format="  %(message)s")
         logging.getLogger("pinpipe.engines.duckdb").setLevel(logging.DEBUG)
-    from pinpipe.cli import main
+    from pinpipe.cli import main, run_then_exit
 
-    main(["batch", "run", "--workdir", str(workdir), "--engine", "duckdb"])
+    run_then_exit(lambda: main(["batch", "run", "--workdir", str(workdir), "--engine", "duckdb"]))
 
 
 def table_rows(workdir: Path) -> dict[str, int]:

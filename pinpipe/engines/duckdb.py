@@ -54,7 +54,6 @@ _BATCH_ROWS = 122_880
 """Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""
 _log = logging.getLogger(__name__)
 
-_NUMBER = {"int": "-?[0-9]+", "float": "-?[0-9]+(\\.[0-9]+)?([eE][-+]?[0-9]+)?"}
 _DUCKDB_TYPES = {
     pa.int64(): "BIGINT",
     pa.string(): "VARCHAR",
@@ -76,18 +75,23 @@ def _bulk_select(kind: Kind, paths: list[str]) -> str:
     values, checks = [], []
     for f, t in fields.items():
         col, text = f'"{f}"', f'"{f}"::VARCHAR'
-        # Checks on the JSON text (no second parse): strings start with a quote, numbers match a pattern.
+        # Checks on the JSON text (no second parse): a string starts with a quote; an int's text is exactly
+        # what its BIGINT prints back (1.0, 1e2, 2**70 are not ints); a float's text casts to a finite
+        # DOUBLE (DuckDB's reader accepts NaN and Infinity, JSON does not). A conservative miss (-0) only
+        # sends the object to the exact reader.
         if t in ("str", "datetime"):
             values.append(f"{col}->>'$' AS {col}")
             ok = f"starts_with({text}, '\"')"
         else:
             values.append(f"TRY_CAST({text} AS {_SQL_TYPES[t]}) AS {col}")
-            ok = f"regexp_full_match({text}, '{_NUMBER[t]}')"
-        if t == "int":
-            ok += f" AND TRY_CAST({text} AS BIGINT) IS NOT NULL"
+            ok = (
+                f"CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
+                if t == "int"
+                else f"isfinite(TRY_CAST({text} AS DOUBLE))"
+            )
         if t == "datetime":
             ok += f" AND TRY_CAST({col}->>'$' AS TIMESTAMP) IS NOT NULL"
-        checks.append(f"({col} IS NULL OR {text} = 'null' OR ({ok}))")
+        checks.append(f"({col} IS NULL OR {text} = 'null' OR coalesce({ok}, false))")
     files = "[" + ", ".join(_quote(p) for p in paths) + "]"
     return (
         f"SELECT {', '.join(values)}, ({' AND '.join(checks)}) AS _ok,"

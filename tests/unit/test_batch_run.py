@@ -58,6 +58,37 @@ def test_bad_lines_are_quarantined_and_the_rest_processed(settings: Settings) ->
     ]
 
 
+GEO = {"ind": 1, "timestamp": "2020-01-01 00:00:00", "latitude": 1.5, "longitude": -2, "country": "X"}
+WRONG_GEO_TEXTS = [  # each value's JSON type is wrong; json.dumps would not write NaN/Infinity unquoted
+    '"ind": "7"', '"ind": 7.0', '"ind": 1e2', '"ind": 1180591620717411303424', '"ind": true',
+    '"latitude": "1.5"', '"latitude": NaN', '"latitude": Infinity', '"latitude": false',
+    '"country": 5', '"country": [1]', '"country": {"a": 1}', '"timestamp": "yesterday"', '"timestamp": 5',
+]  # fmt: skip
+
+
+def with_raw_value(record: dict[str, object], text: str) -> bytes:
+    """One JSON line: ``record`` with one field written as raw JSON text (``'"ind": 7.0'``)."""
+    field = text.split(":")[0].strip('"')
+    rest = json.dumps({k: v for k, v in record.items() if k != field})
+    return (rest[:-1] + ", " + text + "}\n").encode()
+
+
+def test_the_bulk_reader_flags_every_wrongly_typed_value(settings: Settings) -> None:
+    """The fast reader checks JSON types on the value's text: each wrong one must still reach the exact
+    reader and be quarantined, while lawful edge values (an int for a float, -0, null) are kept."""
+    fine = [
+        {**GEO, "ind": 100, "latitude": 5},
+        {**GEO, "ind": 101, "country": None},
+        {**GEO, "ind": 102, "longitude": -0.0},
+        {**GEO, "ind": 103, "latitude": 1e-300},
+    ]
+    wrong = [with_raw_value(GEO, text) for text in WRONG_GEO_TEXTS]
+    keys = write_lake(settings, "geo", [lines(*fine), *wrong])
+    result = run_batch(settings, BatchOptions())
+    assert sorted(q.key for q in result.quarantined) == sorted(keys[1:])
+    assert sorted(read_delta(batch_table(settings, "geo")).column("ind").to_pylist()) == [100, 101, 102, 103]
+
+
 def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_path: Path) -> None:
     write_lake(settings, "user", [lines(USER) + b"{oops\n"])
     runner = CliRunner()
