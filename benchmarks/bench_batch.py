@@ -13,11 +13,11 @@ against the raw JSON size. The pandas child is stopped if its RSS passes ``--pan
 roughly 4x the raw JSON); the ratio is then a lower bound.
 
 Measured this session (2 cores, load average 1-3 from other work; DuckDB uses both cores, pandas one):
-  1M posts (720 MB):   duckdb 8.87 s wall, 15.4 CPU s, 540 MB;  pandas 38.5 s, 38.6 CPU s, 2,686 MB: 4.3x
+  1M posts (720 MB), four runs at load 1.1-1.9: duckdb 8.9-11.3 s wall, 15.2-16.5 CPU s, 520-540 MB;
+    pandas 31.7-39.7 s, 2,690-2,740 MB; ratios 4.3x, 3.5x, 3.7x, 3.5x (CPU: 2.0-2.5x less)
   5M posts (3,620 MB): duckdb 42.4 s wall, 74.4 CPU s, 2,024 MB;  pandas 192.1 s, 191.6 CPU s, 11,706 MB: 4.5x
-  (a run at load 1.9: 11.3 s vs 39.7 s, 3.5x: wall seconds move with the load; CPU seconds hardly do)
-Memory target met at both sizes; the 5x speed target is not (4.3x and 4.5x). What is left is mostly parsing:
-DuckDB's JSON reader spends ~4.5 CPU s on the 445 MB of pin objects (the type checks add ~0.5 s).
+Memory target met at both sizes; the 5x speed target is not (3.5-4.3x at 1M, 4.5x at 5M). What is left is
+mostly parsing: DuckDB's JSON reader spends ~4.5 CPU s on the 445 MB of pin objects (type checks ~0.5 s).
 Session 1, for comparison (load 10-16): 1M 110.9 s / 22.6 CPU s, 5M 479 s / 120 CPU s.
 """
 
