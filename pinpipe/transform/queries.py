@@ -10,6 +10,7 @@ equal to the group's best).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -83,9 +84,6 @@ COLUMNS_READ: dict[str, tuple[str, ...]] = {
 """The cleaned columns the joins and outputs read: once the cleaned tables are written, an engine may keep
 only these (a pin row is ~300 bytes of text, these ~40)."""
 
-PIN_GEO = f"pin_geo AS (\n  {JOINS['pin_geo']}\n)"
-PIN_USER = f"pin_user AS (\n  {JOINS['pin_user']}\n)"
-
 
 def top1(source: str, group: tuple[str, ...], value: str, name: str, columns: str, keep_ties: bool) -> str:
     """Rows of ``source`` with the largest ``value`` per group; ties: the smallest ``name``, or all kept.
@@ -145,36 +143,37 @@ def _top_user_by_country(keep_ties: bool) -> str:
 
 
 def _statement(name: str, options: BatchOptions) -> str:
+    """The body of output ``name``, reading the joins by name (``output_sql`` defines them)."""
     ties = options.keep_ties
     exact = options.median == "exact"
     cat_cols = "category, category_count"
     if name == "popular_category_by_country":
         counts = _category_counts("pin_geo", "country", "country IS NOT NULL")
         body = top1(f"({counts})", ("country",), "category_count", "category", f"country, {cat_cols}", ties)
-        return f"WITH {PIN_GEO}\n{body}"
+        return body
     if name == "posts_per_category_by_year":
-        return f"WITH {PIN_GEO}\n{_posts_per_category_by_year()}"
+        return _posts_per_category_by_year()
     if name == "popular_category_by_year":
         counts = _posts_per_category_by_year()
         body = top1(
             f"({counts})", ("post_year",), "category_count", "category", f"post_year, {cat_cols}", ties
         )
-        return f"WITH {PIN_GEO}\n{body}"
+        return body
     if name == "top_user_by_country":
-        return f"WITH {PIN_GEO}\n{_top_user_by_country(ties)}"
+        return _top_user_by_country(ties)
     if name == "top_country_by_followers":
         users = f"(SELECT DISTINCT country, follower_count FROM ({_top_user_by_country(ties)}) AS u)"
         body = top1(users, (), "follower_count", "country", "country, follower_count", ties)
-        return f"WITH {PIN_GEO}\n{body}"
+        return body
     if name == "popular_category_by_age_group":
         counts = _category_counts("pin_user", "age_group", "age_group IS NOT NULL")
         body = top1(
             f"({counts})", ("age_group",), "category_count", "category", f"age_group, {cat_cols}", ties
         )
-        return f"WITH {PIN_USER}\n{body}"
+        return body
     if name == "median_followers_by_age_group":
         source = "(SELECT * FROM pin_user WHERE age_group IS NOT NULL)"
-        return f"WITH {PIN_USER}\n{median(source, ('age_group',), 'follower_count', exact)}"
+        return median(source, ("age_group",), "follower_count", exact)
     if name == "users_joined_by_year":
         return (
             "SELECT post_year, count(*) AS number_users_joined FROM"
@@ -186,13 +185,13 @@ def _statement(name: str, options: BatchOptions) -> str:
             "(SELECT join_year AS post_year, follower_count FROM pin_user"
             " WHERE join_year BETWEEN 2015 AND 2020)"
         )
-        return f"WITH {PIN_USER}\n{median(source, ('post_year',), 'follower_count', exact)}"
+        return median(source, ("post_year",), "follower_count", exact)
     if name == "median_followers_by_join_year_and_age_group":
         source = (
             "(SELECT age_group, join_year AS post_year, follower_count FROM pin_user"
             " WHERE join_year BETWEEN 2015 AND 2020 AND age_group IS NOT NULL)"
         )
-        return f"WITH {PIN_USER}\n{median(source, ('age_group', 'post_year'), 'follower_count', exact)}"
+        return median(source, ("age_group", "post_year"), "follower_count", exact)
     raise KeyError(name)
 
 
@@ -211,7 +210,7 @@ def output_sql(
     """
     cols = ", ".join(OUTPUTS[name].columns)
     statement = _statement(name, options)
-    if joins_built:
-        for join in (PIN_GEO, PIN_USER):
-            statement = statement.removeprefix(f"WITH {join}\n")
+    read = [] if joins_built else [j for j in JOINS if re.search(rf"\b{j}\b", statement)]
+    if read:
+        statement = "WITH " + ", ".join(f"{j} AS (\n  {JOINS[j]}\n)" for j in read) + f"\n{statement}"
     return render(f"SELECT {cols} FROM (\n{statement}\n) AS result", dialect)
