@@ -38,7 +38,7 @@ from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions
 _FILE_SHIFT = 1 << 40
 """_seq of a lake record = object index * 2^40 + position in the object: arrival order without a sort."""
 
-_MAX_MEMORY = "2GB"
+_MAX_MEMORY = 2 << 30
 _MIN_MEMORY = 256 << 20
 
 
@@ -47,7 +47,7 @@ def _memory_limit(lake_bytes: int) -> int:
 
     Holding more only saves some spilling (DuckDB spills sorts, joins and tables to ``workdir/tmp``).
     """
-    return max(_MIN_MEMORY, min(2 << 30, lake_bytes // 2))
+    return max(_MIN_MEMORY, min(_MAX_MEMORY, lake_bytes // 2))
 
 
 _BATCH_ROWS = 122_880
@@ -120,10 +120,10 @@ class DuckDBEngine:
     def _connect(self, database: str = ":memory:") -> Any:
         import duckdb
 
-        con = duckdb.connect(database)
         scratch = self.settings.workdir.resolve() / "tmp"
-        scratch.mkdir(parents=True, exist_ok=True)
-        con.execute(f"SET memory_limit = {_quote(self.memory_limit or _MAX_MEMORY)}")
+        scratch.mkdir(parents=True, exist_ok=True)  # also holds the on-disk scratch database
+        con = duckdb.connect(database)
+        con.execute(f"SET memory_limit = {_quote(self.memory_limit or f'{_MAX_MEMORY}B')}")
         con.execute(f"SET temp_directory = {_quote(str(scratch / 'duckdb-spill'))}")
         # Row order only matters while staging raw records (see _load_raw); elsewhere it costs parallelism.
         con.execute("SET preserve_insertion_order = false")
@@ -162,8 +162,6 @@ class DuckDBEngine:
         scratch = settings.workdir.resolve() / "tmp"
         database = scratch / f"batch-{os.getpid()}.duckdb"
         store = open_store(settings.lake_url)
-        con = self._connect()
-        con.close()
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
         con = self._connect(str(database) if self.on_disk else ":memory:")
