@@ -159,9 +159,14 @@ def read_table(url: str) -> pa.Table | None:
     return None if table is None else table.to_pyarrow_table()
 
 
+def _opened(url: str, cache: TableCache | None) -> DeltaTable | None:
+    """The table at ``url``, through ``cache`` when the writer has one."""
+    return open_table(url) if cache is None else cache.get(url)
+
+
 def tidy(url: str, cache: TableCache | None = None) -> None:
     """Drop files of old snapshots (metric and state tables are overwritten every batch)."""
-    table = open_table(url) if cache is None else cache.get(url)
+    table = _opened(url, cache)
     if table is None:
         return
     try:
@@ -183,7 +188,7 @@ def compact(url: str, cache: TableCache | None = None) -> None:
     still finds them. Without this a table written every second holds 86,400 files a day, and every
     reader lists and opens them all.
     """
-    table = open_table(url) if cache is None else cache.get(url)
+    table = _opened(url, cache)
     if table is None:
         return
     try:
