@@ -89,10 +89,10 @@ def reset_workdir(settings: Settings) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    from pinpipe.streaming.spark_stream import checkpoint_dir
+    from pinpipe.tables import spark_checkpoint
 
     # the Spark stream's checkpoint would resume past the offsets of the stream tables just deleted
-    shutil.rmtree(checkpoint_dir(settings), ignore_errors=True)
+    shutil.rmtree(spark_checkpoint(settings), ignore_errors=True)
 
 
 class _Stage:

@@ -7,10 +7,13 @@ Layout under ``Settings.tables_url`` (default ``<workdir>/tables``)::
     stream/<prefix>_pin_table ... _user_table cleaned stream tables (SPEC §7)
     stream/metrics_<name>                     real-time metrics
     stream/dead_letters                       malformed stream events
+
+and, in the workdir, the Spark stream job's checkpoint (which offsets of the stream tables it has written).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlparse
 
 from pinpipe.config import Settings
@@ -53,3 +56,8 @@ def metrics_table(settings: Settings, name: str) -> str:
 
 def dead_letter_table(settings: Settings) -> str:
     return _join(settings.tables_url, "stream", "dead_letters")
+
+
+def spark_checkpoint(settings: Settings) -> Path:
+    """The Spark stream query's checkpoint: ``<workdir>/spark-checkpoints/stream-<prefix>``."""
+    return settings.workdir.resolve() / "spark-checkpoints" / f"stream-{settings.prefix}"

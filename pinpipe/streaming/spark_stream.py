@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -50,11 +49,6 @@ def bootstrap_of(settings: Settings) -> str:
             f" (got {settings.stream_log_url})"
         )
     return url.netloc
-
-
-def checkpoint_dir(settings: Settings) -> Path:
-    """The query's checkpoint: ``<workdir>/spark-checkpoints/stream-<prefix>``."""
-    return settings.workdir.resolve() / "spark-checkpoints" / f"stream-{settings.prefix}"
 
 
 class SparkStreamJob:
@@ -143,7 +137,7 @@ def run_spark_stream(
     bootstrap = bootstrap_of(settings)
     spark = spark_session(settings, conf)
     job = SparkStreamJob(settings, spark)
-    checkpoint = checkpoint_dir(settings)
+    checkpoint = tables.spark_checkpoint(settings)
 
     def body(batch: Any, batch_id: int) -> None:
         job.process(batch, batch_id)
