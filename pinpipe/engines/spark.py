@@ -113,8 +113,8 @@ class SparkEngine:
                 frame = spark.read.format("delta").load(tables[kind])
                 frame.createOrReplaceTempView(f"cleaned_{kind}")
                 cleaned_rows[kind] = frame.count()
-            for frame in parsed:
-                frame.unpersist()
+            while parsed:  # the outputs no longer need the parsed lines: free them now, not in finally
+                parsed.pop().unpersist()
             outputs = self._outputs(options)
             with ThreadPoolExecutor(WORKERS) as pool:
                 for name in outputs:
