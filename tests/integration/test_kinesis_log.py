@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pinpipe.config import Settings
+from pinpipe.errors import LogError
 from pinpipe.ingest import create_app
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.embedded import EmbeddedLog
@@ -124,13 +125,18 @@ def test_offsets_are_dense_ranks_that_a_fresh_state_file_derives_alike(
 
 
 @pytest.mark.parametrize(
-    "key", [None, b"", b"plain", "caf\u00e9 ".encode(), b"\xff\xfe", b"pinpipe~none", b"x" * 300]
+    "key",
+    [None, b"", b"plain", "caf\u00e9 ".encode(), b"\xff\xfe", b"pinpipe~none", b"x" * 256, b"\xff" * 183],
 )
 def test_keys_survive_the_partition_key(key: bytes | None) -> None:
-    encoded = encode_key(key) if key is None or len(key) <= 183 else None
-    if encoded is None:
-        return
+    encoded = encode_key(key)
     assert 1 <= len(encoded) <= 256 and decode_key(encoded) == key
+
+
+@pytest.mark.parametrize("key", [b"x" * 300, b"\xff" * 184])
+def test_a_key_too_long_for_a_partition_key_is_a_clear_error(key: bytes) -> None:
+    with pytest.raises(LogError, match="does not fit a Kinesis partition key"):
+        encode_key(key)
 
 
 def test_a_recreated_stream_starts_from_offset_zero(tmp_path: Path, aws_env: dict[str, str]) -> None:
