@@ -28,16 +28,13 @@ import json
 import logging
 import os
 import random
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
+from _child import ChildRun, run_child
 
 PREFIX = "0a1b2c3d4e5f"
 CATEGORIES = ["art", "beauty", "christmas", "diy-and-crafts", "education", "event-planning", "finance",
@@ -105,47 +102,9 @@ def generate(lake: Path, rows: int, per_file: int = 50_000, seed: int = 1) -> in
     return total
 
 
-class Run:
-    """One child run: wall and CPU seconds, peak RSS, whether it was stopped for memory."""
-
-    def __init__(self, seconds: float, cpu: float, peak: int, stopped: bool) -> None:
-        self.seconds, self.cpu, self.peak, self.stopped = seconds, cpu, peak, stopped
-
-
-def measure(args: list[str], max_rss: int | None = None) -> Run:
-    """Run a child process (its output goes to this one's stderr) and sample its RSS."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, *args], stdout=sys.stderr)
-    proc = psutil.Process(child.pid)
-    peak = 0
-    stopped = False
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak, stopped
-        while not done.is_set():
-            try:
-                peak = max(peak, proc.memory_info().rss)
-            except psutil.Error:
-                return
-            if max_rss and peak > max_rss:
-                stopped = True
-                child.kill()
-                return
-            time.sleep(0.02)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    child.wait()
-    seconds = time.perf_counter() - started
-    done.set()
-    thread.join()
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    if child.returncode and not stopped:
-        raise SystemExit(f"child {args} failed with status {child.returncode}")
-    return Run(seconds, cpu, peak, stopped)
+def measure(args: list[str], max_rss: int | None = None) -> ChildRun:
+    """Run this file as a child (its output goes to this one's stderr), sampling its RSS."""
+    return run_child([sys.executable, __file__, *args], max_rss=max_rss)
 
 
 def run_duckdb(workdir: Path, phases: bool) -> None:
@@ -333,7 +292,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).parent))
     from pinpipe.cli import run_then_exit  # deltalake's threads can abort a normal interpreter exit
 
     run_then_exit(main)

@@ -25,53 +25,23 @@ docs/spark.md "Performance".
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-import psutil
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import run_child
 from bench_batch import generate
-
-
-def tree_rss(proc: psutil.Process) -> int:
-    total = 0
-    for p in [proc, *proc.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            total += p.memory_info().rss
-    return total
 
 
 def measure(args: list[str]) -> tuple[float, int, dict[str, object]]:
     """Run this file as a child; (seconds, peak RSS of its process tree, the JSON it printed last)."""
-    started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True)
-    proc = psutil.Process(child.pid)
-    peak = 0
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, tree_rss(proc))
-            time.sleep(0.05)
-
-    thread = threading.Thread(target=sample, daemon=True)
-    thread.start()
-    out, _ = child.communicate()
-    done.set()
-    thread.join()
-    if child.returncode:
-        raise SystemExit(f"child {args} failed with status {child.returncode}")
-    return time.perf_counter() - started, peak, json.loads(out.strip().splitlines()[-1])
+    run = run_child([sys.executable, __file__, *args], capture=True, interval_s=0.05)
+    return run.seconds, run.peak, json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def child(engine: str, workdir: Path, driver_memory: str) -> None:
