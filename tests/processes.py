@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -20,3 +22,17 @@ def clean_env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
     env["PINPIPE_CONFIG"] = str(tmp / "no-such-pinpipe.toml")
     return env
+
+
+def run_pinpipe(*args: str, workdir: Path, timeout: float) -> str:
+    """``python -m pinpipe ARGS --workdir W`` in a clean environment; asserts it succeeded, returns stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pinpipe", *args, "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        env=clean_env(workdir),
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done.stdout

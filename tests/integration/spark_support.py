@@ -9,9 +9,6 @@ every comparison made on this session.
 from __future__ import annotations
 
 import importlib.util
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from pinpipe.config import Settings, load_settings
+from tests.processes import run_pinpipe
 
 REPO = Path(__file__).resolve().parents[2]
 JVM_ZONE = "America/Los_Angeles"
@@ -45,23 +43,8 @@ def spark(spark_jars: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     session.stop()
 
 
-def clean_env(workdir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PINPIPE_")}
-    env["PINPIPE_CONFIG"] = str(workdir / "no-such-pinpipe.toml")
-    return env
-
-
 def pinpipe(*args: str, workdir: Path, timeout: float = 600) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "pinpipe", *args, "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        env=clean_env(workdir),
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return run_pinpipe(*args, workdir=workdir, timeout=timeout)
 
 
 def settings_for(workdir: Path, tables: str = "tables", **overrides: Any) -> Settings:

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import clean_env, free_port
+from tests.processes import clean_env, free_port, run_pinpipe
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -71,16 +71,7 @@ def browser(browser_executable: str) -> Iterator[Any]:
 
 
 def pinpipe(*args: str, workdir: Path, timeout: float = 120) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "pinpipe", *args, "--workdir", str(workdir)],
-        capture_output=True,
-        text=True,
-        env=clean_env(workdir),
-        timeout=timeout,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout
+    return run_pinpipe(*args, workdir=workdir, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
