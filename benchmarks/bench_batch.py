@@ -33,8 +33,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from _child import ChildRun, run_child
+if TYPE_CHECKING:
+    from _child import ChildRun
+
 
 PREFIX = "0a1b2c3d4e5f"
 CATEGORIES = ["art", "beauty", "christmas", "diy-and-crafts", "education", "event-planning", "finance",
@@ -104,6 +107,8 @@ def generate(lake: Path, rows: int, per_file: int = 50_000, seed: int = 1) -> in
 
 def measure(args: list[str], max_rss: int | None = None) -> ChildRun:
     """Run this file as a child (its output goes to this one's stderr), sampling its RSS."""
+    from _child import run_child  # here, not at the top: tests load this file by path for generate()
+
     return run_child([sys.executable, __file__, *args], max_rss=max_rss)
 
 
