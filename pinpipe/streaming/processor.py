@@ -19,28 +19,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from pinpipe import tables
 from pinpipe.config import Settings
 from pinpipe.log import Log, LogReader, Record, TopicPartition, open_settings_log
 from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming import delta
-from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
+from pinpipe.streaming.decode import dead_letter_table, decode
+from pinpipe.streaming.keeper import MetricsKeeper, at_once, next_offsets
 from pinpipe.streaming.lock import ProcessorLock
-from pinpipe.streaming.metrics import MetricsConfig, MetricsState
-from pinpipe.streaming.views import BUILDERS, lag_table
+from pinpipe.streaming.metrics import MetricsState
 
 GROUP = "pinpipe-stream"
-CAUGHT_UP_MARGIN_S = 2.0
-"""A caught-up partition vouches for arrivals up to this long before the check (appends in flight)."""
-STATE_SCHEMA = pa.schema([("state", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
 WRITERS = 4
 """Threads making the commits of one step of a micro-batch (stream tables, metric tables) at once."""
 TIDY_EVERY = 200
@@ -77,45 +73,33 @@ class StreamProcessor:
             self.log.create_topic(stream, settings.log.partitions)
             partitions[kind] = len(self.log.end_offsets(stream))
         self.partitions = partitions
-        self.config = MetricsConfig(
-            watermark_s=settings.stream.watermark_s,
-            top_k=settings.stream.top_k,
-            partitions=max(partitions["pin"], partitions["geo"]),
-        )
         self.all_tps = [(self.streams[k], p) for k in KINDS for p in range(partitions[k])]
         # what each output already holds: per table, next offset per (stream, partition)
         self.table_urls: dict[Kind, str] = {k: tables.stream_table(settings, k) for k in KINDS}
         self.dead_url = tables.dead_letter_table(settings)
-        self.state_url = tables.metrics_table(settings, "state")
         self.done: dict[str, dict[TopicPartition, int]] = {
             k: delta.committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS
         }
         self.done["dead"] = delta.committed_offsets(self.dead_url, self.all_tps)
-        self.done["state"] = delta.committed_offsets(self.state_url, self.all_tps)
-        self.state = self._load_state()
+        self.open_tables = delta.TableCache()
+        self.metrics = MetricsKeeper(settings, self.streams, partitions, self.open_tables)
         self.readers: dict[Kind, LogReader] = {}
-        self.position: dict[TopicPartition, int] = {}
         for kind, stream in self.streams.items():
             reader = self.log.reader(GROUP, [stream])
             for tp in self._tps(kind):
-                start = min(self.done[kind][tp], self.done["state"][tp])
+                start = min(self.done[kind][tp], self.metrics.done[tp])
                 reader.seek(stream, tp[1], start)
-                self.position[tp] = start
+                self.metrics.position[tp] = start
             self.readers[kind] = reader
-        self.ends: dict[TopicPartition, int] = {}
-        self._written: dict[str, pa.Table] = {}
-        self.open_tables = delta.TableCache()
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
         self.summary = StreamSummary()
 
     def _tps(self, kind: Kind) -> list[TopicPartition]:
         return [(self.streams[kind], p) for p in range(self.partitions[kind])]
 
-    def _load_state(self) -> MetricsState:
-        data = delta.read_table(self.state_url)
-        if data is None or data.num_rows == 0:
-            return MetricsState(self.config)
-        return MetricsState.from_json(self.config, data.column("state")[0].as_py())
+    @property
+    def state(self) -> MetricsState:
+        return self.metrics.state
 
     # ---- polling -----------------------------------------------------------------------------
     def poll_batch(self) -> dict[Kind, list[Record]]:
@@ -144,17 +128,9 @@ class StreamProcessor:
 
     # ---- one micro-batch ---------------------------------------------------------------------
     def process(self, batch: dict[Kind, list[Record]]) -> None:
-        checked_at = time.time()
-        for stream in self.streams.values():
-            for p, end in self.log.end_offsets(stream).items():
-                self.ends[(stream, p)] = end
-        decoded: dict[Kind, Decoded] = {}
-        nexts: dict[TopicPartition, int] = {}
-        for kind, records in batch.items():
-            for r in records:
-                nexts[(r.topic, r.partition)] = max(nexts.get((r.topic, r.partition), 0), r.offset + 1)
-            if records:
-                decoded[kind] = decode(kind, records)
+        checked_at = self.metrics.check_ends(self.log)
+        nexts = next_offsets(r for records in batch.values() for r in records)
+        decoded = {kind: decode(kind, records) for kind, records in batch.items() if records}
         # 1. stream tables and 2. dead letters: independent commits, made at once
         commits: list[tuple[str, pa.Table, dict[TopicPartition, int]]] = []
         for kind, dec in decoded.items():
@@ -173,11 +149,12 @@ class StreamProcessor:
             advanced = {tp: v for tp, v in nexts.items() if v > done[tp]}
             commits.append(("dead", dead_letter_table(dead), advanced))
         urls: dict[str, str] = {"dead": self.dead_url, **{k: u for k, u in self.table_urls.items()}}
-        self._at_once(
+        at_once(
+            self._pool,
             [
                 partial(delta.append, urls[name], rows, advanced, self.open_tables)
                 for name, rows, advanced in commits
-            ]
+            ],
         )
         for name, rows, advanced in commits:
             self.done[name].update(advanced)
@@ -186,29 +163,10 @@ class StreamProcessor:
             else:
                 self.summary.rows[name] += rows.num_rows
         # 3. metrics state
-        done = self.done["state"]
-        advanced = {tp: v for tp, v in nexts.items() if v > done[tp]}
-        before = self.state.pending_pins
-        self._feed(batch, decoded, done)
-        for tp, end in self.ends.items():
-            if self.position.get(tp, 0) >= end or nexts.get(tp, -1) >= end:
-                kind = _kind_of(self.streams, tp[0])
-                self.state.caught_up(kind, tp[1], checked_at - CAUGHT_UP_MARGIN_S)
-        self.state.settle()
-        if advanced or self.state.pending_pins != before:
-            state = pa.Table.from_pylist(
-                [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
-                schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
-            ).cast(STATE_SCHEMA)
-            delta.overwrite(self.state_url, state, advanced, self.open_tables)
-            done.update(advanced)
-        for tp, v in nexts.items():
-            self.position[tp] = max(self.position.get(tp, 0), v)
+        self.metrics.step(batch, decoded, nexts, checked_at)
         # 4. views and the advisory group commit
-        self.write_views()
-        group = {
-            tp: min(self.done[_kind_of(self.streams, tp[0])][tp], self.done["state"][tp]) for tp in nexts
-        }
+        self.metrics.write_views(self._pool)
+        group = {tp: min(self.done[self.metrics.kinds[tp[0]]][tp], self.metrics.done[tp]) for tp in nexts}
         for kind, reader in self.readers.items():
             mine = {tp: v for tp, v in group.items() if tp[0] == self.streams[kind]}
             if mine:
@@ -220,80 +178,13 @@ class StreamProcessor:
 
     def tidy(self) -> None:
         """Drop the overwritten tables' old files; compact the appended tables' small ones."""
-        for name in [*BUILDERS, "lag", "state"]:
-            delta.tidy(tables.metrics_table(self.settings, name), self.open_tables)
+        self.metrics.tidy()
         for url in [*self.table_urls.values(), self.dead_url]:
             delta.compact(url, self.open_tables)
 
-    def _feed(
-        self, batch: dict[Kind, list[Record]], decoded: dict[Kind, Decoded], done: dict[TopicPartition, int]
-    ) -> None:
-        for kind, records in batch.items():
-            for r in records:
-                if r.offset >= done[(r.topic, r.partition)]:
-                    self.state.arrived(kind, r.timestamp)
-        for kind, add in (("geo", self.state.add_geo), ("pin", self.state.add_pin)):
-            dec = decoded.get(kind)
-            if dec is None:
-                continue
-            names = (
-                ["ind", "timestamp", "country"]
-                if kind == "geo"
-                else ["ind", "poster_name", "follower_count", "category"]
-            )
-            cols = dec.cleaned.select(names)
-            if kind == "geo":
-                micros = pc.cast(cols.column("timestamp"), pa.int64())
-                cols = cols.set_column(1, "timestamp", pc.divide(pc.cast(micros, pa.float64()), 1_000_000.0))
-            for record, row in zip(dec.records, cols.to_pylist(), strict=True):
-                if record.offset >= done[(record.topic, record.partition)]:
-                    add(record.partition, record.offset, record.timestamp, row)
-
-    def write_views(self) -> None:
-        """Rewrite the metric tables that changed since last written."""
-        views = {name: build(self.state) for name, build in BUILDERS.items()}
-        views["lag"] = lag_table(
-            [
-                {
-                    "stream": tp[0],
-                    "partition": tp[1],
-                    "end_offset": end,
-                    "processed_offset": self.position.get(tp, 0),
-                    "lag": max(0, end - self.position.get(tp, 0)),
-                }
-                for tp, end in self.ends.items()
-            ]
-        )
-        changed = {
-            name: view
-            for name, view in views.items()
-            if (previous := self._written.get(name)) is None or not previous.equals(view)
-        }
-        self._at_once(
-            [
-                partial(
-                    delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.open_tables
-                )
-                for name, view in changed.items()
-            ]
-        )
-        self._written.update(changed)
-
-    def _at_once(self, commits: list[Callable[[], None]]) -> None:
-        """Make commits to different tables at the same time (delta-rs writes without holding the GIL);
-        wait for all of them before raising the first error, so none is still running after a failure."""
-        if len(commits) <= 1:
-            for commit in commits:
-                commit()
-            return
-        futures = [self._pool.submit(commit) for commit in commits]
-        wait(futures)
-        for future in futures:
-            future.result()
-
     # ---- driving -----------------------------------------------------------------------------
     def caught_up(self) -> bool:
-        return all(self.position.get(tp, 0) >= end for tp, end in self.ends.items())
+        return self.metrics.caught_up()
 
     def run(
         self,
@@ -302,7 +193,7 @@ class StreamProcessor:
         on_batch: Callable[[StreamSummary], Any] | None = None,
     ) -> StreamSummary:
         started = time.monotonic()
-        if not self._written:
+        if self.summary.batches == 0:
             self.process({k: [] for k in KINDS})
         while not (stop and stop()):
             batch = self.poll_batch()
@@ -323,10 +214,6 @@ class StreamProcessor:
         if self._own_log:
             self.log.close()
         self.lock.release()
-
-
-def _kind_of(streams: dict[Kind, str], name: str) -> Kind:
-    return next(k for k, s in streams.items() if s == name)
 
 
 def _rows_from(cleaned: pa.Table, stream: str, done: dict[TopicPartition, int]) -> pa.Table:

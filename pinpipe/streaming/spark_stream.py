@@ -12,15 +12,23 @@ One streaming query subscribes to the three Kafka topics named like the streams
 3. appends to ``<prefix>_pin_table|_geo_table|_user_table`` and the dead-letter table with Delta's
    idempotent writes (``txnAppId`` = query + table, ``txnVersion`` = batch id): a micro-batch replayed
    after a crash (the checkpoint had not recorded it) is skipped by the tables that already hold it;
-4. rewrites the metric tables (:mod:`pinpipe.streaming.spark_metrics`).
+4. collects the micro-batch's narrow metric columns (partition, offset, arrival and the few cleaned
+   columns the metrics read: at most ``maxOffsetsPerTrigger`` rows) to the driver and hands them to the
+   embedded processor's :class:`~pinpipe.streaming.keeper.MetricsKeeper`: the same metrics state
+   (pairing, per-partition watermarks, windows), saved in the state table with the Kafka offsets it
+   covers, so a replayed micro-batch is not counted twice, and the same seven metric tables.
 
-``until_idle``: the ``availableNow`` trigger (everything in the topics now, then stop).
+Between micro-batches the driver lets the keeper decide pins whose geo event cannot come any more
+(``until_idle``: after the ``availableNow`` trigger ends, until none waits; otherwise every
+``stream.max_wait_s`` while idle), and refreshes ``lag``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,16 +37,20 @@ from pinpipe.config import Settings
 from pinpipe.engines.spark_lake import typed_select
 from pinpipe.engines.spark_session import spark_session
 from pinpipe.errors import ConfigError
-from pinpipe.log.base import Record
+from pinpipe.log import Log, Record, open_settings_log
 from pinpipe.schema import FIELDS, KINDS, Kind, stream_name
-from pinpipe.streaming.decode import dead_letter_table, decode
-from pinpipe.streaming.processor import StreamSummary
-from pinpipe.streaming.spark_metrics import write_metrics
+from pinpipe.streaming import delta
+from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
+from pinpipe.streaming.keeper import METRIC_COLUMNS, MetricsKeeper, next_offsets
+from pinpipe.streaming.lock import ProcessorLock
+from pinpipe.streaming.processor import TIDY_EVERY, WRITERS, StreamSummary
 from pinpipe.transform.clean import CLEAN_COLUMNS, CLEAN_SQL
 from pinpipe.transform.dialect import render
 
 SHIFT = 1 << 40
 """``_seq`` of a stream record: partition * 2^40 + offset (the raw views' arrival order)."""
+IDLE_CHECK_S = 0.5
+"""How often the driver checks for a stop request and, when idle, for pins it can decide."""
 
 
 def bootstrap_of(settings: Settings) -> str:
@@ -52,16 +64,30 @@ def bootstrap_of(settings: Settings) -> str:
 
 
 class SparkStreamJob:
-    """The foreachBatch body, with what it did so far (``summary``)."""
+    """The foreachBatch body and the metrics it keeps, with what it did so far (``summary``)."""
 
-    def __init__(self, settings: Settings, spark: Any) -> None:
+    def __init__(self, settings: Settings, log: Log) -> None:
         self.settings = settings
-        self.spark = spark
-        self.topics: dict[str, Kind] = {stream_name(settings.prefix, k): k for k in KINDS}
+        self.log = log
+        self.streams: dict[Kind, str] = {k: stream_name(settings.prefix, k) for k in KINDS}
+        self.topics: dict[str, Kind] = {s: k for k, s in self.streams.items()}
+        partitions: dict[Kind, int] = {}
+        for kind, stream in self.streams.items():
+            log.create_topic(stream, settings.log.partitions)
+            partitions[kind] = len(log.end_offsets(stream))
         self.app = f"pinpipe-spark-stream-{settings.prefix}"
+        self.metrics = MetricsKeeper(settings, self.streams, partitions, delta.TableCache())
+        self.pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
+        self.busy = threading.Lock()
+        """Held by a micro-batch or an idle step: the metrics state has one writer at a time."""
+        self.last_step = time.monotonic()
         self.summary = StreamSummary()
 
     def process(self, batch: Any, batch_id: int) -> None:
+        with self.busy:
+            self._process(batch, batch_id)
+
+    def _process(self, batch: Any, batch_id: int) -> None:
         spark = batch.sparkSession  # the streaming query's own session: temp views must live there
         batch.createOrReplaceTempView("kafka_batch")
         spark.sql(
@@ -69,6 +95,7 @@ class SparkStreamJob:
             " timestamp AS arrival FROM kafka_batch"
         ).persist().createOrReplaceTempView("kafka_rows")
         dead: list[dict[str, Any]] = []
+        narrow: dict[Kind, Any] = {}
         for topic, kind in self.topics.items():
             spark.sql(
                 f"SELECT partition * {SHIFT} + offset AS _file, 0 AS _line, line FROM kafka_rows"
@@ -102,17 +129,39 @@ class SparkStreamJob:
                 if decoded.cleaned.num_rows:
                     extra = spark.createDataFrame(decoded.cleaned)
                     cleaned = cleaned.unionByName(extra.select(*cleaned.columns))
+            cleaned = cleaned.persist()
             self._append(cleaned, tables.stream_table(self.settings, kind), f"{kind}", batch_id)
-            self.summary.rows[kind] += cleaned.count()
+            # what the metrics read, and the row count (a few columns of at most maxOffsetsPerTrigger rows)
+            narrow[kind] = cleaned.select("_partition", "_offset", *METRIC_COLUMNS.get(kind, [])).toArrow()
+            self.summary.rows[kind] += narrow[kind].num_rows
+            cleaned.unpersist()
             typed.unpersist()
         if dead:
             frame = spark.createDataFrame(dead_letter_table(dead))
             self._append(frame, tables.dead_letter_table(self.settings), "dead", batch_id)
             self.summary.dead_letters += len(dead)
-        self.summary.records += spark.table("kafka_rows").count()
+        seen = spark.sql("SELECT topic, partition, offset, unix_millis(arrival) FROM kafka_rows").toArrow()
         spark.table("kafka_rows").unpersist()
-        write_metrics(spark, self.settings)
+        read = _records(seen, self.topics)
+        valid = {kind: _valid(narrow[kind], read[kind]) for kind in KINDS if kind in METRIC_COLUMNS}
+        self.summary.records += seen.num_rows
         self.summary.batches += 1
+        self._step(read, valid)
+        if self.summary.batches % TIDY_EVERY == 0:
+            self.metrics.tidy()
+
+    def _step(self, records: dict[Kind, list[Record]], valid: dict[Kind, Decoded]) -> None:
+        """Feed the metrics (nothing: an idle step), save their state, rewrite the metric tables."""
+        checked_at = self.metrics.check_ends(self.log)
+        nexts = next_offsets(r for rs in records.values() for r in rs)
+        self.metrics.step(records, valid, nexts, checked_at)
+        self.metrics.write_views(self.pool)
+        self.last_step = time.monotonic()
+
+    def idle_step(self) -> None:
+        """No micro-batch: decide the pins that can be decided now, refresh ``lag``."""
+        with self.busy:
+            self._step({}, {})
 
     def _append(self, frame: Any, url: str, table: str, batch_id: int) -> None:
         (
@@ -123,6 +172,30 @@ class SparkStreamJob:
             .option("mergeSchema", "true")
             .save(url)
         )
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _records(seen: Any, topics: dict[str, Kind]) -> dict[Kind, list[Record]]:
+    """Every record of the micro-batch (topic, partition, offset, Kafka timestamp in ms) per kind, in
+    offset order per partition; the arrival is the Kafka timestamp in seconds, as the Kafka reader
+    gives it to the embedded processor."""
+    out: dict[Kind, list[Record]] = {k: [] for k in KINDS}
+    columns = [seen.column(i).to_pylist() for i in range(4)]
+    for topic, partition, offset, ms in zip(*columns, strict=True):
+        out[topics[topic]].append(Record(topic, partition, offset, None, b"", ms / 1000))
+    for rows in out.values():
+        rows.sort(key=lambda r: (r.partition, r.offset))
+    return out
+
+
+def _valid(narrow: Any, records: list[Record]) -> Decoded:
+    """The cleaned metric columns of one kind in offset order per partition, with their records."""
+    rows = narrow.sort_by([("_partition", "ascending"), ("_offset", "ascending")])
+    by_offset = {(r.partition, r.offset): r for r in records}
+    where = zip(rows.column("_partition").to_pylist(), rows.column("_offset").to_pylist(), strict=True)
+    return Decoded(rows, [by_offset[(p, o)] for p, o in where], [])
 
 
 def run_spark_stream(
@@ -135,9 +208,32 @@ def run_spark_stream(
     """Run the Structured Streaming job (until caught up with ``until_idle``, else until ``stop()``)."""
     started = time.monotonic()
     bootstrap = bootstrap_of(settings)
-    spark = spark_session(settings, conf)
-    job = SparkStreamJob(settings, spark)
-    checkpoint = tables.spark_checkpoint(settings)
+    lock = ProcessorLock(settings)
+    lock.acquire()
+    log = open_settings_log(settings, settings.stream_log_url)
+    try:
+        job = SparkStreamJob(settings, log)
+        try:
+            _run_query(job, spark_session(settings, conf), bootstrap, until_idle, stop, on_batch)
+        finally:
+            job.close()
+    finally:
+        log.close()
+        lock.release()
+    job.summary.pending_pins = job.metrics.state.pending_pins
+    job.summary.seconds = time.monotonic() - started
+    return job.summary
+
+
+def _run_query(
+    job: SparkStreamJob,
+    spark: Any,
+    bootstrap: str,
+    until_idle: bool,
+    stop: Callable[[], bool] | None,
+    on_batch: Callable[[StreamSummary], Any] | None,
+) -> None:
+    settings = job.settings
 
     def body(batch: Any, batch_id: int) -> None:
         job.process(batch, batch_id)
@@ -153,21 +249,35 @@ def run_spark_stream(
         .option("maxOffsetsPerTrigger", settings.stream.max_records)
         .load()
     )
-    writer = source.writeStream.foreachBatch(body).option("checkpointLocation", str(checkpoint))
+    writer = source.writeStream.foreachBatch(body).option(
+        "checkpointLocation", str(tables.spark_checkpoint(settings))
+    )
     if until_idle:
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{max(0.1, settings.stream.max_wait_s)} seconds")
     query = writer.start()
+    stopped = False
     try:
         while query.isActive:
             if stop is not None and stop():
+                stopped = True
                 query.stop()
                 break
-            query.awaitTermination(0.5)
+            query.awaitTermination(IDLE_CHECK_S)
+            if not until_idle and time.monotonic() - job.last_step >= settings.stream.max_wait_s:
+                job.idle_step()
         query.awaitTermination()
     finally:
         if query.isActive:
             query.stop()
-    job.summary.seconds = time.monotonic() - started
-    return job.summary
+        with job.busy:  # a micro-batch the stop interrupted has returned
+            pass
+    # caught up: decide the pins still waiting for a geo event (at most pair window + margin after
+    # the last arrival), unless asked to stop or new records arrived meanwhile (the next run reads them)
+    job.idle_step()
+    while until_idle and not stopped and job.metrics.state.pending_pins and job.metrics.caught_up():
+        if stop is not None and stop():
+            break
+        time.sleep(IDLE_CHECK_S)
+        job.idle_step()

@@ -1,0 +1,196 @@
+"""The metrics half of a stream processor, one code path for both stream engines.
+
+:class:`MetricsKeeper` restores :class:`~pinpipe.streaming.metrics.MetricsState` from the state table,
+feeds it each micro-batch (records below the offsets the saved state covers are skipped, so a replayed
+record never counts twice), lets the pin-geo pairing decide what it can, saves the state with the offsets
+it now covers (Delta application transactions, in the same commit) and rewrites the metric tables that
+changed. The embedded processor and the Spark Structured Streaming job both drive it: they differ only in
+how they read and clean records, so their metrics are equal by construction (docs/metrics.md).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, wait
+from functools import partial
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pinpipe import tables
+from pinpipe.config import Settings
+from pinpipe.log import Log, Record, TopicPartition
+from pinpipe.schema import KINDS, Kind
+from pinpipe.streaming import delta
+from pinpipe.streaming.decode import Decoded
+from pinpipe.streaming.metrics import MetricsConfig, MetricsState
+from pinpipe.streaming.views import BUILDERS, lag_table
+
+CAUGHT_UP_MARGIN_S = 2.0
+"""A caught-up partition vouches for arrivals up to this long before the check (appends in flight)."""
+STATE_SCHEMA = pa.schema([("state", pa.string()), ("updated_at", pa.timestamp("us", tz="UTC"))])
+METRIC_COLUMNS: dict[str, list[str]] = {
+    "geo": ["ind", "timestamp", "country"],
+    "pin": ["ind", "poster_name", "follower_count", "category"],
+}
+"""The cleaned columns the metrics read, per stream kind (geo is fed before pin, as listed)."""
+
+
+def at_once(pool: ThreadPoolExecutor, commits: list[Callable[[], None]]) -> None:
+    """Make commits to different tables at the same time (delta-rs writes without holding the GIL);
+    wait for all of them before raising the first error, so none is still running after a failure."""
+    if len(commits) <= 1:
+        for commit in commits:
+            commit()
+        return
+    futures = [pool.submit(commit) for commit in commits]
+    wait(futures)
+    for future in futures:
+        future.result()
+
+
+def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:
+    """Per (stream, partition) of ``records``: the offset after the last one."""
+    nexts: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        nexts[tp] = max(nexts.get(tp, 0), r.offset + 1)
+    return nexts
+
+
+class MetricsKeeper:
+    """Metrics state, its table and the metric tables of one stream processor (either engine)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        streams: Mapping[Kind, str],
+        partitions: Mapping[Kind, int],
+        cache: delta.TableCache,
+    ) -> None:
+        self.settings = settings
+        self.kinds: dict[str, Kind] = {stream: kind for kind, stream in streams.items()}
+        self.cache = cache
+        self.config = MetricsConfig(
+            watermark_s=settings.stream.watermark_s,
+            top_k=settings.stream.top_k,
+            partitions=max(partitions["pin"], partitions["geo"]),
+        )
+        self.url = tables.metrics_table(settings, "state")
+        tps = [(streams[k], p) for k in KINDS for p in range(partitions[k])]
+        self.done: dict[TopicPartition, int] = delta.committed_offsets(self.url, tps)
+        """Per (stream, partition): the next offset the saved state has consumed."""
+        self.state = self._load()
+        self.position: dict[TopicPartition, int] = dict(self.done)
+        """Per (stream, partition): the next offset the processor will read."""
+        self.ends: dict[TopicPartition, int] = {}
+        self._written: dict[str, pa.Table] = {}
+
+    def _load(self) -> MetricsState:
+        data = delta.read_table(self.url)
+        if data is None or data.num_rows == 0:
+            return MetricsState(self.config)
+        return MetricsState.from_json(self.config, data.column("state")[0].as_py())
+
+    def check_ends(self, log: Log) -> float:
+        """Read the streams' end offsets (for lag and caught-up); returns the wall-clock time before."""
+        checked_at = time.time()
+        for stream in self.kinds:
+            for p, end in log.end_offsets(stream).items():
+                self.ends[(stream, p)] = end
+        return checked_at
+
+    def caught_up(self) -> bool:
+        return all(self.position.get(tp, 0) >= end for tp, end in self.ends.items())
+
+    # ---- one micro-batch ---------------------------------------------------------------------
+    def step(
+        self,
+        batch: Mapping[Kind, list[Record]],
+        decoded: Mapping[Kind, Decoded],
+        nexts: Mapping[TopicPartition, int],
+        checked_at: float,
+    ) -> None:
+        """Feed a micro-batch (``batch``: every record read, ``decoded``: the valid ones and their
+        cleaned rows, ``nexts``: :func:`next_offsets` of ``batch``), settle, and save the state.
+
+        ``checked_at``: when the end offsets were read (:meth:`check_ends`); a partition read to its end
+        then has no arrival left before it, which lets pins with no geo event be decided."""
+        advanced = {tp: v for tp, v in nexts.items() if v > self.done[tp]}
+        before = self.state.pending_pins
+        self._feed(batch, decoded)
+        for tp, end in self.ends.items():
+            if self.position.get(tp, 0) >= end or nexts.get(tp, -1) >= end:
+                self.state.caught_up(self.kinds[tp[0]], tp[1], checked_at - CAUGHT_UP_MARGIN_S)
+        self.state.settle()
+        if advanced or self.state.pending_pins != before:
+            state = pa.Table.from_pylist(
+                [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
+                schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
+            ).cast(STATE_SCHEMA)
+            delta.overwrite(self.url, state, advanced, self.cache)
+            self.done.update(advanced)
+        for tp, v in nexts.items():
+            self.position[tp] = max(self.position.get(tp, 0), v)
+
+    def _feed(self, batch: Mapping[Kind, list[Record]], decoded: Mapping[Kind, Decoded]) -> None:
+        done = self.done
+        for kind, records in batch.items():
+            for r in records:
+                if r.offset >= done[(r.topic, r.partition)]:
+                    self.state.arrived(kind, r.timestamp)
+        adders: tuple[tuple[Kind, Callable[..., None]], ...] = (
+            ("geo", self.state.add_geo),
+            ("pin", self.state.add_pin),
+        )
+        for kind, add in adders:
+            dec = decoded.get(kind)
+            if dec is None:
+                continue
+            cols = dec.cleaned.select(METRIC_COLUMNS[kind])
+            if kind == "geo":  # event time as epoch seconds of the naive timestamp
+                micros = pc.cast(cols.column("timestamp"), pa.int64())
+                cols = cols.set_column(1, "timestamp", pc.divide(pc.cast(micros, pa.float64()), 1_000_000.0))
+            for record, row in zip(dec.records, cols.to_pylist(), strict=True):
+                if record.offset >= done[(record.topic, record.partition)]:
+                    add(record.partition, record.offset, record.timestamp, row)
+
+    # ---- metric tables -----------------------------------------------------------------------
+    def views(self) -> dict[str, pa.Table]:
+        """Every metric table as of now: the state's, and ``lag`` from the end offsets last read."""
+        views = {name: build(self.state) for name, build in BUILDERS.items()}
+        views["lag"] = lag_table(
+            [
+                {
+                    "stream": tp[0],
+                    "partition": tp[1],
+                    "end_offset": end,
+                    "processed_offset": self.position.get(tp, 0),
+                    "lag": max(0, end - self.position.get(tp, 0)),
+                }
+                for tp, end in self.ends.items()
+            ]
+        )
+        return views
+
+    def write_views(self, pool: ThreadPoolExecutor) -> None:
+        """Rewrite the metric tables that changed since last written."""
+        changed = {
+            name: view
+            for name, view in self.views().items()
+            if (previous := self._written.get(name)) is None or not previous.equals(view)
+        }
+        at_once(
+            pool,
+            [
+                partial(delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.cache)
+                for name, view in changed.items()
+            ],
+        )
+        self._written.update(changed)
+
+    def tidy(self) -> None:
+        """Drop the old files of the overwritten metric and state tables."""
+        for name in [*BUILDERS, "lag", "state"]:
+            delta.tidy(tables.metrics_table(self.settings, name), self.cache)
