@@ -78,8 +78,10 @@ _SETTLING = {
     ck.KafkaError.NOT_LEADER_FOR_PARTITION,
     ck.KafkaError.LEADER_NOT_AVAILABLE,
     ck.KafkaError.UNKNOWN_TOPIC_OR_PART,
+    ck.KafkaError.UNKNOWN_LEADER_EPOCH,
 }
-"""Errors of a topic whose creation is still propagating."""
+"""Errors of a topic whose creation is still propagating (a leader epoch newer than the broker's
+metadata answers list_offsets seconds after the topic was created and written)."""
 
 
 def parse_url(url: str) -> tuple[str, dict[str, Any], dict[str, str]]:
