@@ -62,11 +62,16 @@ def _followers(text: str | None) -> int | None:
         return None
 
 
-def _year(text: str | None) -> int | None:
+def _time(text: str | None) -> datetime | None:
     try:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").year if text else None
+        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S") if text else None
     except ValueError:
         return None
+
+
+def _year(text: str | None) -> int | None:
+    parsed = _time(text)
+    return parsed.year if parsed else None
 
 
 def _age_group(age: int | None) -> str | None:
@@ -81,8 +86,9 @@ def reference(p: list[dict], g: list[dict], u: list[dict], o: BatchOptions) -> d
          None if r["poster_name"] == "User Info Error" else _nz(r["poster_name"]), _nz(r["category"]))
         for r in p
     ]  # fmt: skip
-    geo = [(r["ind"], _nz(r["country"]), _year(r["timestamp"]), r["timestamp"]) for r in g]
-    usr = [(r["ind"], r["age"], _year(r["date_joined"]), r["date_joined"], r["first_name"]) for r in u]
+    # duplicates are identical *cleaned* rows (SPEC §6): "garbage" and null timestamps are both null
+    geo = [(r["ind"], _nz(r["country"]), _year(r["timestamp"]), _time(r["timestamp"])) for r in g]
+    usr = [(r["ind"], r["age"], _year(r["date_joined"]), _time(r["date_joined"]), r["first_name"]) for r in u]
     if not o.keep_duplicates:
         seen: set = set()
         kept = []
