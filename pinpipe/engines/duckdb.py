@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import resource
-import shutil
 import time
 import uuid
 from collections.abc import Mapping
@@ -30,7 +29,7 @@ from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.tables import batch_table
-from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, SEQ, cleaned_sql, raw_schema
+from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, SEQ, cleaned_sql, needs_arrival_order, raw_schema
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
 from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
@@ -68,10 +67,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _bulk_select(kind: Kind, paths: list[str]) -> str:
-    """read_json of many objects: typed values, ``_ok`` (every value of the expected JSON type), filename."""
+def _bulk_select(kind: Kind, objects: dict[int, str]) -> str:
+    """read_json of many objects (index -> local path): typed values, ``_ok`` (every value of the expected
+    JSON type) and the object's index (from the reader's ``file_index``)."""
     fields = FIELDS[kind]
-    columns = "{" + ", ".join(f"{_quote(f)}: 'JSON'" for f in fields) + "}"
+    columns = ", ".join(f"{_quote(f)}: 'JSON'" for f in fields)
     values, checks = [], []
     for f, t in fields.items():
         col, text = f'"{f}"', f'"{f}"::VARCHAR'
@@ -92,12 +92,13 @@ def _bulk_select(kind: Kind, paths: list[str]) -> str:
         if t == "datetime":
             ok += f" AND TRY_CAST({col}->>'$' AS TIMESTAMP) IS NOT NULL"
         checks.append(f"({col} IS NULL OR {text} = 'null' OR coalesce({ok}, false))")
-    files = "[" + ", ".join(_quote(p) for p in paths) + "]"
+    files = "[" + ", ".join(_quote(p) for p in objects.values()) + "]"
+    indexes = "[" + ", ".join(str(i) for i in objects) + "]"
     return (
         f"SELECT {', '.join(values)}, ({' AND '.join(checks)}) AS _ok,"
-        " CAST(parse_filename(filename, true) AS BIGINT) AS _file, NULL::BIGINT AS _line"
-        f" FROM read_json({files}, format='newline_delimited', records=true, columns={columns},"
-        " filename=true)"
+        f" list_extract(CAST({indexes} AS BIGINT[]), CAST(file_index AS BIGINT) + 1) AS _file,"
+        " NULL::BIGINT AS _line"
+        f" FROM read_json({files}, format='newline_delimited', records=true, columns={{{columns}}})"
     )
 
 
@@ -173,7 +174,6 @@ class DuckDBEngine:
         quarantined: list[QuarantinedRecord] = []
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
-        links = scratch / f"objects-{os.getpid()}"
         try:
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
@@ -181,7 +181,8 @@ class DuckDBEngine:
                 keys = keys_by_kind[kind]
                 objects_read[kind] = len(keys)
                 with local_objects(store, keys, scratch) as objects:
-                    bad = self._load_raw(con, kind, objects, links)
+                    ordered = needs_arrival_order(kind, options.keep_duplicates)
+                    bad = self._load_raw(con, kind, objects, ordered)
                 quarantined.extend(bad)
                 read[kind] = _count(con, f"stage_{kind}") + len(bad)
                 phase.done(f"read lake: {kind}")
@@ -202,7 +203,6 @@ class DuckDBEngine:
             raise
         finally:
             con.close()
-            shutil.rmtree(links, ignore_errors=True)
             for leftover in (database, database.with_suffix(".duckdb.wal")):
                 leftover.unlink(missing_ok=True)
         return BatchResult(
@@ -219,26 +219,26 @@ class DuckDBEngine:
 
     # -- steps -------------------------------------------------------------------------------------------
     def _load_raw(
-        self, con: Any, kind: Kind, objects: list[LakeObject], links: Path
+        self, con: Any, kind: Kind, objects: list[LakeObject], ordered: bool = True
     ) -> list[QuarantinedRecord]:
         """Fill ``stage_<kind>`` and define the ``raw_<kind>`` view; returns the quarantined records.
 
-        The bulk reader sees each object through a link named by its index (``links/<i>.json``), so every
-        row carries its object index as a short name rather than a long path (less memory, no join).
+        ``_seq`` = object index * 2^40 + the row's place: its line when ``ordered`` (DuckDB then keeps
+        insertion order while reading, about a tenth slower), else merely unique.
         """
         import duckdb
 
         schema = raw_schema(kind)
         cols = ", ".join(f'"{f.name}" {_SQL_TYPES[FIELDS[kind][f.name]]}' for f in schema if f.name != SEQ)
         con.execute(f"CREATE TABLE stage_{kind} ({cols}, _ok BOOLEAN, _file BIGINT, _line BIGINT)")
-        linked = _link_objects(objects, links / kind)
         suspicious: set[int] = {i for i, o in enumerate(objects) if o.is_parquet}
 
         def bulk(chunk: list[int]) -> None:
             if not chunk:
                 return
             try:
-                con.execute(f"INSERT INTO stage_{kind} {_bulk_select(kind, [linked[i] for i in chunk])}")
+                paths = {i: str(objects[i].path) for i in chunk}
+                con.execute(f"INSERT INTO stage_{kind} {_bulk_select(kind, paths)}")
             except duckdb.InvalidInputException:  # unparseable input; other errors (memory) are real
                 if len(chunk) == 1:
                     suspicious.add(chunk[0])
@@ -247,7 +247,7 @@ class DuckDBEngine:
                 bulk(chunk[:middle])
                 bulk(chunk[middle:])
 
-        con.execute("SET preserve_insertion_order = true")  # rowid = line order within an object
+        con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")  # rowid = line order
         try:
             bulk([i for i in range(len(objects)) if i not in suspicious])
         finally:
@@ -377,19 +377,3 @@ def _count(con: Any, table: str) -> int:
     """Rows in ``table``; fetched whole, since DuckDB refuses a new query while a result is half-read."""
     rows: list[tuple[int]] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
     return rows[0][0]
-
-
-def _link_objects(objects: list[LakeObject], directory: Path) -> list[str]:
-    """``directory/<i>.json`` for each object (a symlink, or a copy where links are not allowed)."""
-    shutil.rmtree(directory, ignore_errors=True)
-    directory.mkdir(parents=True)
-    paths = []
-    for i, obj in enumerate(objects):
-        link = directory / f"{i}.json"
-        if not obj.is_parquet:
-            try:
-                link.symlink_to(obj.path.resolve())
-            except OSError:
-                shutil.copyfile(obj.path, link)
-        paths.append(str(link))
-    return paths

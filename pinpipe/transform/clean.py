@@ -115,6 +115,14 @@ CLEAN_SQL: dict[Kind, str] = {
 """Row rules: ``raw_<kind>`` -> cleaned columns plus ``_seq``. Placeholders: see ``transform.dialect``."""
 
 
+def needs_arrival_order(kind: Kind, keep_duplicates: bool = False) -> bool:
+    """Whether :func:`cleaned_sql` depends on the order of ``_seq`` (pin's first record per unique_id).
+
+    Otherwise ``_seq`` only has to be unique, and an engine may stage the raw rows in any order.
+    """
+    return kind == "pin" and not keep_duplicates
+
+
 def cleaned_sql(kind: Kind, keep_duplicates: bool = False) -> str:
     """The cleaned table of a kind (SPEC column order), with the duplicate rule applied.
 
@@ -214,4 +222,13 @@ def clean_table(kind: Kind, raw: pa.Table) -> pa.Table:
     return result.cast(CLEAN_ARROW_SCHEMA[kind])
 
 
-__all__ = ["CLEAN_COLUMNS", "CLEAN_SQL", "SEQ", "Dialect", "clean_table", "cleaned_sql", "conform_raw"]
+__all__ = [
+    "CLEAN_COLUMNS",
+    "CLEAN_SQL",
+    "SEQ",
+    "Dialect",
+    "clean_table",
+    "cleaned_sql",
+    "conform_raw",
+    "needs_arrival_order",
+]

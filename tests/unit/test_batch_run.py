@@ -63,6 +63,8 @@ WRONG_GEO_TEXTS = [  # each value's JSON type is wrong; json.dumps would not wri
     '"ind": "7"', '"ind": 7.0', '"ind": 1e2', '"ind": 1180591620717411303424', '"ind": true',
     '"latitude": "1.5"', '"latitude": NaN', '"latitude": Infinity', '"latitude": false',
     '"country": 5', '"country": [1]', '"country": {"a": 1}', '"timestamp": "yesterday"', '"timestamp": 5',
+    '"country": true', '"country": -1.5e3', '"country": 1e400', '"country": NaN', '"country": -Infinity',
+    '"timestamp": 20200101', '"timestamp": {"a": 1}', '"timestamp": false',
 ]  # fmt: skip
 
 
@@ -82,11 +84,17 @@ def test_the_bulk_reader_flags_every_wrongly_typed_value(settings: Settings) -> 
         {**GEO, "ind": 102, "longitude": -0.0},
         {**GEO, "ind": 103, "latitude": 1e-300},
     ]
+    # strings that look like other JSON values are lawful: the bulk reader cannot tell, the exact one keeps
+    lookalikes = [
+        {**GEO, "ind": 104 + i, "country": text} for i, text in enumerate(["5", "true", "[1]", "NaN"])
+    ]
     wrong = [with_raw_value(GEO, text) for text in WRONG_GEO_TEXTS]
-    keys = write_lake(settings, "geo", [lines(*fine), *wrong])
+    keys = write_lake(settings, "geo", [lines(*fine), lines(*lookalikes), *wrong])
     result = run_batch(settings, BatchOptions())
-    assert sorted(q.key for q in result.quarantined) == sorted(keys[1:])
-    assert sorted(read_delta(batch_table(settings, "geo")).column("ind").to_pylist()) == [100, 101, 102, 103]
+    assert sorted(q.key for q in result.quarantined) == sorted(keys[2:])
+    kept = read_delta(batch_table(settings, "geo")).to_pylist()
+    assert sorted(r["ind"] for r in kept) == list(range(100, 108))
+    assert sorted(r["country"] for r in kept if r["ind"] >= 104) == ["5", "NaN", "[1]", "true"]
 
 
 def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_path: Path) -> None:
