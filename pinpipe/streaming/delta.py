@@ -46,12 +46,19 @@ def open_table(url: str) -> DeltaTable | None:
         return None
 
 
-def committed_offsets(url: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-    """Per (stream, partition), the next offset the table has consumed (0 when never committed)."""
+def transaction_versions(url: str, apps: list[str]) -> dict[str, int]:
+    """The version of each of ``apps`` the table's application transactions hold (absent: none)."""
     table = open_table(url)
     if table is None:
-        return {tp: 0 for tp in partitions}
-    return {tp: table.transaction_version(app_id(tp)) or 0 for tp in partitions}
+        return {}
+    found = {app: table.transaction_version(app) for app in apps}
+    return {app: version for app, version in found.items() if version is not None}
+
+
+def committed_offsets(url: str, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Per (stream, partition), the next offset the table has consumed (0 when never committed)."""
+    versions = transaction_versions(url, [app_id(tp) for tp in partitions])
+    return {tp: versions.get(app_id(tp), 0) for tp in partitions}
 
 
 def _properties(offsets: Mapping[TopicPartition, int]) -> CommitProperties:

@@ -11,7 +11,11 @@ One streaming query subscribes to the three Kafka topics named like the streams
 2. cleans the rest with the shared row rules (``transform.clean.CLEAN_SQL``, rendered for Spark);
 3. appends to ``<prefix>_pin_table|_geo_table|_user_table`` and the dead-letter table with Delta's
    idempotent writes (``txnAppId`` = query + table, ``txnVersion`` = batch id): a micro-batch replayed
-   after a crash (the checkpoint had not recorded it) is skipped by the tables that already hold it;
+   after a crash (the checkpoint had not recorded it) is skipped by the tables that already hold it.
+   The other side of that skip: a checkpoint lost (or replaced by an older one) while the tables are
+   kept would restart at batch ids the tables already hold, and Delta would silently skip *new*
+   records, so the job refuses to start when a table holds a batch id its checkpoint never planned
+   (:func:`refuse_lost_checkpoint`);
 4. collects the micro-batch's narrow metric columns (partition, offset, arrival and the few cleaned
    columns the metrics read: at most ``maxOffsetsPerTrigger`` rows) to the driver and hands them to the
    embedded processor's :class:`~pinpipe.streaming.keeper.MetricsKeeper`: the same metrics state
@@ -29,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -36,7 +41,7 @@ from pinpipe import tables
 from pinpipe.config import Settings
 from pinpipe.engines.spark_lake import typed_select
 from pinpipe.engines.spark_session import spark_session
-from pinpipe.errors import ConfigError
+from pinpipe.errors import ConfigError, StreamError
 from pinpipe.log import Log, Record, open_settings_log
 from pinpipe.schema import FIELDS, KINDS, Kind, stream_name
 from pinpipe.streaming import delta
@@ -51,6 +56,53 @@ SHIFT = 1 << 40
 """``_seq`` of a stream record: partition * 2^40 + offset (the raw views' arrival order)."""
 IDLE_CHECK_S = 0.5
 """How often the driver checks for a stop request and, when idle, for pins it can decide."""
+
+
+def txn_app_id(settings: Settings, table: str) -> str:
+    """Delta ``txnAppId`` of the job's appends to one table (``pin|geo|user|dead``)."""
+    return f"pinpipe-spark-stream-{settings.prefix}-{table}"
+
+
+def written_tables(settings: Settings) -> dict[str, str]:
+    """The tables the job appends to with ``txnVersion`` = batch id, by their ``txn_app_id`` name."""
+    found = {str(kind): tables.stream_table(settings, kind) for kind in KINDS}
+    return found | {"dead": tables.dead_letter_table(settings)}
+
+
+def planned_batch(checkpoint: Path) -> int:
+    """The highest batch id the checkpoint has planned (its offsets log), -1 for none.
+
+    Spark writes ``offsets/<id>`` before running batch ``id`` and replays it with the same offsets
+    when ``commits/<id>`` is missing, so a table may hold any batch id up to this one, never above.
+    """
+    ids = [int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*") if p.name.isdigit()]
+    return max(ids, default=-1)
+
+
+def refuse_lost_checkpoint(settings: Settings) -> None:
+    """Raise :class:`StreamError` when a table holds a batch id the checkpoint never planned.
+
+    The checkpoint was deleted or replaced by an older one while the tables were kept: the query
+    would run batch ids the tables hold again, on new records, and Delta would skip them in silence.
+    """
+    checkpoint = tables.spark_checkpoint(settings)
+    planned = planned_batch(checkpoint)
+    ahead: dict[str, tuple[str, int]] = {}
+    for table, url in written_tables(settings).items():
+        app = txn_app_id(settings, table)
+        version = delta.transaction_versions(url, [app]).get(app, -1)
+        if version > planned:
+            ahead[url] = (app, version)
+    if not ahead:
+        return
+    url, (app, version) = next(iter(ahead.items()))
+    state = f"has planned batches up to {planned}" if planned >= 0 else "has planned no batch"
+    raise StreamError(
+        f"the Spark stream checkpoint {checkpoint} {state}, but {url} holds transaction {app}"
+        f" version {version}: restarted there, Delta would skip new records as already written."
+        f" Restore the checkpoint, or reset the Spark stream: delete {', '.join(ahead)}"
+        f" and {checkpoint} (the topics are then read again from the earliest offsets)"
+    )
 
 
 def bootstrap_of(settings: Settings) -> str:
@@ -75,7 +127,6 @@ class SparkStreamJob:
         for kind, stream in self.streams.items():
             log.create_topic(stream, settings.log.partitions)
             partitions[kind] = len(log.end_offsets(stream))
-        self.app = f"pinpipe-spark-stream-{settings.prefix}"
         self.metrics = MetricsKeeper(settings, self.streams, partitions, delta.TableCache())
         self.pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
         self.busy = threading.Lock()
@@ -167,7 +218,7 @@ class SparkStreamJob:
         (
             frame.write.format("delta")
             .mode("append")
-            .option("txnAppId", f"{self.app}-{table}")
+            .option("txnAppId", txn_app_id(self.settings, table))
             .option("txnVersion", batch_id)
             .option("mergeSchema", "true")
             .save(url)
@@ -210,15 +261,18 @@ def run_spark_stream(
     bootstrap = bootstrap_of(settings)
     lock = ProcessorLock(settings)
     lock.acquire()
-    log = open_settings_log(settings, settings.stream_log_url)
     try:
-        job = SparkStreamJob(settings, log)
+        refuse_lost_checkpoint(settings)  # before any Spark or Kafka work
+        log = open_settings_log(settings, settings.stream_log_url)
         try:
-            _run_query(job, spark_session(settings, conf), bootstrap, until_idle, stop, on_batch)
+            job = SparkStreamJob(settings, log)
+            try:
+                _run_query(job, spark_session(settings, conf), bootstrap, until_idle, stop, on_batch)
+            finally:
+                job.close()
         finally:
-            job.close()
+            log.close()
     finally:
-        log.close()
         lock.release()
     job.summary.pending_pins = job.metrics.state.pending_pins
     job.summary.seconds = time.monotonic() - started

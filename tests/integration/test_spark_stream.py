@@ -6,13 +6,15 @@ first micro-batch and restarted from its checkpoint, must write the same cleaned
 cleaning (``clean_table``, the embedded processor's path), the same dead letters, nothing twice (neither
 on a rerun nor when the checkpoint forgot its last micro-batch: a crash between the Delta commits and
 the checkpoint commit), and the same seven metric tables as the embedded processor reading the same
-topics: a restart or a replayed micro-batch must not count anything twice.
+topics: a restart or a replayed micro-batch must not count anything twice. With its checkpoint deleted
+and the tables kept, it must refuse to start (Delta would skip the new records of batch ids 0, 1, ...).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import pyarrow as pa
 import pytest
 
 from pinpipe.engines.delta import read_delta
+from pinpipe.errors import StreamError
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
 from pinpipe.streaming.processor import run_stream
@@ -131,3 +134,9 @@ def test_spark_stream_from_kafka_exactly_once(
     embedded = settings_for(tmp_path / "embedded", prefix=prefix, **options)
     run_stream(embedded, until_idle=True)
     assert_same_metrics(metrics, metric_tables(embedded))
+
+    # the checkpoint deleted, the tables kept: batch ids from 0 again would be skipped by Delta (new
+    # records lost), so the job refuses before any Spark work
+    shutil.rmtree(checkpoint.parent)
+    with pytest.raises(StreamError, match=f"has planned no batch, but .*pinpipe-spark-stream-{prefix}-"):
+        run_spark_stream(settings, until_idle=True)
