@@ -12,12 +12,16 @@ seconds (the machine is shared: CPU time is the steadier figure), peak RSS, the 
 against the raw JSON size. The pandas child is stopped if its RSS passes ``--pandas-max-rss`` (it needs
 roughly 4x the raw JSON); the ratio is then a lower bound.
 
-Measured this session (2 cores, load average 1-3 from other work; DuckDB uses both cores, pandas one):
-  1M posts (720 MB), four runs at load 1.1-1.9: duckdb 8.9-11.3 s wall, 15.2-16.5 CPU s, 520-540 MB;
-    pandas 31.7-39.7 s, 2,690-2,740 MB; ratios 4.3x, 3.5x, 3.7x, 3.5x (CPU: 2.0-2.5x less)
-  5M posts (3,620 MB): duckdb 42.4 s wall, 74.4 CPU s, 2,024 MB;  pandas 192.1 s, 191.6 CPU s, 11,706 MB: 4.5x
-Memory target met at both sizes; the 5x speed target is not (3.5-4.3x at 1M, 4.5x at 5M). What is left is
-mostly parsing: DuckDB's JSON reader spends ~4.5 CPU s on the 445 MB of pin objects (type checks ~0.5 s).
+Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, so compare the
+two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one):
+  1M posts (720 MB), --repeat 3 at load 1.1-1.2: duckdb 8.7-9.6 s wall, 14.8-15.6 CPU s, 580 MB;
+    pandas 39.0-43.6 s, 2,650-2,780 MB; ratios 5.0x, 4.1x, 4.4x (median 4.4x; CPU 2.5-2.9x less).
+    The session before, four single runs: duckdb 8.9-11.3 s, pandas 31.7-39.7 s: 3.5-4.3x.
+  5M posts (3,620 MB): duckdb 44.5 s wall, 69.6 CPU s, 2,351 MB; pandas 191.9 s, 11,662 MB: 4.3x
+    (the session before: 42.4 s against 192.1 s, 4.5x)
+Memory target met at both sizes; the 5x speed target is not. What is left is mostly parsing: DuckDB's JSON
+reader spends ~3 CPU s on the 445 MB of pin objects; the rest is cleaning and writing Parquet (~4 s), the
+ten outputs (~1.2 s) and start-up.
 Session 1, for comparison (load 10-16): 1M 110.9 s / 22.6 CPU s, 5M 479 s / 120 CPU s.
 """
 
