@@ -292,8 +292,8 @@ def lake_snapshot(lake: Path) -> dict[str, bytes]:
     return {key: store.get(key) for key in store.list()}
 
 
-def lake_mtime(lake: Path) -> int:
-    return max((d.stat().st_mtime_ns for d in lake.glob("topics/*/partition=*")), default=0)
+def lake_objects(lake: Path) -> int:
+    return sum(1 for _ in lake.glob("topics/*/partition=*/*.json"))
 
 
 def test_sink_kill_9_on_kafka(tmp_path: Path, aicore: Path, kafka_bootstrap: str) -> None:
@@ -312,22 +312,26 @@ def test_sink_kill_9_on_kafka(tmp_path: Path, aicore: Path, kafka_bootstrap: str
     rng = random.Random(7)
     kills = mid_work = 0
     finished = False
+    # Kill points are set by progress, not time (a fast hour once let 4 runs finish all the work): each
+    # run is killed after a random number of new objects, up to a fifteenth of the whole lake.
+    step = max(1, 3 * SINK_RECORDS // SINK_FLUSH // (3 * MIN_SINK_KILLS))
     started = time.monotonic()
     while not finished and mid_work < MIN_SINK_KILLS + 1 and time.monotonic() - started < 240:
-        before = lake_mtime(lake)
+        before = lake_objects(lake)
+        target = before + rng.randint(1, step)
         proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         early = rng.random() < 0.2  # now and then during start-up or recovery
         wait_s = rng.uniform(0.5, 3.0) if early else None
         began = time.monotonic()
         while proc.poll() is None:
-            if wait_s is not None and time.monotonic() - began >= wait_s:
-                break
-            if wait_s is None and lake_mtime(lake) > before:
-                time.sleep(rng.uniform(0.0, 0.8))  # anywhere in the write / commit cycle
+            if wait_s is not None and (time.monotonic() - began >= wait_s or lake_objects(lake) > before):
+                break  # an early kill lands before the run's first new object
+            if wait_s is None and lake_objects(lake) >= target:
+                time.sleep(rng.uniform(0.0, 0.05))  # anywhere in the write / commit cycle
                 break
             time.sleep(0.01)
         if proc.poll() is None:
-            grew = lake_mtime(lake) > before
+            grew = lake_objects(lake) > before
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
