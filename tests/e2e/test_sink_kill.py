@@ -95,8 +95,8 @@ def test_sink_survives_random_kill_9(tmp_path: Path, aicore: Path) -> None:
         started = time.monotonic()
         wait_s = rng.uniform(0.0, 1.0) if early else None
         while proc.poll() is None:
-            if wait_s is not None and time.monotonic() - started >= wait_s:
-                break
+            if wait_s is not None and (time.monotonic() - started >= wait_s or last_change(lake) > before):
+                break  # an early kill lands before the life's first new object, never after a long run
             if wait_s is None and last_change(lake) > before:
                 time.sleep(rng.uniform(0.0, 0.04))  # soon after progress: each life does a little work
                 break
