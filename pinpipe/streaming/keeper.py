@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 from pinpipe import tables
 from pinpipe.config import Settings
 from pinpipe.log import Log, Record, TopicPartition
-from pinpipe.schema import KINDS, Kind
+from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming import delta
 from pinpipe.streaming.decode import Decoded
 from pinpipe.streaming.metrics import MetricsConfig, MetricsState
@@ -48,6 +48,16 @@ def at_once(pool: ThreadPoolExecutor, commits: list[Callable[[], None]]) -> None
     wait(futures)
     for future in futures:
         future.result()
+
+
+def open_streams(settings: Settings, log: Log) -> tuple[dict[Kind, str], dict[Kind, int]]:
+    """A stream processor's three streams (created when missing) and their partition counts."""
+    streams = {k: stream_name(settings.prefix, k) for k in KINDS}
+    partitions = {}
+    for kind, stream in streams.items():
+        log.create_topic(stream, settings.log.partitions)
+        partitions[kind] = len(log.end_offsets(stream))
+    return streams, partitions
 
 
 def next_offsets(records: Iterable[Record]) -> dict[TopicPartition, int]:

@@ -29,10 +29,10 @@ import pyarrow as pa
 from pinpipe import tables
 from pinpipe.config import Settings
 from pinpipe.log import Log, LogReader, Record, TopicPartition, open_settings_log
-from pinpipe.schema import KINDS, Kind, stream_name
+from pinpipe.schema import KINDS, Kind
 from pinpipe.streaming import delta
 from pinpipe.streaming.decode import dead_letter_table, decode
-from pinpipe.streaming.keeper import MetricsKeeper, at_once, next_offsets
+from pinpipe.streaming.keeper import MetricsKeeper, at_once, next_offsets, open_streams
 from pinpipe.streaming.lock import ProcessorLock
 from pinpipe.streaming.metrics import MetricsState
 
@@ -65,13 +65,9 @@ class StreamProcessor:
         self.max_wait_s = settings.stream.max_wait_s
         self._own_log = log is None
         self.log: Log = log or open_settings_log(settings, settings.stream_log_url)
-        self.streams: dict[Kind, str] = {k: stream_name(settings.prefix, k) for k in KINDS}
         self.lock = ProcessorLock(settings)
         self.lock.acquire()
-        partitions: dict[Kind, int] = {}
-        for kind, stream in self.streams.items():
-            self.log.create_topic(stream, settings.log.partitions)
-            partitions[kind] = len(self.log.end_offsets(stream))
+        self.streams, partitions = open_streams(settings, self.log)
         self.partitions = partitions
         self.all_tps = [(self.streams[k], p) for k in KINDS for p in range(partitions[k])]
         # what each output already holds: per table, next offset per (stream, partition)

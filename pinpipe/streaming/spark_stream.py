@@ -43,10 +43,10 @@ from pinpipe.engines.spark_lake import typed_select
 from pinpipe.engines.spark_session import spark_session
 from pinpipe.errors import ConfigError, StreamError
 from pinpipe.log import Log, Record, open_settings_log
-from pinpipe.schema import FIELDS, KINDS, Kind, stream_name
+from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.streaming import delta
 from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
-from pinpipe.streaming.keeper import METRIC_COLUMNS, MetricsKeeper, next_offsets
+from pinpipe.streaming.keeper import METRIC_COLUMNS, MetricsKeeper, next_offsets, open_streams
 from pinpipe.streaming.lock import ProcessorLock
 from pinpipe.streaming.processor import TIDY_EVERY, WRITERS, StreamSummary
 from pinpipe.transform.clean import CLEAN_COLUMNS, CLEAN_SQL
@@ -121,12 +121,8 @@ class SparkStreamJob:
     def __init__(self, settings: Settings, log: Log) -> None:
         self.settings = settings
         self.log = log
-        self.streams: dict[Kind, str] = {k: stream_name(settings.prefix, k) for k in KINDS}
+        self.streams, partitions = open_streams(settings, log)
         self.topics: dict[str, Kind] = {s: k for k, s in self.streams.items()}
-        partitions: dict[Kind, int] = {}
-        for kind, stream in self.streams.items():
-            log.create_topic(stream, settings.log.partitions)
-            partitions[kind] = len(log.end_offsets(stream))
         self.metrics = MetricsKeeper(settings, self.streams, partitions, delta.TableCache())
         self.pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
         self.busy = threading.Lock()
@@ -181,7 +177,7 @@ class SparkStreamJob:
                     extra = spark.createDataFrame(decoded.cleaned)
                     cleaned = cleaned.unionByName(extra.select(*cleaned.columns))
             cleaned = cleaned.persist()
-            self._append(cleaned, tables.stream_table(self.settings, kind), f"{kind}", batch_id)
+            self._append(cleaned, tables.stream_table(self.settings, kind), kind, batch_id)
             # what the metrics read, and the row count (a few columns of at most maxOffsetsPerTrigger rows)
             narrow[kind] = cleaned.select("_partition", "_offset", *METRIC_COLUMNS.get(kind, [])).toArrow()
             self.summary.rows[kind] += narrow[kind].num_rows
