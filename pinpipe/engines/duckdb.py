@@ -222,7 +222,7 @@ class DuckDBEngine:
 
     # -- steps -------------------------------------------------------------------------------------------
     def _load_raw(
-        self, con: Any, kind: Kind, objects: list[LakeObject], ordered: bool = True
+        self, con: Any, kind: Kind, objects: list[LakeObject], ordered: bool
     ) -> list[QuarantinedRecord]:
         """Fill ``stage_<kind>`` and define the ``raw_<kind>`` view; returns the quarantined records.
 

@@ -149,28 +149,24 @@ def _statement(name: str, options: BatchOptions) -> str:
     cat_cols = "category, category_count"
     if name == "popular_category_by_country":
         counts = _category_counts("pin_geo", "country", "country IS NOT NULL")
-        body = top1(f"({counts})", ("country",), "category_count", "category", f"country, {cat_cols}", ties)
-        return body
+        return top1(f"({counts})", ("country",), "category_count", "category", f"country, {cat_cols}", ties)
     if name == "posts_per_category_by_year":
         return _posts_per_category_by_year()
     if name == "popular_category_by_year":
         counts = _posts_per_category_by_year()
-        body = top1(
+        return top1(
             f"({counts})", ("post_year",), "category_count", "category", f"post_year, {cat_cols}", ties
         )
-        return body
     if name == "top_user_by_country":
         return _top_user_by_country(ties)
     if name == "top_country_by_followers":
         users = f"(SELECT DISTINCT country, follower_count FROM ({_top_user_by_country(ties)}) AS u)"
-        body = top1(users, (), "follower_count", "country", "country, follower_count", ties)
-        return body
+        return top1(users, (), "follower_count", "country", "country, follower_count", ties)
     if name == "popular_category_by_age_group":
         counts = _category_counts("pin_user", "age_group", "age_group IS NOT NULL")
-        body = top1(
+        return top1(
             f"({counts})", ("age_group",), "category_count", "category", f"age_group, {cat_cols}", ties
         )
-        return body
     if name == "median_followers_by_age_group":
         source = "(SELECT * FROM pin_user WHERE age_group IS NOT NULL)"
         return median(source, ("age_group",), "follower_count", exact)
