@@ -16,6 +16,7 @@ import resource
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,12 @@ def _memory_limit(lake_bytes: int) -> int:
     """
     return max(_MIN_MEMORY, min(_MAX_MEMORY, lake_bytes * 3 // 5))
 
+
+_STAGE_MEMORY = 1.8
+"""DuckDB memory per byte of raw JSON staged and cleaned at once without spilling: 445 MB of pin objects
+(1M posts) stage in 352 MB, and cleaning them into Parquet peaked at ~800 MB. A lake bigger than the memory
+limit / this is cleaned in chunks of objects (at 1M posts the pins in two; a spilling single pass took
+~0.4 s more)."""
 
 _BATCH_ROWS = 122_880
 """Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""
@@ -111,9 +118,15 @@ class DuckDBEngine:
     name = "duckdb"
 
     def __init__(
-        self, settings: Settings, memory_limit: str | None = None, threads: int | None = None
+        self,
+        settings: Settings,
+        memory_limit: str | None = None,
+        threads: int | None = None,
+        chunk_bytes: int | None = None,
     ) -> None:
         self.settings = settings
+        self.chunk_bytes = chunk_bytes
+        """Raw bytes of objects staged and cleaned at once; None: sized from the memory limit."""
         self.memory_limit = memory_limit or os.environ.get("PINPIPE_DUCKDB_MEMORY_LIMIT")
         """DuckDB ``memory_limit``; None: sized from the lake by :func:`_memory_limit` (spills beyond it)."""
         self.threads = threads
@@ -180,20 +193,14 @@ class DuckDBEngine:
         try:
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
-            for kind in KINDS:  # one kind at a time: only its raw rows and the slim cleaned tables in memory
+            for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
                 keys = keys_by_kind[kind]
                 objects_read[kind] = len(keys)
                 with local_objects(store, keys, scratch) as objects:
-                    ordered = needs_arrival_order(kind, options.keep_duplicates)
-                    bad = self._load_raw(con, kind, objects, ordered)
-                quarantined.extend(bad)
-                read[kind] = _count(con, f"stage_{kind}") + len(bad)
-                phase.done(f"read lake: {kind}")
-                cleaned = render(cleaned_sql(kind, options.keep_duplicates), "duckdb")
-                tables[kind], cleaned_rows[kind] = self._write_cleaned(con, kind, cleaned, scratch)
-                con.execute(f"DROP VIEW raw_{kind}")
-                con.execute(f"DROP TABLE stage_{kind}")
-                phase.done(f"clean + write: {kind}")
+                    cleaned = self._clean_kind(con, kind, objects, options, scratch, phase)
+                quarantined.extend(cleaned.quarantined)
+                read[kind] = cleaned.records_read
+                tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
             outputs = self._outputs(con, options, drop_cleaned=True)
             phase.done("ten outputs")
             tables.update(self._write_outputs(outputs, quarantined))
@@ -222,9 +229,10 @@ class DuckDBEngine:
 
     # -- steps -------------------------------------------------------------------------------------------
     def _load_raw(
-        self, con: Any, kind: Kind, objects: list[LakeObject], ordered: bool
+        self, con: Any, kind: Kind, objects: dict[int, LakeObject], ordered: bool
     ) -> list[QuarantinedRecord]:
-        """Fill ``stage_<kind>`` and define the ``raw_<kind>`` view; returns the quarantined records.
+        """Fill ``stage_<kind>`` with ``objects`` (index in the kind's key order -> object) and define the
+        ``raw_<kind>`` view; returns the quarantined records.
 
         ``_seq`` = object index * 2^40 + the row's place: its line when ``ordered`` (DuckDB then keeps
         insertion order while reading, about a tenth slower), else merely unique.
@@ -234,7 +242,7 @@ class DuckDBEngine:
         schema = raw_schema(kind)
         cols = ", ".join(f'"{f.name}" {_SQL_TYPES[FIELDS[kind][f.name]]}' for f in schema if f.name != SEQ)
         con.execute(f"CREATE TABLE stage_{kind} ({cols}, _ok BOOLEAN, _file BIGINT, _line BIGINT)")
-        suspicious: set[int] = {i for i, o in enumerate(objects) if o.is_parquet}
+        suspicious: set[int] = {i for i, o in objects.items() if o.is_parquet}
 
         def bulk(chunk: list[int]) -> None:
             if not chunk:
@@ -252,7 +260,7 @@ class DuckDBEngine:
 
         con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")  # rowid = line order
         try:
-            bulk([i for i in range(len(objects)) if i not in suspicious])
+            bulk([i for i in sorted(objects) if i not in suspicious])
         finally:
             con.execute("SET preserve_insertion_order = false")
         flagged = {r[0] for r in con.sql(f"SELECT DISTINCT _file FROM stage_{kind} WHERE NOT _ok").fetchall()}
@@ -308,42 +316,77 @@ class DuckDBEngine:
         table: pa.Table = con.sql(sql).to_arrow_table()
         return table.cast(schema)
 
-    def _write_cleaned(self, con: Any, kind: Kind, cleaned: str, scratch: Path) -> tuple[str, int]:
-        """Write the cleaned ``kind`` table to Delta; keep only what the outputs read as ``cleaned_<kind>``.
+    def _clean_kind(
+        self,
+        con: Any,
+        kind: Kind,
+        objects: list[LakeObject],
+        options: BatchOptions,
+        scratch: Path,
+        phase: _PhaseLog,
+    ) -> _Cleaned:
+        """Stage, clean and write ``kind`` chunk by chunk (:func:`_chunks`, oldest objects first).
 
-        DuckDB writes the Parquet itself (``COPY``: parallel, streaming, within ``memory_limit``); delta-rs
-        only commits it (local tables) or uploads it (remote ones). The columns the outputs need are then
-        read back from that file, so the wide cleaned rows are never held in memory. Returns the table's
-        URL and its row count.
+        Each chunk's cleaned rows become one Parquet part of the Delta table, written by DuckDB itself
+        (``COPY``: parallel, streaming, within ``memory_limit``); the rows a later chunk must not repeat are
+        read back from the parts before it (``cleaned_sql``'s ``kept_before``). delta-rs then commits the
+        parts (local tables) or uploads them (remote ones). The columns the outputs need are read back into
+        ``cleaned_<kind>``, so the wide cleaned rows are never held in memory.
         """
         url = batch_table(self.settings, kind)
-        schema = CLEAN_ARROW_SCHEMA[kind]
-        select = "SELECT " + ", ".join(
-            f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in schema
-        )
         directory = local_table_dir(url)
         target = directory if directory is not None else scratch / f"cleaned-{os.getpid()}"
         target.mkdir(parents=True, exist_ok=True)
-        path = target / f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+        budget = self.chunk_bytes or _chunk_bytes(con)
+        chunks = _chunks([o.path.stat().st_size for o in objects], budget)
+        ordered = needs_arrival_order(kind, options.keep_duplicates)
+        parts: list[ParquetFile] = []
+        quarantined: list[QuarantinedRecord] = []
+        records = 0
+        try:
+            for number, chunk in enumerate(chunks, start=1):
+                label = kind if len(chunks) == 1 else f"{kind} {number}/{len(chunks)}"
+                bad = self._load_raw(con, kind, {i: objects[i] for i in chunk}, ordered)
+                quarantined.extend(bad)
+                records += _count(con, f"stage_{kind}") + len(bad)
+                phase.done(f"read lake: {label}")
+                kept = f"kept_{kind}" if parts else None
+                if kept:
+                    con.execute(f"CREATE OR REPLACE VIEW {kept} AS FROM {_read_parts(target, parts)}")
+                sql = render(cleaned_sql(kind, options.keep_duplicates, kept), "duckdb")
+                parts.extend(self._copy_cleaned(con, kind, sql, target, number))
+                con.execute(f"DROP VIEW raw_{kind}")
+                con.execute(f"DROP TABLE stage_{kind}")
+                phase.done(f"clean + write: {label}")
+            con.execute(f"DROP VIEW IF EXISTS kept_{kind}")
+            columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
+            con.execute(f"CREATE TABLE cleaned_{kind} AS SELECT {columns} FROM {_read_parts(target, parts)}")
+            schema = CLEAN_ARROW_SCHEMA[kind]
+            if directory is not None:
+                commit_files(url, schema, parts)
+            else:
+                import pyarrow.dataset as ds
+
+                dataset = ds.dataset([str(target / p.name) for p in parts])
+                write_delta(url, dataset.scanner(batch_size=_BATCH_ROWS).to_reader().cast(schema))
+        finally:
+            if directory is None:
+                for part in parts:
+                    (target / part.name).unlink(missing_ok=True)
+        return _Cleaned(url, sum(p.rows for p in parts), records, quarantined)
+
+    @staticmethod
+    def _copy_cleaned(con: Any, kind: Kind, cleaned: str, target: Path, number: int) -> list[ParquetFile]:
+        """One Parquet part of the cleaned ``kind`` table, its columns typed as ``CLEAN_ARROW_SCHEMA``."""
+        select = "SELECT " + ", ".join(
+            f'CAST("{f.name}" AS {_DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in CLEAN_ARROW_SCHEMA[kind]
+        )
+        path = target / f"part-{number:05d}-{uuid.uuid4()}-c000.snappy.parquet"
         stats = con.execute(
             f"COPY ({select} FROM ({cleaned}) AS c) TO {_quote(str(path))}"
             " (FORMAT parquet, COMPRESSION snappy, RETURN_STATS)"
         ).fetchall()
-        files = [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in stats]
-        columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
-        con.execute(f"CREATE TABLE cleaned_{kind} AS SELECT {columns} FROM read_parquet({_quote(str(path))})")
-        if directory is not None:
-            commit_files(url, schema, files)
-        else:
-            import pyarrow.dataset as ds
-
-            try:
-                write_delta(
-                    url, ds.dataset(str(path)).scanner(batch_size=_BATCH_ROWS).to_reader().cast(schema)
-                )
-            finally:
-                path.unlink(missing_ok=True)
-        return url, sum(f.rows for f in files)
+        return [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in stats]
 
     def _write_outputs(
         self, outputs: dict[str, pa.Table], quarantined: list[QuarantinedRecord]
@@ -380,3 +423,48 @@ def _count(con: Any, table: str) -> int:
     """Rows in ``table``; fetched whole, since DuckDB refuses a new query while a result is half-read."""
     rows: list[tuple[int]] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
     return rows[0][0]
+
+
+@dataclass(frozen=True)
+class _Cleaned:
+    """What cleaning one kind produced: its Delta table, rows written, records read and quarantined."""
+
+    url: str
+    rows: int
+    records_read: int
+    quarantined: list[QuarantinedRecord]
+
+
+def _read_parts(directory: Path, parts: list[ParquetFile]) -> str:
+    return "read_parquet([" + ", ".join(_quote(str(directory / p.name)) for p in parts) + "])"
+
+
+_UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def _chunk_bytes(con: Any) -> int | None:
+    """Raw bytes of lake objects to stage and clean at once: the memory limit / :data:`_STAGE_MEMORY`.
+
+    None (no chunking) if DuckDB prints its limit in a form not understood here (it prints e.g. '411.9 MiB').
+    """
+    text = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    number, _, unit = str(text).partition(" ")
+    try:
+        return int(float(number) * _UNITS[unit] / _STAGE_MEMORY)
+    except (ValueError, KeyError):
+        return None
+
+
+def _chunks(sizes: list[int], budget: int | None) -> list[list[int]]:
+    """Object indexes in runs of consecutive objects of about equal bytes, as few runs as keep each within
+    ``budget`` (a single object may exceed it); one run if ``budget`` is None, ``[[]]`` without objects."""
+    if not sizes:
+        return [[]]
+    total = sum(sizes) or 1
+    count = max(1, -(-total // budget)) if budget else 1
+    runs: dict[int, list[int]] = {}
+    before = 0
+    for i, size in enumerate(sizes):  # an object goes to the run its middle byte falls in
+        runs.setdefault(min(count - 1, (2 * before + size) * count // (2 * total)), []).append(i)
+        before += size
+    return list(runs.values())

@@ -123,27 +123,41 @@ def needs_arrival_order(kind: Kind, keep_duplicates: bool = False) -> bool:
     return kind == "pin" and not keep_duplicates
 
 
-def cleaned_sql(kind: Kind, keep_duplicates: bool = False) -> str:
+def cleaned_sql(kind: Kind, keep_duplicates: bool = False, kept_before: str | None = None) -> str:
     """The cleaned table of a kind (SPEC column order), with the duplicate rule applied.
 
     By default pin keeps the first record (lowest ``_seq``) per unique_id, and pins without a unique_id
     once per identical row; geo and user keep each identical cleaned row once. ``keep_duplicates`` keeps
     every record, as the original notebooks' raw joins counted them.
 
-    The first pin per unique_id is found with a semi-join on ``(unique_id, min(_seq))`` (``_seq`` is unique
-    within a kind) rather than ``row_number() ... = 1``: DuckDB rewrites that window into an ``arg_min``
-    over a struct of every column, about three times slower; both dialects run the IN form as a semi-join.
+    ``kept_before`` names a table of cleaned rows of this kind already kept from earlier records, for an
+    engine that cleans a kind's objects in chunks, oldest first (so its memory stays bounded): a pin whose
+    unique_id is there, or a row identical to one there, was kept before and is left out here.
+
+    The first pin per unique_id is found with a semi-join on ``min(_seq)`` per unique_id (``_seq`` is
+    unique within a kind) rather than ``row_number() ... = 1``: DuckDB rewrites that window into an
+    ``arg_min`` over a struct of every column, about three times slower; both dialects run the IN form as
+    a semi-join.
     """
     cols = ", ".join(CLEAN_COLUMNS[kind])
     base = f"WITH c AS {{inline}}({CLEAN_SQL[kind]})\n"
     if keep_duplicates:
         return base + f"SELECT {cols} FROM c"
     if kind == "pin":
+        fresh, unkeyed = "", f"SELECT DISTINCT {cols} FROM c WHERE unique_id IS NULL"
+        if kept_before:
+            fresh = f" AND unique_id NOT IN (SELECT unique_id FROM {kept_before} WHERE unique_id IS NOT NULL)"
+            unkeyed = (  # in brackets: UNION ALL and EXCEPT would otherwise apply left to right
+                f"(SELECT {cols} FROM c WHERE unique_id IS NULL"
+                f" EXCEPT SELECT {cols} FROM {kept_before} WHERE unique_id IS NULL)"
+            )
         return base + (
-            f"SELECT {cols} FROM c WHERE unique_id IS NOT NULL AND (unique_id, _seq) IN"
-            f" (SELECT unique_id, min(_seq) FROM c WHERE unique_id IS NOT NULL GROUP BY unique_id)\n"
-            f"UNION ALL\nSELECT DISTINCT {cols} FROM c WHERE unique_id IS NULL"
+            f"SELECT {cols} FROM c WHERE unique_id IS NOT NULL AND _seq IN"
+            f" (SELECT min(_seq) FROM c WHERE unique_id IS NOT NULL{fresh} GROUP BY unique_id)\n"
+            f"UNION ALL\n{unkeyed}"
         )
+    if kept_before:
+        return base + f"SELECT {cols} FROM c EXCEPT SELECT {cols} FROM {kept_before}"
     return base + f"SELECT DISTINCT {cols} FROM c"
 
 
