@@ -5,7 +5,8 @@ JSON, so each value's JSON type is checked in SQL exactly as ``schema.validate_r
 would quietly turn ``"25"`` into 25). An object the bulk reader cannot parse (found by bisecting the object
 list) or that holds a wrongly typed value is re-read record by record (``engines.lake_input``): its bad
 records are quarantined, the rest processed. Data stays inside DuckDB (a scratch database under the
-workdir, bounded by ``memory_limit``, spilling to disk) until it is streamed to Delta.
+workdir, bounded by ``memory_limit``, spilling to disk) until DuckDB writes it as Parquet for Delta. A kind
+bigger than the memory allows is staged and cleaned in chunks of consecutive objects (:func:`_chunks`).
 """
 
 from __future__ import annotations
@@ -46,18 +47,17 @@ def _memory_limit(lake_bytes: int) -> int:
     """Three fifths of the lake's size, between 256 MB and 2 GB: the job's peak (the limit plus ~150 MB of
     Python and Arrow) stays below the size of what it reads.
 
-    DuckDB spills beyond it (sorts, joins and tables, to ``workdir/tmp``). The staged raw pins are about
-    0.5x the lake: at 1M posts half the lake (360 MB) made DuckDB spill ~200 MB of them, about 1 s more
-    than 0.6x (peak 0.73x against 0.8x the raw size).
+    DuckDB spills beyond it (sorts, joins and tables, to ``workdir/tmp``); a kind too big to stage and clean
+    within it is cleaned in chunks (:data:`_STAGE_MEMORY`). At 1M posts the peak is 0.74x the raw size.
     """
     return max(_MIN_MEMORY, min(_MAX_MEMORY, lake_bytes * 3 // 5))
 
 
 _STAGE_MEMORY = 1.8
 """DuckDB memory per byte of raw JSON staged and cleaned at once without spilling: 445 MB of pin objects
-(1M posts) stage in 352 MB, and cleaning them into Parquet peaked at ~800 MB. A lake bigger than the memory
-limit / this is cleaned in chunks of objects (at 1M posts the pins in two; a spilling single pass took
-~0.4 s more)."""
+(1M posts) stage in 352 MB, and cleaning them into Parquet peaked at ~800 MB. A kind bigger than the memory
+limit / this is cleaned in chunks of objects: at 1M posts (limit 432 MB) the pins in two, 2.7-2.9 s,
+against 3.1-3.4 s for a single pass that spilled ~170 MB."""
 
 _BATCH_ROWS = 122_880
 """Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""

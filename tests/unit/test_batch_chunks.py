@@ -99,3 +99,4 @@ def test_random_lakes_clean_the_same_in_chunks_as_in_one_pass(objects: list, kee
         write_lake(settings, "user", [lines(*(user(i, 20 + 10 * c) for _, i, c in obj)) for obj in objects])
         options = BatchOptions(keep_duplicates=keep_duplicates)
         assert run(settings, EVERY_OBJECT, options) == run(settings, ONE_PASS, options)
+
