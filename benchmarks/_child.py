@@ -32,8 +32,12 @@ class ChildRun:
 
 
 def tree_rss(proc: psutil.Process) -> int:
+    try:
+        tree = [proc, *proc.children(recursive=True)]
+    except psutil.Error:  # the child has just exited
+        return 0
     total = 0
-    for p in [proc, *proc.children(recursive=True)]:
+    for p in tree:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return total
