@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.engines.delta import read_delta
-from pinpipe.engines.duckdb import DuckDBEngine, _chunks
+from pinpipe.engines.duckdb import DuckDBEngine, _chunk_bytes, _chunks
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import BatchOptions
 from tests.unit.test_batch_run import lines, write_lake
@@ -30,6 +30,17 @@ def test_chunks_are_runs_of_consecutive_objects_of_about_equal_bytes() -> None:
     assert _chunks([5, 5, 5, 5], 9) == [[0], [1, 2], [3]]  # an object goes where its middle byte falls
     assert _chunks([1, 1, 1, 30, 1], 16) == [[0, 1, 2], [3], [4]]  # one object may exceed the budget
     assert _chunks([3, 3, 3], 1) == [[0], [1], [2]]
+
+
+@pytest.mark.parametrize("limit", ["432MB", "2GB", "700MiB"])
+def test_chunk_budget_is_the_memory_limit_over_1_8(limit: str) -> None:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{limit}'")
+    number, unit = float(limit[:-3] if limit.endswith("iB") else limit[:-2]), limit.lstrip("0123456789.")
+    expected = number * {"MB": 1e6, "GB": 1e9, "MiB": 2**20}[unit] / 1.8
+    assert _chunk_bytes(con) == pytest.approx(expected, rel=0.05)  # DuckDB prints "1.8 GiB": rounded
 
 
 def pin(ind: int, unique_id: str | None, title: str) -> dict[str, object]:
@@ -99,4 +110,3 @@ def test_random_lakes_clean_the_same_in_chunks_as_in_one_pass(objects: list, kee
         write_lake(settings, "user", [lines(*(user(i, 20 + 10 * c) for _, i, c in obj)) for obj in objects])
         options = BatchOptions(keep_duplicates=keep_duplicates)
         assert run(settings, EVERY_OBJECT, options) == run(settings, ONE_PASS, options)
-
