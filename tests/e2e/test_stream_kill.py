@@ -20,14 +20,17 @@ from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
 from pinpipe.streaming.processor import run_stream
 from pinpipe.streaming.views import STATE_METRICS
-from tests.unit.test_stream_support import encode, live_times, metric_rows, replay_iterations, stream_rows
+from tests.unit.test_stream_support import (
+    encode,
+    live_times,
+    metric_rows,
+    replay_iterations,
+    rounded,
+    stream_rows,
+)
 
 KILLS = 20
 EVENTS = 10_000
-
-
-def _approx(rows: list[dict]) -> list[dict]:
-    return [{k: (round(v, 9) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
 
 
 def test_kill_minus_nine_twenty_times(tmp_path: Path, aicore: Path) -> None:
@@ -93,4 +96,4 @@ def test_kill_minus_nine_twenty_times(tmp_path: Path, aicore: Path) -> None:
         assert rows == stream_rows(reference, kind)
     assert sum(len(stream_rows(killed, k)) for k in KINDS) >= EVENTS
     for name in STATE_METRICS:
-        assert _approx(metric_rows(killed, name)) == _approx(metric_rows(reference, name)), name
+        assert rounded(metric_rows(killed, name)) == rounded(metric_rows(reference, name)), name

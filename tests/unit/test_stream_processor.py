@@ -24,6 +24,7 @@ from tests.unit.test_stream_support import (
     metric_rows,
     read,
     replay_iterations,
+    rounded,
     stream_rows,
 )
 
@@ -134,13 +135,9 @@ def test_crash_between_commits_then_restart_is_exactly_once(
         assert len(got[kind]) == 300
         assert got[kind] == expected[kind]
     for name in STATE_METRICS:
-        assert _approx(got[name]) == _approx(expected[name]), name
+        assert rounded(got[name]) == rounded(expected[name]), name
     dead = read(tables.dead_letter_table(s)).to_pylist()
     assert [d["value"] for d in dead] == [b"oops"]
-
-
-def _approx(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: (round(v, 9) if isinstance(v, float) else v) for k, v in r.items()} for r in rows]
 
 
 def test_a_second_processor_on_the_same_tables_is_refused(settings: Settings, workdir: Path) -> None:
