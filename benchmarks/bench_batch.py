@@ -12,16 +12,20 @@ seconds (the machine is shared: CPU time is the steadier figure), peak RSS, the 
 against the raw JSON size. The pandas child is stopped if its RSS passes ``--pandas-max-rss`` (it needs
 roughly 4x the raw JSON); the ratio is then a lower bound.
 
-Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, so compare the
-two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one):
-  1M posts (720 MB), --repeat 3 at load 1.1-1.2: duckdb 8.7-9.6 s wall, 14.8-15.6 CPU s, 580 MB;
-    pandas 39.0-43.6 s, 2,650-2,780 MB; ratios 5.0x, 4.1x, 4.4x (median 4.4x; CPU 2.5-2.9x less).
-    The session before, four single runs: duckdb 8.9-11.3 s, pandas 31.7-39.7 s: 3.5-4.3x.
-  5M posts (3,620 MB): duckdb 44.5 s wall, 69.6 CPU s, 2,351 MB; pandas 191.9 s, 11,662 MB: 4.3x
-    (the session before: 42.4 s against 192.1 s, 4.5x)
-Memory target met at both sizes; the 5x speed target is not. What is left is mostly parsing: DuckDB's JSON
-reader spends ~3 CPU s on the 445 MB of pin objects; the rest is cleaning and writing Parquet (~4 s), the
-ten outputs (~1.2 s) and start-up.
+Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, even CPU seconds by
++-15%, so compare the two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one):
+  1M posts (720 MB), pins cleaned in two chunks, three --repeat runs in one evening:
+    --repeat 3 (quieter): duckdb 5.3-6.4 s wall, 9.0-10.9 CPU s, 529-561 MB; pandas 27.1-28.7 s, 2.7-2.8 GB:
+      4.5x, 5.0x, 5.2x (median 5.0x; CPU 2.6-3.1x less)
+    --repeat 5 (busier): duckdb 7.5-9.1 s, pandas 35.8-40.3 s: 5.0x, 4.6x, 5.4x, 4.8x, 4.0x (median 4.8x)
+    --repeat 5 (busier): duckdb 5.5-8.1 s, pandas 30.1-43.5 s: 4.7x, 5.5x, 4.7x, 5.4x, 4.6x (median 4.7x)
+    The same evening before chunking, --repeat 3: duckdb 6.0-6.2 s, pandas 28.6-29.4 s: 4.8x, 4.9x, 4.8x.
+  5M posts (3,620 MB), pins in two chunks: duckdb 26.1 s wall, 47.5 CPU s, 1,863 MB (0.51x raw);
+    pandas 156.2 s, 11,665 MB: 6.0x (before chunking, that evening: 25.3 s against 139.8 s, 5.5x, 2,398 MB)
+Memory target met at both sizes; the 5x speed target is met at 5M and, at 1M, only in quiet hours. What is
+left is mostly DuckDB itself: its JSON reader (~1.3 CPU s to parse the 445 MB of pin objects, ~0.9 CPU s
+more to extract and type-check the values, ~0.5 CPU s to stage them in order), Parquet writing (~1 CPU s for
+pin), the ten outputs (~1 CPU s) and ~0.4 s of start-up (imports: pyarrow, numpy, duckdb, pydantic).
 Session 1, for comparison (load 10-16): 1M 110.9 s / 22.6 CPU s, 5M 479 s / 120 CPU s.
 """
 
