@@ -44,7 +44,7 @@ test: install-test services-deps
 check: install-test
 	$(VENV)/bin/ruff check pinpipe tests benchmarks dags
 	$(VENV)/bin/ruff format --check pinpipe tests benchmarks dags
-	$(VENV)/bin/mypy pinpipe
+	$(VENV)/bin/mypy pinpipe tests benchmarks dags
 
 format: install-test
 	$(VENV)/bin/ruff format pinpipe tests benchmarks dags

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -25,6 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pinpipe.lake.formats import format_of_key, parse_key  # noqa: E402
+from pinpipe.schema import Kind  # noqa: E402
 from pinpipe.streaming import delta  # noqa: E402
 
 PINPIPE = Path(sys.executable).with_name("pinpipe")
@@ -51,7 +52,7 @@ def geo(ind: int) -> dict[str, Any]:
     }
 
 
-def source_values(count: int, kind: str = "pin", seed: int = 100) -> list[dict[str, Any]]:
+def source_values(count: int, kind: Kind = "pin", seed: int = 100) -> list[dict[str, Any]]:
     """``count`` synthetic records of ``kind`` as the emulator posts them (datetimes as strings)."""
     from pinpipe.source.synthetic import SyntheticRows
 
@@ -103,7 +104,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
-    def start(self) -> Watcher:
+    def start(self) -> Self:
         self._thread.start()
         return self
 

@@ -188,14 +188,15 @@ def raw_kafka(bootstrap: str, rates: Sequence[int], seconds: float) -> list[Resu
     def consume() -> None:
         while not stop.is_set():
             msg = consumer.poll(0.05)
-            if msg is not None and msg.error() is None:
-                seen[int(msg.key())] = time.time()
+            key = msg.key() if msg is not None and msg.error() is None else None
+            if key is not None:
+                seen[int(key)] = time.time()
 
     threading.Thread(target=consume, daemon=True).start()
     sent_at: dict[Hashable, float] = {}
     ids = itertools.count()
 
-    def send(_first: int, n: int) -> list[Hashable]:
+    def send(_first: int, n: int) -> Sequence[Hashable]:
         batch = [next(ids) for _ in range(n)]
         for i in batch:
             sent_at[i] = time.time()

@@ -61,7 +61,7 @@ def bench_file(directory: Path, batches: list[list[bytes]]) -> float:
 
 def bench_log(
     directory: Path, batches: list[list[bytes]], idempotency: bool, keyed: bool
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     log = EmbeddedLog(f"embedded://{directory / 'log'}", partitions=3)
     log.create_topic("bench", 3)
     writer = log.writer()

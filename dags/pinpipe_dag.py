@@ -36,8 +36,8 @@ try:  # Airflow 3
     from airflow.providers.standard.operators.bash import BashOperator
     from airflow.sdk import DAG
 except ImportError:  # Airflow 2.x
-    from airflow import DAG  # type: ignore[no-redef]
-    from airflow.operators.bash import BashOperator  # type: ignore[no-redef]
+    from airflow import DAG  # type: ignore[no-redef, unused-ignore]
+    from airflow.operators.bash import BashOperator  # type: ignore[no-redef, unused-ignore]
 
 
 def batch_command(env: dict[str, str]) -> str:

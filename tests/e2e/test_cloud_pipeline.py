@@ -50,7 +50,7 @@ def demo(workdir: Path, export: Path, prefix: str, aicore: Path, *cloud: str) ->
 
 def stream_rows(settings: Settings) -> dict[str, list[dict[str, object]]]:
     """Each stream table's rows in (partition, offset) order, without the arrival time."""
-    rows = {}
+    rows: dict[str, list[dict[str, object]]] = {}
     for kind in KINDS:
         table = read_table(stream_table(settings, kind))
         assert table is not None, kind

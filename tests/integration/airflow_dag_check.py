@@ -26,7 +26,7 @@ def main(dag_folder: str, dag_id: str) -> int:
     task = dag.get_task("pinpipe_batch_run")
     report.update(
         dag_id=dag.dag_id,
-        schedule=str(getattr(dag, "schedule", None) or getattr(dag, "timetable", None).summary),
+        schedule=str(getattr(dag, "schedule", None) or dag.timetable.summary),
         catchup=dag.catchup,
         retries=task.retries,
         retry_delay_s=task.retry_delay.total_seconds(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -136,7 +137,7 @@ def test_extra_librdkafka_settings_pass_through(kafka_bootstrap: str) -> None:
         assert isinstance(log.topics(), dict)
     # the URL query reaches every command unchanged (pinpipe's own options and librdkafka's)
     url = f"kafka://{kafka_bootstrap}?partitions=2&timeout_s=4&client.id=from-url&security.protocol=PLAINTEXT"
-    with open_log(url) as log:
+    with closing(open_log(url)) as log:
         assert isinstance(log, KafkaLog)
         assert (log.default_partitions, log.timeout_s) == (2, 4.0)
         assert log.common["client.id"] == "from-url"

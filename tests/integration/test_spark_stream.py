@@ -65,7 +65,7 @@ def test_spark_stream_from_kafka_exactly_once(
     spark: Any, kafka_bootstrap: str, kafka_log: Any, aicore: Path, tmp_path: Path
 ) -> None:
     prefix = secrets.token_hex(6)
-    options = {
+    options: dict[str, Any] = {
         "log.url": f"kafka://{kafka_bootstrap}",
         "stream.watermark_s": WATERMARK_S,
         "stream.max_records": 400,
@@ -92,7 +92,7 @@ def test_spark_stream_from_kafka_exactly_once(
     assert rest.batches >= 1 and rest.pending_pins == 0
 
     def tables() -> dict[str, pa.Table]:
-        found = {k: read_delta(stream_table(settings, k)) for k in KINDS}
+        found: dict[str, pa.Table] = {k: read_delta(stream_table(settings, k)) for k in KINDS}
         found["dead"] = read_delta(dead_letter_table(settings))
         return found
 

@@ -79,7 +79,7 @@ def test_accepted_content_types(client, content_type: str) -> None:
 
 
 def test_key_hash_partition_and_key_encoding(client, log: Log, settings: Settings) -> None:
-    records = [{"key": f"user-{i}", "value": GEO_RECORD} for i in range(20)]
+    records: list[dict[str, object]] = [{"key": f"user-{i}", "value": GEO_RECORD} for i in range(20)]
     records.append({"key": 42, "value": GEO_RECORD})
     offsets = produce(client, GEO, records).json()["offsets"]
     for i, offset in enumerate(offsets[:20]):
@@ -275,7 +275,7 @@ class FailingLog(MemoryLog):
         super().__init__(auto_create=False)
         self.error = error
 
-    def writer(self):  # type: ignore[override]
+    def writer(self):
         return FailingWriter(self.error)
 
 

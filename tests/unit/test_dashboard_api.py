@@ -14,7 +14,7 @@ from pinpipe.tables import batch_table, delta_uri
 
 
 def write_output(settings: Settings, name: str, table: pa.Table, mode: str = "overwrite") -> None:
-    write_deltalake(delta_uri(batch_table(settings, name)), table, mode=mode)  # type: ignore[arg-type]
+    write_deltalake(delta_uri(batch_table(settings, name)), table, mode=mode)  # type: ignore[call-overload]
 
 
 @pytest.fixture

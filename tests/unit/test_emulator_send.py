@@ -60,7 +60,7 @@ def _sender(recorder: Recorder, slept: list[float], **policy: float) -> HttpApiS
 
 
 def test_batch_request_is_a_rest_proxy_v2_produce() -> None:
-    recorder, slept = Recorder(), []
+    recorder, slept = Recorder(), list[float]()
     result = _sender(recorder, slept).send("batch", "geo", RECORD, "run-3-geo")
     assert result.error is None and result.retries == 0 and slept == []
     (request,) = recorder.requests
@@ -86,7 +86,7 @@ def test_stream_request_is_a_kinesis_put_record() -> None:
 
 @pytest.mark.parametrize("failure", [429, 503, 500, httpx.ConnectError, httpx.ReadTimeout])
 def test_retriable_failures_are_retried_with_the_same_key(failure: int | type[Exception]) -> None:
-    recorder, slept = Recorder([failure, failure, failure]), []
+    recorder, slept = Recorder([failure, failure, failure]), list[float]()
     result = _sender(recorder, slept).send("batch", "user", {"ind": 1}, "run-9-user")
     assert result.error is None and result.retries == 3
     assert len(recorder.requests) == 4
@@ -129,7 +129,7 @@ def test_per_record_retriable_error_code_is_retried() -> None:
 
 @pytest.mark.parametrize("status", [422, 400, 401, 403, 404])
 def test_other_4xx_is_an_error_at_once(status: int) -> None:
-    recorder, slept = Recorder([status]), []
+    recorder, slept = Recorder([status]), list[float]()
     result = _sender(recorder, slept).send("batch", "geo", RECORD, "k")
     assert result.error == f"batch geo: HTTP {status} error_code {status * 100 + 1}"
     assert len(recorder.requests) == 1 and slept == []

@@ -15,6 +15,7 @@ from sqlalchemy.schema import CreateTable
 
 from pinpipe.cli import cli
 from pinpipe.errors import SourceError
+from pinpipe.schema import Kind
 from pinpipe.source.database import TABLES, SqlRowReader, count_rows, open_source
 from pinpipe.source.load import load_files
 
@@ -55,7 +56,7 @@ def test_load_aicore_prints_counts_and_keeps_types(aicore: Path, tmp_path: Path,
 
 def test_duplicates_fail_whole_load_unless_replace(aicore: Path, tmp_path: Path) -> None:
     engine = open_source(f"sqlite:///{tmp_path / 'src.db'}")
-    user = {"user": aicore / "user_data.csv"}
+    user: dict[Kind, Path] = {"user": aicore / "user_data.csv"}
     assert load_files(engine, user, progress=False).counts == {"user": 11154}
     with pytest.raises(SourceError, match=r"duplicate ind in user_data.*--replace"):
         load_files(engine, {"geo": aicore / "geolocation_data.csv", **user}, progress=False)

@@ -13,7 +13,7 @@ from pinpipe import tables
 from pinpipe.config import Settings, load_settings
 from pinpipe.errors import StreamError
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.schema import KINDS, stream_name
+from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming import delta
 from pinpipe.streaming.processor import StreamProcessor, run_stream
 from pinpipe.streaming.views import STATE_METRICS
@@ -94,7 +94,7 @@ def test_crash_between_commits_then_restart_is_exactly_once(
     """Kill the processor at the n-th Delta commit of a micro-batch (stream tables, dead letters,
     state or views), reopen it mid-stream, and compare everything with an uninterrupted run."""
     its = live_times(replay_iterations(aicore, 300))
-    extra = {"geo": [b"oops"]}
+    extra: dict[Kind, list[bytes]] = {"geo": [b"oops"]}
     reference = make_settings(settings, tmp_path / "ref")
     run_stream(reference, log=memory_log_with(reference.prefix, its, extra=extra))
     expected = all_tables(reference)

@@ -21,7 +21,7 @@ from pinpipe import tables
 from pinpipe.config import Settings
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.memory import MemoryLog
-from pinpipe.schema import KINDS, stream_name
+from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming import delta
 from tests.aicore import replay
 
@@ -68,11 +68,11 @@ def arrival_clock(start: float, step: float) -> Iterator[None]:
     try:
         yield
     finally:
-        memory_module.time = real  # type: ignore[assignment]
+        memory_module.time = real
 
 
 def post(
-    log: Any, prefix: str, iterations: list[dict[str, Any]], extra: dict[str, list[bytes]] | None = None
+    log: Any, prefix: str, iterations: list[dict[str, Any]], extra: dict[Kind, list[bytes]] | None = None
 ) -> int:
     """Append each iteration's pin, geo and user (as the emulator would) and raw extras; count events."""
     writer = log.writer()
@@ -84,8 +84,8 @@ def post(
                     stream_name(prefix, kind), [OutgoingRecord(encode(it[kind]), key=str(i).encode())]
                 )
                 count += 1
-    for kind, values in (extra or {}).items():
-        writer.append(stream_name(prefix, kind), [OutgoingRecord(v) for v in values])
+    for extra_kind, values in (extra or {}).items():
+        writer.append(stream_name(prefix, extra_kind), [OutgoingRecord(v) for v in values])
         count += len(values)
     return count
 
@@ -94,7 +94,7 @@ def memory_log_with(
     prefix: str,
     iterations: list[dict[str, Any]],
     start: float = 1_700_000_000.0,
-    extra: dict[str, list[bytes]] | None = None,
+    extra: dict[Kind, list[bytes]] | None = None,
 ) -> MemoryLog:
     log = MemoryLog(partitions=3)
     with arrival_clock(start, 0.01):

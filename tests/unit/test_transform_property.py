@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from pinpipe.config import load_settings
 from pinpipe.engines.duckdb import DuckDBEngine
+from pinpipe.schema import Kind
 from pinpipe.transform.queries import BatchOptions
 
 TS = ["2017-12-31 23:59:59", "2018-01-01 00:00:00", "2018-12-31 20:43:42", "2020-06-01 12:00:00",
@@ -183,7 +184,7 @@ def _table(rows: list[dict]) -> pa.Table:
 @hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(pins, max_size=12), st.lists(geos, max_size=12), st.lists(users, max_size=12), options)
 def test_engine_matches_plain_python(p: list, g: list, u: list, o: BatchOptions) -> None:
-    raw = {"pin": _table(p), "geo": _table(g), "user": _table(u)}
+    raw: dict[Kind, pa.Table] = {"pin": _table(p), "geo": _table(g), "user": _table(u)}
     got = ENGINE.run_queries(ENGINE.clean(raw, o), o)
     expected = reference(p, g, u, o)
     for name, table in got.items():

@@ -11,6 +11,7 @@ import pytest
 
 from pinpipe.config import Settings
 from pinpipe.engines.duckdb import DuckDBEngine
+from pinpipe.schema import Kind
 from pinpipe.transform.queries import BatchOptions
 
 
@@ -38,7 +39,7 @@ def run(
 ) -> dict[str, list[tuple]]:
     engine = DuckDBEngine(settings)
     opts = BatchOptions(**options)
-    raw = {
+    raw: dict[Kind, pa.Table] = {
         "pin": pa.Table.from_pylist(pins) if pins else pa.table({}),
         "geo": pa.Table.from_pylist(geos) if geos else pa.table({}),
         "user": pa.Table.from_pylist(users) if users else pa.table({}),
