@@ -307,7 +307,7 @@ def main() -> None:
             bound = "at least " if p.stopped else ""
             ratios.append(p.seconds / d.seconds)
             print(
-                f"ratio: duckdb is {bound}{p.seconds / d.seconds:.1f}x faster than pandas (wall),"
+                f"ratio: duckdb is {bound}{ratios[-1]:.1f}x faster than pandas (wall),"
                 f" {bound}{p.cpu / d.cpu:.1f}x less CPU; load average {os.getloadavg()[0]:.1f}"
             )
             if not p.stopped:
