@@ -31,7 +31,14 @@ from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.tables import batch_table
-from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, SEQ, cleaned_sql, needs_arrival_order, raw_schema
+from pinpipe.transform.clean import (
+    CLEAN_ARROW_SCHEMA,
+    SEQ,
+    arrival_order_matters_sql,
+    cleaned_sql,
+    needs_arrival_order,
+    raw_schema,
+)
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
 from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
@@ -332,6 +339,10 @@ class DuckDBEngine:
         read back from the parts before it (``cleaned_sql``'s ``kept_before``). delta-rs then commits the
         parts (local tables) or uploads them (remote ones). The columns the outputs need are read back into
         ``cleaned_<kind>``, so the wide cleaned rows are never held in memory.
+
+        Rows are staged in any order within an object (about a fifth faster to read): pin is restaged in
+        arrival order only when a chunk holds differing records with one unique_id in one object
+        (``arrival_order_matters_sql``), since only then does its first record depend on that order.
         """
         url = batch_table(self.settings, kind)
         directory = local_table_dir(url)
@@ -346,7 +357,11 @@ class DuckDBEngine:
         try:
             for number, chunk in enumerate(chunks, start=1):
                 label = kind if len(chunks) == 1 else f"{kind} {number}/{len(chunks)}"
-                bad = self._load_raw(con, kind, {i: objects[i] for i in chunk}, ordered)
+                chunk_objects = {i: objects[i] for i in chunk}
+                bad = self._load_raw(con, kind, chunk_objects, ordered=False)
+                if ordered and _fetch_one(con, arrival_order_matters_sql(f"stage_{kind}", "_file")):
+                    _drop_stage(con, kind)
+                    bad = self._load_raw(con, kind, chunk_objects, ordered=True)
                 quarantined.extend(bad)
                 records += _count(con, f"stage_{kind}") + len(bad)
                 phase.done(f"read lake: {label}")
@@ -355,8 +370,7 @@ class DuckDBEngine:
                     con.execute(f"CREATE OR REPLACE VIEW {kept} AS FROM {_read_parts(target, parts)}")
                 sql = render(cleaned_sql(kind, options.keep_duplicates, kept), "duckdb")
                 parts.extend(self._copy_cleaned(con, kind, sql, target, number))
-                con.execute(f"DROP VIEW raw_{kind}")
-                con.execute(f"DROP TABLE stage_{kind}")
+                _drop_stage(con, kind)
                 phase.done(f"clean + write: {label}")
             con.execute(f"DROP VIEW IF EXISTS kept_{kind}")
             columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
@@ -419,10 +433,20 @@ class _PhaseLog:
         self.wall, self.cpu = wall, cpu
 
 
+def _fetch_one(con: Any, sql: str) -> Any:
+    """The single value ``sql`` returns; fetched whole, since DuckDB refuses a new query while a result
+    is half-read."""
+    return con.execute(sql).fetchall()[0][0]
+
+
 def _count(con: Any, table: str) -> int:
-    """Rows in ``table``; fetched whole, since DuckDB refuses a new query while a result is half-read."""
-    rows: list[tuple[int]] = con.execute(f"SELECT count(*) FROM {table}").fetchall()
-    return rows[0][0]
+    count: int = _fetch_one(con, f"SELECT count(*) FROM {table}")
+    return count
+
+
+def _drop_stage(con: Any, kind: Kind) -> None:
+    con.execute(f"DROP VIEW raw_{kind}")
+    con.execute(f"DROP TABLE stage_{kind}")
 
 
 @dataclass(frozen=True)
@@ -447,7 +471,7 @@ def _chunk_bytes(con: Any) -> int | None:
 
     None (no chunking) if DuckDB prints its limit in a form not understood here (it prints e.g. '411.9 MiB').
     """
-    text = con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    text = _fetch_one(con, "SELECT current_setting('memory_limit')")
     number, _, unit = str(text).partition(" ")
     try:
         return int(float(number) * _UNITS[unit] / _STAGE_MEMORY)

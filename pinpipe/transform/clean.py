@@ -123,6 +123,24 @@ def needs_arrival_order(kind: Kind, keep_duplicates: bool = False) -> bool:
     return kind == "pin" and not keep_duplicates
 
 
+def arrival_order_matters_sql(staged: str, within: str) -> str:
+    """One boolean row: whether ``staged`` (raw pin rows) holds two different records with the same
+    unique_id and the same ``within`` value (e.g. the lake object they came from).
+
+    Only then does the first record per unique_id depend on the order of the rows within a ``within``
+    group: an engine may stage them in any order within it (faster), and restage them in order when this
+    is true. Identical records are the usual duplicates (a post sent twice), and any of them is the first.
+    """
+    fields = ", ".join(FIELDS["pin"])
+    return (
+        f"WITH repeated AS (SELECT {within}, unique_id FROM {staged} WHERE unique_id <> ''"
+        f" GROUP BY {within}, unique_id HAVING count(*) > 1)\n"
+        f"SELECT count(*) > 0 FROM (SELECT {within}, unique_id FROM (SELECT DISTINCT {within}, {fields}"
+        f" FROM {staged} AS s JOIN repeated AS r USING ({within}, unique_id)) AS records"
+        f" GROUP BY {within}, unique_id HAVING count(*) > 1) AS ambiguous"
+    )
+
+
 def cleaned_sql(kind: Kind, keep_duplicates: bool = False, kept_before: str | None = None) -> str:
     """The cleaned table of a kind (SPEC column order), with the duplicate rule applied.
 
@@ -241,6 +259,7 @@ __all__ = [
     "CLEAN_SQL",
     "SEQ",
     "Dialect",
+    "arrival_order_matters_sql",
     "clean_table",
     "cleaned_sql",
     "conform_raw",
