@@ -19,7 +19,7 @@ from tests.unit.test_batch_chunks import pin
 from tests.unit.test_batch_run import lines, write_lake
 
 
-def order_matters(rows: list[tuple[int, str | None, str]]) -> bool:
+def order_matters(rows: list[tuple[int, str | None, str | None]]) -> bool:
     """``arrival_order_matters_sql`` over staged pins given as (object, unique_id, title)."""
     con = duckdb.connect()
     columns = ", ".join(
