@@ -10,16 +10,21 @@ URLs left empty are derived from ``workdir``, so one ``--workdir`` moves everyth
 
 from __future__ import annotations
 
-import json
 import os
 import tomllib
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
 
 from pinpipe.errors import ConfigError
 from pinpipe.schema import DEFAULT_PREFIX
@@ -97,10 +102,16 @@ class DashboardSettings(_Section):
     refresh_s: float = 2.0
 
 
-class Settings(BaseModel):
-    """Every setting of pinpipe, by section (built by :func:`load_settings`)."""
+class Settings(BaseSettings):
+    """Every setting of pinpipe, by section."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="PINPIPE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
 
     workdir: Path = Path(".pinpipe")
     prefix: str = DEFAULT_PREFIX
@@ -111,6 +122,18 @@ class Settings(BaseModel):
     engine: EngineSettings = EngineSettings()
     stream: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
+        return (init_settings, env_settings, dotenv_settings, toml)
 
     # Resolved locations: empty settings derive from the workdir.
     @property
@@ -149,76 +172,17 @@ class Settings(BaseModel):
         return f"file://{self.workdir.resolve() / 'tables'}"
 
 
-ENV_PREFIX = "PINPIPE_"
-_NESTED = "__"
+def _toml_path() -> Path:
+    return Path(os.environ.get("PINPIPE_CONFIG", "pinpipe.toml"))
 
 
-def _toml_layer() -> dict[str, Any]:
-    """``pinpipe.toml`` in the current directory, or the file ``PINPIPE_CONFIG`` names; {} if absent."""
-    path = Path(os.environ.get("PINPIPE_CONFIG", "pinpipe.toml"))
-    if not path.is_file():
-        return {}
-    try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-
-
-def _environment() -> dict[str, str]:
-    """``.env`` (current directory) overlaid by the process environment."""
-    variables: dict[str, str] = {}
-    if Path(".env").is_file():
-        from dotenv import dotenv_values  # only when there is a .env: it costs start-up time
-
-        variables.update({k: v for k, v in dotenv_values(".env").items() if v is not None})
-    variables.update(os.environ)
-    return variables
-
-
-def _is_structured(model: type[BaseModel], path: list[str]) -> bool:
-    """Whether the setting at ``path`` is a section, a table or a list: given as JSON in the environment."""
-    field = model.model_fields.get(path[0])
-    if field is None:
-        return False
-    kind = field.annotation
-    if isinstance(kind, type) and issubclass(kind, BaseModel):
-        return len(path) == 1 or _is_structured(kind, path[1:])
-    return len(path) == 1 and getattr(kind, "__origin__", None) in (dict, tuple, list)
-
-
-def _env_layer(variables: Mapping[str, str]) -> dict[str, Any]:
-    """``PINPIPE_<SECTION>__<FIELD>`` variables (any case) as nested settings; other names are ignored.
-
-    A section, table or list is JSON (``PINPIPE_LOG__KAFKA='{"security.protocol": "SSL"}'``); one more
-    ``__`` level sets one key of a table (``PINPIPE_LOG__KAFKA__SASL.USERNAME=u``, lowercased).
-    """
-    found = []
-    for name, raw in variables.items():
-        if not name.upper().startswith(ENV_PREFIX):
-            continue
-        path = name[len(ENV_PREFIX) :].lower().split(_NESTED)
-        if path[0] not in Settings.model_fields:
-            continue  # PINPIPE_CONFIG, PINPIPE_DAG_*, ...: not settings
-        value: Any = raw
-        if _is_structured(Settings, path):
-            try:
-                value = json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise ConfigError(f"{name} must be JSON ({exc})") from exc  # no value: it may be a key
-        found.append((path, value))
-    layer: dict[str, Any] = {}
-    for path, value in sorted(found, key=lambda item: len(item[0])):  # whole sections first
-        _merge(layer, _nest([(path, value)]))
-    return layer
-
-
-def _nest(settings: list[tuple[list[str], Any]]) -> dict[str, Any]:
-    """Turn ``[(["log", "url"], x)]`` into ``{"log": {"url": x}}``, dropping None (a flag not given)."""
+def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Turn flat ``{"log.url": x}`` overrides into ``{"log": {"url": x}}``, dropping None (flag not given)."""
     nested: dict[str, Any] = {}
-    for (*parents, leaf), value in settings:
+    for dotted, value in overrides.items():
         if value is None:
             continue
+        *parents, leaf = dotted.split(".")
         node = nested
         for part in parents:
             node = node.setdefault(part, {})
@@ -226,29 +190,31 @@ def _nest(settings: list[tuple[list[str], Any]]) -> dict[str, Any]:
     return nested
 
 
-def _merge(base: dict[str, Any], layer: Mapping[str, Any]) -> dict[str, Any]:
-    """``layer`` over ``base`` (in place), table by table: a section given in part keeps its other fields."""
-    for key, value in layer.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
 def load_settings(**overrides: Any) -> Settings:
     """Settings from every source, with ``overrides`` (flags, as ``section.field=value``) on top.
 
-    Layers, lowest first: defaults, ``pinpipe.toml``, ``.env`` and the environment, flags. Sections given
-    in part by a layer are merged with the lower layers field by field.
+    Sections given partly by flags are merged with the lower layers field by field.
     """
-    merged: dict[str, Any] = {}
-    flags = _nest([(dotted.split("."), value) for dotted, value in overrides.items()])
-    for layer in (_toml_layer(), _env_layer(_environment()), flags):
-        _merge(merged, layer)
     try:
+        base = Settings()
+        flags = _nest(overrides)
+        if not flags:
+            return base
+        merged = base.model_dump()
+        for key, value in flags.items():
+            if isinstance(value, dict) and isinstance(merged.get(key), dict):
+                merged[key] = {**merged[key], **value}
+            else:
+                merged[key] = value
         return Settings.model_validate(merged)
     except PydanticValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
+    except SettingsError as exc:  # the value is not repeated: it may be a key
+        raise ConfigError(
+            f"invalid setting: {exc}; in the environment a section, table or list is JSON,"
+            """ e.g. PINPIPE_API__API_KEYS='["key1", "key2"]'"""
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"cannot read {_toml_path()}: {exc}") from exc
