@@ -242,7 +242,7 @@ class DuckDBEngine:
         ``raw_<kind>`` view; returns the quarantined records.
 
         ``_seq`` = object index * 2^40 + the row's place: its line when ``ordered`` (DuckDB then keeps
-        insertion order while reading, about a tenth slower), else merely unique.
+        insertion order while reading, about a fifth slower), else merely unique.
         """
         import duckdb
 
