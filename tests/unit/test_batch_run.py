@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 
@@ -14,8 +15,9 @@ from pinpipe.config import Settings
 from pinpipe.engines import ENGINES, get_engine, run_batch
 from pinpipe.engines.delta import read_delta
 from pinpipe.errors import ConfigError, EngineError
-from pinpipe.schema import topic_name
+from pinpipe.schema import FIELDS, KEY_FIELD, topic_name
 from pinpipe.tables import batch_table
+from pinpipe.transform.clean import clean_table
 from pinpipe.transform.export import format_number
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
 from tests.aicore import replay
@@ -38,6 +40,12 @@ def lines(*records: object) -> bytes:
 
 
 USER = {"ind": 1, "first_name": "A", "last_name": "B", "age": 30, "date_joined": "2016-01-01 00:00:00"}
+PIN = {
+    "index": 1, "unique_id": "u1", "title": "t", "description": "d", "poster_name": "p",
+    "follower_count": "5k", "tag_list": "a,b", "is_image_or_video": "image", "image_src": "s",
+    "downloaded": 1,
+    "save_location": "Local save in /data/art", "category": "art",
+}  # fmt: skip
 
 
 def test_bad_lines_are_quarantined_and_the_rest_processed(settings: Settings) -> None:
@@ -95,6 +103,38 @@ def test_the_bulk_reader_flags_every_wrongly_typed_value(settings: Settings) -> 
     kept = read_delta(batch_table(settings, "geo")).to_pylist()
     assert sorted(r["ind"] for r in kept) == list(range(100, 108))
     assert sorted(r["country"] for r in kept if r["ind"] >= 104) == ["5", "NaN", "[1]", "true"]
+
+
+NON_STRINGS = ["5", "-0", "2.5", "1e400", "-1.5e3", "1180591620717411303424", "true", "false", "[]",
+               '[1, "x"]', "{}", '{"a": [1]}', "NaN", "Infinity", "-Infinity"]  # fmt: skip
+"""JSON values of every type but string, as written on a line (NaN and Infinity: DuckDB reads them)."""
+LOOKALIKES = ["5", "-0", "true", "null", "[1]", '{"a": 1}', "NaN", '"quoted"', "2023", ""]
+"""Strings whose text looks like another JSON value: lawful, and kept exactly as they are."""
+SAMPLES: dict[str, dict[str, object]] = {"pin": PIN, "geo": GEO, "user": USER}
+
+
+@pytest.mark.parametrize("kind", ["pin", "geo", "user"])
+def test_every_string_field_rejects_every_non_string_and_keeps_lookalike_strings(
+    settings: Settings, kind: str
+) -> None:
+    """The fast read takes string fields as VARCHAR, where DuckDB renders any JSON value as text; a value of
+    another JSON type must still be quarantined, and a string that merely looks like one kept as it is."""
+    sample = SAMPLES[kind]
+    key_field = KEY_FIELD[kind]  # type: ignore[index]
+    texts = [f for f, t in FIELDS[kind].items() if t in ("str", "datetime")]  # type: ignore[index]
+    wrong = [with_raw_value({**sample, key_field: 1000 + i}, f'"{field}": {literal}')
+             for i, (field, literal) in enumerate((f, v) for f in texts for v in NON_STRINGS)]  # fmt: skip
+    strings = [f for f, t in FIELDS[kind].items() if t == "str"]  # type: ignore[index]
+    alike = [{**sample, key_field: 10 + i, field: text}
+             for i, (field, text) in enumerate((f, v) for f in strings for v in LOOKALIKES)]  # fmt: skip
+    keys = write_lake(settings, kind, [lines(sample), lines(*alike), *wrong])  # one wrong value per object:
+    result = run_batch(settings, BatchOptions(keep_duplicates=True))  # a flag it lacked would show
+    assert sorted((q.key, q.line) for q in result.quarantined) == [(k, 1) for k in keys[2:]]
+    kept = read_delta(batch_table(settings, kind)).num_rows
+    assert kept == 1 + len(alike) and result.records_read[kind] == 1 + len(alike) + len(wrong)  # type: ignore[index]
+    raw = pa.Table.from_pylist([sample, *alike])
+    cleaned = {r["ind"]: r for r in read_delta(batch_table(settings, kind)).to_pylist()}
+    assert cleaned == {r["ind"]: r for r in clean_table(kind, raw).to_pylist()}  # type: ignore[arg-type]
 
 
 def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_path: Path) -> None:
