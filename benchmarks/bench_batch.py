@@ -41,6 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -73,7 +74,7 @@ def generate(lake: Path, rows: int, per_file: int = 50_000, seed: int = 1) -> in
                 "User Info Error" if followers == "User Info Error" else f"Poster {rng.randint(0, 20000)} "
             )
             out["pin"].append(dumps({
-                "index": ind, "unique_id": f"{rng.getrandbits(128):032x}",
+                "index": ind, "unique_id": str(uuid.UUID(int=rng.getrandbits(128))),  # as in the real data
                 "title": "No Title Data Available" if f < 0.03 else f"A fine title about {cat} № {ind}",
                 "description": "No description available Story format" if f > 0.97
                 else f"Description of post {ind}: easy ideas for {cat}, step by step… ",

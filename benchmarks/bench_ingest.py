@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -49,7 +50,7 @@ def pin_records(n: int, seed: int = 7) -> list[dict[str, object]]:
         out.append(
             {
                 "index": i,
-                "unique_id": f"{rng.getrandbits(128):032x}",
+                "unique_id": str(uuid.UUID(int=rng.getrandbits(128))),
                 "title": f"Idea number {i} for your {category} board ",
                 "description": "A longer description of the pin, with a little unicode: été, 日本. " * 2,
                 "poster_name": f"Poster {rng.randint(0, 5000)}",

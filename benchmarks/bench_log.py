@@ -17,6 +17,7 @@ import os
 import random
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from pinpipe.log.base import OutgoingRecord
@@ -33,7 +34,7 @@ def make_values(count: int, seed: int = 1) -> list[bytes]:
         category = rng.choice(CATEGORIES)
         record = {
             "index": i,
-            "unique_id": f"{rng.getrandbits(128):032x}",
+            "unique_id": str(uuid.UUID(int=rng.getrandbits(128))),
             "title": " ".join(rng.choice(["Easy", "DIY", "Ideas", "Home", "Best", "Art"]) for _ in range(8)),
             "description": "x" * rng.randint(100, 300),
             "poster_name": f"Poster {rng.randint(1, 9999)}",

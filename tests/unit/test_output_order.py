@@ -1,0 +1,39 @@
+"""Outputs are presented in one order everywhere (SPEC §6): the same as Arrow's ascending sort."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pinpipe.transform.export import sort_output
+from pinpipe.transform.queries import OUTPUTS
+
+texts = st.one_of(st.none(), st.sampled_from(["", "a", "B", "b", "é", "z", "Ünïcode", "日本", "a b"]))
+counts = st.one_of(st.none(), st.integers(-3, 3))
+medians = st.one_of(st.none(), st.sampled_from([0.0, -1.5, 2.0, 41500.5, float("nan")]))
+
+
+@settings(deadline=None)  # the first example imports pyarrow.compute
+@given(st.lists(st.tuples(texts, texts, counts), max_size=30))
+def test_text_and_integer_columns_sort_as_arrow_does(
+    rows: list[tuple[str | None, str | None, int | None]],
+) -> None:
+    table = pa.table(
+        {name: pa.array([r[i] for r in rows], pa.int64() if i == 2 else pa.string())
+         for i, name in enumerate(OUTPUTS["top_user_by_country"].columns)}
+    )  # fmt: skip
+    expected = table.sort_by(
+        [("country", "ascending"), ("poster_name", "ascending"), ("follower_count", "ascending")]
+    )
+    assert sort_output("top_user_by_country", table).to_pylist() == expected.to_pylist()
+
+
+@settings(deadline=None)
+@given(st.lists(st.tuples(texts, medians), max_size=30))
+def test_nan_and_null_come_last_as_in_arrow(rows: list[tuple[str | None, float | None]]) -> None:
+    table = pa.table({"age_group": pa.array([r[0] for r in rows], pa.string()),
+                      "median_follower_count": pa.array([r[1] for r in rows], pa.float64())})  # fmt: skip
+    expected = table.sort_by([("age_group", "ascending"), ("median_follower_count", "ascending")])
+    got = sort_output("median_followers_by_age_group", table).to_pylist()
+    assert [str(r) for r in got] == [str(r) for r in expected.to_pylist()]  # str: nan == nan
