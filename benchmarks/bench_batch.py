@@ -13,19 +13,23 @@ against the raw JSON size. The pandas child is stopped if its RSS passes ``--pan
 roughly 4x the raw JSON); the ratio is then a lower bound.
 
 Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, even CPU seconds by
-+-15%, so compare the two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one):
-  1M posts (720 MB), pins cleaned in two chunks, three --repeat runs in one evening:
-    --repeat 3 (quieter): duckdb 5.3-6.4 s wall, 9.0-10.9 CPU s, 529-561 MB; pandas 27.1-28.7 s, 2.7-2.8 GB:
-      4.5x, 5.0x, 5.2x (median 5.0x; CPU 2.6-3.1x less)
-    --repeat 5 (busier): duckdb 7.5-9.1 s, pandas 35.8-40.3 s: 5.0x, 4.6x, 5.4x, 4.8x, 4.0x (median 4.8x)
-    --repeat 5 (busier): duckdb 5.5-8.1 s, pandas 30.1-43.5 s: 4.7x, 5.5x, 4.7x, 5.4x, 4.6x (median 4.7x)
-    The same evening before chunking, --repeat 3: duckdb 6.0-6.2 s, pandas 28.6-29.4 s: 4.8x, 4.9x, 4.8x.
-  5M posts (3,620 MB), pins in two chunks: duckdb 26.1 s wall, 47.5 CPU s, 1,863 MB (0.51x raw);
-    pandas 156.2 s, 11,665 MB: 6.0x (before chunking, that evening: 25.3 s against 139.8 s, 5.5x, 2,398 MB)
-Memory target met at both sizes; the 5x speed target is met at 5M and, at 1M, only in quiet hours. What is
-left is mostly DuckDB itself: its JSON reader (~1.3 CPU s to parse the 445 MB of pin objects, ~0.9 CPU s
-more to extract and type-check the values, ~0.5 CPU s to stage them in order), Parquet writing (~1 CPU s for
-pin), the ten outputs (~1 CPU s) and ~0.4 s of start-up (imports: pyarrow, numpy, duckdb, pydantic).
++-15%, so compare the two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one, and
+a busy host takes more from DuckDB's second core than from pandas):
+  Session 5 (a busy host: pandas took 33-48 s at 1M, against 27-29 s in session 4's quieter hour):
+    1M posts (724 MB), --repeat 5: duckdb 7.4-10.6 s wall, 12.4-14.4 CPU s, 532-599 MB; pandas 36.7-47.5 s:
+      4.4x, 4.3x, 4.4x, 6.2x, 4.7x (median 4.4x; CPU 2.8-3.5x less)
+    1M, --repeat 3 (the lake before UUID ids): duckdb 7.1-7.7 s; pandas 32.7-48.4 s: 4.2x, 4.8x, 6.6x
+    5M posts (3,640 MB): duckdb 32.4 s wall, 57.5 CPU s, 1,805 MB (0.50x raw); pandas 251.5 s, 11,777 MB:
+      7.8x (4.0x less CPU)
+    The same lake alternating with session 4's code (4 pairs of `pinpipe batch run`): 9.9/7.8, 8.5/7.1,
+      8.2/7.3, 8.3/7.1 s (10-21% less wall, 8-14% less user CPU): rows staged in any order within an
+      object, string fields read as VARCHAR with a flag for values that were not JSON strings.
+  Session 4 (quieter hour): 1M --repeat 3: duckdb 5.3-6.4 s, pandas 27.1-28.7 s: 4.5x, 5.0x, 5.2x;
+    busier --repeat 5 runs: medians 4.8x and 4.7x. 5M: 26.1 s against 156.2 s, 6.0x, peak 0.51x raw.
+Memory target met at both sizes; the 5x speed target is met at 5M, and at 1M in quiet hours only: on a busy
+host DuckDB's two threads lose more than pandas' one. What is left is mostly DuckDB itself: its JSON reader
+(~1.3 CPU s to parse the pin objects), the exact checks of the number fields, Parquet writing (~1.5 CPU s for
+pin), the ten outputs (~1 CPU s) and ~0.4-0.6 s of start-up (imports: pyarrow, numpy, duckdb, pydantic).
 Session 1, for comparison (load 10-16): 1M 110.9 s / 22.6 CPU s, 5M 479 s / 120 CPU s.
 """
 
