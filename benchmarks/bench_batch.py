@@ -19,6 +19,7 @@ a busy host takes more from DuckDB's second core than from pandas):
     1M posts (724 MB), --repeat 5: duckdb 7.4-10.6 s wall, 12.4-14.4 CPU s, 532-599 MB; pandas 36.7-47.5 s:
       4.4x, 4.3x, 4.4x, 6.2x, 4.7x (median 4.4x; CPU 2.8-3.5x less)
     1M, --repeat 3 (the lake before UUID ids): duckdb 7.1-7.7 s; pandas 32.7-48.4 s: 4.2x, 4.8x, 6.6x
+    1M, --repeat 3 an hour later: duckdb 6.9-9.0 s, 11.6-13.3 CPU s; pandas 40.0-42.3 s: 4.7x, 6.1x, 4.7x
     5M posts (3,640 MB): duckdb 32.4 s wall, 57.5 CPU s, 1,805 MB (0.50x raw); pandas 251.5 s, 11,777 MB:
       7.8x (4.0x less CPU)
     The same lake alternating with session 4's code (4 pairs of `pinpipe batch run`): 9.9/7.8, 8.5/7.1,
