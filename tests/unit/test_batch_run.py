@@ -15,7 +15,7 @@ from pinpipe.config import Settings
 from pinpipe.engines import ENGINES, get_engine, run_batch
 from pinpipe.engines.delta import read_delta
 from pinpipe.errors import ConfigError, EngineError
-from pinpipe.schema import FIELDS, KEY_FIELD, topic_name
+from pinpipe.schema import FIELDS, KEY_FIELD, Kind, topic_name
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import clean_table
 from pinpipe.transform.export import format_number
@@ -115,26 +115,25 @@ SAMPLES: dict[str, dict[str, object]] = {"pin": PIN, "geo": GEO, "user": USER}
 
 @pytest.mark.parametrize("kind", ["pin", "geo", "user"])
 def test_every_string_field_rejects_every_non_string_and_keeps_lookalike_strings(
-    settings: Settings, kind: str
+    settings: Settings, kind: Kind
 ) -> None:
     """The fast read takes string fields as VARCHAR, where DuckDB renders any JSON value as text; a value of
     another JSON type must still be quarantined, and a string that merely looks like one kept as it is."""
     sample = SAMPLES[kind]
-    key_field = KEY_FIELD[kind]  # type: ignore[index]
-    texts = [f for f, t in FIELDS[kind].items() if t in ("str", "datetime")]  # type: ignore[index]
+    key_field = KEY_FIELD[kind]
+    texts = [f for f, t in FIELDS[kind].items() if t in ("str", "datetime")]
     wrong = [with_raw_value({**sample, key_field: 1000 + i}, f'"{field}": {literal}')
              for i, (field, literal) in enumerate((f, v) for f in texts for v in NON_STRINGS)]  # fmt: skip
-    strings = [f for f, t in FIELDS[kind].items() if t == "str"]  # type: ignore[index]
+    strings = [f for f, t in FIELDS[kind].items() if t == "str"]
     alike = [{**sample, key_field: 10 + i, field: text}
              for i, (field, text) in enumerate((f, v) for f in strings for v in LOOKALIKES)]  # fmt: skip
     keys = write_lake(settings, kind, [lines(sample), lines(*alike), *wrong])  # one wrong value per object:
     result = run_batch(settings, BatchOptions(keep_duplicates=True))  # a flag it lacked would show
     assert sorted((q.key, q.line) for q in result.quarantined) == [(k, 1) for k in keys[2:]]
-    kept = read_delta(batch_table(settings, kind)).num_rows
-    assert kept == 1 + len(alike) and result.records_read[kind] == 1 + len(alike) + len(wrong)  # type: ignore[index]
-    raw = pa.Table.from_pylist([sample, *alike])
-    cleaned = {r["ind"]: r for r in read_delta(batch_table(settings, kind)).to_pylist()}
-    assert cleaned == {r["ind"]: r for r in clean_table(kind, raw).to_pylist()}  # type: ignore[arg-type]
+    assert result.records_read[kind] == 1 + len(alike) + len(wrong)
+    kept = read_delta(batch_table(settings, kind)).to_pylist()
+    expected = clean_table(kind, pa.Table.from_pylist([sample, *alike])).to_pylist()
+    assert len(kept) == 1 + len(alike) and {r["ind"]: r for r in kept} == {r["ind"]: r for r in expected}
 
 
 def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_path: Path) -> None:
