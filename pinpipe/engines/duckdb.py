@@ -108,27 +108,23 @@ def _bulk_select(kind: Kind, objects: dict[int, str], exact: bool = False) -> st
     values, checks = [], []
     for f, t in fields.items():
         col, text = f'"{f}"', f'"{f}"::VARCHAR'
-        # Checks on the JSON text (no second parse): a string starts with a quote; an int's text is exactly
-        # what its BIGINT prints back (1.0, 1e2, 2**70 are not ints); a float's text casts to a finite
-        # DOUBLE (DuckDB's reader accepts NaN and Infinity, JSON does not). A conservative miss (-0) only
-        # sends the object to the record-by-record reader.
-        if f in fast:
-            values.append(col)
+        if f in fast:  # VARCHAR: a non-string value arrives as its JSON text (see above)
+            value, null = col, f"{col} IS NULL"
             ok = f"NOT (json_valid({col}) AND NOT starts_with({col}, '\"'))"
-        elif t in ("str", "datetime"):
-            values.append(f"{col}->>'$' AS {col}")
-            ok = f"starts_with({text}, '\"')"
         else:
-            values.append(f"TRY_CAST({text} AS {_SQL_TYPES[t]}) AS {col}")
-            ok = (
-                f"CAST(TRY_CAST({text} AS BIGINT) AS VARCHAR) = {text}"
-                if t == "int"
-                else f"isfinite(TRY_CAST({text} AS DOUBLE))"
-            )
-        value = col if f in fast else f"{col}->>'$'"
+            # Checks on the JSON text (no second parse): a string starts with a quote; an int's text is
+            # exactly what its BIGINT prints back (1.0, 1e2, 2**70 are not ints); a float's text casts to a
+            # finite DOUBLE (DuckDB's reader accepts NaN and Infinity, JSON does not). A conservative miss
+            # (-0) only sends the object to the record-by-record reader.
+            null = f"{col} IS NULL OR {text} = 'null'"
+            if t in ("str", "datetime"):
+                value, ok = f"{col}->>'$'", f"starts_with({text}, '\"')"
+            else:
+                value = f"TRY_CAST({text} AS {_SQL_TYPES[t]})"
+                ok = f"CAST({value} AS VARCHAR) = {text}" if t == "int" else f"isfinite({value})"
         if t == "datetime":
             ok += f" AND TRY_CAST({value} AS TIMESTAMP) IS NOT NULL"
-        null = f"{col} IS NULL" if f in fast else f"{col} IS NULL OR {text} = 'null'"
+        values.append(f"{value} AS {col}")
         checks.append(f"({null} OR coalesce({ok}, false))")
     files = "[" + ", ".join(_quote(p) for p in objects.values()) + "]"
     indexes = "[" + ", ".join(str(i) for i in objects) + "]"
