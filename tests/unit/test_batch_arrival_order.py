@@ -15,8 +15,7 @@ from pinpipe.schema import FIELDS
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import arrival_order_matters_sql
 from pinpipe.transform.queries import BatchOptions
-from tests.unit.test_batch_chunks import pin
-from tests.unit.test_batch_run import lines, write_lake
+from tests.unit.test_batch_run import lines, pin, write_lake
 
 
 def order_matters(rows: list[tuple[int, str | None, str | None]]) -> bool:

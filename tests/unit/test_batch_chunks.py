@@ -15,7 +15,7 @@ from pinpipe.engines.delta import read_delta
 from pinpipe.engines.duckdb import DuckDBEngine, _chunk_bytes, _chunks
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import BatchOptions
-from tests.unit.test_batch_run import lines, write_lake
+from tests.unit.test_batch_run import lines, pin, write_lake
 
 ONE_PASS = 1 << 40
 EVERY_OBJECT = 1
@@ -41,14 +41,6 @@ def test_chunk_budget_is_the_memory_limit_over_1_8(limit: str) -> None:
     number, unit = float(limit[:-3] if limit.endswith("iB") else limit[:-2]), limit.lstrip("0123456789.")
     expected = number * {"MB": 1e6, "GB": 1e9, "MiB": 2**20}[unit] / 1.8
     assert _chunk_bytes(con) == pytest.approx(expected, rel=0.05)  # DuckDB prints "1.8 GiB": rounded
-
-
-def pin(ind: int, unique_id: str | None, title: str) -> dict[str, object]:
-    return {
-        "index": ind, "unique_id": unique_id, "title": title, "description": "d", "poster_name": "p",
-        "follower_count": "5k", "tag_list": "t", "is_image_or_video": "image", "image_src": "s",
-        "downloaded": 1, "save_location": "Local save in /data/x", "category": "art",
-    }  # fmt: skip
 
 
 def geo(ind: int, country: str) -> dict[str, object]:
