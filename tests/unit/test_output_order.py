@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -37,3 +40,20 @@ def test_nan_and_null_come_last_as_in_arrow(rows: list[tuple[str | None, float |
     expected = table.sort_by([("age_group", "ascending"), ("median_follower_count", "ascending")])
     got = sort_output("median_followers_by_age_group", table).to_pylist()
     assert [str(r) for r in got] == [str(r) for r in expected.to_pylist()]  # str: nan == nan
+
+
+def test_sorting_keeps_the_schema_and_imports_neither_pandas_nor_arrow_compute() -> None:
+    """Every batch run sorts its ten outputs: ``pa.array``/``from_pylist`` would import pandas (0.3 s of
+    the run) and ``sort_by`` ``pyarrow.compute``. The input comes from DuckDB, as in the engine."""
+    code = (
+        "import sys, duckdb\n"
+        "from pinpipe.transform.export import sort_output\n"
+        "t = duckdb.sql(\"SELECT * FROM (VALUES ('b', 2.5), (NULL, 1.0), ('a', NULL))"
+        ' AS v(age_group, median_follower_count)").to_arrow_table()\n'
+        "s = sort_output('median_followers_by_age_group', t)\n"
+        "assert s.schema == t.schema, (s.schema, t.schema)\n"
+        "print(s.column('age_group').to_pylist(), 'pandas' in sys.modules,"
+        " 'pyarrow.compute' in sys.modules)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["['a',", "'b',", "None]", "False", "False"]
