@@ -15,22 +15,24 @@ roughly 4x the raw JSON); the ratio is then a lower bound.
 Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, even CPU seconds by
 +-15%, so compare the two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one, and
 a busy host takes more from DuckDB's second core than from pandas):
-  Session 5 (a busy host: pandas took 33-48 s at 1M, against 27-29 s in session 4's quieter hour):
-    1M posts (724 MB), --repeat 5: duckdb 7.4-10.6 s wall, 12.4-14.4 CPU s, 532-599 MB; pandas 36.7-47.5 s:
-      4.4x, 4.3x, 4.4x, 6.2x, 4.7x (median 4.4x; CPU 2.8-3.5x less)
-    1M, --repeat 3 (the lake before UUID ids): duckdb 7.1-7.7 s; pandas 32.7-48.4 s: 4.2x, 4.8x, 6.6x
-    1M, --repeat 3 an hour later: duckdb 6.9-9.0 s, 11.6-13.3 CPU s; pandas 40.0-42.3 s: 4.7x, 6.1x, 4.7x
-    5M posts (3,640 MB): duckdb 32.4 s wall, 57.5 CPU s, 1,805 MB (0.50x raw); pandas 251.5 s, 11,777 MB:
-      7.8x (4.0x less CPU)
-    The same lake alternating with session 4's code (4 pairs of `pinpipe batch run`): 9.9/7.8, 8.5/7.1,
-      8.2/7.3, 8.3/7.1 s (10-21% less wall, 8-14% less user CPU): rows staged in any order within an
-      object, string fields read as VARCHAR with a flag for values that were not JSON strings.
+  Session 6 (pandas took 36.3-48.7 s at 1M): a batch run no longer imports pandas (pyarrow's
+  ``Table.from_pylist`` did, in ``sort_output``: 0.22-0.36 s of every run).
+    1M posts (724 MB), --repeat 5: duckdb 7.5-11.4 s wall, 12.1-14.3 CPU s, 528-543 MB; pandas 40.1-46.6 s:
+      5.4x, 5.1x, 5.7x, 3.9x, 5.4x (median 5.4x; CPU 3.0-3.4x less)
+    1M, --repeat 5 ten minutes later: duckdb 6.2-10.5 s, 10.3-14.1 CPU s, 527-545 MB; pandas 36.3-48.7 s:
+      4.6x, 5.8x, 5.5x, 5.4x, 5.6x (median 5.5x; CPU 3.2-3.5x less)
+    5M posts (3,640 MB): duckdb 35.1 s wall, 58.6 CPU s, 1,918 MB (0.53x raw); pandas 223.2 s, 11,767 MB:
+      6.4x (3.7x less CPU)
+  Session 5 (busier: pandas 33-50 s): 1M --repeat 5 median 4.4x, then 4.7x and 4.9x over 3; 5M 7.8x.
+    Rows staged in any order within an object, string fields read as VARCHAR with a flag for values that
+    were not JSON strings: 10-21% less wall, 8-14% less user CPU than session 4 on the same lake.
   Session 4 (quieter hour): 1M --repeat 3: duckdb 5.3-6.4 s, pandas 27.1-28.7 s: 4.5x, 5.0x, 5.2x;
     busier --repeat 5 runs: medians 4.8x and 4.7x. 5M: 26.1 s against 156.2 s, 6.0x, peak 0.51x raw.
-Memory target met at both sizes; the 5x speed target is met at 5M, and at 1M in quiet hours only: on a busy
-host DuckDB's two threads lose more than pandas' one. What is left is mostly DuckDB itself: its JSON reader
-(~1.3 CPU s to parse the pin objects), the exact checks of the number fields, Parquet writing (~1.5 CPU s for
-pin), the ten outputs (~1 CPU s) and ~0.4-0.6 s of start-up (imports: pyarrow, numpy, duckdb, pydantic).
+Both targets met at both sizes (speed: the median of 5 at 1M; single 1M runs fall below 5x when the host
+takes DuckDB's second core). What is left is mostly DuckDB itself: its JSON reader (~1.3 CPU s to parse the
+pin objects, ~0.5 CPU s to flag non-string values in string fields), the exact checks of the number fields,
+Parquet writing (~1.5 CPU s for pin), the ten outputs (~1 CPU s) and ~0.45 s of start-up (imports:
+pydantic and pydantic-settings 0.23 s, pyarrow with numpy 0.1 s, duckdb 0.09 s).
 Session 1, for comparison (load 10-16): 1M 110.9 s / 22.6 CPU s, 5M 479 s / 120 CPU s.
 """
 
