@@ -20,9 +20,9 @@ from pinpipe.transform.queries import OUTPUTS
 
 def sort_output(name: str, table: pa.Table) -> pa.Table:
     """``table`` in export order: group columns first, then the rest, ascending; nulls last (as Arrow's
-    ``sort_by``). Sorted in Python, the table rebuilt from one-row slices: outputs are a few hundred rows
-    at most, and Arrow's sort would import ``pyarrow.compute``, building from Python values (``pa.array``,
-    ``from_pylist``) imports pandas when installed: 0.05 s and 0.3 s of every batch run."""
+    ``sort_by``). Sorted in Python and rebuilt from one-row slices: outputs are a few hundred rows at most,
+    while Arrow's sort imports ``pyarrow.compute`` (0.05 s) and a table built from Python values
+    (``pa.array``, ``from_pylist``) imports pandas when it is installed (0.3 s), on every batch run."""
     output = OUTPUTS[name]
     table = table.select(list(output.columns))
     if table.num_rows < 2:
