@@ -87,6 +87,9 @@ class EngineSettings(_Section):
     """Extra Spark settings for sessions pinpipe starts (``spark.driver.memory`` ...)."""
     tables_url: str = ""
     """Where Delta tables live; default ``<workdir>/tables``."""
+    retain_hours: int = Field(default=168, ge=0)
+    """How long a batch table's replaced files stay on disk, so its older versions stay readable; Delta's
+    default, a week. The batch job then deletes them."""
 
 
 class StreamSettings(_Section):

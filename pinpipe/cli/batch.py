@@ -17,11 +17,10 @@ from rich.console import Console
 from rich.table import Table
 
 from pinpipe.cli.common import build_settings, export_option, pipeline_options
-from pinpipe.engines import ENGINES, get_engine
+from pinpipe.engines import ENGINES, run_batch
 from pinpipe.engines.base import BatchResult
 from pinpipe.schema import KINDS
 from pinpipe.transform.export import export_csv, format_cell
-from pinpipe.transform.queries import BatchOptions
 
 QUARANTINE_EXIT = 3
 
@@ -90,7 +89,14 @@ def batch() -> None:
 @click.option(
     "--strict", is_flag=True, help=f"Exit with status {QUARANTINE_EXIT} if records were quarantined."
 )
-@click.option("--quiet", is_flag=True, help="Print only the summary, not the outputs.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the summary, not the outputs.")
+@click.option(
+    "--retain-hours",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delete table files replaced more than N hours ago; older table versions stay readable that"
+    " long [default: engine.retain_hours setting, 168].",
+)
 @click.option("--master", default=None, help="Spark master URL with --engine spark [default: local[*]].")
 def run(
     locations: dict[str, Any],
@@ -101,11 +107,13 @@ def run(
     export_dir: Path | None,
     strict: bool,
     quiet: bool,
+    retain_hours: int | None = None,
     master: str | None = None,
 ) -> None:
     """Read the lake, clean it, compute the ten outputs and write them as Delta tables (idempotent).
 
     Safe to run from cron: every table is overwritten, so a rerun on the same lake gives the same tables.
+    The files a run replaces are deleted by a later run, once older than --retain-hours.
     """
     settings = build_settings(
         locations,
@@ -115,17 +123,12 @@ def run(
             "engine.median": median,
             "engine.keep_ties": keep_ties,
             "engine.spark_master": master,
+            "engine.retain_hours": retain_hours,
         },
     )
-    options = BatchOptions(
-        keep_duplicates=settings.engine.keep_duplicates,
-        median=settings.engine.median,
-        keep_ties=settings.engine.keep_ties,
-    )
     console = Console()
-    chosen = get_engine(settings.engine.name, settings)
-    with console.status(f"running the batch job on {chosen.name} ..."):
-        result = chosen.run_batch(options)
+    with console.status(f"running the batch job on {settings.engine.name} ..."):
+        result = run_batch(settings)
     if quiet:
         print_result(BatchResult(**{**result.__dict__, "outputs": {}}), console)
     else:
@@ -133,7 +136,8 @@ def run(
     if export_dir is not None:
         paths = export_csv(result.outputs, export_dir)
         console.print(f"  exported {len(paths)} CSV files to {export_dir}")
-    console.print(f"  tables: {settings.tables_url}/batch")
+    removed = f" ({result.files_removed} replaced files deleted)" if result.files_removed else ""
+    console.print(f"  tables: {settings.tables_url}/batch{removed}")
     warn_quarantine(result, Console(stderr=True))
     if strict and result.quarantined:
         sys.exit(QUARANTINE_EXIT)

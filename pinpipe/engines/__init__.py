@@ -43,9 +43,15 @@ def options_from_settings(settings: Settings) -> BatchOptions:
 
 
 def run_batch(settings: Settings, options: BatchOptions | None = None) -> BatchResult:
-    """Run the batch job with ``settings.engine.name`` (for the CLI, the demo and the Airflow DAG)."""
+    """Run the batch job with ``settings.engine.name`` (for the CLI, the demo and the Airflow DAG), then
+    delete the table files replaced more than ``engine.retain_hours`` ago (``result.files_removed``)."""
+    from pinpipe.engines.delta import remove_replaced_files
+
     engine = get_engine(settings.engine.name, settings)
-    return engine.run_batch(options or options_from_settings(settings))
+    result = engine.run_batch(options or options_from_settings(settings))
+    retain = settings.engine.retain_hours
+    result.files_removed = sum(remove_replaced_files(url, retain) for url in result.tables.values())
+    return result
 
 
 __all__ = ["ENGINES", "BatchOptions", "BatchResult", "Engine", "QuarantinedRecord", "get_engine", "run_batch"]

@@ -46,6 +46,8 @@ class BatchResult:
     seconds: float = 0.0
     tables: dict[str, str] = field(default_factory=dict)
     objects_read: dict[Kind, int] = field(default_factory=dict)
+    files_removed: int = 0
+    """Table files replaced longer ago than the retention, deleted after the run (``engines.run_batch``)."""
 
 
 class Engine(Protocol):

@@ -26,6 +26,22 @@ def write_delta(url: str, data: pa.Table | pa.RecordBatchReader) -> None:
     )
 
 
+def remove_replaced_files(url: str, retain_hours: int) -> int:
+    """Delete the files of the table at ``url`` that no version of the last ``retain_hours`` hours reads
+    (Delta's vacuum, also of files a failed run left behind); returns how many went.
+
+    An overwrite keeps the files it replaces, so that older versions stay readable (time travel, a reader
+    mid-scan): without this a daily batch job grows every table by a full copy a day.
+    """
+    from deltalake import DeltaTable
+
+    table = DeltaTable(delta_uri(url), storage_options=delta_options(url))
+    removed = table.vacuum(
+        retention_hours=retain_hours, dry_run=False, enforce_retention_duration=False, full=True
+    )
+    return len(removed)
+
+
 def read_delta(url: str) -> pa.Table:
     from deltalake import DeltaTable
 

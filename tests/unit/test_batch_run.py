@@ -9,14 +9,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
+from deltalake import DeltaTable
 
 from pinpipe.cli import cli
 from pinpipe.config import Settings
 from pinpipe.engines import ENGINES, get_engine, run_batch
-from pinpipe.engines.delta import read_delta
+from pinpipe.engines.delta import local_table_dir, read_delta
 from pinpipe.errors import ConfigError, EngineError
-from pinpipe.schema import FIELDS, KEY_FIELD, Kind, topic_name
-from pinpipe.tables import batch_table
+from pinpipe.schema import FIELDS, KEY_FIELD, KINDS, Kind, topic_name
+from pinpipe.tables import batch_table, delta_uri
 from pinpipe.transform.clean import clean_table
 from pinpipe.transform.export import format_number
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
@@ -147,6 +148,32 @@ def test_cli_exit_status_and_warning_with_quarantine(settings: Settings, tmp_pat
     assert "WARNING: 1 lake record(s) quarantined" in ok.output
     strict = runner.invoke(cli, [*args, "--strict"])
     assert strict.exit_code == 3
+
+
+def test_reruns_delete_the_files_they_replaced_once_older_than_the_retention(settings: Settings) -> None:
+    """An overwrite keeps the files it replaces, so older versions stay readable; later runs delete them
+    once older than --retain-hours (and a failed run's stray files), or a daily job grows every table."""
+    write_lake(settings, "user", [lines(USER, {**USER, "ind": 2})])
+    runner = CliRunner()
+    args = ["batch", "run", "--workdir", str(settings.workdir), "--quiet"]
+    for _ in range(2):  # the default retention: a week
+        assert runner.invoke(cli, args).exit_code == 0
+    users = batch_table(settings, "user")
+    assert DeltaTable(delta_uri(users), version=0).to_pyarrow_table().num_rows == 2
+    directory = local_table_dir(users)
+    assert directory is not None and len(list(directory.glob("*.parquet"))) == 2
+    (directory / "part-stray-c000.snappy.parquet").write_bytes(b"left by a failed run")
+
+    third = runner.invoke(cli, [*args, "--retain-hours", "0"])
+    assert third.exit_code == 0, third.output
+    assert "replaced files deleted" in " ".join(third.output.split())  # rich wraps at 80 columns
+    for name in [*KINDS, *OUTPUTS, "quarantine"]:
+        url = batch_table(settings, name)
+        directory = local_table_dir(url)
+        assert directory is not None
+        live = {Path(uri).name for uri in DeltaTable(delta_uri(url)).file_uris()}
+        assert {p.name for p in directory.glob("*.parquet")} == live, name
+    assert sorted(read_delta(users).column("ind").to_pylist()) == [1, 2]
 
 
 def test_missing_engine_module_is_a_clear_error(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
