@@ -15,12 +15,14 @@ roughly 4x the raw JSON); the ratio is then a lower bound.
 Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, even CPU seconds by
 +-15%, so compare the two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one, and
 a busy host takes more from DuckDB's second core than from pandas):
-  Session 6 (pandas took 36.3-48.7 s at 1M): a batch run no longer imports pandas (pyarrow's
+  Session 6 (pandas took 30.0-48.7 s at 1M): a batch run no longer imports pandas (pyarrow's
   ``Table.from_pylist`` did, in ``sort_output``: 0.22-0.36 s of every run).
     1M posts (724 MB), --repeat 5: duckdb 7.5-11.4 s wall, 12.1-14.3 CPU s, 528-543 MB; pandas 40.1-46.6 s:
       5.4x, 5.1x, 5.7x, 3.9x, 5.4x (median 5.4x; CPU 3.0-3.4x less)
     1M, --repeat 5 ten minutes later: duckdb 6.2-10.5 s, 10.3-14.1 CPU s, 527-545 MB; pandas 36.3-48.7 s:
       4.6x, 5.8x, 5.5x, 5.4x, 5.6x (median 5.5x; CPU 3.2-3.5x less)
+    1M, --repeat 5 with the table clean-up (--retain-hours, 0.04 s): duckdb 5.6-7.7 s, 9.5-12.6 CPU s;
+      pandas 30.0-39.6 s: 5.1x, 5.4x, 5.8x, 5.0x, 6.1x (median 5.4x; CPU 3.0-3.7x less)
     5M posts (3,640 MB): duckdb 35.1 s wall, 58.6 CPU s, 1,918 MB (0.53x raw); pandas 223.2 s, 11,767 MB:
       6.4x (3.7x less CPU)
   Session 5 (busier: pandas 33-50 s): 1M --repeat 5 median 4.4x, then 4.7x and 4.9x over 3; 5M 7.8x.
