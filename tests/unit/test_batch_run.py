@@ -176,6 +176,22 @@ def test_reruns_delete_the_files_they_replaced_once_older_than_the_retention(set
     assert sorted(read_delta(users).column("ind").to_pylist()) == [1, 2]
 
 
+def test_a_failed_clean_up_is_a_warning_and_the_job_completes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    write_lake(settings, "user", [lines(USER)])
+
+    def refuse(url: str, retain_hours: int) -> int:
+        raise OSError("permission denied")
+
+    monkeypatch.setattr("pinpipe.engines.delta.remove_replaced_files", refuse)
+    result = run_batch(settings, BatchOptions())
+    assert result.cleaned_rows["user"] == 1 and result.files_removed == 0
+    assert len(result.tables) == len(caplog.records) == 14
+    assert "could not delete the replaced files of" in caplog.records[0].getMessage()
+    assert "permission denied" in caplog.records[0].getMessage()
+
+
 def test_missing_engine_module_is_a_clear_error(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(ENGINES, "future", "pinpipe.engines.no_such_engine:FutureEngine")
     with pytest.raises(EngineError, match="future engine is not available"):
