@@ -14,10 +14,14 @@ and, in the workdir, the Spark stream job's checkpoint (which offsets of the str
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from pinpipe.config import Settings
 from pinpipe.schema import Kind
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 
 def _join(base: str, *parts: str) -> str:
@@ -37,6 +41,13 @@ def delta_options(url: str) -> dict[str, str] | None:
     from pinpipe.aws import delta_storage_options
 
     return delta_storage_options(url)
+
+
+def open_delta(url: str) -> DeltaTable:
+    """The Delta table at ``url`` (deltalake's ``TableNotFoundError`` when none was written there yet)."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(delta_uri(url), storage_options=delta_options(url))
 
 
 def batch_table(settings: Settings, name: str) -> str:

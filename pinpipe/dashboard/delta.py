@@ -13,10 +13,9 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
-from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
 
-from pinpipe.tables import delta_options, delta_uri
+from pinpipe.tables import open_delta
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class DeltaSnapshot:
 def read_delta(url: str) -> DeltaSnapshot | None:
     """The latest version of the table at ``url``, or None when nothing was committed there yet."""
     try:
-        delta = DeltaTable(delta_uri(url), storage_options=delta_options(url))
+        delta = open_delta(url)
     except TableNotFoundError:
         return None
     committed_at = None

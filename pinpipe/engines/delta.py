@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from pinpipe.tables import delta_options, delta_uri
+from pinpipe.tables import delta_options, delta_uri, open_delta
 
 
 def write_delta(url: str, data: pa.Table | pa.RecordBatchReader) -> None:
@@ -33,19 +33,14 @@ def remove_replaced_files(url: str, retain_hours: int) -> int:
     An overwrite keeps the files it replaces, so that older versions stay readable (time travel, a reader
     mid-scan): without this a daily batch job grows every table by a full copy a day.
     """
-    from deltalake import DeltaTable
-
-    table = DeltaTable(delta_uri(url), storage_options=delta_options(url))
-    removed = table.vacuum(
+    removed = open_delta(url).vacuum(
         retention_hours=retain_hours, dry_run=False, enforce_retention_duration=False, full=True
     )
     return len(removed)
 
 
 def read_delta(url: str) -> pa.Table:
-    from deltalake import DeltaTable
-
-    return DeltaTable(delta_uri(url), storage_options=delta_options(url)).to_pyarrow_table()
+    return open_delta(url).to_pyarrow_table()
 
 
 def local_table_dir(url: str) -> Path | None:

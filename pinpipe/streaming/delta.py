@@ -18,7 +18,7 @@ from deltalake.exceptions import TableNotFoundError
 
 from pinpipe.errors import StreamError
 from pinpipe.log.base import TopicPartition
-from pinpipe.tables import delta_options, delta_uri
+from pinpipe.tables import delta_options, delta_uri, open_delta
 
 _log = logging.getLogger(__name__)
 APP_PREFIX = "pinpipe-stream"
@@ -41,7 +41,7 @@ def app_id(tp: TopicPartition) -> str:
 def open_table(url: str) -> DeltaTable | None:
     """The table at ``url``, or None when none was written yet."""
     try:
-        return DeltaTable(delta_uri(url), storage_options=delta_options(url))
+        return open_delta(url)
     except TableNotFoundError:
         return None
 

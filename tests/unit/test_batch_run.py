@@ -17,7 +17,7 @@ from pinpipe.engines import ENGINES, get_engine, run_batch
 from pinpipe.engines.delta import local_table_dir, read_delta
 from pinpipe.errors import ConfigError, EngineError
 from pinpipe.schema import FIELDS, KEY_FIELD, KINDS, Kind, topic_name
-from pinpipe.tables import batch_table, delta_uri
+from pinpipe.tables import batch_table, delta_uri, open_delta
 from pinpipe.transform.clean import clean_table
 from pinpipe.transform.export import format_number
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
@@ -171,7 +171,7 @@ def test_reruns_delete_the_files_they_replaced_once_older_than_the_retention(set
         url = batch_table(settings, name)
         directory = local_table_dir(url)
         assert directory is not None
-        live = {Path(uri).name for uri in DeltaTable(delta_uri(url)).file_uris()}
+        live = {Path(uri).name for uri in open_delta(url).file_uris()}
         assert {p.name for p in directory.glob("*.parquet")} == live, name
     assert sorted(read_delta(users).column("ind").to_pylist()) == [1, 2]
 
