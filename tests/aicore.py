@@ -1,4 +1,4 @@
-"""Reading the real data in ../shared/data/aicore (the ``aicore`` fixture's folder) in tests."""
+"""Reading the real data in data/aicore (the ``aicore`` fixture's folder) in tests."""
 
 from __future__ import annotations
 
