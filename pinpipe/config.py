@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import (
     BaseSettings,
@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pinpipe.access import check_prefix, key_problem
 from pinpipe.errors import ConfigError
 from pinpipe.schema import DEFAULT_PREFIX
 
@@ -43,15 +44,31 @@ class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = 8000
     api_keys: tuple[SecretStr, ...] = ()
-    """Keys allowed to write to every topic and stream."""
+    """Producer keys: may write to (and list, describe) every topic and stream."""
+    admin_keys: tuple[SecretStr, ...] = ()
+    """Admin keys: producer rights plus creating and deleting streams, on every prefix."""
     keys_file: Path | None = None
-    """TOML file ``[keys.NAME] key = "...", prefixes = ["0a1b2c3d4e5f"]`` giving keys limited to prefixes."""
+    """TOML file ``[keys.NAME] key = "...", prefixes = ["0a1b2c3d4e5f"], role = "producer"|"admin"`` giving
+    keys limited to prefixes."""
+    max_shard_count: int = Field(default=32, ge=1)
+    """Largest ``ShardCount`` a CreateStream may ask for."""
+    max_streams: int = Field(default=100, ge=1)
+    """Streams the stream log may hold; CreateStream beyond that is refused (40902)."""
     max_body_bytes: int = 10 * 1024 * 1024
     max_records: int = 500
     rate_limit: float = 0.0
     """Requests per second allowed to each API key (token bucket; 0: no limit)."""
     rate_burst: int = 0
     """Bucket size of the rate limit; 0 means ``max(1, rate_limit)``."""
+
+    @field_validator("api_keys", "admin_keys")
+    @classmethod
+    def _keys_are_usable(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for key in keys:
+            problem = key_problem(key.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return keys
 
 
 class LogSettings(_Section):
@@ -118,6 +135,7 @@ class Settings(BaseSettings):
 
     workdir: Path = Path(".pinpipe")
     prefix: str = DEFAULT_PREFIX
+    """Tenant prefix of the topics and streams (grammar in :mod:`pinpipe.access`)."""
     source: SourceSettings = SourceSettings()
     api: ApiSettings = ApiSettings()
     log: LogSettings = LogSettings()
@@ -125,6 +143,11 @@ class Settings(BaseSettings):
     engine: EngineSettings = EngineSettings()
     stream: StreamSettings = StreamSettings()
     dashboard: DashboardSettings = DashboardSettings()
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_is_valid(cls, prefix: str) -> str:
+        return check_prefix(prefix)
 
     @classmethod
     def settings_customise_sources(

@@ -48,13 +48,15 @@ def _listen(host: str, port: int) -> socket.socket:
     "--api-key",
     "api_keys",
     multiple=True,
-    help="A key allowed to write to every topic and stream (repeatable). Without any key the API is open.",
+    help="A producer key for every topic and stream (repeatable; 16+ printable ASCII characters). Visible "
+    "in `ps`: prefer PINPIPE_API__API_KEYS or --keys-file. Without any key the API is open (produce only).",
 )
 @click.option(
     "--keys-file",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help='TOML file of keys limited to prefixes: [keys.NAME] key = "..." prefixes = ["0a1b2c3d4e5f"].',
+    help='TOML file of keys limited to prefixes: [keys.NAME] key = "..." prefixes = ["0a1b2c3d4e5f"] '
+    'role = "producer" or "admin". Admin keys for every prefix: PINPIPE_API__ADMIN_KEYS.',
 )
 @click.option("--partitions", type=int, default=None, help="Partitions of the topics/streams it creates.")
 @click.option("--max-records", type=int, default=None, help="Records allowed per request [default: 500].")
@@ -79,6 +81,13 @@ def serve(
     import uvicorn
 
     from pinpipe.ingest import create_app
+
+    if api_keys:
+        click.echo(
+            "pinpipe: warning: --api-key is visible to every user of this machine (ps, /proc); "
+            "give keys in PINPIPE_API__API_KEYS or a --keys-file instead",
+            err=True,
+        )
 
     settings = build_settings(
         locations,

@@ -19,6 +19,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -31,10 +32,10 @@ from pinpipe import __version__
 from pinpipe.config import Settings
 from pinpipe.ingest.auth import KeyRing, RateLimiter
 from pinpipe.ingest.body import Gate
-from pinpipe.ingest.errors import ApiError, error_response
+from pinpipe.ingest.errors import KAFKA_MEDIA_TYPE, ApiError, error_response
 from pinpipe.ingest.kinesis import kinesis_router
 from pinpipe.ingest.metrics import ApiMetrics
-from pinpipe.ingest.models import Status
+from pinpipe.ingest.models import ErrorBody, Status
 from pinpipe.ingest.rest_proxy import rest_proxy_router
 from pinpipe.ingest.service import IngestService
 from pinpipe.log import Log, open_settings_log
@@ -115,7 +116,7 @@ def _document_security(app: FastAPI, secured: bool) -> None:
                 "Bearer": {"type": "http", "scheme": "bearer"},
             }
             for path, operations in schema["paths"].items():
-                if path.startswith(("/topics", "/streams")):
+                if path.startswith(("/topics", "/streams", "/metrics")):
                     for operation in operations.values():
                         operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
             app.openapi_schema = schema
@@ -177,14 +178,28 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
 
     @app.get("/readyz", tags=["operations"], response_model=Status, responses={503: {"model": Status}})
     async def readyz() -> Response:
-        """The log answers and the topics exist."""
-        if await run_in_threadpool(service.ready):
+        """The log answers and every topic and stream of the prefix exists (503 after one was deleted)."""
+        problem = await run_in_threadpool(service.not_ready)
+        if problem is None:
             return Response(b'{"status":"ready"}', media_type="application/json")
-        return Response(b'{"status":"log unavailable"}', status_code=503, media_type="application/json")
+        return Response(orjson.dumps({"status": problem}), status_code=503, media_type="application/json")
 
-    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse)
-    async def prometheus() -> Response:
-        """Prometheus text exposition."""
-        return PlainTextResponse(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=PlainTextResponse,
+        responses={
+            401: {
+                "description": "Keys are configured and none (or an unknown one) was sent",
+                "content": {KAFKA_MEDIA_TYPE: {"schema": ErrorBody.model_json_schema()}},
+            }
+        },
+    )
+    async def prometheus(request: Request) -> Response:
+        """Prometheus text exposition; with keys configured it needs one (any role; no rate limit) and
+        shows the record counts of the caller's prefixes only."""
+        principal = keys.authenticate(request.headers.get("x-api-key"), request.headers.get("authorization"))
+        text = metrics.render(principal.may_use)
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

@@ -1,21 +1,29 @@
-"""API keys: who may write where, and how fast.
+"""API keys: who may call, on which names, with which role, and how fast.
 
-Keys come from configuration only: ``api.api_keys`` (``--api-key``, ``PINPIPE_API__API_KEYS``) may use every
-topic and stream; a keys file (``api.keys_file``, TOML) gives named keys limited to prefixes::
+Keys come from configuration only, never from a request: ``api.api_keys`` (producer keys) and
+``api.admin_keys`` (admin keys), both on every prefix, from the environment (``PINPIPE_API__API_KEYS``,
+``PINPIPE_API__ADMIN_KEYS``) or ``pinpipe.toml``; and a keys file (``api.keys_file``, TOML) of named keys
+limited to tenant prefixes::
 
     [keys.emulator]
-    key = "s3cr3t"
+    key = "s3cr3t-at-least-16-chars"
     prefixes = ["0a1b2c3d4e5f"]
+    role = "producer"            # or "admin"; default producer
 
-A prefix ``P`` allows the topics whose name starts with ``P`` and the streams whose name starts with
-``streaming-P`` (so the default prefix covers ``P.pin`` and ``streaming-P-pin`` alike).
-A client sends its key as ``X-API-Key: K`` or ``Authorization: Bearer K``. Keys are compared in constant
-time and never logged; only the key's name is (``cli`` for command-line keys). With no key configured at
-all the API is open, and says so once at startup.
+A prefix ``P`` gives exactly the topics ``P.<name>`` and the streams ``streaming-P-<name>``: the name is
+parsed (:func:`pinpipe.access.owner`), never compared as a string prefix. A producer may produce, list and
+describe; an admin may also create and delete streams. With no key configured at all the API is open to
+producers only and says so once at startup: creating or deleting a stream always needs an admin key.
+
+A client sends its key as ``X-API-Key: K`` or ``Authorization: Bearer K``. The header's bytes are compared
+with every configured key through their SHA-256 digests in constant time, so the time taken depends neither
+on which key matched nor on the lengths involved. Keys are never logged; only a key's name is (``cli``,
+``admin`` for configured keys, the ``[keys.NAME]`` of a keys file).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import threading
@@ -23,32 +31,47 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from pydantic import SecretStr
+
+from pinpipe.access import key_problem, owner, prefix_problem
 from pinpipe.config import ApiSettings
 from pinpipe.errors import ConfigError
 from pinpipe.ingest.errors import ApiError
 
+ROLES = ("producer", "admin")
+ADMIN_NEEDED = (
+    "creating or deleting a stream needs an admin key: configure one in PINPIPE_API__ADMIN_KEYS "
+    '(api.admin_keys) or as role = "admin" in the keys file (--keys-file), and send it as X-API-Key'
+)
+
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a key's name and the prefixes it may use (None: every name)."""
+    """Who is calling: a key's name, the prefixes it may use (None: every prefix) and its role."""
 
     name: str
-    prefixes: tuple[str, ...] | None
+    prefixes: frozenset[str] | None
+    admin: bool = False
 
     def may_use(self, name: str) -> bool:
-        if self.prefixes is None:
-            return True
-        return any(name.startswith(p) or name.startswith(f"streaming-{p}") for p in self.prefixes)
+        """True when the topic or stream ``name`` belongs to one of this principal's prefixes."""
+        return self.prefixes is None or owner(name) in self.prefixes
 
 
 ANONYMOUS = Principal("anonymous", None)
+"""The caller when no key is configured: a producer on every prefix, never an admin."""
 
 
 @dataclass(frozen=True)
 class _Key:
-    secret: bytes
+    digest: bytes
     principal: Principal
+
+
+def _digest(secret: bytes) -> bytes:
+    return hashlib.sha256(secret).digest()
 
 
 def _load_keys_file(path: Path) -> list[_Key]:
@@ -56,36 +79,72 @@ def _load_keys_file(path: Path) -> list[_Key]:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"cannot read API keys file {path}: {exc.strerror or exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"API keys file {path} is not valid TOML: {exc}") from exc
-    keys = []
-    for name, entry in (data.get("keys") or {}).items():
-        secret = entry.get("key") if isinstance(entry, dict) else None
-        prefixes = entry.get("prefixes", []) if isinstance(entry, dict) else None
-        if not isinstance(secret, str) or not secret:
-            raise ConfigError(f'API keys file {path}: [keys.{name}] needs a non-empty key = "..."')
-        if not isinstance(prefixes, list) or not all(isinstance(p, str) and p for p in prefixes):
-            raise ConfigError(f"API keys file {path}: [keys.{name}] prefixes must be a list of strings")
-        keys.append(_Key(secret.encode(), Principal(name, tuple(prefixes))))
-    return keys
+    entries = data.get("keys") or {}
+    if not isinstance(entries, dict):
+        raise ConfigError(f"API keys file {path}: 'keys' must be tables [keys.NAME]")
+    return [_key_entry(path, name, entry) for name, entry in entries.items()]
+
+
+def _key_entry(path: Path, name: str, entry: Any) -> _Key:
+    where = f"API keys file {path}: [keys.{name}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(entry) - {"key", "prefixes", "role"})
+    if unknown:
+        raise ConfigError(f"{where} has unknown fields {unknown}: only key, prefixes and role are read")
+    secret = entry.get("key")
+    if not isinstance(secret, str) or not secret:
+        raise ConfigError(f'{where} needs a non-empty key = "..."')
+    problem = key_problem(secret)
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
+    prefixes = entry.get("prefixes")
+    if not isinstance(prefixes, list) or not prefixes or not all(isinstance(p, str) for p in prefixes):
+        raise ConfigError(f'{where} prefixes must be a non-empty list of strings, e.g. ["0a1b2c3d4e5f"]')
+    for prefix in prefixes:
+        problem = prefix_problem(prefix)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+    role = entry.get("role", "producer")
+    if role not in ROLES:
+        raise ConfigError(f"{where} role must be one of {', '.join(ROLES)}")
+    principal = Principal(name, frozenset(prefixes), admin=role == "admin")
+    return _Key(_digest(secret.encode("ascii")), principal)
+
+
+def _configured(keys: tuple[SecretStr, ...], name: str, admin: bool) -> list[_Key]:
+    return [
+        _Key(_digest(k.get_secret_value().encode("ascii")), Principal(f"{name}{i or ''}", None, admin))
+        for i, k in enumerate(keys)
+    ]
 
 
 class KeyRing:
     """The configured keys; :meth:`authenticate` turns request headers into a :class:`Principal`."""
 
     def __init__(self, settings: ApiSettings) -> None:
-        self._keys = [
-            _Key(k.get_secret_value().encode(), Principal("cli" if i == 0 else f"cli{i}", None))
-            for i, k in enumerate(settings.api_keys)
-            if k.get_secret_value()
-        ]
+        self._keys = _configured(settings.api_keys, "cli", False)
+        self._keys += _configured(settings.admin_keys, "admin", True)
         if settings.keys_file is not None:
             self._keys.extend(_load_keys_file(settings.keys_file))
+        seen: set[bytes] = set()
+        for key in self._keys:
+            if key.digest in seen:
+                raise ConfigError(
+                    f"API key '{key.principal.name}' is configured twice (one secret, two keys)"
+                )
+            seen.add(key.digest)
 
     @property
     def open(self) -> bool:
-        """True when no key is configured: every request is allowed."""
+        """True when no key is configured: every request may produce (never create or delete)."""
         return not self._keys
+
+    @property
+    def has_admin(self) -> bool:
+        return any(k.principal.admin for k in self._keys)
 
     def authenticate(self, x_api_key: str | None, authorization: str | None) -> Principal:
         """The caller's principal, or ApiError 40101 when the key is missing or unknown."""
@@ -95,23 +154,39 @@ class KeyRing:
         if given is None and authorization:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() == "bearer":
-                given = token.strip()
+                given = token.strip(" ")
         if not given:
             raise ApiError(40101, "missing API key: send the X-API-Key or Authorization: Bearer header")
-        candidate = given.encode("utf-8", "surrogateescape")
+        candidate = _digest(_header_bytes(given))
         found = None
-        for key in self._keys:  # check every key: the time taken does not depend on which one matched
-            if hmac.compare_digest(key.secret, candidate):
+        for key in self._keys:  # every key is checked: the time does not depend on which one matched
+            if hmac.compare_digest(key.digest, candidate):
                 found = key.principal
         if found is None:
             raise ApiError(40101, "invalid API key")
         return found
 
 
+def _header_bytes(value: str) -> bytes:
+    """The bytes the client sent: the server decodes header bytes as latin-1, which this undoes."""
+    try:
+        return value.encode("latin-1")
+    except UnicodeEncodeError:  # not from an HTTP header; matches no (ASCII) key anyway
+        return value.encode("utf-8", "surrogatepass")
+
+
 def authorize(principal: Principal, name: str) -> None:
     """ApiError 40301 unless ``principal`` may use the topic or stream ``name``."""
     if not principal.may_use(name):
         raise ApiError(40301, f"API key '{principal.name}' may not use {name!r}")
+
+
+def require_admin(principal: Principal) -> None:
+    """ApiError 40302 unless ``principal`` holds an admin key."""
+    if principal is ANONYMOUS:
+        raise ApiError(40302, f"no API key is configured (an open API may only produce); {ADMIN_NEEDED}")
+    if not principal.admin:
+        raise ApiError(40302, f"API key '{principal.name}' is not an admin key; {ADMIN_NEEDED}")
 
 
 class RateLimiter:

@@ -11,9 +11,11 @@ code   status  Kinesis ``__type``                     when
 40001  400     SerializationException                 body is not valid JSON (or not UTF-8)
 40002  400     ValidationException                    a path or query parameter is invalid
 40101  401     MissingAuthenticationTokenException    no API key, or an unknown one
-40301  403     AccessDeniedException                  the key may not use this topic/stream prefix
+40301  403     AccessDeniedException                  the key's prefixes do not own this topic/stream
+40302  403     AccessDeniedException                  creating/deleting a stream needs an admin key
 40401  404     ResourceNotFoundException              unknown topic or stream
 40901  409     ResourceInUseException                 the stream to create exists already
+40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams
 41301  413     ValidationException                    body larger than ``api.max_body_bytes``
 41501  415     ValidationException                    content type not accepted
 42201  422     ValidationException                    more records than ``api.max_records`` (500)
@@ -43,8 +45,10 @@ KINESIS_TYPES: dict[int, str] = {
     40002: "ValidationException",
     40101: "MissingAuthenticationTokenException",
     40301: "AccessDeniedException",
+    40302: "AccessDeniedException",
     40401: "ResourceNotFoundException",
     40901: "ResourceInUseException",
+    40902: "LimitExceededException",
     41301: "ValidationException",
     41501: "ValidationException",
     42201: "ValidationException",

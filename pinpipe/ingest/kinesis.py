@@ -12,31 +12,37 @@ fails its schema is rejected (422, ValidationException); in PutRecords such reco
 (``ErrorCode`` in their ``Records[]`` entry, ``FailedRecordCount``) and the others are written. A request that
 is malformed as a whole (bad JSON or base64, missing ``PartitionKey``, more than 500 records) writes nothing.
 ``Idempotency-Key`` works as on the REST proxy routes.
+
+CreateStream and DeleteStream need an admin key whose prefixes own the stream (auth.py), also on an API with
+no key configured. A created stream is named ``streaming-<prefix>-<name>`` (the pattern of the path
+parameter in /openapi.json), has at most ``api.max_shard_count`` shards, and the stream log holds at most
+``api.max_streams`` streams.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from pinpipe.access import PREFIX
+from pinpipe.ingest.auth import require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.models import (
-    CreateStreamRequest,
     DescribeStreamResponse,
     KinesisErrorBody,
     ListStreamsResponse,
     PutRecordRequest,
     PutRecordResponse,
     PutRecordsResponse,
+    create_stream_request_schema,
     put_records_request_schema,
 )
 from pinpipe.ingest.rest_proxy import IdempotencyKey
@@ -45,7 +51,16 @@ from pinpipe.schema import kind_of_any
 
 ACCEPTED = frozenset({"application/json", "application/x-amz-json-1.1", "application/x-amz-json-1.0"})
 KINESIS_MAX_RECORDS = 500
-STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+NEW_STREAM = rf"^streaming-{PREFIX.pattern}-[A-Za-z0-9_.-]+$"
+"""What CreateStream accepts: ``streaming-<prefix>-<name>``, 128 characters at most."""
+NewStreamName = Annotated[
+    str,
+    Path(
+        pattern=NEW_STREAM,
+        max_length=128,
+        description="streaming-<prefix>-<name>: a tenant prefix (a-z 0-9 _) and a name of A-Z a-z 0-9 _ . -",
+    ),
+]
 ERROR_TYPES = {42206: "InvalidArgumentException", 42202: "InvalidArgumentException"}
 
 
@@ -92,6 +107,7 @@ def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
 def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIRouter:
     router = APIRouter(tags=["Kinesis proxy"], default_response_class=JSONResponse)
     limit = min(KINESIS_MAX_RECORDS, max_records)
+    max_shards = service.settings.api.max_shard_count
     errors = error_docs(KinesisErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
     def put_sync(name: str, body: bytes, many: bool, idempotency_key: str | None) -> list[Outcome]:
@@ -149,19 +165,15 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         openapi_extra={
             "requestBody": {
                 "required": False,
-                "content": {"application/json": {"schema": CreateStreamRequest.model_json_schema()}},
+                "content": {"application/json": {"schema": create_stream_request_schema(max_shards)}},
             }
         },
     )
-    async def create_stream(name: str, request: Request) -> Response:
-        """Create a stream of ``ShardCount`` shards (default ``log.partitions``)."""
-        gate.caller(request, name)
+    async def create_stream(name: NewStreamName, request: Request) -> Response:
+        """Create a stream of ``ShardCount`` shards (default ``log.partitions``); needs an admin key."""
+        require_admin(gate.caller(request, name))
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        if not STREAM_NAME.fullmatch(name):
-            raise ApiError(40002, "stream names are 1 to 128 characters of A-Z a-z 0-9 _ . -")
-        if service.shared and not name.startswith("streaming-"):
-            raise ApiError(40002, "on a log shared with the topics, stream names start with 'streaming-'")
-        shards = service.settings.log.partitions
+        shards = min(service.settings.log.partitions, max_shards)
         if body.strip():
             doc = parse_json(body)
             if not isinstance(doc, dict):
@@ -169,8 +181,10 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
             check_stream_name_field(doc)
             count = doc.get("ShardCount")
             if count is not None:
-                if type(count) is not int or not 1 <= count <= 1024:
-                    raise ApiError(42206, "ShardCount must be an integer from 1 to 1024")
+                if type(count) is not int or not 1 <= count <= max_shards:
+                    raise ApiError(
+                        42206, f"ShardCount must be an integer from 1 to {max_shards} (api.max_shard_count)"
+                    )
                 shards = count
         if not await run_in_threadpool(service.create, "streams", name, shards):
             raise ApiError(40901, f"stream {name!r} already exists")
@@ -178,7 +192,8 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
 
     @router.delete("/streams/{name}", summary="DeleteStream", response_model=dict[str, Any], responses=errors)
     async def delete_stream(name: str, request: Request) -> Response:
-        gate.caller(request, name)
+        """Delete a stream and its records; needs an admin key."""
+        require_admin(gate.caller(request, name))
         await run_in_threadpool(service.delete, "streams", name)
         return _json({})
 

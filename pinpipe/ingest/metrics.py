@@ -5,7 +5,8 @@
 - ``pinpipe_api_request_duration_seconds{route}``: latency histogram.
 
 Labels only take bounded values: ``route`` is the route template (``/topics/{topic}``), never the raw path,
-and ``topic`` only names existing topics.
+and ``topic`` only names existing topics. :meth:`ApiMetrics.render` shows the records of the topics a
+caller may use only (a tenant never sees another tenant's topics or counts).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -51,8 +53,9 @@ class ApiMetrics:
         with self._lock:
             return self._records.get((topic, status), 0)
 
-    def render(self) -> str:
-        """The Prometheus text exposition (version 0.0.4)."""
+    def render(self, visible: Callable[[str], bool] = lambda topic: True) -> str:
+        """The Prometheus text exposition (version 0.0.4), with the record counts of the ``visible``
+        topics only."""
         out = [
             "# HELP pinpipe_api_requests_total Requests answered by the ingestion API.",
             "# TYPE pinpipe_api_requests_total counter",
@@ -66,6 +69,8 @@ class ApiMetrics:
                 "# TYPE pinpipe_api_records_total counter",
             ]
             for (topic, outcome), n in sorted(self._records.items()):
+                if not visible(topic):
+                    continue
                 out.append(f"pinpipe_api_records_total{_labels(topic=topic, status=outcome)} {n}")
             out += [
                 "# HELP pinpipe_api_request_duration_seconds Time to answer a request.",

@@ -154,9 +154,12 @@ class DescribeStreamResponse(BaseModel):
     StreamDescription: StreamDescription
 
 
-class CreateStreamRequest(BaseModel):
-    StreamName: str | None = None
-    ShardCount: int | None = Field(None, ge=1, le=1024)
+def create_stream_request_schema(max_shard_count: int) -> dict[str, Any]:
+    class CreateStreamRequest(BaseModel):
+        StreamName: str | None = None
+        ShardCount: int | None = Field(None, ge=1, le=max_shard_count)
+
+    return _inline(CreateStreamRequest.model_json_schema())
 
 
 class Status(BaseModel):

@@ -103,6 +103,8 @@ class IngestService:
         self._cache: dict[Space, dict[str, int]] = {"topics": {}, "streams": {}}
         self._lock = threading.Lock()
         self._started = False
+        self._missing: list[str] = []
+        self._admin_lock = threading.Lock()
 
     # lifecycle
     def start(self) -> bool:
@@ -133,16 +135,36 @@ class IngestService:
             raise ApiError(50003, "the log is not reachable yet; retry", {"Retry-After": "1"})
 
     def ready(self) -> bool:
-        """True when the topics exist and every log answers."""
+        """True when every log answers and holds the prefix's topics and streams."""
+        return self.not_ready() is None
+
+    def not_ready(self) -> str | None:
+        """Why the API cannot serve its routes now (the log does not answer, or a topic or stream of the
+        prefix was deleted since startup), or None when it can."""
         if not self.start():
-            return False
+            return "log unavailable"
+        prefix = self.settings.prefix
+        expected: dict[Space, list[str]] = {
+            "topics": list(topic_names(prefix).values()),
+            "streams": list(stream_names(prefix).values()),
+        }
+        missing = []
         try:
-            for log in {id(x): x for x in self.logs.values()}.values():
-                log.topics()
+            found = {key: log.topics() for key, log in {id(x): x for x in self.logs.values()}.items()}
         except Exception as exc:  # any failure to answer means not ready
             logger.warning("readiness check failed: %s", exc)
-            return False
-        return True
+            return "log unavailable"
+        for space, names in expected.items():
+            missing += [n for n in names if n not in found[id(self.logs[space])]]
+        if not missing:
+            self._missing = []
+            return None
+        if missing != self._missing:
+            logger.warning(
+                "not ready: %s missing from the log (recreate them or restart)", ", ".join(missing)
+            )
+            self._missing = missing
+        return f"missing: {', '.join(missing)}"
 
     def close(self) -> None:
         for writer in {id(w): w for w in self._writers.values()}.values():
@@ -245,18 +267,27 @@ class IngestService:
 
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:
-        """Create a topic/stream; False when it exists already."""
+        """Create a topic/stream; False when it exists already, ApiError 40902 when ``api.max_streams``
+        exist. One at a time, so concurrent creates cannot overshoot the ceiling."""
         self.ensure_started()
-        if name in self.names(space) or name in self._cache[space]:
-            return False
-        self._admin(lambda: self.logs[space].create_topic(name, partitions))
-        self.forget(space, name)
+        with self._admin_lock:
+            existing = self.names(space)
+            if name in existing or name in self._cache[space]:
+                return False
+            ceiling = self.settings.api.max_streams
+            if len(existing) >= ceiling:
+                raise ApiError(
+                    40902, f"the stream log holds {len(existing)} streams, api.max_streams is {ceiling}"
+                )
+            self._admin(lambda: self.logs[space].create_topic(name, partitions))
+            self.forget(space, name)
         return True
 
     def delete(self, space: Space, name: str) -> None:
-        self.partitions(space, name)
-        self._admin(lambda: self.logs[space].delete_topic(name))
-        self.forget(space, name)
+        with self._admin_lock:
+            self.partitions(space, name)
+            self._admin(lambda: self.logs[space].delete_topic(name))
+            self.forget(space, name)
 
     def _admin(self, action: Any) -> None:
         try:

@@ -13,7 +13,7 @@ from pinpipe.ingest.auth import KeyRing
 from pinpipe.log.memory import MemoryLog
 from tests.unit.api_support import GEO, GEO_RECORD, GEO_STREAM, KAFKA_JSON, PIN, client_for, total, with_api
 
-CLI_KEY = "cli-secret-1234"
+CLI_KEY = "cli-secret-1234-abcd"
 LIMITED_KEY = "limited-secret-5678"
 OTHER_KEY = "other-secret-9999"
 
@@ -69,9 +69,10 @@ def test_missing_or_unknown_key_is_401(secured: Settings) -> None:
         assert client.get("/topics").status_code == 401
         assert client.get("/streams").status_code == 401
         assert total(log, GEO) == 0
-        # operations endpoints need no key
+        # health and readiness need no key; /metrics does once keys are configured
         assert client.get("/healthz").status_code == 200
-        assert client.get("/metrics").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/metrics").status_code == 401
 
 
 @pytest.mark.parametrize("key", [CLI_KEY, LIMITED_KEY])

@@ -39,7 +39,7 @@ CHECKS = [
     response_headers_conformance,
 ]
 NAMES = {"topic": [PIN, GEO, USER], "name": [PIN_STREAM, GEO_STREAM]}
-KEY = "fuzz-key-0001"
+KEY = "fuzz-key-0001-abcdef"
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
 
 

@@ -138,35 +138,44 @@ def test_idempotency_on_streams(client, log: Log) -> None:
     assert total(log, GEO_STREAM) == 4
 
 
-def test_stream_admin_routes(client, log: Log, settings: Settings) -> None:
-    listed = client.get("/streams").json()
-    assert listed["HasMoreStreams"] is False
-    assert listed["StreamNames"] == sorted(f"streaming-{settings.prefix}-{k}" for k in ("geo", "pin", "user"))
-    described = client.get(f"/streams/{PIN_STREAM}").json()["StreamDescription"]
-    assert described["StreamName"] == PIN_STREAM and described["StreamStatus"] == "ACTIVE"
-    assert [s["ShardId"] for s in described["Shards"]] == [f"shardId-{p:012d}" for p in range(3)]
-
-    new = "streaming-0a1b2c3d4e5f-extra"
-    assert client.post(f"/streams/{new}", json={"ShardCount": 2}).json() == {}
-    assert log.topics()[new] == 2
-    again = client.post(f"/streams/{new}")
-    assert (again.status_code, again.json()["__type"]) == (409, "ResourceInUseException")
-    assert client.post("/streams/streaming-x-bad", json={"ShardCount": 0}).status_code == 422
-    assert client.post("/streams/bad name!").status_code == 400
-    # on a shared log, stream names keep the streaming- prefix so the two dialects do not mix
-    assert client.post("/streams/plain").status_code == 400
-    assert put_record(client, new, {"any": "thing"}).status_code == 200  # no schema: not pin/geo/user
-    assert client.delete(f"/streams/{new}").json() == {}
-    assert new not in log.topics()
-    gone = client.delete(f"/streams/{new}")
-    assert (gone.status_code, gone.json()["__type"]) == (404, "ResourceNotFoundException")
-    assert client.get("/streams/nope").status_code == 404
+ADMIN = {"X-API-Key": "admin-key-0123456789"}
 
 
-def test_raw_base64_on_a_stream_without_schema_is_stored_as_bytes(client, log: Log) -> None:
+def test_stream_admin_routes(log: Log, settings: Settings) -> None:
+    admin_settings = with_api(settings, admin_keys=(ADMIN["X-API-Key"],))
+    with client_for(admin_settings, log) as client:
+        listed = client.get("/streams", headers=ADMIN).json()
+        assert listed["HasMoreStreams"] is False
+        expected = sorted(f"streaming-{settings.prefix}-{k}" for k in ("geo", "pin", "user"))
+        assert listed["StreamNames"] == expected
+        described = client.get(f"/streams/{PIN_STREAM}", headers=ADMIN).json()["StreamDescription"]
+        assert described["StreamName"] == PIN_STREAM and described["StreamStatus"] == "ACTIVE"
+        assert [s["ShardId"] for s in described["Shards"]] == [f"shardId-{p:012d}" for p in range(3)]
+
+        new = "streaming-0a1b2c3d4e5f-extra"
+        assert client.post(f"/streams/{new}", json={"ShardCount": 2}, headers=ADMIN).json() == {}
+        assert log.topics()[new] == 2
+        again = client.post(f"/streams/{new}", headers=ADMIN)
+        assert (again.status_code, again.json()["__type"]) == (409, "ResourceInUseException")
+        bad_count = client.post("/streams/streaming-x-bad", json={"ShardCount": 0}, headers=ADMIN)
+        assert bad_count.status_code == 422
+        assert client.post("/streams/bad name!", headers=ADMIN).status_code == 400
+        # created streams are streaming-<prefix>-<name>, so the two dialects do not mix on a shared log
+        assert client.post("/streams/plain", headers=ADMIN).status_code == 400
+        assert put_record(client, new, {"any": "thing"}, headers=ADMIN).status_code == 200  # no schema
+        assert client.delete(f"/streams/{new}", headers=ADMIN).json() == {}
+        assert new not in log.topics()
+        gone = client.delete(f"/streams/{new}", headers=ADMIN)
+        assert (gone.status_code, gone.json()["__type"]) == (404, "ResourceNotFoundException")
+        assert client.get("/streams/nope", headers=ADMIN).status_code == 404
+
+
+def test_raw_base64_on_a_stream_without_schema_is_stored_as_bytes(log: Log, settings: Settings) -> None:
     name = "streaming-0a1b2c3d4e5f-raw"
-    client.post(f"/streams/{name}")
-    assert put_record(client, name, base64.b64encode(b"\x00\x01binary").decode()).status_code == 200
+    with client_for(with_api(settings, admin_keys=(ADMIN["X-API-Key"],)), log) as client:
+        assert client.post(f"/streams/{name}", headers=ADMIN).status_code == 200
+        data = base64.b64encode(b"\x00\x01binary").decode()
+        assert put_record(client, name, data, headers=ADMIN).status_code == 200
     assert read_all(log, name)[0].value == b"\x00\x01binary"
 
 

@@ -47,11 +47,14 @@ def test_structured_settings_are_json_in_the_environment(
     monkeypatch.setenv("PINPIPE_LOG__PARTITIONS", "9")  # a field beats its section's JSON
     monkeypatch.setenv("PINPIPE_LOG__KAFKA", json.dumps({"security.protocol": "SSL"}))
     monkeypatch.setenv("PINPIPE_LOG__KAFKA__SASL.USERNAME", "bob")  # one key of a table, lowercased
-    monkeypatch.setenv("pinpipe_api__api_keys", '["k1", "k2"]')  # names in any case
+    monkeypatch.setenv("pinpipe_api__api_keys", '["k1-0123456789abcdef", "k2-0123456789abcdef"]')  # any case
     settings = load_settings()
     assert settings.log.url == "kafka://whole:1" and settings.log.partitions == 9
     assert settings.log.kafka == {"security.protocol": "SSL", "sasl.username": "bob"}
-    assert [k.get_secret_value() for k in settings.api.api_keys] == ["k1", "k2"]
+    assert [k.get_secret_value() for k in settings.api.api_keys] == [
+        "k1-0123456789abcdef",
+        "k2-0123456789abcdef",
+    ]
 
 
 def test_other_pinpipe_variables_are_not_settings(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
