@@ -48,7 +48,7 @@ def pipeline_options(command: F) -> F:
     @click.option(
         "--lake", default=None, help="Lake URL: file:///DIR or s3://BUCKET/PREFIX [default: WORKDIR/lake]."
     )
-    @click.option("--prefix", default=None, help="Topic/stream prefix, 12 hex chars [default: 0a1b2c3d4e5f].")
+    @click.option("--prefix", default=None, help="Tenant prefix: 1-64 of a-z 0-9 _ [default: 0a1b2c3d4e5f].")
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         locations = {_LOCATION_FLAGS[name]: kwargs.pop(name) for name in _LOCATION_FLAGS}
