@@ -1,9 +1,10 @@
 """The ingestion API as one ASGI app: ``create_app(settings)``.
 
 It plays the roles of API Gateway, the Kafka REST Proxy (rest_proxy.py) and the Kinesis proxy (kinesis.py)
-in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers), ``/metrics``
-(Prometheus text) and ``/openapi.json``. Appends block, so they run in the threadpool; the answer is sent
-only after the log accepted the records.
+in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers and holds the
+prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefixes only) and
+``/openapi.json``. Appends block, so they run in the threadpool; the answer is sent only after the log
+accepted the records.
 
 Every failure answers ``{"error_code": N, "message": ...}`` (Kinesis-style on ``/streams``): ApiError and
 the framework's own errors (unknown route 404, wrong method 405, invalid parameter 400) through exception
