@@ -11,7 +11,7 @@ Errors are Kinesis-style ``{"__type": ..., "message": ...}`` (see errors.py). Pu
 fails its schema is rejected (422, ValidationException); in PutRecords such records fail one by one
 (``ErrorCode`` in their ``Records[]`` entry, ``FailedRecordCount``) and the others are written. A request that
 is malformed as a whole (bad JSON or base64, missing ``PartitionKey``, more than 500 records) writes nothing.
-``Idempotency-Key`` works as on the REST proxy routes.
+``Idempotency-Key`` works as on the REST proxy routes (42207 for a key reused with another body).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from starlette.responses import Response
 
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import (
     CreateStreamRequest,
     DescribeStreamResponse,
@@ -94,7 +95,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
     limit = min(KINESIS_MAX_RECORDS, max_records)
     errors = error_docs(KinesisErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
-    def put_sync(name: str, body: bytes, many: bool, idempotency_key: str | None) -> list[Outcome]:
+    def put_sync(name: str, body: bytes, many: bool, idempotency_key: RequestKey | None) -> list[Outcome]:
         service.partitions("streams", name)
         doc = parse_json(body)
         check_stream_name_field(doc)
@@ -112,7 +113,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
                     f"Member must have length less than or equal to {limit}",
                 )
             items = [parse_entry(r, f"Records[{i}]", known) for i, r in enumerate(records)]
-        return service.produce("streams", name, items, idempotency_key or None)
+        return service.produce("streams", name, items, idempotency_key)
 
     @router.get("/streams", summary="ListStreams", response_model=ListStreamsResponse, responses=errors)
     async def list_streams(request: Request) -> Response:
@@ -195,9 +196,10 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         },
     )
     async def put_record(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
-        gate.caller(request, name)
+        principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        (outcome,) = await run_in_threadpool(put_sync, name, body, False, idempotency_key)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        (outcome,) = await run_in_threadpool(put_sync, name, body, False, request_key)
         if outcome.error_code is not None:
             raise ApiError(outcome.error_code, outcome.error or "invalid record")
         return _json({"ShardId": shard_id(outcome.partition or 0), "SequenceNumber": str(outcome.offset)})
@@ -215,9 +217,10 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         },
     )
     async def put_records(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
-        gate.caller(request, name)
+        principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        outcomes = await run_in_threadpool(put_sync, name, body, True, idempotency_key)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        outcomes = await run_in_threadpool(put_sync, name, body, True, request_key)
         results = [
             {"SequenceNumber": str(o.offset), "ShardId": shard_id(o.partition or 0)}
             if o.error_code is None

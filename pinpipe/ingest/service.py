@@ -17,8 +17,14 @@ from typing import Any, Literal
 import orjson
 
 from pinpipe.config import Settings
-from pinpipe.errors import LogUnavailableError, PinpipeError, TopicNotFoundError
+from pinpipe.errors import (
+    IdempotencyConflictError,
+    LogUnavailableError,
+    PinpipeError,
+    TopicNotFoundError,
+)
 from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
 from pinpipe.log.base import Log, LogWriter, OutgoingRecord
 from pinpipe.schema import kind_of_any, stream_names, topic_names, validate_record
@@ -188,9 +194,10 @@ class IngestService:
 
     # produce
     def produce(
-        self, space: Space, name: str, items: list[Item], idempotency_key: str | None
+        self, space: Space, name: str, items: list[Item], idempotency_key: RequestKey | None
     ) -> list[Outcome]:
-        """Check every item, append the valid ones in one call, and say where each landed or why not."""
+        """Check every item, append the valid ones in one call, and say where each landed or why not.
+        With an idempotency key, the records carry the event ids and fingerprint of :mod:`idempotency`."""
         self.ensure_started()
         count = self.partitions(space, name)
         kind = kind_of_any(name)
@@ -210,11 +217,11 @@ class IngestService:
                 outcomes[i] = Outcome(None, None, 42202, f"partition {item.partition} does not exist")
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            if idempotency_key is None:
-                event_id = None
-            else:
-                event_id = idempotency_key if len(items) == 1 else f"{idempotency_key}#{i}"
-            batch.append(OutgoingRecord(value, item.key, item.partition, event_id))
+            event_id = fingerprint = None
+            if idempotency_key is not None:
+                event_id = idempotency_key.event_id(i, first=not batch)
+                fingerprint = idempotency_key.fingerprint(len(items))
+            batch.append(OutgoingRecord(value, item.key, item.partition, event_id, fingerprint))
             positions.append(i)
         if batch:
             placed = self._append(space, name, batch)
@@ -233,6 +240,11 @@ class IngestService:
         except TopicNotFoundError as exc:
             self.forget(space, name)
             raise ApiError(40401, str(exc)) from exc
+        except IdempotencyConflictError as exc:
+            self.metrics.count_records(name, "42207", len(batch))
+            raise ApiError(
+                42207, "Idempotency-Key already used for another request (other body or record count)"
+            ) from exc
         except LogUnavailableError as exc:
             self.metrics.count_records(name, "50003", len(batch))
             raise ApiError(
