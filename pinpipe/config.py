@@ -47,6 +47,10 @@ class ApiSettings(_Section):
     keys_file: Path | None = None
     """TOML file ``[keys.NAME] key = "...", prefixes = ["0a1b2c3d4e5f"]`` giving keys limited to prefixes."""
     max_body_bytes: int = 10 * 1024 * 1024
+    body_timeout_s: float = 30.0
+    """Seconds a request body may take to arrive in full; then 408 and the connection is closed."""
+    max_pending_body_bytes: int = 64 * 1024 * 1024
+    """Bytes all unfinished request bodies may hold together; beyond, 503 and the connection is closed."""
     max_records: int = 500
     rate_limit: float = 0.0
     """Requests per second allowed to each API key (token bucket; 0: no limit)."""

@@ -58,7 +58,8 @@ class Outcome:
 
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` or ApiError 40001. Integers beyond 64 bits are accepted (slow path);
-    NaN and Infinity are not JSON and are refused."""
+    NaN and Infinity are not JSON and are refused; so are text that is not UTF-8 (UTF-16 included) and
+    nesting deeper than 1,024 levels."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -68,8 +69,8 @@ def parse_json(body: bytes) -> Any:
         raise ValueError(f"{constant} is not valid JSON")
 
     try:
-        return json.loads(body, parse_constant=refuse)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(body.decode("utf-8"), parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(40001, f"request body is not valid JSON: {fast_error}") from None
 
 
@@ -83,6 +84,8 @@ def encode_json(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise ApiError(40001, f"request body holds text that is not valid Unicode: {exc}") from None
+    except RecursionError:
+        raise ApiError(40001, "request body nests values too deeply") from None
 
 
 def encode_key(key: Any) -> bytes | None:

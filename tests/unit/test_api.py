@@ -336,9 +336,9 @@ def test_readyz_is_503_when_the_log_does_not_answer(settings: Settings) -> None:
 
 def test_framework_errors_keep_the_error_body(client) -> None:
     missing = client.get("/no/such/route")
-    assert missing.status_code == 404 and missing.json()["error_code"] == 404
+    assert missing.status_code == 404 and missing.json()["error_code"] == 40401
     wrong_method = client.delete(f"/topics/{PIN}")
-    assert wrong_method.status_code == 405 and wrong_method.json()["error_code"] == 405
+    assert wrong_method.status_code == 405 and wrong_method.json()["error_code"] == 40501
     long_key = produce(client, PIN, [{"value": PIN_RECORD}], {"Idempotency-Key": "k" * 300})
     assert (long_key.status_code, long_key.json()["error_code"]) == (400, 40002)
 
