@@ -31,6 +31,7 @@ from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import (
+    BASE64,
     CreateStreamRequest,
     DescribeStreamResponse,
     KinesisErrorBody,
@@ -47,6 +48,7 @@ from pinpipe.schema import kind_of_any
 ACCEPTED = frozenset({"application/json", "application/x-amz-json-1.1", "application/x-amz-json-1.0"})
 KINESIS_MAX_RECORDS = 500
 STREAM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,128}")
+BASE64_TEXT = re.compile(BASE64)
 ERROR_TYPES = {42206: "InvalidArgumentException", 42202: "InvalidArgumentException"}
 
 
@@ -79,6 +81,8 @@ def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
     if not isinstance(data, str):
         return Item(data, key_bytes)
     try:
+        if not BASE64_TEXT.fullmatch(data):  # exactly the documented pattern (b64decode allows more)
+            raise ValueError(data)
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(40001, f"{where}.Data is a string but not valid base64") from None
