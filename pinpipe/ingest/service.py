@@ -205,6 +205,7 @@ class IngestService:
         count = self.partitions(space, name)
         kind = kind_of_any(name)
         outcomes: list[Outcome | None] = [None] * len(items)
+        fingerprint = None if idempotency_key is None else idempotency_key.fingerprint(len(items))
         batch: list[OutgoingRecord] = []
         positions: list[int] = []
         for i, item in enumerate(items):
@@ -220,10 +221,7 @@ class IngestService:
                 outcomes[i] = Outcome(None, None, 42202, f"partition {item.partition} does not exist")
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            event_id = fingerprint = None
-            if idempotency_key is not None:
-                event_id = idempotency_key.event_id(i, first=not batch)
-                fingerprint = idempotency_key.fingerprint(len(items))
+            event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
             batch.append(OutgoingRecord(value, item.key, item.partition, event_id, fingerprint))
             positions.append(i)
         if batch:
