@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 from starlette.requests import ClientDisconnect, Request
 
+from pinpipe.errors import ConfigError
 from pinpipe.ingest.auth import KeyRing, Principal, RateLimiter, authorize
 from pinpipe.ingest.errors import ApiError
 
@@ -46,6 +47,13 @@ class Gate:
         body_timeout_s: float = 30.0,
         max_pending_body_bytes: int = 64 * 1024 * 1024,
     ) -> None:
+        if body_timeout_s <= 0:
+            raise ConfigError(f"api.body_timeout_s must be positive, got {body_timeout_s}")
+        if max_pending_body_bytes < max_body_bytes:
+            raise ConfigError(
+                f"api.max_pending_body_bytes ({max_pending_body_bytes}) must be at least "
+                f"api.max_body_bytes ({max_body_bytes}): a body that large could never arrive"
+            )
         self.keys = keys
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes

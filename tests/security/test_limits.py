@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from pinpipe.config import Settings
+from pinpipe.errors import ConfigError
 from pinpipe.ingest import create_app
 from pinpipe.log.memory import MemoryLog
 from pinpipe.serve import background_server
@@ -87,6 +88,14 @@ def test_unfinished_bodies_hold_no_more_than_the_cap(settings: Settings) -> None
     timed_out = [first + rest for (first, closed), (rest, _) in zip(early, late, strict=True) if not closed]
     assert all(d.startswith(b"HTTP/1.1 408 ") for d in timed_out)
     assert all(closed for _, closed in late)
+
+
+@pytest.mark.parametrize(
+    "limits", [{"body_timeout_s": 0}, {"max_body_bytes": 2 << 20, "max_pending_body_bytes": 1 << 20}]
+)
+def test_limits_that_cannot_work_are_a_clear_error(settings: Settings, limits: dict) -> None:
+    with pytest.raises(ConfigError, match="body"):
+        create_app(with_api(settings, **limits), log=MemoryLog(auto_create=False))
 
 
 @pytest.mark.parametrize("depth", [1025, 100_000])
