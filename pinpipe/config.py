@@ -55,6 +55,10 @@ class ApiSettings(_Section):
     max_streams: int = Field(default=100, ge=1)
     """Streams the stream log may hold; CreateStream beyond that is refused (40902)."""
     max_body_bytes: int = 10 * 1024 * 1024
+    body_timeout_s: float = 30.0
+    """Seconds a request body may take to arrive in full; then 408 and the connection is closed."""
+    max_pending_body_bytes: int = 64 * 1024 * 1024
+    """Bytes all unfinished request bodies may hold together; beyond, 503 and the connection is closed."""
     max_records: int = 500
     rate_limit: float = 0.0
     """Requests per second allowed to each API key (token bucket; 0: no limit)."""

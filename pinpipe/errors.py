@@ -10,6 +10,7 @@ and exits non-zero, so only genuine bugs ever show a traceback::
     ├── ValidationError           a record does not match its topic's schema
     ├── LogError                  the log (embedded, Kafka, Kinesis)
     │   ├── TopicNotFoundError
+    │   ├── IdempotencyConflictError  an idempotency key stored with another fingerprint
     │   └── LogUnavailableError   retriable: the broker or the file is not reachable now
     ├── LakeError                 the object store
     │   └── ObjectNotFoundError
@@ -54,6 +55,11 @@ class LogError(PinpipeError):
 
 class TopicNotFoundError(LogError):
     """The topic or stream does not exist."""
+
+
+class IdempotencyConflictError(LogError):
+    """A record's idempotency key is stored already with another fingerprint (a different request
+    reused the key); nothing of the append was stored."""
 
 
 class LogUnavailableError(LogError):

@@ -7,15 +7,17 @@ prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefix
 accepted the records.
 
 Every failure answers ``{"error_code": N, "message": ...}`` (Kinesis-style on ``/streams``): ApiError and
-the framework's own errors (unknown route 404, wrong method 405, invalid parameter 400) through exception
-handlers, anything unexpected through :class:`GuardMiddleware`, which logs the traceback and answers 500
-with error_code 50001 instead of a bare error page.
+the framework's own errors (unknown route 40401, wrong method 40501 with an ``Allow`` header listing every
+method of the path, invalid parameter 40002) through exception handlers, anything unexpected through
+:class:`GuardMiddleware`, which logs the traceback and answers 500 with error_code 50001 instead of a bare
+error page. There are no redirects: ``/topics/x/`` is an unknown route, not a 307 to ``/topics/x``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -79,6 +81,23 @@ class GuardMiddleware:
             self.metrics.observe_request(label, scope["method"], status, time.perf_counter() - start)
 
 
+FRAMEWORK_CODES = {404: 40401, 405: 40501}
+"""The framework's own errors in the REST proxy scheme (other statuses: status × 100)."""
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method the API serves at this path, from its OpenAPI paths (Starlette's own 405 names only
+    the first route that matched the path). GET implies HEAD, as Starlette serves both."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi()["paths"].items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods.update(m.upper() for m in operations)
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ApiError)
@@ -86,8 +105,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
-        error = ApiError(exc.status_code, str(exc.detail), exc.headers)
-        return error_response(request.url.path, error)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        code = FRAMEWORK_CODES.get(exc.status_code, exc.status_code * 100)
+        return error_response(request.url.path, ApiError(code, str(exc.detail), headers))
 
     async def invalid_request(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -144,7 +166,11 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     service = IngestService(settings, log, stream_log, metrics)
     keys = KeyRing(settings.api)
     gate = Gate(
-        keys, RateLimiter(settings.api.rate_limit, settings.api.rate_burst), settings.api.max_body_bytes
+        keys,
+        RateLimiter(settings.api.rate_limit, settings.api.rate_burst),
+        settings.api.max_body_bytes,
+        settings.api.body_timeout_s,
+        settings.api.max_pending_body_bytes,
     )
 
     @contextlib.asynccontextmanager
@@ -162,6 +188,7 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
         version=__version__,
         description="Kafka REST Proxy v2 and Kinesis-style produce endpoints in front of the pinpipe log.",
         lifespan=lifespan,
+        redirect_slashes=False,
     )
     app.state.service = service
     app.state.metrics = metrics

@@ -1,23 +1,64 @@
-"""Request plumbing shared by both dialects: who is calling, the content type, and a size-limited body."""
+"""Request plumbing shared by both dialects: who is calling, the content type, and a bounded body.
+
+A body is bounded three ways: its size (``api.max_body_bytes``, 413), the time it may take to arrive
+(``api.body_timeout_s``, 408), and, across every connection, the bytes held by bodies still arriving
+(``api.max_pending_body_bytes``, 503 with ``Retry-After``). The last two close the connection, so a client
+that sends part of a body and stalls holds neither memory nor a connection for longer than the timeout.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
 
+import anyio
 from starlette.requests import ClientDisconnect, Request
 
+from pinpipe.errors import ConfigError
 from pinpipe.ingest.auth import KeyRing, Principal, RateLimiter, authorize
 from pinpipe.ingest.errors import ApiError
+
+
+class PendingBytes:
+    """Bytes held by request bodies still arriving, across connections (used from the event loop only)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            return False
+        self.held += size
+        return True
+
+    def give(self, size: int) -> None:
+        self.held -= size
 
 
 class Gate:
     """Authentication, authorization, rate limit and body limits, in that order."""
 
-    def __init__(self, keys: KeyRing, limiter: RateLimiter, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        keys: KeyRing,
+        limiter: RateLimiter,
+        max_body_bytes: int,
+        body_timeout_s: float = 30.0,
+        max_pending_body_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
+        if body_timeout_s <= 0:
+            raise ConfigError(f"api.body_timeout_s must be positive, got {body_timeout_s}")
+        if max_pending_body_bytes < max_body_bytes:
+            raise ConfigError(
+                f"api.max_pending_body_bytes ({max_pending_body_bytes}) must be at least "
+                f"api.max_body_bytes ({max_body_bytes}): a body that large could never arrive"
+            )
         self.keys = keys
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = body_timeout_s
+        self.pending = PendingBytes(max_pending_body_bytes)
 
     def caller(self, request: Request, name: str | None = None) -> Principal:
         """The authenticated caller (40101), allowed to use ``name`` (40301), within its rate (42901)."""
@@ -30,7 +71,9 @@ class Gate:
 
     async def body(self, request: Request, accepted: Collection[str], allow_missing: bool = False) -> bytes:
         """The raw body: 415 for another content type, 413 beyond ``max_body_bytes`` (checked on the
-        declared length first, then while reading, so an oversized body is never held in memory)."""
+        declared length first, then while reading, so an oversized body is never held in memory), 408
+        when it does not arrive within ``body_timeout_s``, 503 when the bodies arriving on every
+        connection would hold more than ``max_pending_body_bytes``."""
         check_content_type(request.headers.get("content-type"), accepted, allow_missing)
         limit = self.max_body_bytes
         declared = request.headers.get("content-length")
@@ -38,15 +81,30 @@ class Gate:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_big
         chunks = []
-        size = 0
+        size = 0  # held in ``chunks`` and counted in ``pending``
         try:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise too_big
-                chunks.append(chunk)
+            with anyio.fail_after(self.body_timeout_s):
+                async for chunk in request.stream():
+                    if size + len(chunk) > limit:
+                        raise too_big
+                    if not self.pending.take(len(chunk)):
+                        raise ApiError(
+                            50004,
+                            "the server holds too many unfinished request bodies; retry",
+                            {"Retry-After": "1", "Connection": "close"},
+                        )
+                    size += len(chunk)
+                    chunks.append(chunk)
+        except TimeoutError:
+            raise ApiError(
+                40801,
+                f"request body not received within {self.body_timeout_s:g} s",
+                {"Connection": "close"},
+            ) from None
         except ClientDisconnect:
             raise ApiError(40001, "client disconnected before the body was complete") from None
+        finally:
+            self.pending.give(size)
         return b"".join(chunks)
 
 

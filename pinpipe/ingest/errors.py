@@ -8,12 +8,17 @@ one of these bodies: no request ever gets a bare 500 page.
 =====  ======  =====================================  ===============================================
 code   status  Kinesis ``__type``                     when
 =====  ======  =====================================  ===============================================
-40001  400     SerializationException                 body is not valid JSON (or not UTF-8)
+40001  400     SerializationException                 body is not valid JSON (or not UTF-8, or nested
+                                                      deeper than 1,000 levels)
 40002  400     ValidationException                    a path or query parameter is invalid
 40101  401     MissingAuthenticationTokenException    no API key, or an unknown one
 40301  403     AccessDeniedException                  the key's prefixes do not own this topic/stream
 40302  403     AccessDeniedException                  creating/deleting a stream needs an admin key
-40401  404     ResourceNotFoundException              unknown topic or stream
+40401  404     ResourceNotFoundException              unknown topic or stream, or unknown route
+40501  405     ValidationException                    method not allowed; ``Allow`` lists the path's
+                                                      methods
+40801  408     ValidationException                    body not received within ``api.body_timeout_s``;
+                                                      the connection is closed
 40901  409     ResourceInUseException                 the stream to create exists already
 40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams
 41301  413     ValidationException                    body larger than ``api.max_body_bytes``
@@ -22,10 +27,16 @@ code   status  Kinesis ``__type``                     when
 42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
 42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,
                                                       per record, a value that fails its schema
+42207  422     InvalidArgumentException               ``Idempotency-Key`` already used (by this API
+                                                      key) for another body or record count;
+                                                      nothing stored
 42901  429     LimitExceededException                 rate limit of the key; ``Retry-After`` is set
 50001  500     InternalFailure                        a bug (logged with its traceback)
 50002  500     InternalFailure                        the log refused the append
 50003  503     ServiceUnavailable                     the log is unreachable now: retry (``Retry-After``)
+50004  503     ServiceUnavailable                     unfinished request bodies hold
+                                                      ``api.max_pending_body_bytes`` already: retry
+                                                      (``Retry-After``; the connection is closed)
 =====  ======  =====================================  ===============================================
 """
 
@@ -47,6 +58,8 @@ KINESIS_TYPES: dict[int, str] = {
     40301: "AccessDeniedException",
     40302: "AccessDeniedException",
     40401: "ResourceNotFoundException",
+    40501: "ValidationException",
+    40801: "ValidationException",
     40901: "ResourceInUseException",
     40902: "LimitExceededException",
     41301: "ValidationException",
@@ -54,10 +67,12 @@ KINESIS_TYPES: dict[int, str] = {
     42201: "ValidationException",
     42202: "InvalidArgumentException",
     42206: "ValidationException",
+    42207: "InvalidArgumentException",
     42901: "LimitExceededException",
     50001: "InternalFailure",
     50002: "InternalFailure",
     50003: "ServiceUnavailable",
+    50004: "ServiceUnavailable",
 }
 
 
@@ -81,7 +96,7 @@ class ApiError(Exception):
 
     @property
     def status(self) -> int:
-        if self.error_code == 50003:
+        if self.error_code in (50003, 50004):
             return 503  # retriable: 503 tells proxies and clients to come back (with Retry-After)
         return self.error_code // 100 if self.error_code >= 10000 else self.error_code
 

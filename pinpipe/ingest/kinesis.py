@@ -11,7 +11,7 @@ Errors are Kinesis-style ``{"__type": ..., "message": ...}`` (see errors.py). Pu
 fails its schema is rejected (422, ValidationException); in PutRecords such records fail one by one
 (``ErrorCode`` in their ``Records[]`` entry, ``FailedRecordCount``) and the others are written. A request that
 is malformed as a whole (bad JSON or base64, missing ``PartitionKey``, more than 500 records) writes nothing.
-``Idempotency-Key`` works as on the REST proxy routes.
+``Idempotency-Key`` works as on the REST proxy routes (42207 for a key reused with another body).
 
 CreateStream and DeleteStream need an admin key whose prefixes own the stream (auth.py), also on an API with
 no key configured. A created stream is named ``streaming-<prefix>-<name>`` (the pattern of the path
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from typing import Annotated, Any
 
 import orjson
@@ -35,7 +36,9 @@ from pinpipe.access import PREFIX
 from pinpipe.ingest.auth import require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import (
+    BASE64,
     DescribeStreamResponse,
     KinesisErrorBody,
     ListStreamsResponse,
@@ -61,6 +64,7 @@ NewStreamName = Annotated[
         description="streaming-<prefix>-<name>: a tenant prefix (a-z 0-9 _) and a name of A-Z a-z 0-9 _ . -",
     ),
 ]
+BASE64_TEXT = re.compile(BASE64)
 ERROR_TYPES = {42206: "InvalidArgumentException", 42202: "InvalidArgumentException"}
 
 
@@ -93,6 +97,8 @@ def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
     if not isinstance(data, str):
         return Item(data, key_bytes)
     try:
+        if not BASE64_TEXT.fullmatch(data):  # exactly the documented pattern (b64decode allows more)
+            raise ValueError(data)
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError):
         raise ApiError(40001, f"{where}.Data is a string but not valid base64") from None
@@ -110,7 +116,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
     max_shards = service.settings.api.max_shard_count
     errors = error_docs(KinesisErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
-    def put_sync(name: str, body: bytes, many: bool, idempotency_key: str | None) -> list[Outcome]:
+    def put_sync(name: str, body: bytes, many: bool, idempotency_key: RequestKey | None) -> list[Outcome]:
         service.partitions("streams", name)
         doc = parse_json(body)
         check_stream_name_field(doc)
@@ -128,7 +134,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
                     f"Member must have length less than or equal to {limit}",
                 )
             items = [parse_entry(r, f"Records[{i}]", known) for i, r in enumerate(records)]
-        return service.produce("streams", name, items, idempotency_key or None)
+        return service.produce("streams", name, items, idempotency_key)
 
     @router.get("/streams", summary="ListStreams", response_model=ListStreamsResponse, responses=errors)
     async def list_streams(request: Request) -> Response:
@@ -210,9 +216,10 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         },
     )
     async def put_record(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
-        gate.caller(request, name)
+        principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        (outcome,) = await run_in_threadpool(put_sync, name, body, False, idempotency_key)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        (outcome,) = await run_in_threadpool(put_sync, name, body, False, request_key)
         if outcome.error_code is not None:
             raise ApiError(outcome.error_code, outcome.error or "invalid record")
         return _json({"ShardId": shard_id(outcome.partition or 0), "SequenceNumber": str(outcome.offset)})
@@ -230,9 +237,10 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         },
     )
     async def put_records(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
-        gate.caller(request, name)
+        principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        outcomes = await run_in_threadpool(put_sync, name, body, True, idempotency_key)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        outcomes = await run_in_threadpool(put_sync, name, body, True, request_key)
         results = [
             {"SequenceNumber": str(o.offset), "ShardId": shard_id(o.partition or 0)}
             if o.error_code is None

@@ -91,9 +91,16 @@ class TopicMetadata(BaseModel):
     partitions: list[PartitionMetadata]
 
 
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+"""Standard base64 with padding: what a string ``Data`` must be (the pattern constrains strings only)."""
+
+
 class PutRecordRequest(BaseModel):
     StreamName: str | None = Field(None, description="Ignored: the stream is the one in the path.")
-    Data: Any = Field(description="The record: a JSON object, or base64 of its bytes.")
+    Data: Any = Field(
+        description="The record: a JSON object, or base64 of its bytes.",
+        json_schema_extra={"pattern": BASE64},
+    )
     PartitionKey: str = Field(min_length=1, max_length=256)
 
 
@@ -103,7 +110,7 @@ class PutRecordResponse(BaseModel):
 
 
 class PutRecordsEntry(BaseModel):
-    Data: Any
+    Data: Any = Field(json_schema_extra={"pattern": BASE64})
     PartitionKey: str = Field(min_length=1, max_length=256)
 
 

@@ -12,9 +12,10 @@ What is rejected whole (4xx, nothing written): a bad content type (41501), a bod
 request's other records written): a value that does not match its topic's schema (42206), an explicit
 partition the topic does not have (42202).
 
-``Idempotency-Key: K`` makes the request safe to retry: its one record is stored under event id K (record i
-of several under ``K#i``), and a retry answers the original partitions and offsets without storing again.
-A record's ``key`` alone is only a partitioning key, never an event id.
+``Idempotency-Key: K`` makes the request safe to retry: a retry with the same body answers the original
+partitions and offsets without storing again; the same key with another body or record count is refused
+whole (42207, nothing stored). Keys are scoped to the API key that sent them (see
+:mod:`pinpipe.ingest.idempotency`). A record's ``key`` alone is only a partitioning key, never an event id.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from starlette.responses import Response
 
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
+from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import ErrorBody, ProduceResponse, TopicMetadata, produce_request_schema
 from pinpipe.ingest.service import IngestService, Item, encode_key, parse_json
 
@@ -44,7 +46,8 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         max_length=256,
-        description="Event id of the request's record (record i of several: KEY#i); retries store once.",
+        description="Makes the request safe to retry: the same key and body store once; the same key "
+        "with another body or record count is refused (42207). Scoped to the API key.",
     ),
 ]
 
@@ -75,10 +78,10 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
     router = APIRouter(tags=["Kafka REST Proxy v2"], default_response_class=KafkaJSONResponse)
     request_schema = produce_request_schema(max_records)
 
-    def produce_sync(topic: str, body: bytes, idempotency_key: str | None) -> bytes:
+    def produce_sync(topic: str, body: bytes, idempotency_key: RequestKey | None) -> bytes:
         service.partitions("topics", topic)  # 40401 before looking at the body
         items = parse_records(parse_json(body), max_records)
-        outcomes = service.produce("topics", topic, items, idempotency_key or None)
+        outcomes = service.produce("topics", topic, items, idempotency_key)
         offsets = [
             {"partition": o.partition, "offset": o.offset, "error_code": o.error_code, "error": o.error}
             for o in outcomes
@@ -103,9 +106,10 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
     async def produce(topic: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Append the records after checking each against its topic's schema; answers once they are in
         the log. See the module docs for what is rejected whole and what per record."""
-        gate.caller(request, topic)
+        principal = gate.caller(request, topic)
         body = await gate.body(request, ACCEPTED)
-        content = await run_in_threadpool(produce_sync, topic, body, idempotency_key)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        content = await run_in_threadpool(produce_sync, topic, body, request_key)
         return KafkaJSONResponse(content)
 
     @router.get(

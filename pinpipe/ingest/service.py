@@ -17,8 +17,14 @@ from typing import Any, Literal
 import orjson
 
 from pinpipe.config import Settings
-from pinpipe.errors import LogUnavailableError, PinpipeError, TopicNotFoundError
+from pinpipe.errors import (
+    IdempotencyConflictError,
+    LogUnavailableError,
+    PinpipeError,
+    TopicNotFoundError,
+)
 from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
 from pinpipe.log.base import Log, LogWriter, OutgoingRecord
 from pinpipe.schema import kind_of_any, stream_names, topic_names, validate_record
@@ -52,7 +58,8 @@ class Outcome:
 
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` or ApiError 40001. Integers beyond 64 bits are accepted (slow path);
-    NaN and Infinity are not JSON and are refused."""
+    NaN and Infinity are not JSON and are refused; so are text that is not UTF-8 (UTF-16 included) and
+    nesting deeper than 1,024 levels."""
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -62,8 +69,8 @@ def parse_json(body: bytes) -> Any:
         raise ValueError(f"{constant} is not valid JSON")
 
     try:
-        return json.loads(body, parse_constant=refuse)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(body.decode("utf-8"), parse_constant=refuse)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ApiError(40001, f"request body is not valid JSON: {fast_error}") from None
 
 
@@ -77,6 +84,8 @@ def encode_json(value: Any) -> bytes:
         return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except (TypeError, ValueError, UnicodeEncodeError) as exc:
         raise ApiError(40001, f"request body holds text that is not valid Unicode: {exc}") from None
+    except RecursionError:
+        raise ApiError(40001, "request body nests values too deeply") from None
 
 
 def encode_key(key: Any) -> bytes | None:
@@ -210,13 +219,15 @@ class IngestService:
 
     # produce
     def produce(
-        self, space: Space, name: str, items: list[Item], idempotency_key: str | None
+        self, space: Space, name: str, items: list[Item], idempotency_key: RequestKey | None
     ) -> list[Outcome]:
-        """Check every item, append the valid ones in one call, and say where each landed or why not."""
+        """Check every item, append the valid ones in one call, and say where each landed or why not.
+        With an idempotency key, the records carry the event ids and fingerprint of :mod:`idempotency`."""
         self.ensure_started()
         count = self.partitions(space, name)
         kind = kind_of_any(name)
         outcomes: list[Outcome | None] = [None] * len(items)
+        fingerprint = None if idempotency_key is None else idempotency_key.fingerprint(len(items))
         batch: list[OutgoingRecord] = []
         positions: list[int] = []
         for i, item in enumerate(items):
@@ -232,11 +243,8 @@ class IngestService:
                 outcomes[i] = Outcome(None, None, 42202, f"partition {item.partition} does not exist")
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            if idempotency_key is None:
-                event_id = None
-            else:
-                event_id = idempotency_key if len(items) == 1 else f"{idempotency_key}#{i}"
-            batch.append(OutgoingRecord(value, item.key, item.partition, event_id))
+            event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
+            batch.append(OutgoingRecord(value, item.key, item.partition, event_id, fingerprint))
             positions.append(i)
         if batch:
             placed = self._append(space, name, batch)
@@ -255,6 +263,11 @@ class IngestService:
         except TopicNotFoundError as exc:
             self.forget(space, name)
             raise ApiError(40401, str(exc)) from exc
+        except IdempotencyConflictError as exc:
+            self.metrics.count_records(name, "42207", len(batch))
+            raise ApiError(
+                42207, "Idempotency-Key already used for another request (other body or record count)"
+            ) from exc
         except LogUnavailableError as exc:
             self.metrics.count_records(name, "50003", len(batch))
             raise ApiError(

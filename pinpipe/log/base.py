@@ -36,20 +36,25 @@ class OutgoingRecord:
 
     ``partition`` None means key-hash partitioning (round-robin when ``key`` is None too).
     ``idempotency_key``: a second append with the same key to the same topic is not stored again and
-    returns the first append's (partition, offset).
+    returns the first append's (partition, offset). ``fingerprint`` is stored with the key: when a later
+    record with that key carries another fingerprint (None included), the whole append raises
+    IdempotencyConflictError and stores nothing, so a key reused for different content cannot pass as
+    a retry.
     """
 
     value: bytes
     key: bytes | None = None
     partition: int | None = None
     idempotency_key: str | None = None
+    fingerprint: str | None = None
 
 
 class LogWriter(Protocol):
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
         """Append durably (as the backend's durability policy states) and return (partition, offset) of
         each record, in order. All or nothing for one call on the embedded log. Raises
-        TopicNotFoundError, LogUnavailableError (retriable) or LogError."""
+        TopicNotFoundError, IdempotencyConflictError (nothing stored), LogUnavailableError (retriable)
+        or LogError."""
         ...
 
     def flush(self) -> None: ...

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pinpipe.errors import LogError, TopicNotFoundError
+from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded_db import connect, enforce_retention, errors_of, rollback, table
 from pinpipe.log.partitioner import partition_for_key
@@ -140,14 +140,19 @@ class EmbeddedLogWriter:
         )
         seen = self._known_keys(conn, topic_id, count, records)
         now = time.time()
-        rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None]]] = {}
+        rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None, str | None]]] = {}
         added: dict[int, int] = {}
         placed: list[tuple[int, int]] = []
         held = sum(ends.values())  # keyless records round-robin on the topic's own count: deterministic
         for rec in records:
             ikey, key, value = rec.idempotency_key or None, rec.key, rec.value
             if ikey and ikey in seen:
-                placed.append(seen[ikey])
+                where, fingerprint = seen[ikey]
+                if fingerprint != rec.fingerprint:  # raised inside the call's transaction: nothing stays
+                    raise IdempotencyConflictError(
+                        f"idempotency key {ikey!r} is stored in {topic!r} with another fingerprint"
+                    )
+                placed.append(where)
                 continue
             if type(value) is not bytes or not (key is None or type(key) is bytes):
                 raise LogError("record key and value must be bytes")
@@ -162,13 +167,13 @@ class EmbeddedLogWriter:
             held += 1
             offset = ends[p]
             ends[p] = offset + 1
-            rows.setdefault(p, []).append((offset, key, value, now, ikey))
+            rows.setdefault(p, []).append((offset, key, value, now, ikey, rec.fingerprint if ikey else None))
             added[p] = added.get(p, 0) + len(value) + (len(key) if key else 0)
             if ikey:
-                seen[ikey] = (p, offset)
+                seen[ikey] = ((p, offset), rec.fingerprint)
             placed.append((p, offset))
         for p, batch in rows.items():
-            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?, ?)", batch)
+            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?, ?, ?)", batch)
             conn.execute(
                 "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
                 "WHERE topic_id = ? AND partition = ?",
@@ -188,21 +193,21 @@ class EmbeddedLogWriter:
     @staticmethod
     def _known_keys(
         conn: sqlite3.Connection, topic_id: int, count: int, records: Sequence[OutgoingRecord]
-    ) -> dict[str, tuple[int, int]]:
-        """The positions of the call's idempotency keys already stored: per partition, one indexed
-        query per 500 keys."""
+    ) -> dict[str, tuple[tuple[int, int], str | None]]:
+        """The positions and fingerprints of the call's idempotency keys already stored: per partition,
+        one indexed query per 500 keys."""
         keys = list({rec.idempotency_key for rec in records if rec.idempotency_key})
-        seen: dict[str, tuple[int, int]] = {}
+        seen: dict[str, tuple[tuple[int, int], str | None]] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i : i + 500]
             marks = ",".join("?" * len(chunk))
             for p in range(count):
-                for ikey, offset in conn.execute(
-                    f'SELECT ikey, "offset" FROM {table(topic_id, p)} '
+                for ikey, offset, fingerprint in conn.execute(
+                    f'SELECT ikey, "offset", fp FROM {table(topic_id, p)} '
                     f"WHERE ikey IS NOT NULL AND ikey IN ({marks})",
                     chunk,
                 ):
-                    seen[ikey] = (p, offset)
+                    seen[ikey] = ((p, offset), fingerprint)
         return seen
 
     def flush(self) -> None:

@@ -36,9 +36,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from pinpipe._optional import require
-from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.errors import (
+    ConfigError,
+    IdempotencyConflictError,
+    LogError,
+    LogUnavailableError,
+    TopicNotFoundError,
+)
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.kafka_idempotency import HEADER, KafkaIdempotencyIndex
+from pinpipe.log.kafka_idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
 from pinpipe.log.kafka_reader import KafkaLogReader, raise_for
 
 ck = require("confluent_kafka", "kafka")
@@ -295,6 +301,16 @@ class _Batch:
             self.waiting -= 1
 
 
+def _conflict(records: Sequence[OutgoingRecord], known: Mapping[str, Placement]) -> str | None:
+    """The first idempotency key of the call stored (or repeated in the call) with another fingerprint."""
+    fingerprints = {key: where[2] for key, where in known.items()}
+    for rec in records:
+        key = rec.idempotency_key
+        if key and fingerprints.setdefault(key, rec.fingerprint) != rec.fingerprint:
+            return key
+    return None
+
+
 class KafkaLogWriter:
     """An idempotent producer; ``append`` returns once every record is acknowledged by all in-sync
     replicas (or raises). Safe to share between threads."""
@@ -320,7 +336,7 @@ class KafkaLogWriter:
             return []
         count = self._log.partition_count(topic)
         keys = [r.idempotency_key for r in records if r.idempotency_key]
-        known: dict[str, tuple[int, int]] = {}
+        known: dict[str, Placement] = {}
         if keys:
             try:
                 known = self._log.index.claim(topic, keys)
@@ -328,6 +344,12 @@ class KafkaLogWriter:
                 raise_for(exc.args[0], f"read idempotency keys of {topic!r}")
             except (TimeoutError, RuntimeError) as exc:
                 raise LogUnavailableError(f"Kafka: {exc}") from exc
+            conflict = _conflict(records, known)
+            if conflict is not None:
+                self._log.index.release(topic, set(keys) - known.keys(), {}, wrote=False)
+                raise IdempotencyConflictError(
+                    f"idempotency key {conflict!r} is stored in {topic!r} with another fingerprint"
+                )
         batch = _Batch(len(records))
         first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
         try:
@@ -344,7 +366,11 @@ class KafkaLogWriter:
             self._wait(batch)
         finally:
             if keys:
-                placed = {k: p for k, i in first.items() if (p := batch.placed[i]) is not None}
+                placed = {
+                    k: (*p, records[i].fingerprint)
+                    for k, i in first.items()
+                    if (p := batch.placed[i]) is not None
+                }
                 self._log.index.release(topic, set(keys) - known.keys(), placed)
         if batch.errors:
             raise_for(batch.errors[0], f"append to {topic!r}")
@@ -352,7 +378,7 @@ class KafkaLogWriter:
         for i, rec in enumerate(records):
             ikey = rec.idempotency_key
             where = (
-                known.get(ikey) if ikey in known else batch.placed[first[ikey]] if ikey else batch.placed[i]
+                known[ikey][:2] if ikey in known else batch.placed[first[ikey]] if ikey else batch.placed[i]
             )
             assert where is not None
             out.append(where)
@@ -364,6 +390,8 @@ class KafkaLogWriter:
             kwargs["partition"] = rec.partition
         if rec.idempotency_key:
             kwargs["headers"] = [(HEADER, rec.idempotency_key.encode())]
+            if rec.fingerprint is not None:
+                kwargs["headers"].append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
         while True:
             try:
                 self._producer.produce(topic, **kwargs)

@@ -2,8 +2,9 @@
 
 Kafka's idempotent producer removes duplicates caused by its own retries inside one producer session,
 but knows nothing of an application's retry (the emulator re-sending a request after a 503). pinpipe
-therefore writes each record's idempotency key into a record header (``pinpipe-idempotency-key``) and
-keeps, per topic, an in-memory index key -> (partition, offset).
+therefore writes each record's idempotency key into a record header (``pinpipe-idempotency-key``), its
+fingerprint into another (``pinpipe-idempotency-fingerprint``), and keeps, per topic, an in-memory index
+key -> (partition, offset, fingerprint).
 
 The index is rebuilt from the topic, not from a side file, so it cannot disagree with the log: the
 first keyed append to a topic in a process reads the headers of the whole topic once; after an append
@@ -14,7 +15,7 @@ update the index directly.
 Limits, stated honestly: the index covers appends from this process and everything in the topic at the
 last catch-up; two processes appending the *same* key at the *same* moment to one topic can both write it
 (run one API process per topic set, or accept a duplicate that the sink's exactly-once lake does not
-repair). Memory grows with the number of keys (about 100 bytes each).
+repair). Memory grows with the number of keys (about 150 bytes each).
 """
 
 from __future__ import annotations
@@ -25,23 +26,26 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 HEADER = "pinpipe-idempotency-key"
+FINGERPRINT_HEADER = "pinpipe-idempotency-fingerprint"
+Placement = tuple[int, int, str | None]
+"""(partition, offset, fingerprint) of the record stored under a key."""
 
 
 class KafkaIdempotencyIndex:
-    """(topic, idempotency key) -> (partition, offset), with in-flight claims so that two threads
-    appending the same key never both write it."""
+    """(topic, idempotency key) -> (partition, offset, fingerprint), with in-flight claims so that two
+    threads appending the same key never both write it."""
 
     def __init__(self, consumer_config: Mapping[str, Any], timeout_s: float) -> None:
         self._config = dict(consumer_config)
         self._timeout_s = timeout_s
-        self._seen: dict[str, dict[str, tuple[int, int]]] = {}
+        self._seen: dict[str, dict[str, Placement]] = {}
         self._scanned: dict[str, dict[int, int]] = {}  # topic -> partition -> next offset to read
         self._fresh: set[str] = set()
         self._pending: set[tuple[str, str]] = set()
         self._scanning: set[str] = set()
         self._cond = threading.Condition()
 
-    def claim(self, topic: str, keys: Iterable[str]) -> dict[str, tuple[int, int]]:
+    def claim(self, topic: str, keys: Iterable[str]) -> dict[str, Placement]:
         """Placements already known for ``keys``; the other keys are claimed by the caller, who must
         :meth:`release` them."""
         wanted = set(keys)
@@ -57,10 +61,16 @@ class KafkaIdempotencyIndex:
             self._pending.update((topic, k) for k in wanted if k not in known)
             return known
 
-    def release(self, topic: str, keys: Iterable[str], placed: Mapping[str, tuple[int, int]]) -> None:
+    def release(
+        self, topic: str, keys: Iterable[str], placed: Mapping[str, Placement], wrote: bool = True
+    ) -> None:
         """Record where claimed keys landed (``placed``); a claimed key missing from it failed, so the
-        topic is re-read before the next keyed append."""
+        topic is re-read before the next keyed append (unless nothing was written: ``wrote`` False)."""
         with self._cond:
+            if not wrote:
+                self._pending.difference_update((topic, key) for key in keys)
+                self._cond.notify_all()
+                return
             seen = self._seen.setdefault(topic, {})
             scanned = self._scanned.setdefault(topic, {})
             for key in keys:
@@ -70,7 +80,7 @@ class KafkaIdempotencyIndex:
                     self._fresh.discard(topic)
                     continue
                 seen[key] = where
-                partition, offset = where
+                partition, offset, _ = where
                 if scanned.get(partition) == offset:  # contiguous: nobody else wrote in between
                     scanned[partition] = offset + 1
             self._cond.notify_all()
@@ -103,7 +113,7 @@ class KafkaIdempotencyIndex:
 
     def _read_headers(
         self, topic: str, start: Mapping[int, int]
-    ) -> tuple[dict[str, tuple[int, int]], dict[int, int]]:
+    ) -> tuple[dict[str, Placement], dict[int, int]]:
         """(key -> placement, partition -> next offset) for records from ``start`` on; nothing for a
         missing topic (the append will say it is missing)."""
         from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -117,7 +127,7 @@ class KafkaIdempotencyIndex:
                 "auto.offset.reset": "earliest",
             }
         )
-        found: dict[str, tuple[int, int]] = {}
+        found: dict[str, Placement] = {}
         scanned: dict[int, int] = {}
         try:
             meta = consumer.list_topics(topic, timeout=self._timeout_s).topics.get(topic)
@@ -144,9 +154,13 @@ class KafkaIdempotencyIndex:
                         remaining.discard(msg.partition())
                         continue
                     raise RuntimeError(err.str())
-                for name, value in msg.headers() or ():
-                    if name == HEADER and value is not None:
-                        found.setdefault(value.decode(), (msg.partition(), msg.offset()))
+                headers = {name: value for name, value in msg.headers() or () if value is not None}
+                if HEADER in headers:
+                    fingerprint = headers.get(FINGERPRINT_HEADER)
+                    found.setdefault(
+                        headers[HEADER].decode(),
+                        (msg.partition(), msg.offset(), fingerprint.decode() if fingerprint else None),
+                    )
                 scanned[msg.partition()] = msg.offset() + 1
             return found, scanned
         finally:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from pinpipe.errors import LogError, LogUnavailableError
+from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
 from pinpipe.log.kinesis import GET_LIMIT, error_code
 from pinpipe.log.partitioner import partition_for_key
@@ -72,6 +72,13 @@ class KinesisLogWriter:
         with self._lock:  # an idempotency key is checked and stored by one append at a time
             keys = sorted({r.idempotency_key for r in records if r.idempotency_key})
             known = self.log.state.placed(topic, keys)
+            fingerprints = {key: where[2] for key, where in known.items()}
+            for rec in records:  # every conflict is found before anything is sent
+                key = rec.idempotency_key
+                if key and fingerprints.setdefault(key, rec.fingerprint) != rec.fingerprint:
+                    raise IdempotencyConflictError(
+                        f"idempotency key {key!r} is stored in {topic!r} with another fingerprint"
+                    )
             first_of: dict[str, int] = {}
             todo: dict[int, int] = {}  # record index -> partition
             for i, rec in enumerate(records):
@@ -94,13 +101,18 @@ class KinesisLogWriter:
             ]
             seqs, failure = self._put(topic, entries)
             placed = self._offsets(topic, todo, seqs)
-            self.log.state.remember(topic, {k: placed[i] for k, i in first_of.items() if i in placed})
+            self.log.state.remember(
+                topic, {k: (*placed[i], records[i].fingerprint) for k, i in first_of.items() if i in placed}
+            )
             if failure is not None:
                 raise failure
         out = []
         for i, rec in enumerate(records):
             key = rec.idempotency_key or ""
-            out.append(placed[i] if i in placed else known[key] if key in known else placed[first_of[key]])
+            if i in placed:
+                out.append(placed[i])
+            else:
+                out.append(known[key][:2] if key in known else placed[first_of[key]])
         return out
 
     def _partition(self, rec: OutgoingRecord, count: int) -> int:

@@ -5,7 +5,8 @@
   of the shard's content, so two processes indexing the same shard agree; the index only makes the
   mapping cheap (seek to offset N = read after the sequence number of N-1).
 - ``commits``: per consumer group and (stream, partition), the next offset to read.
-- ``idempotency``: per stream and idempotency key, where the first record with that key landed.
+- ``idempotency``: per stream and idempotency key, where the first record with that key landed and its
+  fingerprint (the column is added to a file written before it had one).
 - ``streams``: each stream's creation time, so a stream deleted and created again starts a fresh index.
 
 Every process of one deployment (API, sink, stream processor, ``status``) should open the same file
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS commits (
     PRIMARY KEY (grp, stream, partition)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
-    stream TEXT NOT NULL, key TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL,
+    stream TEXT NOT NULL, key TEXT NOT NULL, partition INTEGER NOT NULL, offset INTEGER NOT NULL, fp TEXT,
     PRIMARY KEY (stream, key)
 ) WITHOUT ROWID;
 """
@@ -50,6 +51,9 @@ class KinesisStateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = [row[1] for row in self._db.execute("PRAGMA table_info(idempotency)")]
+            if "fp" not in columns:
+                self._db.execute("ALTER TABLE idempotency ADD COLUMN fp TEXT")
         except sqlite3.Error as exc:
             raise LogUnavailableError(f"cannot open the Kinesis state file {path}: {exc}") from exc
 
@@ -143,18 +147,20 @@ class KinesisStateStore:
         return [str(g) for (g,) in self._read("SELECT DISTINCT grp FROM commits ORDER BY grp", ())]
 
     # idempotency
-    def placed(self, stream: str, keys: list[str]) -> dict[str, tuple[int, int]]:
-        found: dict[str, tuple[int, int]] = {}
+    def placed(self, stream: str, keys: list[str]) -> dict[str, tuple[int, int, str | None]]:
+        """(partition, offset, fingerprint) of the keys already stored."""
+        found: dict[str, tuple[int, int, str | None]] = {}
         for key in keys:
             rows = self._read(
-                "SELECT partition, offset FROM idempotency WHERE stream = ? AND key = ?", (stream, key)
+                "SELECT partition, offset, fp FROM idempotency WHERE stream = ? AND key = ?", (stream, key)
             )
             if rows:
-                found[key] = (int(rows[0][0]), int(rows[0][1]))  # type: ignore[call-overload]
+                p, o, fp = rows[0]
+                found[key] = (int(p), int(o), None if fp is None else str(fp))  # type: ignore[call-overload]
         return found
 
-    def remember(self, stream: str, placed: Mapping[str, tuple[int, int]]) -> None:
+    def remember(self, stream: str, placed: Mapping[str, tuple[int, int, str | None]]) -> None:
         self._write(
-            "INSERT OR IGNORE INTO idempotency VALUES (?, ?, ?, ?)",
-            [(stream, key, p, o) for key, (p, o) in placed.items()],
+            "INSERT OR IGNORE INTO idempotency (stream, key, partition, offset, fp) VALUES (?, ?, ?, ?, ?)",
+            [(stream, key, p, o, fp) for key, (p, o, fp) in placed.items()],
         )

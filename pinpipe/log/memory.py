@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from pinpipe.errors import LogError, TopicNotFoundError
+from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
 from pinpipe.log.partitioner import partition_for_key
 
@@ -21,7 +21,7 @@ class MemoryLog:
         self.auto_create = auto_create
         self._parts: dict[str, list[list[Record]]] = {}
         self._commits: dict[str, dict[TopicPartition, int]] = {}
-        self._idempotency: dict[tuple[str, str], tuple[int, int]] = {}
+        self._idempotency: dict[tuple[str, str], tuple[int, int, str | None]] = {}
         self._round_robin = itertools.count()
         self._lock = threading.Condition()
 
@@ -74,11 +74,21 @@ class MemoryLog:
             for rec in records:
                 if rec.partition is not None and not 0 <= rec.partition < len(parts):
                     raise LogError(f"partition {rec.partition} out of range: {topic!r} has {len(parts)}")
+            fingerprints: dict[str, str | None] = {}
+            for rec in records:  # every conflict is found before anything is stored
+                if rec.idempotency_key:
+                    seen = self._idempotency.get((topic, rec.idempotency_key))
+                    stored = seen[2] if seen else fingerprints.get(rec.idempotency_key, rec.fingerprint)
+                    if stored != rec.fingerprint:
+                        raise IdempotencyConflictError(
+                            f"idempotency key {rec.idempotency_key!r} is stored with another fingerprint"
+                        )
+                    fingerprints[rec.idempotency_key] = rec.fingerprint
             placed = []
             for rec in records:
                 seen = self._idempotency.get((topic, rec.idempotency_key)) if rec.idempotency_key else None
                 if seen is not None:
-                    placed.append(seen)
+                    placed.append(seen[:2])
                     continue
                 if rec.partition is not None:
                     p = rec.partition
@@ -89,7 +99,7 @@ class MemoryLog:
                 offset = len(parts[p])
                 parts[p].append(Record(topic, p, offset, rec.key, rec.value, time.time()))
                 if rec.idempotency_key:
-                    self._idempotency[(topic, rec.idempotency_key)] = (p, offset)
+                    self._idempotency[(topic, rec.idempotency_key)] = (p, offset, rec.fingerprint)
                 placed.append((p, offset))
             self._lock.notify_all()
             return placed

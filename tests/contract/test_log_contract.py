@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from pinpipe.errors import LogError, TopicNotFoundError
+from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
 from pinpipe.log.base import Log, LogReader, OutgoingRecord, Record
 from pinpipe.log.partitioner import partition_for_key
 
@@ -111,6 +111,29 @@ def test_idempotency_key_returns_the_original_position_and_stores_once(
     reader = log_backend.reader("g-idem", [topic])
     assert sorted(r.value for r in drain(reader, 2)) == [b"one", b"two"]
     reader.close()
+
+
+def test_an_idempotency_key_with_another_fingerprint_is_refused_and_nothing_is_stored(
+    log_backend: Log, new_topic: NewTopic
+) -> None:
+    topic = new_topic(3)
+    writer = log_backend.writer()
+    first = writer.append(topic, [OutgoingRecord(b"a", idempotency_key="e1", fingerprint="f1")])
+    with pytest.raises(IdempotencyConflictError):
+        writer.append(
+            topic,
+            [
+                OutgoingRecord(b"new", idempotency_key="e2", fingerprint="f2"),
+                OutgoingRecord(b"a", idempotency_key="e1", fingerprint="f2"),
+            ],
+        )
+    with pytest.raises(IdempotencyConflictError):  # a record stored without fingerprint differs too
+        writer.append(topic, [OutgoingRecord(b"a", idempotency_key="e1")])
+    # the same fingerprint is a retry; the refused call kept nothing, not even its new key
+    assert writer.append(topic, [OutgoingRecord(b"a", idempotency_key="e1", fingerprint="f1")]) == first
+    assert writer.append(topic, [OutgoingRecord(b"b", idempotency_key="e2", fingerprint="f3")]) != first
+    writer.close()
+    assert sum(log_backend.end_offsets(topic).values()) == 2
 
 
 def test_commit_is_where_the_next_member_of_the_group_starts(log_backend: Log, new_topic: NewTopic) -> None:

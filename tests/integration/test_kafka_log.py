@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pinpipe.errors import LogUnavailableError, TopicNotFoundError
+from pinpipe.errors import IdempotencyConflictError, LogUnavailableError, TopicNotFoundError
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.kafka import KafkaLog
@@ -117,6 +117,20 @@ def test_idempotency_keys_survive_a_new_process_via_the_topic_headers(kafka_boot
         )
         assert again[0] == placed[1]
         assert sum(second.end_offsets(topic).values()) == 4
+
+
+def test_fingerprints_survive_a_new_process_via_the_topic_headers(kafka_bootstrap: str) -> None:
+    topic = fresh()
+    url = f"kafka://{kafka_bootstrap}"
+    with KafkaLog(url) as first:
+        first.create_topic(topic)
+        placed = first.writer().append(topic, [OutgoingRecord(b"a", idempotency_key="k", fingerprint="f1")])
+    with KafkaLog(url) as second:  # its index is rebuilt from the headers, fingerprints included
+        with pytest.raises(IdempotencyConflictError):
+            second.writer().append(topic, [OutgoingRecord(b"b", idempotency_key="k", fingerprint="f2")])
+        again = second.writer().append(topic, [OutgoingRecord(b"a", idempotency_key="k", fingerprint="f1")])
+        assert again == placed
+        assert sum(second.end_offsets(topic).values()) == 1
 
 
 def test_unknown_topic_is_topic_not_found(kafka_log: KafkaLog) -> None:

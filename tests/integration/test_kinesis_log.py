@@ -182,3 +182,23 @@ def test_api_streams_on_kinesis_topics_on_the_embedded_log(tmp_path: Path, aws_e
     embedded = EmbeddedLog(settings.log_url)
     assert stream not in embedded.topics() and sum(embedded.end_offsets(topic).values()) == 0
     embedded.close()
+
+
+def test_a_state_file_without_fingerprints_gains_the_column(tmp_path: Path) -> None:
+    """A state file written before fingerprints existed keeps its keys and stores fingerprints after."""
+    import sqlite3
+
+    from pinpipe.log.kinesis_state import KinesisStateStore
+
+    path = tmp_path / "old-state.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE idempotency (stream TEXT NOT NULL, key TEXT NOT NULL, partition INTEGER NOT NULL,"
+            " offset INTEGER NOT NULL, PRIMARY KEY (stream, key)) WITHOUT ROWID"
+        )
+        conn.execute("INSERT INTO idempotency VALUES ('s', 'old', 0, 7)")
+    conn.close()
+    store = KinesisStateStore(path)
+    store.remember("s", {"new": (1, 3, "f")})
+    assert store.placed("s", ["old", "new"]) == {"old": (0, 7, None), "new": (1, 3, "f")}
+    store.close()

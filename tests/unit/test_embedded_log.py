@@ -284,6 +284,28 @@ def test_a_log_of_another_layout_version_is_refused(tmp_path: Path) -> None:
         make_log(tmp_path)
 
 
+def test_a_log_of_layout_version_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    """Version 2 had no fingerprint column: opening it adds the column and keeps records and keys."""
+    log = make_log(tmp_path)
+    log.create_topic("t", 2)
+    writer = log.writer()
+    placed = writer.append("t", [OutgoingRecord(b"a", idempotency_key="k1")])
+    writer.close()
+    log.close()
+    with sqlite3.connect(tmp_path / "log" / "log.db") as conn:
+        tables = conn.execute("SELECT name FROM sqlite_master WHERE name GLOB 'r_*' AND type = 'table'")
+        for (name,) in tables.fetchall():
+            conn.execute(f"ALTER TABLE {name} DROP COLUMN fp")
+        conn.execute("PRAGMA user_version = 2")
+    log = make_log(tmp_path)
+    writer = log.writer()
+    assert writer.append("t", [OutgoingRecord(b"a", idempotency_key="k1")]) == placed
+    assert writer.append("t", [OutgoingRecord(b"b", idempotency_key="k2", fingerprint="f")]) != placed
+    writer.close()
+    assert sum(log.end_offsets("t").values()) == 2
+    log.close()
+
+
 def test_keyless_records_round_robin_per_topic_whatever_the_interleaving(tmp_path) -> None:
     """The i-th keyless record of a topic lands in partition i mod n, however appends to other topics
     interleave and across writer restarts, so the same sends give the same partitions."""

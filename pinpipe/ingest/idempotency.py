@@ -1,0 +1,48 @@
+"""Idempotency keys as the API stores them: scoped to the caller and bound to the request.
+
+A client's ``Idempotency-Key: K`` from the principal ``P`` (the API key's name) becomes, for a request of
+``n`` records, event ids in the log that no other principal and no other client key can produce:
+
+- the request's first stored record: ``["P","K"]`` (compact JSON, so no choice of ``P`` or ``K`` can
+  make two different pairs encode alike);
+- every other stored record ``i``: ``["P","K",i]``.
+
+Every stored record also carries the request's fingerprint: a hash of the record count and the body
+bytes. The log compares fingerprints when an event id repeats (see ``OutgoingRecord``), so:
+
+- a retry of the same request (same bytes) finds its ids and fingerprint: the original partitions and
+  offsets, nothing stored again;
+- another request under the same key (other body, other record count) meets ``["P","K"]`` with another
+  fingerprint: the log refuses the whole append (API error 42207) and stores nothing.
+
+Validation is deterministic, so a retry's first valid record is the original's. A key is claimed by the
+first request that stores a record; a request whose every record was refused claims nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """One request's ``Idempotency-Key`` with who sent it and the bytes it was sent with."""
+
+    principal: str
+    key: str
+    body: bytes
+
+    def event_id(self, index: int, first: bool) -> str:
+        """The log's idempotency key of record ``index``: ``first`` for the request's first stored one."""
+        parts: list[str | int] = [self.principal, self.key] if first else [self.principal, self.key, index]
+        return orjson.dumps(parts).decode()
+
+    def fingerprint(self, count: int) -> str:
+        """What a retry must repeat: the record count and the exact body."""
+        digest = hashlib.blake2b(digest_size=16)
+        digest.update(b"%d\n" % count)
+        digest.update(self.body)
+        return digest.hexdigest()

@@ -1,0 +1,174 @@
+"""Resource limits and the answers of the framework's own errors.
+
+Stalled bodies run against a real uvicorn server (the limits are about sockets and memory); the others
+through the test client.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pinpipe.config import Settings
+from pinpipe.errors import ConfigError
+from pinpipe.ingest import create_app
+from pinpipe.log.memory import MemoryLog
+from pinpipe.serve import background_server
+from tests.unit.api_support import KAFKA_JSON, PIN, PIN_STREAM, USER, total, with_api
+
+
+@pytest.fixture
+def api(settings: Settings) -> Iterator[tuple[TestClient, MemoryLog]]:
+    log = MemoryLog(auto_create=False)
+    with TestClient(create_app(settings, log=log), raise_server_exceptions=False) as client:
+        yield client, log
+
+
+def start_body(url: str, declared: int, sent: int) -> socket.socket:
+    """A connection that sent the headers and ``sent`` bytes of a ``declared``-byte body, then stalls."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST /topics/{USER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {declared}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + b"[" * sent)
+    return sock
+
+
+def answer(sock: socket.socket, timeout: float) -> tuple[bytes, bool]:
+    """The response's bytes and whether the server then closed the connection, within ``timeout``. A
+    server that closes with part of the body unread resets the connection, which may drop its answer."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+        return data, True
+    except ConnectionResetError:
+        return data, True
+    except TimeoutError:
+        return data, False
+
+
+def test_a_stalled_body_is_answered_408_and_the_connection_closed(settings: Settings) -> None:
+    app = create_app(with_api(settings, body_timeout_s=0.5), log=MemoryLog(auto_create=False))
+    with background_server(app) as url:
+        sock = start_body(url, declared=100_000, sent=50_000)
+        started = time.monotonic()
+        data, closed = answer(sock, timeout=10)
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 408 ") and b'"error_code":40801' in data
+    assert closed and time.monotonic() - started < 5
+
+
+def test_unfinished_bodies_hold_no_more_than_the_cap(settings: Settings) -> None:
+    """Ten connections each send 900 KiB of a 1 MiB body and stall: with a 3 MiB cap, the bodies that
+    would go beyond it are refused at once (503, Retry-After, closed) and the others time out (408)."""
+    api_settings = with_api(
+        settings, max_body_bytes=1 << 20, max_pending_body_bytes=3 << 20, body_timeout_s=3.0
+    )
+    app = create_app(api_settings, log=MemoryLog(auto_create=False))
+    with background_server(app) as url:
+        socks = [start_body(url, declared=1 << 20, sent=900 << 10) for _ in range(10)]
+        time.sleep(0.5)  # every body arrived as far as it will
+        early = [answer(sock, timeout=0.2) for sock in socks]
+        late = [answer(sock, timeout=10) for sock in socks]
+        for sock in socks:
+            sock.close()
+    refused = [data for data, closed in early if closed]
+    assert 7 <= len(refused) <= 8  # 3 MiB hold three 900 KiB bodies (and part of a fourth's)
+    answered = [d for d in refused if d]
+    assert all(d.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in d.lower() for d in answered)
+    assert all(b'"error_code":50004' in d for d in answered)
+    timed_out = [first + rest for (first, closed), (rest, _) in zip(early, late, strict=True) if not closed]
+    assert all(d.startswith(b"HTTP/1.1 408 ") for d in timed_out)
+    assert all(closed for _, closed in late)
+
+
+@pytest.mark.parametrize(
+    "limits", [{"body_timeout_s": 0}, {"max_body_bytes": 2 << 20, "max_pending_body_bytes": 1 << 20}]
+)
+def test_limits_that_cannot_work_are_a_clear_error(settings: Settings, limits: dict) -> None:
+    with pytest.raises(ConfigError, match="body"):
+        create_app(with_api(settings, **limits), log=MemoryLog(auto_create=False))
+
+
+@pytest.mark.parametrize("depth", [1025, 100_000])
+def test_json_nested_too_deeply_is_40001_not_a_server_error(api, depth: int) -> None:
+    client, log = api
+    nested = b"[" * depth + b"]" * depth
+    body = b'{"records":[{"value":' + nested + b"}]}"
+    response = client.post(f"/topics/{PIN}", content=body, headers=KAFKA_JSON)
+    assert response.status_code == 400 and response.json()["error_code"] == 40001
+    record = b'{"PartitionKey":"k","Data":' + nested + b"}"
+    response = client.put(
+        f"/streams/{PIN_STREAM}/record", content=record, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400 and response.json()["error_code"] == 40001
+    assert total(log, PIN) == total(log, PIN_STREAM) == 0
+
+
+def test_a_value_too_deep_to_store_on_a_free_stream_is_40001(api) -> None:
+    """Streams without a schema store any JSON: a value orjson reads (<= 1,024 levels) but that cannot be
+    written back out is refused, not a 500."""
+    client, log = api
+    assert client.post("/streams/streaming-free", json={}).status_code == 200
+    nested = b"[" * 1020 + b"]" * 1020
+    record = b'{"PartitionKey":"k","Data":' + nested + b"}"
+    response = client.put(
+        "/streams/streaming-free/record", content=record, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400 and response.json()["error_code"] == 40001
+    assert total(log, "streaming-free") == 0
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
+def test_only_utf8_json_is_accepted(api, encoding: str) -> None:
+    client, log = api
+    body = '{"records":[{"value":{"ind":1}}]}'.encode(encoding)
+    response = client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON)
+    assert response.status_code == 400 and response.json()["error_code"] == 40001
+    assert total(log, USER) == 0
+
+
+def test_a_trailing_slash_is_not_redirected(api) -> None:
+    client, log = api
+    body = {"records": [{"value": {"ind": 1}}]}
+    response = client.post(
+        f"/topics/{USER}/", json=body, headers={**KAFKA_JSON, "Host": "evil.example"}, follow_redirects=False
+    )
+    assert response.status_code == 404 and "location" not in response.headers
+    assert response.json()["error_code"] == 40401
+    assert total(log, USER) == 0
+
+
+def test_an_unknown_route_answers_in_the_rest_proxy_shape(api) -> None:
+    client, _ = api
+    response = client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.json() == {"error_code": 40401, "message": "Not Found"}
+    assert response.headers["content-type"] == "application/vnd.kafka.v2+json"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("PATCH", f"/streams/{PIN_STREAM}", "DELETE, GET, HEAD, POST"),
+        ("DELETE", f"/topics/{PIN}", "GET, HEAD, POST"),
+        ("GET", f"/streams/{PIN_STREAM}/records", "PUT"),
+        ("POST", "/healthz", "GET, HEAD"),
+    ],
+)
+def test_a_wrong_method_answers_40501_with_every_allowed_method(
+    api, method: str, path: str, allowed: str
+) -> None:
+    client, _ = api
+    response = client.request(method, path)
+    assert response.status_code == 405
+    assert response.json()["error_code"] == 40501
+    assert response.headers["allow"] == allowed
