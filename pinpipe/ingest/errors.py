@@ -19,7 +19,8 @@ code   status  Kinesis ``__type``                     when
 42201  422     ValidationException                    more records than ``api.max_records`` (500)
 42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
 42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,
-                                                      per record, a value that fails its schema
+                                                      per record, a value that fails its schema or
+                                                      that no table can hold
 42901  429     LimitExceededException                 rate limit of the key; ``Retry-After`` is set
 50001  500     InternalFailure                        a bug (logged with its traceback)
 50002  500     InternalFailure                        the log refused the append

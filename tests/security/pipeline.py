@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 from fastapi.testclient import TestClient
 
@@ -47,12 +48,15 @@ def as_sent(text: str | bytes) -> Any:
     return json.loads(text, parse_int=Number, parse_float=Number, parse_constant=Number)
 
 
-def isolated_settings(workdir: Path, **overrides: Any) -> Settings:
-    """Settings on ``workdir`` that no PINPIPE_* variable or pinpipe.toml of the developer changes."""
-    for name in [n for n in os.environ if n.startswith("PINPIPE_")]:
-        del os.environ[name]
-    os.environ["PINPIPE_CONFIG"] = str(workdir / "no-such-pinpipe.toml")
-    return load_settings(workdir=workdir, **{"stream.max_wait_s": 0.0, **overrides})
+@contextmanager
+def isolated_settings(workdir: Path, **overrides: Any) -> Iterator[Settings]:
+    """Settings on ``workdir`` that no PINPIPE_* variable or pinpipe.toml of the developer changes (the
+    variables are put back afterwards)."""
+    with patch.dict(os.environ):
+        for name in [n for n in os.environ if n.startswith("PINPIPE_")]:
+            del os.environ[name]
+        os.environ["PINPIPE_CONFIG"] = str(workdir / "no-such-pinpipe.toml")
+        yield load_settings(workdir=workdir, **{"stream.max_wait_s": 0.0, **overrides})
 
 
 @dataclass
@@ -120,10 +124,10 @@ class Pipeline:
 
 @contextmanager
 def pipeline(workdir: Path, **overrides: Any) -> Iterator[Pipeline]:
-    settings = isolated_settings(workdir, **overrides)
-    log = EmbeddedLog(f"embedded://{workdir.resolve() / 'log'}")
-    try:
-        with TestClient(create_app(settings, log=log)) as client:
-            yield Pipeline(settings, log, client)
-    finally:
-        log.close()
+    with isolated_settings(workdir, **overrides) as settings:
+        log = EmbeddedLog(f"embedded://{workdir.resolve() / 'log'}")
+        try:
+            with TestClient(create_app(settings, log=log)) as client:
+                yield Pipeline(settings, log, client)
+        finally:
+            log.close()
