@@ -71,18 +71,21 @@ def _refuse_constant(constant: str) -> Any:
 
 
 def loads(body: bytes) -> Any:
-    """The JSON document in ``body``, numbers exact; ValueError (or a subclass) when it is not JSON."""
+    """The JSON document in ``body``, numbers exact; ValueError (or a subclass) when it is not JSON, or
+    when a string is not valid Unicode (a lone surrogate escape such as ``"\\ud800"``, as orjson says)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     else:
-        try:
-            if orjson.dumps(doc) == body:
-                return doc
-        except orjson.JSONEncodeError:
-            pass
-    return json.loads(body, parse_int=_int, parse_float=_float, parse_constant=_refuse_constant)
+        if orjson.dumps(doc) == body:
+            return doc
+    doc = json.loads(body, parse_int=_int, parse_float=_float, parse_constant=_refuse_constant)
+    try:
+        dumps(doc)
+    except orjson.JSONEncodeError as exc:
+        raise ValueError(f"a string is not valid Unicode: {exc}") from None
+    return doc
 
 
 def _verbatim(value: Any) -> Any:

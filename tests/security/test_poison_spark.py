@@ -20,7 +20,7 @@ from pinpipe.tables import batch_table, dead_letter_table
 from pinpipe.transform.queries import BatchOptions
 from tests.integration.spark_support import same_rows, settings_for, spark
 from tests.security.pipeline import pipeline
-from tests.security.test_poison import POISON, geo
+from tests.security.test_poison import POISON, POISON_SET_ASIDE, geo
 
 __all__ = ["spark"]
 
@@ -61,10 +61,11 @@ def test_spark_batch_takes_the_edge_records_as_duckdb_does(spark: Any, tmp_path:
     options = BatchOptions(keep_duplicates=True)
     duck = get_engine("duckdb", settings_for(workdir, "tables-duckdb")).run_batch(options)
     ours = get_engine("spark", settings_for(workdir, "tables-spark")).run_batch(options)
-    assert duck.cleaned_rows == {"pin": 0, "geo": len(EDGES) + 3, "user": 2}
+    kept = len(POISON) - POISON_SET_ASIDE
+    assert duck.cleaned_rows == {"pin": 0, "geo": len(EDGES) + kept, "user": 2}
     assert ours.cleaned_rows == duck.cleaned_rows
     assert sorted(q.line or 0 for q in ours.quarantined) == sorted(q.line or 0 for q in duck.quarantined)
-    assert len(duck.quarantined) == 3
+    assert len(duck.quarantined) == POISON_SET_ASIDE
     for kind in ("geo", "user"):
         want = read_delta(batch_table(settings_for(workdir, "tables-duckdb"), kind))
         got = read_delta(batch_table(settings_for(workdir, "tables-spark"), kind))
@@ -86,7 +87,8 @@ def test_spark_stream_takes_the_edge_records_and_sets_the_poison_aside(
     writer.flush()
     summary = run_spark_stream(settings, until_idle=True)
     again = run_spark_stream(settings, until_idle=True)  # and a restart
-    assert summary.rows["geo"] == len(EDGES) + 3 and summary.dead_letters == 3
+    kept = len(POISON) - POISON_SET_ASIDE
+    assert summary.rows["geo"] == len(EDGES) + kept and summary.dead_letters == POISON_SET_ASIDE
     assert again.rows["geo"] == 0 and again.dead_letters == 0
     dead = read_delta(dead_letter_table(settings)).to_pylist()
-    assert sorted(d["offset"] for d in dead) == [len(EDGES), len(EDGES) + 1, len(EDGES) + 2]
+    assert sorted(d["offset"] for d in dead) == [len(EDGES) + i for i in range(POISON_SET_ASIDE)]
