@@ -13,6 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 from unittest.mock import patch
@@ -120,6 +121,17 @@ class Pipeline:
         with TestClient(create_dashboard_app(self.settings)) as dashboard:
             paths = ["/api/metrics", "/api/status", "/api/batch", *(f"/api/batch/{name}" for name in OUTPUTS)]
             return {path: dashboard.get(path).status_code for path in paths}
+
+
+@contextmanager
+def quick_pairing() -> Iterator[None]:
+    """The stream processor decides a pin with no geo event as soon as it has read every partition to its
+    end (no 5 s pairing window, no 2 s margin): the same code runs, an example takes a second, not seven."""
+    from pinpipe.streaming import keeper
+
+    config = partial(keeper.MetricsConfig, pair_window_s=0.0)
+    with patch.object(keeper, "MetricsConfig", config), patch.object(keeper, "CAUGHT_UP_MARGIN_S", 0.0):
+        yield
 
 
 @contextmanager

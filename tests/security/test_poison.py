@@ -5,6 +5,7 @@ consumers set aside any that reach the log another way."""
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from pinpipe.engines.delta import read_delta
 from pinpipe.lake.sink import run_sink
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, Kind, stream_name, topic_name
-from tests.security.pipeline import as_sent, pipeline
+from tests.security.pipeline import as_sent, pipeline, quick_pairing
 from tests.security.records import records
 
 FAR_TIMES = ["1600-01-01 00:00:00", "0001-01-01 00:00:00", "9999-12-31 23:59:59"]
@@ -125,14 +126,18 @@ def test_the_parquet_lake_keeps_records_holding_numbers_no_column_type_holds(tmp
     assert {r["coordinates"][0] for r in rows} == {float(2**70), 1.0}
 
 
+EXAMPLES = int(os.environ.get("PINPIPE_POISON_EXAMPLES", "30"))
+"""About a second each; PINPIPE_POISON_EXAMPLES=200 for a longer search."""
+
+
 @settings(
-    max_examples=int(__import__("os").environ.get("PINPIPE_POISON_EXAMPLES", "25")),
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(st.fixed_dictionaries({kind: st.lists(records(kind), min_size=1, max_size=6) for kind in KINDS}))
 def test_whatever_the_api_acknowledges_flows_through_every_consumer(sent: dict[Kind, list[str]]) -> None:
-    with tempfile.TemporaryDirectory() as tmp, pipeline(Path(tmp) / "work") as p:
+    with tempfile.TemporaryDirectory() as tmp, quick_pairing(), pipeline(Path(tmp) / "work") as p:
         for kind, texts in sent.items():
             p.send(kind, texts)
         accepted = p.accepted
