@@ -78,12 +78,15 @@ def loads(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     else:
-        if orjson.dumps(doc) == body:
-            return doc
+        try:
+            if orjson.dumps(doc) == body:
+                return doc
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
+            pass
     doc = json.loads(body, parse_int=_int, parse_float=_float, parse_constant=_refuse_constant)
     try:
         dumps(doc)
-    except orjson.JSONEncodeError as exc:
+    except ValueError as exc:
         raise ValueError(f"a string is not valid Unicode: {exc}") from None
     return doc
 
@@ -99,5 +102,27 @@ def _verbatim(value: Any) -> Any:
 def dumps(value: Any) -> bytes:
     """Compact UTF-8 JSON of a value from :func:`loads`, every number written as it was sent.
 
-    Raises orjson.JSONEncodeError for a string that is not valid Unicode (a lone surrogate)."""
-    return orjson.dumps(value, default=_verbatim, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    Raises ValueError (UnicodeEncodeError) for a string that is not valid Unicode (a lone surrogate)."""
+    try:
+        return orjson.dumps(value, default=_verbatim, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+    except orjson.JSONEncodeError:  # a lone surrogate, or deeper than orjson writes: say which
+        return _text(value).encode("utf-8")
+
+
+def _text(value: Any) -> str:
+    """What :func:`dumps` writes, in Python (only for what orjson refuses: values nested 255 deep)."""
+    if value is None or isinstance(value, bool):
+        return "null" if value is None else "true" if value else "false"
+    if isinstance(value, ExactInt | ExactFloat):
+        return value.text
+    if isinstance(value, int):
+        return str(int(value))
+    if isinstance(value, float):
+        return orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_text(str(k))}:{_text(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"not JSON: {type(value).__name__}")

@@ -13,8 +13,6 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
 from pinpipe import exact_json
 from pinpipe.config import Settings
 from pinpipe.errors import LogUnavailableError, PinpipeError, TopicNotFoundError
@@ -64,7 +62,7 @@ def encode_json(value: Any) -> bytes:
     (lone surrogates)."""
     try:
         return exact_json.dumps(value)
-    except (TypeError, orjson.JSONEncodeError) as exc:
+    except (TypeError, ValueError) as exc:
         raise ApiError(40001, f"request body holds text that is not valid Unicode: {exc}") from None
 
 

@@ -76,7 +76,7 @@ class JsonLinesFormat:
             return value
         try:  # numbers as sent
             return exact_json.dumps(exact_json.loads(value))
-        except (ValueError, RecursionError, orjson.JSONEncodeError):
+        except (ValueError, TypeError, RecursionError):
             return value.replace(b"\n", b"\\n")
 
     def encode(self, values: Sequence[bytes]) -> bytes:

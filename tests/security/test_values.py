@@ -90,3 +90,10 @@ def test_a_spaced_body_stores_the_same_value_with_every_number_as_sent(tmp_path:
     assert stored == b'{"ind":12,"latitude":1.250,"longitude":-3E-2,"n":[1e400,2.0]}'
     assert as_sent(stored) == as_sent(value)
     assert json.loads(stored)["latitude"] == 1.25
+
+
+def test_a_value_nested_deeper_than_orjson_writes_is_stored_as_sent(tmp_path: Path) -> None:
+    """A guard (this passed before too): 300 levels, past orjson's 254, still stored byte for byte."""
+    value = f'{GEO},"deep":{"[" * 300}1e400,-0{"]" * 300}}}'
+    with pipeline(tmp_path / "work") as p:
+        assert both_dialects(p, value) == [value.encode()] * 2
