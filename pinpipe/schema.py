@@ -1,12 +1,17 @@
 """The three record kinds (pin, geo, user), their topic and stream names, and record validation.
 
 A record is the JSON object the emulator reads from one source row. Validation checks the type of every
-known field that is present and not null; unknown fields are kept (the REST proxy stores what it is given)
-and missing fields are allowed (the real pin table has gaps, e.g. ``downloaded``).
+known field that is present and not null, and that the tables can hold its value: an int is a BIGINT
+(-2**63..2**63-1), a float a finite DOUBLE, a datetime one ``datetime.fromisoformat`` reads (years 1 to
+9999, what Arrow, Delta, DuckDB and Spark all store). Unknown fields are kept (the REST proxy stores what
+it is given) and never reach a table; missing fields are allowed (the real pin table has gaps, e.g.
+``downloaded``). The API refuses a record that fails here, and every consumer dead-letters or quarantines
+one that reached the log another way.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
@@ -86,6 +91,10 @@ def kind_of_any(name: str) -> Kind | None:
     return None
 
 
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+"""The range of an int field: what a BIGINT (Arrow int64, Delta long) holds."""
+
+
 def _type_ok(expected: str, value: Any) -> bool:
     if expected == "int":
         return isinstance(value, int) and not isinstance(value, bool)
@@ -104,6 +113,25 @@ def _type_ok(expected: str, value: Any) -> bool:
     raise AssertionError(expected)
 
 
+def _range_problem(expected: str, value: Any) -> str | None:
+    """Why the tables cannot hold a value of the right JSON type, or None."""
+    if expected == "int" and not BIGINT_MIN <= value <= BIGINT_MAX:
+        return "an integer from -2**63 to 2**63-1 (BIGINT)"
+    if expected == "float":
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer too large for a double
+            finite = False
+        if not finite:
+            return "a finite number (DOUBLE)"
+    return None
+
+
+def _shown(value: Any) -> str:
+    shown = repr(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
 _EXACT: dict[str, type] = {"int": int, "float": float, "str": str}
 # Per kind: (field, the Python type that certainly passes, JSON type): the fast path of validate_record.
 _PLAN: dict[str, tuple[tuple[str, type | None, str], ...]] = {
@@ -118,11 +146,19 @@ def validate_record(kind: Kind, value: Any) -> list[str]:
         return [f"a {kind} record must be a JSON object, got {type(value).__name__}"]
     problems = []
     for field, exact, expected in _PLAN[kind]:
-        present = value.get(field)
-        if present is None or type(present) is exact:
-            continue  # the ingestion API validates every record: keep the common case cheap
+        present: Any = value.get(field)
+        if present is None:
+            continue
+        # the ingestion API validates every record: keep the common case cheap
+        # (x - x is 0.0 for a finite float, NaN for inf and NaN)
+        found = type(present)
+        if found is exact and (
+            exact is str
+            or (BIGINT_MIN <= present <= BIGINT_MAX if exact is int else present - present == 0.0)
+        ):
+            continue
         if not _type_ok(expected, present):
-            shown = repr(present)
-            shown = shown if len(shown) <= 40 else shown[:37] + "..."
-            problems.append(f"field '{field}' must be {expected}, got {shown}")
+            problems.append(f"field '{field}' must be {expected}, got {_shown(present)}")
+        elif (needed := _range_problem(expected, present)) is not None:
+            problems.append(f"field '{field}' must be {needed}, got {_shown(present)}")
     return problems

@@ -8,14 +8,12 @@ others are written. The answer is sent only after ``append`` returned: an acknow
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import orjson
-
+from pinpipe import exact_json
 from pinpipe.config import Settings
 from pinpipe.errors import (
     IdempotencyConflictError,
@@ -57,32 +55,21 @@ class Outcome:
 
 
 def parse_json(body: bytes) -> Any:
-    """The JSON document in ``body`` or ApiError 40001. Integers beyond 64 bits are accepted (slow path);
-    NaN and Infinity are not JSON and are refused; so are text that is not UTF-8 (UTF-16 included) and
-    nesting deeper than 1,024 levels."""
+    """The JSON document in ``body`` or ApiError 40001. Every number keeps the text it was sent as
+    (``exact_json``: 1e400, 2**70, -0 are stored as sent). NaN and Infinity are not JSON and are refused;
+    so are text that is not UTF-8 (UTF-16 included) and nesting deeper than Python's parser goes."""
     try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        fast_error = str(exc)
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"{constant} is not valid JSON")
-
-    try:
-        return json.loads(body.decode("utf-8"), parse_constant=refuse)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise ApiError(40001, f"request body is not valid JSON: {fast_error}") from None
+        return exact_json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ApiError(40001, f"request body is not valid JSON: {exc}") from None
 
 
 def encode_json(value: Any) -> bytes:
-    """Compact UTF-8 JSON of a parsed value (the log's value format) or ApiError 40001 (lone surrogates)."""
+    """Compact UTF-8 JSON of a parsed value, numbers as sent (the log's value format) or ApiError 40001
+    (lone surrogates)."""
     try:
-        return orjson.dumps(value)
-    except (TypeError, orjson.JSONEncodeError):
-        pass
-    try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+        return exact_json.dumps(value)
+    except (TypeError, ValueError) as exc:
         raise ApiError(40001, f"request body holds text that is not valid Unicode: {exc}") from None
     except RecursionError:
         raise ApiError(40001, "request body nests values too deeply") from None

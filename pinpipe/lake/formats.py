@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pinpipe import exact_json
 from pinpipe.errors import ConfigError, LakeError
 
 EXTENSIONS = (".json", ".parquet")
@@ -73,9 +74,9 @@ class JsonLinesFormat:
         """The value as one line (without its newline)."""
         if b"\n" not in value:
             return value
-        try:
-            return orjson.dumps(orjson.loads(value))
-        except orjson.JSONDecodeError:
+        try:  # numbers as sent
+            return exact_json.dumps(exact_json.loads(value))
+        except (ValueError, TypeError, RecursionError):
             return value.replace(b"\n", b"\\n")
 
     def encode(self, values: Sequence[bytes]) -> bytes:
@@ -131,24 +132,31 @@ class ParquetFormat:
 
 
 def _as_row(value: bytes) -> dict[str, Any]:
-    try:
-        parsed = orjson.loads(value)
-    except orjson.JSONDecodeError:
+    try:  # numbers as sent: a 1e400 or 2**70 anywhere must not turn the record into an unreadable _raw
+        parsed = exact_json.loads(value)
+    except (ValueError, RecursionError):
         return {"_raw": value.decode("utf-8", "replace")}
     return parsed if isinstance(parsed, dict) else {"_raw": value.decode("utf-8", "replace")}
 
 
 def _column(values: list[Any]) -> Any:
-    """An Arrow array of the values; a column mixing types becomes JSON text so nothing is lost."""
+    """An Arrow array of the values; numbers no integer type holds (2**64) become doubles, as a DOUBLE
+    column reads them; a column mixing types becomes JSON text so nothing is lost."""
     import pyarrow as pa
 
     try:
         return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(
-            [None if v is None else v if isinstance(v, str) else orjson.dumps(v).decode() for v in values],
-            pa.string(),
-        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    if all(v is None or (isinstance(v, int | float) and not isinstance(v, bool)) for v in values):
+        try:
+            return pa.array([None if v is None else float(v) for v in values], pa.float64())
+        except OverflowError:  # beyond a double too
+            pass
+    return pa.array(
+        [None if v is None else v if isinstance(v, str) else exact_json.dumps(v).decode() for v in values],
+        pa.string(),
+    )
 
 
 FORMATS: dict[str, type[JsonLinesFormat] | type[ParquetFormat]] = {

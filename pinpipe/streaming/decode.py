@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 
 from pinpipe.log.base import Record
-from pinpipe.schema import FIELDS, Kind, validate_record
-from pinpipe.transform.clean import RAW_ARROW_TYPES, clean_table
+from pinpipe.schema import Kind, validate_record
+from pinpipe.transform.clean import clean_table, raw_table
 
 META_SCHEMA = pa.schema(
     [("_partition", pa.int32()), ("_offset", pa.int64()), ("_arrival", pa.timestamp("us", tz="UTC"))]
@@ -46,10 +46,6 @@ class Decoded:
     dead: list[dict[str, Any]]
 
 
-def _raw_schema(kind: Kind) -> pa.Schema:
-    return pa.schema([(name, RAW_ARROW_TYPES[t]) for name, t in FIELDS[kind].items()])
-
-
 def _dead(record: Record, error: str) -> dict[str, Any]:
     return {
         "stream": record.topic,
@@ -73,7 +69,7 @@ def _parse(kind: Kind, record: Record) -> tuple[dict[str, Any] | None, str | Non
 
 
 def _clean(kind: Kind, values: list[dict[str, Any]]) -> pa.Table:
-    return clean_table(kind, pa.Table.from_pylist(values, schema=_raw_schema(kind)))
+    return clean_table(kind, raw_table(kind, values))
 
 
 def decode(kind: Kind, records: Sequence[Record]) -> Decoded:

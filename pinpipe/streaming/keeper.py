@@ -161,7 +161,9 @@ class MetricsKeeper:
             cols = dec.cleaned.select(METRIC_COLUMNS[kind])
             if kind == "geo":  # event time as epoch seconds of the naive timestamp
                 micros = pc.cast(cols.column("timestamp"), pa.int64())
-                cols = cols.set_column(1, "timestamp", pc.divide(pc.cast(micros, pa.float64()), 1_000_000.0))
+                # unsafe: beyond 2**53 us (before 1685, after 2255) a double rounds, it must not refuse
+                seconds = pc.divide(pc.cast(micros, pa.float64(), safe=False), 1_000_000.0)
+                cols = cols.set_column(1, "timestamp", seconds)
             for record, row in zip(dec.records, cols.to_pylist(), strict=True):
                 if record.offset >= done[(record.topic, record.partition)]:
                     add(record.partition, record.offset, record.timestamp, row)

@@ -188,6 +188,23 @@ def raw_schema(kind: Kind) -> pa.Schema:
     return pa.schema([*fields, (SEQ, pa.int64())])
 
 
+def raw_table(kind: Kind, values: list[Any]) -> pa.Table:
+    """Validated records (``schema.validate_record``) as a raw table without ``_seq``: the known fields,
+    unknown ones dropped, an integer in a float field as the nearest double (as a DOUBLE column reads it:
+    Arrow refuses integers a double does not hold exactly, such as 2**53 + 1)."""
+    fields = FIELDS[kind]
+    floats = [name for name, t in fields.items() if t == "float"]
+    rows = []
+    for value in values:
+        row = {name: value.get(name) for name in fields}
+        for name in floats:
+            if isinstance(row[name], int):
+                row[name] = float(row[name])
+        rows.append(row)
+    schema = pa.schema([(name, RAW_ARROW_TYPES[t]) for name, t in fields.items()])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
 def _conform_column(kind: Kind, name: str, column: Any, target: pa.DataType) -> Any:
     source = column.type
     compatible = (
@@ -267,4 +284,5 @@ __all__ = [
     "cleaned_sql",
     "conform_raw",
     "needs_arrival_order",
+    "raw_table",
 ]
