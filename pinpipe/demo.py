@@ -12,12 +12,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from rich.console import Console
 
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
+from pinpipe.locations import local_path, scheme
 from pinpipe.schema import KINDS, Kind
 
 SYNTHETIC_ROWS = 11_154
@@ -63,15 +63,6 @@ def find_load_files(load_dir: Path) -> dict[Kind, Path]:
     return found
 
 
-def _local_path(url: str) -> Path | None:
-    parsed = urlparse(url)
-    if parsed.scheme in ("file", "embedded"):
-        return Path(parsed.path)
-    if parsed.scheme == "sqlite":
-        return Path(url.removeprefix("sqlite:///"))
-    return None
-
-
 def reset_workdir(settings: Settings) -> None:
     """Delete the local state the demo is about to rebuild, only where it lives inside the workdir."""
     workdir = settings.workdir.resolve()
@@ -82,7 +73,7 @@ def reset_workdir(settings: Settings) -> None:
         settings.lake_url,
         settings.tables_url,
     ):
-        path = _local_path(url)
+        path = local_path(url)
         if path is None or not path.resolve().is_relative_to(workdir):
             continue
         if path.is_dir():
@@ -194,7 +185,7 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
 
     from pinpipe.streaming import read_metrics, run_stream
 
-    if settings.engine.name == "spark" and urlparse(settings.stream_log_url).scheme == "kafka":
+    if settings.engine.name == "spark" and scheme(settings.stream_log_url) == "kafka":
         from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
 
         console.print(
