@@ -17,7 +17,7 @@ from rich.console import Console
 
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
-from pinpipe.locations import local_path, scheme
+from pinpipe.locations import delta_uri, join, local_path, scheme
 from pinpipe.schema import KINDS, Kind
 
 SYNTHETIC_ROWS = 11_154
@@ -130,6 +130,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     console = console or Console()
     report = DemoReport()
+    delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before anything is written
     settings.workdir.mkdir(parents=True, exist_ok=True)
     if options.fresh:
         reset_workdir(settings)
@@ -213,7 +214,7 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
 
 def _print_locations(settings: Settings, options: DemoOptions, report: DemoReport, console: Console) -> None:
     from pinpipe.source.database import shown_url
-    from pinpipe.tables import batch_table, stream_table
+    from pinpipe.tables import stream_table
 
     console.rule("[bold]where everything is")
     rows = [
@@ -221,7 +222,7 @@ def _print_locations(settings: Settings, options: DemoOptions, report: DemoRepor
         ("log (topics)", settings.log_url),
         ("log (streams)", settings.stream_log_url),
         ("lake", settings.lake_url),
-        ("batch tables", batch_table(settings, "")),
+        ("batch tables", join(settings.tables_url, "batch")),
         ("stream tables", stream_table(settings, "pin").rsplit("/", 1)[0]),
     ]
     if options.export_dir is not None:
