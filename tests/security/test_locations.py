@@ -13,11 +13,13 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
 from pinpipe.config import Settings, load_settings
+from pinpipe.dashboard import create_dashboard_app
 from pinpipe.engines import run_batch
 from pinpipe.engines.delta import remove_replaced_files, write_delta
 from pinpipe.errors import ConfigError
@@ -260,6 +262,13 @@ def test_demo_runs_end_to_end_in_a_workdir_with_hash_question_mark_space_and_non
     assert len(batch) == TABLES
     stream = {p.parent.name for p in (work / "tables" / "stream").glob("*/_delta_log")}
     assert {f"0a1b2c3d4e5f_{k}_table" for k in KINDS} <= stream
+
+    dashboard = TestClient(create_dashboard_app(load_settings(workdir=work)))
+    assert all(o["available"] for o in dashboard.get("/api/batch").json()["outputs"])
+    assert dashboard.get("/api/metrics").json()["available"] is True
+    status = dashboard.get("/api/status").json()
+    assert status["available"] is True and status["partitions"]
+    assert sorted(p.name for p in parent.iterdir()) == [name]
 
 
 def test_demo_in_the_must_show_workdir_is_refused_before_anything_is_written(tmp_path: Path) -> None:
