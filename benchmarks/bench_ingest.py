@@ -32,6 +32,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from pinpipe.locations import embedded_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.schema import DEFAULT_PREFIX, topic_name
@@ -67,7 +68,7 @@ def pin_records(n: int, seed: int = 7) -> list[dict[str, object]]:
 
 
 def bench_direct(directory: Path, records: list[dict[str, object]], batch: int) -> float:
-    log = EmbeddedLog(f"embedded://{directory}", partitions=3)
+    log = EmbeddedLog(embedded_url(directory), partitions=3)
     log.create_topic(TOPIC, 3)
     writer = log.writer()
     encoded = [OutgoingRecord(orjson.dumps(r), key=str(r["index"]).encode()) for r in records]

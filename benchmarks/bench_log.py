@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from pinpipe.locations import embedded_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded import EmbeddedLog
 
@@ -63,7 +64,7 @@ def bench_file(directory: Path, batches: list[list[bytes]]) -> float:
 def bench_log(
     directory: Path, batches: list[list[bytes]], idempotency: bool, keyed: bool
 ) -> tuple[float, float, float]:
-    log = EmbeddedLog(f"embedded://{directory / 'log'}", partitions=3)
+    log = EmbeddedLog(embedded_url(directory / "log"), partitions=3)
     log.create_topic("bench", 3)
     writer = log.writer()
     cpu_started = time.process_time()

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from pinpipe.locations import sqlite_url
+
 
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -30,7 +32,7 @@ def work_seed(rows: int, directory: Path, chunk_rows: int) -> dict[str, float]:
     from pinpipe.source.database import open_source
     from pinpipe.source.synthetic import seed_database
 
-    engine = open_source(f"sqlite:///{directory / 'seed.db'}")
+    engine = open_source(sqlite_url(directory / "seed.db"))
     began, cpu = time.perf_counter(), time.process_time()
     seed_database(engine, rows, seed=1, chunk_rows=chunk_rows, progress=False)
     took, cpu = time.perf_counter() - began, time.process_time() - cpu

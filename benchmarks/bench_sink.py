@@ -28,6 +28,7 @@ from bench_log import make_values
 
 from pinpipe.lake.sink import LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
+from pinpipe.locations import embedded_url, file_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.schema import DEFAULT_PREFIX, topic_names
@@ -59,7 +60,7 @@ def bench_read(log: EmbeddedLog) -> tuple[float, int]:
 
 def bench_sink(log: EmbeddedLog, lake: Path, flush_size: int, group: str) -> tuple[float, int]:
     options = SinkOptions(flush_size=flush_size, poll_timeout_s=0.0)
-    sink = LakeSink(log, FileStore(f"file://{lake}"), TOPICS, options, group=group)
+    sink = LakeSink(log, FileStore(file_url(lake)), TOPICS, options, group=group)
     started = time.perf_counter()
     summary = sink.run(until_idle=True)
     elapsed = time.perf_counter() - started
@@ -80,7 +81,7 @@ def bench_direct(objects: list[tuple[str, bytes]], target: Path) -> float:
 
 
 def bench_store_puts(objects: list[tuple[str, bytes]], target: Path) -> float:
-    store = FileStore(f"file://{target}")
+    store = FileStore(file_url(target))
     started = time.perf_counter()
     for key, data in objects:
         store.put(key, data)
@@ -99,7 +100,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="bench-sink-") as tmp:
         root = Path(tmp)
-        log = EmbeddedLog(f"embedded://{root / 'log'}")
+        log = EmbeddedLog(embedded_url(root / "log"))
         fill(log, records)
         best: dict[str, float] = {}
         for round_ in range(max(1, args.repeat)):  # interleaved, best of each: the disk is shared
@@ -110,9 +111,7 @@ def main() -> None:
             sink_cpu = time.process_time() - cpu
             assert sunk == read_n, f"the sink wrote {sunk} of {read_n} records"
             times = {"read": read_s, "sink": sink_s, "sink_cpu": sink_cpu}
-            objects = [
-                (key, FileStore(f"file://{lake}").get(key)) for key in FileStore(f"file://{lake}").list()
-            ]
+            objects = [(key, FileStore(file_url(lake)).get(key)) for key in FileStore(file_url(lake)).list()]
             times["direct"] = bench_direct(objects, root / f"direct{round_}")
             times["puts"] = bench_store_puts(objects, root / f"puts{round_}")
             for name, seconds in times.items():

@@ -37,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _child import run_child
 from bench_batch import generate
 
+from pinpipe.locations import file_url
+
 
 def measure(args: list[str]) -> tuple[float, int, dict[str, object]]:
     """Run this file as a child; (seconds, peak RSS of its process tree, the JSON it printed last)."""
@@ -49,7 +51,7 @@ def child(engine: str, workdir: Path, driver_memory: str) -> None:
     from pinpipe.engines import get_engine
     from pinpipe.transform.queries import BatchOptions
 
-    settings = load_settings(workdir=workdir, **{"engine.tables_url": f"file://{workdir / engine}"})
+    settings = load_settings(workdir=workdir, **{"engine.tables_url": file_url(workdir / engine)})
     report: dict[str, object] = {}
     if engine == "spark":
         from pinpipe.engines.spark import SparkEngine

@@ -49,6 +49,7 @@ from _common import (
 
 from pinpipe import tables
 from pinpipe.config import load_settings
+from pinpipe.locations import delta_uri, join
 from pinpipe.schema import DEFAULT_PREFIX, stream_name
 from pinpipe.streaming import delta
 
@@ -89,7 +90,7 @@ class TableWatcher(Watcher):
         for _, path in new:
             self.files.add(path)
             try:
-                inds = pq.read_table(f"{self.url.removeprefix('file://')}/{path}", columns=["ind"])
+                inds = pq.read_table(delta_uri(join(self.url, *path.split("/"))), columns=["ind"])
             except FileNotFoundError:  # compacted away meanwhile: its rows are in a newer file
                 continue
             for ind in inds.column("ind").to_pylist():

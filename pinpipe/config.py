@@ -14,7 +14,7 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -26,6 +26,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from pinpipe import locations
 from pinpipe.access import check_prefix, key_problem
 from pinpipe.errors import ConfigError
 from pinpipe.schema import DEFAULT_PREFIX
@@ -168,11 +169,11 @@ class Settings(BaseSettings):
     # Resolved locations: empty settings derive from the workdir.
     @property
     def source_url(self) -> str:
-        return self.source.url or f"sqlite:///{self.workdir.resolve() / 'source.db'}"
+        return self.source.url or locations.sqlite_url(self.workdir.resolve() / "source.db")
 
     @property
     def log_url(self) -> str:
-        return self._with_state(self.log.url) or f"embedded://{self.workdir.resolve() / 'log'}"
+        return self._with_state(self.log.url) or locations.embedded_url(self.workdir.resolve() / "log")
 
     @property
     def stream_log_url(self) -> str:
@@ -180,26 +181,28 @@ class Settings(BaseSettings):
 
     def _with_state(self, url: str) -> str:
         """Kinesis keeps dense offsets and group commits in a state file: by default in the workdir."""
-        parsed = urlparse(url)
+        parsed = urlsplit(url)
         if parsed.scheme != "kinesis" or "state=" in parsed.query:
             return url
-        return f"{url}{'&' if parsed.query else '?'}state={self.workdir.resolve() / 'kinesis-state.db'}"
+        state = urlencode({"state": self.workdir.resolve() / "kinesis-state.db"})
+        return f"{url}{'&' if parsed.query else '?'}{state}"
 
     @property
     def lake_url(self) -> str:
-        return self.lake.url or f"file://{self.workdir.resolve() / 'lake'}"
+        return self.lake.url or locations.file_url(self.workdir.resolve() / "lake")
 
     @property
     def tables_url(self) -> str:
         """Default: ``<workdir>/tables``; beside an S3 lake (``s3://b/lake`` -> ``s3://b/tables``), so the
         results of a cloud run are not left on one machine's disk."""
-        if self.engine.tables_url:
-            return self.engine.tables_url
-        lake = urlparse(self.lake.url)
-        if lake.scheme == "s3":
-            parent = [p for p in lake.path.strip("/").split("/") if p][:-1]
-            return "/".join([f"s3://{lake.netloc}", *parent, "tables"])
-        return f"file://{self.workdir.resolve() / 'tables'}"
+        if self.engine.tables_url:  # a bare path is taken as the directory it names
+            given = self.engine.tables_url
+            return given if locations.scheme(given) else locations.file_url(Path(given).resolve())
+        if locations.scheme(self.lake.url) == "s3":
+            bucket, prefix = locations.s3_location(self.lake.url)
+            parent = [p for p in prefix.split("/") if p][:-1]
+            return locations.join(f"s3://{bucket}", *parent, "tables")
+        return locations.file_url(self.workdir.resolve() / "tables")
 
 
 def _toml_path() -> Path:

@@ -12,12 +12,12 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from rich.console import Console
 
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
+from pinpipe.locations import delta_uri, join, local_path, scheme
 from pinpipe.schema import KINDS, Kind
 
 SYNTHETIC_ROWS = 11_154
@@ -63,15 +63,6 @@ def find_load_files(load_dir: Path) -> dict[Kind, Path]:
     return found
 
 
-def _local_path(url: str) -> Path | None:
-    parsed = urlparse(url)
-    if parsed.scheme in ("file", "embedded"):
-        return Path(parsed.path)
-    if parsed.scheme == "sqlite":
-        return Path(url.removeprefix("sqlite:///"))
-    return None
-
-
 def reset_workdir(settings: Settings) -> None:
     """Delete the local state the demo is about to rebuild, only where it lives inside the workdir."""
     workdir = settings.workdir.resolve()
@@ -82,7 +73,7 @@ def reset_workdir(settings: Settings) -> None:
         settings.lake_url,
         settings.tables_url,
     ):
-        path = _local_path(url)
+        path = local_path(url)
         if path is None or not path.resolve().is_relative_to(workdir):
             continue
         if path.is_dir():
@@ -139,6 +130,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     console = console or Console()
     report = DemoReport()
+    delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before anything is written
     settings.workdir.mkdir(parents=True, exist_ok=True)
     if options.fresh:
         reset_workdir(settings)
@@ -194,7 +186,7 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
 
     from pinpipe.streaming import read_metrics, run_stream
 
-    if settings.engine.name == "spark" and urlparse(settings.stream_log_url).scheme == "kafka":
+    if settings.engine.name == "spark" and scheme(settings.stream_log_url) == "kafka":
         from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
 
         console.print(
@@ -222,7 +214,7 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
 
 def _print_locations(settings: Settings, options: DemoOptions, report: DemoReport, console: Console) -> None:
     from pinpipe.source.database import shown_url
-    from pinpipe.tables import batch_table, stream_table
+    from pinpipe.tables import stream_table
 
     console.rule("[bold]where everything is")
     rows = [
@@ -230,7 +222,7 @@ def _print_locations(settings: Settings, options: DemoOptions, report: DemoRepor
         ("log (topics)", settings.log_url),
         ("log (streams)", settings.stream_log_url),
         ("lake", settings.lake_url),
-        ("batch tables", batch_table(settings, "")),
+        ("batch tables", join(settings.tables_url, "batch")),
         ("stream tables", stream_table(settings, "pin").rsplit("/", 1)[0]),
     ]
     if options.export_dir is not None:

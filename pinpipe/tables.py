@@ -15,28 +15,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
+from pinpipe import locations
 from pinpipe.config import Settings
+from pinpipe.locations import delta_uri as delta_uri  # the Delta openers take it from here
 from pinpipe.schema import Kind
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
 
-def _join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/"), *parts])
-
-
-def delta_uri(url: str) -> str:
-    """The form deltalake and pyarrow accept: a plain path for ``file://``, the URL otherwise."""
-    parsed = urlparse(url)
-    return parsed.path if parsed.scheme == "file" else url
-
-
 def delta_options(url: str) -> dict[str, str] | None:
     """``storage_options`` for deltalake at ``url``: None for local tables, the AWS settings for ``s3://``."""
-    if urlparse(url).scheme != "s3":
+    if locations.scheme(url) != "s3":
         return None
     from pinpipe.aws import delta_storage_options
 
@@ -52,21 +43,21 @@ def open_delta(url: str) -> DeltaTable:
 
 def batch_table(settings: Settings, name: str) -> str:
     """URL of a batch table: a cleaned kind (``pin``) or an output (``popular_category_by_country``)."""
-    return _join(settings.tables_url, "batch", name)
+    return locations.join(settings.tables_url, "batch", name)
 
 
 def stream_table(settings: Settings, kind: Kind) -> str:
     """URL of the cleaned stream table of a kind: ``<prefix>_<kind>_table``."""
-    return _join(settings.tables_url, "stream", f"{settings.prefix}_{kind}_table")
+    return locations.join(settings.tables_url, "stream", f"{settings.prefix}_{kind}_table")
 
 
 def metrics_table(settings: Settings, name: str) -> str:
     """URL of a real-time metrics table (``metrics_<name>``)."""
-    return _join(settings.tables_url, "stream", f"metrics_{name}")
+    return locations.join(settings.tables_url, "stream", f"metrics_{name}")
 
 
 def dead_letter_table(settings: Settings) -> str:
-    return _join(settings.tables_url, "stream", "dead_letters")
+    return locations.join(settings.tables_url, "stream", "dead_letters")
 
 
 def spark_checkpoint(settings: Settings) -> Path:

@@ -23,11 +23,13 @@ def dashboard(locations: dict[str, Any], host: str | None, port: int | None, ref
     import uvicorn
 
     from pinpipe.dashboard import create_dashboard_app
+    from pinpipe.locations import delta_uri
 
     settings = build_settings(
         locations,
         **{"dashboard.host": host, "dashboard.port": port, "dashboard.refresh_s": refresh},
     )
+    delta_uri(settings.tables_url)  # tables delta-rs cannot read are a clear error now, not on every refresh
     app = create_dashboard_app(settings)
     where = settings.dashboard
     click.echo(f"pinpipe dashboard on http://{where.host}:{where.port}/ (workdir {settings.workdir})")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from pathlib import Path
-from urllib.parse import urlparse
 
 from pinpipe.config import Settings
 from pinpipe.dashboard.models import PartitionLag, Status, StreamRate
 from pinpipe.errors import PinpipeError
+from pinpipe.locations import local_path, scheme
 from pinpipe.log import open_settings_log
 from pinpipe.schema import KINDS, stream_name, topic_name
 from pinpipe.status import collect_status
@@ -26,8 +25,8 @@ LOG_HINT = "no log yet: run `pinpipe demo`, or `pinpipe api serve` and `pinpipe 
 
 def _log_exists(url: str) -> bool:
     """An embedded log is only opened when it exists: looking must never create one."""
-    parsed = urlparse(url)
-    return parsed.scheme != "embedded" or Path(parsed.netloc + parsed.path).exists()
+    path = local_path(url) if scheme(url) == "embedded" else None
+    return path is None or path.exists()
 
 
 def read_partitions(settings: Settings) -> list[PartitionLag] | None:

@@ -12,6 +12,7 @@ import logging
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, Engine, QuarantinedRecord
 from pinpipe.errors import ConfigError, EngineError
+from pinpipe.locations import delta_uri
 from pinpipe.transform.queries import BatchOptions
 
 _log = logging.getLogger(__name__)
@@ -53,11 +54,15 @@ def run_batch(settings: Settings, options: BatchOptions | None = None) -> BatchR
     """
     from pinpipe.engines.delta import remove_replaced_files
 
+    delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before the work
     engine = get_engine(settings.engine.name, settings)
     result = engine.run_batch(options or options_from_settings(settings))
+    retain, root = settings.engine.retain_hours, settings.tables_url
     for url in result.tables.values():
         try:
-            result.files_removed += remove_replaced_files(url, settings.engine.retain_hours)
+            result.files_removed += remove_replaced_files(url, retain, root)
+        except ConfigError:  # a location the clean-up refuses is a bug to see, not a retry
+            raise
         except Exception as exc:  # deltalake's errors (storage, permissions) have no common base
             _log.warning("could not delete the replaced files of %s: %s", url, exc)
     return result

@@ -6,10 +6,11 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from pinpipe import locations
+from pinpipe.errors import ConfigError
 from pinpipe.tables import delta_options, delta_uri, open_delta
 
 
@@ -26,17 +27,41 @@ def write_delta(url: str, data: pa.Table | pa.RecordBatchReader) -> None:
     )
 
 
-def remove_replaced_files(url: str, retain_hours: int) -> int:
+def remove_replaced_files(url: str, retain_hours: int, root: str) -> int:
     """Delete the files of the table at ``url`` that no version of the last ``retain_hours`` hours reads
     (Delta's vacuum, also of files a failed run left behind); returns how many went.
 
     An overwrite keeps the files it replaces, so that older versions stay readable (time travel, a reader
     mid-scan): without this a daily batch job grows every table by a full copy a day.
+
+    A full vacuum deletes every file of the directory the table does not read, so it only runs on a Delta
+    table below ``root`` (the tables root), on files inside that table: anything else is a ConfigError.
     """
-    removed = open_delta(url).vacuum(
-        retention_hours=retain_hours, dry_run=False, enforce_retention_duration=False, full=True
-    )
-    return len(removed)
+    if not locations.is_below(url, root):
+        raise ConfigError(f"refusing to clean {url}: it is not below the tables root {root}")
+    directory = local_table_dir(url)
+    if directory is not None:
+        outer = local_table_dir(root)
+        if outer is None or not directory.resolve().is_relative_to(outer.resolve()):
+            raise ConfigError(f"refusing to clean {directory}: it resolves outside the tables root {root}")
+        if not (directory / "_delta_log").is_dir():
+            raise ConfigError(f"refusing to clean {directory}: not a Delta table (no _delta_log)")
+    table = open_delta(url)
+
+    def vacuum(dry_run: bool) -> list[str]:
+        return table.vacuum(
+            retention_hours=retain_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
+        )
+
+    stray = [p for p in vacuum(dry_run=True) if not _inside_table(p)]
+    if stray:
+        raise ConfigError(f"refusing to clean {url}: the vacuum would delete {stray[0]!r}, outside the table")
+    return len(vacuum(dry_run=False))
+
+
+def _inside_table(path: str) -> bool:
+    """A path delta-rs reports relative to the table's directory, not climbing out of it."""
+    return not path.startswith("/") and "://" not in path and ".." not in path.split("/")
 
 
 def read_delta(url: str) -> pa.Table:
@@ -45,8 +70,7 @@ def read_delta(url: str) -> pa.Table:
 
 def local_table_dir(url: str) -> Path | None:
     """The directory of a table on the local file system, None for remote (``s3://``) tables."""
-    parsed = urlparse(url)
-    return Path(parsed.path) if parsed.scheme in ("", "file") else None
+    return locations.local_path(url) if locations.scheme(url) == "file" else None
 
 
 @dataclass(frozen=True)

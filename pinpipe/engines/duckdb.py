@@ -30,6 +30,7 @@ from pinpipe.engines.delta import ParquetFile, commit_files, local_table_dir, wr
 from pinpipe.engines.lake_input import LakeObject, local_objects, object_keys, quarantine_table, scan_object
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
+from pinpipe.locations import duckdb_path
 from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
@@ -272,7 +273,7 @@ class DuckDBEngine:
             if not chunk:
                 return
             try:
-                paths = {i: str(objects[i].path) for i in chunk}
+                paths = {i: duckdb_path(objects[i].path) for i in chunk}
                 con.execute(f"INSERT INTO stage_{kind} {_bulk_select(kind, paths, exact)}")
             except duckdb.InvalidInputException:  # unparseable input; other errors (memory) are real
                 if len(chunk) == 1:
@@ -482,7 +483,7 @@ class _Cleaned:
 
 
 def _read_parts(directory: Path, parts: list[ParquetFile]) -> str:
-    return "read_parquet([" + ", ".join(_quote(str(directory / p.name)) for p in parts) + "])"
+    return "read_parquet([" + ", ".join(_quote(duckdb_path(directory / p.name)) for p in parts) + "])"
 
 
 _UNITS = {"bytes": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}

@@ -24,6 +24,7 @@ from pinpipe.engines.spark_lake import read_kind
 from pinpipe.engines.spark_session import spark_session
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import open_store
+from pinpipe.locations import hadoop_uri
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, cleaned_sql, conform_raw, raw_schema
@@ -110,7 +111,7 @@ class SparkEngine:
                 list(pool.map(lambda k: self._write(self._cleaned(k, options), tables[k]), KINDS))
             cleaned_rows: dict[Kind, int] = {}
             for kind in KINDS:  # the outputs read what was written: columnar, pruned, computed once
-                frame = spark.read.format("delta").load(tables[kind])
+                frame = spark.read.format("delta").load(hadoop_uri(tables[kind]))
                 frame.createOrReplaceTempView(f"cleaned_{kind}")
                 cleaned_rows[kind] = frame.count()
             while parsed:  # the outputs no longer need the parsed lines: free them now, not in finally
@@ -169,4 +170,4 @@ class SparkEngine:
     @staticmethod
     def _write(frame: Any, url: str) -> None:
         """Replace the Delta table at ``url`` (created if absent): reruns are idempotent."""
-        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(url)
+        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(hadoop_uri(url))

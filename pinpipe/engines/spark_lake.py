@@ -23,6 +23,7 @@ import pyarrow as pa
 from pinpipe.engines.base import QuarantinedRecord
 from pinpipe.engines.lake_input import local_objects, object_keys, scan_object
 from pinpipe.lake.store import FileStore, ObjectStore
+from pinpipe.locations import file_url, hadoop_uri
 from pinpipe.schema import FIELDS, Kind
 from pinpipe.transform.clean import raw_schema
 
@@ -51,8 +52,8 @@ def _quote(text: str) -> str:
 def object_url(store: ObjectStore, lake_url: str, key: str) -> str:
     """The URL Spark reads an object at: ``file:///...`` or ``s3://bucket/prefix/key`` (S3A)."""
     if isinstance(store, FileStore):
-        return f"file://{store.root.resolve() / key}"
-    return f"{lake_url.rstrip('/')}/{key}"
+        return hadoop_uri(file_url(store.root.resolve() / key))
+    return f"{hadoop_uri(lake_url).rstrip('/')}/{key}"
 
 
 def typed_select(kind: Kind) -> str:

@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlparse
 
 from pinpipe import aws
 from pinpipe.errors import ConfigError, LakeError, ObjectNotFoundError
+from pinpipe.locations import s3_location
 
 MIB = 1024 * 1024
 
@@ -31,14 +31,12 @@ class S3Store:
         multipart_threshold: int = 64 * MIB,
         part_size: int = 16 * MIB,
     ) -> None:
-        parsed = urlparse(url)
-        if parsed.scheme != "s3" or not parsed.netloc:
-            raise ConfigError(f"invalid S3 URL {url!r}: use s3://bucket/prefix")
+        bucket, prefix = s3_location(url)
         if part_size < 5 * MIB:
             raise ConfigError("S3 multipart parts must be at least 5 MiB")
         self.url = url.rstrip("/")
-        self.bucket = parsed.netloc
-        self.prefix = parsed.path.strip("/")
+        self.bucket = bucket
+        self.prefix = prefix
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
         self._client = client if client is not None else aws.client("s3")

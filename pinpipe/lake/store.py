@@ -11,8 +11,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlparse
 
+from pinpipe import locations
 from pinpipe.errors import ConfigError, LakeError, ObjectNotFoundError
 
 
@@ -37,7 +37,10 @@ class FileStore:
 
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
-        self.root = Path(urlparse(url).path)
+        root = locations.local_path(url) if locations.scheme(url) == "file" else None
+        if root is None:
+            raise ConfigError(f"not a file lake URL: {url!r} (use file:///abs/dir)")
+        self.root = root
 
     def _path(self, key: str) -> Path:
         if key.startswith("/") or ".." in key.split("/"):
@@ -85,7 +88,7 @@ class FileStore:
 
 def open_store(url: str) -> ObjectStore:
     """``file:///abs/dir`` or ``s3://bucket/prefix`` (S3 needs ``pinpipe[s3]``)."""
-    scheme = urlparse(url).scheme
+    scheme = locations.scheme(url)
     if scheme == "file":
         return FileStore(url)
     if scheme == "s3":

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from pinpipe.errors import ConfigError
+from pinpipe.locations import scheme as url_scheme
 from pinpipe.log.base import Log, LogAdmin, LogReader, LogWriter, OutgoingRecord, Record, TopicPartition
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ __all__ = [
 
 def open_log(url: str, **options: Any) -> Log:
     """Open the log at ``url``; ``options`` (e.g. ``partitions``) are passed to the backend."""
-    scheme = urlparse(url).scheme
+    scheme = url_scheme(url)
     if scheme == "embedded":
         from pinpipe.log.embedded import EmbeddedLog
 
@@ -59,6 +59,6 @@ def open_settings_log(settings: Settings, url: str | None = None) -> Log:
     partition count of topics it creates, and for Kafka the extra librdkafka settings (SASL/SSL)."""
     url = url or settings.log_url
     options: dict[str, Any] = {"partitions": settings.log.partitions}
-    if urlparse(url).scheme == "kafka" and settings.log.kafka:
+    if url_scheme(url) == "kafka" and settings.log.kafka:
         options["kafka"] = dict(settings.log.kafka)
     return open_log(url, **options)

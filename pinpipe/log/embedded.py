@@ -30,9 +30,10 @@ import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlparse
+from urllib.parse import parse_qs, urlsplit
 
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.locations import local_path
 from pinpipe.log.base import TopicPartition
 from pinpipe.log.embedded_db import (
     SqliteErrors,
@@ -53,11 +54,11 @@ _OPTIONS = {"partitions": int, "retention_ms": int, "retention_bytes": int, "ret
 
 def parse_url(url: str) -> tuple[Path, dict[str, Any]]:
     """``embedded:///abs/dir?opt=v`` -> (directory, options)."""
-    parsed = urlparse(url)
+    parsed = urlsplit(url)
     if parsed.scheme != "embedded":
         raise ConfigError(f"not an embedded log URL: {url!r}")
-    raw = unquote(parsed.netloc + parsed.path)
-    if not raw:
+    directory = local_path(url)
+    if directory is None or directory == Path("/"):
         raise ConfigError(f"embedded log URL without a directory: {url!r} (use embedded:///abs/dir)")
     options: dict[str, Any] = {}
     for name, values in parse_qs(parsed.query).items():
@@ -67,7 +68,7 @@ def parse_url(url: str) -> tuple[Path, dict[str, Any]]:
             options[name] = _OPTIONS[name](values[-1])
         except ValueError as exc:
             raise ConfigError(f"bad value for {name} in {url!r}: {values[-1]!r}") from exc
-    return Path(raw), options
+    return directory, options
 
 
 class EmbeddedLog:

@@ -42,6 +42,7 @@ from pinpipe.config import Settings
 from pinpipe.engines.spark_lake import typed_select
 from pinpipe.engines.spark_session import spark_session
 from pinpipe.errors import ConfigError, StreamError
+from pinpipe.locations import hadoop_uri
 from pinpipe.log import Log, Record, open_settings_log
 from pinpipe.schema import FIELDS, KINDS, Kind
 from pinpipe.streaming import delta
@@ -217,7 +218,7 @@ class SparkStreamJob:
             .option("txnAppId", txn_app_id(self.settings, table))
             .option("txnVersion", batch_id)
             .option("mergeSchema", "true")
-            .save(url)
+            .save(hadoop_uri(url))
         )
 
     def close(self) -> None:

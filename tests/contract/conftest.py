@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from pinpipe.locations import embedded_url
 from pinpipe.log.base import Log
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
@@ -30,7 +31,7 @@ def _memory(request: pytest.FixtureRequest) -> Log:
 
 def _embedded(request: pytest.FixtureRequest) -> Log:
     tmp_path = request.getfixturevalue("tmp_path")
-    return EmbeddedLog(f"embedded://{tmp_path / 'log'}", partitions=3)
+    return EmbeddedLog(embedded_url(tmp_path / "log"), partitions=3)
 
 
 LOG_BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Log]] = {

@@ -17,6 +17,7 @@ import httpx
 import orjson
 import pytest
 
+from pinpipe.locations import embedded_url
 from pinpipe.log import open_log
 from pinpipe.schema import DEFAULT_PREFIX, KINDS, stream_names, topic_names
 from tests.processes import clean_env, free_port
@@ -124,7 +125,7 @@ def expected_values(workdir: Path, env: dict[str, str], iterations: int) -> dict
 
 
 def stored_values(workdir: Path) -> dict[str, Counter[bytes]]:
-    log = open_log(f"embedded://{workdir / 'log'}")
+    log = open_log(embedded_url(workdir / "log"))
     try:
         out = {}
         for topic in topic_names(DEFAULT_PREFIX).values():
@@ -140,7 +141,7 @@ def stored_values(workdir: Path) -> dict[str, Counter[bytes]]:
 
 
 def records_in_log(workdir: Path) -> int:
-    log = open_log(f"embedded://{workdir / 'log'}")
+    log = open_log(embedded_url(workdir / "log"))
     try:
         topics = log.topics()
         return sum(

@@ -9,6 +9,7 @@ import csv
 import re
 from pathlib import Path
 
+from pinpipe.locations import file_url
 from tests.e2e.pipeline_cli import clean_env, pinpipe
 
 ITERATIONS = 2524
@@ -38,7 +39,7 @@ def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aic
     work, export, export2 = tmp_path / "W", tmp_path / "E", tmp_path / "E2"
     env = clean_env(tmp_path)
     pinpipe(
-        "demo", "--workdir", str(work), "--lake", f"file://{work / 'lake'}", "--load-dir", str(aicore),
+        "demo", "--workdir", str(work), "--lake", file_url(work / 'lake'), "--load-dir", str(aicore),
         "--seed", "100", "--iterations", str(ITERATIONS), "--no-sleep", "--no-stream",
         "--export", str(export), env=env, timeout=900,
     )  # fmt: skip

@@ -22,6 +22,7 @@ import pytest
 from pinpipe.lake.formats import parse_key
 from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
+from pinpipe.locations import file_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka import KafkaLog
 from pinpipe.log.kafka_idempotency import HEADER
@@ -117,7 +118,7 @@ OUTAGE_ITERATIONS = 5000
 
 def lake_values(lake: Path, topic: str) -> list[bytes]:
     """Every record value of ``topic`` in the lake, in object-key order (one JSON line each)."""
-    store = FileStore(f"file://{lake}")
+    store = FileStore(file_url(lake))
     keys = sorted(k for k in store.list() if (parsed := parse_key(k)) is not None and parsed[0] == topic)
     return [line for key in keys for line in store.get(key).splitlines() if line]
 
@@ -288,7 +289,7 @@ def fill_topics(log: KafkaLog, prefix: str, aicore: Path) -> None:
 
 
 def lake_snapshot(lake: Path) -> dict[str, bytes]:
-    store = FileStore(f"file://{lake}")
+    store = FileStore(file_url(lake))
     return {key: store.get(key) for key in store.list()}
 
 
@@ -352,7 +353,7 @@ def test_sink_kill_9_on_kafka(tmp_path: Path, aicore: Path, kafka_bootstrap: str
     with KafkaLog(log_url) as log:
         sink = LakeSink(
             log,
-            FileStore(f"file://{clean}"),
+            FileStore(file_url(clean)),
             list(topic_names(prefix).values()),
             SinkOptions(flush_size=SINK_FLUSH),
             group=f"e2e-reference-{prefix}",

@@ -18,6 +18,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from pinpipe.locations import embedded_url
 from pinpipe.log.embedded import EmbeddedLog
 
 CHILD = textwrap.dedent(
@@ -56,7 +57,7 @@ def read_acks(path: Path) -> list[tuple[int, int, int, str]]:
 def test_acknowledged_appends_survive_sigkill_exactly_once(tmp_path: Path) -> None:
     seed = random.randrange(1 << 30)
     rng = random.Random(seed)
-    url = f"embedded://{tmp_path / 'log'}"
+    url = embedded_url(tmp_path / "log")
     log = EmbeddedLog(url)
     log.create_topic("t", 3)
     acks: list[tuple[int, int, int, str]] = []

@@ -18,6 +18,7 @@ import pytest
 from pinpipe.lake.formats import parse_key
 from pinpipe.lake.sink import GROUP
 from pinpipe.lake.store import FileStore
+from pinpipe.locations import embedded_url, file_url
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import DEFAULT_PREFIX, topic_names
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.slow
 def fill_log(workdir: Path, aicore: Path) -> None:
     """Real geo/user rows and pin rows (recycled to the count) into the embedded log, in batches."""
     rows = read_jsonl(aicore / "pinterest_data.jsonl")
-    log = open_log(f"embedded://{workdir / 'log'}", partitions=3)
+    log = open_log(embedded_url(workdir / "log"), partitions=3)
     writer = log.writer()
     rng = random.Random(11)
     for kind, topic in topic_names(DEFAULT_PREFIX).items():
@@ -73,7 +74,7 @@ def last_change(lake: Path) -> int:
 
 
 def snapshot(lake: Path) -> dict[str, bytes]:
-    store = FileStore(f"file://{lake}")
+    store = FileStore(file_url(lake))
     return {key: store.get(key) for key in store.list()}
 
 
@@ -127,7 +128,7 @@ def test_sink_survives_random_kill_9(tmp_path: Path, aicore: Path) -> None:
     assert killed == clean
 
     # every record of the log exactly once, in offset order, and the group committed to the end
-    log = open_log(f"embedded://{killed_dir / 'log'}")
+    log = open_log(embedded_url(killed_dir / "log"))
     try:
         for topic in topic_names(DEFAULT_PREFIX).values():
             ends = log.end_offsets(topic)

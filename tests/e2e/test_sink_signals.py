@@ -13,6 +13,7 @@ from pathlib import Path
 import orjson
 
 from pinpipe.lake.sink import GROUP
+from pinpipe.locations import embedded_url
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import DEFAULT_PREFIX, topic_names
@@ -22,7 +23,7 @@ FLAGS = ["--flush-size", "6", "--rotate-interval", "0.4", "--idle-flush", "0.3",
 
 
 def fill(workdir: Path, rounds: int, per_round: int = 5) -> None:
-    log = open_log(f"embedded://{workdir / 'log'}", partitions=2)
+    log = open_log(embedded_url(workdir / "log"), partitions=2)
     writer = log.writer()
     for r in range(rounds):
         for kind, topic in topic_names(DEFAULT_PREFIX).items():
@@ -65,7 +66,7 @@ def test_idle_flush_and_sigterm(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr.decode()
     assert snapshot(live / "lake") == snapshot(clean / "lake")
-    log = open_log(f"embedded://{live / 'log'}")
+    log = open_log(embedded_url(live / "log"))
     for topic in topic_names(DEFAULT_PREFIX).values():
         assert log.committed(GROUP, topic) == log.end_offsets(topic)
     log.close()
@@ -77,7 +78,7 @@ def test_sigterm_leaves_partial_files_to_the_next_run(tmp_path: Path) -> None:
     env = sink_env(tmp_path)
     cmd = [sys.executable, "-m", "pinpipe", "sink", "run", "--workdir", str(work), "--flush-size", "6", "-q"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE)
-    log = open_log(f"embedded://{work / 'log'}")
+    log = open_log(embedded_url(work / "log"))
     topics = list(topic_names(DEFAULT_PREFIX).values())
     try:
         deadline = time.monotonic() + 60

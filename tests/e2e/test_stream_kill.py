@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from pinpipe.config import load_settings
+from pinpipe.locations import embedded_url
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
@@ -34,7 +35,7 @@ EVENTS = 10_000
 
 
 def test_kill_minus_nine_twenty_times(tmp_path: Path, aicore: Path) -> None:
-    log_url = f"embedded://{tmp_path / 'log'}"
+    log_url = embedded_url(tmp_path / "log")
     its = live_times(replay_iterations(aicore, EVENTS // 3 + 1))
     log = open_log(log_url, partitions=3)
     try:

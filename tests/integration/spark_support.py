@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from pinpipe.config import Settings, load_settings
+from pinpipe.locations import file_url
 from tests.processes import run_pinpipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def pinpipe(*args: str, workdir: Path, timeout: float = 600) -> str:
 
 
 def settings_for(workdir: Path, tables: str = "tables", **overrides: Any) -> Settings:
-    return load_settings(workdir=workdir, **{"engine.tables_url": f"file://{workdir / tables}", **overrides})
+    return load_settings(workdir=workdir, **{"engine.tables_url": file_url(workdir / tables), **overrides})
 
 
 def synthetic_lake(workdir: Path, rows: int, per_file: int = 5_000) -> int:

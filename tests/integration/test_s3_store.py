@@ -16,6 +16,7 @@ from pinpipe.config import Settings
 from pinpipe.errors import LakeError, ObjectNotFoundError
 from pinpipe.lake.s3 import MIB, S3Store
 from pinpipe.lake.store import ObjectStore, open_store
+from pinpipe.locations import file_url
 from tests.cloud import aws_env, new_bucket
 
 __all__ = ["aws_env"]
@@ -26,7 +27,7 @@ StoreFactory = Callable[[], ObjectStore]
 @pytest.fixture(params=["file", "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "file":
-        return open_store(f"file://{tmp_path / 'lake'}")
+        return open_store(file_url(tmp_path / "lake"))
     request.getfixturevalue("aws_env")
     return open_store(f"s3://{new_bucket()}/some/lake")
 

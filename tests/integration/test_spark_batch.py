@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from pinpipe.cli import cli
 from pinpipe.engines import get_engine
 from pinpipe.engines.delta import read_delta
+from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, topic_name
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
@@ -47,7 +48,7 @@ def aicore_runs(spark: Any, aicore: Path, tmp_path_factory: pytest.TempPathFacto
     for engine in ("duckdb", "spark"):
         env = {
             "PINPIPE_CONFIG": str(root / "no-such.toml"),
-            "PINPIPE_ENGINE__TABLES_URL": f"file://{root / f'tables-{engine}'}",
+            "PINPIPE_ENGINE__TABLES_URL": file_url(root / f"tables-{engine}"),
         }
         args = ["batch", "run", "--engine", engine, "--workdir", str(workdir), "--quiet"]
         result = CliRunner().invoke(cli, [*args, "--export", str(root / f"csv-{engine}")], env=env)
@@ -73,15 +74,15 @@ def test_delta_tables_cross_read_between_delta_spark_and_delta_rs(
 ) -> None:
     """delta-rs reads what delta-spark wrote and Spark reads what delta-rs wrote: the same rows."""
     for name in [*KINDS, *OUTPUTS, "quarantine"]:
-        by_rs = read_delta(f"file://{aicore_runs['duckdb'] / 'batch' / name}")
-        spark_written_read_by_rs = read_delta(f"file://{aicore_runs['spark'] / 'batch' / name}")
+        by_rs = read_delta(file_url(aicore_runs["duckdb"] / "batch" / name))
+        spark_written_read_by_rs = read_delta(file_url(aicore_runs["spark"] / "batch" / name))
         rs_written_read_by_spark = (
             spark.read.format("delta").load(str(aicore_runs["duckdb"] / "batch" / name)).toArrow()
         )
         rs_written_read_by_spark = rs_written_read_by_spark.cast(by_rs.schema)
         assert same_rows(spark_written_read_by_rs, by_rs), name
         assert same_rows(rs_written_read_by_spark, by_rs), name
-    assert read_delta(f"file://{aicore_runs['spark'] / 'batch' / 'pin'}").num_rows > 1000
+    assert read_delta(file_url(aicore_runs["spark"] / "batch" / "pin")).num_rows > 1000
 
 
 def _compare(workdir: Path, options: BatchOptions) -> tuple[Any, Any]:

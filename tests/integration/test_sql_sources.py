@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from pinpipe.cli import cli
+from pinpipe.locations import sqlite_url
 from tests.aicore import replay
 
 SERVERS = [
@@ -74,7 +75,7 @@ def test_seeded_rows_on_a_server_are_the_rows_seeded_in_sqlite(
     server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     url: str = request.getfixturevalue(server)
-    sqlite = f"sqlite:///{tmp_path / 'source.db'}"
+    sqlite = sqlite_url(tmp_path / "source.db")
     for db in (sqlite, url):
         run("source", "seed", "--db", db, "--rows", "3000", "--seed", "7", "--replace", "--no-progress")
     on_sqlite, on_server = emulate(sqlite, 11, 400), emulate(url, 11, 400)

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 
 from pinpipe.config import ApiSettings, Settings
 from pinpipe.ingest import create_app
+from pinpipe.locations import embedded_url
 from pinpipe.log.base import Log, Record
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
@@ -33,7 +34,7 @@ GEO_STREAM = stream_name(DEFAULT_PREFIX, "geo")
 def open_backend(name: str, settings: Settings) -> Log:
     if name == "memory":
         return MemoryLog(auto_create=False)
-    return EmbeddedLog(f"embedded://{settings.workdir.resolve() / 'log'}")
+    return EmbeddedLog(embedded_url(settings.workdir.resolve() / "log"))
 
 
 def with_api(settings: Settings, **api: Any) -> Settings:

@@ -181,7 +181,7 @@ def test_a_failed_clean_up_is_a_warning_and_the_job_completes(
 ) -> None:
     write_lake(settings, "user", [lines(USER)])
 
-    def refuse(url: str, retain_hours: int) -> int:
+    def refuse(url: str, retain_hours: int, root: str) -> int:
         raise OSError("permission denied")
 
     monkeypatch.setattr("pinpipe.engines.delta.remove_replaced_files", refuse)

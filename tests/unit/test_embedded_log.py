@@ -12,19 +12,20 @@ from pathlib import Path
 import pytest
 
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.locations import embedded_url
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded import EmbeddedLog, parse_url
 
 
 def make_log(tmp_path: Path, **options: object) -> EmbeddedLog:
-    return EmbeddedLog(f"embedded://{tmp_path / 'log'}", **options)  # type: ignore[arg-type]
+    return EmbeddedLog(embedded_url(tmp_path / "log"), **options)  # type: ignore[arg-type]
 
 
 def test_url_options_and_errors(tmp_path: Path) -> None:
-    directory, options = parse_url(f"embedded://{tmp_path}/x?partitions=6&retention_ms=1000")
+    directory, options = parse_url(f"{embedded_url(tmp_path / 'x')}?partitions=6&retention_ms=1000")
     assert directory == tmp_path / "x" and options == {"partitions": 6, "retention_ms": 1000}
-    log = open_log(f"embedded://{tmp_path}/x?partitions=6&retention_bytes=10")
+    log = open_log(f"{embedded_url(tmp_path / 'x')}?partitions=6&retention_bytes=10")
     assert isinstance(log, EmbeddedLog)
     assert log.default_partitions == 6 and log.retention_bytes == 10
     log.create_topic("t")
@@ -202,18 +203,18 @@ def test_unreadable_directory_is_a_log_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(LogError):
-        EmbeddedLog(f"embedded://{blocker}/log")
+        EmbeddedLog(embedded_url(blocker / "log"))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "log.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(LogError):
-        EmbeddedLog(f"embedded://{tmp_path / 'bad'}")
+        EmbeddedLog(embedded_url(tmp_path / "bad"))
     assert sqlite3.sqlite_version_info >= (3, 35)
 
 
 def test_a_file_that_is_not_a_log_is_not_retriable(tmp_path: Path) -> None:
     (tmp_path / "log.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(LogError) as caught:
-        EmbeddedLog(f"embedded://{tmp_path}")
+        EmbeddedLog(embedded_url(tmp_path))
     assert not isinstance(caught.value, LogUnavailableError)
 
 
@@ -312,7 +313,7 @@ def test_keyless_records_round_robin_per_topic_whatever_the_interleaving(tmp_pat
     from pinpipe.log.base import OutgoingRecord
     from pinpipe.log.embedded import EmbeddedLog
 
-    log = EmbeddedLog(f"embedded://{tmp_path / 'log'}", partitions=3)
+    log = EmbeddedLog(embedded_url(tmp_path / "log"), partitions=3)
     for topic in ("a", "b"):
         log.create_topic(topic)
     writer = log.writer()

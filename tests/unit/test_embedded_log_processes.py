@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from pinpipe.locations import embedded_url
 from pinpipe.log.embedded import EmbeddedLog
 
 WRITER = textwrap.dedent(
@@ -37,7 +38,7 @@ def start_writer(url: str, name: str, batches: int, size: int, delay: float) -> 
 
 
 def test_a_reader_sees_another_process_append_within_a_fraction_of_a_second(tmp_path: Path) -> None:
-    url = f"embedded://{tmp_path / 'log'}"
+    url = embedded_url(tmp_path / "log")
     log = EmbeddedLog(url)
     log.create_topic("t", 3)
     reader = log.reader("g", ["t"])
@@ -53,7 +54,7 @@ def test_a_reader_sees_another_process_append_within_a_fraction_of_a_second(tmp_
 
 
 def test_two_writer_processes_and_a_reader_at_once(tmp_path: Path) -> None:
-    url = f"embedded://{tmp_path / 'log'}"
+    url = embedded_url(tmp_path / "log")
     log = EmbeddedLog(url)
     log.create_topic("t", 3)
     reader = log.reader("g", ["t"])

@@ -8,6 +8,7 @@ from click.testing import CliRunner
 
 from pinpipe.cli import cli
 from pinpipe.config import Settings
+from pinpipe.locations import embedded_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
@@ -51,7 +52,7 @@ def test_status_json_shape_for_topics_streams_and_groups(settings: Settings) -> 
 
 
 def test_records_count_what_retention_kept_and_logs_merge(settings: Settings) -> None:
-    log = EmbeddedLog(f"embedded://{settings.workdir / 'small'}", retention_bytes=5, retention_ms=None)
+    log = EmbeddedLog(embedded_url(settings.workdir / "small"), retention_bytes=5, retention_ms=None)
     log.create_topic("a", 1)
     log.writer().append("a", [OutgoingRecord(b"x") for _ in range(20)])
     log.reader("g", ["a"]).commit({("a", 0): 2})

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pinpipe.cli import cli
 from pinpipe.config import Settings, load_settings
+from pinpipe.locations import sqlite_url
 from pinpipe.source.database import TABLES, open_source
 from pinpipe.source.emulator import EmulatorOptions, draw_rows, run_emulator
 from pinpipe.source.load import load_files
@@ -20,7 +21,7 @@ from tests.aicore import replay
 @pytest.fixture(scope="module")
 def aicore_db(aicore: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """The three aicore files loaded into a temporary SQLite database (its URL)."""
-    url = f"sqlite:///{tmp_path_factory.mktemp('aicore') / 'source.db'}"
+    url = sqlite_url(tmp_path_factory.mktemp("aicore") / "source.db")
     engine = open_source(url)
     files = {"pin": "pinterest_data.jsonl", "geo": "geolocation_data.csv", "user": "user_data.csv"}
     load_files(engine, {kind: aicore / name for kind, name in files.items()}, progress=False)  # type: ignore[misc]
@@ -82,7 +83,7 @@ def test_missing_row_is_skipped_for_its_table_only(
     """Seed 100 draws 7528, 2863, 5730: delete geo 2863 and user 5730 from a copy of the database."""
     copy = tmp_path / "copy.db"
     copy.write_bytes(Path(aicore_db.removeprefix("sqlite:///")).read_bytes())
-    url = f"sqlite:///{copy}"
+    url = sqlite_url(copy)
     engine = open_source(url)
     with engine.begin() as conn:
         conn.execute(TABLES["geo"].delete().where(TABLES["geo"].c.ind == 2863))

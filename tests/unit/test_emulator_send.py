@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from pinpipe.config import Settings, load_settings
+from pinpipe.locations import sqlite_url
 from pinpipe.source.database import open_source
 from pinpipe.source.emulator import EmulatorOptions, run_emulator
 from pinpipe.source.sender import HttpApiSender, RetryPolicy
@@ -137,7 +138,7 @@ def test_other_4xx_is_an_error_at_once(status: int) -> None:
 
 @pytest.fixture
 def seeded(settings: Settings, tmp_path: Path) -> Settings:
-    url = f"sqlite:///{tmp_path / 'src.db'}"
+    url = sqlite_url(tmp_path / "src.db")
     engine = open_source(url)
     seed_database(engine, 11001, seed=5, progress=False)
     engine.dispose()

@@ -14,6 +14,7 @@ from pinpipe.errors import ConfigError
 from pinpipe.lake.formats import JsonLinesFormat, object_key, parse_key
 from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
+from pinpipe.locations import file_url
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.memory import MemoryLog
 
@@ -48,7 +49,7 @@ def clone(log: MemoryLog) -> MemoryLog:
 
 
 def store_at(path: Path) -> FileStore:
-    return FileStore(f"file://{path}")
+    return FileStore(file_url(path))
 
 
 def snapshot(store: FileStore) -> dict[str, bytes]:
@@ -240,7 +241,7 @@ class CrashingStore(FileStore):
 def test_commit_only_after_the_object_is_written(tmp_path: Path) -> None:
     log = MemoryLog(partitions=1)
     put_records(log, "t.pin", 0, [1.0] * 10)
-    store = CrashingStore(f"file://{tmp_path}", crash_at=2, after_write=False)
+    store = CrashingStore(file_url(tmp_path), crash_at=2, after_write=False)
     sink = LakeSink(
         log,
         store,
@@ -262,7 +263,7 @@ def test_restart_after_a_crash_keeps_lake_objects_and_matches_a_clean_run(
     fill(log, 200)
     clean = store_at(tmp_path / "clean")
     sink_all(clone(log), clean, flush_size=4)
-    store = CrashingStore(f"file://{tmp_path / 'lake'}", crash_at=9, after_write=after_write)
+    store = CrashingStore(file_url(tmp_path / "lake"), crash_at=9, after_write=after_write)
     opts = SinkOptions(flush_size=4, poll_records=64, poll_timeout_s=0.01)
     first = LakeSink(log, store, TOPICS, opts)
     with pytest.raises(KeyboardInterrupt):
@@ -318,7 +319,7 @@ def test_random_crashes_converge_to_the_clean_lake(tmp_path: Path, put_queue: in
     clean = store_at(tmp_path / "clean")
     sink_all(clone(log), clean, flush_size=3, rotate_interval_s=0.0)
     rng = random.Random(3)
-    store = CrashingStore(f"file://{tmp_path / 'lake'}", crash_at=-1, after_write=False)
+    store = CrashingStore(file_url(tmp_path / "lake"), crash_at=-1, after_write=False)
     crashes = 0
     while True:
         store.puts.clear()

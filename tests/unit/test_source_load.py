@@ -15,6 +15,7 @@ from sqlalchemy.schema import CreateTable
 
 from pinpipe.cli import cli
 from pinpipe.errors import SourceError
+from pinpipe.locations import sqlite_url
 from pinpipe.schema import Kind
 from pinpipe.source.database import TABLES, SqlRowReader, count_rows, open_source
 from pinpipe.source.load import load_files
@@ -29,7 +30,7 @@ def _files(aicore: Path) -> list[str]:
 
 
 def test_load_aicore_prints_counts_and_keeps_types(aicore: Path, tmp_path: Path, settings: object) -> None:
-    url = f"sqlite:///{tmp_path / 'src.db'}"
+    url = sqlite_url(tmp_path / "src.db")
     result = CliRunner().invoke(cli, ["source", "load", "--db", url, "--no-progress", *_files(aicore)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == [
@@ -55,7 +56,7 @@ def test_load_aicore_prints_counts_and_keeps_types(aicore: Path, tmp_path: Path,
 
 
 def test_duplicates_fail_whole_load_unless_replace(aicore: Path, tmp_path: Path) -> None:
-    engine = open_source(f"sqlite:///{tmp_path / 'src.db'}")
+    engine = open_source(sqlite_url(tmp_path / "src.db"))
     user: dict[Kind, Path] = {"user": aicore / "user_data.csv"}
     assert load_files(engine, user, progress=False).counts == {"user": 11154}
     with pytest.raises(SourceError, match=r"duplicate ind in user_data.*--replace"):
@@ -71,7 +72,7 @@ def test_bad_row_names_file_and_line_and_loads_nothing(tmp_path: Path) -> None:
     bad.write_text(
         ",ind,first_name,last_name,age,date_joined\n0,0,A,B,20,2015-10-21 21:26:45\n1,1,C,D,old,x\n"
     )
-    engine = open_source(f"sqlite:///{tmp_path / 'src.db'}")
+    engine = open_source(sqlite_url(tmp_path / "src.db"))
     with pytest.raises(SourceError, match=r"users\.csv:3: bad user row: field 'age' must be int, got 'old'"):
         load_files(engine, {"user": bad}, progress=False)
     assert count_rows(engine)["user"] == 0

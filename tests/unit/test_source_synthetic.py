@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from pinpipe.cli import cli
 from pinpipe.errors import SourceError
+from pinpipe.locations import sqlite_url
 from pinpipe.source import vocab
 from pinpipe.source.database import TABLES, count_rows, open_source
 from pinpipe.source.synthetic import SyntheticRows, seed_database
@@ -40,7 +41,7 @@ def test_same_seed_same_rows_whatever_the_chunking(tmp_path: Path, rows: list[di
     assert list(SyntheticRows(8).rows(0, 50)) != rows[:50]
     dumps = []
     for chunk in (1, 333, 5000):
-        engine = open_source(f"sqlite:///{tmp_path / f'c{chunk}.db'}")
+        engine = open_source(sqlite_url(tmp_path / f"c{chunk}.db"))
         assert seed_database(engine, 1500 if chunk != 1 else 300, seed=7, chunk_rows=chunk, progress=False)
         dumps.append(_dump(engine))
         engine.dispose()
@@ -50,7 +51,7 @@ def test_same_seed_same_rows_whatever_the_chunking(tmp_path: Path, rows: list[di
 
 
 def test_seed_twice_needs_replace(tmp_path: Path) -> None:
-    engine = open_source(f"sqlite:///{tmp_path / 's.db'}")
+    engine = open_source(sqlite_url(tmp_path / "s.db"))
     seed_database(engine, 100, seed=1, progress=False)
     with pytest.raises(SourceError, match=r"rows ind 0\.\.99 already exist.*--replace"):
         seed_database(engine, 100, seed=1, progress=False)
@@ -122,7 +123,7 @@ def test_values_are_shaped_like_the_real_ones(aicore: Path, rows: list[dict]) ->
 
 
 def test_seed_command_prints_rate_and_fills_tables(tmp_path: Path, settings: object) -> None:
-    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    url = sqlite_url(tmp_path / "cli.db")
     result = CliRunner().invoke(
         cli, ["source", "seed", "--db", url, "--rows", "2000", "--seed", "3", "--no-progress"]
     )
