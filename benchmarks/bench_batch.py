@@ -1,7 +1,7 @@
 """Batch job benchmark: DuckDB engine vs a straightforward pandas implementation of the same definitions.
 
     .venv/bin/python benchmarks/bench_batch.py                 # 200,000 posts (quick)
-    .venv/bin/python benchmarks/bench_batch.py --rows 1000000  # the issue's sizes: 1,000,000 and 5,000,000
+    .venv/bin/python benchmarks/bench_batch.py --rows 1000000  # the target sizes: 1,000,000 and 5,000,000
     .venv/bin/python benchmarks/bench_batch.py --rows 5000000 --base /tmp/b5m   # keep/reuse the lake
 
 Writes a synthetic lake of raw JSON lines directly (no API), then runs each implementation in its own
@@ -12,30 +12,10 @@ seconds (the machine is shared: CPU time is the steadier figure), peak RSS, the 
 against the raw JSON size. The pandas child is stopped if its RSS passes ``--pandas-max-rss`` (it needs
 roughly 4x the raw JSON); the ratio is then a lower bound.
 
-Measured (2 cores; the machine is shared and wall times move by +-20% from hour to hour, even CPU seconds by
-+-15%, so compare the two sides within one run, and use ``--repeat``; DuckDB uses both cores, pandas one, and
-a busy host takes more from DuckDB's second core than from pandas):
-  Session 6 (pandas took 30.0-48.7 s at 1M): a batch run no longer imports pandas (pyarrow's
-  ``Table.from_pylist`` did, in ``sort_output``: 0.22-0.36 s of every run).
-    1M posts (724 MB), --repeat 5: duckdb 7.5-11.4 s wall, 12.1-14.3 CPU s, 528-543 MB; pandas 40.1-46.6 s:
-      5.4x, 5.1x, 5.7x, 3.9x, 5.4x (median 5.4x; CPU 3.0-3.4x less)
-    1M, --repeat 5 ten minutes later: duckdb 6.2-10.5 s, 10.3-14.1 CPU s, 527-545 MB; pandas 36.3-48.7 s:
-      4.6x, 5.8x, 5.5x, 5.4x, 5.6x (median 5.5x; CPU 3.2-3.5x less)
-    1M, --repeat 5 with the table clean-up (--retain-hours, 0.04 s): duckdb 5.6-7.7 s, 9.5-12.6 CPU s;
-      pandas 30.0-39.6 s: 5.1x, 5.4x, 5.8x, 5.0x, 6.1x (median 5.4x; CPU 3.0-3.7x less)
-    5M posts (3,640 MB): duckdb 35.1 s wall, 58.6 CPU s, 1,918 MB (0.53x raw); pandas 223.2 s, 11,767 MB:
-      6.4x (3.7x less CPU)
-  Session 5 (busier: pandas 33-50 s): 1M --repeat 5 median 4.4x, then 4.7x and 4.9x over 3; 5M 7.8x.
-    Rows staged in any order within an object, string fields read as VARCHAR with a flag for values that
-    were not JSON strings: 10-21% less wall, 8-14% less user CPU than session 4 on the same lake.
-  Session 4 (quieter hour): 1M --repeat 3: duckdb 5.3-6.4 s, pandas 27.1-28.7 s: 4.5x, 5.0x, 5.2x;
-    busier --repeat 5 runs: medians 4.8x and 4.7x. 5M: 26.1 s against 156.2 s, 6.0x, peak 0.51x raw.
-Both targets met at both sizes (speed: the median of 5 at 1M; single 1M runs fall below 5x when the host
-takes DuckDB's second core). What is left is mostly DuckDB itself: its JSON reader (~1.3 CPU s to parse the
-pin objects, ~0.5 CPU s to flag non-string values in string fields), the exact checks of the number fields,
-Parquet writing (~1.5 CPU s for pin), the ten outputs (~1 CPU s) and ~0.45 s of start-up (imports:
-pydantic and pydantic-settings 0.23 s, pyarrow with numpy 0.1 s, duckdb 0.09 s).
-Session 1, for comparison (load 10-16): 1M 110.9 s / 22.6 CPU s, 5M 479 s / 120 CPU s.
+Targets: at 1,000,000 and 5,000,000 posts, DuckDB at least 5x faster than pandas (the median of
+``--repeat 5`` at 1M) with a peak below the raw JSON size. Wall times on a shared machine move by +-20%
+from hour to hour: compare the two sides within one run, and read the CPU seconds too (DuckDB uses every
+core, pandas one). Results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

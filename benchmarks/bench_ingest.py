@@ -8,7 +8,7 @@ Measured in one run, on the same machine and disk:
 - HTTP single: the same with one record per request;
 - latency: p50/p99 of single-record produce requests sent one at a time (low load).
 
-Targets (issue 2): batched HTTP >= 30% of direct and >= 20,000 records/s.
+Targets: batched HTTP >= 30% of direct and >= 20,000 records/s. Results: benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/bench_ingest.py            # default sizes, about a minute
     .venv/bin/python benchmarks/bench_ingest.py --quick    # a few seconds

@@ -10,7 +10,7 @@ broker with the same producer guarantees (idempotent, acks=all):
   records by ``--clients`` concurrent HTTP clients; every record must be acknowledged (200, no
   per-record error) and the topic must end up with exactly the records sent.
 
-Target (issue 5): the API reaches at least 30% of the direct producer.
+Target: the API reaches at least 30% of the direct producer. Results: benchmarks/RESULTS.md.
 
     .venv/bin/python benchmarks/bench_kafka.py --quick               # 10,000 records
     .venv/bin/python benchmarks/bench_kafka.py                       # 50,000 records

@@ -83,7 +83,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rows", type=int, default=50_000, help="rows per table (issue size: 1000000)")
+    parser.add_argument("--rows", type=int, default=50_000, help="rows per table (the target size: 1000000)")
     parser.add_argument("--chunk-rows", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="10,000 rows")
     parser.add_argument("--worker", choices=sorted(WORK), help=argparse.SUPPRESS)

@@ -11,15 +11,7 @@ output row counts are compared.
 
 Needs the jars: ``bash infra/spark.sh install``. Run 1M+ under ``flock /tmp/pinpipe-heavy.lock``.
 
-Last figures (2 cores, 24 GiB; peak RSS of the process tree):
-
-    1,000,000 posts (720 MB): duckdb 8.62 s, 542 MB; spark 265.91 s, 4,810 MB (start-up 9.03 s,
-        job 255.45 s); ratio wall 30.8x, job 32.0x, memory 8.9x; same output row counts: True
-    5,000,000 posts (3,620 MB), --driver-memory 4g: duckdb 41.05 s, 2,033 MB; spark 921.58 s, 9,464 MB
-        (start-up 10.56 s, job 908.88 s); ratio wall 22.5x, job 22.8x, memory 4.7x; same row counts: True
-
-80-90 % of Spark's job is reading the lake (per-line VARIANT parse and JSON type checks); see
-docs/spark.md "Performance".
+Results: benchmarks/RESULTS.md; where Spark's time goes: docs/spark.md "Performance".
 """
 
 from __future__ import annotations

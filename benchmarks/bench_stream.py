@@ -14,9 +14,8 @@ curve); the API's is shown apart.
     .venv/bin/python benchmarks/bench_stream.py --rates 500 --minutes 10   # soak: memory start vs end
     .venv/bin/python benchmarks/bench_stream.py --rates 1000 --profile /tmp/stream.prof   # cProfile
 
-Measured here (2 shared cores, load ~6, --max-wait 0.2): metrics p50/p99 0.22/0.42 s at 100 events/s,
-0.26/0.50 s at 1,000, 0.32/1.33 s at 4,000 (the highest sustained; 4,500 missed with p99 2.6 s); 10
-minutes at 500 events/s: processor RSS 229 MiB after warm-up, 269 after 1 min, 282 at the end.
+Target: metrics p99 below 2 s at 1,000 events/s, memory flat over a long run. Results:
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations

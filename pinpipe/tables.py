@@ -3,8 +3,8 @@
 Layout under ``Settings.tables_url`` (default ``<workdir>/tables``)::
 
     batch/pin, batch/geo, batch/user          cleaned tables written by the batch job
-    batch/<output>                            the ten query outputs (SPEC §6 names)
-    stream/<prefix>_pin_table ... _user_table cleaned stream tables (SPEC §7)
+    batch/<output>                            the ten query outputs (names: docs/data-rules.md)
+    stream/<prefix>_pin_table ... _user_table cleaned stream tables
     stream/metrics_<name>                     real-time metrics
     stream/dead_letters                       malformed stream events
 

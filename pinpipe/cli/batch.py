@@ -66,7 +66,7 @@ def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> N
 
 @click.group()
 def batch() -> None:
-    """The batch job: cleaned tables and the ten historical outputs (SPEC §6)."""
+    """The batch job: cleaned tables and the ten historical outputs (docs/data-rules.md)."""
 
 
 @batch.command("run")

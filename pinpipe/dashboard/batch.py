@@ -1,4 +1,4 @@
-"""The batch outputs (SPEC §6) as the page shows them: which ones exist, their rows, how to chart them.
+"""The batch outputs (docs/data-rules.md) as the page shows them: which exist, their rows, how to chart them.
 
 Rows are read from the Delta tables the batch job commits at :func:`pinpipe.tables.batch_table`.
 """

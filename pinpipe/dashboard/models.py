@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 
 
 class BatchOutputSummary(BaseModel):
-    name: str = Field(description="Output name (SPEC §6), also the Delta table name under tables/batch/.")
+    name: str = Field(description="Output name (docs/data-rules.md), also its table under tables/batch/.")
     title: str = Field(description="The question the output answers.")
     available: bool = Field(description="False until the batch job has committed this output.")
     row_count: int = 0

@@ -1,4 +1,4 @@
-"""What every batch engine offers (SPEC §6): clean raw records, answer the ten questions, run the whole job.
+"""What every batch engine offers: clean raw records, answer the ten questions (docs/data-rules.md), run all.
 
 Engines execute the definitions in ``pinpipe.transform``; none of them holds a cleaning rule or a query of its
 own. ``run_batch`` reads the lake (quarantining bad records), writes the cleaned ``pin``/``geo``/``user``

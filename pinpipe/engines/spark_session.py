@@ -8,7 +8,7 @@ is. Otherwise it starts ``settings.engine.spark_master`` (``local[*]`` by defaul
   delta-spark + delta-storage, hadoop-aws + the AWS SDK v2 modules), or ``engine.spark_jars``;
 - Delta's SQL extension and catalog;
 - ``spark.sql.session.timeZone=UTC`` and ``spark.sql.timestampType=TIMESTAMP_NTZ``: timestamps are naive, as
-  written (SPEC §6), whatever the machine's zone; the shared SQL casts to ``TIMESTAMP_NTZ`` as well;
+  written (docs/data-rules.md), whatever the host's zone; the shared SQL casts to ``TIMESTAMP_NTZ`` as well;
 - driver bound to 127.0.0.1 (``SPARK_LOCAL_IP``) and no web UI unless asked for;
 - ``s3://`` served by S3A with the endpoint and credentials of the standard AWS configuration
   (:func:`pinpipe.aws.s3_settings`), only when the lake or the tables are on S3.

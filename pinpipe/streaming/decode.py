@@ -21,7 +21,7 @@ from pinpipe.transform.clean import clean_table, raw_table
 META_SCHEMA = pa.schema(
     [("_partition", pa.int32()), ("_offset", pa.int64()), ("_arrival", pa.timestamp("us", tz="UTC"))]
 )
-"""Columns appended after the SPEC §6 columns of a stream table: where each row came from."""
+"""Columns appended after the cleaned columns (docs/data-rules.md) of a stream table: each row's origin."""
 
 DEAD_LETTER_SCHEMA = pa.schema(
     [
@@ -40,7 +40,7 @@ class Decoded:
     """One stream's share of a micro-batch."""
 
     cleaned: pa.Table
-    """SPEC §6 columns then ``META_SCHEMA``, one row per valid record, in log order per partition."""
+    """Cleaned columns (docs/data-rules.md), then ``META_SCHEMA``; a row per valid record, log order."""
     records: list[Record]
     """The valid records, row for row."""
     dead: list[dict[str, Any]]

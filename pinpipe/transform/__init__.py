@@ -1,12 +1,12 @@
-"""The ONE definition of cleaning (SPEC §6) and of the ten outputs, as SQL text every engine executes.
+"""The ONE definition of cleaning and of the ten outputs (docs/data-rules.md), as SQL text every engine runs.
 
 Why SQL text: both engines we target speak SQL natively (DuckDB in-process, Spark SQL at scale), so the very
 same statements run on each with no translation layer to trust, and a reader can check every rule against
-the SPEC line by line. The text stays inside the subset both dialects share; the three spellings that have
-no common form (a two-element array, the naive timestamp type, an inlined CTE) are named placeholders filled
-by :func:`pinpipe.transform.dialect.render`. We chose this over sqlglot transpiling (one more dependency whose
-rewrites would need auditing per release) and over Ibis (a second expression language to learn, and its
-Spark backend lags the SQL one).
+docs/data-rules.md line by line. The text stays inside the subset both dialects share; the three spellings
+that have no common form (a two-element array, the naive timestamp type, an inlined CTE) are named
+placeholders filled by :func:`pinpipe.transform.dialect.render`. We chose this over sqlglot transpiling
+(one more dependency whose rewrites would need auditing per release) and over Ibis (a second expression
+language to learn, and its Spark backend lags the SQL one).
 
 How an engine uses it: register ``raw_pin``/``raw_geo``/``raw_user`` (columns ``clean.raw_schema(kind)``),
 create ``cleaned_<kind>`` from ``clean.cleaned_sql(kind, keep_duplicates)``, then run

@@ -1,4 +1,4 @@
-"""Cleaning rules (SPEC §6), written once as SQL over the raw views ``raw_pin``, ``raw_geo``, ``raw_user``.
+"""Cleaning rules (docs/data-rules.md), written once as SQL over views ``raw_pin``/``raw_geo``/``raw_user``.
 
 A raw view holds one row per record as decoded from JSON: the columns of ``schema.FIELDS`` (missing ones
 null; ints BIGINT, floats DOUBLE, strings and datetimes VARCHAR) plus ``_seq``, the arrival order (object
@@ -145,7 +145,7 @@ def arrival_order_matters_sql(staged: str, within: str) -> str:
 
 
 def cleaned_sql(kind: Kind, keep_duplicates: bool = False, kept_before: str | None = None) -> str:
-    """The cleaned table of a kind (SPEC column order), with the duplicate rule applied.
+    """The cleaned table of a kind (documented column order), with the duplicate rule applied.
 
     By default pin keeps the first record (lowest ``_seq``) per unique_id, and pins without a unique_id
     once per identical row; geo and user keep each identical cleaned row once. ``keep_duplicates`` keeps
@@ -258,7 +258,7 @@ def clean_table(kind: Kind, raw: pa.Table) -> pa.Table:
     """Clean one batch of raw records (row rules only, no duplicate rule): same rows, same order.
 
     ``raw`` holds records as decoded from JSON (e.g. ``pa.Table.from_pylist(values)``); any missing
-    column counts as null. Returns the SPEC §6 columns of ``kind`` in order.
+    column counts as null. Returns the cleaned columns of ``kind`` in order.
     """
     if kind not in KINDS:
         raise ValidationError(f"unknown kind {kind!r}")

@@ -1,4 +1,4 @@
-"""How outputs are presented: row order and the CSV export (SPEC §6), the same for every engine.
+"""How outputs are presented: row order and the CSV export (docs/data-rules.md), the same for every engine.
 
 Rows are sorted by the output's group columns, then by its other columns; strings compare by Unicode code
 point (UTF-8 byte order), case-sensitive. Numbers: integral values without a decimal part (``41500``),
@@ -64,7 +64,7 @@ def format_cell(value: Any) -> str:
 
 
 def write_csv(name: str, table: pa.Table, path: Path) -> None:
-    """``path`` gets a header row with the SPEC column names, then the rows in export order."""
+    """``path`` gets a header row with the documented column names, then the rows in export order."""
     table = sort_output(name, table)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")

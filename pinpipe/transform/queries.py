@@ -1,4 +1,4 @@
-"""The ten outputs of SPEC §6, written once as SQL over the views ``cleaned_pin``, ``cleaned_geo``,
+"""The ten outputs of docs/data-rules.md, written once as SQL over the views ``cleaned_pin``, ``cleaned_geo``,
 ``cleaned_user`` (built from ``clean.cleaned_sql``; the duplicate rule already applied there).
 
 Each output is one self-contained statement (CTEs, no dependence on other outputs' tables), so an engine
@@ -19,7 +19,7 @@ from pinpipe.transform.dialect import Dialect, render
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """The three switchable conventions (SPEC §6); the defaults are the definitions."""
+    """The three switchable conventions (docs/data-rules.md); the defaults are the definitions."""
 
     keep_duplicates: bool = False
     median: Literal["lower", "exact"] = "lower"
@@ -199,7 +199,7 @@ def join_sql(name: str, dialect: Dialect = "duckdb") -> str:
 def output_sql(
     name: str, options: BatchOptions, dialect: Dialect = "duckdb", joins_built: bool = False
 ) -> str:
-    """The statement computing output ``name`` (columns in SPEC order) for one engine's dialect.
+    """The statement computing output ``name`` (columns in the documented order) for one engine's dialect.
 
     With ``joins_built`` the statement reads tables ``pin_geo``/``pin_user`` the engine created from
     :func:`join_sql`, instead of repeating the join in each of the ten statements.

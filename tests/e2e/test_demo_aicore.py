@@ -1,5 +1,5 @@
 """Issue 3's must-show on the real data: `pinpipe demo` replaying the original emulator (seed 100, 2,524
-iterations) writes the ten CSVs with exactly the SPEC's names and headers and a lake of 2,524 records per
+iterations) writes the ten CSVs with exactly the documented names and headers and a lake of 2,524 records per
 batch topic under the Kafka Connect naming; `pinpipe batch run` then re-runs on the same lake with the
 three switched conventions."""
 
@@ -15,8 +15,8 @@ from tests.e2e.pipeline_cli import clean_env, pinpipe
 ITERATIONS = 2524
 PREFIX = "0a1b2c3d4e5f"
 
-# SPEC §6, written out here rather than imported, so the test checks the code against the SPEC.
-SPEC_HEADERS = {
+# docs/data-rules.md, written out here rather than imported, so the test checks the code against the doc.
+DOC_HEADERS = {
     "popular_category_by_country": ["country", "category", "category_count"],
     "posts_per_category_by_year": ["post_year", "category", "category_count"],
     "popular_category_by_year": ["post_year", "category", "category_count"],
@@ -44,8 +44,8 @@ def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aic
         "--export", str(export), env=env, timeout=900,
     )  # fmt: skip
 
-    assert sorted(p.name for p in export.iterdir()) == sorted(f"{name}.csv" for name in SPEC_HEADERS)
-    for name, header in SPEC_HEADERS.items():
+    assert sorted(p.name for p in export.iterdir()) == sorted(f"{name}.csv" for name in DOC_HEADERS)
+    for name, header in DOC_HEADERS.items():
         rows = read_csv(export / f"{name}.csv")
         assert rows[0] == header, name
         assert len(rows) > 1, f"{name} is empty"
@@ -67,7 +67,7 @@ def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aic
         "--export", str(export2), "--quiet",
         env=env, timeout=600,
     )  # fmt: skip
-    for name, header in SPEC_HEADERS.items():
+    for name, header in DOC_HEADERS.items():
         assert read_csv(export2 / f"{name}.csv")[0] == header, name
 
     # The replay draws some rows more than once: counting raw records gives larger category counts.

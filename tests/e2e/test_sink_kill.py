@@ -1,5 +1,5 @@
 """kill -9 the lake sink at random points, restart it each time: the lake ends exactly once and
-byte-identical to an uninterrupted run (SPEC §5, issue 3 "Reliability")."""
+byte-identical to an uninterrupted run."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 The session runs ``local[2]`` with the jars from ``infra/spark.sh`` (fixture ``spark_jars``: with CI=true a
 missing Java or jar fails, never skips), 2 GB of driver memory, no UI, and its JVM in
-America/Los_Angeles: the naive-timestamp rule (SPEC §6: 2018-12-31 20:43:42 stays in 2018) is proven by
-every comparison made on this session.
+America/Los_Angeles: the naive-timestamp rule (docs/data-rules.md: 2018-12-31 20:43:42 stays in 2018) is
+proven by every comparison made on this session.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The daily DAG in a real Airflow (.venv-airflow): it imports cleanly, has the SPEC's schedule settings,
+"""The daily DAG in a real Airflow (.venv-airflow): it imports cleanly, has the documented schedule settings,
 and `dag.test()` runs `pinpipe batch run` on a workdir an embedded demo filled; a failing job fails the task.
 """
 

@@ -1,4 +1,4 @@
-"""Outputs are presented in one order everywhere (SPEC §6): the same as Arrow's ascending sort."""
+"""Outputs are presented in one order everywhere (docs/data-rules.md): the same as Arrow's ascending sort."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Cleaning rules per column (SPEC §6), through the public clean_table used by batch and stream."""
+"""Cleaning rules per column (docs/data-rules.md), through the public clean_table used by batch and stream."""
 
 from __future__ import annotations
 

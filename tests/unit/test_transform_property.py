@@ -1,6 +1,6 @@
-"""Property: on random raw records the engine's ten outputs equal a plain-Python reading of SPEC §6.
+"""Property: on random raw records the engine's ten outputs equal a plain-Python reading of the data rules.
 
-The reference below is written from the SPEC text, independently of the SQL in pinpipe.transform.
+The reference below is written from docs/data-rules.md, independently of the SQL in pinpipe.transform.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def reference(p: list[dict], g: list[dict], u: list[dict], o: BatchOptions) -> d
          None if r["poster_name"] == "User Info Error" else _nz(r["poster_name"]), _nz(r["category"]))
         for r in p
     ]  # fmt: skip
-    # duplicates are identical *cleaned* rows (SPEC §6): "garbage" and null timestamps are both null
+    # duplicates are identical *cleaned* rows (data rules): "garbage" and null timestamps are both null
     geo = [(r["ind"], _nz(r["country"]), _year(r["timestamp"]), _time(r["timestamp"])) for r in g]
     usr = [(r["ind"], r["age"], _year(r["date_joined"]), _time(r["date_joined"]), r["first_name"]) for r in u]
     if not o.keep_duplicates:

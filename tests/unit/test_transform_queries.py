@@ -1,4 +1,4 @@
-"""Each of the ten outputs on small fixtures whose expected rows are written out by hand (SPEC §6)."""
+"""Each of the ten outputs on small fixtures with expected rows written out by hand (docs/data-rules.md)."""
 
 from __future__ import annotations
 
