@@ -8,6 +8,8 @@ exactly what the separate commands do.
 
 from __future__ import annotations
 
+import secrets
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -16,9 +18,11 @@ from urllib.parse import urlparse
 
 from rich.console import Console
 
+from pinpipe._optional import require_extras
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
-from pinpipe.schema import KINDS, Kind
+from pinpipe.schema import KINDS, Kind, stream_names, topic_names
+from pinpipe.workdir import in_workdir
 
 SYNTHETIC_ROWS = 11_154
 """As many rows as the original database, so the emulator's draws (0..11000) always find a row."""
@@ -42,6 +46,15 @@ class DemoOptions:
     stream: bool = True
     fresh: bool = True
     """Remove the embedded state (source DB, log, lake, tables) of the workdir first."""
+    fresh_log: bool = False
+    """Delete and recreate the prefix's topics and streams on a log outside the workdir (Kafka, Kinesis)
+    that holds records from an earlier run; without it the demo refuses to mix runs."""
+    quiet: bool = False
+    """No progress lines from the emulator (the stages' results are still printed)."""
+    hint_flags: tuple[str, ...] = ()
+    """The location flags the run was given, repeated in the closing hints (``--log kafka://...``)."""
+    command: str = "pinpipe"
+    """How the closing hints spell the pinpipe command (``.venv/bin/pinpipe`` when run from there)."""
 
 
 @dataclass
@@ -61,6 +74,100 @@ def find_load_files(load_dir: Path) -> dict[Kind, Path]:
         else:
             raise ConfigError(f"{load_dir} has no {' or '.join(LOAD_NAMES[kind])}")
     return found
+
+
+def _outside(settings: Settings, url: str) -> bool:
+    """True when ``url`` is not state inside the workdir (a Kafka cluster, Kinesis, S3, another folder)."""
+    return not in_workdir(settings, url)
+
+
+def _prefix_names(settings: Settings) -> list[str]:
+    return [*topic_names(settings.prefix).values(), *stream_names(settings.prefix).values()]
+
+
+def earlier_records(settings: Settings) -> dict[str, dict[str, int]]:
+    """Records an earlier run left under this prefix on the logs outside the workdir:
+    {log URL: {topic or stream: records}} (empty when there are none)."""
+    from pinpipe.log import open_settings_log
+
+    found: dict[str, dict[str, int]] = {}
+    for url in dict.fromkeys([settings.log_url, settings.stream_log_url]):
+        if not _outside(settings, url):
+            continue
+        log = open_settings_log(settings, url)
+        try:
+            existing = log.topics()
+            held = {name: sum(log.end_offsets(name).values()) for name in _prefix_names(settings)}
+        finally:
+            log.close()
+        held = {name: n for name, n in held.items() if name in existing and n > 0}
+        if held:
+            found[url] = held
+    return found
+
+
+def earlier_objects(settings: Settings) -> list[str]:
+    """Where an earlier run left this prefix's lake objects or stream tables outside the workdir: the sink
+    and the stream processor would resume after them and skip this run's records."""
+    from pinpipe.lake.store import open_store
+    from pinpipe.tables import open_delta, stream_table
+
+    found: list[str] = []
+    if _outside(settings, settings.lake_url):
+        store = open_store(settings.lake_url)
+        for topic in topic_names(settings.prefix).values():
+            if next(iter(store.list(f"topics/{topic}/")), None) is not None:
+                found.append(f"{settings.lake_url} (topics/{topic}/)")
+    if _outside(settings, settings.tables_url):
+        for kind in KINDS:
+            try:
+                open_delta(stream_table(settings, kind))
+            except Exception:  # deltalake's TableNotFoundError: nothing left there
+                continue
+            found.append(stream_table(settings, kind))
+    return found
+
+
+def check_earlier_run(settings: Settings, options: DemoOptions) -> dict[str, dict[str, int]]:
+    """Refuse (ConfigError) to mix an earlier run's records outside the workdir into this one, unless
+    ``keep`` (mixing asked for) or ``fresh_log`` (the logs' records are to be deleted); returns what
+    ``fresh_log`` will delete."""
+    if not options.fresh:
+        return {}
+    another = secrets.token_hex(6)
+    objects = earlier_objects(settings)
+    if objects:
+        raise ConfigError(
+            f"an earlier run left prefix {settings.prefix}'s data at {', '.join(objects)}, which the demo "
+            f"does not delete; run it with a new prefix, e.g. --prefix {another}"
+        )
+    records = earlier_records(settings)
+    if records and not options.fresh_log:
+        held = "; ".join(
+            f"{url}: " + ", ".join(f"{name} {n:,}" for name, n in names.items())
+            for url, names in records.items()
+        )
+        raise ConfigError(
+            f"the log already holds records of prefix {settings.prefix} from an earlier run ({held}), "
+            "which this run would mix into its results: give --fresh to delete and recreate those topics "
+            f"and streams, or a new prefix, e.g. --prefix {another}"
+        )
+    return records
+
+
+def delete_earlier_records(settings: Settings, records: dict[str, dict[str, int]], console: Console) -> None:
+    """``--fresh``: delete the topics and streams that hold an earlier run's records (they are created
+    again, empty, when the ingestion API starts)."""
+    from pinpipe.log import open_settings_log
+
+    for url, names in records.items():
+        log = open_settings_log(settings, url)
+        try:
+            for name in names:
+                log.delete_topic(name)
+        finally:
+            log.close()
+        console.print(f"--fresh: deleted {', '.join(names)} on {url} (an earlier run's records)")
 
 
 def _local_path(url: str) -> Path | None:
@@ -139,10 +246,13 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     console = console or Console()
     report = DemoReport()
+    require_extras(settings)  # before anything is deleted
+    earlier = check_earlier_run(settings, options)
     settings.workdir.mkdir(parents=True, exist_ok=True)
     if options.fresh:
         reset_workdir(settings)
         settings.workdir.mkdir(parents=True, exist_ok=True)
+    delete_earlier_records(settings, earlier, console)
 
     with _Stage(console, report, "source", "1. source database"):
         build_source(settings, options, console)
@@ -158,6 +268,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
                     sleep=options.sleep,
                     mode="both",
                     api=api_url,
+                    progress=not options.quiet,
                 ),
             )
         console.print(
@@ -239,4 +350,7 @@ def _print_locations(settings: Settings, options: DemoOptions, report: DemoRepor
         console.print(f"  {label:16} {where}")
     timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.stages.items())
     console.print(f"  stages: {timing}")
-    console.print(f"  dashboard: pinpipe dashboard --workdir {settings.workdir}")
+    flags = "".join(f" {shlex.quote(flag)}" for flag in options.hint_flags)
+    console.print(f"  dashboard: {options.command} dashboard{flags}", soft_wrap=True)
+    console.print(f"  metrics:   {options.command} metrics{flags}", soft_wrap=True)
+    console.print(f"  status:    {options.command} status{flags}", soft_wrap=True)
