@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dashboard": ("pinpipe.cli.dashboard", "dashboard", "Serve the dashboard web page."),
     "demo": ("pinpipe.cli.demo", "demo", "Run the whole pipeline on the embedded defaults."),
     "status": ("pinpipe.cli.status", "status", "Topics, end offsets and consumer lag."),
+    "config": ("pinpipe.cli.config", "config", "Show the effective settings and where each came from."),
 }
 
 

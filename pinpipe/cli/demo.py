@@ -49,6 +49,14 @@ from pinpipe.workdir import note_new_workdir
     help="On a log outside the workdir (Kafka, Kinesis) that holds this prefix's records from an earlier "
     "run, delete and recreate its topics and streams; without it the demo refuses to mix the runs.",
 )
+@click.option(
+    "--event-time",
+    type=click.Choice(["arrival", "timestamp"]),
+    default="arrival",
+    show_default=True,
+    help="Clock of the live metrics: arrival counts the replayed posts as posted now; timestamp uses their "
+    "historical timestamps (then nearly all are late under the 600 s watermark).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress line while the emulator runs.")
 def demo(
     locations: dict[str, Any],
@@ -62,6 +70,7 @@ def demo(
     no_stream: bool,
     keep: bool,
     fresh: bool,
+    event_time: str,
     quiet: bool,
 ) -> None:
     """Run the whole pipeline: build a source DB, serve the API on a free local port, emulate ITERATIONS
@@ -75,7 +84,7 @@ def demo(
     """
     if fresh and keep:
         raise click.UsageError("--fresh and --keep contradict each other: give one")
-    settings = build_settings(locations, **{"engine.name": engine})
+    settings = build_settings(locations, **{"engine.name": engine, "stream.event_time": event_time})
     note_new_workdir(settings, settings.source_url, settings.log_url, settings.lake_url, settings.tables_url)
     run_demo(
         settings,

@@ -35,6 +35,13 @@ def stream() -> None:
 @click.option(
     "--watermark", type=click.FloatRange(min=0), default=None, help="Lateness allowed, seconds [600]."
 )
+@click.option(
+    "--event-time",
+    type=click.Choice(["timestamp", "arrival"]),
+    default=None,
+    help="Clock of the metrics' windows for a new metrics state: the posts' timestamps, or their arrival "
+    "in the log [default: stream.event_time setting, timestamp].",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress line (none off a terminal either).")
 @click.option(
     "--engine",
@@ -50,6 +57,7 @@ def run(
     max_records: int | None,
     max_wait: float | None,
     watermark: float | None,
+    event_time: str | None,
     quiet: bool,
     engine: str,
     master: str | None,
@@ -67,6 +75,7 @@ def run(
             "stream.max_records": max_records,
             "stream.max_wait_s": max_wait,
             "stream.watermark_s": watermark,
+            "stream.event_time": event_time,
             "engine.spark_master": master,
         },
     )
