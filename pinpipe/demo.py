@@ -50,7 +50,7 @@ class DemoOptions:
     """Delete and recreate the prefix's topics and streams on a log outside the workdir (Kafka, Kinesis)
     that holds records from an earlier run; without it the demo refuses to mix runs."""
     quiet: bool = False
-    """No progress lines from the emulator (the stages' results are still printed)."""
+    """No progress bars (source rows, emulator); the stages' results are still printed."""
     hint_flags: tuple[str, ...] = ()
     """The location flags the run was given, repeated in the closing hints (``--log kafka://...``)."""
     command: str = "pinpipe"
@@ -224,10 +224,11 @@ def build_source(settings: Settings, options: DemoOptions, console: Console) -> 
     engine = open_source(settings.source_url)
     try:
         if options.load_dir is not None:
-            result = load_files(engine, find_load_files(options.load_dir), replace=True)
+            files = find_load_files(options.load_dir)
+            result = load_files(engine, files, replace=True, progress=not options.quiet)
             counts = result.counts
         else:
-            seed_database(engine, options.rows, seed=options.seed, replace=True)
+            seed_database(engine, options.rows, seed=options.seed, replace=True, progress=not options.quiet)
             counts = count_rows(engine)
     finally:
         engine.dispose()

@@ -74,7 +74,8 @@ def warn_empty_lake(result: BatchResult, settings: Settings, console: Console) -
     console.print(
         f"[bold yellow]WARNING: the lake {settings.lake_url} holds no records of prefix {settings.prefix}"
         "[/bold yellow] (every output is empty): run `pinpipe sink run --until-idle` first, or check --lake"
-        " and --prefix."
+        " and --prefix.",
+        soft_wrap=True,
     )
 
 

@@ -57,7 +57,7 @@ from pinpipe.workdir import note_new_workdir
     help="Clock of the live metrics: arrival counts the replayed posts as posted now; timestamp uses their "
     "historical timestamps (then nearly all are late under the 600 s watermark).",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress line while the emulator runs.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (source rows, emulator).")
 def demo(
     locations: dict[str, Any],
     iterations: int,
