@@ -97,10 +97,11 @@ def earlier_records(settings: Settings) -> dict[str, dict[str, int]]:
         log = open_settings_log(settings, url)
         try:
             existing = log.topics()
-            held = {name: sum(log.end_offsets(name).values()) for name in _prefix_names(settings)}
+            names = [name for name in _prefix_names(settings) if name in existing]
+            held = {name: sum(log.end_offsets(name).values()) for name in names}
         finally:
             log.close()
-        held = {name: n for name, n in held.items() if name in existing and n > 0}
+        held = {name: n for name, n in held.items() if n > 0}
         if held:
             found[url] = held
     return found
