@@ -110,15 +110,15 @@ def test_cli_serves_the_app_with_the_flags(settings: Settings, monkeypatch: pyte
     served: dict[str, object] = {}
 
     def fake_run(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
-        served.update(app=server.config.app, address=sockets[0].getsockname())
+        host, port = sockets[0].getsockname()[:2]
+        served.update(app=server.config.app, host=host, port=port)
 
     monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     settings.workdir.mkdir(parents=True)
     workdir = str(settings.workdir)
     result = CliRunner().invoke(cli, ["dashboard", "--workdir", workdir, "--port", "0", "--refresh", "5"])
     assert result.exit_code == 0, result.output
-    host, port = served["address"]  # type: ignore[misc]
-    assert host == "127.0.0.1" and f"http://127.0.0.1:{port}/" in result.output
+    assert served["host"] == "127.0.0.1" and f"http://127.0.0.1:{served['port']}/" in result.output
     page = TestClient(served["app"]).get("/").text  # type: ignore[arg-type]
     assert 'data-refresh-ms="5000"' in page and "every 5 s" in page
     assert "--refresh" in CliRunner().invoke(cli, ["dashboard", "--help"]).output
