@@ -77,8 +77,9 @@ def find_load_files(load_dir: Path) -> dict[Kind, Path]:
 
 
 def _outside(settings: Settings, url: str) -> bool:
-    """True when ``url`` is not state inside the workdir (a Kafka cluster, Kinesis, S3, another folder)."""
-    return not in_workdir(settings, url)
+    """True when ``url`` is not state inside the workdir (a Kafka cluster, Kinesis, S3, another folder);
+    Kinesis streams are outside even when their small state file is inside."""
+    return urlparse(url).scheme == "kinesis" or not in_workdir(settings, url)
 
 
 def _prefix_names(settings: Settings) -> list[str]:
