@@ -154,6 +154,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
     report = DemoReport()
     require_extras(settings)  # before anything is deleted
     earlier = check_earlier_run(settings, keep=not options.fresh, fresh=options.fresh_log)
+    if not settings.workdir.is_dir():
+        console.print(f"creating the workdir {settings.workdir.resolve()}")
     settings.workdir.mkdir(parents=True, exist_ok=True)
     if options.fresh:
         reset_workdir(settings)

@@ -10,7 +10,6 @@ import click
 from pinpipe.cli.common import build_settings, command_name, export_option, given_flags, pipeline_options
 from pinpipe.demo import SYNTHETIC_ROWS, DemoOptions, run_demo
 from pinpipe.engines import ENGINES
-from pinpipe.workdir import note_new_workdir
 
 
 @click.command("demo")
@@ -85,7 +84,6 @@ def demo(
     if fresh and keep:
         raise click.UsageError("--fresh and --keep contradict each other: give one")
     settings = build_settings(locations, **{"engine.name": engine, "stream.event_time": event_time})
-    note_new_workdir(settings, settings.source_url, settings.log_url, settings.lake_url, settings.tables_url)
     run_demo(
         settings,
         DemoOptions(
