@@ -55,7 +55,8 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """pinpipe: a Pinterest-style event data pipeline, embedded by default, on Kafka/Spark/S3 at scale.
 
-    Settings come from defaults < pinpipe.toml < PINPIPE_... environment (.env is read) < flags.
+    Settings come from defaults < pinpipe.toml < .env < PINPIPE_... environment < flags;
+    `pinpipe config show` prints them and where each came from.
     """
 
 
