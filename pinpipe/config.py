@@ -119,6 +119,9 @@ class StreamSettings(_Section):
     max_wait_s: float = 0.5
     watermark_s: float = 600.0
     top_k: int = 10
+    event_time: Literal["timestamp", "arrival"] = "timestamp"
+    """Clock of the metrics' windows: the posts' own ``timestamp``, or their ``arrival`` in the log (the
+    demo's choice: replayed history then counts as posted now). A saved metrics state keeps its own."""
 
 
 class DashboardSettings(_Section):

@@ -8,6 +8,7 @@ exactly what the separate commands do.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -15,7 +16,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pinpipe._optional import require_extras
 from pinpipe.config import Settings
+from pinpipe.earlier_run import check_earlier_run, delete_earlier_records
 from pinpipe.errors import ConfigError
 from pinpipe.locations import delta_uri, join, local_path, scheme
 from pinpipe.schema import KINDS, Kind
@@ -42,6 +45,15 @@ class DemoOptions:
     stream: bool = True
     fresh: bool = True
     """Remove the embedded state (source DB, log, lake, tables) of the workdir first."""
+    fresh_log: bool = False
+    """Delete and recreate the prefix's topics and streams on a log outside the workdir (Kafka, Kinesis)
+    that holds records from an earlier run; without it the demo refuses to mix runs."""
+    quiet: bool = False
+    """No progress bars (source rows, emulator); the stages' results are still printed."""
+    hint_flags: tuple[str, ...] = ()
+    """The location flags the run was given, repeated in the closing hints (``--log kafka://...``)."""
+    command: str = "pinpipe"
+    """How the closing hints spell the pinpipe command (``.venv/bin/pinpipe`` when run from there)."""
 
 
 @dataclass
@@ -108,10 +120,11 @@ def build_source(settings: Settings, options: DemoOptions, console: Console) -> 
     engine = open_source(settings.source_url)
     try:
         if options.load_dir is not None:
-            result = load_files(engine, find_load_files(options.load_dir), replace=True)
+            files = find_load_files(options.load_dir)
+            result = load_files(engine, files, replace=True, progress=not options.quiet)
             counts = result.counts
         else:
-            seed_database(engine, options.rows, seed=options.seed, replace=True)
+            seed_database(engine, options.rows, seed=options.seed, replace=True, progress=not options.quiet)
             counts = count_rows(engine)
     finally:
         engine.dispose()
@@ -131,10 +144,15 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
     console = console or Console()
     report = DemoReport()
     delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before anything is written
+    require_extras(settings)  # before anything is deleted
+    earlier = check_earlier_run(settings, keep=not options.fresh, fresh=options.fresh_log)
+    if not settings.workdir.is_dir():
+        console.print(f"creating the workdir {settings.workdir.resolve()}")
     settings.workdir.mkdir(parents=True, exist_ok=True)
     if options.fresh:
         reset_workdir(settings)
         settings.workdir.mkdir(parents=True, exist_ok=True)
+    delete_earlier_records(settings, earlier, console)
 
     with _Stage(console, report, "source", "1. source database"):
         build_source(settings, options, console)
@@ -150,6 +168,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
                     sleep=options.sleep,
                     mode="both",
                     api=api_url,
+                    progress=not options.quiet,
                 ),
             )
         console.print(
@@ -231,4 +250,7 @@ def _print_locations(settings: Settings, options: DemoOptions, report: DemoRepor
         console.print(f"  {label:16} {where}")
     timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.stages.items())
     console.print(f"  stages: {timing}")
-    console.print(f"  dashboard: pinpipe dashboard --workdir {settings.workdir}")
+    flags = "".join(f" {shlex.quote(flag)}" for flag in options.hint_flags)
+    console.print(f"  dashboard: {options.command} dashboard{flags}", soft_wrap=True)
+    console.print(f"  metrics:   {options.command} metrics{flags}", soft_wrap=True)
+    console.print(f"  status:    {options.command} status{flags}", soft_wrap=True)

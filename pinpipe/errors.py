@@ -5,7 +5,7 @@ and exits non-zero, so only genuine bugs ever show a traceback::
 
     PinpipeError
     ├── ConfigError               bad settings, flags, URLs or files
-    ├── MissingDependencyError    an optional extra is not installed ("install pinpipe[kafka]")
+    ├── MissingDependencyError    an optional extra is not installed (names the install command)
     ├── SourceError               the source database or input files
     ├── ValidationError           a record does not match its topic's schema
     ├── LogError                  the log (embedded, Kafka, Kinesis)
@@ -33,10 +33,8 @@ class ConfigError(PinpipeError):
 class MissingDependencyError(PinpipeError):
     """An optional extra is needed; the message says which one to install."""
 
-    def __init__(self, extra: str, module: str) -> None:
-        super().__init__(
-            f"{module} is not installed: install pinpipe[{extra}] (pip install 'pinpipe[{extra}]')"
-        )
+    def __init__(self, extra: str, module: str, install: str) -> None:
+        super().__init__(f"{module} is not installed (the {extra} extra): install it with {install}")
         self.extra = extra
         self.module = module
 

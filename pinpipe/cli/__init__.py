@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dashboard": ("pinpipe.cli.dashboard", "dashboard", "Serve the dashboard web page."),
     "demo": ("pinpipe.cli.demo", "demo", "Run the whole pipeline on the embedded defaults."),
     "status": ("pinpipe.cli.status", "status", "Topics, end offsets and consumer lag."),
+    "config": ("pinpipe.cli.config", "config", "Show the effective settings and where each came from."),
 }
 
 
@@ -54,7 +55,8 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """pinpipe: a Pinterest-style event data pipeline, embedded by default, on Kafka/Spark/S3 at scale.
 
-    Settings come from defaults < pinpipe.toml < PINPIPE_... environment (.env is read) < flags.
+    Settings come from defaults < pinpipe.toml < .env < PINPIPE_... environment < flags;
+    `pinpipe config show` prints them and where each came from.
     """
 
 

@@ -13,31 +13,13 @@ from typing import Any
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
-from pinpipe.errors import ConfigError
+from pinpipe.serve import listen
+from pinpipe.workdir import note_new_workdir
 
 
 @click.group()
 def api() -> None:
     """Serve the ingestion API (Kafka REST Proxy v2 and Kinesis-style routes)."""
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind the listening socket ourselves so the URL printed is the real one (``--port 0`` picks a free
-    port) and a restarted server can take the same port at once (SO_REUSEADDR)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # inherited by accepted connections: without it a response written in two parts waits ~40 ms for the
-    # client's delayed ACK (Nagle)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
-    sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
 
 
 @api.command()
@@ -103,8 +85,9 @@ def serve(
     )
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, format="pinpipe: %(levelname)s: %(message)s")
+    note_new_workdir(settings, settings.log_url, settings.stream_log_url)
     app = create_app(settings)
-    sock = _listen(settings.api.host, settings.api.port)
+    sock = listen(settings.api.host, settings.api.port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown_host}:{bound_port}"

@@ -17,10 +17,13 @@ from rich.console import Console
 from rich.table import Table
 
 from pinpipe.cli.common import build_settings, export_option, pipeline_options
+from pinpipe.config import Settings
 from pinpipe.engines import ENGINES, run_batch
 from pinpipe.engines.base import BatchResult
+from pinpipe.progress import StatusLine
 from pinpipe.schema import KINDS
 from pinpipe.transform.export import export_csv, format_cell
+from pinpipe.workdir import require_workdir
 
 QUARANTINE_EXIT = 3
 
@@ -64,6 +67,18 @@ def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> N
     )
 
 
+def warn_empty_lake(result: BatchResult, settings: Settings, console: Console) -> None:
+    """A run that read no record at all is almost always a wrong --lake/--prefix or a sink not yet run."""
+    if any(result.records_read.values()):
+        return
+    console.print(
+        f"[bold yellow]WARNING: the lake {settings.lake_url} holds no records of prefix {settings.prefix}"
+        "[/bold yellow] (every output is empty): run `pinpipe sink run --until-idle` first, or check --lake"
+        " and --prefix.",
+        soft_wrap=True,
+    )
+
+
 @click.group()
 def batch() -> None:
     """The batch job: cleaned tables and the ten historical outputs (docs/data-rules.md)."""
@@ -89,7 +104,9 @@ def batch() -> None:
 @click.option(
     "--strict", is_flag=True, help=f"Exit with status {QUARANTINE_EXIT} if records were quarantined."
 )
-@click.option("-q", "--quiet", is_flag=True, help="Print only the summary, not the outputs.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print only the summary, not the outputs; no progress line."
+)
 @click.option(
     "--retain-hours",
     type=click.IntRange(min=0),
@@ -126,8 +143,9 @@ def run(
             "engine.retain_hours": retain_hours,
         },
     )
+    require_workdir(settings, settings.lake_url)
     console = Console()
-    with console.status(f"running the batch job on {settings.engine.name} ..."):
+    with StatusLine(f"running the batch job on {settings.engine.name} ...", quiet=quiet):
         result = run_batch(settings)
     if quiet:
         print_result(BatchResult(**{**result.__dict__, "outputs": {}}), console)
@@ -139,5 +157,6 @@ def run(
     removed = f" ({result.files_removed} replaced files deleted)" if result.files_removed else ""
     console.print(f"  tables: {settings.tables_url}/batch{removed}")
     warn_quarantine(result, Console(stderr=True))
+    warn_empty_lake(result, settings, Console(stderr=True))
     if strict and result.quarantined:
         sys.exit(QUARANTINE_EXIT)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +58,30 @@ def pipeline_options(command: F) -> F:
         return command(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def given_flags(locations: dict[str, Any]) -> tuple[str, ...]:
+    """The location flags a command was given, as they would be typed again (``--log kafka://...``), for
+    hints that name the next command to run on the same pipeline."""
+    flags: list[str] = []
+    for name, setting in _LOCATION_FLAGS.items():
+        value = locations.get(setting)
+        if value is not None:
+            flags += [f"--{name.replace('_', '-')}", str(value)]
+    return tuple(flags)
+
+
+def command_name() -> str:
+    """How to type the pinpipe command again: ``pinpipe`` when that is on PATH, else the script run
+    (``.venv/bin/pinpipe`` from the repository root), else ``python -m pinpipe``."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or script.name != "pinpipe":
+        return "pinpipe" if shutil.which("pinpipe") else f"{Path(sys.executable)} -m pinpipe"
+    on_path = shutil.which("pinpipe")
+    if on_path is not None and Path(on_path).absolute() == script.absolute():
+        return "pinpipe"
+    here = Path.cwd()
+    return str(script.absolute().relative_to(here)) if script.absolute().is_relative_to(here) else str(script)
 
 
 export_option = click.option(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.serve import bound_url, listen
+from pinpipe.workdir import require_workdir
 
 
 @click.command()
 @pipeline_options
 @click.option("--host", default=None, help="Interface to listen on [default: 127.0.0.1].")
-@click.option("--port", type=int, default=None, help="Port to listen on [default: 8050].")
+@click.option("--port", type=int, default=None, help="Port to listen on; 0 picks a free one [default: 8050].")
 @click.option("--refresh", type=float, default=None, help="Seconds between page refreshes [default: 2].")
 def dashboard(locations: dict[str, Any], host: str | None, port: int | None, refresh: float | None) -> None:
     """Serve the dashboard: live metrics, lag per partition and the batch outputs, refreshing itself.
@@ -30,7 +33,12 @@ def dashboard(locations: dict[str, Any], host: str | None, port: int | None, ref
         **{"dashboard.host": host, "dashboard.port": port, "dashboard.refresh_s": refresh},
     )
     delta_uri(settings.tables_url)  # tables delta-rs cannot read are a clear error now, not on every refresh
+    require_workdir(settings, settings.tables_url, settings.log_url, settings.stream_log_url)
     app = create_dashboard_app(settings)
-    where = settings.dashboard
-    click.echo(f"pinpipe dashboard on http://{where.host}:{where.port}/ (workdir {settings.workdir})")
-    uvicorn.run(app, host=where.host, port=where.port, log_level="warning")
+    sock = listen(settings.dashboard.host, settings.dashboard.port)
+    try:
+        click.echo(f"pinpipe dashboard on {bound_url(sock)}/ (workdir {settings.workdir})")
+        sys.stdout.flush()
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    finally:
+        sock.close()

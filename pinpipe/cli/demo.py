@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pinpipe.cli.common import build_settings, export_option, pipeline_options
+from pinpipe.cli.common import build_settings, command_name, export_option, given_flags, pipeline_options
 from pinpipe.demo import SYNTHETIC_ROWS, DemoOptions, run_demo
 from pinpipe.engines import ENGINES
 
@@ -42,6 +42,21 @@ from pinpipe.engines import ENGINES
 @click.option(
     "--keep", is_flag=True, help="Keep the workdir's previous embedded state instead of starting fresh."
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="On a log outside the workdir (Kafka, Kinesis) that holds this prefix's records from an earlier "
+    "run, delete and recreate its topics and streams; without it the demo refuses to mix the runs.",
+)
+@click.option(
+    "--event-time",
+    type=click.Choice(["arrival", "timestamp"]),
+    default="arrival",
+    show_default=True,
+    help="Clock of the live metrics: arrival counts the replayed posts as posted now; timestamp uses their "
+    "historical timestamps (then nearly all are late under the 600 s watermark).",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars (source rows, emulator).")
 def demo(
     locations: dict[str, Any],
     iterations: int,
@@ -53,15 +68,22 @@ def demo(
     export_dir: Path | None,
     no_stream: bool,
     keep: bool,
+    fresh: bool,
+    event_time: str,
+    quiet: bool,
 ) -> None:
     """Run the whole pipeline: build a source DB, serve the API on a free local port, emulate ITERATIONS
     posts to the batch topics and the streams, sink the topics to the lake, run the batch job, run the
     stream processor until caught up, then print the outputs and where everything was written.
 
     By default it starts fresh: the source DB, log, lake and tables inside --workdir are rebuilt (state
-    outside the workdir, e.g. a Kafka cluster or an S3 bucket, is never deleted: use a new --prefix there).
+    outside the workdir is never deleted without being asked: on a Kafka or Kinesis log that already holds
+    this prefix's records the demo refuses to run unless --fresh (delete and recreate those topics and
+    streams) or a new --prefix is given; on an S3 lake it asks for a new --prefix).
     """
-    settings = build_settings(locations, **{"engine.name": engine})
+    if fresh and keep:
+        raise click.UsageError("--fresh and --keep contradict each other: give one")
+    settings = build_settings(locations, **{"engine.name": engine, "stream.event_time": event_time})
     run_demo(
         settings,
         DemoOptions(
@@ -73,5 +95,9 @@ def demo(
             export_dir=export_dir,
             stream=not no_stream,
             fresh=not keep,
+            fresh_log=fresh,
+            quiet=quiet,
+            hint_flags=given_flags(locations),
+            command=command_name(),
         ),
     )

@@ -54,7 +54,9 @@ from pinpipe.cli.common import build_settings, pipeline_options
     help='Print one JSON line per iteration {"pin":..,"geo":..,"user":..} (null: row missing) '
     "instead of sending.",
 )
-@click.option("--no-progress", is_flag=True, help="Do not draw the progress line.")
+@click.option(
+    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress line."
+)
 @pipeline_options
 def emulate(
     seed: int,

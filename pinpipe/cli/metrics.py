@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.workdir import require_workdir
 
 
 @click.command("metrics")
@@ -20,6 +21,7 @@ def metrics(locations: dict[str, Any], as_json: bool, limit: int) -> None:
     country_activity, events_per_second, late_events and lag per stream partition.
     """
     settings = build_settings(locations)
+    require_workdir(settings, settings.tables_url)
     from pinpipe.streaming.read import read_metrics
 
     result = read_metrics(settings)

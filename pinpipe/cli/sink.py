@@ -7,6 +7,8 @@ from typing import Any
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.progress import StatusLine
+from pinpipe.workdir import require_workdir
 
 
 @click.group()
@@ -43,7 +45,7 @@ def sink() -> None:
     default=None,
     help="Object format [default: json].",
 )
-@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress line (none off a terminal either).")
 def run(
     locations: dict[str, Any],
     until_idle: bool,
@@ -73,20 +75,13 @@ def run(
             "lake.format": fmt,
         },
     )
-    console = Console(stderr=True)
-    status = None if quiet else console.status("sinking...")
+    require_workdir(settings, settings.log_url)
+    with StatusLine("sinking ...", quiet=quiet) as line:
 
-    def progress(summary: SinkSummary) -> None:
-        if status is not None:
-            status.update(f"sinking: {summary.records:,} records in {summary.objects:,} objects")
+        def progress(summary: SinkSummary) -> None:
+            line.update(f"sinking: {summary.records:,} records in {summary.objects:,} objects")
 
-    if status is not None:
-        status.start()
-    try:
         summary = run_sink(settings, until_idle=until_idle, handle_signals=True, on_progress=progress)
-    finally:
-        if status is not None:
-            status.stop()
     table = Table(title=f"lake sink -> {settings.lake_url}" + (" (stopped)" if summary.stopped else ""))
     for column in ("topic", "objects", "records", "bytes", "kept from before a crash"):
         table.add_column(column, justify="left" if column == "topic" else "right")

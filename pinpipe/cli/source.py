@@ -11,6 +11,7 @@ import click
 from pinpipe.cli.common import build_settings, pipeline_options
 from pinpipe.errors import ConfigError
 from pinpipe.schema import SOURCE_TABLES, Kind
+from pinpipe.workdir import note_new_workdir
 
 
 @click.group()
@@ -28,7 +29,9 @@ def source() -> None:
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First ind.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--replace", is_flag=True, help="Empty the three tables first.")
-@click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+@click.option(
+    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress bar."
+)
 @pipeline_options
 def seed(
     rows: int,
@@ -48,6 +51,7 @@ def seed(
     from pinpipe.source.synthetic import seed_database
 
     settings = build_settings(locations)
+    note_new_workdir(settings, settings.source_url)
     engine = open_source(settings.source_url)
     try:
         began = time.perf_counter()
@@ -81,7 +85,9 @@ def seed(
     help="Empty each table that a file is given for before loading. Without it a key already in the "
     "table is an error and nothing is loaded.",
 )
-@click.option("--no-progress", is_flag=True, help="Do not draw the progress bar.")
+@click.option(
+    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress bar."
+)
 @pipeline_options
 def load(
     pin: Path | None,
@@ -105,6 +111,7 @@ def load(
     if not files:
         raise ConfigError("give at least one of --pin, --geo, --user")
     settings = build_settings(locations)
+    note_new_workdir(settings, settings.source_url)
     engine = open_source(settings.source_url)
     try:
         result = load_files(engine, files, replace=replace, progress=not no_progress)

@@ -12,6 +12,7 @@ from pinpipe.cli.common import build_settings, pipeline_options
 from pinpipe.config import Settings
 from pinpipe.log import Log, open_settings_log
 from pinpipe.status import collect_status, render_status
+from pinpipe.workdir import require_workdir
 
 
 def open_logs(settings: Settings) -> list[Log]:
@@ -39,6 +40,7 @@ def status(locations: dict[str, Any], as_json: bool) -> None:
     "groups": {GROUP: {TOPIC: {"0": {"committed": n, "lag": n}}}}}.
     """
     settings = build_settings(locations)
+    require_workdir(settings, settings.log_url, settings.stream_log_url)
     logs = open_logs(settings)
     try:
         result = collect_status(logs)

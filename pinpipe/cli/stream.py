@@ -8,6 +8,8 @@ from typing import Any
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.progress import StatusLine
+from pinpipe.workdir import require_workdir
 
 
 @click.group("stream")
@@ -33,7 +35,14 @@ def stream() -> None:
 @click.option(
     "--watermark", type=click.FloatRange(min=0), default=None, help="Lateness allowed, seconds [600]."
 )
-@click.option("--quiet", is_flag=True, help="No progress line.")
+@click.option(
+    "--event-time",
+    type=click.Choice(["timestamp", "arrival"]),
+    default=None,
+    help="Clock of the metrics' windows for a new metrics state: the posts' timestamps, or their arrival "
+    "in the log [default: stream.event_time setting, timestamp].",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress line (none off a terminal either).")
 @click.option(
     "--engine",
     type=click.Choice(["embedded", "spark"]),
@@ -48,6 +57,7 @@ def run(
     max_records: int | None,
     max_wait: float | None,
     watermark: float | None,
+    event_time: str | None,
     quiet: bool,
     engine: str,
     master: str | None,
@@ -65,9 +75,11 @@ def run(
             "stream.max_records": max_records,
             "stream.max_wait_s": max_wait,
             "stream.watermark_s": watermark,
+            "stream.event_time": event_time,
             "engine.spark_master": master,
         },
     )
+    require_workdir(settings, settings.stream_log_url)
     from pinpipe.streaming.processor import StreamSummary, run_stream
 
     if engine == "spark":
@@ -81,19 +93,18 @@ def run(
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
 
-    def _progress(summary: StreamSummary) -> None:
-        if not quiet:
+    with StatusLine("streaming ...", quiet=quiet) as line:
+
+        def _progress(summary: StreamSummary) -> None:
             rows = " ".join(f"{k}={v}" for k, v in summary.rows.items())
-            click.echo(
-                f"\rbatches={summary.batches} records={summary.records} {rows} "
-                f"dead_letters={summary.dead_letters}",
-                nl=False,
-                err=True,
+            line.update(
+                f"streaming: batches={summary.batches} records={summary.records} {rows} "
+                f"dead_letters={summary.dead_letters}"
             )
 
-    summary = run_stream(settings, until_idle=until_idle, stop=lambda: stopping["now"], on_batch=_progress)
-    if not quiet:
-        click.echo("", err=True)
+        summary = run_stream(
+            settings, until_idle=until_idle, stop=lambda: stopping["now"], on_batch=_progress
+        )
     rows = ", ".join(f"{k} {v}" for k, v in summary.rows.items())
     click.echo(
         f"stream: {summary.records} records in {summary.batches} micro-batches ({summary.seconds:.1f} s); "

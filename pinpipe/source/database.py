@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, SQLAlchemyError
 
+from pinpipe._optional import install_command
 from pinpipe.errors import SourceError
 from pinpipe.schema import DATETIME_FORMAT, FIELDS, KEY_FIELD, KINDS, SOURCE_TABLES, Kind
 
@@ -107,9 +108,10 @@ def open_source(url: str, *, create: bool = True) -> Engine:
     except NoSuchModuleError as exc:
         raise SourceError(f"unsupported database URL {shown_url(url)}: {_first_line(exc)}") from exc
     except ImportError as exc:
+        extra = "postgres" if parsed.get_backend_name() == "postgresql" else "mysql"
         raise SourceError(
             f"database driver for {shown_url(url)} is not installed ({exc.name}): "
-            "install pinpipe[mysql] or pinpipe[postgres]"
+            f"install it with {install_command(extra)}"
         ) from exc
     except (ArgumentError, SQLAlchemyError) as exc:
         raise SourceError(f"cannot use database {shown_url(url)}: {_first_line(exc)}") from exc

@@ -26,7 +26,7 @@ from pinpipe.errors import ConfigError
 from pinpipe.schema import KINDS, SOURCE_TABLES, Kind, stream_name, topic_name
 from pinpipe.source.database import SqlRowReader, open_source
 from pinpipe.source.progress import row_progress
-from pinpipe.source.sender import HttpApiSender, RetryPolicy, Target
+from pinpipe.source.sender import HttpApiSender, RetryPolicy, Target, check_api_url
 
 Mode = Literal["batch", "stream", "both"]
 MAX_ROW = 11000
@@ -122,6 +122,8 @@ def run_emulator(
         raise ConfigError("--iterations must be >= 0")
     if options.rate is not None and options.rate <= 0:
         raise ConfigError("--rate must be > 0")
+    if not options.dry_run:
+        check_api_url(options.api or default_api(settings))
     summary = EmulatorSummary(run_id=options.run_id or uuid.uuid4().hex[:12])
     targets = _targets(options.mode)
     if not options.dry_run:

@@ -1,4 +1,5 @@
-"""Progress bars for long source work (seed, load, emulate), drawn on stderr so stdout stays data."""
+"""Progress bars for long source work (seed, load, emulate), drawn on stderr so stdout stays data, and only
+on a terminal."""
 
 from __future__ import annotations
 
@@ -13,9 +14,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from pinpipe.progress import progress_wanted
+
 
 def row_progress(enabled: bool = True) -> Progress:
-    """A rich progress display for counted work; a no-op display when ``enabled`` is false."""
+    """A rich progress display for counted work; a no-op display when ``enabled`` is false or stderr is
+    not a terminal (:func:`pinpipe.progress.progress_wanted`)."""
+    console = Console(stderr=True)
     return Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
@@ -24,7 +29,7 @@ def row_progress(enabled: bool = True) -> Progress:
         TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
+        console=console,
+        disable=not progress_wanted(not enabled, console),
         transient=False,
     )

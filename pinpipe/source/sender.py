@@ -15,10 +15,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlparse
 
 import httpx
 import orjson
 
+from pinpipe.errors import ConfigError
 from pinpipe.schema import Kind, stream_name, topic_name
 
 Target = Literal["batch", "stream"]
@@ -61,6 +63,33 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
+def check_api_url(url: str) -> str:
+    """``url`` if it is an http(s) URL with a host, else a ConfigError at once (not retries of a request
+    that can never be sent): ``127.0.0.1:8000`` lacks its ``http://``."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("http", "https") and parsed.hostname:
+        return url
+    hint = f"http://{url}" if "://" not in url else "http://127.0.0.1:8000"
+    raise ConfigError(f"--api {url!r} is not an http:// or https:// URL with a host: give e.g. {hint}")
+
+
+def _server_message(response: httpx.Response) -> str | None:
+    """The ``message`` of an error body (REST proxy and Kinesis routes) or of the first failed offset."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:200] or None
+    if not isinstance(body, dict):
+        return None
+    if isinstance(body.get("message"), str):
+        return str(body["message"])
+    for offset in body.get("offsets") or ():
+        if isinstance(offset, dict) and offset.get("error"):
+            return str(offset["error"])
+    return None
+
+
 def _error_code(response: httpx.Response) -> int | None:
     """The REST-proxy ``error_code`` of an error body or of the first failed offset, if any."""
     try:
@@ -94,7 +123,7 @@ class HttpApiSender:
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
         self._client = httpx.Client(
-            base_url=api.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
+            base_url=check_api_url(api).rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
         )
         self._prefix = prefix
         self._policy = policy or RetryPolicy()
@@ -123,6 +152,7 @@ class HttpApiSender:
     def send(self, target: Target, kind: Kind, record: dict[str, Any], key: str) -> SendResult:
         """Send one record until acknowledged, a permanent error, or the retry cap."""
         request = self._request(target, kind, record, key)
+        where = f"{target} {kind}: {request.method} {request.url}"
         attempt = 0
         while True:
             retry_after: float | None = None
@@ -130,14 +160,16 @@ class HttpApiSender:
                 response = self._client.send(request)
                 response.read()
             except httpx.TransportError as exc:
-                error = f"{target} {kind}: connection error ({type(exc).__name__})"
+                detail = f": {exc}" if str(exc) else ""
+                error = f"{where}: connection error ({type(exc).__name__}{detail})"
             else:
                 status = response.status_code
                 code = _error_code(response)
                 if status < 300 and code is None:
                     return SendResult(retries=attempt)
                 shown = f"HTTP {status}" + (f" error_code {code}" if code is not None else "")
-                error = f"{target} {kind}: {shown}"
+                message = _server_message(response)
+                error = f"{where}: {shown}" + (f": {message}" if message else "")
                 retriable = status >= 500 or status in RETRIABLE_STATUS or code in RETRIABLE_CODES
                 if not retriable:
                     return SendResult(retries=attempt, error=error)

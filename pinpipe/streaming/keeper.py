@@ -85,6 +85,7 @@ class MetricsKeeper:
         self.config = MetricsConfig(
             watermark_s=settings.stream.watermark_s,
             top_k=settings.stream.top_k,
+            event_time=settings.stream.event_time,
             partitions=max(partitions["pin"], partitions["geo"]),
         )
         self.url = tables.metrics_table(settings, "state")

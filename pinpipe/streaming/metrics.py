@@ -9,7 +9,7 @@ it restarts from exactly the state matching those offsets. The definitions are i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -35,6 +35,9 @@ class MetricsConfig:
     half_life_s: float = HALF_LIFE_S
     partitions: int = 3
     """Partitions of each stream (pin and geo), to know when every partition has a frontier."""
+    event_time: str = "timestamp"
+    """The clock of the windows: ``timestamp``, the geo row's own time; ``arrival``, the log's append time
+    of the geo event (replayed history then counts as posted now). A saved state keeps its own clock."""
 
 
 def _key(name: str, start: int) -> str:
@@ -93,7 +96,8 @@ class MetricsState:
         self.pairer.add_pin(str(partition), pin)
 
     def add_geo(self, partition: int, offset: int, arrival: float, row: dict[str, Any]) -> None:
-        ts: float | None = row.get("timestamp")  # event time, epoch seconds of the naive timestamp
+        # event time: epoch seconds of the naive timestamp, or of the log's append time
+        ts: float | None = arrival if self.config.event_time == "arrival" else row.get("timestamp")
         country: str | None = row.get("country")
         self.pairer.add_geo(str(partition), arrival, row.get("ind"), ts, country)
         if ts is None:
@@ -171,6 +175,7 @@ class MetricsState:
         return orjson.dumps(
             {
                 "format": STATE_FORMAT,
+                "event_time": self.config.event_time,
                 "pairer": self.pairer.to_dict(),
                 "post_marks": self.post_marks.maxima,
                 "geo_marks": self.geo_marks.maxima,
@@ -191,7 +196,9 @@ class MetricsState:
     @classmethod
     def from_json(cls, config: MetricsConfig, text: str) -> MetricsState:
         data = orjson.loads(text)
-        state = cls(config)
+        # the clock the saved windows were built on, whatever the settings say now (a state from before the
+        # setting existed used the timestamps)
+        state = cls(replace(config, event_time=data.get("event_time", "timestamp")))
         state.pairer = PinGeoPairer.from_dict(config.pair_window_s, data["pairer"])
         state.post_marks = PartitionWatermarks(config.watermark_s, data["post_marks"])
         state.geo_marks = PartitionWatermarks(config.watermark_s, data["geo_marks"])

@@ -12,7 +12,7 @@ from typing import Any
 import pyarrow as pa
 
 from pinpipe.streaming.metrics import MetricsState, split_key
-from pinpipe.streaming.windows import DAY, HOUR, MINUTE, bucket
+from pinpipe.streaming.windows import DAY, HOUR, MINUTE, SCORE_FLOOR, bucket
 
 TS = pa.timestamp("us")
 
@@ -153,7 +153,8 @@ def trending_categories(state: MetricsState) -> pa.Table:
 
 def category_scores(state: MetricsState) -> pa.Table:
     score = state.category_score
-    ranked = sorted(score.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    kept = ((c, v) for c, v in score.scores.items() if v > SCORE_FLOOR)
+    ranked = sorted(kept, key=lambda kv: (-kv[1], kv[0]))
     rows = [
         {"rank": i, "category": c, "score": v, "as_of": to_datetime(score.as_of)}
         for i, (c, v) in enumerate(ranked, start=1)

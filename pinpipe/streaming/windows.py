@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+SCORE_FLOOR = 1e-12
+"""Decayed scores at or below this are dropped (from the state and from the category_scores table)."""
 MINUTE = 60
 HOUR = 3600
 DAY = 86400
@@ -71,7 +73,7 @@ class DecayedScore:
             self.as_of = now if self.as_of is None else self.as_of
             return
         factor = 2.0 ** (-(now - self.as_of) / self.half_life_s)
-        self.scores = {k: v * factor for k, v in self.scores.items() if v * factor > 1e-12}
+        self.scores = {k: v * factor for k, v in self.scores.items() if v * factor > SCORE_FLOOR}
         self.as_of = now
 
     def add(self, key: str, ts: float) -> None:

@@ -291,6 +291,7 @@ def assert_metrics_match_cli(workdir: Path, metrics: dict[str, Any]) -> None:
 
 
 def test_empty_workdir_page_says_what_to_run(browser: Any, serve: Any, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()  # an empty workdir: a missing one is refused (test_cli_workdir.py)
     dashboard = serve(tmp_path / "empty")
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     page.goto(dashboard.url + "/")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pyarrow as pa
 import pytest
 from deltalake import write_deltalake
@@ -107,15 +109,16 @@ def test_cli_serves_the_app_with_the_flags(settings: Settings, monkeypatch: pyte
 
     served: dict[str, object] = {}
 
-    def fake_run(app: object, host: str, port: int, log_level: str) -> None:
-        served.update(app=app, host=host, port=port)
+    def fake_run(server: uvicorn.Server, sockets: list[socket.socket]) -> None:
+        host, port = sockets[0].getsockname()[:2]
+        served.update(app=server.config.app, host=host, port=port)
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
+    settings.workdir.mkdir(parents=True)
     workdir = str(settings.workdir)
-    result = CliRunner().invoke(cli, ["dashboard", "--workdir", workdir, "--port", "8123", "--refresh", "5"])
+    result = CliRunner().invoke(cli, ["dashboard", "--workdir", workdir, "--port", "0", "--refresh", "5"])
     assert result.exit_code == 0, result.output
-    assert "http://127.0.0.1:8123/" in result.output
-    assert served["port"] == 8123 and served["host"] == "127.0.0.1"
+    assert served["host"] == "127.0.0.1" and f"http://127.0.0.1:{served['port']}/" in result.output
     page = TestClient(served["app"]).get("/").text  # type: ignore[arg-type]
     assert 'data-refresh-ms="5000"' in page and "every 5 s" in page
     assert "--refresh" in CliRunner().invoke(cli, ["dashboard", "--help"]).output

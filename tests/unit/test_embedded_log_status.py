@@ -68,6 +68,7 @@ def test_records_count_what_retention_kept_and_logs_merge(settings: Settings) ->
 
 
 def test_status_of_an_empty_workdir(settings: Settings) -> None:
+    settings.workdir.mkdir(parents=True)
     result = CliRunner().invoke(cli, ["status", "--workdir", str(settings.workdir), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == {"topics": {}, "groups": {}}

@@ -132,7 +132,8 @@ def test_per_record_retriable_error_code_is_retried() -> None:
 def test_other_4xx_is_an_error_at_once(status: int) -> None:
     recorder, slept = Recorder([status]), list[float]()
     result = _sender(recorder, slept).send("batch", "geo", RECORD, "k")
-    assert result.error == f"batch geo: HTTP {status} error_code {status * 100 + 1}"
+    where = f"batch geo: POST http://api.test/topics/{PREFIX}.geo"
+    assert result.error == f"{where}: HTTP {status} error_code {status * 100 + 1}: no"
     assert len(recorder.requests) == 1 and slept == []
 
 
@@ -179,6 +180,7 @@ def test_run_counts_errors_and_reports_each_kind_once(seeded: Settings) -> None:
     errors: list[str] = []
     options = EmulatorOptions(iterations=5, sleep=False, api="http://x", progress=False)
     summary = run_emulator(seeded, options, transport=httpx.MockTransport(handler), on_error=errors.append)
-    assert summary.errors == 5 and errors == ["batch geo: HTTP 422 error_code 42206"]
+    assert summary.errors == 5
+    assert errors == [f"batch geo: POST http://x/topics/{PREFIX}.geo: HTTP 422 error_code 42206: bad"]
     assert summary.sent[f"{PREFIX}.geo"] == 0 and summary.sent[f"{PREFIX}.pin"] == 5
     assert "errors: 5" in summary.line()
