@@ -13,7 +13,8 @@ Mapping onto Kafka:
 - topics and Kinesis-style streams are both Kafka topics (``<prefix>.pin`` and ``streaming-<prefix>-pin``),
   created by :meth:`KafkaLog.create_topic` with ``partitions`` (default 3), ``replication_factor``
   replicas (default: the live broker count, at most 3) and ``min.insync.replicas`` (default 2 with three
-  replicas, else 1), so an acknowledged record survives the loss of any one broker of three; an append to a missing topic raises TopicNotFoundError, as on the embedded log;
+  replicas, else 1), so an acknowledged record survives the loss of any one broker of three;
+  an append to a missing topic raises TopicNotFoundError, as on the embedded log;
 - writers use the idempotent producer (``enable.idempotence``, ``acks=all``) and wait for every delivery
   report before returning (partition, offset); keyed records go where Kafka's Java default partitioner
   puts them (``partitioner=murmur2_random``, the same function as :mod:`pinpipe.log.partitioner`);

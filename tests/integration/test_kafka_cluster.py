@@ -54,5 +54,3 @@ def test_one_broker_gets_one_replica(kafka_log: KafkaLog) -> None:
     topic = f"rf-{uuid.uuid4().hex[:10]}"
     kafka_log.create_topic(topic, 1)
     assert described(kafka_log, topic) == ({1}, "1")
-
-
