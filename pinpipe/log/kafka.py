@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, urlparse
 from pinpipe._optional import require
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka_group import KafkaGroupReader, PartitionListener
 from pinpipe.log.kafka_idempotency import HEADER, KafkaIdempotencyIndex
 from pinpipe.log.kafka_reader import KafkaLogReader, raise_for
 
@@ -291,6 +292,14 @@ class KafkaLog:
 
     def reader(self, group: str, topics: Sequence[str]) -> KafkaLogReader:
         reader = KafkaLogReader(self.common, group, topics, self.timeout_s)
+        self._children.append(reader)
+        return reader
+
+    def group_reader(
+        self, group: str, topics: Sequence[str], listener: PartitionListener
+    ) -> KafkaGroupReader:
+        """A reader sharing the topics' partitions with the group's other members (see kafka_group)."""
+        reader = KafkaGroupReader(self.common, group, topics, self.timeout_s, listener)
         self._children.append(reader)
         return reader
 
