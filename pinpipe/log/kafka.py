@@ -182,7 +182,15 @@ class KafkaLog:
             if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise_for(exc.args[0], f"create topic {topic!r}")
         self._wait_for(lambda names: topic in names, f"topic {topic!r} to appear")
-        self.end_offsets(topic)  # returns once every partition's leader answers
+        deadline = time.monotonic() + self.timeout_s
+        while True:  # returns once every partition's leader answers
+            try:
+                self.end_offsets(topic)
+                return
+            except TopicNotFoundError:  # on a cluster, the next metadata answer may come from a broker
+                if time.monotonic() > deadline:  # that has not heard of the topic yet
+                    raise
+                time.sleep(0.05)
 
     def replication(self) -> tuple[int, int]:
         """(replication factor, min.insync.replicas) for new topics: the settings, or derived from the
@@ -198,6 +206,23 @@ class KafkaLog:
         except ck.KafkaException as exc:
             raise_for(exc.args[0], "list brokers")
         return {b.id: f"{b.host}:{b.port}" for b in sorted(meta.brokers.values(), key=lambda b: b.id)}
+
+    def owners(self, group: str) -> dict[tuple[str, int], str]:
+        """Which member of ``group`` owns each assigned partition now (its client id), from the group
+        coordinator; empty for a group without subscribed members."""
+        try:
+            described = self._admin.describe_consumer_groups([group], request_timeout=self.timeout_s)
+            members = described[group].result().members or []
+        except ck.KafkaException as exc:
+            if exc.args[0].code() == ck.KafkaError.GROUP_ID_NOT_FOUND:
+                return {}
+            raise_for(exc.args[0], f"describe group {group!r}")
+        return {
+            (tp.topic, tp.partition): m.client_id
+            for m in members
+            if m.assignment is not None
+            for tp in m.assignment.topic_partitions
+        }
 
     def delete_topic(self, topic: str) -> None:
         futures = self._admin.delete_topics([topic], operation_timeout=self.timeout_s)

@@ -11,6 +11,8 @@ starts cleanly at the committed offset. A member killed with ``kill -9`` is drop
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +46,7 @@ class KafkaGroupReader(KafkaLogReader):
     ) -> None:
         config = {
             **common,
+            "client.id": f"{common.get('client.id', 'pinpipe')}-{socket.gethostname()}-{os.getpid()}",
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": 1000,

@@ -20,6 +20,7 @@ from pinpipe.lake.store import FileStore
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka import KafkaLog, admin
 from pinpipe.schema import topic_names
+from pinpipe.status import collect_status
 from tests.processes import clean_env, run_pinpipe
 
 pytestmark = pytest.mark.kafka
@@ -84,6 +85,14 @@ def test_workers_share_partitions_and_the_lake_stays_exactly_once(
         )
         shares = [a for a in assignments(kafka_bootstrap) if a]
         assert not shares[0] & shares[1] and shares[0] | shares[1] == ours
+
+        def owners() -> set[str]:  # as `pinpipe status` shows them
+            status = collect_status([log])
+            parts = [info for t in topics for info in status["groups"].get(GROUP, {}).get(t, {}).values()]
+            return {info["owner"] for info in parts} if len(parts) == len(ours) else set()
+
+        wait_for(lambda: len(owners()) == 2 and "" not in owners(), 30, "status to show the two owners")
+        assert collect_status([log])["brokers"] == {"1": kafka_bootstrap}
         write_wave(log, topics, 2, 500)
         time.sleep(2)
         procs[0].kill()  # kill -9 mid-run: its partitions go to the other after the session timeout
