@@ -6,7 +6,7 @@ owner of a partition is told when it gets one (with the group's committed offset
 when it loses one: it may commit what it finished in ``revoked``, then must forget the partition; the
 records of a partition revoked during a poll are not returned by that poll, so a new assignment always
 starts cleanly at the committed offset. A member killed with ``kill -9`` is dropped after
-``session.timeout.ms`` (10 s) and its partitions move to the others.
+``session.timeout.ms`` (6 s, the broker's default minimum) and its partitions move to the others.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pinpipe.log.kafka_reader import KafkaLogReader
 
 ck = require("confluent_kafka", "kafka")
 
-SESSION_TIMEOUT_MS = 10_000
+SESSION_TIMEOUT_MS = 6_000
 
 
 class PartitionListener(Protocol):
