@@ -98,8 +98,10 @@ stop_pid() {
 }
 
 # spawn CMD...: start CMD in the background (own session), output to $LOG, pid to $PIDFILE.
+# Descriptors 3-9 are closed in the server: a lock held by the caller (`flock LOCK bash infra/...`) must
+# not stay held for the server's whole life.
 spawn() {
-  setsid "$@" >>"$LOG" 2>&1 < /dev/null &
+  setsid "$@" >>"$LOG" 2>&1 </dev/null 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- &
   echo $! >"$PIDFILE"
 }
 

@@ -85,6 +85,10 @@ class LogSettings(_Section):
     """Partitions (shards) of each topic or stream created by pinpipe."""
     kafka: dict[str, str] = Field(default_factory=dict)
     """Extra librdkafka settings (SASL/SSL...), passed through as they are."""
+    replication_factor: int = Field(default=0, ge=0)
+    """Replicas of each Kafka topic pinpipe creates; 0: the broker count, at most 3."""
+    min_insync_replicas: int = Field(default=0, ge=0)
+    """``min.insync.replicas`` of those topics; 0: 2 with three replicas or more, else 1."""
 
 
 class LakeSettings(_Section):

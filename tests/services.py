@@ -35,17 +35,20 @@ class ServiceError(RuntimeError):
 class InfraService:
     """One infra/<name>.sh service with its own state directory (``PINPIPE_INFRA_DIR``)."""
 
-    def __init__(self, name: str, state_dir: Path, start_timeout: float = 300.0) -> None:
+    def __init__(
+        self, name: str, state_dir: Path, start_timeout: float = 300.0, start_args: tuple[str, ...] = ()
+    ) -> None:
         self.name = name
         self.state_dir = state_dir
         self.start_timeout = start_timeout
+        self.start_args = start_args
         self.endpoint: str | None = None
 
-    def run(self, action: str, timeout: float) -> str:
+    def run(self, action: str, timeout: float, *args: str) -> str:
         env = {**os.environ, "PINPIPE_INFRA_DIR": str(self.state_dir)}
         try:
             done = subprocess.run(
-                ["bash", str(INFRA / f"{self.name}.sh"), action],
+                ["bash", str(INFRA / f"{self.name}.sh"), action, *args],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -64,7 +67,8 @@ class InfraService:
         return done.stdout
 
     def start(self) -> str:
-        lines = [line for line in self.run("start", self.start_timeout).splitlines() if line.strip()]
+        output = self.run("start", self.start_timeout, *self.start_args)
+        lines = [line for line in output.splitlines() if line.strip()]
         if not lines:
             raise ServiceError(f"infra/{self.name}.sh start printed no endpoint\n{self.log_tail()}")
         self.endpoint = lines[-1].strip()
@@ -73,12 +77,18 @@ class InfraService:
     def stop(self) -> None:
         self.run("stop", 120)
 
+    def pids(self) -> list[int]:
+        """PIDs of the service's processes (one per broker for Kafka)."""
+        return [int(line) for line in self.run("pids", 30).split()]
+
     def log_tail(self, lines: int = 40) -> str:
-        log = self.state_dir / self.name / f"{self.name}.log"
-        if not log.exists():
-            return f"(no log at {log})"
-        text = log.read_text(errors="replace").splitlines()[-lines:]
-        return f"last lines of {log}:\n" + "\n".join(text)
+        logs = sorted((self.state_dir / self.name).glob(f"**/{self.name}.log"))
+        if not logs:
+            return f"(no log under {self.state_dir / self.name})"
+        return "\n".join(
+            f"last lines of {log}:\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for log in logs
+        )
 
 
 def service_missing(message: str) -> None:
@@ -97,8 +107,8 @@ def infra_state_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _serve(name: str, state_dir: Path) -> Iterator[str]:
-    service = InfraService(name, state_dir)
+def _serve(name: str, state_dir: Path, *start_args: str) -> Iterator[str]:
+    service = InfraService(name, state_dir, start_args=start_args)
     try:
         endpoint = service.start()
     except ServiceError as exc:
@@ -116,6 +126,26 @@ def _serve(name: str, state_dir: Path) -> Iterator[str]:
 def kafka_bootstrap(infra_state_dir: Path) -> Iterator[str]:
     """``127.0.0.1:PORT`` of a Kafka 4 broker (KRaft) for the session."""
     yield from _serve("kafka", infra_state_dir)
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(infra_state_dir: Path) -> Iterator[InfraService]:
+    """A three-broker Kafka cluster (three KRaft voters) for the session; ``.endpoint`` is the
+    bootstrap list, ``.pids()`` one PID per broker. Tests that kill a broker start it again
+    (``.start()``) before they end."""
+    service = InfraService("kafka", infra_state_dir / "cluster", start_args=("--brokers", "3"))
+    service.state_dir.mkdir(exist_ok=True)
+    try:
+        service.start()
+    except ServiceError as exc:
+        with contextlib.suppress(ServiceError):
+            service.stop()
+        service_missing(str(exc))
+        raise
+    try:
+        yield service
+    finally:
+        service.stop()
 
 
 @pytest.fixture(scope="session")

@@ -34,10 +34,10 @@ def open_logs(settings: Settings) -> list[Log]:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def status(locations: dict[str, Any], as_json: bool) -> None:
     """Show every topic and stream with its partitions' end offsets and record count, and every consumer
-    group with its committed offsets and lag.
+    group with its committed offsets and lag; on Kafka also each partition's owner and the brokers.
 
     JSON shape: {"topics": {NAME: {"records": n, "partitions": {"0": {"end_offset": n}}}},
-    "groups": {GROUP: {TOPIC: {"0": {"committed": n, "lag": n}}}}}.
+    "groups": {GROUP: {TOPIC: {"0": {"committed": n, "lag": n[, "owner": s]}}}}[, "brokers": {ID: s}]}.
     """
     settings = build_settings(locations)
     require_workdir(settings, settings.log_url, settings.stream_log_url)

@@ -28,13 +28,25 @@ Why it is exactly once, even under ``kill -9``:
 Objects are put by one background thread, in the order they were cut, so fsyncs overlap with reading
 the log while each partition's objects still land in offset order (a crash leaves a prefix of them).
 
+Several workers (Kafka): sink processes in one group share the partitions through Kafka's group protocol
+(:mod:`pinpipe.log.kafka_group`). Since boundaries depend only on the records and the start offset, and
+every owner starts at the committed offset (an object boundary) and looks in the lake there, a rebalance
+never changes what the lake holds: a worker losing a partition waits for its queued puts, commits them,
+and drops its unwritten records (never writes a partial file); the new owner reads them again. A
+worker killed mid-object leaves the same state as a crash of the only sink. Two owners of one partition
+for a moment (a stalled worker not yet dropped) write the same objects under the same names.
+
+The embedded log has no group protocol: one sink per log directory and group; a second one is refused.
+
 Memory: at most ``flush_size`` records (and ``max_object_bytes``) per partition, one poll, and
-``put_queue`` encoded objects waiting for the store. One sink process per consumer group and lake.
+``put_queue`` encoded objects waiting for the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import signal
 import threading
 import time
@@ -42,7 +54,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pinpipe.errors import ObjectNotFoundError
+from pinpipe.errors import LogError, ObjectNotFoundError
 from pinpipe.lake.formats import EXTENSIONS, LakeFormat, format_of_key, lake_format, object_key
 from pinpipe.lake.sink_options import SinkOptions as SinkOptions  # re-exported: the sink's API
 from pinpipe.lake.sink_options import SinkSummary as SinkSummary
@@ -50,6 +62,10 @@ from pinpipe.lake.sink_options import TopicSummary as TopicSummary
 from pinpipe.lake.sink_puts import OrderedPuts
 from pinpipe.lake.store import ObjectStore
 from pinpipe.log.base import Log, LogReader, Record, TopicPartition
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import IO
 
 if TYPE_CHECKING:
     from pinpipe.config import Settings
@@ -106,6 +122,14 @@ class LakeSink:
             if topic not in existing:
                 log.create_topic(topic, partitions)
         self._states: dict[TopicPartition, _PartitionState] = {}
+        self._shared = hasattr(log, "group_reader")
+        """Partitions come and go with the group's assignment (Kafka) rather than all being ours."""
+        self._assigned_once = False
+        self._lock_file: IO[bytes] | None = None
+        if self._shared:
+            self._reader: LogReader = log.group_reader(group, self.topics, self)  # type: ignore[attr-defined]
+            return
+        self._lock_file = _exclusive(log, group)
         for topic in self.topics:
             committed = log.committed(group, topic)
             for p in log.end_offsets(topic):
@@ -113,7 +137,7 @@ class LakeSink:
                 self._states[(topic, p)] = _PartitionState(
                     topic, p, position=start, committed=committed.get(p)
                 )
-        self._reader: LogReader = log.reader(group, self.topics)
+        self._reader = log.reader(group, self.topics)
 
     # control
     def stop(self) -> None:
@@ -123,6 +147,29 @@ class LakeSink:
     def close(self) -> None:
         self._puts.close()
         self._reader.close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+
+    # the group's assignment (Kafka), called from inside a poll
+    def assigned(self, offsets: Mapping[TopicPartition, int | None]) -> None:
+        """Partitions now ours start afresh at the committed offset, looking in the lake first."""
+        self._assigned_once = True
+        for (topic, p), offset in offsets.items():
+            self._states[(topic, p)] = _PartitionState(topic, p, position=offset or 0, committed=offset)
+
+    def revoked(self, partitions: Sequence[TopicPartition], lost: bool) -> None:
+        """Commit what is in the lake (unless another member owns the partitions already), then forget
+        them: unwritten records are dropped, never written as a partial file."""
+        if not lost:
+            try:
+                self._puts.drain()
+                self._commit()
+            except LogError:  # fenced or broker trouble: the next owner finds the objects in the lake
+                pass
+        with self._lock:
+            for tp in partitions:
+                self._states.pop(tp, None)
+                self._dirty.discard(tp)
 
     # the loop
     def run(
@@ -154,15 +201,19 @@ class LakeSink:
             self._commit()
         return len(records)
 
-    def _state(self, record: Record) -> _PartitionState:
+    def _state(self, record: Record) -> _PartitionState | None:
         tp = (record.topic, record.partition)
         state = self._states.get(tp)
+        if state is None and self._shared:  # not ours (any more)
+            return None
         if state is None:  # a partition added after start
             state = self._states[tp] = _PartitionState(record.topic, record.partition)
         return state
 
     def _consume(self, record: Record) -> None:
         state = self._state(record)
+        if state is None:
+            return
         if record.offset < state.position:  # already handled, or inside a recovered object
             return
         state.position = record.offset + 1
@@ -243,13 +294,16 @@ class LakeSink:
             offsets = {
                 tp: state.covered
                 for tp in self._dirty
-                if (state := self._states[tp]).covered is not None and state.covered != state.committed
+                if (state := self._states.get(tp)) is not None
+                and state.covered is not None
+                and state.covered != state.committed
             }
             self._dirty.clear()
         if offsets:
             self._reader.commit(offsets)
             for tp, offset in offsets.items():
-                self._states[tp].committed = offset
+                if tp in self._states:
+                    self._states[tp].committed = offset
 
     # idle flush and catching up
     def _idle_candidates(self) -> list[_PartitionState]:
@@ -273,6 +327,8 @@ class LakeSink:
                 self._write(state)
 
     def _caught_up(self) -> bool:
+        if self._shared:
+            return self._assigned_once and self._owned_caught_up()
         for topic in self.topics:
             for p, end in self.log.end_offsets(topic).items():
                 state = self._states.get((topic, p))
@@ -285,10 +341,37 @@ class LakeSink:
                     return False
         return True
 
+    def _owned_caught_up(self) -> bool:
+        ends: dict[str, dict[int, int]] = {}
+        for state in list(self._states.values()):
+            if state.topic not in ends:
+                ends[state.topic] = self.log.end_offsets(state.topic)
+            if state.position < ends[state.topic].get(state.partition, 0):
+                return False
+        return True
+
     def _flush_all(self) -> None:
         for state in self._states.values():
             if state.values:
                 self._write(state)
+
+
+def _exclusive(log: Log, group: str) -> IO[bytes] | None:
+    """On a log in a local directory (embedded), a lock held while the sink runs: a second sink of the
+    same group would read the same partitions and race on the commits."""
+    directory = getattr(log, "directory", None)
+    if directory is None:
+        return None
+    handle = open(os.path.join(directory, f"sink-{group}.lock"), "wb")  # noqa: SIM115 - held open
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise LogError(
+            f"another lake sink of group {group!r} is running on {log.url}: one sink per embedded log "
+            "(several sink workers need Kafka)"
+        ) from None
+    return handle
 
 
 def run_sink(

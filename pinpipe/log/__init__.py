@@ -59,6 +59,9 @@ def open_settings_log(settings: Settings, url: str | None = None) -> Log:
     partition count of topics it creates, and for Kafka the extra librdkafka settings (SASL/SSL)."""
     url = url or settings.log_url
     options: dict[str, Any] = {"partitions": settings.log.partitions}
-    if url_scheme(url) == "kafka" and settings.log.kafka:
-        options["kafka"] = dict(settings.log.kafka)
+    if url_scheme(url) == "kafka":
+        if settings.log.kafka:
+            options["kafka"] = dict(settings.log.kafka)
+        options["replication_factor"] = settings.log.replication_factor
+        options["min_insync_replicas"] = settings.log.min_insync_replicas
     return open_log(url, **options)

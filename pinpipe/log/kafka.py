@@ -11,8 +11,10 @@ pinpipe's own options.
 Mapping onto Kafka:
 
 - topics and Kinesis-style streams are both Kafka topics (``<prefix>.pin`` and ``streaming-<prefix>-pin``),
-  created by :meth:`KafkaLog.create_topic` with ``partitions`` (default 3) and the broker's default
-  replication factor; an append to a missing topic raises TopicNotFoundError, as on the embedded log;
+  created by :meth:`KafkaLog.create_topic` with ``partitions`` (default 3), ``replication_factor``
+  replicas (default: the live broker count, at most 3) and ``min.insync.replicas`` (default 2 with three
+  replicas, else 1), so an acknowledged record survives the loss of any one broker of three;
+  an append to a missing topic raises TopicNotFoundError, as on the embedded log;
 - writers use the idempotent producer (``enable.idempotence``, ``acks=all``) and wait for every delivery
   report before returning (partition, offset); keyed records go where Kafka's Java default partitioner
   puts them (``partitioner=murmur2_random``, the same function as :mod:`pinpipe.log.partitioner`);
@@ -44,6 +46,7 @@ from pinpipe.errors import (
     TopicNotFoundError,
 )
 from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka_group import KafkaGroupReader, PartitionListener
 from pinpipe.log.kafka_idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
 from pinpipe.log.kafka_reader import KafkaLogReader, raise_for
 
@@ -120,6 +123,8 @@ class KafkaLog:
         *,
         timeout_s: float = 10.0,
         kafka: Mapping[str, Any] | None = None,
+        replication_factor: int = 0,
+        min_insync_replicas: int = 0,
         **config: Any,
     ) -> None:
         bootstrap, options, url_settings = parse_url(url)
@@ -127,6 +132,12 @@ class KafkaLog:
         timeout_s = options.get("timeout_s", timeout_s)
         if partitions < 1:
             raise ConfigError(f"partitions must be at least 1, got {partitions}")
+        if replication_factor and min_insync_replicas > replication_factor:
+            raise ConfigError(
+                f"min_insync_replicas {min_insync_replicas} exceeds replication_factor {replication_factor}"
+            )
+        self.replication_factor = replication_factor
+        self.min_insync_replicas = min_insync_replicas
         self.url = url
         self.default_partitions = partitions
         self.timeout_s = timeout_s
@@ -158,8 +169,16 @@ class KafkaLog:
             raise LogError(f"cannot create topic {topic!r} with {count} partitions")
         if topic in self.topics():
             return
+        replicas, min_isr = self.replication()
         futures = self._admin.create_topics(
-            [admin.NewTopic(topic, num_partitions=count, replication_factor=-1)],
+            [
+                admin.NewTopic(
+                    topic,
+                    num_partitions=count,
+                    replication_factor=replicas,
+                    config={"min.insync.replicas": str(min_isr)},
+                )
+            ],
             operation_timeout=self.timeout_s,
             request_timeout=self.timeout_s,
         )
@@ -169,7 +188,47 @@ class KafkaLog:
             if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
                 raise_for(exc.args[0], f"create topic {topic!r}")
         self._wait_for(lambda names: topic in names, f"topic {topic!r} to appear")
-        self.end_offsets(topic)  # returns once every partition's leader answers
+        deadline = time.monotonic() + self.timeout_s
+        while True:  # returns once every partition's leader answers
+            try:
+                self.end_offsets(topic)
+                return
+            except TopicNotFoundError:  # on a cluster, the next metadata answer may come from a broker
+                if time.monotonic() > deadline:  # that has not heard of the topic yet
+                    raise
+                time.sleep(0.05)
+
+    def replication(self) -> tuple[int, int]:
+        """(replication factor, min.insync.replicas) for new topics: the settings, or derived from the
+        brokers alive now (three or more: 3 and 2, so one broker may fail without refusing appends)."""
+        replicas = self.replication_factor or min(3, max(1, len(self.brokers())))
+        min_isr = self.min_insync_replicas or (2 if replicas >= 3 else 1)
+        return replicas, min(min_isr, replicas)
+
+    def brokers(self) -> dict[int, str]:
+        """The cluster's live brokers: id -> ``host:port``."""
+        try:
+            meta = self._admin.list_topics(timeout=self.timeout_s)
+        except ck.KafkaException as exc:
+            raise_for(exc.args[0], "list brokers")
+        return {b.id: f"{b.host}:{b.port}" for b in sorted(meta.brokers.values(), key=lambda b: b.id)}
+
+    def owners(self, group: str) -> dict[tuple[str, int], str]:
+        """Which member of ``group`` owns each assigned partition now (its client id), from the group
+        coordinator; empty for a group without subscribed members."""
+        try:
+            described = self._admin.describe_consumer_groups([group], request_timeout=self.timeout_s)
+            members = described[group].result().members or []
+        except ck.KafkaException as exc:
+            if exc.args[0].code() == ck.KafkaError.GROUP_ID_NOT_FOUND:
+                return {}
+            raise_for(exc.args[0], f"describe group {group!r}")
+        return {
+            (tp.topic, tp.partition): m.client_id
+            for m in members
+            if m.assignment is not None
+            for tp in m.assignment.topic_partitions
+        }
 
     def delete_topic(self, topic: str) -> None:
         futures = self._admin.delete_topics([topic], operation_timeout=self.timeout_s)
@@ -264,6 +323,14 @@ class KafkaLog:
 
     def reader(self, group: str, topics: Sequence[str]) -> KafkaLogReader:
         reader = KafkaLogReader(self.common, group, topics, self.timeout_s)
+        self._children.append(reader)
+        return reader
+
+    def group_reader(
+        self, group: str, topics: Sequence[str], listener: PartitionListener
+    ) -> KafkaGroupReader:
+        """A reader sharing the topics' partitions with the group's other members (see kafka_group)."""
+        reader = KafkaGroupReader(self.common, group, topics, self.timeout_s, listener)
         self._children.append(reader)
         return reader
 

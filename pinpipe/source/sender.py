@@ -6,10 +6,15 @@ Every request carries an ``Idempotency-Key``; a retry reuses it, so the API retu
 instead of appending twice. 429 (honouring Retry-After), 5xx, a retriable per-record error code and
 connection errors are retried with capped exponential backoff and full jitter; any other 4xx is an error
 at once.
+
+Several API replicas (``api`` = ``URL1,URL2,...``, one API on one log): records are spread round-robin, and
+a retry goes to the next replica, at once after a connection error (a replica that is down costs one
+refused connection, not a backoff); the Idempotency-Key makes a retry at another replica safe.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -122,20 +127,23 @@ class HttpApiSender:
         rng: random.Random | None = None,
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
-        self._client = httpx.Client(
-            base_url=check_api_url(api).rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
-        )
+        replicas = [url.strip() for url in api.split(",") if url.strip()] or [api]
+        self._bases = [check_api_url(url).rstrip("/") for url in replicas]
+        self._turn = itertools.count()  # next() is atomic: safe when records are sent from threads
+        self._client = httpx.Client(headers=headers, timeout=timeout_s, transport=transport)
         self._prefix = prefix
         self._policy = policy or RetryPolicy()
         self._sleep = sleep
         self._rng = rng or random.Random()
 
-    def _request(self, target: Target, kind: Kind, record: dict[str, Any], key: str) -> httpx.Request:
+    def _request(
+        self, target: Target, kind: Kind, record: dict[str, Any], key: str, base: str
+    ) -> httpx.Request:
         if target == "batch":
             body = orjson.dumps({"records": [{"value": record}]})
             return self._client.build_request(
                 "POST",
-                f"/topics/{topic_name(self._prefix, kind)}",
+                f"{base}/topics/{topic_name(self._prefix, kind)}",
                 content=body,
                 headers={"Content-Type": KAFKA_JSON, "Accept": "application/json", "Idempotency-Key": key},
             )
@@ -144,24 +152,27 @@ class HttpApiSender:
         body = orjson.dumps({"StreamName": name, "Data": record, "PartitionKey": partition_key})
         return self._client.build_request(
             "PUT",
-            f"/streams/{name}/record",
+            f"{base}/streams/{name}/record",
             content=body,
             headers={"Content-Type": "application/json", "Idempotency-Key": key},
         )
 
     def send(self, target: Target, kind: Kind, record: dict[str, Any], key: str) -> SendResult:
         """Send one record until acknowledged, a permanent error, or the retry cap."""
-        request = self._request(target, kind, record, key)
-        where = f"{target} {kind}: {request.method} {request.url}"
+        replica = next(self._turn) % len(self._bases)
         attempt = 0
         while True:
             retry_after: float | None = None
+            failover = False
+            request = self._request(target, kind, record, key, self._bases[replica])
+            where = f"{target} {kind}: {request.method} {request.url}"
             try:
                 response = self._client.send(request)
                 response.read()
             except httpx.TransportError as exc:
                 detail = f": {exc}" if str(exc) else ""
                 error = f"{where}: connection error ({type(exc).__name__}{detail})"
+                failover = len(self._bases) > 1 and (attempt + 1) % len(self._bases) != 0
             else:
                 status = response.status_code
                 code = _error_code(response)
@@ -176,7 +187,9 @@ class HttpApiSender:
                 retry_after = _retry_after(response)
             if attempt >= self._policy.max_retries:
                 return SendResult(retries=attempt, error=f"{error} (gave up after {attempt} retries)")
-            self._sleep(self._policy.delay(attempt, self._rng, retry_after))
+            if not failover:  # each replica refused the connection once in a row: back off
+                self._sleep(self._policy.delay(attempt, self._rng, retry_after))
+            replica = (replica + 1) % len(self._bases)
             attempt += 1
 
     def close(self) -> None:

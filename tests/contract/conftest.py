@@ -70,6 +70,17 @@ LOG_BACKENDS["kafka"] = _kafka
 LOG_MARKS["kafka"] = [pytest.mark.kafka]
 
 
+def _kafka_cluster(request: pytest.FixtureRequest) -> Log:
+    from pinpipe.log.kafka import KafkaLog
+
+    cluster = request.getfixturevalue("kafka_cluster")  # three brokers, from tests/services.py
+    return KafkaLog(f"kafka://{cluster.endpoint}", partitions=3)
+
+
+LOG_BACKENDS["kafka3"] = _kafka_cluster
+LOG_MARKS["kafka3"] = [pytest.mark.kafka]
+
+
 @pytest.fixture(params=[pytest.param(name, marks=LOG_MARKS.get(name, [])) for name in LOG_BACKENDS])
 def log_backend(request: pytest.FixtureRequest) -> Iterator[Log]:
     log = LOG_BACKENDS[request.param](request)

@@ -1,0 +1,140 @@
+"""Several ``pinpipe sink run`` processes in one group on Kafka: they share the partitions, and joins,
+leaves and ``kill -9`` of a worker leave the lake holding every record once, in the same objects."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pinpipe.lake.formats import parse_key
+from pinpipe.lake.sink import GROUP
+from pinpipe.lake.store import FileStore
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka import KafkaLog, admin
+from pinpipe.schema import topic_names
+from pinpipe.status import collect_status
+from tests.processes import clean_env, run_pinpipe
+
+pytestmark = pytest.mark.kafka
+
+FLUSH = 40
+
+
+def write_wave(log: KafkaLog, topics: list[str], wave: int, count: int) -> None:
+    writer = log.writer()
+    for topic in topics:
+        records = [
+            OutgoingRecord(f"{topic}|{wave}|{i}".encode(), key=f"k{i % 17}".encode()) for i in range(count)
+        ]
+        writer.append(topic, records)
+    writer.close()
+
+
+def worker(bootstrap: str, lake: Path, prefix: str, workdir: Path) -> subprocess.Popen[bytes]:
+    args = ["--log", f"kafka://{bootstrap}", "--lake", f"file://{lake}", "--prefix", prefix]
+    return subprocess.Popen(
+        [sys.executable, "-m", "pinpipe", "sink", "run", "-q", "--flush-size", str(FLUSH), *args],
+        env=clean_env(workdir),
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def assignments(bootstrap: str) -> list[set[tuple[str, int]]]:
+    """The partitions of each member of the sink group, as the group coordinator describes them."""
+    client = admin.AdminClient({"bootstrap.servers": bootstrap})
+    group = client.describe_consumer_groups([GROUP])[GROUP].result()
+    return [{(tp.topic, tp.partition) for tp in m.assignment.topic_partitions} for m in group.members]
+
+
+def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_workers_share_partitions_and_the_lake_stays_exactly_once(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    prefix = uuid.uuid4().hex[:12]
+    topics = list(topic_names(prefix).values())
+    lake = tmp_path / "lake"
+    log = KafkaLog(f"kafka://{kafka_bootstrap}", partitions=3)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for topic in topics:
+            log.create_topic(topic, 3)
+        ours = {(t, p) for t in topics for p in range(3)}
+        in_group = lambda: {tp for a in assignments(kafka_bootstrap) for tp in a if tp[0] in topics}  # noqa: E731
+        write_wave(log, topics, 1, 500)
+        procs.append(worker(kafka_bootstrap, lake, prefix, tmp_path))
+        wait_for(lambda: in_group() == ours, 60, "the first worker to own every partition")
+        procs.append(worker(kafka_bootstrap, lake, prefix, tmp_path))  # a join: partitions move
+        wait_for(
+            lambda: sum(1 for a in assignments(kafka_bootstrap) if a) == 2, 60, "two members with partitions"
+        )
+        shares = [a for a in assignments(kafka_bootstrap) if a]
+        assert not shares[0] & shares[1] and shares[0] | shares[1] == ours
+
+        def owners() -> set[str]:  # as `pinpipe status` shows them
+            status = collect_status([log])
+            parts = [info for t in topics for info in status["groups"].get(GROUP, {}).get(t, {}).values()]
+            return {info["owner"] for info in parts} if len(parts) == len(ours) else set()
+
+        wait_for(lambda: len(owners()) == 2 and "" not in owners(), 30, "status to show the two owners")
+        assert collect_status([log])["brokers"] == {"1": kafka_bootstrap}
+        write_wave(log, topics, 2, 500)
+        time.sleep(2)
+        procs[0].kill()  # kill -9 mid-run: its partitions go to the other after the session timeout
+        procs[0].wait()
+        write_wave(log, topics, 3, 500)
+        procs.append(worker(kafka_bootstrap, lake, prefix, tmp_path))  # restarted
+        write_wave(log, topics, 4, 333)
+        wait_for(lambda: sum(1 for a in assignments(kafka_bootstrap) if a) == 2, 60, "the restart to rejoin")
+        for proc in procs[1:]:
+            proc.send_signal(signal.SIGTERM)  # a leave: complete objects written, the rest dropped
+        for proc in procs[1:]:
+            assert proc.wait(30) == 0
+        run_pinpipe(
+            "sink", "run", "--until-idle", "-q", "--flush-size", str(FLUSH),
+            "--log", f"kafka://{kafka_bootstrap}", "--lake", f"file://{lake}", "--prefix", prefix,
+            workdir=tmp_path, timeout=120,
+        )  # fmt: skip
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+    store = FileStore(f"file://{lake}")
+    found: list[bytes] = []
+    chains: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for key in store.list():
+        parsed = parse_key(key)
+        assert parsed is not None, key
+        lines = store.get(key).splitlines()
+        found.extend(lines)
+        chains.setdefault(parsed[:2], []).append((parsed[2], len(lines)))
+    expected = [
+        f"{t}|{w}|{i}".encode()
+        for t in topics
+        for w, n in ((1, 500), (2, 500), (3, 500), (4, 333))
+        for i in range(n)
+    ]
+    assert sorted(found) == sorted(expected)  # every record once
+    for tp, objects in chains.items():  # objects contiguous from 0, cut every FLUSH records, as one sink cuts
+        objects.sort()
+        starts = [start for start, _ in objects]
+        assert starts == [i * FLUSH for i in range(len(objects))], tp
+        assert all(count == FLUSH for _, count in objects[:-1]), tp
