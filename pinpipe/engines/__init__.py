@@ -45,16 +45,21 @@ def options_from_settings(settings: Settings) -> BatchOptions:
     )
 
 
-def run_batch(settings: Settings, options: BatchOptions | None = None) -> BatchResult:
+def run_batch(
+    settings: Settings, options: BatchOptions | None = None, full_refresh: bool = False
+) -> BatchResult:
     """Run the batch job with ``settings.engine.name`` (for the CLI, the demo and the Airflow DAG), then
     delete the table files replaced more than ``engine.retain_hours`` ago (``result.files_removed``).
+
+    Incremental: only lake objects the cleaned tables do not hold yet are read (``engines.increments``);
+    ``full_refresh`` rebuilds every table from the whole lake.
 
     A failed clean-up is a warning, not a failed job: the tables are written, and the next run retries it.
     """
     from pinpipe.engines.delta import remove_replaced_files
 
     engine = get_engine(settings.engine.name, settings)
-    result = engine.run_batch(options or options_from_settings(settings))
+    result = engine.run_batch(options or options_from_settings(settings), full_refresh=full_refresh)
     for url in result.tables.values():
         try:
             result.files_removed += remove_replaced_files(url, settings.engine.retain_hours)
