@@ -292,7 +292,7 @@ def commit_parts(url: str, schema: Any, files: list[Any], append: bool, metadata
     import time
 
     from deltalake import Schema
-    from deltalake.transaction import AddAction, create_table_with_add_actions
+    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
     from pinpipe.tables import delta_options, delta_uri, open_delta
 
@@ -300,7 +300,7 @@ def commit_parts(url: str, schema: Any, files: list[Any], append: bool, metadata
     actions = [AddAction(f.name, f.size, {}, now, True, json.dumps({"numRecords": f.rows})) for f in files]
     if append:
         open_delta(url).create_write_transaction(
-            actions,
+            list[AddAction | RemoveAction](actions),
             mode="append",
             schema=Schema.from_arrow(schema),
             commit_properties=commit_properties(metadata),
