@@ -41,6 +41,8 @@ _log = logging.getLogger(__name__)
 METADATA_KEY = "pinpipe.batch"
 """Commit-info key of the bookkeeping (a JSON text)."""
 FORMAT = 1
+_KEEPS_ROWS = ("VACUUM", "OPTIMIZE")
+"""Operations of commits that leave a table's rows as they were."""
 _HISTORY_STEP = 20
 """Commits read at a time, newest first, to find the last one with bookkeeping (a vacuum commits too)."""
 
@@ -97,8 +99,8 @@ def commit_properties(metadata: str) -> CommitProperties:
 
 
 def last_metadata(url: str) -> str | None:
-    """The bookkeeping text of the newest commit of the table at ``url`` that has one (None: no table, or
-    none of its commits has bookkeeping)."""
+    """The bookkeeping text of the table at ``url``: of its newest commit that changed rows, skipping
+    clean-ups (vacuum, compaction). None: no table, or rows written without bookkeeping since."""
     from deltalake.exceptions import TableNotFoundError
 
     from pinpipe.tables import open_delta
@@ -113,6 +115,8 @@ def last_metadata(url: str) -> str | None:
         for commit in commits:
             if METADATA_KEY in commit:
                 return str(commit[METADATA_KEY])
+            if not str(commit.get("operation", "")).startswith(_KEEPS_ROWS):
+                return None  # rows written by someone else (another engine, an older pinpipe)
         if len(commits) < limit:
             return None
         limit *= 4

@@ -154,3 +154,19 @@ def test_objects_changed_after_cleaning_are_reported(settings: Settings, edit: s
     result = run_batch(settings, BatchOptions())
     assert result.changed == ({} if edit == "touch" else {"user": [key]})
     assert sorted(read_delta(batch_table(settings, "user")).column("ind").to_pylist()) == [1]
+
+
+@pytest.mark.parametrize("table", ["user", "quarantine"])
+def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, table: str) -> None:
+    """Rows written by another writer (the Spark engine, an older pinpipe) after a run with bookkeeping:
+    that older bookkeeping no longer describes the table, so the next run rebuilds, never appends."""
+    from pinpipe.engines.delta import remove_replaced_files, write_delta
+
+    put(settings, "user", "partition=0/{topic}+0+0000000000.json", lines(user(1, 20)))
+    run_batch(settings, BatchOptions())
+    url = batch_table(settings, table)
+    write_delta(url, read_delta(url))
+    remove_replaced_files(url, 0)
+    result = run_batch(settings, BatchOptions())
+    assert result.rebuilt.get("user") == "no bookkeeping in the tables yet"
+    assert read_delta(batch_table(settings, "user")).column("ind").to_pylist() == [1]
