@@ -153,7 +153,8 @@ def incremental(base: Path, rows: int, new: int, phases: bool) -> None:
         extra.unlink()  # a previous benchmark's new posts
     h = measure(child)
     print(
-        f"history run ({rows:,} posts): {h.seconds:7.2f} s wall {h.cpu:7.2f} s CPU  peak {h.peak / 1e6:5.0f} MB"
+        f"history run ({rows:,} posts): {h.seconds:7.2f} s wall {h.cpu:7.2f} s CPU"
+        f"  peak {h.peak / 1e6:5.0f} MB"
     )
     added = generate(base / "lake", new, per_file=new, seed=2, first=rows)
     i = measure(child)
