@@ -361,7 +361,6 @@ class QuarantineBook:
         """Add the bad ``records`` of the objects ``keys`` of ``kind`` (replacing the kind's earlier ones
         when ``rebuild``): appended, without reading the table, unless the kind is rebuilt."""
         import pyarrow as pa
-        import pyarrow.compute as pc
 
         from pinpipe.engines.lake_input import QUARANTINE_SCHEMA, quarantine_table
 
@@ -375,15 +374,16 @@ class QuarantineBook:
             else:
                 commit_parts(self.url, QUARANTINE_SCHEMA, [], True, metadata)
             return
-        existing = _read_rows(self.url)
-        kept = QUARANTINE_SCHEMA.empty_table() if existing is None else existing.cast(QUARANTINE_SCHEMA)
-        kept = kept.filter(pc.not_equal(kept.column("kind"), kind))
+        others = _rows_of_other_kinds(self.url, kind)
+        kept = QUARANTINE_SCHEMA.empty_table() if others is None else others.cast(QUARANTINE_SCHEMA)
         write_table(self.url, pa.concat_tables([kept, fresh]), append=False, metadata=metadata)
 
 
-def _read_rows(url: str) -> Any:
-    """The rows of the (small) table at ``url``, None when there is none. Local tables are read with
-    DuckDB: delta-rs' Arrow dataset imports pandas (0.3-1.5 s) on every batch run."""
+def _rows_of_other_kinds(url: str, kind: Kind) -> Any:
+    """The rows of the (small) quarantine table at ``url`` of kinds other than ``kind``, None when there
+    is no table. Read and filtered with DuckDB: delta-rs' Arrow dataset and ``pyarrow.compute`` import
+    pandas (0.3-1.1 s) on every batch run."""
+    import duckdb
     from deltalake.exceptions import TableNotFoundError
 
     from pinpipe.engines.delta import local_table_dir, read_delta
@@ -394,11 +394,13 @@ def _read_rows(url: str) -> Any:
     except TableNotFoundError:
         return None
     files = table.file_uris()
-    if local_table_dir(url) is None:
-        return read_delta(url)
     if not files:
         return None
-    import duckdb
-
-    paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-    return duckdb.connect().sql(f"SELECT * FROM read_parquet([{paths}])").to_arrow_table()
+    con = duckdb.connect()
+    if local_table_dir(url) is None:
+        con.register("rows", read_delta(url))
+    else:
+        paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW rows AS SELECT * FROM read_parquet([{paths}])")
+    quoted = "'" + kind.replace("'", "''") + "'"
+    return con.sql(f"SELECT * FROM rows WHERE kind <> {quoted}").to_arrow_table()
