@@ -375,7 +375,9 @@ class QuarantineBook:
                 commit_parts(self.url, QUARANTINE_SCHEMA, [], True, metadata)
             return
         others = _rows_of_other_kinds(self.url, kind)
-        kept = QUARANTINE_SCHEMA.empty_table() if others is None else others.cast(QUARANTINE_SCHEMA)
+        kept = (
+            fresh.slice(0, 0) if others is None else others.cast(QUARANTINE_SCHEMA)
+        )  # no empty_table(): pandas
         write_table(self.url, pa.concat_tables([kept, fresh]), append=False, metadata=metadata)
 
 
