@@ -30,6 +30,11 @@ a busy host takes more from DuckDB's second core than from pandas):
     were not JSON strings: 10-21% less wall, 8-14% less user CPU than session 4 on the same lake.
   Session 4 (quieter hour): 1M --repeat 3: duckdb 5.3-6.4 s, pandas 27.1-28.7 s: 4.5x, 5.0x, 5.2x;
     busier --repeat 5 runs: medians 4.8x and 4.7x. 5M: 26.1 s against 156.2 s, 6.0x, peak 0.51x raw.
+Incremental (``--incremental``, 1M-post history + 10,000 new posts in one object; shared host, load 1-3):
+  incremental 1.65-2.66 s wall, 2.07-2.23 CPU s, peak 490-505 MB; --full-refresh over the 1.01M posts
+  5.68-7.08 s wall, 7.9-8.9 CPU s, 588-623 MB: 29-38% of the wall, 25-27% of the CPU (target 10%: missed;
+  the floor is ~0.5 s of start-up and ~0.9 s for the ten outputs recomputed over 1M cleaned rows). The
+  same lake on the previous (non-incremental) code: 4.4-5.1 s wall, 7.4-8.3 CPU s.
 Both targets met at both sizes (speed: the median of 5 at 1M; single 1M runs fall below 5x when the host
 takes DuckDB's second core). What is left is mostly DuckDB itself: its JSON reader (~1.3 CPU s to parse the
 pin objects, ~0.5 CPU s to flag non-string values in string fields), the exact checks of the number fields,
