@@ -197,6 +197,7 @@ def changed_objects(
     store: ObjectStore,
     done: Mapping[str, Fingerprint],
     info: Mapping[str, tuple[int, str | None, int | None]],
+    keys: set[str],
 ) -> list[str]:
     """Keys of ``done`` objects whose bytes differ from when they were cleaned, or that are gone.
 
@@ -205,9 +206,11 @@ def changed_objects(
     """
     changed = []
     for key, fingerprint in done.items():
+        if key not in keys:
+            changed.append(key)  # gone
+            continue
         now = info.get(key)
-        if now is None:
-            changed.append(key)
+        if now is None:  # a store whose listing gives no sizes (S3Store yet): only gone objects are seen
             continue
         size, etag, mtime = now
         if size != fingerprint.size:
@@ -281,10 +284,9 @@ def plan_kind(
     assert before is not None
     done = before.objects
     listed_keys = set(keys)
-    changed = changed_objects(store, done, info)
+    changed = changed_objects(store, done, info, listed_keys)
     todo = [k for k in keys if k not in done]
-    gone = [k for k in changed if k not in listed_keys]
-    if gone or changed:
+    if changed:
         _log.warning("%s: lake objects changed or gone since they were cleaned: %s", kind, ", ".join(changed))
     return KindPlan(kind, keys, todo, None, before, changed, info)
 
