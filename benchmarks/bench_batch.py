@@ -15,7 +15,10 @@ roughly 4x the raw JSON); the ratio is then a lower bound.
 Targets: at 1,000,000 and 5,000,000 posts, DuckDB at least 5x faster than pandas (the median of
 ``--repeat 5`` at 1M) with a peak below the raw JSON size. Wall times on a shared machine move by +-20%
 from hour to hour: compare the two sides within one run, and read the CPU seconds too (DuckDB uses every
-core, pandas one). Results: benchmarks/RESULTS.md.
+core, pandas one). With ``--incremental`` it also times a
+run over a 1M-post history plus 10,000 new posts (one new object) against ``--full-refresh`` over the
+same lake, both on the incremental code: target, the incremental run at most 10% of the full run's wall,
+with its peak RSS. Results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -44,17 +47,18 @@ CATEGORIES = ["art", "beauty", "christmas", "diy-and-crafts", "education", "even
 COUNTRIES = [f"Country {i} (Rep. of, Ünïcode)" for i in range(240)]
 
 
-def generate(lake: Path, rows: int, per_file: int = 50_000, seed: int = 1) -> int:
-    """Raw JSON-lines objects for ``rows`` posts (pin, geo, user per post); returns total bytes."""
+def generate(lake: Path, rows: int, per_file: int = 50_000, seed: int = 1, first: int = 0) -> int:
+    """Raw JSON-lines objects for ``rows`` posts (pin, geo, user per post), inds from ``first``; returns
+    total bytes."""
     rng = random.Random(seed)
     total = 0
     files = {k: lake / "topics" / f"{PREFIX}.{k}" / "partition=0" for k in ("pin", "geo", "user")}
     for d in files.values():
         d.mkdir(parents=True, exist_ok=True)
     dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    for start in range(0, rows, per_file):
+    for start in range(first, first + rows, per_file):
         out: dict[str, list[str]] = {"pin": [], "geo": [], "user": []}
-        for ind in range(start, min(rows, start + per_file)):
+        for ind in range(start, min(first + rows, start + per_file)):
             cat = rng.choice(CATEGORIES)
             f = rng.random()
             followers = ("User Info Error" if f < 0.05 else f"{rng.randint(1, 999)}k" if f < 0.6
@@ -111,14 +115,44 @@ def measure(args: list[str], max_rss: int | None = None) -> ChildRun:
     return run_child([sys.executable, __file__, *args], max_rss=max_rss)
 
 
-def run_duckdb(workdir: Path, phases: bool) -> None:
+def run_duckdb(workdir: Path, phases: bool, full_refresh: bool = False) -> None:
     """Exactly what ``pinpipe batch run --workdir W`` does (the CLI in this process, leaving as it does)."""
     if phases:
         logging.basicConfig(format="  %(message)s")
         logging.getLogger("pinpipe.engines.duckdb").setLevel(logging.DEBUG)
     from pinpipe.cli import main, run_then_exit
 
-    run_then_exit(lambda: main(["batch", "run", "--workdir", str(workdir), "--engine", "duckdb"]))
+    args = ["batch", "run", "--workdir", str(workdir), "--engine", "duckdb", "--quiet"]
+    run_then_exit(lambda: main([*args, *(["--full-refresh"] if full_refresh else [])]))
+
+
+def incremental(base: Path, rows: int, new: int, phases: bool) -> None:
+    """A run over the history (tables from scratch), ``new`` posts more in one new object, an
+    incremental run, then ``--full-refresh`` over the same lake: wall, CPU and peak of the last two."""
+    child = ["--child", "duckdb", "--workdir", str(base), *(["--phases"] if phases else [])]
+    for stale in (base / "tables", base / "tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    for extra in (base / "lake" / "topics").glob(f"*/partition=0/*+0+{rows:010d}.json"):
+        extra.unlink()  # a previous benchmark's new posts
+    h = measure(child)
+    print(
+        f"history run ({rows:,} posts): {h.seconds:7.2f} s wall {h.cpu:7.2f} s CPU"
+        f"  peak {h.peak / 1e6:5.0f} MB"
+    )
+    added = generate(base / "lake", new, per_file=new, seed=2, first=rows)
+    i = measure(child)
+    print(
+        f"incremental (+{new:,} posts, {added / 1e6:.1f} MB): {i.seconds:7.2f} s wall {i.cpu:7.2f} s CPU"
+        f"  peak RSS {i.peak / 1e6:5.0f} MB"
+    )
+    f = measure([*child, "--full-refresh"])
+    print(
+        f"--full-refresh ({rows + new:,} posts): {f.seconds:7.2f} s wall {f.cpu:7.2f} s CPU"
+        f"  peak RSS {f.peak / 1e6:5.0f} MB"
+    )
+    share = i.seconds / f.seconds
+    print(f"incremental / full: {share:.1%} of the wall ({i.cpu / f.cpu:.1%} of the CPU); target <= 10%:"
+          f" {'met' if share <= 0.10 else 'MISSED'}")  # fmt: skip
 
 
 def table_rows(workdir: Path) -> dict[str, int]:
@@ -248,11 +282,21 @@ def main() -> None:
     parser.add_argument(
         "--pandas-max-rss", type=float, default=12.0, help="stop pandas above this many GB of RSS [12]"
     )
+    parser.add_argument(
+        "--incremental",
+        type=int,
+        nargs="?",
+        const=10_000,
+        default=None,
+        metavar="NEW",
+        help="history run, NEW posts more [10000], incremental run, then --full-refresh",
+    )
+    parser.add_argument("--full-refresh", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", choices=["duckdb", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child == "duckdb":
-        return run_duckdb(args.workdir, args.phases)
+        return run_duckdb(args.workdir, args.phases, args.full_refresh)
     if args.child == "pandas":
         return run_pandas(args.workdir)
     rows = 50_000 if args.quick else args.rows
@@ -271,6 +315,8 @@ def main() -> None:
             f"lake: {rows:,} posts, {raw / 1e6:,.0f} MB raw JSON, {how};"
             f" load average {os.getloadavg()[0]:.1f}"
         )
+        if args.incremental is not None:
+            return incremental(base, rows, args.incremental, args.phases)
         child = ["--child", "duckdb", "--workdir", str(base), *(["--phases"] if args.phases else [])]
         ratios: list[float] = []
         d_peak = 0

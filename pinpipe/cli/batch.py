@@ -2,7 +2,8 @@
 
 Exit status: 0 when the job completed, even if some lake records were quarantined (a cron job or Airflow
 task should not retry a run that will quarantine the same records again); the summary then ends with a
-loud WARNING line naming the quarantine table. ``--strict`` makes quarantined records exit with status 3.
+loud WARNING line naming the quarantine table (likewise for lake objects changed since they were cleaned).
+``--strict`` makes quarantined records (of this run) or changed objects exit with status 3.
 Any failure of the job itself is a PinpipeError: one line, status 1.
 """
 
@@ -46,11 +47,31 @@ def print_result(result: BatchResult, console: Console, max_rows: int = 30) -> N
         f"median={opts.median} keep_ties={opts.keep_ties}"
     )
     for kind in KINDS:
+        done = result.objects_done.get(kind, 0)
+        how = f"rebuilt: {result.rebuilt[kind]}" if kind in result.rebuilt else f"{done} done before"
+        new = "" if kind in result.rebuilt else "new "
         console.print(
             f"  {kind}: {result.records_read.get(kind, 0)} records read from "
-            f"{result.objects_read.get(kind, 0)} objects, {result.cleaned_rows.get(kind, 0)} cleaned rows"
+            f"{result.objects_read.get(kind, 0)} {new}objects ({how}), "
+            f"{result.cleaned_rows.get(kind, 0)} cleaned rows"
         )
     console.print(f"  quarantined: {len(result.quarantined)}   time: {result.seconds:.2f} s")
+
+
+def warn_changed(result: BatchResult, console: Console, shown: int = 10) -> None:
+    """Lake objects that changed (or went) after they were cleaned: their old rows stay in the tables."""
+    changed = [(kind, key) for kind, keys in result.changed.items() for key in keys]
+    if not changed:
+        return
+    for kind, key in changed[:shown]:
+        console.print(f"[yellow]changed since cleaned[/yellow] {kind} {key}", markup=True)
+    if len(changed) > shown:
+        console.print(f"... and {len(changed) - shown} more")
+    console.print(
+        f"[bold red]WARNING: {len(changed)} lake object(s) changed or gone since they were cleaned[/bold red]"
+        " (an object is never rewritten with other bytes: corruption or a manual edit); the tables keep"
+        " their rows as cleaned, --full-refresh rebuilds them from the lake as it is now."
+    )
 
 
 def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> None:
@@ -115,6 +136,11 @@ def batch() -> None:
     " long [default: engine.retain_hours setting, 168].",
 )
 @click.option("--master", default=None, help="Spark master URL with --engine spark [default: local[*]].")
+@click.option(
+    "--full-refresh",
+    is_flag=True,
+    help="Rebuild the cleaned tables from the whole lake instead of adding only the new objects.",
+)
 def run(
     locations: dict[str, Any],
     engine: str | None,
@@ -126,11 +152,16 @@ def run(
     quiet: bool,
     retain_hours: int | None = None,
     master: str | None = None,
+    full_refresh: bool = False,
 ) -> None:
-    """Read the lake, clean it, compute the ten outputs and write them as Delta tables (idempotent).
+    """Clean the lake objects not cleaned before, add them to the cleaned tables, compute the ten
+    outputs from those tables and write them as Delta tables (idempotent).
 
-    Safe to run from cron: every table is overwritten, so a rerun on the same lake gives the same tables.
-    The files a run replaces are deleted by a later run, once older than --retain-hours.
+    Safe to run from cron: which objects are done is committed with their rows, so a rerun (also after a
+    kill) gives the same tables as one run over the whole lake. --full-refresh rebuilds from the lake, as
+    does a run whose --keep-duplicates differs from the tables'. Objects changed since they were cleaned
+    are reported (WARNING; exit status 3 with --strict). The files a run replaces are deleted by a later
+    run, once older than --retain-hours.
     """
     settings = build_settings(
         locations,
@@ -146,7 +177,7 @@ def run(
     require_workdir(settings, settings.lake_url)
     console = Console()
     with StatusLine(f"running the batch job on {settings.engine.name} ...", quiet=quiet):
-        result = run_batch(settings)
+        result = run_batch(settings, full_refresh=full_refresh)
     if quiet:
         print_result(BatchResult(**{**result.__dict__, "outputs": {}}), console)
     else:
@@ -158,5 +189,6 @@ def run(
     console.print(f"  tables: {settings.tables_url}/batch{removed}")
     warn_quarantine(result, Console(stderr=True))
     warn_empty_lake(result, settings, Console(stderr=True))
-    if strict and result.quarantined:
+    warn_changed(result, Console(stderr=True))
+    if strict and (result.quarantined or result.changed):
         sys.exit(QUARANTINE_EXIT)

@@ -17,6 +17,13 @@ from pinpipe.cli.common import build_settings, pipeline_options
 @click.option(
     "--iterations", type=click.IntRange(min=0), default=None, help="Stop after N [default: forever]."
 )
+@click.option(
+    "--skip",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Draw and discard N iterations first: continues an earlier run of N iterations (same seed).",
+)
 @click.option("--no-sleep", is_flag=True, help="Draw the 0/1 s sleeps (same rows) but do not wait.")
 @click.option(
     "--rate",
@@ -61,6 +68,7 @@ from pinpipe.cli.common import build_settings, pipeline_options
 def emulate(
     seed: int,
     iterations: int | None,
+    skip: int,
     no_sleep: bool,
     rate: float | None,
     mode: str,
@@ -86,6 +94,7 @@ def emulate(
     options = EmulatorOptions(
         seed=seed,
         iterations=iterations,
+        skip=skip,
         sleep=not no_sleep,
         rate=rate,
         mode=mode,  # type: ignore[arg-type]

@@ -46,9 +46,14 @@ def options_from_settings(settings: Settings) -> BatchOptions:
     )
 
 
-def run_batch(settings: Settings, options: BatchOptions | None = None) -> BatchResult:
+def run_batch(
+    settings: Settings, options: BatchOptions | None = None, full_refresh: bool = False
+) -> BatchResult:
     """Run the batch job with ``settings.engine.name`` (for the CLI, the demo and the Airflow DAG), then
     delete the table files replaced more than ``engine.retain_hours`` ago (``result.files_removed``).
+
+    Incremental: only lake objects the cleaned tables do not hold yet are read (``engines.increments``);
+    ``full_refresh`` rebuilds every table from the whole lake.
 
     A failed clean-up is a warning, not a failed job: the tables are written, and the next run retries it.
     """
@@ -56,7 +61,7 @@ def run_batch(settings: Settings, options: BatchOptions | None = None) -> BatchR
 
     delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before the work
     engine = get_engine(settings.engine.name, settings)
-    result = engine.run_batch(options or options_from_settings(settings))
+    result = engine.run_batch(options or options_from_settings(settings), full_refresh=full_refresh)
     retain, root = settings.engine.retain_hours, settings.tables_url
     for url in result.tables.values():
         try:

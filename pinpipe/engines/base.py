@@ -48,6 +48,12 @@ class BatchResult:
     objects_read: dict[Kind, int] = field(default_factory=dict)
     files_removed: int = 0
     """Table files replaced longer ago than the retention, deleted after the run (``engines.run_batch``)."""
+    objects_done: dict[Kind, int] = field(default_factory=dict)
+    """Objects cleaned by earlier runs and not read again (``engines.increments``)."""
+    rebuilt: dict[Kind, str] = field(default_factory=dict)
+    """Cleaned tables rebuilt from the whole lake, and why (``--full-refresh``, changed switches, ...)."""
+    changed: dict[Kind, list[str]] = field(default_factory=dict)
+    """Objects whose bytes changed (or that are gone) since they were cleaned: not cleaned again."""
 
 
 class Engine(Protocol):
@@ -63,6 +69,7 @@ class Engine(Protocol):
         """The ten outputs (``transform.queries.OUTPUTS``) from cleaned tables, rows in export order."""
         ...
 
-    def run_batch(self, options: BatchOptions) -> BatchResult:
-        """The whole job: lake -> quarantine/clean -> outputs -> Delta tables."""
+    def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
+        """The whole job: new lake objects (all with ``full_refresh``) -> quarantine/clean -> outputs
+        -> Delta tables."""
         ...

@@ -26,15 +26,26 @@ import pyarrow as pa
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, QuarantinedRecord
-from pinpipe.engines.delta import ParquetFile, commit_files, local_table_dir, write_delta
-from pinpipe.engines.lake_input import LakeObject, local_objects, object_keys, quarantine_table, scan_object
+from pinpipe.engines.delta import ParquetFile, local_table_dir, write_delta
+from pinpipe.engines.increments import (
+    NO_BOOKKEEPING,
+    Fingerprinter,
+    KindPlan,
+    QuarantineBook,
+    commit_parts,
+    plan_kind,
+    rebuild_plan,
+    write_table,
+)
+from pinpipe.engines.lake_input import LakeObject, local_objects, object_keys, scan_object
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.locations import duckdb_path
 from pinpipe.schema import FIELDS, KINDS, Kind
-from pinpipe.tables import batch_table
+from pinpipe.tables import batch_table, open_delta
 from pinpipe.transform.clean import (
     CLEAN_ARROW_SCHEMA,
+    CLEAN_COLUMNS,
     SEQ,
     arrival_order_matters_sql,
     cleaned_sql,
@@ -198,7 +209,9 @@ class DuckDBEngine:
         finally:
             con.close()
 
-    def run_batch(self, options: BatchOptions) -> BatchResult:
+    def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
+        """Clean the lake objects the cleaned tables do not hold yet (all with ``full_refresh``), append
+        them, and recompute the ten outputs from the cleaned tables (``engines.increments``)."""
         started = time.perf_counter()
         settings = self.settings
         scratch = settings.workdir.resolve() / "tmp"
@@ -207,28 +220,50 @@ class DuckDBEngine:
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
         con = self._connect(str(database) if self.on_disk else ":memory:")
-        keys_by_kind = {kind: object_keys(store, settings.prefix, kind) for kind in KINDS}
+        quarantine = QuarantineBook(batch_table(settings, "quarantine"), full_refresh)
+        refresh = "--full-refresh" if full_refresh else NO_BOOKKEEPING if quarantine.unknown else None
+        plans = {
+            kind: plan_kind(
+                store,
+                batch_table(settings, kind),
+                kind,
+                object_keys(store, settings.prefix, kind),
+                options,
+                refresh,
+            )
+            for kind in KINDS
+        }
         if self.memory_limit is None and isinstance(store, FileStore):
-            lake_bytes = sum((store.root / k).stat().st_size for keys in keys_by_kind.values() for k in keys)
-            con.execute(f"SET memory_limit = '{_memory_limit(lake_bytes)}B'")
+            todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
+            con.execute(f"SET memory_limit = '{_memory_limit(todo_bytes)}B'")
         phase = _PhaseLog()
         quarantined: list[QuarantinedRecord] = []
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
+        fingerprints = Fingerprinter()
         try:
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
             for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
-                keys = keys_by_kind[kind]
-                objects_read[kind] = len(keys)
-                with local_objects(store, keys, scratch) as objects:
-                    cleaned = self._clean_kind(con, kind, objects, options, scratch, phase)
+                plan = plans[kind]
+                if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
+                    plan = plans[kind] = rebuild_plan(
+                        plan, "a new record precedes a kept one with its unique_id"
+                    )
+                objects_read[kind] = len(plan.todo)
+                with local_objects(store, plan.todo, scratch) as objects:
+                    for obj in objects:
+                        fingerprints.add(obj.key, obj.path, plan.info.get(obj.key))
+                    cleaned = self._clean_kind(
+                        con, plan, objects, options, scratch, phase, fingerprints, quarantine
+                    )
                 quarantined.extend(cleaned.quarantined)
                 read[kind] = cleaned.records_read
                 tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
             outputs = self._outputs(con, options, drop_cleaned=True)
             phase.done("ten outputs")
-            tables.update(self._write_outputs(outputs, quarantined))
+            tables.update(self._write_outputs(outputs))
+            tables["quarantine"] = quarantine.url
             phase.done("write outputs")
         except Exception as exc:
             import duckdb
@@ -237,6 +272,7 @@ class DuckDBEngine:
                 raise EngineError(f"DuckDB failed: {exc}") from exc
             raise
         finally:
+            fingerprints.close()
             con.close()
             for leftover in (database, database.with_suffix(".duckdb.wal")):
                 leftover.unlink(missing_ok=True)
@@ -250,6 +286,9 @@ class DuckDBEngine:
             seconds=time.perf_counter() - started,
             tables=tables,
             objects_read=objects_read,
+            objects_done=({k: p.done_before for k, p in plans.items()}),
+            rebuilt={k: p.rebuild for k, p in plans.items() if p.rebuild},
+            changed={k: p.changed for k, p in plans.items() if p.changed},
         )
 
     # -- steps -------------------------------------------------------------------------------------------
@@ -349,34 +388,45 @@ class DuckDBEngine:
     def _clean_kind(
         self,
         con: Any,
-        kind: Kind,
+        plan: KindPlan,
         objects: list[LakeObject],
         options: BatchOptions,
         scratch: Path,
         phase: _PhaseLog,
+        fingerprints: Fingerprinter,
+        quarantine: QuarantineBook,
     ) -> _Cleaned:
-        """Stage, clean and write ``kind`` chunk by chunk (:func:`_chunks`, oldest objects first).
+        """Stage, clean and write the objects of ``plan`` chunk by chunk (:func:`_chunks`, oldest first);
+        appended to the kind's table (incremental) or replacing it (``plan.rebuild``), with the kind's
+        bookkeeping in the same commit (``engines.increments``).
 
         Each chunk's cleaned rows become one Parquet part of the Delta table, written by DuckDB itself
-        (``COPY``: parallel, streaming, within ``memory_limit``); the rows a later chunk must not repeat are
-        read back from the parts before it (``cleaned_sql``'s ``kept_before``). delta-rs then commits the
-        parts (local tables) or uploads them (remote ones). The columns the outputs need are read back into
-        ``cleaned_<kind>``, so the wide cleaned rows are never held in memory.
+        (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
+        back from the parts before it and, when incremental, from the table (``cleaned_sql``'s
+        ``kept_before``: of the table only the rows that can match, see :func:`_kept_history`). delta-rs
+        then commits the parts (local tables) or uploads them (remote ones). The columns the outputs need
+        are read back into ``cleaned_<kind>``, so the wide cleaned rows are never held in memory.
 
         Rows are staged in any order within an object (about a fifth faster to read): pin is restaged in
         arrival order only when a chunk holds differing records with one unique_id in one object
         (``arrival_order_matters_sql``), since only then does its first record depend on that order.
         """
+        kind = plan.kind
         url = batch_table(self.settings, kind)
+        incremental = plan.rebuild is None
+        history = _register_history(con, kind, url) if incremental else None
         directory = local_table_dir(url)
         target = directory if directory is not None else scratch / f"cleaned-{os.getpid()}"
         target.mkdir(parents=True, exist_ok=True)
         budget = self.chunk_bytes or _chunk_bytes(con)
-        chunks = _chunks([o.path.stat().st_size for o in objects], budget)
+        chunks = (
+            _chunks([o.path.stat().st_size for o in objects], budget) if objects or not incremental else []
+        )
         ordered = needs_arrival_order(kind, options.keep_duplicates)
         parts: list[ParquetFile] = []
         quarantined: list[QuarantinedRecord] = []
         records = 0
+        cols = ", ".join(f'"{c}"' for c in CLEAN_COLUMNS[kind])
         try:
             for number, chunk in enumerate(chunks, start=1):
                 label = kind if len(chunks) == 1 else f"{kind} {number}/{len(chunks)}"
@@ -388,29 +438,74 @@ class DuckDBEngine:
                 quarantined.extend(bad)
                 records += _count(con, f"stage_{kind}") + len(bad)
                 phase.done(f"read lake: {label}")
-                kept = f"kept_{kind}" if parts else None
+                sources = [] if history is None else [_kept_history(kind, history)]
+                if parts:
+                    sources.append(f"SELECT {cols} FROM {_read_parts(target, parts)}")
+                kept = f"kept_{kind}" if sources and not options.keep_duplicates else None
                 if kept:
-                    con.execute(f"CREATE OR REPLACE VIEW {kept} AS FROM {_read_parts(target, parts)}")
+                    con.execute(f"CREATE OR REPLACE VIEW {kept} AS " + " UNION ALL ".join(sources))
                 sql = render(cleaned_sql(kind, options.keep_duplicates, kept), "duckdb")
                 parts.extend(self._copy_cleaned(con, kind, sql, target, number))
+                con.execute(f"DROP VIEW IF EXISTS kept_{kind}")
                 _drop_stage(con, kind)
                 phase.done(f"clean + write: {label}")
-            con.execute(f"DROP VIEW IF EXISTS kept_{kind}")
             columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
-            con.execute(f"CREATE TABLE cleaned_{kind} AS SELECT {columns} FROM {_read_parts(target, parts)}")
-            schema = CLEAN_ARROW_SCHEMA[kind]
-            if directory is not None:
-                commit_files(url, schema, parts)
-            else:
-                import pyarrow.dataset as ds
-
-                dataset = ds.dataset([str(target / p.name) for p in parts])
-                write_delta(url, dataset.scanner(batch_size=_BATCH_ROWS).to_reader().cast(schema))
+            sources = [] if history is None else [f"SELECT {columns} FROM {history}"]
+            if parts:
+                sources.append(f"SELECT {columns} FROM {_read_parts(target, parts)}")
+            con.execute(f"CREATE TABLE cleaned_{kind} AS " + " UNION ALL ".join(sources))
+            rows = _count(con, f"cleaned_{kind}")
+            if plan.todo or not incremental:
+                quarantine.record(kind, plan.todo, quarantined, rebuild=not incremental)
+                state = plan.state_after(options, fingerprints.result(plan.todo))
+                self._commit(url, kind, target, parts, incremental, state.to_json())
+                phase.done(f"commit: {kind}")
         finally:
             if directory is None:
                 for part in parts:
                     (target / part.name).unlink(missing_ok=True)
-        return _Cleaned(url, sum(p.rows for p in parts), records, quarantined)
+        return _Cleaned(url, rows, records, quarantined)
+
+    @staticmethod
+    def _commit(
+        url: str, kind: Kind, target: Path, parts: list[ParquetFile], append: bool, metadata: str
+    ) -> None:
+        """One commit: the new parts (appended, or replacing the table) and the kind's bookkeeping."""
+        schema = CLEAN_ARROW_SCHEMA[kind]
+        if local_table_dir(url) is not None:
+            commit_parts(url, schema, parts, append, metadata)
+            return
+        import pyarrow.dataset as ds
+
+        dataset = ds.dataset([str(target / p.name) for p in parts], schema=schema)
+        write_table(url, dataset.scanner(batch_size=_BATCH_ROWS).to_reader().cast(schema), append, metadata)
+
+    def _precedes_kept(
+        self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions
+    ) -> bool:
+        """Whether a new pin is the first record of its unique_id over the whole lake although the table
+        holds a differing one: possible only when a new object sorts before one cleaned earlier (another
+        partition's), and then the table must be rebuilt to equal a full run. Identical records (a post
+        sent twice) are no conflict: either one gives the same row."""
+        if plan.kind != "pin" or options.keep_duplicates or not plan.out_of_order():
+            return False
+        history = _register_history(con, "pin", batch_table(self.settings, "pin"))
+        cols = ", ".join(CLEAN_COLUMNS["pin"])
+        with local_objects(store, plan.todo, scratch) as objects:
+            self._load_raw(con, "pin", dict(enumerate(objects)), ordered=True)
+        try:
+            first = render(cleaned_sql("pin"), "duckdb")
+            conflicts = _fetch_one(
+                con,
+                f"WITH new AS ({first}), old AS (SELECT {cols} FROM {history}"
+                " WHERE unique_id IN (SELECT unique_id FROM new))"
+                f" SELECT count(*) FROM (SELECT {cols} FROM new"
+                " WHERE unique_id IN (SELECT unique_id FROM old)"
+                f" EXCEPT SELECT {cols} FROM old) AS differing",
+            )
+        finally:
+            _drop_stage(con, "pin")
+        return bool(conflicts)
 
     @staticmethod
     def _copy_cleaned(con: Any, kind: Kind, cleaned: str, target: Path, number: int) -> list[ParquetFile]:
@@ -425,15 +520,11 @@ class DuckDBEngine:
         ).fetchall()
         return [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in stats]
 
-    def _write_outputs(
-        self, outputs: dict[str, pa.Table], quarantined: list[QuarantinedRecord]
-    ) -> dict[str, str]:
+    def _write_outputs(self, outputs: dict[str, pa.Table]) -> dict[str, str]:
         tables: dict[str, str] = {}
         for name, table in outputs.items():
             tables[name] = batch_table(self.settings, name)
             write_delta(tables[name], table)
-        tables["quarantine"] = batch_table(self.settings, "quarantine")
-        write_delta(tables["quarantine"], quarantine_table(quarantined))
         return tables
 
 
@@ -480,6 +571,33 @@ class _Cleaned:
     rows: int
     records_read: int
     quarantined: list[QuarantinedRecord]
+
+
+def _register_history(con: Any, kind: Kind, url: str) -> str:
+    """The rows the table at ``url`` holds, as a source DuckDB reads columnar and pruned: its Parquet
+    files (local tables) or delta-rs' Arrow dataset (remote ones)."""
+    table = open_delta(url)
+    name = f"history_{kind}"
+    directory = local_table_dir(url)
+    files = table.file_uris()
+    if directory is not None and files:
+        return "read_parquet([" + ", ".join(_quote(f) for f in files) + "])"
+    con.register(name, table.to_pyarrow_dataset() if files else CLEAN_ARROW_SCHEMA[kind].empty_table())
+    return name
+
+
+def _kept_history(kind: Kind, history: str) -> str:
+    """The rows of ``history`` (the table so far) that ``cleaned_sql``'s ``kept_before`` may match for the
+    staged chunk: pins whose unique_id is staged (only that column is read) and pins without one; geo and
+    user rows whose ind is staged (new inds are mostly new: Parquet statistics skip the rest)."""
+    cols = CLEAN_COLUMNS[kind]
+    if kind != "pin":
+        return f"SELECT {', '.join(cols)} FROM {history} WHERE ind IN (SELECT ind FROM stage_{kind})"
+    ids = ", ".join(c if c == "unique_id" else f"NULL AS {c}" for c in cols)
+    return (
+        f"SELECT {', '.join(cols)} FROM {history} WHERE unique_id IS NULL UNION ALL"
+        f" SELECT {ids} FROM {history} WHERE unique_id IN (SELECT NULLIF(unique_id, '') FROM stage_pin)"
+    )
 
 
 def _read_parts(directory: Path, parts: list[ParquetFile]) -> str:

@@ -88,7 +88,7 @@ class SparkEngine:
             )
         return self._outputs(options)
 
-    def run_batch(self, options: BatchOptions) -> BatchResult:
+    def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
         started = time.perf_counter()
         settings = self.settings
         spark = self.spark

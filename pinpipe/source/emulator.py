@@ -26,7 +26,7 @@ from pinpipe.errors import ConfigError
 from pinpipe.schema import KINDS, SOURCE_TABLES, Kind, stream_name, topic_name
 from pinpipe.source.database import SqlRowReader, open_source
 from pinpipe.source.progress import row_progress
-from pinpipe.source.sender import HttpApiSender, RetryPolicy, Target, check_api_url
+from pinpipe.source.sender import HttpApiSender, RetryPolicy, Target, api_urls
 
 Mode = Literal["batch", "stream", "both"]
 MAX_ROW = 11000
@@ -47,6 +47,9 @@ class EmulatorOptions:
     """100 reproduces the original; None draws a random sequence."""
     iterations: int | None = None
     """None: run until interrupted."""
+    skip: int = 0
+    """Draw and discard this many iterations first: ``skip=N`` continues a run of N iterations with the
+    same seed (its idempotency keys continue at iteration N)."""
     sleep: bool = True
     """Wait the drawn 0/1 s per iteration (the original's pace); ignored when ``rate`` is set."""
     rate: float | None = None
@@ -123,7 +126,7 @@ def run_emulator(
     if options.rate is not None and options.rate <= 0:
         raise ConfigError("--rate must be > 0")
     if not options.dry_run:
-        check_api_url(options.api or default_api(settings))
+        api_urls(options.api or default_api(settings))
     summary = EmulatorSummary(run_id=options.run_id or uuid.uuid4().hex[:12])
     targets = _targets(options.mode)
     if not options.dry_run:
@@ -152,10 +155,12 @@ def run_emulator(
         with row_progress(options.progress and not options.dry_run) as bar:
             task = bar.add_task("emulate", total=options.iterations, info="")
             for step, (sleep_s, row) in enumerate(draw_rows(options.seed)):
-                if options.iterations is not None and step >= options.iterations:
+                if step < options.skip:
+                    continue
+                if options.iterations is not None and step >= options.skip + options.iterations:
                     break
                 if options.rate is not None:
-                    delay = started + step / options.rate - time.monotonic()
+                    delay = started + (step - options.skip) / options.rate - time.monotonic()
                     if delay > 0:
                         sleep(delay)
                 elif options.sleep and sleep_s:
@@ -168,8 +173,8 @@ def run_emulator(
                     out.write(json.dumps(records, ensure_ascii=False, separators=(",", ":")) + "\n")
                 if sender is not None:
                     _send_all(sender, summary, targets, settings.prefix, step, records, on_error, pool)
-                summary.iterations = step + 1
-                if step % 50 == 0 or options.iterations == step + 1:
+                summary.iterations = step + 1 - options.skip
+                if step % 50 == 0 or options.iterations == summary.iterations:
                     elapsed = max(time.monotonic() - started, 1e-9)
                     bar.update(
                         task,

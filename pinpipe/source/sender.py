@@ -78,6 +78,13 @@ def check_api_url(url: str) -> str:
     raise ConfigError(f"--api {url!r} is not an http:// or https:// URL with a host: give e.g. {hint}")
 
 
+def api_urls(api: str) -> list[str]:
+    """The API replicas of a comma-separated ``--api``, each checked by :func:`check_api_url`."""
+    return [check_api_url(url) for url in (part.strip() for part in api.split(",")) if url] or [
+        check_api_url(api)
+    ]
+
+
 def _server_message(response: httpx.Response) -> str | None:
     """The ``message`` of an error body (REST proxy and Kinesis routes) or of the first failed offset."""
     try:
@@ -127,8 +134,7 @@ class HttpApiSender:
         rng: random.Random | None = None,
     ) -> None:
         headers = {"X-API-Key": api_key} if api_key else {}
-        replicas = [url.strip() for url in api.split(",") if url.strip()] or [api]
-        self._bases = [check_api_url(url).rstrip("/") for url in replicas]
+        self._bases = [url.rstrip("/") for url in api_urls(api)]
         self._turn = itertools.count()  # next() is atomic: safe when records are sent from threads
         self._client = httpx.Client(headers=headers, timeout=timeout_s, transport=transport)
         self._prefix = prefix

@@ -139,3 +139,13 @@ def test_ctrl_c_ends_the_run_with_a_summary(aicore_db: str, settings: Settings) 
     )  # no --iterations: forever
     assert summary.interrupted and "interrupted" in summary.line()
     assert summary.iterations == len(out.getvalue().splitlines()) >= 2
+
+
+def test_skip_continues_a_run_with_the_same_seed(aicore_db: str, settings: Settings) -> None:
+    """--skip N then --iterations M sends what iterations N..N+M-1 of one longer run sent."""
+    mine = load_settings(workdir=settings.workdir, **{"source.url": aicore_db})
+    whole, tail = io.StringIO(), io.StringIO()
+    run_emulator(mine, EmulatorOptions(iterations=30, dry_run=True, sleep=False), out=whole)
+    summary = run_emulator(mine, EmulatorOptions(iterations=12, skip=18, dry_run=True, sleep=False), out=tail)
+    assert tail.getvalue().splitlines() == whole.getvalue().splitlines()[18:]
+    assert summary.iterations == 12

@@ -1,0 +1,175 @@
+"""Incremental batch runs: a lake cleaned in increments gives the tables and outputs of one full run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from pinpipe.config import Settings, load_settings
+from pinpipe.engines import run_batch
+from pinpipe.engines.delta import read_delta
+from pinpipe.schema import KINDS, topic_name
+from pinpipe.tables import batch_table
+from pinpipe.transform.queries import OUTPUTS, BatchOptions
+from tests.unit.test_batch_chunks import geo, user
+from tests.unit.test_batch_run import lines, pin
+
+SWITCHES = [
+    BatchOptions(keep_duplicates=d, median=m, keep_ties=t)
+    for d in (False, True)
+    for m in ("lower", "exact")
+    for t in (False, True)
+]
+
+
+def lake_objects(
+    objects: list[list[tuple[Any, int, int]]], partitions: int = 1
+) -> list[tuple[str, str, bytes]]:
+    """(kind, file name, bytes) of every object, from drawn records (unique_id, ind, variant); object n
+    goes to partition n % ``partitions``. Every third object of a kind holds one bad line."""
+    out: list[tuple[str, str, bytes]] = []
+    for n, records in enumerate(objects):
+        p = n % partitions
+        for kind in KINDS:
+            if kind == "pin":
+                rows = [pin(i, u, f"v{c}") for u, i, c in records]
+            elif kind == "geo":
+                rows = [geo(i, f"C{c}") for _, i, c in records]
+            else:
+                rows = [user(i, 20 + 10 * c) for _, i, c in records]
+            data = lines(*rows) + (b"{broken\n" if n % 3 == 2 else b"")
+            out.append((kind, f"partition={p}/{{topic}}+{p}+{n * 1000:010d}.json", data))
+    return out
+
+
+def put(settings: Settings, kind: str, name: str, data: bytes) -> None:
+    topic = topic_name(settings.prefix, kind)  # type: ignore[arg-type]
+    path = settings.workdir / "lake" / "topics" / topic / name.format(topic=topic)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+def snapshot(settings: Settings, outputs: dict[str, Any]) -> dict[str, list[tuple[str, ...]]]:
+    """Every batch table's rows (sorted) and the ten outputs as returned (in export order)."""
+    tables = {}
+    for name in [*KINDS, "quarantine", *OUTPUTS]:
+        rows = read_delta(batch_table(settings, name)).to_pylist()
+        tables[name] = sorted(tuple(str(v) for v in r.values()) for r in rows)
+    for name, table in outputs.items():
+        tables[f"returned {name}"] = [tuple(str(v) for v in r.values()) for r in table.to_pylist()]
+    return tables
+
+
+ids = st.sampled_from(["a", "b", "c", None])
+records = st.lists(st.tuples(ids, st.integers(0, 3), st.integers(0, 2)), min_size=1, max_size=4)
+
+
+@hsettings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(records, min_size=1, max_size=7),
+    st.lists(st.integers(0, 6), max_size=5),
+    st.sampled_from(SWITCHES),
+    st.integers(1, 2),
+)
+def test_runs_after_each_increment_equal_one_full_run(
+    objects: list, cuts: list[int], options: BatchOptions, partitions: int
+) -> None:
+    """The lake split into 1-6 increments at random object boundaries (with two partitions, a later
+    increment also holds objects that sort before earlier ones), a run after each: the same tables,
+    quarantine and ten outputs as one run over the whole lake."""
+    every = lake_objects(objects, partitions)
+    bounds = sorted({min(c, len(objects)) for c in cuts} | {len(objects)})
+    with tempfile.TemporaryDirectory(prefix="pinpipe-incr-") as a, tempfile.TemporaryDirectory() as b:
+        full, step = load_settings(workdir=Path(a)), load_settings(workdir=Path(b))
+        for kind, name, data in every:
+            put(full, kind, name, data)
+        expected = snapshot(full, run_batch(full, options).outputs)
+        written = 0
+        for bound in bounds:
+            for kind, name, data in every[written * 3 : bound * 3]:
+                put(step, kind, name, data)
+            written = bound
+            result = run_batch(step, options)
+        assert snapshot(step, result.outputs) == expected
+        last = len(objects) - [0, *bounds][-2]  # objects of the last increment, per kind
+        for kind in KINDS:  # pin may be rebuilt: a new record preceding a differing kept one
+            assert result.objects_read[kind] == (len(objects) if kind in result.rebuilt else last), kind
+        assert set(result.rebuilt) <= ({"pin"} if len(bounds) > 1 else set(KINDS))
+
+
+def test_a_rerun_reads_nothing_and_new_objects_are_the_only_ones_read(settings: Settings) -> None:
+    put(settings, "pin", "partition=0/{topic}+0+0000000000.json", lines(pin(1, "a", "first")))
+    first = run_batch(settings, BatchOptions())
+    assert first.records_read["pin"] == 1 and first.rebuilt == {
+        k: "no bookkeeping in the tables yet" for k in KINDS
+    }
+    again = run_batch(settings, BatchOptions())
+    assert again.records_read == {"pin": 0, "geo": 0, "user": 0} and again.rebuilt == {}
+    assert again.objects_done["pin"] == 1
+    put(
+        settings,
+        "pin",
+        "partition=0/{topic}+0+0000000001.json",
+        lines(pin(2, "a", "later"), pin(3, "b", "b")),
+    )
+    third = run_batch(settings, BatchOptions())
+    assert third.records_read["pin"] == 2 and third.objects_read["pin"] == 1
+    assert sorted(read_delta(batch_table(settings, "pin")).column("title").to_pylist()) == ["b", "first"]
+
+
+def test_switching_keep_duplicates_rebuilds_and_full_refresh_rebuilds(settings: Settings) -> None:
+    put(settings, "user", "partition=0/{topic}+0+0000000000.json", lines(user(1, 20), user(1, 20)))
+    assert run_batch(settings, BatchOptions()).cleaned_rows["user"] == 1
+    kept = run_batch(settings, BatchOptions(keep_duplicates=True))
+    assert (
+        kept.cleaned_rows["user"] == 2
+        and kept.rebuilt["user"] == "the table was built without --keep-duplicates"
+    )
+    assert run_batch(settings, BatchOptions(keep_duplicates=True, median="exact")).rebuilt == {}
+    refreshed = run_batch(settings, BatchOptions(keep_duplicates=True), full_refresh=True)
+    assert refreshed.rebuilt["user"] == "--full-refresh" and refreshed.cleaned_rows["user"] == 2
+
+
+@pytest.mark.parametrize("edit", ["rewrite", "grow", "delete", "touch"])
+def test_objects_changed_after_cleaning_are_reported(settings: Settings, edit: str) -> None:
+    name = "partition=0/{topic}+0+0000000000.json"
+    put(settings, "user", name, lines(user(1, 20)))
+    run_batch(settings, BatchOptions())
+    topic = topic_name(settings.prefix, "user")
+    path = settings.workdir / "lake" / "topics" / topic / name.format(topic=topic)
+    key = f"topics/{topic}/{name.format(topic=topic)}"
+    import os
+
+    if edit == "rewrite":  # same size, other bytes
+        path.write_bytes(lines(user(2, 20)))
+    elif edit == "grow":
+        path.write_bytes(lines(user(1, 20), user(2, 30)))
+    elif edit == "delete":
+        path.unlink()
+    else:  # the same bytes, a new modification time: no change
+        os.utime(path, ns=(1, 1))
+    result = run_batch(settings, BatchOptions())
+    assert result.changed == ({} if edit == "touch" else {"user": [key]})
+    assert sorted(read_delta(batch_table(settings, "user")).column("ind").to_pylist()) == [1]
+
+
+@pytest.mark.parametrize("table", ["user", "quarantine"])
+def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, table: str) -> None:
+    """Rows written by another writer (the Spark engine, an older pinpipe) after a run with bookkeeping:
+    that older bookkeeping no longer describes the table, so the next run rebuilds, never appends."""
+    from pinpipe.engines.delta import remove_replaced_files, write_delta
+
+    put(settings, "user", "partition=0/{topic}+0+0000000000.json", lines(user(1, 20)))
+    run_batch(settings, BatchOptions())
+    url = batch_table(settings, table)
+    write_delta(url, read_delta(url))
+    remove_replaced_files(url, 0)
+    result = run_batch(settings, BatchOptions())
+    assert result.rebuilt.get("user") == "no bookkeeping in the tables yet"
+    assert read_delta(batch_table(settings, "user")).column("ind").to_pylist() == [1]
