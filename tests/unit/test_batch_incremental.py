@@ -169,7 +169,7 @@ def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, tabl
     run_batch(settings, BatchOptions())
     url = batch_table(settings, table)
     write_delta(url, read_delta(url))
-    remove_replaced_files(url, 0)
+    remove_replaced_files(url, 0, settings.tables_url)
     result = run_batch(settings, BatchOptions())
     assert result.rebuilt.get("user") == "no bookkeeping in the tables yet"
     assert read_delta(batch_table(settings, "user")).column("ind").to_pylist() == [1]
