@@ -186,6 +186,8 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
                 raise ApiError(42206, "request body must be a JSON object")
             check_stream_name_field(doc)
             count = doc.get("ShardCount")
+            if isinstance(count, float) and count.is_integer():
+                count = int(count)  # 2.0 is an integer in JSON Schema, as for a record's partition
             if count is not None:
                 if type(count) is not int or not 1 <= count <= max_shards:
                     raise ApiError(
