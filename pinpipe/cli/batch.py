@@ -89,8 +89,9 @@ def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> N
 
 
 def warn_empty_lake(result: BatchResult, settings: Settings, console: Console) -> None:
-    """A run that read no record at all is almost always a wrong --lake/--prefix or a sink not yet run."""
-    if any(result.records_read.values()):
+    """A lake with no record at all, new or cleaned by an earlier run, is almost always a wrong
+    --lake/--prefix or a sink not yet run."""
+    if any(result.records_read.values()) or any(result.objects_done.values()):
         return
     console.print(
         f"[bold yellow]WARNING: the lake {settings.lake_url} holds no records of prefix {settings.prefix}"

@@ -30,6 +30,10 @@ def _inline(schema: dict[str, Any]) -> dict[str, Any]:
     return inlined
 
 
+MAX_PARTITION = 2**31 - 1
+"""The largest partition number Kafka has (a 32-bit signed integer)."""
+
+
 class ErrorBody(BaseModel):
     """REST-proxy-style error: ``error_code`` is the HTTP status × 100 plus a subcode."""
 
@@ -50,7 +54,9 @@ class KinesisErrorBody(BaseModel):
 class ProduceRecord(BaseModel):
     key: Any = Field(None, description="Key: a string is stored as UTF-8, anything else as compact JSON.")
     value: Any = Field(description="The record: for the pin/geo/user topics, an object of that schema.")
-    partition: int | None = Field(None, ge=0, description="Explicit partition (default: by key hash).")
+    partition: int | None = Field(
+        None, ge=0, le=MAX_PARTITION, description="Explicit partition (default: by key hash)."
+    )
 
 
 def produce_request_schema(max_records: int) -> dict[str, Any]:

@@ -30,7 +30,13 @@ from starlette.responses import Response
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.idempotency import RequestKey
-from pinpipe.ingest.models import ErrorBody, ProduceResponse, TopicMetadata, produce_request_schema
+from pinpipe.ingest.models import (
+    MAX_PARTITION,
+    ErrorBody,
+    ProduceResponse,
+    TopicMetadata,
+    produce_request_schema,
+)
 from pinpipe.ingest.service import IngestService, Item, encode_key, parse_json
 
 ACCEPTED = frozenset(
@@ -68,9 +74,17 @@ def parse_records(doc: Any, max_records: int) -> list[Item]:
         partition = record.get("partition")
         if isinstance(partition, float) and partition.is_integer():
             partition = int(partition)
-        if partition is not None and (type(partition) is not int or partition < 0):
-            raise ApiError(42206, f"records[{i}].partition must be a non-negative integer")
-        items.append(Item(record["value"], encode_key(record.get("key")), partition))
+        if partition is not None and (
+            isinstance(partition, bool)
+            or not isinstance(partition, int)
+            or not 0 <= partition <= MAX_PARTITION
+        ):
+            raise ApiError(42206, f"records[{i}].partition must be an integer from 0 to {MAX_PARTITION}")
+        items.append(
+            Item(
+                record["value"], encode_key(record.get("key")), None if partition is None else int(partition)
+            )
+        )
     return items
 
 

@@ -49,6 +49,8 @@ def test_kill_9_at_random_points_then_rerun_equals_one_full_run(tmp_path: Path, 
     for kind, name, data in every[9:]:
         put(step, kind, name, data)
 
+    pristine = tmp_path / "pristine"  # the lake before the incremental run, to start again from
+    shutil.copytree(step.workdir, pristine)
     trial = tmp_path / "trial"  # how long the incremental run takes here, on a copy
     shutil.copytree(step.workdir, trial)
     started = time.perf_counter()
@@ -56,7 +58,7 @@ def test_kill_9_at_random_points_then_rerun_equals_one_full_run(tmp_path: Path, 
     whole = time.perf_counter() - started
     rng = random.Random(seed)
     kills = attempts = 0
-    while kills < 6 and attempts < 20:
+    while kills < 6 and attempts < 30:
         attempts += 1
         process = batch(step.workdir)
         time.sleep(rng.uniform(0.1, 1.0) * whole)
@@ -64,8 +66,10 @@ def test_kill_9_at_random_points_then_rerun_equals_one_full_run(tmp_path: Path, 
             process.send_signal(signal.SIGKILL)
             process.wait(timeout=30)
             kills += 1
-        else:
+        else:  # done before the kill: start the incremental run over, so that the next kill lands in it
             assert process.returncode == 0
+            shutil.rmtree(step.workdir)
+            shutil.copytree(pristine, step.workdir)
     assert kills == 6
     assert batch(step.workdir).wait(timeout=120) == 0
     assert snapshot(step, {}) == {k: v for k, v in expected.items() if not k.startswith("returned")}

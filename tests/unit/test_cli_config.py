@@ -17,7 +17,7 @@ def test_config_show_names_each_settings_layer_and_masks_secrets(tmp_path: Path)
         **clean_env(tmp_path),
         "PINPIPE_CONFIG": str(tmp_path / "pinpipe.toml"),
         "PINPIPE_STREAM__WATERMARK_S": "5",
-        "PINPIPE_API__API_KEYS": '["key-one-secret"]',
+        "PINPIPE_API__API_KEYS": '["key-one-secret-0123"]',
         "PINPIPE_LOG__KAFKA": '{"sasl.username": "me", "sasl.password": "pw-secret"}',
     }
     done = subprocess.run(

@@ -45,7 +45,7 @@ def test_an_api_without_its_scheme_is_refused_at_once(
 def test_a_refused_key_names_the_url_and_the_server_message(
     seeded: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("PINPIPE_API__API_KEYS", '["the-right-key"]')
+    monkeypatch.setenv("PINPIPE_API__API_KEYS", '["the-right-key-0123"]')
     guarded = load_settings(workdir=seeded.workdir)
     with background_server(create_app(guarded)) as url:
         topic = f"{url}/topics/{guarded.prefix}.pin"

@@ -86,7 +86,15 @@ def test_open_settings_log_passes_partitions_and_kafka_settings(
     log_module.open_settings_log(configured)
     log_module.open_settings_log(configured, "embedded:///tmp/x")
     assert seen == [
-        ("kafka://127.0.0.1:9092", {"partitions": 6, "kafka": {"security.protocol": "SASL_SSL"}}),
+        (
+            "kafka://127.0.0.1:9092",
+            {
+                "partitions": 6,
+                "kafka": {"security.protocol": "SASL_SSL"},
+                "replication_factor": 0,  # 0: derived from the cluster's brokers
+                "min_insync_replicas": 0,
+            },
+        ),
         ("embedded:///tmp/x", {"partitions": 6}),
     ]
 
