@@ -18,6 +18,7 @@ from rich.console import Console
 
 from pinpipe._optional import require_extras
 from pinpipe.config import Settings
+from pinpipe.config_show import MASK, mask_url
 from pinpipe.earlier_run import check_earlier_run, delete_earlier_records
 from pinpipe.errors import ConfigError
 from pinpipe.locations import delta_uri, join, local_path, scheme
@@ -250,7 +251,10 @@ def _print_locations(settings: Settings, options: DemoOptions, report: DemoRepor
         console.print(f"  {label:16} {where}")
     timing = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in report.stages.items())
     console.print(f"  stages: {timing}")
-    flags = "".join(f" {shlex.quote(flag)}" for flag in options.hint_flags)
+    shown = [mask_url(flag) for flag in options.hint_flags]  # a --db password never reaches a terminal log
+    flags = "".join(f" {shlex.quote(flag)}" for flag in shown)
+    if shown != list(options.hint_flags):
+        console.print(f"  (passwords shown as {MASK}: put yours back to run these)")
     console.print(f"  dashboard: {options.command} dashboard{flags}", soft_wrap=True)
     console.print(f"  metrics:   {options.command} metrics{flags}", soft_wrap=True)
     console.print(f"  status:    {options.command} status{flags}", soft_wrap=True)

@@ -6,6 +6,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
@@ -82,21 +83,34 @@ class ParquetFile:
     rows: int
 
 
-def commit_files(url: str, schema: pa.Schema, files: list[ParquetFile]) -> None:
-    """Replace the table at ``url`` (created if absent) with ``files``: one overwrite commit.
+def commit_files(
+    url: str, schema: pa.Schema, files: list[ParquetFile], append: bool = False, properties: Any = None
+) -> None:
+    """Commit Parquet ``files`` already written in the table's directory: appended to the table at ``url``,
+    or replacing its content (created if absent), with the deltalake ``CommitProperties`` ``properties``
+    (the incremental batch's bookkeeping): one commit.
 
     For writers that produce the Parquet themselves (DuckDB's ``COPY``, parallel and within its memory
     limit) instead of handing Arrow data to delta-rs, whose writer buffers far more than it writes.
     """
     from deltalake import Schema
-    from deltalake.transaction import AddAction, create_table_with_add_actions
+    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
     now = int(time.time() * 1000)
     actions = [AddAction(f.name, f.size, {}, now, True, json.dumps({"numRecords": f.rows})) for f in files]
+    if append:
+        open_delta(url).create_write_transaction(
+            list[AddAction | RemoveAction](actions),
+            mode="append",
+            schema=Schema.from_arrow(schema),
+            commit_properties=properties,
+        )
+        return
     create_table_with_add_actions(
         delta_uri(url),
         Schema.from_arrow(schema),
         actions,
         mode="overwrite",
         storage_options=delta_options(url),
+        commit_properties=properties,
     )

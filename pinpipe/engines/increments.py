@@ -295,31 +295,9 @@ def plan_kind(
 def commit_parts(url: str, schema: Any, files: list[Any], append: bool, metadata: str) -> None:
     """Commit Parquet ``files`` already written in the table's directory (``delta.ParquetFile``): appended
     to the table at ``url``, or replacing its content, with ``metadata`` as its bookkeeping: one commit."""
-    import time
+    from pinpipe.engines.delta import commit_files
 
-    from deltalake import Schema
-    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
-
-    from pinpipe.tables import delta_options, delta_uri, open_delta
-
-    now = int(time.time() * 1000)
-    actions = [AddAction(f.name, f.size, {}, now, True, json.dumps({"numRecords": f.rows})) for f in files]
-    if append:
-        open_delta(url).create_write_transaction(
-            list[AddAction | RemoveAction](actions),
-            mode="append",
-            schema=Schema.from_arrow(schema),
-            commit_properties=commit_properties(metadata),
-        )
-        return
-    create_table_with_add_actions(
-        delta_uri(url),
-        Schema.from_arrow(schema),
-        actions,
-        mode="overwrite",
-        storage_options=delta_options(url),
-        commit_properties=commit_properties(metadata),
-    )
+    commit_files(url, schema, files, append, commit_properties(metadata))
 
 
 def write_table(url: str, data: Any, append: bool, metadata: str) -> None:
