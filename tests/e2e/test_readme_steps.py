@@ -150,10 +150,10 @@ def test_readme_step_by_step_runs_after_the_demo(tmp_path: Path) -> None:
     assert {name: after[name]["records"] - before[name] for name in before} == dict.fromkeys(before, 500)
     # "the 500 new records of each topic to the lake"
     assert {t: lake_records(root, t) - lake_before[t] for t in TOPICS} == dict.fromkeys(TOPICS, 500)
-    # "the whole lake (the demo's records too): out/<output>.csv, ten files"
+    # "the 500 new records of each topic; outputs over the whole lake: out/, ten CSVs"
     batch = out(step("pinpipe batch run"))
-    for kind, topic in zip(("pin", "geo", "user"), TOPICS, strict=True):
-        assert f"{kind}: {lake_records(root, topic)} records read" in batch
+    for kind in ("pin", "geo", "user"):
+        assert f"{kind}: 500 records read from " in batch, batch
     assert len(list((root / "out").glob("*.csv"))) == 10
     # "500 new rows in each stream table"
     assert "rows appended: pin 500, geo 500, user 500" in out(step("pinpipe stream run"))
