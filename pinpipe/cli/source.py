@@ -104,12 +104,14 @@ def load(
     column types; datetimes are "%Y-%m-%d %H:%M:%S". Prints the rows loaded per table.
     """
     from pinpipe.source.database import open_source
-    from pinpipe.source.load import load_files
+    from pinpipe.source.load import check_file, load_files
 
     given: dict[Kind, Path | None] = {"pin": pin, "geo": geo, "user": user}
     files = {kind: path for kind, path in given.items() if path is not None}
     if not files:
         raise ConfigError("give at least one of --pin, --geo, --user")
+    for path in files.values():  # a missing or unknown file fails before a workdir is made for it
+        check_file(path)
     settings = build_settings(locations)
     note_new_workdir(settings, settings.source_url)
     engine = open_source(settings.source_url)
