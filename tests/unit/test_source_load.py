@@ -95,8 +95,8 @@ def _pinpipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     [
         (["source", "load", "--user", "nope.csv"], "nope.csv: no such file"),
         (["source", "load", "--user", "users.xml"], "unknown file type .xml"),
-        (["source", "load", "--db", "nosuchdb://x/y", "--user", "users.xml"], "unsupported database URL"),
-        (["source", "load", "--db", "not a url", "--user", "users.xml"], "invalid database URL"),
+        (["source", "load", "--db", "nosuchdb://x/y", "--user", "users.csv"], "unsupported database URL"),
+        (["source", "load", "--db", "not a url", "--user", "users.csv"], "invalid database URL"),
         (["source", "seed", "--db", "mysql+pymysql://u:secret@h:notaport/db"], "invalid database URL"),
         (["source", "seed", "--db", "postgresql+psycopg://u:secret@127.0.0.1:1/db"], "cannot open database"),
         (["emulate", "--dry-run", "--iterations", "1"], "no source database at"),
@@ -104,6 +104,7 @@ def _pinpipe(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 )
 def test_bad_cli_input_is_one_line_and_nonzero(tmp_path: Path, args: list[str], message: str) -> None:
     (tmp_path / "users.xml").write_text("<users/>")
+    (tmp_path / "users.csv").write_text(",ind,first_name,last_name,age,date_joined\n")
     done = _pinpipe(*args, "--workdir", str(tmp_path / "w"), cwd=tmp_path)
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
