@@ -23,33 +23,27 @@ _ORJSON_INT_MIN, _ORJSON_INT_MAX = -(2**63), 2**64 - 1
 """The integers orjson encodes; others are written from their text."""
 
 
-class ExactInt(int):
+class _Exact:
+    """A number that keeps the text it was sent as; ``repr`` (which the encoder writes) is that text."""
+
+    text: str
+
+    def __new__(cls, text: str) -> _Exact:
+        number = super().__new__(cls, text)  # type: ignore[call-arg]
+        number.text = text
+        return number
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class ExactInt(_Exact, int):
     """An integer with the text it was sent as (``-0``, or beyond 64 bits)."""
 
-    text: str
 
-    def __new__(cls, text: str) -> ExactInt:
-        number = super().__new__(cls, text)
-        number.text = text
-        return number
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-class ExactFloat(float):
+class ExactFloat(_Exact, float):
     """A number with a fraction or exponent whose double does not print back as its text (``1.10``,
     ``1e2``, ``1e-400``, ``1e400``: the last one is ``inf`` as a double, and refused in a known field)."""
-
-    text: str
-
-    def __new__(cls, text: str) -> ExactFloat:
-        number = super().__new__(cls, text)
-        number.text = text
-        return number
-
-    def __repr__(self) -> str:
-        return self.text
 
 
 def _int(text: str) -> int:
