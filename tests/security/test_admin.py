@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pinpipe.config import Settings
 from pinpipe.log.memory import MemoryLog
-from tests.unit.api_support import GEO_RECORD, GEO_STREAM, client_for, total, with_api
+from tests.unit.api_support import GEO_RECORD, GEO_STREAM, client_for, total, with_api, write_keys_file
 
 PRODUCER = "producer-key-0123456789"
 ADMIN = "admin-key-0123456789ab"
@@ -21,12 +21,8 @@ NEW = "streaming-0a1b2c3d4e5f-extra"
 
 def admin_keys_file(tmp_path: Path) -> Path:
     """An admin of the default prefix and one of another prefix, as a keys file (role = "admin")."""
-    path = tmp_path / "keys.toml"
-    path.write_text(
-        f'[keys.ops]\nkey = "{ADMIN}"\nprefixes = ["0a1b2c3d4e5f"]\nrole = "admin"\n\n'
-        f'[keys.other]\nkey = "{OTHER_ADMIN}"\nprefixes = ["ffffffffffff"]\nrole = "admin"\n'
-    )
-    return path
+    keys = {"ops": (ADMIN, "0a1b2c3d4e5f", "admin"), "other": (OTHER_ADMIN, "ffffffffffff", "admin")}
+    return write_keys_file(tmp_path / "keys.toml", keys)
 
 
 def put(client, stream: str, headers: dict | None = None):

@@ -12,7 +12,16 @@ from pinpipe.config import Settings, load_settings
 from pinpipe.errors import ConfigError
 from pinpipe.ingest.auth import KeyRing, Principal
 from pinpipe.log.memory import MemoryLog
-from tests.unit.api_support import GEO, GEO_RECORD, GEO_STREAM, KAFKA_JSON, client_for, total, with_api
+from tests.unit.api_support import (
+    GEO,
+    GEO_RECORD,
+    GEO_STREAM,
+    KAFKA_JSON,
+    client_for,
+    total,
+    with_api,
+    write_keys_file,
+)
 
 A = "0a1b2c3d4e5f"
 LONGER = "0a1b2c3d4e5fab"  # another tenant whose prefix starts with A's
@@ -26,15 +35,8 @@ PREFIX = r"[a-z0-9][a-z0-9_]{0,63}"
 
 def keys_file(tmp_path: Path, roles: dict[str, str] | None = None) -> Path:
     prefixes = {"a": A, "longer": LONGER, "str": "str"}
-    path = tmp_path / "keys.toml"
-    path.write_text(
-        "".join(
-            f'[keys.{name}]\nkey = "{KEYS[name]}"\nprefixes = ["{prefixes[name]}"]\n'
-            + (f'role = "{roles[name]}"\n' if roles and name in roles else "")
-            for name in prefixes
-        )
-    )
-    return path
+    keys = {name: (KEYS[name], prefix, (roles or {}).get(name)) for name, prefix in prefixes.items()}
+    return write_keys_file(tmp_path / "keys.toml", keys)
 
 
 def tenant_log() -> MemoryLog:

@@ -6,8 +6,9 @@ tests, which import them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,3 +79,15 @@ def read_all(log: Log, topic: str) -> list[Record]:
 
 def total(log: Log, topic: str) -> int:
     return sum(log.end_offsets(topic).values())
+
+
+def write_keys_file(path: Path, keys: Mapping[str, tuple[str, str, str | None]]) -> Path:
+    """A keys file (``api.keys_file``): ``[keys.NAME]`` for each ``NAME: (secret, prefix, role or None)``."""
+    path.write_text(
+        "".join(
+            f'[keys.{name}]\nkey = "{secret}"\nprefixes = ["{prefix}"]\n'
+            + (f'role = "{role}"\n' if role else "")
+            for name, (secret, prefix, role) in keys.items()
+        )
+    )
+    return path

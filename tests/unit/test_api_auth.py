@@ -11,7 +11,17 @@ from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
 from pinpipe.ingest.auth import KeyRing
 from pinpipe.log.memory import MemoryLog
-from tests.unit.api_support import GEO, GEO_RECORD, GEO_STREAM, KAFKA_JSON, PIN, client_for, total, with_api
+from tests.unit.api_support import (
+    GEO,
+    GEO_RECORD,
+    GEO_STREAM,
+    KAFKA_JSON,
+    PIN,
+    client_for,
+    total,
+    with_api,
+    write_keys_file,
+)
 
 CLI_KEY = "cli-secret-1234-abcd"
 LIMITED_KEY = "limited-secret-5678"
@@ -20,12 +30,8 @@ OTHER_KEY = "other-secret-9999"
 
 @pytest.fixture
 def keys_file(tmp_path: Path) -> Path:
-    path = tmp_path / "keys.toml"
-    path.write_text(
-        f'[keys.emulator]\nkey = "{LIMITED_KEY}"\nprefixes = ["0a1b2c3d4e5f"]\n\n'
-        f'[keys.other]\nkey = "{OTHER_KEY}"\nprefixes = ["ffffffffffff"]\n'
-    )
-    return path
+    keys = {"emulator": (LIMITED_KEY, "0a1b2c3d4e5f", None), "other": (OTHER_KEY, "ffffffffffff", None)}
+    return write_keys_file(tmp_path / "keys.toml", keys)
 
 
 @pytest.fixture
