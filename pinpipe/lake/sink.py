@@ -29,7 +29,7 @@ Objects are put by one background thread, in the order they were cut, so fsyncs 
 the log while each partition's objects still land in offset order (a crash leaves a prefix of them).
 
 Several workers (Kafka): sink processes in one group share the partitions through Kafka's group protocol
-(:mod:`pinpipe.log.kafka_group`). Since boundaries depend only on the records and the start offset, and
+(:mod:`pinpipe.log.kafka.group`). Since boundaries depend only on the records and the start offset, and
 every owner starts at the committed offset (an object boundary) and looks in the lake there, a rebalance
 never changes what the lake holds: a worker losing a partition waits for its queued puts, commits them,
 and drops its unwritten records (never writes a partial file); the new owner reads them again. A

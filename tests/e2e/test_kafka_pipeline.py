@@ -26,7 +26,7 @@ from pinpipe.lake.store import FileStore
 from pinpipe.locations import file_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka import KafkaLog
-from pinpipe.log.kafka_idempotency import HEADER
+from pinpipe.log.kafka.idempotency import HEADER
 from pinpipe.schema import KINDS, topic_name, topic_names
 from pinpipe.tables import stream_table
 from tests.e2e.pipeline_cli import (
