@@ -34,8 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-from _common import free_port, start_api, stop_process
+from _common import free_port, start_api, stop_process, wait_ok
 
 from pinpipe.locations import embedded_url
 from pinpipe.log.embedded import EmbeddedLog
@@ -89,14 +88,9 @@ class Bare:
             raise SystemExit(f"the bare endpoint did not start: {line}")
         self.url = line.split("listening on ", 1)[1].strip()
         threading.Thread(target=self.process.stdout.read, daemon=True).start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise SystemExit("the bare endpoint did not answer in 60 s")
+        if not wait_ok(f"{self.url}/healthz", self.process, 60):
+            self.process.kill()
+            raise SystemExit("the bare endpoint did not answer in 60 s")
 
     def stop(self) -> None:
         self.process.terminate()
