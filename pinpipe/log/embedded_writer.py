@@ -2,8 +2,7 @@
 
 Group commit: when several threads share a writer (the API server answers requests from a thread pool),
 the first caller becomes the leader and runs one transaction for every call queued meanwhile, each call
-inside its own SAVEPOINT; then it wakes those callers and hands the lead to the first call queued during
-its commit. A call that fails (unknown topic, bad partition) is rolled back to its savepoint
+inside its own SAVEPOINT. A call that fails (unknown topic, bad partition) is rolled back to its savepoint
 alone and gets its error; the others commit together, paying for one fsync instead of one each. Every
 caller returns only after the COMMIT that holds its records: durability is unchanged.
 """
@@ -25,12 +24,6 @@ from pinpipe.log.partitioner import partition_for_key
 _KEY_CACHE = 65_536
 
 
-def _held_lock() -> threading.Lock:
-    lock = threading.Lock()
-    lock.acquire()
-    return lock
-
-
 @dataclass(slots=True)
 class _Call:
     topic: str
@@ -38,8 +31,6 @@ class _Call:
     placed: list[tuple[int, int]] | None = None
     error: BaseException | None = None
     done: bool = field(default=False)
-    wake: threading.Lock = field(default_factory=_held_lock)
-    """Released once: when the call is done, or when its thread is to lead the next group."""
 
 
 class EmbeddedLogWriter:
@@ -55,8 +46,7 @@ class EmbeddedLogWriter:
         self._directory = directory
         self._retention = (retention_bytes, retention_s, retention_check_s)
         self._conn = connect(directory)
-        self._mutex = threading.Lock()
-        self._idle = threading.Condition(self._mutex)
+        self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._leading = False
         self._key_partitions: dict[tuple[bytes, int], int] = {}
@@ -64,44 +54,32 @@ class EmbeddedLogWriter:
         self._closed = False
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
-        """Queue the call; the first caller leads. Waiting callers sleep on their own lock, so a commit
-        wakes exactly the callers it finished and the one that leads next (no thundering herd)."""
         call = _Call(topic, records)
-        with self._mutex:
+        with self._cond:
             if self._closed:
                 raise LogError("append on a closed embedded log writer")
             self._queue.append(call)
-            follower, self._leading = self._leading, True
-        if follower:
-            call.wake.acquire()
-        if not call.done:
-            self._lead(call)
+            while not call.done:
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                group, self._queue = self._queue, []
+                self._cond.release()
+                try:
+                    self._commit_group(group)
+                finally:
+                    self._cond.acquire()
+                    self._leading = False
+                    for c in group:
+                        if not c.done:
+                            c.error = c.error or LogError("append interrupted")
+                            c.done = True
+                    self._cond.notify_all()
         if call.error is not None:
             raise call.error
         assert call.placed is not None
         return call.placed
-
-    def _lead(self, mine: _Call) -> None:
-        """Commit every queued call in one transaction, wake their callers, hand over to the next."""
-        with self._mutex:
-            group, self._queue = self._queue, []
-        try:
-            self._commit_group(group)
-        finally:
-            for c in group:
-                if not c.done:
-                    c.error = c.error or LogError("append interrupted")
-                    c.done = True
-            with self._mutex:
-                successor = self._queue[0] if self._queue else None
-                if successor is None:
-                    self._leading = False
-                    self._idle.notify_all()
-            for c in group:
-                if c is not mine:
-                    c.wake.release()
-            if successor is not None:
-                successor.wake.release()
 
     def _commit_group(self, group: list[_Call]) -> None:
         conn = self._conn
@@ -120,7 +98,7 @@ class EmbeddedLogWriter:
                     raise
         except Exception as exc:
             for call in group:
-                call.placed, call.error, call.done = None, call.error or exc, True
+                call.placed, call.error = None, call.error or exc
             return
         for call in group:
             call.done = True
@@ -236,9 +214,9 @@ class EmbeddedLogWriter:
         """Nothing to do: every append is durable when it returns."""
 
     def close(self) -> None:
-        with self._idle:
+        with self._cond:
             while self._leading:
-                self._idle.wait()
+                self._cond.wait()
             if not self._closed:
                 self._closed = True
                 self._conn.close()
