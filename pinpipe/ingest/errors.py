@@ -11,10 +11,12 @@ code   status  Kinesis ``__type``                     when
 40001  400     SerializationException                 body is not valid JSON (or not UTF-8, or nested
                                                       deeper than 1,000 levels)
 40002  400     ValidationException                    a path or query parameter is invalid
+40003  400     UnknownOperationException              ``X-Amz-Target`` names an operation not served
 40101  401     MissingAuthenticationTokenException    no API key, or an unknown one
 40301  403     AccessDeniedException                  the key's prefixes do not own this topic/stream
 40302  403     AccessDeniedException                  creating/deleting a stream needs an admin key
 40401  404     ResourceNotFoundException              unknown topic or stream, or unknown route
+40402  404     ResourceNotFoundException              the topic has no such partition (path)
 40501  405     ValidationException                    method not allowed; ``Allow`` lists the path's
                                                       methods
 40801  408     ValidationException                    body not received within ``api.body_timeout_s``;
@@ -55,10 +57,12 @@ KAFKA_MEDIA_TYPE = "application/vnd.kafka.v2+json"
 KINESIS_TYPES: dict[int, str] = {
     40001: "SerializationException",
     40002: "ValidationException",
+    40003: "UnknownOperationException",
     40101: "MissingAuthenticationTokenException",
     40301: "AccessDeniedException",
     40302: "AccessDeniedException",
     40401: "ResourceNotFoundException",
+    40402: "ResourceNotFoundException",
     40501: "ValidationException",
     40801: "ValidationException",
     40901: "ResourceInUseException",
@@ -103,7 +107,8 @@ class ApiError(Exception):
 
 
 def is_kinesis_path(path: str) -> bool:
-    return path == "/streams" or path.startswith("/streams/")
+    """The Kinesis routes: ``/streams...`` and the wire protocol's ``/``."""
+    return path in ("/", "/streams") or path.startswith("/streams/")
 
 
 def error_response(path: str, error: ApiError) -> Response:
@@ -111,7 +116,7 @@ def error_response(path: str, error: ApiError) -> Response:
     if is_kinesis_path(path):
         kinesis_type = KINESIS_TYPES.get(error.error_code, "ValidationException")
         body = {"__type": kinesis_type, "message": error.message, "error_code": error.error_code}
-        media_type = "application/json"
+        media_type = "application/x-amz-json-1.1" if path == "/" else "application/json"
     else:
         body = {"error_code": error.error_code, "message": error.message}
         media_type = KAFKA_MEDIA_TYPE

@@ -24,8 +24,8 @@ from pinpipe.errors import (
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
-from pinpipe.log.base import Log, LogWriter, OutgoingRecord
-from pinpipe.schema import kind_of_any, stream_names, topic_names, validate_record
+from pinpipe.log.base import Headers, Log, LogWriter, OutgoingRecord
+from pinpipe.schema import identity_problem, kind_of_any, stream_names, topic_names, validate_record
 
 logger = logging.getLogger("pinpipe.api")
 
@@ -44,6 +44,8 @@ class Item:
     raw: bytes | None = None
     problem: str | None = None
     """Set when parsing already found this record invalid (a per-record 42206)."""
+    headers: Headers = ()
+    timestamp: float | None = None
 
 
 @dataclass(slots=True)
@@ -223,6 +225,9 @@ class IngestService:
                 continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
+                missing = identity_problem(kind, item.value)
+                if missing is not None:
+                    problems.append(missing)
                 if problems:
                     outcomes[i] = Outcome(None, None, 42206, "; ".join(problems))
                     continue
@@ -231,7 +236,11 @@ class IngestService:
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
-            batch.append(OutgoingRecord(value, item.key, item.partition, event_id, fingerprint))
+            batch.append(
+                OutgoingRecord(
+                    value, item.key, item.partition, event_id, fingerprint, item.headers, item.timestamp
+                )
+            )
             positions.append(i)
         if batch:
             placed = self._append(space, name, batch)
