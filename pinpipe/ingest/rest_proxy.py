@@ -195,7 +195,7 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
         "/topics/{topic}/partitions/{partition}",
         summary="One partition of a topic",
         response_model=PartitionMetadata,
-        responses=error_docs(ErrorBody, 401, 403, 404, 422, 429, 500, 503),
+        responses=error_docs(ErrorBody, 400, 401, 403, 404, 422, 429, 500, 503),
     )
     async def get_partition(topic: str, partition: PartitionId, request: Request) -> Response:
         gate.caller(request, topic)

@@ -14,6 +14,8 @@ from typing import Any
 import schemathesis
 
 MAX_KEY = 256
+# the Kinesis wire protocol's body is JSON under AWS's media type
+schemathesis.serializer.alias("application/x-amz-json-1.1", "application/json")
 
 
 @schemathesis.hook

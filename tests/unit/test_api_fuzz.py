@@ -42,6 +42,7 @@ CHECKS = [
 NAMES: dict[str, list] = {"topic": [PIN, GEO, USER], "name": [PIN_STREAM, GEO_STREAM], "partition": [0, 2]}
 KEY = "fuzz-key-0001-abcdef"
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
+schemathesis.serializer.alias("application/x-amz-json-1.1", "application/json")  # the Kinesis wire protocol
 
 
 def run_examples(strategy, examples, checks, headers, params, writes, acknowledged) -> None:
