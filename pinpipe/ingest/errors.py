@@ -54,6 +54,9 @@ from starlette.responses import JSONResponse, Response
 KAFKA_MEDIA_TYPE = "application/vnd.kafka.v2+json"
 """What the REST proxy routes answer with (as the Confluent REST Proxy v2 does)."""
 
+KINESIS_WIRE_MEDIA_TYPE = "application/x-amz-json-1.1"
+"""What the Kinesis wire protocol (``POST /``) answers with, errors included."""
+
 KINESIS_TYPES: dict[int, str] = {
     40001: "SerializationException",
     40002: "ValidationException",
@@ -116,7 +119,7 @@ def error_response(path: str, error: ApiError) -> Response:
     if is_kinesis_path(path):
         kinesis_type = KINESIS_TYPES.get(error.error_code, "ValidationException")
         body = {"__type": kinesis_type, "message": error.message, "error_code": error.error_code}
-        media_type = "application/x-amz-json-1.1" if path == "/" else "application/json"
+        media_type = KINESIS_WIRE_MEDIA_TYPE if path == "/" else "application/json"
     else:
         body = {"error_code": error.error_code, "message": error.message}
         media_type = KAFKA_MEDIA_TYPE

@@ -19,11 +19,11 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from pinpipe.ingest.auth import Principal, authorize, require_admin
 from pinpipe.ingest.body import Gate, error_docs
-from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.errors import KINESIS_WIRE_MEDIA_TYPE, ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.kinesis import ACCEPTED, NEW_STREAM, KinesisOps
 from pinpipe.ingest.models import KinesisErrorBody
@@ -31,7 +31,7 @@ from pinpipe.ingest.rest_proxy import IdempotencyKey
 from pinpipe.ingest.service import parse_json
 
 TARGET_PREFIX = "Kinesis_20131202."
-AMZ_JSON = "application/x-amz-json-1.1"
+AMZ_JSON = KINESIS_WIRE_MEDIA_TYPE
 OPERATIONS = (
     "PutRecord",
     "PutRecords",
@@ -53,6 +53,15 @@ AmzTarget = Annotated[
 ]
 
 
+class AmzJSONResponse(JSONResponse):
+    """JSON in the media type of AWS' JSON protocol (what the SDKs expect, errors included)."""
+
+    media_type = AMZ_JSON
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 def stream_of(doc: Any) -> str:
     """The ``StreamName`` an operation names (42206 when absent or not a string)."""
     name = doc.get("StreamName") if isinstance(doc, dict) else None
@@ -62,7 +71,7 @@ def stream_of(doc: Any) -> str:
 
 
 def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
-    router = APIRouter(tags=["Kinesis wire protocol"])
+    router = APIRouter(tags=["Kinesis wire protocol"], default_response_class=AmzJSONResponse)
 
     def run(operation: str, doc: dict[str, Any], principal: Principal, request_key: Any) -> Any:
         """Run an operation for an authenticated caller (in the threadpool: appends block)."""
@@ -104,16 +113,16 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
         request: Request, target: AmzTarget, idempotency_key: IdempotencyKey = None
     ) -> Response:
         """The operation ``X-Amz-Target`` names, with the body the AWS SDKs send (the Kinesis API)."""
+        principal = gate.caller(request)
         operation = target.removeprefix(TARGET_PREFIX)
         if operation not in OPERATIONS:
             raise ApiError(40003, f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are")
-        principal = gate.caller(request)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         doc = parse_json(body) if body.strip() else {}
         if not isinstance(doc, dict):
             raise ApiError(42206, "request body must be a JSON object")
         request_key = None if idempotency_key is None else (idempotency_key, body)
         answer = await run_in_threadpool(run, operation, doc, principal, request_key)
-        return Response(orjson.dumps(answer), media_type=AMZ_JSON)
+        return AmzJSONResponse(answer)
 
     return router

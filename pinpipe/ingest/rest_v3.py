@@ -61,7 +61,7 @@ def parse_timestamp(given: Any) -> float:
     try:
         if not isinstance(given, str):
             raise ValueError(given)
-        moment = datetime.fromisoformat(given)
+        moment = datetime.fromisoformat(given.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
         raise ApiError(42206, "timestamp must be an RFC 3339 date-time, e.g. 2024-01-01T00:00:00Z") from None
     if moment.tzinfo is None:

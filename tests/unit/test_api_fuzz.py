@@ -39,7 +39,13 @@ CHECKS = [
     response_schema_conformance,
     response_headers_conformance,
 ]
-NAMES: dict[str, list] = {"topic": [PIN, GEO, USER], "name": [PIN_STREAM, GEO_STREAM], "partition": [0, 2]}
+FREE_TOPIC = "free-topic"
+"""A topic of no kind: any value is stored (on pin/geo/user a generated value rarely has its ``ind``)."""
+NAMES: dict[str, list] = {
+    "topic": [PIN, GEO, USER, FREE_TOPIC],
+    "name": [PIN_STREAM, GEO_STREAM],
+    "partition": [0, 2],
+}
 KEY = "fuzz-key-0001-abcdef"
 EXAMPLES = {GenerationMode.POSITIVE: 15, GenerationMode.NEGATIVE: 10}
 schemathesis.serializer.alias("application/x-amz-json-1.1", "application/json")  # the Kinesis wire protocol
@@ -87,6 +93,7 @@ def fuzz(settings: Settings, secured: bool, scale: float = 1.0) -> dict[str, set
     if secured:
         api_settings = with_api(api_settings, api_keys=(KEY,))
     log = MemoryLog(auto_create=False)
+    log.create_topic(FREE_TOPIC, 3)
     app = create_app(api_settings, log=log)
     names = {**NAMES, "cluster_id": [cluster_id_of(log.url)]}
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
