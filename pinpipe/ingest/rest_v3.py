@@ -54,10 +54,10 @@ def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def parse_timestamp(given: Any) -> float:
-    """A record's ``timestamp`` (RFC 3339; UTC when it names no offset) as epoch seconds; now when None."""
+def parse_timestamp(given: Any) -> float | None:
+    """A record's ``timestamp`` (RFC 3339; UTC when it names no offset) as epoch seconds, or None."""
     if given is None:
-        return time.time()
+        return None
     try:
         if not isinstance(given, str):
             raise ValueError(given)
@@ -126,13 +126,13 @@ def parse_record(doc: Any, where: str, kind_known: bool) -> tuple[Item, dict[str
 def delivery(
     cluster: str, topic: str, item: Item, outcome: Outcome, report: dict[str, Any]
 ) -> dict[str, Any]:
-    assert item.timestamp is not None
+    """A record's delivery report; its time is the one it was sent with, else about the append's."""
     return {
         "cluster_id": cluster,
         "topic_name": topic,
         "partition_id": outcome.partition,
         "offset": outcome.offset,
-        "timestamp": rfc3339(item.timestamp),
+        "timestamp": rfc3339(time.time() if item.timestamp is None else item.timestamp),
         **report,
     }
 

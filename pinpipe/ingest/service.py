@@ -24,11 +24,13 @@ from pinpipe.errors import (
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
+from pinpipe.locations import scheme as url_scheme
 from pinpipe.log.base import Headers, Log, LogWriter, OutgoingRecord
 from pinpipe.schema import identity_problem, kind_of_any, stream_names, topic_names, validate_record
 
 logger = logging.getLogger("pinpipe.api")
 
+BARE_LOG = "the Kinesis log keeps neither record headers nor timestamps: send the record without them"
 Space = Literal["topics", "streams"]
 """The REST proxy's topics or the Kinesis proxy's streams (possibly the same log)."""
 
@@ -96,6 +98,8 @@ class IngestService:
         self.settings = settings
         self.metrics = metrics
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
+        # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
+        self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._cache: dict[Space, dict[str, int]] = {"topics": {}, "streams": {}}
@@ -222,6 +226,9 @@ class IngestService:
         for i, item in enumerate(items):
             if item.problem is not None:
                 outcomes[i] = Outcome(None, None, 42206, item.problem)
+                continue
+            if self._bare[space] and (item.headers or item.timestamp is not None):
+                outcomes[i] = Outcome(None, None, 42206, BARE_LOG)
                 continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
