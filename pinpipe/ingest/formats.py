@@ -93,12 +93,20 @@ def binary_item(value: Any, key: Any, where: str, kind_known: bool) -> Item:
         raw = decode_base64(value)
     except ValueError:
         return Item(None, key_bytes, problem="value is not base64")
+    return bytes_item(
+        raw, key_bytes, kind_known, "value is not base64 of UTF-8 JSON (a record of this topic)"
+    )
+
+
+def bytes_item(raw: bytes, key: bytes | None, kind_known: bool, not_json: str) -> Item:
+    """A record sent as bytes: kept as they are on a topic of no kind; on a pin/geo/user topic parsed as
+    JSON (numbers exact) for validation, or refused per record with ``not_json``."""
     if not kind_known:
-        return Item(None, key_bytes, raw=raw)
+        return Item(None, key, raw=raw)
     try:
-        return Item(parse_json(raw), key_bytes)
+        return Item(parse_json(raw), key)
     except ApiError:
-        return Item(None, key_bytes, problem="value is not base64 of UTF-8 JSON (a record of this topic)")
+        return Item(None, key, problem=not_json)
 
 
 def parse_headers(given: Any, where: str) -> Headers:

@@ -33,7 +33,7 @@ from pinpipe.access import PREFIX
 from pinpipe.ingest.auth import Principal, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
-from pinpipe.ingest.formats import decode_base64
+from pinpipe.ingest.formats import bytes_item, decode_base64
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import (
     DescribeStreamResponse,
@@ -96,12 +96,7 @@ def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
         raw = decode_base64(data)
     except ValueError:
         raise ApiError(40001, f"{where}.Data is a string but not valid base64") from None
-    if not kind_known:
-        return Item(None, key_bytes, raw=raw)
-    try:
-        return Item(parse_json(raw), key_bytes)
-    except ApiError:
-        return Item(None, key_bytes, problem="Data is not a JSON object (base64 of UTF-8 JSON expected)")
+    return bytes_item(raw, key_bytes, kind_known, "Data is not a JSON object (base64 of UTF-8 JSON expected)")
 
 
 def hash_key_range(partition: int, count: int) -> dict[str, str]:

@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
-from pinpipe.ingest.formats import decode_base64, parse_headers
+from pinpipe.ingest.formats import bytes_item, decode_base64, parse_headers
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import ErrorBody, v3_batch_schema, v3_record_schema
 from pinpipe.ingest.rest_proxy import IdempotencyKey, record_partition
@@ -105,12 +105,7 @@ def parse_record(doc: Any, where: str, kind_known: bool) -> tuple[Item, dict[str
     value_type, value, raw = data_bytes(doc["value"], f"{where}.value")
     item = Item(value)
     if raw is not None:
-        item = Item(None, raw=raw)
-        if kind_known:
-            try:
-                item = Item(parse_json(raw))
-            except ApiError:
-                item = Item(None, problem=f"{where}.value is not UTF-8 JSON (a record of this topic)")
+        item = bytes_item(raw, None, kind_known, f"{where}.value is not UTF-8 JSON (a record of this topic)")
     size = len(raw) if raw is not None else len(encode_json(value))
     report: dict[str, Any] = {"key": None, "value": {"type": value_type, "size": size}}
     if doc.get("key") is not None:
