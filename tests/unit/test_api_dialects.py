@@ -212,3 +212,16 @@ def test_a_kinesis_log_refuses_headers_and_timestamps_per_record(settings: Setti
     assert offsets[1]["error_code"] is None
     assert (timed.status_code, timed.json()["error_code"]) == (422, 42206)
     assert total(kinesis_like, GEO) == 1
+
+
+def test_wire_put_records_retry_with_an_idempotency_key_stores_once(settings: Settings, log: Log) -> None:
+    data = [base64.b64encode(orjson.dumps({**GEO_RECORD, "ind": i})).decode() for i in range(5)]
+    entries = [{"Data": d, "PartitionKey": str(i)} for i, d in enumerate(data)]
+    body = {"StreamName": GEO_STREAM, "Records": entries}
+    key = {"Idempotency-Key": "wire-1"}
+    with client_for(settings, log) as client:
+        first = wire(client, "PutRecords", body, key).json()["Records"]
+        assert wire(client, "PutRecords", body, key).json()["Records"] == first
+        other = wire(client, "PutRecords", {**body, "Records": entries[:2]}, key)
+        assert (other.status_code, other.json()["__type"]) == (422, "InvalidArgumentException")
+    assert total(log, GEO_STREAM) == 5
