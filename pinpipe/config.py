@@ -116,6 +116,10 @@ class EngineSettings(_Section):
     retain_hours: int = Field(default=168, ge=0)
     """How long a batch table's replaced files stay on disk, so its older versions stay readable; Delta's
     default, a week. The batch job then deletes them."""
+    duckdb_memory_limit: str = ""
+    """DuckDB's ``memory_limit`` (``4GB``); empty: sized from the lake's bytes, spilling beyond it."""
+    duckdb_on_disk: bool = False
+    """Keep DuckDB's scratch tables in a compressed database file instead of memory: lower peak, more CPU."""
 
 
 class StreamSettings(_Section):

@@ -134,10 +134,10 @@ def build_source(settings: Settings, options: DemoOptions, console: Console) -> 
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console | None = None) -> DemoReport:
     """Run every stage in order; raises PinpipeError on the first failure."""
-    from pinpipe.cli.batch import print_result, warn_quarantine
     from pinpipe.engines import options_from_settings, run_batch
     from pinpipe.ingest.app import create_app
     from pinpipe.lake.sink import run_sink
+    from pinpipe.render import batch_outputs, batch_summary, warn_quarantine
     from pinpipe.serve import background_server
     from pinpipe.source.emulator import EmulatorOptions, run_emulator
     from pinpipe.transform.export import export_csv
@@ -187,7 +187,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     with _Stage(console, report, "batch", f"4. batch job ({settings.engine.name})"):
         result = run_batch(settings, options_from_settings(settings))
-        print_result(result, console)
+        batch_outputs(result, console)
+        batch_summary(result, console)
         warn_quarantine(result, console)
         if options.export_dir is not None:
             paths = export_csv(result.outputs, options.export_dir)
@@ -202,8 +203,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
 
 def _run_stream_stage(settings: Settings, console: Console) -> None:
-    from rich.table import Table
-
+    from pinpipe.render import metric_tables
     from pinpipe.streaming import read_metrics, run_stream
 
     if settings.engine.name == "spark" and scheme(settings.stream_log_url) == "kafka":
@@ -220,16 +220,7 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
         + ", ".join(f"{kind} {n}" for kind, n in summary.rows.items())
         + f"; dead letters {summary.dead_letters}"
     )
-    metrics = read_metrics(settings)
-    for name in ("profile_popularity", "trending_categories"):
-        rows = metrics.get(name, [])
-        table = Table(title=f"{name} (top {min(len(rows), 10)} of {len(rows)})", title_justify="left")
-        columns = list(rows[0]) if rows else ["(empty)"]
-        for column in columns:
-            table.add_column(column)
-        for row in rows[:10]:
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-        console.print(table)
+    metric_tables(read_metrics(settings), console, names=("profile_popularity", "trending_categories"))
 
 
 def _print_locations(settings: Settings, options: DemoOptions, report: DemoReport, console: Console) -> None:

@@ -11,7 +11,7 @@ import logging
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, Engine, QuarantinedRecord
-from pinpipe.errors import ConfigError, EngineError
+from pinpipe.errors import ConfigError
 from pinpipe.locations import delta_uri
 from pinpipe.transform.queries import BatchOptions
 
@@ -28,12 +28,7 @@ def get_engine(name: str, settings: Settings) -> Engine:
     if name not in ENGINES:
         raise ConfigError(f"unknown batch engine {name!r}: choose one of {', '.join(ENGINES)}")
     module_name, class_name = ENGINES[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise EngineError(f"the {name} engine is not available in this version of pinpipe yet") from exc
-        raise
+    module = importlib.import_module(module_name)
     engine: Engine = getattr(module, class_name)(settings)
     return engine
 

@@ -163,10 +163,10 @@ class DuckDBEngine:
         self.settings = settings
         self.chunk_bytes = chunk_bytes
         """Raw bytes of objects staged and cleaned at once; None: sized from the memory limit."""
-        self.memory_limit = memory_limit or os.environ.get("PINPIPE_DUCKDB_MEMORY_LIMIT")
+        self.memory_limit = memory_limit or settings.engine.duckdb_memory_limit or None
         """DuckDB ``memory_limit``; None: sized from the lake by :func:`_memory_limit` (spills beyond it)."""
         self.threads = threads
-        self.on_disk = os.environ.get("PINPIPE_DUCKDB_ON_DISK", "") == "1"
+        self.on_disk = settings.engine.duckdb_on_disk
         """Keep the scratch data in a database file instead of memory (spilling happens either way)."""
 
     # -- connections -------------------------------------------------------------------------------------

@@ -32,35 +32,22 @@ Mapping onto Kinesis:
 
 from __future__ import annotations
 
-import threading
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from pinpipe import aws
-from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.errors import ConfigError, LogError, TopicNotFoundError
+from pinpipe.log.kinesis_io import KinesisLogReader, KinesisLogWriter
 from pinpipe.log.kinesis_state import KinesisStateStore
+from pinpipe.log.kinesis_streams import KinesisStreams, error_code
 
-T = TypeVar("T")
 DEFAULT_STATE = Path(".pinpipe") / "kinesis-state.db"
-GET_LIMIT = 10_000
 
 
-@dataclass(frozen=True)
-class KinesisShard:
-    shard_id: str
-    start_hash: str
-
-
-def error_code(exc: BaseException) -> str:
-    response = getattr(exc, "response", None)
-    return str(response.get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
-
-
-class KinesisLog:
+class KinesisLog(KinesisStreams):
     """Admin operations on Kinesis streams and the factory of their writers and readers."""
 
     def __init__(
@@ -74,36 +61,17 @@ class KinesisLog:
         query = {k: v[-1] for k, v in parse_qs(parsed.query).items()}
         self.url = url
         self.default_partitions = partitions
-        self.client = client or aws.client(
-            "kinesis",
-            endpoint_url=query.get("endpoint"),
-            region=parsed.netloc or None,
-            connect_timeout=5,
-            read_timeout=30,
+        super().__init__(
+            client
+            or aws.client(
+                "kinesis",
+                endpoint_url=query.get("endpoint"),
+                region=parsed.netloc or None,
+                connect_timeout=5,
+                read_timeout=30,
+            ),
+            KinesisStateStore(Path(state or query.get("state") or DEFAULT_STATE)),
         )
-        self.state = KinesisStateStore(Path(state or query.get("state") or DEFAULT_STATE))
-        self._shards: dict[str, list[KinesisShard]] = {}
-        self._lock = threading.Lock()
-        self._tails: dict[tuple[str, int], tuple[int, str]] = {}
-        """Per shard, where the last sync stopped: (next offset, shard iterator from there)."""
-
-    # ---- calls ------------------------------------------------------------------------------
-    def call(self, topic: str, fn: Callable[..., T], **kwargs: Any) -> T:
-        """One Kinesis API call with errors as LogError kinds (boto3 already retried throttling)."""
-        try:
-            return fn(**kwargs)
-        except Exception as exc:
-            code = error_code(exc)
-            if code == "ResourceNotFoundException":
-                self._shards.pop(topic, None)
-                raise TopicNotFoundError(f"stream {topic!r} not found") from exc
-            if code in (
-                "",
-                "ProvisionedThroughputExceededException",
-                "LimitExceededException",
-            ) or code.startswith(("Throttl", "ServiceUnavailable", "InternalFailure", "KMSThrottling")):
-                raise LogUnavailableError(f"Kinesis unavailable ({topic}): {exc}") from exc
-            raise LogError(f"Kinesis error on {topic!r}: {exc}") from exc
 
     # ---- admin ------------------------------------------------------------------------------
     def create_topic(self, topic: str, partitions: int | None = None) -> None:
@@ -119,27 +87,9 @@ class KinesisLog:
                 raise
         self._wait_active(topic)
 
-    def _wait_active(self, topic: str, timeout: float = 120.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        delay = 0.05
-        while True:
-            summary = self.call(topic, self.client.describe_stream_summary, StreamName=topic)
-            found: dict[str, Any] = summary["StreamDescriptionSummary"]
-            if found["StreamStatus"] in ("ACTIVE", "UPDATING"):
-                return found
-            if found["StreamStatus"] == "DELETING":
-                raise TopicNotFoundError(f"stream {topic!r} is being deleted")
-            if time.monotonic() > deadline:
-                raise LogUnavailableError(f"stream {topic!r} still {found['StreamStatus']} after {timeout}s")
-            time.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
     def delete_topic(self, topic: str) -> None:
         self.call(topic, self.client.delete_stream, StreamName=topic, EnforceConsumerDeletion=True)
-        with self._lock:
-            self._shards.pop(topic, None)
-        self.state.forget(topic)
-        self._tails = {tp: v for tp, v in self._tails.items() if tp[0] != topic}
+        self.forget(topic)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
@@ -167,31 +117,6 @@ class KinesisLog:
                 continue
         return found
 
-    def shards(self, topic: str) -> list[KinesisShard]:
-        """The stream's open shards sorted by id (partition i = shards[i]); cached per log."""
-        with self._lock:
-            cached = self._shards.get(topic)
-        if cached is not None:
-            return cached
-        summary = self._wait_active(topic)
-        self.state.check_incarnation(topic, summary["StreamCreationTimestamp"].timestamp())
-        shards: list[KinesisShard] = []
-        kwargs: dict[str, Any] = {"StreamName": topic}
-        while True:
-            page = self.call(topic, self.client.list_shards, **kwargs)
-            shards.extend(
-                KinesisShard(s["ShardId"], s["HashKeyRange"]["StartingHashKey"])
-                for s in page["Shards"]
-                if "EndingSequenceNumber" not in s.get("SequenceNumberRange", {})
-            )
-            if not page.get("NextToken"):
-                break
-            kwargs = {"NextToken": page["NextToken"]}
-        shards.sort(key=lambda s: s.shard_id)
-        with self._lock:
-            self._shards[topic] = shards
-        return shards
-
     def end_offsets(self, topic: str) -> dict[int, int]:
         return {p: self.sync(topic, p) for p in range(len(self.shards(topic)))}
 
@@ -201,64 +126,11 @@ class KinesisLog:
     def groups(self) -> list[str]:
         return self.state.groups()
 
-    # ---- the offset index -------------------------------------------------------------------
-    def iterator(self, topic: str, partition: int, kind: str, seq: str | None = None) -> str:
-        kwargs: dict[str, Any] = {
-            "StreamName": topic,
-            "ShardId": self.shards(topic)[partition].shard_id,
-            "ShardIteratorType": kind,
-        }
-        if seq is not None:
-            kwargs["StartingSequenceNumber"] = seq
-        it: str = self.call(topic, self.client.get_shard_iterator, **kwargs)["ShardIterator"]
-        return it
-
-    def sync(self, topic: str, partition: int, until: int | None = None) -> int:
-        """Index the shard's records past the last indexed one: to its end, or until sequence number
-        ``until`` is indexed. Returns the next offset (the count of indexed records)."""
-        last = self.state.last(topic, partition)
-        if until is not None and last is not None and int(last[1]) >= until:
-            return last[0] + 1
-        next_offset = last[0] + 1 if last else 0
-        tail = self._tails.get((topic, partition))
-        try:
-            if tail is not None and tail[0] == next_offset:  # where the last sync stopped: no new iterator
-                return self._index_from(topic, partition, next_offset, tail[1], until)
-        except LogError as exc:
-            if error_code(exc.__cause__ or exc) != "ExpiredIteratorException":
-                raise
-        it = (
-            self.iterator(topic, partition, "AFTER_SEQUENCE_NUMBER", last[1])
-            if last
-            else self.iterator(topic, partition, "TRIM_HORIZON")
-        )
-        return self._index_from(topic, partition, next_offset, it, until)
-
-    def _index_from(self, topic: str, partition: int, next_offset: int, it: str, until: int | None) -> int:
-        current: str | None = it
-        while current is not None:
-            page = self.call(topic, self.client.get_records, ShardIterator=current, Limit=GET_LIMIT)
-            seqs = [r["SequenceNumber"] for r in page["Records"]]
-            self.state.index(topic, partition, next_offset, seqs)
-            next_offset += len(seqs)
-            current = page.get("NextShardIterator")
-            if current is not None:
-                self._tails[(topic, partition)] = (next_offset, current)
-            if until is not None and seqs and int(seqs[-1]) >= until:
-                break
-            if not seqs and page.get("MillisBehindLatest", 0) == 0:
-                break
-        return next_offset
-
     # ---- factories --------------------------------------------------------------------------
-    def writer(self) -> Any:
-        from pinpipe.log.kinesis_io import KinesisLogWriter
-
+    def writer(self) -> KinesisLogWriter:
         return KinesisLogWriter(self)
 
-    def reader(self, group: str, topics: Sequence[str]) -> Any:
-        from pinpipe.log.kinesis_io import KinesisLogReader
-
+    def reader(self, group: str, topics: Sequence[str]) -> KinesisLogReader:
         return KinesisLogReader(self, group, topics)
 
     def close(self) -> None:
