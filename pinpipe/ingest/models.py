@@ -224,7 +224,11 @@ class V3Record(BaseModel):
     headers: list[RecordHeader] | None = None
     key: V3Data | None = None
     value: V3Data
-    timestamp: datetime | None = Field(None, description="RFC 3339; UTC when it names no offset")
+    timestamp: datetime | None = Field(
+        None,
+        description="RFC 3339 (UTC when it names no offset), from 1970 to 9999",
+        json_schema_extra={"pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-"},
+    )
 
 
 def v3_record_schema() -> dict[str, Any]:

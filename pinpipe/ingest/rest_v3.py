@@ -41,6 +41,7 @@ from pinpipe.schema import kind_of_any
 V3_TYPES = ("JSON", "BINARY", "STRING")
 SCHEMA_FIELDS = ("schema_id", "schema_version", "schema", "subject", "subject_name_strategy")
 ACCEPTED = frozenset({"application/json"})
+LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp() + 1
 ClusterId = Annotated[str, Path(max_length=64, description="The id GET /v3/clusters answers")]
 
 
@@ -66,7 +67,10 @@ def parse_timestamp(given: Any) -> float | None:
         raise ApiError(42206, "timestamp must be an RFC 3339 date-time, e.g. 2024-01-01T00:00:00Z") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    seconds = moment.timestamp()
+    if not 0 <= seconds < LAST_SECOND:  # Kafka timestamps are not negative; reports print 4-digit years
+        raise ApiError(42206, "timestamp must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+    return seconds
 
 
 def data_bytes(part: Any, where: str) -> tuple[str, Any, bytes | None]:

@@ -131,6 +131,12 @@ def test_v3_record_keeps_headers_key_and_timestamp(settings: Settings, log: Log)
         ({"value": {"type": "JSON", "data": {}, "schema_id": 1}}, 415, 41501),
         ({"value": {"type": "BINARY", "data": "!"}}, 422, 42206),
         ({"value": {"type": "JSON", "data": GEO_RECORD}, "timestamp": "yesterday"}, 422, 42206),
+        ({"value": {"type": "JSON", "data": GEO_RECORD}, "timestamp": "1969-12-31T23:59:59Z"}, 422, 42206),
+        (
+            {"value": {"type": "JSON", "data": GEO_RECORD}, "timestamp": "9999-12-31T23:59:59-01:00"},
+            422,
+            42206,
+        ),
         ({"value": {"type": "JSON", "data": GEO_RECORD}, "partition_id": 7}, 422, 42202),
         ({"value": {"type": "JSON", "data": {"country": "Albania"}}}, 422, 42206),
         ({"key": {"type": "STRING", "data": "k"}}, 422, 42206),
