@@ -64,8 +64,10 @@ def run_examples(strategy, examples, checks, headers, params, writes, acknowledg
             return
         if params:
             name = case.path_parameters["topic" if "topic" in params else next(iter(params))]
-        else:  # the Kinesis wire protocol: the stream is in the body
-            name = case.body["StreamName"]
+        elif isinstance(case.body, dict) and isinstance(case.body.get("StreamName"), str):
+            name = case.body["StreamName"]  # the Kinesis wire protocol: the stream is in the body
+        else:
+            return  # a wire operation naming no stream (ListStreams) writes nothing
         body = response.json()
         if "successes" in body:  # v3 records:batch
             acknowledged[name].update((e["partition_id"], e["offset"]) for e in body["successes"])
