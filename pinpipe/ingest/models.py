@@ -212,11 +212,22 @@ class Status(BaseModel):
     status: str
 
 
-class V3Data(BaseModel):
-    type: Literal["JSON", "BINARY", "STRING"] = Field(
-        "JSON", description="JSON: data is any JSON value; BINARY: base64; STRING: text stored as UTF-8"
-    )
+class V3Json(BaseModel):
+    type: Literal["JSON"] = Field("JSON", description="the default: data is any JSON value")
     data: Any = None
+
+
+class V3Binary(BaseModel):
+    type: Literal["BINARY"]
+    data: str = Field(pattern=BASE64, description="base64 of the bytes")
+
+
+class V3String(BaseModel):
+    type: Literal["STRING"]
+    data: str = Field(description="text, stored as UTF-8")
+
+
+V3Data = V3Json | V3Binary | V3String
 
 
 class V3Record(BaseModel):

@@ -5,12 +5,14 @@ schema-valid requests accepted, schema-invalid ones refused, unsupported methods
 auth, stateful links) runs on every operation, in every phase, with bounded examples. Path names are
 random and, half of the time, real: the three topics, and for the Kinesis streams the three streams
 (PutRecords reports a record that fails its stream's schema per record, in a 200) plus a stream without a
-schema. PutRecord and the v3 single-record produce are pointed at a stream or topic without a schema only:
-on the pin/geo/user ones a record failing the schema is refused whole (422, as documented), which no
-single OpenAPI body schema can express per stream. The v3 routes get the log's real cluster id half of the
-time. The Kinesis wire protocol (``POST /``) is checked like every route except that schema-valid bodies
-need not be accepted: its body's schema depends on the ``X-Amz-Target`` header (PutRecord needs ``Data``,
-ListStreams nothing), which OpenAPI cannot express, so only a generic object is documented.
+schema. PutRecord and the v3 single-record produce are pointed at a stream or topic without a schema half
+of the time: on the pin/geo/user ones a record failing the schema is refused whole (422, as documented),
+which no single OpenAPI body schema can express per stream; the v3 one may also answer 422 to a
+schema-valid body (the stateful phase reuses the real topic names other operations answered). The v3
+routes get the log's real cluster id half of the time. The Kinesis wire protocol (``POST /``) is checked
+like every route except that a schema-valid body may be refused (400/422): its schema depends on the
+``X-Amz-Target`` header (PutRecord needs ``Data``, ListStreams nothing), which OpenAPI cannot express, so
+only a generic object is documented.
 The hooks module gives each ``Idempotency-Key`` a unique tail (see there).
 """
 
@@ -34,6 +36,10 @@ REPO = Path(__file__).resolve().parents[2]
 API_KEY = "schemathesis-key-000001"
 FREE_STREAM = "streaming-free"
 FREE_TOPIC = "free-topic"
+ACCEPTED_OR_REFUSED_RECORD = ["2xx", "401", "403", "404", "409", "422", "429"]
+"""What a schema-valid single-record produce may answer: 422 when the record fails its topic's schema."""
+WIRE_STATUSES = [*ACCEPTED_OR_REFUSED_RECORD, "400"]
+"""What a schema-valid Kinesis wire request may answer: its body's schema depends on X-Amz-Target."""
 EXAMPLES = 25
 
 
@@ -50,13 +56,29 @@ values = {streams!r}
 [dictionaries.free]
 values = [{FREE_STREAM!r}]
 
+[dictionaries.free_topic]
+values = [{FREE_TOPIC!r}]
+
+[dictionaries.clusters]
+values = [{cluster!r}]
+
 [parameters]
 "path.topic" = {{ dictionary = "topics", probability = 0.5 }}
 "path.name" = {{ dictionary = "streams", probability = 0.5 }}
+"path.cluster_id" = {{ dictionary = "clusters", probability = 0.5 }}
 
 [[operations]]
 include-name = "PUT /streams/{{name}}/record"
 parameters = {{ "path.name" = {{ dictionary = "free", probability = 0.5 }} }}
+
+[[operations]]
+include-name = "POST /v3/clusters/{{cluster_id}}/topics/{{topic}}/records"
+parameters = {{ "path.topic" = {{ dictionary = "free_topic", probability = 0.5 }} }}
+checks = {{ positive_data_acceptance = {{ expected-statuses = {ACCEPTED_OR_REFUSED_RECORD!r} }} }}
+
+[[operations]]
+include-name = "POST /"
+checks = {{ positive_data_acceptance = {{ expected-statuses = {WIRE_STATUSES!r} }} }}
 """.replace("'", '"')
     )
     return path
