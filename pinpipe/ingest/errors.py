@@ -29,7 +29,7 @@ code   status  Kinesis ``__type``                     when
 42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
 42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,
                                                       per record, a value that fails its schema,
-                                                      lacks its identifying field, is not base64
+                                                      lacks its identifying field, is not JSON
                                                       (binary formats), or that no table can hold
 42207  422     InvalidArgumentException               ``Idempotency-Key`` already used (by this API
                                                       key) for another body or record count;

@@ -9,8 +9,9 @@ A v2 produce's ``Content-Type`` names how record keys and values are embedded in
   Confluent proxy assumed when the format was omitted (what its Node.js client sends).
 
 A binary value on a pin/geo/user topic must decode to UTF-8 JSON of that kind: it is parsed with its exact
-numbers and validated like a json value, or refused per record (42206). Avro, JSON Schema and Protobuf need
-a schema registry: 415 naming the types accepted. Headers (``[{"name": ..., "value": base64 or null}]``,
+numbers and validated like a json value, or refused per record (42206); a key or value that is not a
+base64 string is a malformed request, refused whole (42206), as the documented schema says. Avro, JSON
+Schema and Protobuf need a schema registry: 415 naming the types accepted. Headers (``[{"name": ..., "value": base64 or null}]``,
 the v3 form) are stored with the record; names starting ``pinpipe-`` are the log's own and refused.
 """
 
@@ -74,8 +75,9 @@ def decode_base64(text: str) -> bytes:
 
 def binary_item(value: Any, key: Any, where: str, kind_known: bool) -> Item:
     """A binary-format record: the key's bytes, and the value parsed as JSON on a pin/geo/user topic
-    (per-record problem when it is not) or kept as bytes on another topic. A key or value that is neither
-    a string nor null is a malformed request (42206)."""
+    (per-record problem when it is not) or kept as bytes on another topic. A key or value that is not a
+    base64 string or null is a malformed request (42206), as the documented schema says."""
+    decoded: dict[str, bytes | None] = {}
     for field, given in (("key", key), ("value", value)):
         if given is not None and not isinstance(given, str):
             raise ApiError(
@@ -83,18 +85,15 @@ def binary_item(value: Any, key: Any, where: str, kind_known: bool) -> Item:
                 f"{where}.{field} must be a base64 string or null in the binary format; send JSON "
                 "values as application/vnd.kafka.json.v2+json",
             )
-    try:
-        key_bytes = None if key is None else decode_base64(key)
-    except ValueError:
-        return Item(None, problem="key is not base64")
-    if value is None:
-        return Item(None, key_bytes, problem="value is null: pinpipe stores no tombstones")
-    try:
-        raw = decode_base64(value)
-    except ValueError:
-        return Item(None, key_bytes, problem="value is not base64")
+        try:
+            decoded[field] = None if given is None else decode_base64(given)
+        except ValueError:
+            raise ApiError(42206, f"{where}.{field} is not base64 (standard alphabet, padded)") from None
+    raw = decoded["value"]
+    if raw is None:
+        return Item(None, decoded["key"], problem="value is null: pinpipe stores no tombstones")
     return bytes_item(
-        raw, key_bytes, kind_known, "value is not base64 of UTF-8 JSON (a record of this topic)"
+        raw, decoded["key"], kind_known, "value is not base64 of UTF-8 JSON (a record of this topic)"
     )
 
 

@@ -156,6 +156,13 @@ BAD_REQUESTS = [
     ),
     ("binary value not a string", b'{"records": [{"value": {"ind": 1}}]}', "application/json", 422, 42206),
     (
+        "binary value not base64",
+        b'{"records": [{"value": "e30="}, {"value": "!!"}]}',
+        "application/json",
+        422,
+        42206,
+    ),
+    (
         "header name reserved",
         b'{"records": [{"value": {"ind": 1}, "headers": [{"name": "pinpipe-x", "value": null}]}]}',
         JSON_TYPE,
