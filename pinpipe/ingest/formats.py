@@ -11,8 +11,9 @@ A v2 produce's ``Content-Type`` names how record keys and values are embedded in
 A binary value on a pin/geo/user topic must decode to UTF-8 JSON of that kind: it is parsed with its exact
 numbers and validated like a json value, or refused per record (42206); a key or value that is not a
 base64 string is a malformed request, refused whole (42206), as the documented schema says. Avro, JSON
-Schema and Protobuf need a schema registry: 415 naming the types accepted. Headers (``[{"name": ..., "value": base64 or null}]``,
-the v3 form) are stored with the record; names starting ``pinpipe-`` are the log's own and refused.
+Schema and Protobuf need a schema registry: 415 naming the types accepted. Headers (``[{"name": ...,
+"value": base64 or null}]``, the v3 form) are stored with the record; names starting ``pinpipe-`` are the
+log's own and refused.
 """
 
 from __future__ import annotations

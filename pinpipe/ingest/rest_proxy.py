@@ -8,11 +8,11 @@ metadata Confluent's clients read (one broker, id 0, leads every partition).
 
 What is rejected whole (4xx, nothing written): a bad content type (41501), a body over the size limit
 (41301), malformed JSON (40001), no ``records`` array, an empty one, a record that is not an object with a
-``value``, a partition that is not a non-negative integer, a binary key or value that is not a
-base64 string, malformed headers (42206), more records than ``api.max_records`` (42201), an unknown topic
-(40401). What fails per record (200, the error in its ``offsets[]`` entry, the request's other records written): a value
-that does not match its topic's schema or lacks its identifying field, a binary value that is not JSON on
-a pin/geo/user topic (42206), an explicit partition the topic does not have (42202).
+``value``, a partition that is not a non-negative integer, a binary key or value that is not a base64
+string, malformed headers (42206), more records than ``api.max_records`` (42201), an unknown topic (40401).
+What fails per record (200, the error in its ``offsets[]`` entry, the request's other records written): a
+value that does not match its topic's schema or lacks its identifying field, a binary value that is not
+JSON on a pin/geo/user topic (42206), an explicit partition the topic does not have (42202).
 
 ``Idempotency-Key: K`` makes the request safe to retry: a retry with the same body answers the original
 partitions and offsets without storing again; the same key with another body or record count is refused
