@@ -3,7 +3,8 @@
 Generated requests reuse header values across operations and bodies; the API answers a reused
 ``Idempotency-Key`` with another body 422/42207, which is right but not something a stateless generator
 can know. Each valid key therefore gets a unique tail at every call (still at most 256 characters);
-over-long keys stay as generated, so the 400 for them is still checked. Idempotent retries are tested in test_idempotency.py.
+over-long keys stay as generated, so the 400 for them is still checked. Idempotent retries are tested in
+test_idempotency.py.
 """
 
 from __future__ import annotations
