@@ -11,20 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "pinpipe"
 
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (
-        0,
-        (
-            "errors",
-            "config",
-            "config_show",
-            "schema",
-            "locations",
-            "access",
-            "exact_json",
-            "_optional",
-            "aws",
-        ),
-    ),
+    (0, ("errors", "config", "config_show", "schema", "locations", "access", "exact_json", "_optional", "aws")),
     (0, ("progress", "serve", "workdir")),
     (1, ("log", "lake", "transform", "tables", "source", "status")),
     (2, ("ingest", "lake.sink", "lake.sink_options", "lake.sink_puts", "engines", "streaming", "dashboard")),
