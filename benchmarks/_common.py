@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pinpipe import delta  # noqa: E402
 from pinpipe.lake.formats import format_of_key, parse_key  # noqa: E402
 from pinpipe.schema import Kind  # noqa: E402
-from pinpipe.streaming import delta  # noqa: E402
 
 PINPIPE = Path(sys.executable).with_name("pinpipe")
 
@@ -141,7 +141,7 @@ class DeltaWatcher(Watcher):
         self.version = -1
 
     def scan(self) -> None:
-        table = delta.open_table(self.url)
+        table = delta.open_table_if_exists(self.url)
         if table is None or table.version() == self.version:
             return
         now = time.time()

@@ -123,6 +123,9 @@ class EngineSettings(_Section):
 
 
 class StreamSettings(_Section):
+    engine: Literal["auto", "embedded", "spark"] = "auto"
+    """The stream processor: ``embedded`` (in-process), ``spark`` (Structured Streaming, reads Kafka), or
+    ``auto``: Spark when the batch engine is Spark and the streams are on Kafka, else embedded."""
     max_records: int = 1000
     max_wait_s: float = 0.5
     watermark_s: float = 600.0

@@ -21,7 +21,7 @@ from pinpipe.config import Settings
 from pinpipe.config_show import MASK, mask_url
 from pinpipe.earlier_run import check_earlier_run, delete_earlier_records
 from pinpipe.errors import ConfigError
-from pinpipe.locations import delta_uri, join, local_path, scheme
+from pinpipe.locations import delta_uri, join, local_path
 from pinpipe.schema import KINDS, Kind
 
 SYNTHETIC_ROWS = 11_154
@@ -204,17 +204,15 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
 def _run_stream_stage(settings: Settings, console: Console) -> None:
     from pinpipe.render import metric_tables
-    from pinpipe.streaming import read_metrics, run_stream
+    from pinpipe.streaming import read_metrics, stream_engine, stream_runner
 
-    if settings.engine.name == "spark" and scheme(settings.stream_log_url) == "kafka":
-        from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
-
+    if stream_engine(settings) == "spark":
         console.print(
             f"Spark Structured Streaming ({settings.engine.spark_master}) from {settings.stream_log_url}"
         )
     elif settings.engine.name == "spark":
         console.print("embedded processor (Spark Structured Streaming reads Kafka: give --log kafka://...)")
-    summary = run_stream(settings, until_idle=True)
+    summary = stream_runner(settings)(settings, until_idle=True)
     console.print(
         f"{summary.records} events in {summary.batches} micro-batches; rows "
         + ", ".join(f"{kind} {n}" for kind, n in summary.rows.items())

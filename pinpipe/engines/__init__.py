@@ -52,7 +52,7 @@ def run_batch(
 
     A failed clean-up is a warning, not a failed job: the tables are written, and the next run retries it.
     """
-    from pinpipe.engines.delta import remove_replaced_files
+    from pinpipe.delta import remove_replaced_files
 
     delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before the work
     engine = get_engine(settings.engine.name, settings)

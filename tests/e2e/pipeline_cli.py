@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pyarrow as pa
 
 from pinpipe.config import Settings, load_settings
-from pinpipe.tables import delta_uri
 from tests.processes import clean_env as clean_env  # re-exported for the e2e tests
 from tests.processes import free_port as free_port
 
@@ -110,9 +108,3 @@ def settings_for(workdir: Path, prefix: str | None = None) -> Settings:
     """Settings as the subprocesses see them (for table locations)."""
     overrides = {"prefix": prefix} if prefix else {}
     return load_settings(workdir=workdir, **overrides)
-
-
-def read_delta(url: str) -> pa.Table:
-    from deltalake import DeltaTable
-
-    return DeltaTable(delta_uri(url)).to_pyarrow_table()

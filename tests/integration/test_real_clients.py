@@ -26,11 +26,12 @@ import boto3
 import orjson
 import pytest
 
+from pinpipe.delta import read_table
 from pinpipe.lake.store import open_store
 from pinpipe.log import open_log
 from pinpipe.schema import KINDS, stream_name, topic_name
 from pinpipe.tables import stream_table
-from tests.e2e.pipeline_cli import ApiProcess, clean_env, location_flags, pinpipe, read_delta, settings_for
+from tests.e2e.pipeline_cli import ApiProcess, clean_env, location_flags, pinpipe, settings_for
 from tests.unit.samples import GEO_RECORD, PIN_RECORD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,7 +118,7 @@ def test_boto3_and_aws_cli_put_records_that_the_stream_job_stores(api) -> None:
     pinpipe("stream", "run", *flags, "--until-idle", "--quiet", env=env)
     settings = settings_for(Path(flags[1]))
     for kind in KINDS:
-        stored = sorted(read_delta(stream_table(settings, kind)).column("ind").to_pylist())
+        stored = sorted(read_table(stream_table(settings, kind)).column("ind").to_pylist())
         assert stored == list(range(last + 1)), kind
 
 

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from pinpipe._optional import require
 from pinpipe.log.base import Record, TopicPartition
-from pinpipe.log.kafka_reader import KafkaLogReader
+from pinpipe.log.kafka.reader import KafkaLogReader
 
 ck = require("confluent_kafka", "kafka")
 

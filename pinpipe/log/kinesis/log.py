@@ -3,7 +3,7 @@
 ``open_log("kinesis://[region][?endpoint=URL&state=PATH]")``: the region defaults to the AWS configuration
 (``AWS_REGION``...), the endpoint to ``AWS_ENDPOINT_URL_KINESIS`` / ``AWS_ENDPOINT_URL`` / AWS itself,
 credentials to the usual AWS chain (see :mod:`pinpipe.aws`); ``state`` is the small SQLite file of
-:mod:`pinpipe.log.kinesis_state` (default ``.pinpipe/kinesis-state.db``; the settings put it in the workdir).
+:mod:`pinpipe.log.kinesis.state` (default ``.pinpipe/kinesis-state.db``; the settings put it in the workdir).
 
 Mapping onto Kinesis:
 
@@ -40,9 +40,9 @@ from urllib.parse import parse_qs, urlparse
 
 from pinpipe import aws
 from pinpipe.errors import ConfigError, LogError, TopicNotFoundError
-from pinpipe.log.kinesis_io import KinesisLogReader, KinesisLogWriter
-from pinpipe.log.kinesis_state import KinesisStateStore
-from pinpipe.log.kinesis_streams import KinesisStreams, error_code
+from pinpipe.log.kinesis.io import KinesisLogReader, KinesisLogWriter
+from pinpipe.log.kinesis.state import KinesisStateStore
+from pinpipe.log.kinesis.streams import KinesisStreams, error_code
 
 DEFAULT_STATE = Path(".pinpipe") / "kinesis-state.db"
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
-from pinpipe.log.kinesis_streams import GET_LIMIT, KinesisStreams, error_code
+from pinpipe.log.kinesis.streams import GET_LIMIT, KinesisStreams, error_code
 from pinpipe.log.partitioner import partition_for_key
 
 MAX_RECORDS = 500

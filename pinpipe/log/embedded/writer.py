@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.embedded_db import connect, encode_headers, enforce_retention, errors_of, rollback, table
+from pinpipe.log.embedded.db import connect, encode_headers, enforce_retention, errors_of, rollback, table
 from pinpipe.log.partitioner import partition_for_key
 
 _KEY_CACHE = 65_536

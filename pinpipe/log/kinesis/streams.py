@@ -1,5 +1,5 @@
 """The Kinesis calls a log needs, below both :class:`~pinpipe.log.kinesis.KinesisLog` and its writers
-and readers (:mod:`pinpipe.log.kinesis_io`): errors mapped to LogError kinds, a stream's shards as
+and readers (:mod:`pinpipe.log.kinesis.io`): errors mapped to LogError kinds, a stream's shards as
 partitions, shard iterators, and the dense offset index kept in the state file."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pinpipe.errors import LogError, LogUnavailableError, TopicNotFoundError
-from pinpipe.log.kinesis_state import KinesisStateStore
+from pinpipe.log.kinesis.state import KinesisStateStore
 
 T = TypeVar("T")
 GET_LIMIT = 10_000
