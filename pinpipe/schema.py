@@ -132,6 +132,15 @@ _PLAN: dict[str, tuple[tuple[str, type | None, str], ...]] = {
 }
 
 
+def identity_problem(kind: Kind, value: Any) -> str | None:
+    """Why an object of ``kind`` cannot be told apart from others (no identifying ``index``/``ind``), or
+    None. The API refuses such a record; the consumers still clean one that reached the log another way."""
+    field = KEY_FIELD[kind]
+    if isinstance(value, Mapping) and value.get(field) is None:
+        return f"a {kind} record needs its identifying field '{field}' (an integer)"
+    return None
+
+
 def validate_record(kind: Kind, value: Any) -> list[str]:
     """Problems with ``value`` as a record of ``kind``; an empty list means it is valid."""
     if type(value) is not dict and not isinstance(value, Mapping):

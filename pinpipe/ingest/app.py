@@ -1,6 +1,7 @@
 """The ingestion API as one ASGI app: ``create_app(settings)``.
 
-It plays the roles of API Gateway, the Kafka REST Proxy (rest_proxy.py) and the Kinesis proxy (kinesis.py)
+It plays the roles of API Gateway, the Kafka REST Proxy (v2: rest_proxy.py, v3 produce: rest_v3.py) and
+Kinesis (the original proxy's ``/streams`` routes: kinesis.py; the AWS SDKs' wire protocol: kinesis_wire.py)
 in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers and holds the
 prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefixes only) and
 ``/openapi.json``. Appends block, so they run in the threadpool; the answer is sent only after the log
@@ -36,10 +37,12 @@ from pinpipe.config import Settings
 from pinpipe.ingest.auth import KeyRing, RateLimiter
 from pinpipe.ingest.body import Gate
 from pinpipe.ingest.errors import KAFKA_MEDIA_TYPE, ApiError, error_response
-from pinpipe.ingest.kinesis import kinesis_router
+from pinpipe.ingest.kinesis import KinesisOps, kinesis_router
+from pinpipe.ingest.kinesis_wire import kinesis_wire_router
 from pinpipe.ingest.metrics import ApiMetrics
 from pinpipe.ingest.models import ErrorBody, Status
 from pinpipe.ingest.rest_proxy import rest_proxy_router
+from pinpipe.ingest.rest_v3 import rest_v3_router
 from pinpipe.ingest.service import IngestService
 from pinpipe.log import Log, open_settings_log
 
@@ -137,11 +140,12 @@ def _document_security(app: FastAPI, secured: bool) -> None:
             schema.setdefault("components", {})["securitySchemes"] = {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
                 "Bearer": {"type": "http", "scheme": "bearer"},
+                "Basic": {"type": "http", "scheme": "basic"},
             }
             for path, operations in schema["paths"].items():
-                if path.startswith(("/topics", "/streams", "/metrics")):
+                if path == "/" or path.startswith(("/topics", "/streams", "/metrics", "/v3", "/brokers")):
                     for operation in operations.values():
-                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}]
+                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}, {"Basic": []}]
             app.openapi_schema = schema
         return app.openapi_schema
 
@@ -197,7 +201,10 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     _document_security(app, secured=not keys.open)
     app.add_middleware(GuardMiddleware, metrics=metrics)
     app.include_router(rest_proxy_router(service, gate, settings.api.max_records))
-    app.include_router(kinesis_router(service, gate, settings.api.max_records))
+    app.include_router(rest_v3_router(service, gate, settings.api.max_records))
+    kinesis_ops = KinesisOps(service, settings.api.max_records)
+    app.include_router(kinesis_router(service, gate, kinesis_ops))
+    app.include_router(kinesis_wire_router(gate, kinesis_ops))
 
     @app.get("/healthz", tags=["operations"], response_model=Status)
     async def healthz() -> dict[str, str]:

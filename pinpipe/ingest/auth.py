@@ -15,7 +15,11 @@ parsed (:func:`pinpipe.access.owner`), never compared as a string prefix. A prod
 describe; an admin may also create and delete streams. With no key configured at all the API is open to
 producers only and says so once at startup: creating or deleting a stream always needs an admin key.
 
-A client sends its key as ``X-API-Key: K`` or ``Authorization: Bearer K``. The header's bytes are compared
+A client sends its key as ``X-API-Key: K``, ``Authorization: Bearer K``, ``Authorization: Basic
+base64(USER:K)`` (the key is the password; the user name is ignored, as Confluent's clients send one), or,
+from an AWS SDK, as the access key id of a SigV4 ``Authorization: AWS4-HMAC-SHA256 Credential=K/...``
+header. Only that id is checked, never the signature: keys have no secret beside themselves, so whoever
+holds the key may call, exactly as with ``X-API-Key`` (send the key over TLS). The header's bytes are compared
 with every configured key through their SHA-256 digests in constant time, so the time taken depends neither
 on which key matched nor on the lengths involved. Keys are never logged; only a key's name is (``cli``,
 ``admin`` for configured keys, the ``[keys.NAME]`` of a keys file).
@@ -23,9 +27,12 @@ on which key matched nor on the lengths involved. Keys are never logged; only a 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import math
+import re
 import threading
 import time
 import tomllib
@@ -150,13 +157,13 @@ class KeyRing:
         """The caller's principal, or ApiError 40101 when the key is missing or unknown."""
         if self.open:
             return ANONYMOUS
-        given = x_api_key
-        if given is None and authorization:
-            scheme, _, token = authorization.partition(" ")
-            if scheme.lower() == "bearer":
-                given = token.strip(" ")
+        given = x_api_key if x_api_key is not None else key_of_authorization(authorization)
         if not given:
-            raise ApiError(40101, "missing API key: send the X-API-Key or Authorization: Bearer header")
+            raise ApiError(
+                40101,
+                "missing API key: send X-API-Key, Authorization: Bearer KEY, Authorization: Basic "
+                "(the key as password), or an AWS SigV4 signature with the key as access key id",
+            )
         candidate = _digest(_header_bytes(given))
         found = None
         for key in self._keys:  # every key is checked: the time does not depend on which one matched
@@ -165,6 +172,30 @@ class KeyRing:
         if found is None:
             raise ApiError(40101, "invalid API key")
         return found
+
+
+def key_of_authorization(authorization: str | None) -> str | None:
+    """The API key an ``Authorization`` header carries (Bearer, Basic password, SigV4 access key id)."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    scheme, token = scheme.lower(), token.strip(" ")
+    if scheme == "bearer":
+        return token
+    if scheme == "basic":
+        try:
+            decoded = base64.b64decode(token, validate=True).decode("latin-1")
+        except (binascii.Error, ValueError):
+            return None
+        return decoded.partition(":")[2] or None
+    if scheme == "aws4-hmac-sha256":
+        match = _SIGV4_CREDENTIAL.search(token)
+        return match.group(1) if match else None
+    return None
+
+
+_SIGV4_CREDENTIAL = re.compile(r"(?:^|[\s,])Credential=([^/,\s]+)/")
+"""The access key id in ``Credential=ID/DATE/REGION/SERVICE/aws4_request``."""
 
 
 def _header_bytes(value: str) -> bytes:

@@ -11,10 +11,12 @@ code   status  Kinesis ``__type``                     when
 40001  400     SerializationException                 body is not valid JSON (or not UTF-8, or nested
                                                       deeper than 1,000 levels)
 40002  400     ValidationException                    a path or query parameter is invalid
+40003  400     UnknownOperationException              ``X-Amz-Target`` names an operation not served
 40101  401     MissingAuthenticationTokenException    no API key, or an unknown one
 40301  403     AccessDeniedException                  the key's prefixes do not own this topic/stream
 40302  403     AccessDeniedException                  creating/deleting a stream needs an admin key
 40401  404     ResourceNotFoundException              unknown topic or stream, or unknown route
+40402  404     ResourceNotFoundException              the topic has no such partition (path)
 40501  405     ValidationException                    method not allowed; ``Allow`` lists the path's
                                                       methods
 40801  408     ValidationException                    body not received within ``api.body_timeout_s``;
@@ -26,8 +28,9 @@ code   status  Kinesis ``__type``                     when
 42201  422     ValidationException                    more records than ``api.max_records`` (500)
 42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
 42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,
-                                                      per record, a value that fails its schema or
-                                                      that no table can hold
+                                                      per record, a value that fails its schema,
+                                                      lacks its identifying field, is not JSON
+                                                      (binary formats), or that no table can hold
 42207  422     InvalidArgumentException               ``Idempotency-Key`` already used (by this API
                                                       key) for another body or record count;
                                                       nothing stored
@@ -52,13 +55,18 @@ from starlette.responses import JSONResponse, Response
 KAFKA_MEDIA_TYPE = "application/vnd.kafka.v2+json"
 """What the REST proxy routes answer with (as the Confluent REST Proxy v2 does)."""
 
+KINESIS_WIRE_MEDIA_TYPE = "application/x-amz-json-1.1"
+"""What the Kinesis wire protocol (``POST /``) answers with, errors included."""
+
 KINESIS_TYPES: dict[int, str] = {
     40001: "SerializationException",
     40002: "ValidationException",
+    40003: "UnknownOperationException",
     40101: "MissingAuthenticationTokenException",
     40301: "AccessDeniedException",
     40302: "AccessDeniedException",
     40401: "ResourceNotFoundException",
+    40402: "ResourceNotFoundException",
     40501: "ValidationException",
     40801: "ValidationException",
     40901: "ResourceInUseException",
@@ -103,7 +111,8 @@ class ApiError(Exception):
 
 
 def is_kinesis_path(path: str) -> bool:
-    return path == "/streams" or path.startswith("/streams/")
+    """The Kinesis routes: ``/streams...`` and the wire protocol's ``/``."""
+    return path in ("/", "/streams") or path.startswith("/streams/")
 
 
 def error_response(path: str, error: ApiError) -> Response:
@@ -111,7 +120,7 @@ def error_response(path: str, error: ApiError) -> Response:
     if is_kinesis_path(path):
         kinesis_type = KINESIS_TYPES.get(error.error_code, "ValidationException")
         body = {"__type": kinesis_type, "message": error.message, "error_code": error.error_code}
-        media_type = "application/json"
+        media_type = KINESIS_WIRE_MEDIA_TYPE if path == "/" else "application/json"
     else:
         body = {"error_code": error.error_code, "message": error.message}
         media_type = KAFKA_MEDIA_TYPE

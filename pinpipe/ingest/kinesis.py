@@ -21,9 +21,6 @@ parameter in /openapi.json), has at most ``api.max_shard_count`` shards, and the
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from typing import Annotated, Any
 
 import orjson
@@ -33,12 +30,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pinpipe.access import PREFIX
-from pinpipe.ingest.auth import require_admin
+from pinpipe.ingest.auth import Principal, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
+from pinpipe.ingest.formats import bytes_item, decode_base64
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import (
-    BASE64,
     DescribeStreamResponse,
     KinesisErrorBody,
     ListStreamsResponse,
@@ -64,7 +61,6 @@ NewStreamName = Annotated[
         description="streaming-<prefix>-<name>: a tenant prefix (a-z 0-9 _) and a name of A-Z a-z 0-9 _ . -",
     ),
 ]
-BASE64_TEXT = re.compile(BASE64)
 ERROR_TYPES = {42206: "InvalidArgumentException", 42202: "InvalidArgumentException"}
 
 
@@ -97,28 +93,30 @@ def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
     if not isinstance(data, str):
         return Item(data, key_bytes)
     try:
-        if not BASE64_TEXT.fullmatch(data):  # exactly the documented pattern (b64decode allows more)
-            raise ValueError(data)
-        raw = base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError):
+        raw = decode_base64(data)
+    except ValueError:
         raise ApiError(40001, f"{where}.Data is a string but not valid base64") from None
-    if not kind_known:
-        return Item(None, key_bytes, raw=raw)
-    try:
-        return Item(parse_json(raw), key_bytes)
-    except ApiError:
-        return Item(None, key_bytes, problem="Data is not a JSON object (base64 of UTF-8 JSON expected)")
+    return bytes_item(raw, key_bytes, kind_known, "Data is not a JSON object (base64 of UTF-8 JSON expected)")
 
 
-def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIRouter:
-    router = APIRouter(tags=["Kinesis proxy"], default_response_class=JSONResponse)
-    limit = min(KINESIS_MAX_RECORDS, max_records)
-    max_shards = service.settings.api.max_shard_count
-    errors = error_docs(KinesisErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
+def hash_key_range(partition: int, count: int) -> dict[str, str]:
+    """The shard's slice of Kinesis' 128-bit hash key space (even slices, as a new stream has)."""
+    span = 2**128 // count
+    end = 2**128 - 1 if partition == count - 1 else (partition + 1) * span - 1
+    return {"StartingHashKey": str(partition * span), "EndingHashKey": str(end)}
 
-    def put_sync(name: str, body: bytes, many: bool, idempotency_key: RequestKey | None) -> list[Outcome]:
-        service.partitions("streams", name)
-        doc = parse_json(body)
+
+class KinesisOps:
+    """The Kinesis operations on the stream log, answering Kinesis' response shapes. Shared by the
+    ``/streams`` routes and the wire protocol (``POST /`` with ``X-Amz-Target``); callers authenticate."""
+
+    def __init__(self, service: IngestService, max_records: int) -> None:
+        self.service = service
+        self.limit = min(KINESIS_MAX_RECORDS, max_records)
+        self.max_shards = service.settings.api.max_shard_count
+
+    def put(self, name: str, doc: Any, many: bool, idempotency_key: RequestKey | None) -> list[Outcome]:
+        self.service.partitions("streams", name)
         check_stream_name_field(doc)
         known = kind_of_any(name) is not None
         if not many:
@@ -127,41 +125,118 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
             records = doc.get("Records") if isinstance(doc, dict) else None
             if not isinstance(records, list) or not records:
                 raise ApiError(42206, "request body must be an object with a non-empty 'Records' array")
-            if len(records) > limit:
+            if len(records) > self.limit:
                 raise ApiError(
                     42201,
                     f"1 validation error detected: Value at 'records' failed to satisfy constraint: "
-                    f"Member must have length less than or equal to {limit}",
+                    f"Member must have length less than or equal to {self.limit}",
                 )
             items = [parse_entry(r, f"Records[{i}]", known) for i, r in enumerate(records)]
-        return service.produce("streams", name, items, idempotency_key)
+        return self.service.produce("streams", name, items, idempotency_key)
+
+    def put_record(self, name: str, doc: Any, idempotency_key: RequestKey | None) -> dict[str, Any]:
+        (outcome,) = self.put(name, doc, False, idempotency_key)
+        if outcome.error_code is not None:
+            raise ApiError(outcome.error_code, outcome.error or "invalid record")
+        return {"ShardId": shard_id(outcome.partition or 0), "SequenceNumber": str(outcome.offset)}
+
+    def put_records(self, name: str, doc: Any, idempotency_key: RequestKey | None) -> dict[str, Any]:
+        outcomes = self.put(name, doc, True, idempotency_key)
+        results = [
+            {"SequenceNumber": str(o.offset), "ShardId": shard_id(o.partition or 0)}
+            if o.error_code is None
+            else {"ErrorCode": ERROR_TYPES.get(o.error_code, "InternalFailure"), "ErrorMessage": o.error}
+            for o in outcomes
+        ]
+        failed = sum(1 for o in outcomes if o.error_code is not None)
+        return {"FailedRecordCount": failed, "Records": results}
+
+    def list_streams(self, principal: Principal) -> dict[str, Any]:
+        names = self.service.names("streams")
+        allowed = sorted(n for n in names if principal.may_use(n))
+        return {"StreamNames": allowed, "HasMoreStreams": False}
+
+    def shards(self, name: str) -> list[dict[str, Any]]:
+        count = self.service.partitions("streams", name)
+        return [
+            {
+                "ShardId": shard_id(p),
+                "HashKeyRange": hash_key_range(p, count),
+                "SequenceNumberRange": {"StartingSequenceNumber": "0"},
+            }
+            for p in range(count)
+        ]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        description = {
+            "StreamName": name,
+            "StreamARN": stream_arn(name),
+            "StreamStatus": "ACTIVE",
+            "Shards": self.shards(name),
+            "HasMoreShards": False,
+            "RetentionPeriodHours": 24,
+            "EnhancedMonitoring": [],
+        }
+        return {"StreamDescription": description}
+
+    def describe_summary(self, name: str) -> dict[str, Any]:
+        summary = {
+            "StreamName": name,
+            "StreamARN": stream_arn(name),
+            "StreamStatus": "ACTIVE",
+            "RetentionPeriodHours": 24,
+            "EnhancedMonitoring": [],
+            "OpenShardCount": self.service.partitions("streams", name),
+            "ConsumerCount": 0,
+        }
+        return {"StreamDescriptionSummary": summary}
+
+    def create(self, name: str, doc: Any) -> dict[str, Any]:
+        """Create a stream of ``ShardCount`` shards (default ``log.partitions``)."""
+        shards = min(self.service.settings.log.partitions, self.max_shards)
+        if doc is not None:
+            if not isinstance(doc, dict):
+                raise ApiError(42206, "request body must be a JSON object")
+            check_stream_name_field(doc)
+            count = doc.get("ShardCount")
+            if isinstance(count, float) and count.is_integer():
+                count = int(count)  # 2.0 is an integer in JSON Schema, as for a record's partition
+            if count is not None:
+                if type(count) is not int or not 1 <= count <= self.max_shards:
+                    raise ApiError(
+                        42206,
+                        f"ShardCount must be an integer from 1 to {self.max_shards} (api.max_shard_count)",
+                    )
+                shards = count
+        if not self.service.create("streams", name, shards):
+            raise ApiError(40901, f"stream {name!r} already exists")
+        return {}
+
+    def delete(self, name: str) -> dict[str, Any]:
+        self.service.delete("streams", name)
+        return {}
+
+
+def stream_arn(name: str) -> str:
+    return f"arn:aws:kinesis:local:000000000000:stream/{name}"
+
+
+def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRouter:
+    router = APIRouter(tags=["Kinesis proxy"], default_response_class=JSONResponse)
+    limit, max_shards = ops.limit, ops.max_shards
+    errors = error_docs(KinesisErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
     @router.get("/streams", summary="ListStreams", response_model=ListStreamsResponse, responses=errors)
     async def list_streams(request: Request) -> Response:
         principal = gate.caller(request)
-        names = await run_in_threadpool(service.names, "streams")
-        allowed = sorted(n for n in names if principal.may_use(n))
-        return _json({"StreamNames": allowed, "HasMoreStreams": False})
+        return _json(await run_in_threadpool(ops.list_streams, principal))
 
     @router.get(
         "/streams/{name}", summary="DescribeStream", response_model=DescribeStreamResponse, responses=errors
     )
     async def describe_stream(name: str, request: Request) -> Response:
         gate.caller(request, name)
-        count = await run_in_threadpool(service.partitions, "streams", name)
-        shards = [
-            {"ShardId": shard_id(p), "SequenceNumberRange": {"StartingSequenceNumber": "0"}}
-            for p in range(count)
-        ]
-        description = {
-            "StreamName": name,
-            "StreamARN": f"arn:aws:kinesis:local:000000000000:stream/{name}",
-            "StreamStatus": "ACTIVE",
-            "Shards": shards,
-            "HasMoreShards": False,
-            "RetentionPeriodHours": 24,
-        }
-        return _json({"StreamDescription": description})
+        return _json(await run_in_threadpool(ops.describe, name))
 
     @router.post(
         "/streams/{name}",
@@ -179,31 +254,14 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         """Create a stream of ``ShardCount`` shards (default ``log.partitions``); needs an admin key."""
         require_admin(gate.caller(request, name))
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        shards = min(service.settings.log.partitions, max_shards)
-        if body.strip():
-            doc = parse_json(body)
-            if not isinstance(doc, dict):
-                raise ApiError(42206, "request body must be a JSON object")
-            check_stream_name_field(doc)
-            count = doc.get("ShardCount")
-            if isinstance(count, float) and count.is_integer():
-                count = int(count)  # 2.0 is an integer in JSON Schema, as for a record's partition
-            if count is not None:
-                if type(count) is not int or not 1 <= count <= max_shards:
-                    raise ApiError(
-                        42206, f"ShardCount must be an integer from 1 to {max_shards} (api.max_shard_count)"
-                    )
-                shards = count
-        if not await run_in_threadpool(service.create, "streams", name, shards):
-            raise ApiError(40901, f"stream {name!r} already exists")
-        return _json({})
+        doc = parse_json(body) if body.strip() else None
+        return _json(await run_in_threadpool(ops.create, name, doc))
 
     @router.delete("/streams/{name}", summary="DeleteStream", response_model=dict[str, Any], responses=errors)
     async def delete_stream(name: str, request: Request) -> Response:
         """Delete a stream and its records; needs an admin key."""
         require_admin(gate.caller(request, name))
-        await run_in_threadpool(service.delete, "streams", name)
-        return _json({})
+        return _json(await run_in_threadpool(ops.delete, name))
 
     @router.put(
         "/streams/{name}/record",
@@ -221,10 +279,7 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        (outcome,) = await run_in_threadpool(put_sync, name, body, False, request_key)
-        if outcome.error_code is not None:
-            raise ApiError(outcome.error_code, outcome.error or "invalid record")
-        return _json({"ShardId": shard_id(outcome.partition or 0), "SequenceNumber": str(outcome.offset)})
+        return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
 
     @router.put(
         "/streams/{name}/records",
@@ -242,14 +297,15 @@ def kinesis_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        outcomes = await run_in_threadpool(put_sync, name, body, True, request_key)
-        results = [
-            {"SequenceNumber": str(o.offset), "ShardId": shard_id(o.partition or 0)}
-            if o.error_code is None
-            else {"ErrorCode": ERROR_TYPES.get(o.error_code, "InternalFailure"), "ErrorMessage": o.error}
-            for o in outcomes
-        ]
-        failed = sum(1 for o in outcomes if o.error_code is not None)
-        return _json({"FailedRecordCount": failed, "Records": results})
+        return _json(await run_in_threadpool(put_parsed, ops, True, name, body, request_key))
 
     return router
+
+
+def put_parsed(
+    ops: KinesisOps, many: bool, name: str, body: bytes, request_key: RequestKey | None
+) -> dict[str, Any]:
+    """PutRecord(s) of a raw body, the stream checked first (40401 before the body's 40001)."""
+    ops.service.partitions("streams", name)
+    doc = parse_json(body)
+    return ops.put_records(name, doc, request_key) if many else ops.put_record(name, doc, request_key)

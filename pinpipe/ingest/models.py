@@ -7,7 +7,8 @@ exactly what these schemas say, which the schemathesis test of the whole API ver
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,19 +52,55 @@ class KinesisErrorBody(BaseModel):
     error_code: int
 
 
+BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
+"""Standard base64 with padding: what a string ``Data`` must be (the pattern constrains strings only)."""
+
+
+class RecordHeader(BaseModel):
+    name: str = Field(min_length=1, description="Names starting pinpipe- are the log's own: refused")
+    value: str | None = Field(None, pattern=BASE64, description="base64 of the header's bytes")
+
+
 class ProduceRecord(BaseModel):
     key: Any = Field(None, description="Key: a string is stored as UTF-8, anything else as compact JSON.")
     value: Any = Field(description="The record: for the pin/geo/user topics, an object of that schema.")
     partition: int | None = Field(
         None, ge=0, le=MAX_PARTITION, description="Explicit partition (default: by key hash)."
     )
+    headers: list[RecordHeader] | None = None
 
 
-def produce_request_schema(max_records: int) -> dict[str, Any]:
-    class ProduceRequest(BaseModel):
-        records: list[ProduceRecord] = Field(min_length=1, max_length=max_records)
+class BinaryProduceRecord(BaseModel):
+    key: str | None = Field(None, pattern=BASE64, description="base64 of the key's bytes")
+    value: str | None = Field(
+        pattern=BASE64, description="base64 of the record (UTF-8 JSON of the schema on pin/geo/user topics)"
+    )
+    partition: int | None = Field(None, ge=0, le=MAX_PARTITION)
+    headers: list[RecordHeader] | None = None
 
-    return _inline(ProduceRequest.model_json_schema())
+
+def produce_content(max_records: int, allow_partition: bool) -> dict[str, Any]:
+    """The ``requestBody.content`` of a v2 produce: the json and binary embedded formats."""
+
+    def schema(record: type[BaseModel]) -> dict[str, Any]:
+        class ProduceRequest(BaseModel):
+            records: list[record] = Field(min_length=1, max_length=max_records)  # type: ignore[valid-type]
+
+        inlined = _inline(ProduceRequest.model_json_schema())
+        if not allow_partition:
+            inlined["properties"]["records"]["items"]["properties"].pop("partition")
+        return inlined
+
+    json_schema, binary_schema = schema(ProduceRecord), schema(BinaryProduceRecord)
+    return {
+        "application/vnd.kafka.json.v2+json": {"schema": json_schema},
+        "application/vnd.kafka.binary.v2+json": {"schema": binary_schema},
+        "application/json": {"schema": binary_schema},
+    }
+
+
+class BrokerList(BaseModel):
+    brokers: list[int]
 
 
 class ProduceOffset(BaseModel):
@@ -95,10 +132,6 @@ class TopicMetadata(BaseModel):
     name: str
     configs: dict[str, str]
     partitions: list[PartitionMetadata]
-
-
-BASE64 = r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
-"""Standard base64 with padding: what a string ``Data`` must be (the pattern constrains strings only)."""
 
 
 class PutRecordRequest(BaseModel):
@@ -177,3 +210,47 @@ def create_stream_request_schema(max_shard_count: int) -> dict[str, Any]:
 
 class Status(BaseModel):
     status: str
+
+
+class V3Json(BaseModel):
+    type: Literal["JSON"] = Field("JSON", description="the default: data is any JSON value")
+    data: Any = None
+
+
+class V3Binary(BaseModel):
+    type: Literal["BINARY"]
+    data: str = Field(pattern=BASE64, description="base64 of the bytes")
+
+
+class V3String(BaseModel):
+    type: Literal["STRING"]
+    data: str = Field(description="text, stored as UTF-8")
+
+
+V3Data = V3Json | V3Binary | V3String
+
+
+class V3Record(BaseModel):
+    partition_id: int | None = Field(None, ge=0, le=MAX_PARTITION)
+    headers: list[RecordHeader] | None = None
+    key: V3Data | None = None
+    value: V3Data
+    timestamp: datetime | None = Field(
+        None,
+        description="RFC 3339 (UTC when it names no offset), from 1970 to 9999",
+        json_schema_extra={"pattern": r"^(19[7-9][0-9]|[2-9][0-9]{3})-"},
+    )
+
+
+def v3_record_schema() -> dict[str, Any]:
+    return _inline(V3Record.model_json_schema())
+
+
+def v3_batch_schema(max_records: int) -> dict[str, Any]:
+    class V3Entry(V3Record):
+        id: str = Field(min_length=1, description="Unique in the request: names the entry's result")
+
+    class V3Batch(BaseModel):
+        entries: list[V3Entry] = Field(min_length=1, max_length=max_records)
+
+    return _inline(V3Batch.model_json_schema())

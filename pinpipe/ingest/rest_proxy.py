@@ -1,16 +1,18 @@
-"""Kafka REST Proxy v2 routes: produce to a topic, list topics, a topic's metadata.
+"""Kafka REST Proxy v2 routes: produce to a topic or one partition, list topics, brokers, partitions.
 
-Produce (``POST /topics/{topic}``) accepts the v2 JSON embedded format: ``Content-Type:
-application/vnd.kafka.json.v2+json``, and, as the Confluent proxy does, the less specific
-``application/vnd.kafka.v2+json``, ``application/vnd.kafka+json`` and ``application/json``; others are 415
-(binary and Avro embedded formats are not supported).
+``POST /topics/{topic}`` and ``POST /topics/{topic}/partitions/{p}`` take ``{"records": [...]}`` in the
+embedded format the ``Content-Type`` names (:mod:`pinpipe.ingest.formats`: JSON values, or base64 binary
+ones under the binary and generic types); Avro, JSON Schema and Protobuf are 415. ``GET /topics``,
+``GET /topics/{topic}``, ``GET /topics/{topic}/partitions[/{p}]`` and ``GET /brokers`` answer the
+metadata Confluent's clients read (one broker, id 0, leads every partition).
 
 What is rejected whole (4xx, nothing written): a bad content type (41501), a body over the size limit
 (41301), malformed JSON (40001), no ``records`` array, an empty one, a record that is not an object with a
-``value``, a partition that is not a non-negative integer (42206), more records than ``api.max_records``
-(42201), an unknown topic (40401). What fails per record (200, the error in its ``offsets[]`` entry, the
-request's other records written): a value that does not match its topic's schema (42206), an explicit
-partition the topic does not have (42202).
+``value``, a partition that is not a non-negative integer, a binary key or value that is not a base64
+string, malformed headers (42206), more records than ``api.max_records`` (42201), an unknown topic (40401).
+What fails per record (200, the error in its ``offsets[]`` entry, the request's other records written): a
+value that does not match its topic's schema or lacks its identifying field, a binary value that is not
+JSON on a pin/geo/user topic (42206), an explicit partition the topic does not have (42202).
 
 ``Idempotency-Key: K`` makes the request safe to retry: a retry with the same body answers the original
 partitions and offsets without storing again; the same key with another body or record count is refused
@@ -23,30 +25,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
+from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import (
     MAX_PARTITION,
+    BrokerList,
     ErrorBody,
+    PartitionMetadata,
     ProduceResponse,
     TopicMetadata,
-    produce_request_schema,
+    produce_content,
 )
 from pinpipe.ingest.service import IngestService, Item, encode_key, parse_json
+from pinpipe.schema import kind_of_any
 
-ACCEPTED = frozenset(
-    {
-        "application/vnd.kafka.json.v2+json",
-        "application/vnd.kafka.v2+json",
-        "application/vnd.kafka+json",
-        "application/json",
-    }
-)
+PartitionId = Annotated[int, Path(ge=0, le=MAX_PARTITION, description="A partition of the topic")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -58,8 +57,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-def parse_records(doc: Any, max_records: int) -> list[Item]:
-    """The records of a v2 produce body, or ApiError when the request is malformed as a whole."""
+def parse_records(
+    doc: Any, max_records: int, fmt: Format = "json", kind_known: bool = True, partition: int | None = None
+) -> list[Item]:
+    """The records of a v2 produce body, or ApiError when the request is malformed as a whole. With
+    ``partition`` (the path's), a record may not name one itself."""
     if not isinstance(doc, dict) or "records" not in doc:
         raise ApiError(42206, "request body must be a JSON object with a 'records' array")
     records = doc["records"]
@@ -69,32 +71,49 @@ def parse_records(doc: Any, max_records: int) -> list[Item]:
         raise ApiError(42201, f"too many records: {len(records)} > {max_records} per request")
     items = []
     for i, record in enumerate(records):
+        where = f"records[{i}]"
         if not isinstance(record, dict) or "value" not in record:
-            raise ApiError(42206, f"records[{i}] must be an object with a 'value'")
-        partition = record.get("partition")
-        if isinstance(partition, float) and partition.is_integer():
-            partition = int(partition)
-        if partition is not None and (
-            isinstance(partition, bool)
-            or not isinstance(partition, int)
-            or not 0 <= partition <= MAX_PARTITION
-        ):
-            raise ApiError(42206, f"records[{i}].partition must be an integer from 0 to {MAX_PARTITION}")
-        items.append(
-            Item(
-                record["value"], encode_key(record.get("key")), None if partition is None else int(partition)
-            )
-        )
+            raise ApiError(42206, f"{where} must be an object with a 'value'")
+        own = record_partition(record.get("partition"), where)
+        if partition is not None and own is not None:
+            raise ApiError(42206, f"{where}.partition: the path names the partition already")
+        if fmt == "binary":
+            item = binary_item(record["value"], record.get("key"), where, kind_known)
+        else:
+            item = Item(record["value"], encode_key(record.get("key")))
+        item.partition = partition if partition is not None else own
+        item.headers = parse_headers(record.get("headers"), where)
+        items.append(item)
     return items
+
+
+def record_partition(partition: Any, where: str) -> int | None:
+    """A record's explicit partition (2.0 is 2, as in JSON Schema), None for none, or ApiError 42206."""
+    if isinstance(partition, float) and partition.is_integer():
+        partition = int(partition)
+    if partition is not None and (
+        isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition <= MAX_PARTITION
+    ):
+        raise ApiError(42206, f"{where}.partition must be an integer from 0 to {MAX_PARTITION}")
+    return partition
+
+
+def partition_metadata(partition: int) -> dict[str, Any]:
+    return {"partition": partition, "leader": 0, "replicas": [{"broker": 0, "leader": True, "in_sync": True}]}
 
 
 def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> APIRouter:
     router = APIRouter(tags=["Kafka REST Proxy v2"], default_response_class=KafkaJSONResponse)
-    request_schema = produce_request_schema(max_records)
+    errors = error_docs(ErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
 
-    def produce_sync(topic: str, body: bytes, idempotency_key: RequestKey | None) -> bytes:
-        service.partitions("topics", topic)  # 40401 before looking at the body
-        items = parse_records(parse_json(body), max_records)
+    def produce_sync(
+        topic: str, body: bytes, fmt: Format, idempotency_key: RequestKey | None, partition: int | None
+    ) -> bytes:
+        count = service.partitions("topics", topic)  # 40401 before looking at the body
+        if partition is not None and partition >= count:
+            raise ApiError(40402, f"partition {partition} of topic {topic!r} not found")
+        doc = parse_json(body)
+        items = parse_records(doc, max_records, fmt, kind_of_any(topic) is not None, partition)
         outcomes = service.produce("topics", topic, items, idempotency_key)
         offsets = [
             {"partition": o.partition, "offset": o.offset, "error_code": o.error_code, "error": o.error}
@@ -102,29 +121,41 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
         ]
         return orjson.dumps({"offsets": offsets, "key_schema_id": None, "value_schema_id": None})
 
+    async def produce_request(
+        topic: str, request: Request, idempotency_key: str | None, partition: int | None = None
+    ) -> Response:
+        principal = gate.caller(request, topic)
+        fmt = embedded_format(request.headers.get("content-type"))
+        body = await gate.body(request, ACCEPTED)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        content = await run_in_threadpool(produce_sync, topic, body, fmt, request_key, partition)
+        return KafkaJSONResponse(content)
+
     @router.post(
         "/topics/{topic}",
         summary="Produce records to a topic",
         response_model=ProduceResponse,
-        responses=error_docs(ErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    media_type: {"schema": request_schema}
-                    for media_type in ("application/vnd.kafka.json.v2+json", "application/json")
-                },
-            }
-        },
+        responses=errors,
+        openapi_extra={"requestBody": {"required": True, "content": produce_content(max_records, True)}},
     )
     async def produce(topic: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Append the records after checking each against its topic's schema; answers once they are in
         the log. See the module docs for what is rejected whole and what per record."""
-        principal = gate.caller(request, topic)
-        body = await gate.body(request, ACCEPTED)
-        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        content = await run_in_threadpool(produce_sync, topic, body, request_key)
-        return KafkaJSONResponse(content)
+        return await produce_request(topic, request, idempotency_key)
+
+    @router.post(
+        "/topics/{topic}/partitions/{partition}",
+        summary="Produce records to one partition of a topic",
+        response_model=ProduceResponse,
+        responses=errors,
+        openapi_extra={"requestBody": {"required": True, "content": produce_content(max_records, False)}},
+    )
+    async def produce_to_partition(
+        topic: str, partition: PartitionId, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> Response:
+        """As ``POST /topics/{topic}``, every record to the path's partition (404 40402 when the topic
+        has no such partition)."""
+        return await produce_request(topic, request, idempotency_key, partition)
 
     @router.get(
         "/topics",
@@ -146,10 +177,41 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
     async def topic_metadata(topic: str, request: Request) -> Response:
         gate.caller(request, topic)
         count = await run_in_threadpool(service.partitions, "topics", topic)
-        partitions = [
-            {"partition": p, "leader": 0, "replicas": [{"broker": 0, "leader": True, "in_sync": True}]}
-            for p in range(count)
-        ]
+        partitions = [partition_metadata(p) for p in range(count)]
         return KafkaJSONResponse({"name": topic, "configs": {}, "partitions": partitions})
+
+    @router.get(
+        "/topics/{topic}/partitions",
+        summary="A topic's partitions",
+        response_model=list[PartitionMetadata],
+        responses=error_docs(ErrorBody, 401, 403, 404, 422, 429, 500, 503),
+    )
+    async def list_partitions(topic: str, request: Request) -> Response:
+        gate.caller(request, topic)
+        count = await run_in_threadpool(service.partitions, "topics", topic)
+        return KafkaJSONResponse([partition_metadata(p) for p in range(count)])
+
+    @router.get(
+        "/topics/{topic}/partitions/{partition}",
+        summary="One partition of a topic",
+        response_model=PartitionMetadata,
+        responses=error_docs(ErrorBody, 400, 401, 403, 404, 422, 429, 500, 503),
+    )
+    async def get_partition(topic: str, partition: PartitionId, request: Request) -> Response:
+        gate.caller(request, topic)
+        count = await run_in_threadpool(service.partitions, "topics", topic)
+        if partition >= count:
+            raise ApiError(40402, f"partition {partition} of topic {topic!r} not found")
+        return KafkaJSONResponse(partition_metadata(partition))
+
+    @router.get(
+        "/brokers",
+        summary="The brokers (one: the pinpipe log)",
+        response_model=BrokerList,
+        responses=error_docs(ErrorBody, 401, 429, 500),
+    )
+    async def list_brokers(request: Request) -> Response:
+        gate.caller(request)
+        return KafkaJSONResponse({"brokers": [0]})
 
     return router

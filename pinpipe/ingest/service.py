@@ -24,11 +24,13 @@ from pinpipe.errors import (
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
-from pinpipe.log.base import Log, LogWriter, OutgoingRecord
-from pinpipe.schema import kind_of_any, stream_names, topic_names, validate_record
+from pinpipe.locations import scheme as url_scheme
+from pinpipe.log.base import Headers, Log, LogWriter, OutgoingRecord
+from pinpipe.schema import identity_problem, kind_of_any, stream_names, topic_names, validate_record
 
 logger = logging.getLogger("pinpipe.api")
 
+BARE_LOG = "the Kinesis log keeps neither record headers nor timestamps: send the record without them"
 Space = Literal["topics", "streams"]
 """The REST proxy's topics or the Kinesis proxy's streams (possibly the same log)."""
 
@@ -44,6 +46,8 @@ class Item:
     raw: bytes | None = None
     problem: str | None = None
     """Set when parsing already found this record invalid (a per-record 42206)."""
+    headers: Headers = ()
+    timestamp: float | None = None
 
 
 @dataclass(slots=True)
@@ -94,6 +98,8 @@ class IngestService:
         self.settings = settings
         self.metrics = metrics
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
+        # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
+        self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._cache: dict[Space, dict[str, int]] = {"topics": {}, "streams": {}}
@@ -221,8 +227,14 @@ class IngestService:
             if item.problem is not None:
                 outcomes[i] = Outcome(None, None, 42206, item.problem)
                 continue
+            if self._bare[space] and (item.headers or item.timestamp is not None):
+                outcomes[i] = Outcome(None, None, 42206, BARE_LOG)
+                continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
+                missing = identity_problem(kind, item.value)
+                if missing is not None:
+                    problems.append(missing)
                 if problems:
                     outcomes[i] = Outcome(None, None, 42206, "; ".join(problems))
                     continue
@@ -231,7 +243,11 @@ class IngestService:
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
-            batch.append(OutgoingRecord(value, item.key, item.partition, event_id, fingerprint))
+            batch.append(
+                OutgoingRecord(
+                    value, item.key, item.partition, event_id, fingerprint, item.headers, item.timestamp
+                )
+            )
             positions.append(i)
         if batch:
             placed = self._append(space, name, batch)

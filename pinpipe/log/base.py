@@ -15,6 +15,10 @@ from typing import Protocol
 
 TopicPartition = tuple[str, int]
 """(topic, partition)"""
+Headers = tuple[tuple[str, bytes | None], ...]
+"""A record's headers: (name, value) pairs, in order, names repeatable, a value may be null."""
+RESERVED_HEADER_PREFIX = "pinpipe-"
+"""Header names the log uses itself (idempotency keys and fingerprints on Kafka): never a producer's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +31,8 @@ class Record:
     key: bytes | None
     value: bytes
     timestamp: float
-    """Append time, seconds since the epoch (the log's clock, not the event's)."""
+    """Seconds since the epoch: the producer's timestamp when it gave one, else the log's append time."""
+    headers: Headers = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +52,8 @@ class OutgoingRecord:
     partition: int | None = None
     idempotency_key: str | None = None
     fingerprint: str | None = None
+    headers: Headers = ()
+    timestamp: float | None = None
 
 
 class LogWriter(Protocol):

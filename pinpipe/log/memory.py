@@ -97,7 +97,8 @@ class MemoryLog:
                 else:
                     p = next(self._round_robin) % len(parts)
                 offset = len(parts[p])
-                parts[p].append(Record(topic, p, offset, rec.key, rec.value, time.time()))
+                ts = time.time() if rec.timestamp is None else rec.timestamp
+                parts[p].append(Record(topic, p, offset, rec.key, rec.value, ts, rec.headers))
                 if rec.idempotency_key:
                     self._idempotency[(topic, rec.idempotency_key)] = (p, offset, rec.fingerprint)
                 placed.append((p, offset))

@@ -230,3 +230,28 @@ def test_create_topic_is_idempotent_and_end_offsets_count_appends(
     writer.close()
     assert log_backend.end_offsets(topic) == {0: 0, 1: 2, 2: 1}
     assert log_backend.committed("g-none", topic) == {}
+
+
+def test_headers_and_a_given_timestamp_are_kept_or_the_append_refused(
+    log_backend: Log, new_topic: NewTopic
+) -> None:
+    """A producer's headers and timestamp come back as sent; a backend that cannot keep them (Kinesis)
+    refuses the append whole rather than storing the record without them."""
+    topic = new_topic(1)
+    headers = (("trace", b"t-1"), ("empty", None), ("trace", b"t-2"))
+    sent = OutgoingRecord(b"v", partition=0, headers=headers, timestamp=1_600_000_000.25)
+    writer = log_backend.writer()
+    try:
+        if log_backend.url.startswith("kinesis"):
+            with pytest.raises(LogError, match="headers"):
+                writer.append(topic, [sent])
+            assert sum(log_backend.end_offsets(topic).values()) == 0
+            return
+        writer.append(topic, [sent, OutgoingRecord(b"plain", partition=0)])
+    finally:
+        writer.close()
+    reader = log_backend.reader("headers", [topic])
+    first, plain = drain(reader, 2)
+    reader.close()
+    assert (first.headers, first.timestamp) == (headers, 1_600_000_000.25)
+    assert plain.headers == () and abs(plain.timestamp - time.time()) < 60

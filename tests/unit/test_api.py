@@ -62,20 +62,45 @@ def test_produce_answers_the_rest_proxy_shape_and_stores_compact_json(client, lo
 
 
 @pytest.mark.parametrize(
-    "content_type",
+    ("content_type", "binary"),
     [
-        "application/vnd.kafka.json.v2+json",
-        "application/vnd.kafka.v2+json",
-        "application/vnd.kafka+json",
-        "application/json",
-        "Application/JSON; charset=utf-8",
+        ("application/vnd.kafka.json.v2+json", False),
+        ("application/vnd.kafka.json.v1+json", False),
+        ("application/vnd.kafka.binary.v2+json", True),
+        ("application/vnd.kafka.binary.v1+json", True),
+        ("application/vnd.kafka.v2+json", True),
+        ("application/vnd.kafka.v1+json", True),
+        ("application/vnd.kafka+json", True),
+        ("application/json", True),
+        ("Application/JSON; charset=utf-8", True),
     ],
 )
-def test_accepted_content_types(client, content_type: str) -> None:
-    body = orjson.dumps({"records": [{"value": PIN_RECORD}]})
+def test_accepted_content_types(client, log: Log, content_type: str, binary: bool) -> None:
+    """The json format embeds values as JSON; the binary one and the generic types (Confluent's default
+    format) as base64, decoded and validated as JSON on the pin/geo/user topics."""
+    value = base64.b64encode(orjson.dumps(PIN_RECORD)).decode() if binary else PIN_RECORD
+    body = orjson.dumps({"records": [{"value": value}]})
     response = client.post(f"/topics/{PIN}", content=body, headers={"Content-Type": content_type})
     assert response.status_code == 200, response.text
-    assert response.json()["offsets"][0]["offset"] == 0
+    assert response.json()["offsets"][0] == {"partition": 0, "offset": 0, "error_code": None, "error": None}
+    assert orjson.loads(read_all(log, PIN)[0].value) == PIN_RECORD
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/vnd.kafka.avro.v2+json",
+        "application/vnd.kafka.jsonschema.v2+json",
+        "application/vnd.kafka.protobuf.v2+json",
+        "application/vnd.kafka.avro.v1+json",
+    ],
+)
+def test_schema_registry_formats_are_415_naming_what_is_accepted(client, content_type: str) -> None:
+    body = orjson.dumps({"value_schema_id": 1, "records": [{"value": PIN_RECORD}]})
+    response = client.post(f"/topics/{PIN}", content=body, headers={"Content-Type": content_type})
+    assert (response.status_code, response.json()["error_code"]) == (415, 41501)
+    assert "schema registry" in response.json()["message"]
+    assert "application/vnd.kafka.binary.v2+json" in response.json()["message"]
 
 
 def test_key_hash_partition_and_key_encoding(client, log: Log, settings: Settings) -> None:
@@ -115,50 +140,73 @@ def test_per_record_errors_while_valid_records_are_written(client, log: Log) -> 
     assert sorted(orjson.loads(r.value)["ind"] for r in read_all(log, GEO)) == [5, 7528]
 
 
+JSON_TYPE = "application/vnd.kafka.json.v2+json"
 BAD_REQUESTS = [
     # (description, body bytes, content type, status, error_code)
     ("malformed JSON", b'{"records": [', "application/vnd.kafka.json.v2+json", 400, 40001),
-    ("not UTF-8", b'{"records": [{"value": "\xff"}]}', "application/json", 400, 40001),
-    ("NaN is not JSON", b'{"records": [{"value": NaN}]}', "application/json", 400, 40001),
+    ("not UTF-8", b'{"records": [{"value": "\xff"}]}', JSON_TYPE, 400, 40001),
+    ("NaN is not JSON", b'{"records": [{"value": NaN}]}', JSON_TYPE, 400, 40001),
     ("wrong content type", b'{"records": [{"value": {}}]}', "text/plain", 415, 41501),
     (
-        "binary embedded format",
+        "avro embedded format",
         b'{"records": [{"value": "e30="}]}',
-        "application/vnd.kafka.binary.v2+json",
+        "application/vnd.kafka.avro.v2+json",
         415,
         41501,
     ),
-    ("no content type", b'{"records": [{"value": {}}]}', "", 415, 41501),
-    ("missing records", b'{"value": {"ind": 1}}', "application/json", 422, 42206),
-    ("records not a list", b'{"records": {"value": {}}}', "application/json", 422, 42206),
-    ("empty records", b'{"records": []}', "application/json", 422, 42206),
-    ("body not an object", b"[1, 2]", "application/json", 422, 42206),
+    ("binary value not a string", b'{"records": [{"value": {"ind": 1}}]}', "application/json", 422, 42206),
     (
-        "record without value",
-        b'{"records": [{"value": {"ind": 1}}, {"key": "k"}]}',
+        "binary value not base64",
+        b'{"records": [{"value": "e30="}, {"value": "!!"}]}',
         "application/json",
         422,
         42206,
     ),
-    ("record not an object", b'{"records": [{"value": {"ind": 1}}, 7]}', "application/json", 422, 42206),
+    (
+        "header name reserved",
+        b'{"records": [{"value": {"ind": 1}, "headers": [{"name": "pinpipe-x", "value": null}]}]}',
+        JSON_TYPE,
+        422,
+        42206,
+    ),
+    (
+        "header value not base64",
+        b'{"records": [{"value": {"ind": 1}, "headers": [{"name": "h", "value": "!"}]}]}',
+        JSON_TYPE,
+        422,
+        42206,
+    ),
+    ("no content type", b'{"records": [{"value": {}}]}', "", 415, 41501),
+    ("missing records", b'{"value": {"ind": 1}}', JSON_TYPE, 422, 42206),
+    ("records not a list", b'{"records": {"value": {}}}', JSON_TYPE, 422, 42206),
+    ("empty records", b'{"records": []}', JSON_TYPE, 422, 42206),
+    ("body not an object", b"[1, 2]", JSON_TYPE, 422, 42206),
+    (
+        "record without value",
+        b'{"records": [{"value": {"ind": 1}}, {"key": "k"}]}',
+        JSON_TYPE,
+        422,
+        42206,
+    ),
+    ("record not an object", b'{"records": [{"value": {"ind": 1}}, 7]}', JSON_TYPE, 422, 42206),
     (
         "negative partition",
         b'{"records": [{"value": {"ind": 1}, "partition": -1}]}',
-        "application/json",
+        JSON_TYPE,
         422,
         42206,
     ),
     (
         "string partition",
         b'{"records": [{"value": {"ind": 1}, "partition": "0"}]}',
-        "application/json",
+        JSON_TYPE,
         422,
         42206,
     ),
     (
         "lone surrogate",
         b'{"records": [{"value": {"ind": 1}}, {"value": {"first_name": "\\ud800"}}]}',
-        "application/json",
+        JSON_TYPE,
         400,
         40001,
     ),
@@ -357,5 +405,5 @@ def test_openapi_documents_the_routes(client) -> None:
 def test_base64_is_not_decoded_on_the_rest_proxy(client, log: Log) -> None:
     """The json embedded format stores values as given: a string value stays a string."""
     encoded = base64.b64encode(b'{"a": 1}').decode()
-    produce(client, "0a1b2c3d4e5f.pin", [{"value": {"title": encoded}}])
-    assert orjson.loads(read_all(log, PIN)[0].value) == {"title": encoded}
+    produce(client, "0a1b2c3d4e5f.pin", [{"value": {"index": 1, "title": encoded}}])
+    assert orjson.loads(read_all(log, PIN)[0].value) == {"index": 1, "title": encoded}

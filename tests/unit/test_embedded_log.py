@@ -316,8 +316,10 @@ def test_a_log_of_another_layout_version_is_refused(tmp_path: Path) -> None:
         make_log(tmp_path)
 
 
-def test_a_log_of_layout_version_2_is_upgraded_in_place(tmp_path: Path) -> None:
-    """Version 2 had no fingerprint column: opening it adds the column and keeps records and keys."""
+@pytest.mark.parametrize("version", [2, 3])
+def test_an_older_layout_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    """Version 2 had no fingerprint column, version 3 no headers column: opening such a log adds them and
+    keeps records and keys."""
     log = make_log(tmp_path)
     log.create_topic("t", 2)
     writer = log.writer()
@@ -327,14 +329,21 @@ def test_a_log_of_layout_version_2_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "log" / "log.db") as conn:
         tables = conn.execute("SELECT name FROM sqlite_master WHERE name GLOB 'r_*' AND type = 'table'")
         for (name,) in tables.fetchall():
-            conn.execute(f"ALTER TABLE {name} DROP COLUMN fp")
-        conn.execute("PRAGMA user_version = 2")
+            conn.execute(f"ALTER TABLE {name} DROP COLUMN headers")
+            if version == 2:
+                conn.execute(f"ALTER TABLE {name} DROP COLUMN fp")
+        conn.execute(f"PRAGMA user_version = {version}")
     log = make_log(tmp_path)
     writer = log.writer()
     assert writer.append("t", [OutgoingRecord(b"a", idempotency_key="k1")]) == placed
+    writer.append("t", [OutgoingRecord(b"h", partition=0, headers=(("trace", b"1"), ("empty", None)))])
     assert writer.append("t", [OutgoingRecord(b"b", idempotency_key="k2", fingerprint="f")]) != placed
     writer.close()
-    assert sum(log.end_offsets("t").values()) == 2
+    assert sum(log.end_offsets("t").values()) == 3
+    reader = log.reader("g", ["t"])
+    stored = {r.value: r.headers for r in reader.poll(10, 1.0)}
+    reader.close()
+    assert stored[b"h"] == (("trace", b"1"), ("empty", None)) and stored[b"a"] == ()
     log.close()
 
 

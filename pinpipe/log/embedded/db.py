@@ -5,30 +5,39 @@ Layout of ``<dir>/log.db``::
     topics(id, name, partitions, created)          id AUTOINCREMENT: never reused, so a stale cached id
                                                    can never read a later topic of the same name
     partitions(topic_id, partition, start_offset, end_offset, bytes)
-    r_<topic_id>_<partition>(offset INTEGER PRIMARY KEY, key, value, ts, ikey, fp)
+    r_<topic_id>_<partition>(offset INTEGER PRIMARY KEY, key, value, ts, ikey, fp, headers)
                                                    one table per partition: the offset is the rowid, so
                                                    append and range reads need no secondary index;
                                                    a partial UNIQUE index on ikey finds idempotency keys,
-                                                   fp is the fingerprint stored with the key
+                                                   fp is the fingerprint stored with the key, headers
+                                                   the producer's headers (NULL for none; see
+                                                   encode_headers)
     commits("group", topic, partition, offset)     consumer group offsets
 
 ``partitions.end_offset`` is stored, not derived from the rows, so offsets are never reused even after
 retention removed every record of a partition. An idempotency key lives in its record's row, so it is
 stored in the same transaction and dropped by retention with its record at no extra cost.
-``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; a log of version 2 (no ``fp`` column) is upgraded in
-place when opened (one transaction adding the column); a log of another version is refused clearly.
+``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; a log of version 2 (no ``fp`` column) or 3 (no
+``headers`` column) is upgraded in place when opened (one transaction adding the columns); a log of another
+version is refused clearly.
 """
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import time
 from pathlib import Path
 
+import orjson
+
 from pinpipe.errors import LogError, LogUnavailableError
+from pinpipe.log.base import Headers
 
 DB_NAME = "log.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+ADDED_COLUMNS = {2: "fp TEXT", 3: "headers BLOB"}
+"""The column each layout version lacks (added when upgrading from it)."""
 BUSY_TIMEOUT_MS = 30_000
 
 SCHEMA = """
@@ -66,7 +75,8 @@ def create_partition(conn: sqlite3.Connection, topic_id: int, partition: int) ->
     name = table(topic_id, partition)
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {name} "
-        '("offset" INTEGER PRIMARY KEY, key BLOB, value BLOB NOT NULL, ts REAL NOT NULL, ikey TEXT, fp TEXT)'
+        '("offset" INTEGER PRIMARY KEY, key BLOB, value BLOB NOT NULL, ts REAL NOT NULL, ikey TEXT, fp TEXT, '
+        "headers BLOB)"
     )
     conn.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS {name}_ikey ON {name} (ikey) WHERE ikey IS NOT NULL")
     conn.execute("INSERT INTO partitions (topic_id, partition) VALUES (?, ?)", (topic_id, partition))
@@ -111,8 +121,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
     """Create the tables on first use; an existing log is only checked, without taking the write lock
     (unless it must be upgraded)."""
     if conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'commits'").fetchone()[0]:
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 2:
-            _upgrade_from_2(conn)
+        if conn.execute("PRAGMA user_version").fetchone()[0] in ADDED_COLUMNS:
+            _upgrade(conn)
         _check_version(conn)
         return
     conn.execute("BEGIN IMMEDIATE")
@@ -129,23 +139,38 @@ def create_schema(conn: sqlite3.Connection) -> None:
     _check_version(conn)
 
 
-def _upgrade_from_2(conn: sqlite3.Connection) -> None:
-    """Version 2 -> 3: add the fingerprint column to every partition table (records stored before keep
-    no fingerprint). Another process may upgrade at the same moment: the version is re-read under the
-    write lock."""
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add the columns of every later version to every partition table (records stored before keep
+    NULL there). Another process may upgrade at the same moment: the version is re-read under the write
+    lock."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] == 2:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version in ADDED_COLUMNS:
             names = conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name GLOB 'r_[0-9]*_[0-9]*'"
             ).fetchall()
             for (name,) in names:
-                conn.execute(f"ALTER TABLE {name} ADD COLUMN fp TEXT")
+                for added in range(version, SCHEMA_VERSION):
+                    conn.execute(f"ALTER TABLE {name} ADD COLUMN {ADDED_COLUMNS[added]}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:
         rollback(conn)
         raise
+
+
+def encode_headers(headers: Headers) -> bytes | None:
+    """A record's headers as stored: JSON ``[[name, base64 value or null], ...]``, None for none."""
+    if not headers:
+        return None
+    return orjson.dumps([[n, None if v is None else base64.b64encode(v).decode()] for n, v in headers])
+
+
+def decode_headers(stored: bytes | None) -> Headers:
+    if stored is None:
+        return ()
+    return tuple((n, None if v is None else base64.b64decode(v)) for n, v in orjson.loads(stored))
 
 
 def _check_version(conn: sqlite3.Connection) -> None:

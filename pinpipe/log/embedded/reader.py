@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pinpipe.errors import LogError
 from pinpipe.log.base import Record, TopicPartition
-from pinpipe.log.embedded.db import connect, errors_of, rollback, table
+from pinpipe.log.embedded.db import connect, decode_headers, errors_of, rollback, table
 
 MAX_WAIT_S = 0.05
 
@@ -138,7 +138,7 @@ class EmbeddedLogReader:
             position = self._positions[(name, p)]
             try:
                 rows = self._conn.execute(
-                    f'SELECT "offset", key, value, ts FROM {table(self._ids[name][0], p)} '
+                    f'SELECT "offset", key, value, ts, headers FROM {table(self._ids[name][0], p)} '
                     f'WHERE "offset" >= ? ORDER BY "offset" LIMIT ?',
                     (position, max_records - len(out)),
                 ).fetchall()
@@ -148,6 +148,9 @@ class EmbeddedLogReader:
                 self._ids.pop(name, None)  # the topic was deleted: look it up again next time
                 continue
             if rows:
-                out.extend(Record(name, p, off, key, value, ts) for off, key, value, ts in rows)
+                out.extend(
+                    Record(name, p, off, key, value, ts, decode_headers(headers))
+                    for off, key, value, ts, headers in rows
+                )
                 self._positions[(name, p)] = rows[-1][0] + 1
         return out

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.embedded.db import connect, enforce_retention, errors_of, rollback, table
+from pinpipe.log.embedded.db import connect, encode_headers, enforce_retention, errors_of, rollback, table
 from pinpipe.log.partitioner import partition_for_key
 
 _KEY_CACHE = 65_536
@@ -140,7 +140,8 @@ class EmbeddedLogWriter:
             conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
         )
         seen = self._known_keys(conn, topic_id, count, records)
-        rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None, str | None]]] = {}
+        rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None, str | None, bytes | None]]]
+        rows = {}
         added: dict[int, int] = {}
         placed: list[tuple[int, int]] = []
         held = sum(ends.values())  # keyless records round-robin on the topic's own count: deterministic
@@ -167,13 +168,17 @@ class EmbeddedLogWriter:
             held += 1
             offset = ends[p]
             ends[p] = offset + 1
-            rows.setdefault(p, []).append((offset, key, value, now, ikey, rec.fingerprint if ikey else None))
+            fingerprint = rec.fingerprint if ikey else None
+            ts = now if rec.timestamp is None else rec.timestamp
+            rows.setdefault(p, []).append(
+                (offset, key, value, ts, ikey, fingerprint, encode_headers(rec.headers))
+            )
             added[p] = added.get(p, 0) + len(value) + (len(key) if key else 0)
             if ikey:
                 seen[ikey] = ((p, offset), rec.fingerprint)
             placed.append((p, offset))
         for p, batch in rows.items():
-            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?, ?, ?)", batch)
+            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
             conn.execute(
                 "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
                 "WHERE topic_id = ? AND partition = ?",

@@ -455,10 +455,15 @@ class KafkaLogWriter:
         kwargs: dict[str, Any] = {"value": rec.value, "key": rec.key, "on_delivery": on_delivery}
         if rec.partition is not None:
             kwargs["partition"] = rec.partition
+        if rec.timestamp is not None:
+            kwargs["timestamp"] = int(rec.timestamp * 1000)
+        headers = list(rec.headers)
         if rec.idempotency_key:
-            kwargs["headers"] = [(HEADER, rec.idempotency_key.encode())]
+            headers.append((HEADER, rec.idempotency_key.encode()))
             if rec.fingerprint is not None:
-                kwargs["headers"].append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
+                headers.append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
+        if headers:
+            kwargs["headers"] = headers
         while True:
             try:
                 self._producer.produce(topic, **kwargs)

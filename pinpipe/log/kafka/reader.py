@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from pinpipe._optional import require
 from pinpipe.errors import LogError, LogUnavailableError, TopicNotFoundError
-from pinpipe.log.base import Record, TopicPartition
+from pinpipe.log.base import RESERVED_HEADER_PREFIX, Record, TopicPartition
 
 ck = require("confluent_kafka", "kafka")
 
@@ -99,8 +99,11 @@ class KafkaLogReader:
             err = msg.error()
             if err is None:
                 ts = msg.timestamp()[1]
+                headers = tuple(h for h in msg.headers() or () if not h[0].startswith(RESERVED_HEADER_PREFIX))
                 out.append(
-                    Record(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), ts / 1000)
+                    Record(
+                        msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), ts / 1000, headers
+                    )
                 )
             elif err.code() in (ck.KafkaError.UNKNOWN_TOPIC_OR_PART, ck.KafkaError._UNKNOWN_TOPIC):
                 self._next_refresh = 0.0  # deleted topic: drop it at the next refresh

@@ -66,6 +66,8 @@ class KinesisLogWriter:
                 raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
             if len(rec.value) + len(encode_key(rec.key)) > MAX_RECORD_BYTES:
                 raise LogError(f"record of {len(rec.value)} bytes is over Kinesis's 1 MiB limit")
+            if rec.headers or rec.timestamp is not None:
+                raise LogError("a Kinesis record carries neither headers nor a producer's timestamp")
         with self._lock:  # an idempotency key is checked and stored by one append at a time
             keys = sorted({r.idempotency_key for r in records if r.idempotency_key})
             known = self.log.state.placed(topic, keys)
