@@ -1,4 +1,4 @@
-"""The fold rule every API process applies to a key's claims, in partition order (pinpipe.log.kafka.claims)."""
+"""The fold rule every API process applies to a key's claims, in partition order (log/kafka/claims.py)."""
 
 from __future__ import annotations
 

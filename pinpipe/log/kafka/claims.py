@@ -40,16 +40,27 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from pinpipe.errors import LogError, LogUnavailableError
 
-if TYPE_CHECKING:
-    from pinpipe.log.kafka.log import KafkaLog
+
+class KafkaAdmin(Protocol):
+    """What claims need of :class:`~pinpipe.log.kafka.log.KafkaLog`."""
+
+    timeout_s: float
+    common: dict[str, Any]
+
+    def create_topic(
+        self, topic: str, partitions: int | None = None, *, config: Mapping[str, str] | None = None
+    ) -> None: ...
+
+    def partition_count(self, topic: str) -> int: ...
+
 
 PREFIX = "__pinpipe-claims."
 KILL_AFTER_CLAIM = "PINPIPE_TEST_KILL_AFTER_CLAIM"
@@ -102,7 +113,7 @@ class Ticket:
 class KafkaClaims:
     """The claims of one process on one cluster: appends them, reads them back, decides."""
 
-    def __init__(self, log: KafkaLog) -> None:
+    def __init__(self, log: KafkaAdmin) -> None:
         self._log = log
         self.window = log.timeout_s
         self.lease = self.window + log.timeout_s + max(1.0, log.timeout_s / 2)

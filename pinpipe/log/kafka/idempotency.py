@@ -13,9 +13,9 @@ keyed append reads what was added since the last read before deciding. Our own a
 update the index directly.
 
 The index covers appends from this process and everything in the topic at the last catch-up; two
-processes writing the same new key at the same moment agree through claims (:mod:`pinpipe.log.kafka.claims`), which
-call :meth:`KafkaIdempotencyIndex.refresh` to learn what another process stored. Memory grows with the
-number of keys (about 150 bytes each).
+processes writing the same new key at the same moment agree through claims
+(:mod:`pinpipe.log.kafka.claims`), which call :meth:`KafkaIdempotencyIndex.refresh` to learn what another
+process stored. Memory grows with the number of keys (about 150 bytes each).
 """
 
 from __future__ import annotations
