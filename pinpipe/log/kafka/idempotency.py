@@ -12,10 +12,10 @@ that failed or timed out (the records may or may not have landed) the index is m
 keyed append reads what was added since the last read before deciding. Our own acknowledged appends
 update the index directly.
 
-Limits, stated honestly: the index covers appends from this process and everything in the topic at the
-last catch-up; two processes appending the *same* key at the *same* moment to one topic can both write it
-(run one API process per topic set, or accept a duplicate that the sink's exactly-once lake does not
-repair). Memory grows with the number of keys (about 150 bytes each).
+The index covers appends from this process and everything in the topic at the last catch-up; two
+processes writing the same new key at the same moment agree through claims
+(:mod:`pinpipe.log.kafka.claims`), which call :meth:`KafkaIdempotencyIndex.refresh` to learn what another
+process stored. Memory grows with the number of keys (about 150 bytes each).
 """
 
 from __future__ import annotations
@@ -84,6 +84,16 @@ class KafkaIdempotencyIndex:
                 if scanned.get(partition) == offset:  # contiguous: nobody else wrote in between
                     scanned[partition] = offset + 1
             self._cond.notify_all()
+
+    def refresh(self, topic: str, keys: Iterable[str]) -> dict[str, Placement]:
+        """Placements of ``keys`` (claimed by the caller) after reading what the topic gained since the
+        last read: how a process learns that another one stored them."""
+        with self._cond:
+            while topic in self._scanning:
+                self._cond.wait(self._timeout_s)
+            self._catch_up(topic)
+            seen = self._seen.setdefault(topic, {})
+            return {k: seen[k] for k in keys if k in seen}
 
     def forget(self, topic: str) -> None:
         with self._cond:

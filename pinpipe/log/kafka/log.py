@@ -19,7 +19,9 @@ Mapping onto Kafka:
   report before returning (partition, offset); keyed records go where Kafka's Java default partitioner
   puts them (``partitioner=murmur2_random``, the same function as :mod:`pinpipe.log.partitioner`);
   an append is not all-or-nothing on Kafka: after an error some records may have landed, and a retry
-  with the same idempotency keys does not write them twice (:mod:`pinpipe.log.kafka.idempotency`);
+  with the same idempotency keys does not write them twice (:mod:`pinpipe.log.kafka.idempotency`), and
+  API processes agree on who writes a new key through ``__pinpipe-claims.<topic>``
+  (:mod:`pinpipe.log.kafka.claims`);
 - readers are members of a Kafka consumer group that assign themselves every partition of their topics
   (like the embedded log: one reader per group, no rebalance pause after a ``kill -9``), start at the
   group's committed offsets (earliest when none) and commit synchronously, only when told to.
@@ -33,7 +35,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -46,6 +49,8 @@ from pinpipe.errors import (
     TopicNotFoundError,
 )
 from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka.claims import PREFIX as CLAIMS_PREFIX
+from pinpipe.log.kafka.claims import KafkaClaims, Ticket
 from pinpipe.log.kafka.group import KafkaGroupReader, PartitionListener
 from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
 from pinpipe.log.kafka.reader import KafkaLogReader, raise_for
@@ -158,16 +163,20 @@ class KafkaLog:
         except ck.KafkaException as exc:  # an unknown or invalid librdkafka property
             raise ConfigError(f"invalid Kafka setting for {bootstrap}: {exc.args[0].str()}") from exc
         self.index = KafkaIdempotencyIndex(self.common, timeout_s)
+        self.claims = KafkaClaims(self)
         self._partitions: dict[str, int] = {}
         self._lock = threading.Lock()
         self._children: list[KafkaLogWriter | KafkaLogReader] = []
 
     # admin
-    def create_topic(self, topic: str, partitions: int | None = None) -> None:
+    def create_topic(
+        self, topic: str, partitions: int | None = None, *, config: Mapping[str, str] | None = None
+    ) -> None:
+        """Create ``topic`` (with extra topic ``config``) unless it exists."""
         count = partitions or self.default_partitions
         if not topic or count < 1:
             raise LogError(f"cannot create topic {topic!r} with {count} partitions")
-        if topic in self.topics():
+        if topic in self._listed():
             return
         replicas, min_isr = self.replication()
         futures = self._admin.create_topics(
@@ -176,7 +185,7 @@ class KafkaLog:
                     topic,
                     num_partitions=count,
                     replication_factor=replicas,
-                    config={"min.insync.replicas": str(min_isr)},
+                    config={"min.insync.replicas": str(min_isr), **dict(config or {})},
                 )
             ],
             operation_timeout=self.timeout_s,
@@ -231,27 +240,35 @@ class KafkaLog:
         }
 
     def delete_topic(self, topic: str) -> None:
-        futures = self._admin.delete_topics([topic], operation_timeout=self.timeout_s)
+        """Delete ``topic`` and its idempotency claims topic."""
+        claims = CLAIMS_PREFIX + topic
+        futures = self._admin.delete_topics([topic, claims], operation_timeout=self.timeout_s)
         try:
             futures[topic].result()
         except ck.KafkaException as exc:
             raise_for(exc.args[0], f"delete topic {topic!r}")
+        try:
+            futures[claims].result()
+        except ck.KafkaException as exc:  # a topic never written with idempotency keys has none
+            if exc.args[0].code() not in (ck.KafkaError.UNKNOWN_TOPIC_OR_PART, ck.KafkaError.TOPIC_EXCEPTION):
+                raise_for(exc.args[0], f"delete topic {claims!r}")
         self.index.forget(topic)
+        self.claims.forget(topic)
         with self._lock:
             self._partitions.pop(topic, None)
         self._wait_for(lambda names: topic not in names, f"topic {topic!r} to go")
 
     def topics(self) -> dict[str, int]:
-        """Topics and partition counts, without Kafka's internal ``__*`` topics."""
+        """Topics and partition counts, without internal ``__*`` topics (Kafka's, pinpipe's claims)."""
+        return {name: count for name, count in self._listed().items() if not name.startswith("__")}
+
+    def _listed(self) -> dict[str, int]:
+        """Every topic and its partition count."""
         try:
             meta = self._admin.list_topics(timeout=self.timeout_s)
         except ck.KafkaException as exc:
             raise_for(exc.args[0], "list topics")
-        found = {
-            name: len(t.partitions)
-            for name, t in meta.topics.items()
-            if not name.startswith("__") and t.error is None
-        }
+        found = {name: len(t.partitions) for name, t in meta.topics.items() if t.error is None}
         with self._lock:
             self._partitions.update(found)
         return found
@@ -261,13 +278,13 @@ class KafkaLog:
         with self._lock:
             if topic in self._partitions:
                 return self._partitions[topic]
-        count = self.topics().get(topic)
+        count = self._listed().get(topic)
         if count is None:
             raise TopicNotFoundError(f"topic {topic!r} not found")
         return count
 
     def end_offsets(self, topic: str) -> dict[int, int]:
-        count = self.topics().get(topic)
+        count = self._listed().get(topic)
         if count is None:
             raise TopicNotFoundError(f"topic {topic!r} not found")
         requests = {ck.TopicPartition(topic, p): admin.OffsetSpec.latest() for p in range(count)}
@@ -308,7 +325,7 @@ class KafkaLog:
     def _wait_for(self, done: Any, what: str) -> None:
         """Topic creation and deletion are asynchronous in Kafka: wait until metadata shows them."""
         deadline = time.monotonic() + self.timeout_s
-        while not done(self.topics()):
+        while not done(self._listed()):
             if time.monotonic() > deadline:
                 raise LogUnavailableError(
                     f"Kafka at {self.common['bootstrap.servers']}: timed out waiting for {what}"
@@ -338,6 +355,7 @@ class KafkaLog:
         for child in self._children:
             child.close()
         self._children.clear()
+        self.claims.close()
 
     def __enter__(self) -> KafkaLog:
         return self
@@ -378,6 +396,17 @@ def _conflict(records: Sequence[OutgoingRecord], known: Mapping[str, Placement])
     return None
 
 
+@contextmanager
+def _reading(topic: str) -> Iterator[None]:
+    """librdkafka errors and timeouts while reading ``topic``'s keys or claims, as pinpipe errors."""
+    try:
+        yield
+    except ck.KafkaException as exc:
+        raise_for(exc.args[0], f"read idempotency keys of {topic!r}")
+    except (TimeoutError, RuntimeError) as exc:
+        raise LogUnavailableError(f"Kafka: {exc}") from exc
+
+
 class KafkaLogWriter:
     """An idempotent producer; ``append`` returns once every record is acknowledged by all in-sync
     replicas (or raises). Safe to share between threads."""
@@ -402,21 +431,22 @@ class KafkaLogWriter:
         if not records:
             return []
         count = self._log.partition_count(topic)
-        keys = [r.idempotency_key for r in records if r.idempotency_key]
+        keys = list(dict.fromkeys(r.idempotency_key for r in records if r.idempotency_key))
         known: dict[str, Placement] = {}
+        claimed: set[str] = set()
+        ticket: Ticket | None = None
         if keys:
-            try:
+            with _reading(topic):
                 known = self._log.index.claim(topic, keys)
-            except ck.KafkaException as exc:
-                raise_for(exc.args[0], f"read idempotency keys of {topic!r}")
-            except (TimeoutError, RuntimeError) as exc:
-                raise LogUnavailableError(f"Kafka: {exc}") from exc
-            conflict = _conflict(records, known)
-            if conflict is not None:
-                self._log.index.release(topic, set(keys) - known.keys(), {}, wrote=False)
-                raise IdempotencyConflictError(
-                    f"idempotency key {conflict!r} is stored in {topic!r} with another fingerprint"
-                )
+            claimed = set(keys) - known.keys()
+            try:
+                self._check(topic, records, known)
+                if claimed:
+                    ticket = self._acquire(topic, keys, known)
+                    self._check(topic, records, known)
+            except BaseException:
+                self._log.index.release(topic, claimed, {}, wrote=False)
+                raise
         batch = _Batch(len(records))
         first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
         try:
@@ -429,16 +459,19 @@ class KafkaLogWriter:
                     first[ikey] = i
                 if rec.partition is not None and not 0 <= rec.partition < count:
                     raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
+                if ticket is not None:
+                    ticket.check()
                 self._produce(topic, rec, lambda err, msg, i=i: batch.report(i, err, msg))
             self._wait(batch)
         finally:
             if keys:
-                placed = {
+                placed = {k: known[k] for k in claimed if k in known}  # stored by another process
+                placed |= {
                     k: (*p, records[i].fingerprint)
                     for k, i in first.items()
                     if (p := batch.placed[i]) is not None
                 }
-                self._log.index.release(topic, set(keys) - known.keys(), placed)
+                self._log.index.release(topic, claimed, placed)
         if batch.errors:
             raise_for(batch.errors[0], f"append to {topic!r}")
         out = []
@@ -450,6 +483,25 @@ class KafkaLogWriter:
             assert where is not None
             out.append(where)
         return out
+
+    def _check(self, topic: str, records: Sequence[OutgoingRecord], known: Mapping[str, Placement]) -> None:
+        conflict = _conflict(records, known)
+        if conflict is not None:
+            raise IdempotencyConflictError(
+                f"idempotency key {conflict!r} is stored in {topic!r} with another fingerprint"
+            )
+
+    def _acquire(self, topic: str, keys: list[str], known: dict[str, Placement]) -> Ticket | None:
+        """Win the claim on the call's first key among all API processes (claims.py), or wait until
+        another process stored the keys; ``known`` is updated with what the topic holds then."""
+
+        def stored() -> bool:
+            with _reading(topic):
+                known.update(self._log.index.refresh(topic, [k for k in keys if k not in known]))
+            return len(known) == len(keys)
+
+        with _reading(f"__pinpipe-claims.{topic}"):
+            return self._log.claims.acquire(topic, keys[0], stored)
 
     def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
         kwargs: dict[str, Any] = {"value": rec.value, "key": rec.key, "on_delivery": on_delivery}

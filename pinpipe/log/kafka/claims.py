@@ -1,0 +1,276 @@
+"""Which API process writes a new idempotency key: agreed through a claims topic on the same cluster.
+
+The index of :mod:`pinpipe.log.kafka.idempotency` only knows what is already in the topic, so two
+processes that receive the same new key at the same moment would both write it. Before writing records
+whose key the topic does not hold yet, a process therefore appends a *claim* for the call's first key to
+``__pinpipe-claims.<topic>`` (keyed by the idempotency key, so every claim for one key lands in one
+partition; idempotent producer, ``acks=all``) and reads that partition up to its own claim. Every process
+reads the same claims in the same order and folds them with one rule (:class:`ClaimBook`): the first claim
+of a key wins; a later claim wins only if it names the current winner as the one it supersedes. So at any
+offset exactly one claim is the winner, and all processes agree which.
+
+- The winner writes the records, each ``produce`` only within ``window`` seconds of sending its claim
+  (``Ticket.check``); the producer gives up on a record ``timeout_s`` after it was handed over. A claim is
+  used for one attempt: after a failed write the key waits for the lease like any other.
+- A loser waits (at most ``wait_s``, then LogUnavailableError: HTTP 503 with Retry-After) until the topic
+  holds the keys (it re-reads the topic), then answers from there: the same offsets, or 42207 when the
+  stored fingerprint differs.
+- A winner that died (``kill -9`` between claim and write, or during the write) holds the key only for
+  ``lease`` = window + timeout_s + margin seconds after another process first *read* its claim, which is
+  later than the winner sent it. By then everything the winner wrote has landed or failed for good, so a
+  process re-reads the topic: if the keys are there it answers from them, otherwise it appends a claim
+  superseding the dead one and, if that wins, writes. Records are stored once, whoever finishes the job.
+
+The one assumption is the clock's: a process paused (not killed) for longer than the margin between its
+``Ticket.check`` and handing the record to librdkafka could still write after the lease. The margin is
+``timeout_s / 2`` (at least 1 s).
+
+Claims topics start with ``__`` so :meth:`KafkaLog.topics` hides them, keep every claim (about 100 bytes
+per new key; see RETENTION) and are deleted with their topic. Each process keeps, per key, the current
+winner (about 150 bytes a key), read incrementally.
+
+``PINPIPE_TEST_KILL_AFTER_CLAIM=TEXT`` (tests only) makes the process ``kill -9`` itself right after it won
+the claim of a key containing TEXT, before writing: the crash the lease exists for.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from pinpipe.errors import LogError, LogUnavailableError
+
+
+class KafkaAdmin(Protocol):
+    """What claims need of :class:`~pinpipe.log.kafka.log.KafkaLog`."""
+
+    timeout_s: float
+    common: dict[str, Any]
+
+    def create_topic(
+        self, topic: str, partitions: int | None = None, *, config: Mapping[str, str] | None = None
+    ) -> None: ...
+
+    def partition_count(self, topic: str) -> int: ...
+
+
+PREFIX = "__pinpipe-claims."
+KILL_AFTER_CLAIM = "PINPIPE_TEST_KILL_AFTER_CLAIM"
+POLL_S = 0.05
+RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+"""Claims are kept as long as their topic: a claim lost to retention would let a process that has not
+read the topic since the key was stored win the key again."""
+
+
+def claims_topic(topic: str) -> str:
+    name = PREFIX + topic
+    if len(name) > 249:
+        raise LogError(
+            f"topic name {topic!r} is too long to hold idempotency claims (at most 232 characters)"
+        )
+    return name
+
+
+@dataclass(slots=True)
+class Claim:
+    id: str
+    seen: float
+    """Monotonic time this process sent the claim (its own) or first read it."""
+
+
+class ClaimBook:
+    """The claims read so far, folded per key into the current winner (the rule is the module's)."""
+
+    def __init__(self) -> None:
+        self.winners: dict[str, Claim] = {}
+
+    def add(self, key: str, claim_id: str, supersedes: str | None, seen: float) -> None:
+        current = self.winners.get(key)
+        if current is None or (supersedes is not None and supersedes == current.id):
+            self.winners[key] = Claim(claim_id, seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """The right to write the records of a won claim, until ``deadline`` (monotonic)."""
+
+    key: str
+    deadline: float
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise LogUnavailableError(f"Kafka: the claim on idempotency key {self.key!r} ran out; retry")
+
+
+class KafkaClaims:
+    """The claims of one process on one cluster: appends them, reads them back, decides."""
+
+    def __init__(self, log: KafkaAdmin) -> None:
+        self._log = log
+        self.window = log.timeout_s
+        self.lease = self.window + log.timeout_s + max(1.0, log.timeout_s / 2)
+        self.wait_s = max(1.0, log.timeout_s / 2)
+        self._books: dict[tuple[str, int], ClaimBook] = {}  # (claims topic, partition) -> its claims
+        self._next: dict[tuple[str, int], int] = {}  # (claims topic, partition) -> next offset to read
+        self._sent: dict[str, float] = {}  # own claim id -> when it was sent (until it is decided)
+        self._ready: set[str] = set()
+        self._lock = threading.Lock()  # the consumer and the books
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._kill_after = os.environ.get(KILL_AFTER_CLAIM) or None
+
+    def acquire(self, topic: str, key: str, stored: Callable[[], bool]) -> Ticket | None:
+        """A Ticket when this process won the claim on ``key`` in ``topic``; None once ``stored()`` (which
+        re-reads the topic) finds the records written by another. LogUnavailableError after ``wait_s``."""
+        ctopic = self._prepare(topic)
+        give_up = time.monotonic() + self.wait_s
+        supersedes: str | None = None
+        while True:
+            claim_id = uuid.uuid4().hex
+            sent = time.monotonic()
+            partition, offset = self._append(ctopic, key, claim_id, supersedes)
+            winner = self._read_to(ctopic, partition, offset, claim_id, key)
+            if winner.id == claim_id and time.monotonic() < sent + self.window:
+                if self._kill_after is not None and self._kill_after in key:
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return Ticket(key, sent + self.window)
+            while True:  # another claim holds the key: wait for its records or for its lease to end
+                expired = time.monotonic() > winner.seen + self.lease
+                if stored():  # read after `expired` was decided: nothing can land after the lease
+                    return None
+                if expired:
+                    supersedes = winner.id
+                    break
+                if time.monotonic() > give_up:
+                    raise LogUnavailableError(
+                        f"Kafka: idempotency key {key!r} is being written by another API process; retry"
+                    )
+                time.sleep(POLL_S)
+                with self._lock:
+                    book = self._books.get((ctopic, partition))
+                if book is None:
+                    raise LogUnavailableError(f"Kafka: the claims of {topic!r} were reset; retry")
+                winner = book.winners[key]
+
+    def forget(self, topic: str) -> None:
+        ctopic = PREFIX + topic
+        with self._lock:
+            self._ready.discard(ctopic)
+            for tp in [tp for tp in self._next if tp[0] == ctopic]:
+                del self._next[tp]
+                self._books.pop(tp, None)
+            if self._consumer is not None:
+                from confluent_kafka import TopicPartition
+
+                assigned = [tp for tp in self._consumer.assignment() if tp.topic == ctopic]
+                if assigned:
+                    self._consumer.incremental_unassign(
+                        [TopicPartition(tp.topic, tp.partition) for tp in assigned]
+                    )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None
+            if self._producer is not None:
+                self._producer.flush(self._log.timeout_s)
+                self._producer = None
+
+    def _prepare(self, topic: str) -> str:
+        """The claims topic of ``topic``, created and assigned to this process's reader on first use."""
+        ctopic = claims_topic(topic)
+        with self._lock:
+            if ctopic in self._ready:
+                return ctopic
+        self._log.create_topic(ctopic, config=RETENTION)
+        count = self._log.partition_count(ctopic)
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
+        with self._lock:
+            if ctopic in self._ready:
+                return ctopic
+            if self._producer is None:
+                ms = int(self._log.timeout_s * 1000)
+                self._producer = Producer(
+                    {"enable.idempotence": True, "acks": "all", "linger.ms": 0, "message.timeout.ms": ms}
+                    | self._log.common
+                )
+                self._consumer = Consumer(
+                    self._log.common
+                    | {
+                        "group.id": "pinpipe-idempotency-scan",
+                        "enable.auto.commit": False,
+                        "auto.offset.reset": "earliest",
+                        "fetch.wait.max.ms": 100,
+                    }
+                )
+            self._consumer.incremental_assign(
+                [TopicPartition(ctopic, p, OFFSET_BEGINNING) for p in range(count)]
+            )
+            for p in range(count):
+                self._books[(ctopic, p)] = ClaimBook()
+                self._next[(ctopic, p)] = 0
+            self._ready.add(ctopic)
+        return ctopic
+
+    def _append(self, ctopic: str, key: str, claim_id: str, supersedes: str | None) -> tuple[int, int]:
+        """(partition, offset) of a claim, once all in-sync replicas hold it."""
+        done: list[tuple[Any, Any]] = []
+
+        def report(err: Any, msg: Any) -> None:
+            done.append((err, msg))
+
+        value = orjson.dumps({"claim": claim_id, "supersedes": supersedes})
+        self._sent[claim_id] = time.monotonic()
+        try:
+            self._producer.produce(ctopic, key=key.encode(), value=value, on_delivery=report)
+        except BufferError as exc:
+            raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
+        deadline = time.monotonic() + self._log.timeout_s + 5
+        while not done:
+            if time.monotonic() > deadline:
+                raise LogUnavailableError("Kafka: the claim's delivery report did not arrive in time")
+            self._producer.poll(0.005)
+        err, msg = done[0]
+        if err is not None:
+            from pinpipe.log.kafka.reader import raise_for
+
+            raise_for(err, f"claim idempotency key in {ctopic!r}")
+        return int(msg.partition()), int(msg.offset())
+
+    def _read_to(self, ctopic: str, partition: int, offset: int, claim_id: str, key: str) -> Claim:
+        """Read the claims up to our claim ``claim_id`` at ``offset`` of ``partition`` (all assigned
+        partitions are folded on the way) and return the winner of ``key`` there."""
+        deadline = time.monotonic() + self._log.timeout_s
+        with self._lock:
+            while claim_id in self._sent or self._next.get((ctopic, partition), 0) <= offset:
+                if time.monotonic() > deadline:
+                    raise LogUnavailableError(f"Kafka: reading claims of {ctopic!r} timed out")
+                msg = self._consumer.poll(POLL_S)  # returns at the first message (consume waits for all)
+                if msg is not None:
+                    self._fold(msg)
+            return self._books[(ctopic, partition)].winners[key]
+
+    def _fold(self, msg: Any) -> None:
+        if msg.error() is not None:  # a broker away or a deleted topic: the caller's deadline decides
+            return
+        tp = (msg.topic(), msg.partition())
+        book = self._books.get(tp)
+        if book is None:  # forgotten meanwhile
+            return
+        if msg.offset() < self._next[tp]:  # the topic was deleted and created again by another process
+            book = self._books[tp] = ClaimBook()
+        body = orjson.loads(msg.value())
+        claim_id = body["claim"]
+        seen = self._sent.pop(claim_id, None) or time.monotonic()
+        book.add(msg.key().decode(), claim_id, body["supersedes"], seen)
+        self._next[tp] = msg.offset() + 1

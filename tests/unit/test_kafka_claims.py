@@ -1,0 +1,47 @@
+"""The fold rule every API process applies to a key's claims, in partition order (log/kafka/claims.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from pinpipe.errors import LogError, LogUnavailableError
+from pinpipe.log.kafka.claims import ClaimBook, Ticket, claims_topic
+
+
+def winner(*claims: tuple[str, str | None]) -> str:
+    book = ClaimBook()
+    for i, (claim_id, supersedes) in enumerate(claims):
+        book.add("k", claim_id, supersedes, float(i))
+    return book.winners["k"].id
+
+
+def test_the_first_claim_wins_and_later_plain_claims_lose() -> None:
+    assert winner(("a", None), ("b", None), ("c", None)) == "a"
+
+
+def test_a_claim_superseding_the_winner_takes_over_only_the_first_one() -> None:
+    assert winner(("a", None), ("b", "a")) == "b"
+    assert winner(("a", None), ("b", "a"), ("c", "a")) == "b"  # two takers: the first in order wins
+    assert winner(("a", None), ("b", "a"), ("c", "b")) == "c"
+    assert winner(("a", None), ("c", "x")) == "a"  # superseding a claim that is not the winner: ignored
+
+
+def test_keys_are_independent_and_the_winner_keeps_when_it_was_seen() -> None:
+    book = ClaimBook()
+    book.add("k1", "a", None, 1.0)
+    book.add("k2", "b", None, 2.0)
+    book.add("k1", "c", None, 3.0)
+    assert (book.winners["k1"].id, book.winners["k1"].seen) == ("a", 1.0)
+    assert book.winners["k2"].id == "b"
+
+
+def test_a_ticket_refuses_writes_after_its_deadline() -> None:
+    Ticket("k", float("inf")).check()
+    with pytest.raises(LogUnavailableError, match="ran out"):
+        Ticket("k", 0.0).check()
+
+
+def test_claims_topic_names() -> None:
+    assert claims_topic("0a1b2c3d4e5f.pin") == "__pinpipe-claims.0a1b2c3d4e5f.pin"
+    with pytest.raises(LogError, match="too long"):
+        claims_topic("t" * 240)
