@@ -44,6 +44,7 @@ def raise_for(err: Any, what: str) -> NoReturn:
         ck.KafkaError.COORDINATOR_NOT_AVAILABLE,
         ck.KafkaError.NOT_COORDINATOR,
         ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        ck.KafkaError._WAIT_COORD,
     }
     if code in unavailable or (err.retriable() and not err.fatal()):
         raise LogUnavailableError(message)
