@@ -7,6 +7,11 @@ when it loses one: it may commit what it finished in ``revoked``, then must forg
 records of a partition revoked during a poll are not returned by that poll, so a new assignment always
 starts cleanly at the committed offset. A member killed with ``kill -9`` is dropped after
 ``session.timeout.ms`` (6 s, the broker's default minimum) and its partitions move to the others.
+
+Static membership (``instance_id``, Kafka's ``group.instance.id``): a member restarted under the same
+name within the session timeout takes its partitions back without a rebalance of the others. The price:
+a static member does not leave the group when it closes, so a stopped worker's partitions wait for the
+session timeout too, unless it comes back. Two live members with one name: the older one is fenced.
 """
 
 from __future__ import annotations
@@ -43,14 +48,18 @@ class KafkaGroupReader(KafkaLogReader):
         topics: Sequence[str],
         timeout_s: float,
         listener: PartitionListener,
+        instance_id: str | None = None,
     ) -> None:
+        name = "-".join(filter(None, (common.get("client.id", "pinpipe"), instance_id)))
         config = {
             **common,
-            "client.id": f"{common.get('client.id', 'pinpipe')}-{socket.gethostname()}-{os.getpid()}",
+            "client.id": f"{name}-{socket.gethostname()}-{os.getpid()}",  # the owner `pinpipe status` shows
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": 1000,
         }
+        if instance_id:
+            config["group.instance.id"] = instance_id
         super().__init__(config, group, topics, timeout_s)
         self._listener = listener
         self._revoked_now: set[TopicPartition] = set()
