@@ -67,6 +67,7 @@ class KafkaLogReader:
             }
         )
         self._assigned: set[TopicPartition] = set()
+        self._polled: list[Record] = []
         self._seeks: dict[TopicPartition, int] = {}
         self._next_refresh = 0.0
         self._closed = False
@@ -76,6 +77,7 @@ class KafkaLogReader:
         deadline = time.monotonic() + max(0.0, timeout)
         self._refresh(force=not self._assigned)
         out: list[Record] = []
+        self._polled = out  # what this poll has taken so far (a rebalance callback may drop some)
         if max_records <= 0:
             return out
         while not out:
