@@ -51,6 +51,7 @@ format: install-test
 	$(VENV)/bin/ruff check --fix pinpipe tests benchmarks dags
 
 bench: install-test
+	bash infra/wrk.sh install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:

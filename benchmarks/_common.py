@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from pinpipe import delta  # noqa: E402
 from pinpipe.lake.formats import format_of_key, parse_key  # noqa: E402
 from pinpipe.schema import Kind  # noqa: E402
-from pinpipe.streaming import delta  # noqa: E402
 
 PINPIPE = Path(sys.executable).with_name("pinpipe")
 
@@ -141,7 +141,7 @@ class DeltaWatcher(Watcher):
         self.version = -1
 
     def scan(self) -> None:
-        table = delta.open_table(self.url)
+        table = delta.open_table_if_exists(self.url)
         if table is None or table.version() == self.version:
             return
         now = time.time()
@@ -207,15 +207,22 @@ def start_api(
     args = ["api", "serve", *log_args, "--workdir", str(workdir), "--prefix", prefix]
     proc = start_pinpipe([*args, "--port", str(port), *extra], workdir, "api")
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the API exited: {(workdir / 'api.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
+    if wait_ok(f"{url}/readyz", proc, 120):
+        return proc, url
+    if proc.poll() is not None:
+        raise SystemExit(f"the API exited: {(workdir / 'api.log').read_text()[-2000:]}")
     stop_process(proc)
     raise SystemExit("the API did not become ready in 120 s")
+
+
+def wait_ok(url: str, proc: subprocess.Popen[Any], timeout: float) -> bool:
+    """Poll ``url`` until it answers 200 (True), ``proc`` exits or ``timeout`` seconds pass (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    return False

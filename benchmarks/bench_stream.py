@@ -46,11 +46,10 @@ from _common import (
     wait_seen,
 )
 
-from pinpipe import tables
+from pinpipe import delta, tables
 from pinpipe.config import load_settings
 from pinpipe.locations import delta_uri, join
 from pinpipe.schema import DEFAULT_PREFIX, stream_name
-from pinpipe.streaming import delta
 
 TARGET_P99_S = 2.0
 MAX_PER_REQUEST = 500
@@ -70,7 +69,7 @@ class TableWatcher(Watcher):
 
     def scan(self) -> None:
         if self.table is None:
-            self.table = delta.open_table(self.url)
+            self.table = delta.open_table_if_exists(self.url)
             if self.table is None:
                 return
             version = -1
@@ -110,7 +109,7 @@ class MetricsWatcher(Watcher):
 
     def scan(self) -> None:
         try:
-            late = delta.read_table(self.url)
+            late = delta.read_table_if_exists(self.url)
         except Exception:  # a snapshot vacuumed under the read: next scan sees the newer one
             return
         if late is None:

@@ -120,9 +120,16 @@ class EngineSettings(_Section):
     retain_hours: int = Field(default=168, ge=0)
     """How long a batch table's replaced files stay on disk, so its older versions stay readable; Delta's
     default, a week. The batch job then deletes them."""
+    duckdb_memory_limit: str = ""
+    """DuckDB's ``memory_limit`` (``4GB``); empty: sized from the lake's bytes, spilling beyond it."""
+    duckdb_on_disk: bool = False
+    """Keep DuckDB's scratch tables in a compressed database file instead of memory: lower peak, more CPU."""
 
 
 class StreamSettings(_Section):
+    engine: Literal["auto", "embedded", "spark"] = "auto"
+    """The stream processor: ``embedded`` (in-process), ``spark`` (Structured Streaming, reads Kafka), or
+    ``auto``: Spark when the batch engine is Spark and the streams are on Kafka, else embedded."""
     max_records: int = 1000
     max_wait_s: float = 0.5
     watermark_s: float = 600.0

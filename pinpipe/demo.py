@@ -21,7 +21,7 @@ from pinpipe.config import Settings
 from pinpipe.config_show import MASK, mask_url
 from pinpipe.earlier_run import check_earlier_run, delete_earlier_records
 from pinpipe.errors import ConfigError
-from pinpipe.locations import delta_uri, join, local_path, scheme
+from pinpipe.locations import delta_uri, join, local_path
 from pinpipe.schema import KINDS, Kind
 
 SYNTHETIC_ROWS = 11_154
@@ -134,10 +134,10 @@ def build_source(settings: Settings, options: DemoOptions, console: Console) -> 
 
 def run_demo(settings: Settings, options: DemoOptions, console: Console | None = None) -> DemoReport:
     """Run every stage in order; raises PinpipeError on the first failure."""
-    from pinpipe.cli.batch import print_result, warn_quarantine
     from pinpipe.engines import options_from_settings, run_batch
     from pinpipe.ingest.app import create_app
     from pinpipe.lake.sink import run_sink
+    from pinpipe.render import batch_outputs, batch_summary, warn_quarantine
     from pinpipe.serve import background_server
     from pinpipe.source.emulator import EmulatorOptions, run_emulator
     from pinpipe.transform.export import export_csv
@@ -187,7 +187,8 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     with _Stage(console, report, "batch", f"4. batch job ({settings.engine.name})"):
         result = run_batch(settings, options_from_settings(settings))
-        print_result(result, console)
+        batch_outputs(result, console)
+        batch_summary(result, console)
         warn_quarantine(result, console)
         if options.export_dir is not None:
             paths = export_csv(result.outputs, options.export_dir)
@@ -202,34 +203,22 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
 
 def _run_stream_stage(settings: Settings, console: Console) -> None:
-    from rich.table import Table
+    from pinpipe.render import metric_tables
+    from pinpipe.streaming import read_metrics, stream_engine, stream_runner
 
-    from pinpipe.streaming import read_metrics, run_stream
-
-    if settings.engine.name == "spark" and scheme(settings.stream_log_url) == "kafka":
-        from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
-
+    if stream_engine(settings) == "spark":
         console.print(
             f"Spark Structured Streaming ({settings.engine.spark_master}) from {settings.stream_log_url}"
         )
     elif settings.engine.name == "spark":
         console.print("embedded processor (Spark Structured Streaming reads Kafka: give --log kafka://...)")
-    summary = run_stream(settings, until_idle=True)
+    summary = stream_runner(settings)(settings, until_idle=True)
     console.print(
         f"{summary.records} events in {summary.batches} micro-batches; rows "
         + ", ".join(f"{kind} {n}" for kind, n in summary.rows.items())
         + f"; dead letters {summary.dead_letters}"
     )
-    metrics = read_metrics(settings)
-    for name in ("profile_popularity", "trending_categories"):
-        rows = metrics.get(name, [])
-        table = Table(title=f"{name} (top {min(len(rows), 10)} of {len(rows)})", title_justify="left")
-        columns = list(rows[0]) if rows else ["(empty)"]
-        for column in columns:
-            table.add_column(column)
-        for row in rows[:10]:
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-        console.print(table)
+    metric_tables(read_metrics(settings), console, names=("profile_popularity", "trending_categories"))
 
 
 def _print_locations(settings: Settings, options: DemoOptions, report: DemoReport, console: Console) -> None:

@@ -53,8 +53,9 @@ def earlier_records(settings: Settings) -> dict[str, dict[str, int]]:
 def earlier_objects(settings: Settings) -> list[str]:
     """Where an earlier run left this prefix's lake objects or stream tables outside the workdir: the sink
     and the stream processor would resume after them and skip this run's records."""
+    from pinpipe.delta import open_table
     from pinpipe.lake.store import open_store
-    from pinpipe.tables import open_delta, stream_table
+    from pinpipe.tables import stream_table
 
     found: list[str] = []
     if _outside(settings, settings.lake_url):
@@ -65,7 +66,7 @@ def earlier_objects(settings: Settings) -> list[str]:
     if _outside(settings, settings.tables_url):
         for kind in KINDS:
             try:
-                open_delta(stream_table(settings, kind))
+                open_table(stream_table(settings, kind))
             except Exception:  # deltalake's TableNotFoundError: nothing left there
                 continue
             found.append(stream_table(settings, kind))

@@ -80,5 +80,9 @@ class StreamError(PinpipeError):
     """The stream processor failed."""
 
 
+class TableError(PinpipeError):
+    """A commit to a Delta table failed; the table is as it was before it."""
+
+
 class ServiceError(PinpipeError):
     """A local service (Kafka, S3, MariaDB, ...) could not be started or reached."""

@@ -75,14 +75,6 @@ def stream_names(prefix: str) -> dict[Kind, str]:
     return {kind: stream_name(prefix, kind) for kind in KINDS}
 
 
-def kind_of(name: str, prefix: str) -> Kind | None:
-    """The kind a topic or stream name carries for this prefix, or None when it is not one of ours."""
-    for kind in KINDS:
-        if name in (topic_name(prefix, kind), stream_name(prefix, kind)):
-            return kind
-    return None
-
-
 def kind_of_any(name: str) -> Kind | None:
     """The kind of a topic or stream name whatever its prefix (``x.pin``, ``streaming-x-geo``)."""
     for kind in KINDS:

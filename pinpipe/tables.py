@@ -14,31 +14,10 @@ and, in the workdir, the Spark stream job's checkpoint (which offsets of the str
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pinpipe import locations
 from pinpipe.config import Settings
-from pinpipe.locations import delta_uri as delta_uri  # the Delta openers take it from here
 from pinpipe.schema import Kind
-
-if TYPE_CHECKING:
-    from deltalake import DeltaTable
-
-
-def delta_options(url: str) -> dict[str, str] | None:
-    """``storage_options`` for deltalake at ``url``: None for local tables, the AWS settings for ``s3://``."""
-    if locations.scheme(url) != "s3":
-        return None
-    from pinpipe.aws import delta_storage_options
-
-    return delta_storage_options(url)
-
-
-def open_delta(url: str) -> DeltaTable:
-    """The Delta table at ``url`` (deltalake's ``TableNotFoundError`` when none was written there yet)."""
-    from deltalake import DeltaTable
-
-    return DeltaTable(delta_uri(url), storage_options=delta_options(url))
 
 
 def batch_table(settings: Settings, name: str) -> str:

@@ -15,90 +15,15 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 from pinpipe.cli.common import build_settings, export_option, pipeline_options
-from pinpipe.config import Settings
 from pinpipe.engines import ENGINES, run_batch
-from pinpipe.engines.base import BatchResult
 from pinpipe.progress import StatusLine
-from pinpipe.schema import KINDS
-from pinpipe.transform.export import export_csv, format_cell
+from pinpipe.render import batch_outputs, batch_summary, warn_changed, warn_empty_lake, warn_quarantine
+from pinpipe.transform.export import export_csv
 from pinpipe.workdir import require_workdir
 
 QUARANTINE_EXIT = 3
-
-
-def print_result(result: BatchResult, console: Console, max_rows: int = 30) -> None:
-    """The ten outputs as rich tables, then the summary (records per topic, quarantined, time)."""
-    for name, table in result.outputs.items():
-        view = Table(title=name, title_justify="left", show_lines=False)
-        for column in table.column_names:
-            numeric = table.schema.field(column).type != "string"
-            view.add_column(column, justify="right" if numeric else "left")
-        for row in table.slice(0, max_rows).to_pylist():
-            view.add_row(*(format_cell(row[c]) for c in table.column_names))
-        if table.num_rows > max_rows:
-            view.caption = f"{max_rows} of {table.num_rows} rows (all of them with --export)"
-        console.print(view)
-    opts = result.options
-    console.print(
-        f"[bold]batch[/bold] engine={result.engine} keep_duplicates={opts.keep_duplicates} "
-        f"median={opts.median} keep_ties={opts.keep_ties}"
-    )
-    for kind in KINDS:
-        done = result.objects_done.get(kind, 0)
-        how = f"rebuilt: {result.rebuilt[kind]}" if kind in result.rebuilt else f"{done} done before"
-        new = "" if kind in result.rebuilt else "new "
-        console.print(
-            f"  {kind}: {result.records_read.get(kind, 0)} records read from "
-            f"{result.objects_read.get(kind, 0)} {new}objects ({how}), "
-            f"{result.cleaned_rows.get(kind, 0)} cleaned rows"
-        )
-    console.print(f"  quarantined: {len(result.quarantined)}   time: {result.seconds:.2f} s")
-
-
-def warn_changed(result: BatchResult, console: Console, shown: int = 10) -> None:
-    """Lake objects that changed (or went) after they were cleaned: their old rows stay in the tables."""
-    changed = [(kind, key) for kind, keys in result.changed.items() for key in keys]
-    if not changed:
-        return
-    for kind, key in changed[:shown]:
-        console.print(f"[yellow]changed since cleaned[/yellow] {kind} {key}", markup=True)
-    if len(changed) > shown:
-        console.print(f"... and {len(changed) - shown} more")
-    console.print(
-        f"[bold red]WARNING: {len(changed)} lake object(s) changed or gone since they were cleaned[/bold red]"
-        " (an object is never rewritten with other bytes: corruption or a manual edit); the tables keep"
-        " their rows as cleaned, --full-refresh rebuilds them from the lake as it is now."
-    )
-
-
-def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> None:
-    if not result.quarantined:
-        return
-    for record in result.quarantined[:shown]:
-        console.print(f"[yellow]quarantined[/yellow] {record.kind} {record.describe()}", markup=True)
-    if len(result.quarantined) > shown:
-        console.print(f"... and {len(result.quarantined) - shown} more")
-    where = result.tables.get("quarantine", "the quarantine table")
-    console.print(
-        f"[bold red]WARNING: {len(result.quarantined)} lake record(s) quarantined[/bold red] "
-        f"(kept in {where}); the rest was processed."
-    )
-
-
-def warn_empty_lake(result: BatchResult, settings: Settings, console: Console) -> None:
-    """A lake with no record at all, new or cleaned by an earlier run, is almost always a wrong
-    --lake/--prefix or a sink not yet run."""
-    if any(result.records_read.values()) or any(result.objects_done.values()):
-        return
-    console.print(
-        f"[bold yellow]WARNING: the lake {settings.lake_url} holds no records of prefix {settings.prefix}"
-        "[/bold yellow] (every output is empty): run `pinpipe sink run --until-idle` first, or check --lake"
-        " and --prefix.",
-        soft_wrap=True,
-    )
 
 
 @click.group()
@@ -179,10 +104,9 @@ def run(
     console = Console()
     with StatusLine(f"running the batch job on {settings.engine.name} ...", quiet=quiet):
         result = run_batch(settings, full_refresh=full_refresh)
-    if quiet:
-        print_result(BatchResult(**{**result.__dict__, "outputs": {}}), console)
-    else:
-        print_result(result, console)
+    if not quiet:
+        batch_outputs(result, console)
+    batch_summary(result, console)
     if export_dir is not None:
         paths = export_csv(result.outputs, export_dir)
         console.print(f"  exported {len(paths)} CSV files to {export_dir}")

@@ -29,14 +29,7 @@ def metrics(locations: dict[str, Any], as_json: bool, limit: int) -> None:
         click.echo(json.dumps(result, ensure_ascii=False))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    console = Console()
-    for name, rows in result.items():
-        table = Table(title=f"{name} ({len(rows)} rows)", title_justify="left")
-        columns = list(rows[0]) if rows else ["(empty)"]
-        for column in columns:
-            table.add_column(column)
-        for row in rows[:limit]:
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
-        console.print(table)
+    from pinpipe.render import metric_tables
+
+    metric_tables(result, Console(), limit=limit)

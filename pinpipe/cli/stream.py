@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 from typing import Any
 
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
 from pinpipe.progress import StatusLine
+from pinpipe.stopping import stop_on_signals
 from pinpipe.workdir import require_workdir
 
 
@@ -45,10 +45,11 @@ def stream() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress line (none off a terminal either).")
 @click.option(
     "--engine",
-    type=click.Choice(["embedded", "spark"]),
-    default="embedded",
-    show_default=True,
-    help="embedded: the in-process processor; spark: Spark Structured Streaming from Kafka (--log kafka://).",
+    type=click.Choice(["auto", "embedded", "spark"]),
+    default=None,
+    help="embedded: the in-process processor; spark: Spark Structured Streaming from Kafka (--log kafka://);"
+    " auto: spark when engine.name is spark and the streams are on Kafka [default: stream.engine setting,"
+    " auto].",
 )
 @click.option("--master", default=None, help="Spark master URL with --engine spark [default: local[*]].")
 def run(
@@ -59,7 +60,7 @@ def run(
     watermark: float | None,
     event_time: str | None,
     quiet: bool,
-    engine: str,
+    engine: str | None,
     master: str | None,
 ) -> None:
     """Consume streaming-<prefix>-pin|geo|user, clean each micro-batch with the batch job's rules and
@@ -77,23 +78,14 @@ def run(
             "stream.watermark_s": watermark,
             "stream.event_time": event_time,
             "engine.spark_master": master,
+            "stream.engine": engine,
         },
     )
     require_workdir(settings, settings.stream_log_url)
-    from pinpipe.streaming.processor import StreamSummary, run_stream
+    from pinpipe.streaming import StreamSummary, stream_runner
 
-    if engine == "spark":
-        from pinpipe.streaming.spark_stream import run_spark_stream as run_stream  # type: ignore[assignment]
-
-    stopping = {"now": False}
-
-    def _stop(signum: int, frame: Any) -> None:
-        stopping["now"] = True
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-
-    with StatusLine("streaming ...", quiet=quiet) as line:
+    run_stream = stream_runner(settings)
+    with stop_on_signals() as stop, StatusLine("streaming ...", quiet=quiet) as line:
 
         def _progress(summary: StreamSummary) -> None:
             rows = " ".join(f"{k}={v}" for k, v in summary.rows.items())
@@ -102,9 +94,7 @@ def run(
                 f"dead_letters={summary.dead_letters}"
             )
 
-        summary = run_stream(
-            settings, until_idle=until_idle, stop=lambda: stopping["now"], on_batch=_progress
-        )
+        summary = run_stream(settings, until_idle=until_idle, stop=stop, on_batch=_progress)
     rows = ", ".join(f"{k} {v}" for k, v in summary.rows.items())
     click.echo(
         f"stream: {summary.records} records in {summary.batches} micro-batches ({summary.seconds:.1f} s); "

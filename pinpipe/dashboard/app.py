@@ -20,16 +20,14 @@ from pinpipe import __version__
 from pinpipe.config import Settings
 from pinpipe.dashboard import live
 from pinpipe.dashboard.batch import FILL_HINT, OUTPUTS, OutputInfo, output_rows, read_output
-from pinpipe.dashboard.delta import DeltaSnapshot
 from pinpipe.dashboard.metrics import read_live_metrics
 from pinpipe.dashboard.models import BatchList, BatchOutput, BatchOutputSummary, Metrics, Status
+from pinpipe.delta import Snapshot
 
 STATIC = Path(str(files("pinpipe.dashboard") / "static"))
 
 
-def _summary(
-    name: str, info: OutputInfo, snapshot: DeltaSnapshot | None, **extra: object
-) -> dict[str, object]:
+def _summary(name: str, info: OutputInfo, snapshot: Snapshot | None, **extra: object) -> dict[str, object]:
     """The fields every view of an output shares; ``snapshot`` None: not written yet."""
     found = (
         {}

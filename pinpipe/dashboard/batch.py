@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pinpipe.config import Settings
-from pinpipe.dashboard.delta import DeltaSnapshot, read_delta, table_rows
+from pinpipe.dashboard.rows import table_rows
+from pinpipe.delta import Snapshot, read_snapshot_if_exists
 from pinpipe.tables import batch_table
 from pinpipe.transform import queries
 from pinpipe.transform.export import sort_output
@@ -61,11 +62,11 @@ OUTPUTS: dict[str, OutputInfo] = {
 }
 
 
-def read_output(settings: Settings, name: str) -> DeltaSnapshot | None:
+def read_output(settings: Settings, name: str) -> Snapshot | None:
     """The latest committed version of output ``name`` (a key of :data:`OUTPUTS`), None if not written."""
-    return read_delta(batch_table(settings, name))
+    return read_snapshot_if_exists(batch_table(settings, name))
 
 
-def output_rows(name: str, snapshot: DeltaSnapshot) -> list[dict[str, Any]]:
+def output_rows(name: str, snapshot: Snapshot) -> list[dict[str, Any]]:
     """Rows in the batch job's export order (group columns, then the others)."""
     return table_rows(sort_output(name, snapshot.table))

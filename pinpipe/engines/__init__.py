@@ -11,7 +11,7 @@ import logging
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, Engine, QuarantinedRecord
-from pinpipe.errors import ConfigError, EngineError
+from pinpipe.errors import ConfigError
 from pinpipe.locations import delta_uri
 from pinpipe.transform.queries import BatchOptions
 
@@ -28,12 +28,7 @@ def get_engine(name: str, settings: Settings) -> Engine:
     if name not in ENGINES:
         raise ConfigError(f"unknown batch engine {name!r}: choose one of {', '.join(ENGINES)}")
     module_name, class_name = ENGINES[name].split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name == module_name:
-            raise EngineError(f"the {name} engine is not available in this version of pinpipe yet") from exc
-        raise
+    module = importlib.import_module(module_name)
     engine: Engine = getattr(module, class_name)(settings)
     return engine
 
@@ -57,7 +52,7 @@ def run_batch(
 
     A failed clean-up is a warning, not a failed job: the tables are written, and the next run retries it.
     """
-    from pinpipe.engines.delta import remove_replaced_files
+    from pinpipe.delta import remove_replaced_files
 
     delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before the work
     engine = get_engine(settings.engine.name, settings)

@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 
 from pinpipe.config import Settings
+from pinpipe.delta import ParquetFile, local_table_dir, open_table, replace_table
 from pinpipe.engines.base import BatchResult, QuarantinedRecord
-from pinpipe.engines.delta import ParquetFile, local_table_dir, write_delta
 from pinpipe.engines.increments import (
     NO_BOOKKEEPING,
     Fingerprinter,
@@ -42,7 +42,7 @@ from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.locations import duckdb_path
 from pinpipe.schema import FIELDS, KINDS, Kind
-from pinpipe.tables import batch_table, open_delta
+from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
     CLEAN_ARROW_SCHEMA,
     CLEAN_COLUMNS,
@@ -163,10 +163,10 @@ class DuckDBEngine:
         self.settings = settings
         self.chunk_bytes = chunk_bytes
         """Raw bytes of objects staged and cleaned at once; None: sized from the memory limit."""
-        self.memory_limit = memory_limit or os.environ.get("PINPIPE_DUCKDB_MEMORY_LIMIT")
+        self.memory_limit = memory_limit or settings.engine.duckdb_memory_limit or None
         """DuckDB ``memory_limit``; None: sized from the lake by :func:`_memory_limit` (spills beyond it)."""
         self.threads = threads
-        self.on_disk = os.environ.get("PINPIPE_DUCKDB_ON_DISK", "") == "1"
+        self.on_disk = settings.engine.duckdb_on_disk
         """Keep the scratch data in a database file instead of memory (spilling happens either way)."""
 
     # -- connections -------------------------------------------------------------------------------------
@@ -524,7 +524,7 @@ class DuckDBEngine:
         tables: dict[str, str] = {}
         for name, table in outputs.items():
             tables[name] = batch_table(self.settings, name)
-            write_delta(tables[name], table)
+            replace_table(tables[name], table)
         return tables
 
 
@@ -576,7 +576,7 @@ class _Cleaned:
 def _register_history(con: Any, kind: Kind, url: str) -> str:
     """The rows the table at ``url`` holds, as a source DuckDB reads columnar and pruned: its Parquet
     files (local tables) or delta-rs' Arrow dataset (remote ones)."""
-    table = open_delta(url)
+    table = open_table(url)
     name = f"history_{kind}"
     directory = local_table_dir(url)
     files = table.file_uris()

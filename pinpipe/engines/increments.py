@@ -4,7 +4,7 @@ Every commit the batch job makes to a cleaned table (``batch/pin``, ``batch/geo`
 in its commit info (delta-rs ``CommitProperties.custom_metadata``, key :data:`METADATA_KEY`), the
 :class:`KindState` after it: the switches the table was built with and every lake object of that kind
 whose rows it holds (key, size, checksum). The rows and the record of what produced them become visible in
-one atomic commit, as the stream processor's offsets do (``streaming.delta``), so a run killed at any
+one atomic commit, as the stream processor's offsets do (``streaming.offsets``), so a run killed at any
 point leaves each table either before or after its commit, and the rerun cleans exactly the objects that
 are not recorded yet. Each kind keeps its own bookkeeping in its own table: a run that committed ``pin``
 but died before ``geo`` reruns only ``geo``'s new objects.
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pinpipe import delta
 from pinpipe.lake.store import FileStore, ObjectStore
 from pinpipe.schema import Kind
 from pinpipe.transform.queries import BatchOptions
@@ -101,13 +102,8 @@ def commit_properties(metadata: str) -> CommitProperties:
 def last_metadata(url: str) -> str | None:
     """The bookkeeping text of the table at ``url``: of its newest commit that changed rows, skipping
     clean-ups (vacuum, compaction). None: no table, or rows written without bookkeeping since."""
-    from deltalake.exceptions import TableNotFoundError
-
-    from pinpipe.tables import open_delta
-
-    try:
-        table = open_delta(url)
-    except TableNotFoundError:
+    table = delta.open_table_if_exists(url)
+    if table is None:
         return None
     limit = _HISTORY_STEP
     while True:
@@ -295,25 +291,12 @@ def plan_kind(
 def commit_parts(url: str, schema: Any, files: list[Any], append: bool, metadata: str) -> None:
     """Commit Parquet ``files`` already written in the table's directory (``delta.ParquetFile``): appended
     to the table at ``url``, or replacing its content, with ``metadata`` as its bookkeeping: one commit."""
-    from pinpipe.engines.delta import commit_files
-
-    commit_files(url, schema, files, append, commit_properties(metadata))
+    delta.commit_files(url, schema, files, append, commit_properties(metadata))
 
 
 def write_table(url: str, data: Any, append: bool, metadata: str) -> None:
     """Append ``data`` (Arrow) to the table at ``url`` or replace its content, with bookkeeping."""
-    from deltalake import write_deltalake
-
-    from pinpipe.tables import delta_options, delta_uri
-
-    write_deltalake(
-        delta_uri(url),
-        data,
-        mode="append" if append else "overwrite",
-        schema_mode=None if append else "overwrite",
-        storage_options=delta_options(url),
-        commit_properties=commit_properties(metadata),
-    )
+    delta.write_table(url, data, append, commit_properties(metadata))
 
 
 def rebuild_plan(plan: KindPlan, reason: str) -> KindPlan:
@@ -368,11 +351,10 @@ def _rows_of_other_kinds(url: str, kind: Kind) -> Any:
     import duckdb
     from deltalake.exceptions import TableNotFoundError
 
-    from pinpipe.engines.delta import local_table_dir, read_delta
-    from pinpipe.tables import open_delta
+    from pinpipe.delta import local_table_dir, open_table, read_table
 
     try:
-        table = open_delta(url)
+        table = open_table(url)
     except TableNotFoundError:
         return None
     files = table.file_uris()
@@ -380,7 +362,7 @@ def _rows_of_other_kinds(url: str, kind: Kind) -> Any:
         return None
     con = duckdb.connect()
     if local_table_dir(url) is None:
-        con.register("rows", read_delta(url))
+        con.register("rows", read_table(url))
     else:
         paths = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         con.execute(f"CREATE VIEW rows AS SELECT * FROM read_parquet([{paths}])")

@@ -23,8 +23,6 @@ import re
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
-import orjson
-
 from pinpipe import exact_json
 from pinpipe.errors import ConfigError, LakeError
 
@@ -95,11 +93,6 @@ def iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
     for number, line in enumerate(data.split(b"\n"), start=1):
         if line:
             yield number, line
-
-
-def decode_json_lines(data: bytes) -> list[Any]:
-    """Every line parsed as JSON (raises orjson.JSONDecodeError on a bad line)."""
-    return [orjson.loads(line) for _, line in iter_lines(data)]
 
 
 class ParquetFormat:

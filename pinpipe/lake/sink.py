@@ -32,7 +32,7 @@ Objects are put by one background thread, in the order they were cut, so fsyncs 
 the log while each partition's objects still land in offset order (a crash leaves a prefix of them).
 
 Several workers (Kafka): sink processes in one group share the partitions through Kafka's group protocol
-(:mod:`pinpipe.log.kafka_group`). Since boundaries depend only on the records and the start offset, and
+(:mod:`pinpipe.log.kafka.group`). Since boundaries depend only on the records and the start offset, and
 every owner starts at the committed offset (an object boundary) and looks in the lake there, a rebalance
 never changes what the lake holds: a worker losing a partition waits for its queued puts, commits them,
 and drops its unwritten records (never writes a partial file); the new owner reads them again. A
@@ -47,13 +47,11 @@ Memory: at most ``flush_size`` records (and ``max_object_bytes``) per partition,
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -65,6 +63,7 @@ from pinpipe.lake.sink_options import TopicSummary as TopicSummary
 from pinpipe.lake.sink_puts import OrderedPuts
 from pinpipe.lake.store import ObjectStore
 from pinpipe.log.base import Log, LogReader, Record, TopicPartition
+from pinpipe.stopping import stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -446,25 +445,10 @@ def run_sink(
             instance_id=lake.group_instance_id or None,
         )
         try:
-            with _stop_on_signals(sink, handle_signals):
+            with stop_on_signals(sink.stop, enabled=handle_signals):
                 return sink.run(until_idle=until_idle, on_progress=on_progress)
         finally:
             sink.close()
     finally:
         if own_log:
             the_log.close()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(sink: LakeSink, enabled: bool) -> Iterator[None]:
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: sink.stop())
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

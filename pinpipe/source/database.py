@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -133,13 +133,6 @@ def open_source(url: str, *, create: bool = True) -> Engine:
         engine.dispose()
         raise SourceError(f"cannot open database {shown_url(url)}: {_first_line(exc)}") from exc
     return engine
-
-
-def empty_tables(engine: Engine, kinds: Iterable[Kind] = KINDS) -> None:
-    """Delete every row of the given tables (``--replace``)."""
-    with engine.begin() as conn:
-        for kind in kinds:
-            conn.execute(TABLES[kind].delete())
 
 
 def count_rows(engine: Engine) -> dict[Kind, int]:

@@ -18,13 +18,13 @@ from functools import partial
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pinpipe import tables
+from pinpipe import delta, tables
 from pinpipe.config import Settings
 from pinpipe.log import Log, Record, TopicPartition
 from pinpipe.schema import KINDS, Kind, stream_name
-from pinpipe.streaming import delta
 from pinpipe.streaming.decode import Decoded
 from pinpipe.streaming.metrics import MetricsConfig, MetricsState
+from pinpipe.streaming.offsets import committed_offsets, transactions
 from pinpipe.streaming.views import BUILDERS, lag_table
 
 CAUGHT_UP_MARGIN_S = 2.0
@@ -90,7 +90,7 @@ class MetricsKeeper:
         )
         self.url = tables.metrics_table(settings, "state")
         tps = [(streams[k], p) for k in KINDS for p in range(partitions[k])]
-        self.done: dict[TopicPartition, int] = delta.committed_offsets(self.url, tps)
+        self.done: dict[TopicPartition, int] = committed_offsets(self.url, tps)
         """Per (stream, partition): the next offset the saved state has consumed."""
         self.state = self._load()
         self.position: dict[TopicPartition, int] = dict(self.done)
@@ -99,7 +99,7 @@ class MetricsKeeper:
         self._written: dict[str, pa.Table] = {}
 
     def _load(self) -> MetricsState:
-        data = delta.read_table(self.url)
+        data = delta.read_table_if_exists(self.url)
         if data is None or data.num_rows == 0:
             return MetricsState(self.config)
         return MetricsState.from_json(self.config, data.column("state")[0].as_py())
@@ -140,7 +140,7 @@ class MetricsKeeper:
                 [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
                 schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
             ).cast(STATE_SCHEMA)
-            delta.overwrite(self.url, state, advanced, self.cache)
+            delta.overwrite(self.url, state, transactions(advanced), self.cache)
             self.done.update(advanced)
         for tp, v in nexts.items():
             self.position[tp] = max(self.position.get(tp, 0), v)

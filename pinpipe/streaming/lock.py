@@ -14,7 +14,8 @@ from typing import IO
 
 from pinpipe.config import Settings
 from pinpipe.errors import StreamError
-from pinpipe.tables import delta_uri, stream_table
+from pinpipe.locations import delta_uri
+from pinpipe.tables import stream_table
 
 
 class ProcessorLock:

@@ -4,7 +4,7 @@ One micro-batch: poll the streams until ``max_records`` or ``max_wait_s`` after 
 and clean each stream's records (bad ones to the dead-letter table); append to the stream tables; feed
 the metrics state; then commit the stream tables and the dead-letter table (at once, on a few threads),
 then the state table, every commit carrying the offsets it covers as Delta application transactions
-(see :mod:`pinpipe.streaming.delta`). On start each table's own offsets say what it already holds, the
+(see :mod:`pinpipe.streaming.offsets`). On start each table's own offsets say what it already holds, the
 readers seek to the lowest of them, and replayed records are written only to the tables still missing
 them, so a kill at any point (between or during any commits) neither duplicates nor loses a row or a
 count. Afterwards the changed metric tables are rewritten from the state (at once too) and the offsets
@@ -26,15 +26,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from pinpipe import tables
+from pinpipe import delta, tables
 from pinpipe.config import Settings
 from pinpipe.log import Log, LogReader, Record, TopicPartition, open_settings_log
 from pinpipe.schema import KINDS, Kind
-from pinpipe.streaming import delta
 from pinpipe.streaming.decode import dead_letter_table, decode
 from pinpipe.streaming.keeper import MetricsKeeper, at_once, next_offsets, open_streams
 from pinpipe.streaming.lock import ProcessorLock
 from pinpipe.streaming.metrics import MetricsState
+from pinpipe.streaming.offsets import committed_offsets, transactions
 
 GROUP = "pinpipe-stream"
 WRITERS = 4
@@ -74,9 +74,9 @@ class StreamProcessor:
         self.table_urls: dict[Kind, str] = {k: tables.stream_table(settings, k) for k in KINDS}
         self.dead_url = tables.dead_letter_table(settings)
         self.done: dict[str, dict[TopicPartition, int]] = {
-            k: delta.committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS
+            k: committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS
         }
-        self.done["dead"] = delta.committed_offsets(self.dead_url, self.all_tps)
+        self.done["dead"] = committed_offsets(self.dead_url, self.all_tps)
         self.open_tables = delta.TableCache()
         self.metrics = MetricsKeeper(settings, self.streams, partitions, self.open_tables)
         self.readers: dict[Kind, LogReader] = {}
@@ -148,7 +148,7 @@ class StreamProcessor:
         at_once(
             self._pool,
             [
-                partial(delta.append, urls[name], rows, advanced, self.open_tables)
+                partial(delta.append, urls[name], rows, transactions(advanced), self.open_tables)
                 for name, rows, advanced in commits
             ],
         )

@@ -6,9 +6,8 @@ import time
 from datetime import date, datetime
 from typing import Any
 
-from pinpipe import tables
+from pinpipe import delta, tables
 from pinpipe.config import Settings
-from pinpipe.streaming import delta
 from pinpipe.streaming.views import SCHEMAS
 
 METRICS = tuple(SCHEMAS)
@@ -30,7 +29,7 @@ def read_metric(settings: Settings, name: str) -> list[dict[str, Any]]:
     url = tables.metrics_table(settings, name)
     for attempt in range(3):
         try:
-            data = delta.read_table(url)
+            data = delta.read_table_if_exists(url)
             break
         except Exception:
             if attempt == 2:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pinpipe import tables
+from pinpipe import delta, tables
 from pinpipe.config import Settings
 from pinpipe.engines.spark_lake import typed_select
 from pinpipe.engines.spark_session import spark_session
@@ -45,7 +45,6 @@ from pinpipe.errors import ConfigError, StreamError
 from pinpipe.locations import hadoop_uri
 from pinpipe.log import Log, Record, open_settings_log
 from pinpipe.schema import FIELDS, KINDS, Kind
-from pinpipe.streaming import delta
 from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
 from pinpipe.streaming.keeper import METRIC_COLUMNS, MetricsKeeper, next_offsets, open_streams
 from pinpipe.streaming.lock import ProcessorLock

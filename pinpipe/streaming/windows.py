@@ -8,7 +8,6 @@ mid-stream computes exactly what an uninterrupted one computes (see docs/metrics
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 SCORE_FLOOR = 1e-12
 """Decayed scores at or below this are dropped (from the state and from the category_scores table)."""
@@ -46,12 +45,6 @@ class PartitionWatermarks:
     @property
     def stream_time(self) -> float | None:
         return max(self.maxima.values()) if self.maxima else None
-
-
-def trailing_buckets(keys: Iterable[int], end_bucket: int, width: int, count: int) -> set[int]:
-    """Buckets among ``keys`` inside the ``count`` buckets of ``width`` that end with ``end_bucket``."""
-    first = end_bucket - (count - 1) * width
-    return {k for k in keys if first <= k <= end_bucket}
 
 
 class DecayedScore:

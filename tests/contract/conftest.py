@@ -1,13 +1,9 @@
 """Backends of the log contract suite.
 
 ``LOG_BACKENDS`` maps a parameter name to a factory taking the pytest ``request`` and returning an open
-:class:`~pinpipe.log.base.Log`. To run the whole suite on another backend, add one entry, e.g.::
-
-    def _kafka(request):
-        return request.getfixturevalue("kafka_log")  # a fixture of tests/integration/conftest.py
-
-    LOG_BACKENDS["kafka"] = _kafka
-    LOG_MARKS["kafka"] = [pytest.mark.kafka]  # optional: marks of that backend's parameter
+:class:`~pinpipe.log.base.Log`; ``LOG_MARKS`` gives a backend's parameter its marks. The suite runs on
+the in-memory and embedded logs, on Kinesis (moto), on one Kafka broker and on a three-broker cluster
+(the service fixtures of ``tests/services.py``). Another backend is one more factory and entry.
 
 Every test uses fresh topic names, so backends that share one broker across tests are fine.
 """

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
-import pyarrow as pa
 
 from pinpipe.config import Settings, load_settings
+from pinpipe.delta import read_table
 from pinpipe.lake.formats import parse_key
 from pinpipe.lake.store import FileStore
 from pinpipe.locations import file_url
 from pinpipe.schema import KEY_FIELD, KINDS, Kind
-from pinpipe.tables import delta_uri, stream_table
+from pinpipe.tables import stream_table
 from tests.processes import clean_env as clean_env  # re-exported for the e2e tests
 from tests.processes import free_port as free_port
 
@@ -178,12 +178,6 @@ def settings_for(workdir: Path, prefix: str | None = None) -> Settings:
     return load_settings(workdir=workdir, **overrides)
 
 
-def read_delta(url: str) -> pa.Table:
-    from deltalake import DeltaTable
-
-    return DeltaTable(delta_uri(url)).to_pyarrow_table()
-
-
 def expected_values(expected: list[dict[str, Any]], kind: Kind) -> Counter[str]:
     """The multiset of ``kind`` records the emulator sends (its dry run's rows), in :func:`canonical` form."""
     return Counter(canonical(row[kind]) for row in expected if row[kind] is not None)
@@ -192,7 +186,7 @@ def expected_values(expected: list[dict[str, Any]], kind: Kind) -> Counter[str]:
 def assert_stream_tables_hold(settings: Settings, expected: list[dict[str, Any]]) -> None:
     """Each stream table holds every emulated iteration's row of its kind once (compared by ``ind``)."""
     for kind in KINDS:
-        table = read_delta(stream_table(settings, kind))
+        table = read_table(stream_table(settings, kind))
         want = Counter(int(row[kind][KEY_FIELD[kind]]) for row in expected if row[kind] is not None)
         got = Counter(table.column("ind").to_pylist())
         assert got == want, f"{kind} stream table: {sum(got.values())} rows, {sum(want.values())} expected"

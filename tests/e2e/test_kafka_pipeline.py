@@ -19,12 +19,13 @@ import httpx
 import orjson
 import pytest
 
+from pinpipe.delta import read_table
 from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
 from pinpipe.locations import file_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka import KafkaLog
-from pinpipe.log.kafka_idempotency import HEADER
+from pinpipe.log.kafka.idempotency import HEADER
 from pinpipe.schema import KINDS, topic_name, topic_names
 from pinpipe.tables import stream_table
 from tests.e2e.pipeline_cli import (
@@ -37,7 +38,6 @@ from tests.e2e.pipeline_cli import (
     load_aicore,
     location_flags,
     pinpipe,
-    read_delta,
     settings_for,
     start_demo,
 )
@@ -238,7 +238,7 @@ def test_broker_outage_during_emulation(
         # the lake and the stream table: every iteration exactly once
         in_lake = Counter(canonical(v) for v in lake_values(settings.workdir / "lake", topic))
         assert in_lake == want, f"{topic}: lake {sum(in_lake.values())} records, {len(steps)} expected"
-        table = read_delta(stream_table(settings, kind))
+        table = read_table(stream_table(settings, kind))
         assert table.num_rows == len(steps)
         key = "index" if kind == "pin" else "ind"
         assert Counter(table.column("ind").to_pylist()) == Counter(expected[i][kind][key] for i in steps)

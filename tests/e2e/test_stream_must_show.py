@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pinpipe.delta import read_table
 from pinpipe.schema import KINDS
 from pinpipe.streaming.read import METRICS
 from pinpipe.tables import stream_table
@@ -26,7 +27,6 @@ from tests.e2e.pipeline_cli import (
     expected_rows,
     location_flags,
     pinpipe,
-    read_delta,
     settings_for,
 )
 
@@ -56,7 +56,7 @@ def test_api_emulate_stream_metrics(tmp_path: Path) -> None:
 
     settings = settings_for(workdir)
     for kind in KINDS:
-        table = read_delta(stream_table(settings, kind))
+        table = read_table(stream_table(settings, kind))
         rows = [row[kind] for row in expected if row[kind] is not None]
         want = Counter(int(row["index" if kind == "pin" else "ind"]) for row in rows)
         got = Counter(table.column("ind").to_pylist())

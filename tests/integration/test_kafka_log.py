@@ -241,7 +241,7 @@ def test_invalid_kafka_setting_is_one_config_error() -> None:
 def test_repeated_librdkafka_messages_are_dropped_within_the_window() -> None:
     import logging
 
-    from pinpipe.log.kafka import _RepeatFilter
+    from pinpipe.log.kafka.log import _RepeatFilter
 
     flt = _RepeatFilter(window_s=60)
 

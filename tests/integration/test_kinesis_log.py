@@ -19,7 +19,7 @@ from pinpipe.ingest import create_app
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.kinesis import KinesisLog
-from pinpipe.log.kinesis_io import MAX_BATCH_BYTES, MAX_RECORDS, decode_key, encode_key
+from pinpipe.log.kinesis.io import MAX_BATCH_BYTES, MAX_RECORDS, decode_key, encode_key
 from pinpipe.log.partitioner import partition_for_key
 from pinpipe.schema import stream_name, topic_name
 from tests.cloud import aws_env
@@ -191,7 +191,7 @@ def test_a_state_file_without_fingerprints_gains_the_column(tmp_path: Path) -> N
     """A state file written before fingerprints existed keeps its keys and stores fingerprints after."""
     import sqlite3
 
-    from pinpipe.log.kinesis_state import KinesisStateStore
+    from pinpipe.log.kinesis.state import KinesisStateStore
 
     path = tmp_path / "old-state.db"
     with sqlite3.connect(path) as conn:

@@ -127,24 +127,24 @@ def test_missing_bucket_is_a_clear_lake_error(aws_env: dict[str, str]) -> None:
 
 
 def test_delta_tables_on_s3_batch_and_stream_modules(aws_env: dict[str, str]) -> None:
-    from pinpipe.dashboard.delta import read_delta as dashboard_read
-    from pinpipe.engines.delta import read_delta, write_delta
-    from pinpipe.streaming import delta
+    from pinpipe import delta
+    from pinpipe.delta import read_snapshot_if_exists, read_table, replace_table
+    from pinpipe.streaming.offsets import committed_offsets, transactions
 
     base = f"s3://{new_bucket()}/tables"
-    write_delta(f"{base}/batch/out", pa.table({"a": [1, 2]}))
-    write_delta(f"{base}/batch/out", pa.table({"a": [3]}))  # reruns replace
-    assert read_delta(f"{base}/batch/out").to_pylist() == [{"a": 3}]
-    snap = dashboard_read(f"{base}/batch/out")
+    replace_table(f"{base}/batch/out", pa.table({"a": [1, 2]}))
+    replace_table(f"{base}/batch/out", pa.table({"a": [3]}))  # reruns replace
+    assert read_table(f"{base}/batch/out").to_pylist() == [{"a": 3}]
+    snap = read_snapshot_if_exists(f"{base}/batch/out")
     assert snap is not None and snap.version == 1 and snap.table.to_pylist() == [{"a": 3}]
 
     url = f"{base}/stream/x_pin_table"
     tp = ("streaming-x-pin", 0)
-    assert delta.committed_offsets(url, [tp]) == {tp: 0}
-    delta.append(url, pa.table({"v": ["a", "b"]}), {tp: 2})
-    delta.append(url, pa.table({"v": ["c"]}), {tp: 3})
-    assert delta.committed_offsets(url, [tp]) == {tp: 3}
-    table = delta.read_table(url)
+    assert committed_offsets(url, [tp]) == {tp: 0}
+    delta.append(url, pa.table({"v": ["a", "b"]}), transactions({tp: 2}))
+    delta.append(url, pa.table({"v": ["c"]}), transactions({tp: 3}))
+    assert committed_offsets(url, [tp]) == {tp: 3}
+    table = delta.read_table_if_exists(url)
     assert table is not None and sorted(table.column("v").to_pylist()) == ["a", "b", "c"]
 
 

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from pinpipe.cli import cli
+from pinpipe.delta import read_table
 from pinpipe.engines import get_engine
-from pinpipe.engines.delta import read_delta
 from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, topic_name
 from pinpipe.tables import batch_table
@@ -74,15 +74,15 @@ def test_delta_tables_cross_read_between_delta_spark_and_delta_rs(
 ) -> None:
     """delta-rs reads what delta-spark wrote and Spark reads what delta-rs wrote: the same rows."""
     for name in [*KINDS, *OUTPUTS, "quarantine"]:
-        by_rs = read_delta(file_url(aicore_runs["duckdb"] / "batch" / name))
-        spark_written_read_by_rs = read_delta(file_url(aicore_runs["spark"] / "batch" / name))
+        by_rs = read_table(file_url(aicore_runs["duckdb"] / "batch" / name))
+        spark_written_read_by_rs = read_table(file_url(aicore_runs["spark"] / "batch" / name))
         rs_written_read_by_spark = (
             spark.read.format("delta").load(str(aicore_runs["duckdb"] / "batch" / name)).toArrow()
         )
         rs_written_read_by_spark = rs_written_read_by_spark.cast(by_rs.schema)
         assert same_rows(spark_written_read_by_rs, by_rs), name
         assert same_rows(rs_written_read_by_spark, by_rs), name
-    assert read_delta(file_url(aicore_runs["spark"] / "batch" / "pin")).num_rows > 1000
+    assert read_table(file_url(aicore_runs["spark"] / "batch" / "pin")).num_rows > 1000
 
 
 def _compare(workdir: Path, options: BatchOptions) -> tuple[Any, Any]:
@@ -95,8 +95,8 @@ def _compare(workdir: Path, options: BatchOptions) -> tuple[Any, Any]:
     for name in OUTPUTS:
         assert result.outputs[name].equals(duck.outputs[name]), name
     for kind in KINDS:
-        ours = read_delta(batch_table(spark_settings, kind))
-        assert same_rows(ours, read_delta(batch_table(settings_for(workdir, "tables-duckdb"), kind))), kind
+        ours = read_table(batch_table(spark_settings, kind))
+        assert same_rows(ours, read_table(batch_table(settings_for(workdir, "tables-duckdb"), kind))), kind
     return duck, result
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pinpipe.engines.delta import read_delta
+from pinpipe.delta import read_table
 from pinpipe.errors import StreamError
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
@@ -44,7 +44,7 @@ WATERMARK_S = 1e8
 def metric_tables(settings: Any) -> dict[str, list[dict[str, Any]]]:
     found = {}
     for name, schema in SCHEMAS.items():
-        table = read_delta(metrics_table(settings, name))
+        table = read_table(metrics_table(settings, name))
         assert table.schema.types == schema.types, name  # naive timestamps, as docs/metrics.md says
         found[name] = table.to_pylist()
     return found
@@ -92,8 +92,8 @@ def test_spark_stream_from_kafka_exactly_once(
     assert rest.batches >= 1 and rest.pending_pins == 0
 
     def tables() -> dict[str, pa.Table]:
-        found: dict[str, pa.Table] = {k: read_delta(stream_table(settings, k)) for k in KINDS}
-        found["dead"] = read_delta(dead_letter_table(settings))
+        found: dict[str, pa.Table] = {k: read_table(stream_table(settings, k)) for k in KINDS}
+        found["dead"] = read_table(dead_letter_table(settings))
         return found
 
     first = tables()

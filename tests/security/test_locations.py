@@ -20,8 +20,8 @@ from sqlalchemy.engine import make_url
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.dashboard import create_dashboard_app
+from pinpipe.delta import open_table, remove_replaced_files, replace_table
 from pinpipe.engines import run_batch
-from pinpipe.engines.delta import remove_replaced_files, write_delta
 from pinpipe.errors import ConfigError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.locations import delta_uri, embedded_url, file_url, join, local_path, sqlite_url
@@ -29,7 +29,7 @@ from pinpipe.log import OutgoingRecord, open_log, open_settings_log
 from pinpipe.log.embedded import parse_url
 from pinpipe.schema import KINDS, topic_name
 from pinpipe.source.database import open_source
-from pinpipe.tables import batch_table, open_delta
+from pinpipe.tables import batch_table
 from pinpipe.transform.queries import BatchOptions
 from tests.processes import clean_env
 
@@ -96,7 +96,7 @@ def test_hash_workdir_keeps_log_lake_and_14_distinct_tables_and_clean_up_deletes
     } == outside_tables
     config = load_settings(workdir=work)
     for name in tables:  # the live version's files only, the replaced ones deleted
-        live = {Path(uri).name for uri in open_delta(batch_table(config, name)).file_uris()}
+        live = {Path(uri).name for uri in open_table(batch_table(config, name)).file_uris()}
         assert {p.name for p in (work / "tables" / "batch" / name).glob("*.parquet")} == live, name
 
 
@@ -197,7 +197,7 @@ def test_path_to_url_to_path_round_trips(names: list[str], child: str) -> None:
 
 def delta_with_replaced_file(url: str) -> Path:
     for value in (1, 2):
-        write_delta(url, pa.table({"x": [value]}))
+        replace_table(url, pa.table({"x": [value]}))
     directory = local_path(url)
     assert directory is not None and len(list(directory.glob("*.parquet"))) == 2
     return directory

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pinpipe import tables
-from pinpipe.engines.delta import read_delta
+from pinpipe.delta import read_table
 from pinpipe.lake.sink import run_sink
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, Kind, stream_name, topic_name
@@ -38,7 +38,7 @@ def test_a_far_timestamp_is_processed_by_the_stream_and_a_restart(tmp_path: Path
         again = p.stream()  # the old processor died here on every restart
     assert first.rows["geo"] == 1 and first.dead_letters == 0
     assert again.rows["geo"] == 0
-    rows = read_delta(tables.stream_table(p.settings, "geo")).to_pylist()
+    rows = read_table(tables.stream_table(p.settings, "geo")).to_pylist()
     assert [str(r["timestamp"]) for r in rows] == [timestamp]
 
 
@@ -105,7 +105,7 @@ def test_records_written_past_the_api_are_set_aside_or_processed_never_fatal(tmp
     assert result.cleaned_rows["geo"] == kept
     assert sorted(q.line or 0 for q in result.quarantined) == [1, 2, 3, 4]
     assert summary.rows["geo"] == kept and summary.dead_letters == POISON_SET_ASIDE
-    dead = read_delta(tables.dead_letter_table(p.settings)).to_pylist()
+    dead = read_table(tables.dead_letter_table(p.settings)).to_pylist()
     assert sorted(d["offset"] for d in dead) == [0, 1, 2, 3]
 
 
@@ -120,7 +120,7 @@ def test_the_parquet_lake_keeps_records_holding_numbers_no_column_type_holds(tmp
         writer.flush()
         run_sink(p.settings, log=p.log)
         result = p.batch()
-        rows = read_delta(tables.batch_table(p.settings, "geo")).to_pylist()
+        rows = read_table(tables.batch_table(p.settings, "geo")).to_pylist()
     assert result.cleaned_rows["geo"] == 4 and not result.quarantined
     assert sorted(r["ind"] for r in rows) == [0, 1, 2, 7]
     assert {r["coordinates"][0] for r in rows} == {float(2**70), 1.0}

@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from pinpipe.config import Settings
-from pinpipe.engines.delta import read_delta
+from pinpipe.delta import read_table
 from pinpipe.engines.duckdb import DuckDBEngine
 from pinpipe.schema import FIELDS
 from pinpipe.tables import batch_table
@@ -66,7 +66,7 @@ def test_the_first_pin_per_unique_id_wins_within_a_big_object(
     calls = stage_orders(monkeypatch)
     write_lake(settings, "pin", [big_object(pin(0, "dup", "first"), pin(19_999, "dup", "last"))])
     DuckDBEngine(settings, threads=2).run_batch(BatchOptions())
-    titles = {r["unique_id"]: r["title"] for r in read_delta(batch_table(settings, "pin")).to_pylist()}
+    titles = {r["unique_id"]: r["title"] for r in read_table(batch_table(settings, "pin")).to_pylist()}
     assert titles["dup"] == "first" and len(titles) == 19_999
     assert calls == [("pin", False), ("pin", True), ("geo", False), ("user", False)]
 
@@ -80,7 +80,7 @@ def test_pins_are_staged_once_without_order_when_it_cannot_matter(
     write_lake(settings, "pin", [big_object(same, {**same, "index": 0}), lines(pin(1, "dup", "later"))])
     DuckDBEngine(settings, threads=2).run_batch(BatchOptions(keep_duplicates=keep_duplicates))
     titles = sorted(
-        r["title"] for r in read_delta(batch_table(settings, "pin")).to_pylist() if r["unique_id"] == "dup"
+        r["title"] for r in read_table(batch_table(settings, "pin")).to_pylist() if r["unique_id"] == "dup"
     )
     assert titles == (["later", "same", "same"] if keep_duplicates else ["same"])
     assert calls == [("pin", False), ("geo", False), ("user", False)]

@@ -11,7 +11,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pinpipe.config import Settings, load_settings
-from pinpipe.engines.delta import read_delta
+from pinpipe.delta import read_table
 from pinpipe.engines.duckdb import DuckDBEngine, _chunk_bytes, _chunks
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import BatchOptions
@@ -54,7 +54,7 @@ def user(ind: int, age: int) -> dict[str, object]:
 
 def run(settings: Settings, chunk_bytes: int, options: BatchOptions) -> dict[str, list[tuple]]:
     result = DuckDBEngine(settings, threads=1, chunk_bytes=chunk_bytes).run_batch(options)
-    tables = {kind: read_delta(batch_table(settings, kind)).to_pylist() for kind in ("pin", "geo", "user")}
+    tables = {kind: read_table(batch_table(settings, kind)).to_pylist() for kind in ("pin", "geo", "user")}
     for name, table in result.outputs.items():
         tables[name] = table.to_pylist()
     return {name: sorted(tuple(str(v) for v in r.values()) for r in rows) for name, rows in tables.items()}

@@ -12,8 +12,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pinpipe.config import Settings, load_settings
+from pinpipe.delta import read_table
 from pinpipe.engines import run_batch
-from pinpipe.engines.delta import read_delta
 from pinpipe.schema import KINDS, topic_name
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
@@ -59,7 +59,7 @@ def snapshot(settings: Settings, outputs: dict[str, Any]) -> dict[str, list[tupl
     """Every batch table's rows (sorted) and the ten outputs as returned (in export order)."""
     tables = {}
     for name in [*KINDS, "quarantine", *OUTPUTS]:
-        rows = read_delta(batch_table(settings, name)).to_pylist()
+        rows = read_table(batch_table(settings, name)).to_pylist()
         tables[name] = sorted(tuple(str(v) for v in r.values()) for r in rows)
     for name, table in outputs.items():
         tables[f"returned {name}"] = [tuple(str(v) for v in r.values()) for r in table.to_pylist()]
@@ -120,7 +120,7 @@ def test_a_rerun_reads_nothing_and_new_objects_are_the_only_ones_read(settings: 
     )
     third = run_batch(settings, BatchOptions())
     assert third.records_read["pin"] == 2 and third.objects_read["pin"] == 1
-    assert sorted(read_delta(batch_table(settings, "pin")).column("title").to_pylist()) == ["b", "first"]
+    assert sorted(read_table(batch_table(settings, "pin")).column("title").to_pylist()) == ["b", "first"]
 
 
 def test_switching_keep_duplicates_rebuilds_and_full_refresh_rebuilds(settings: Settings) -> None:
@@ -156,20 +156,20 @@ def test_objects_changed_after_cleaning_are_reported(settings: Settings, edit: s
         os.utime(path, ns=(1, 1))
     result = run_batch(settings, BatchOptions())
     assert result.changed == ({} if edit == "touch" else {"user": [key]})
-    assert sorted(read_delta(batch_table(settings, "user")).column("ind").to_pylist()) == [1]
+    assert sorted(read_table(batch_table(settings, "user")).column("ind").to_pylist()) == [1]
 
 
 @pytest.mark.parametrize("table", ["user", "quarantine"])
 def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, table: str) -> None:
     """Rows written by another writer (the Spark engine, an older pinpipe) after a run with bookkeeping:
     that older bookkeeping no longer describes the table, so the next run rebuilds, never appends."""
-    from pinpipe.engines.delta import remove_replaced_files, write_delta
+    from pinpipe.delta import remove_replaced_files, replace_table
 
     put(settings, "user", "partition=0/{topic}+0+0000000000.json", lines(user(1, 20)))
     run_batch(settings, BatchOptions())
     url = batch_table(settings, table)
-    write_delta(url, read_delta(url))
+    replace_table(url, read_table(url))
     remove_replaced_files(url, 0, settings.tables_url)
     result = run_batch(settings, BatchOptions())
     assert result.rebuilt.get("user") == "no bookkeeping in the tables yet"
-    assert read_delta(batch_table(settings, "user")).column("ind").to_pylist() == [1]
+    assert read_table(batch_table(settings, "user")).column("ind").to_pylist() == [1]

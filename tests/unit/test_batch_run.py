@@ -13,11 +13,12 @@ from deltalake import DeltaTable
 
 from pinpipe.cli import cli
 from pinpipe.config import Settings
-from pinpipe.engines import ENGINES, get_engine, run_batch
-from pinpipe.engines.delta import local_table_dir, read_delta
-from pinpipe.errors import ConfigError, EngineError
+from pinpipe.delta import local_table_dir, open_table, read_table
+from pinpipe.engines import get_engine, run_batch
+from pinpipe.errors import ConfigError
+from pinpipe.locations import delta_uri
 from pinpipe.schema import FIELDS, KEY_FIELD, KINDS, Kind, topic_name
-from pinpipe.tables import batch_table, delta_uri, open_delta
+from pinpipe.tables import batch_table
 from pinpipe.transform.clean import clean_table
 from pinpipe.transform.export import format_number
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
@@ -62,8 +63,8 @@ def test_bad_lines_are_quarantined_and_the_rest_processed(settings: Settings) ->
     assert "field 'age' must be int" in result.quarantined[1].reason
     assert result.records_read["user"] == 8
     assert result.cleaned_rows["user"] == 4  # ind 1, 2, 3, 6
-    assert sorted(read_delta(batch_table(settings, "user")).column("ind").to_pylist()) == [1, 2, 3, 6]
-    assert read_delta(batch_table(settings, "quarantine")).num_rows == 4
+    assert sorted(read_table(batch_table(settings, "user")).column("ind").to_pylist()) == [1, 2, 3, 6]
+    assert read_table(batch_table(settings, "quarantine")).num_rows == 4
     assert result.outputs["users_joined_by_year"].to_pylist() == [
         {"post_year": 2016, "number_users_joined": 4}
     ]
@@ -103,7 +104,7 @@ def test_the_bulk_reader_flags_every_wrongly_typed_value(settings: Settings) -> 
     keys = write_lake(settings, "geo", [lines(*fine), lines(*lookalikes), *wrong])
     result = run_batch(settings, BatchOptions())
     assert sorted(q.key for q in result.quarantined) == sorted(keys[2:])
-    kept = read_delta(batch_table(settings, "geo")).to_pylist()
+    kept = read_table(batch_table(settings, "geo")).to_pylist()
     assert sorted(r["ind"] for r in kept) == list(range(100, 108))
     assert sorted(r["country"] for r in kept if r["ind"] >= 104) == ["5", "NaN", "[1]", "true"]
 
@@ -134,7 +135,7 @@ def test_every_string_field_rejects_every_non_string_and_keeps_lookalike_strings
     result = run_batch(settings, BatchOptions(keep_duplicates=True))  # a flag it lacked would show
     assert sorted((q.key, q.line) for q in result.quarantined) == [(k, 1) for k in keys[2:]]
     assert result.records_read[kind] == 1 + len(alike) + len(wrong)
-    kept = read_delta(batch_table(settings, kind)).to_pylist()
+    kept = read_table(batch_table(settings, kind)).to_pylist()
     expected = clean_table(kind, pa.Table.from_pylist([sample, *alike])).to_pylist()
     assert len(kept) == 1 + len(alike) and {r["ind"]: r for r in kept} == {r["ind"]: r for r in expected}
 
@@ -173,9 +174,9 @@ def test_reruns_delete_the_files_they_replaced_once_older_than_the_retention(set
         url = batch_table(settings, name)
         directory = local_table_dir(url)
         assert directory is not None
-        live = {Path(uri).name for uri in open_delta(url).file_uris()}
+        live = {Path(uri).name for uri in open_table(url).file_uris()}
         assert {p.name for p in directory.glob("*.parquet")} == live, name
-    assert sorted(read_delta(users).column("ind").to_pylist()) == [1, 2]
+    assert sorted(read_table(users).column("ind").to_pylist()) == [1, 2]
 
 
 def test_a_failed_clean_up_is_a_warning_and_the_job_completes(
@@ -186,7 +187,7 @@ def test_a_failed_clean_up_is_a_warning_and_the_job_completes(
     def refuse(url: str, retain_hours: int, root: str) -> int:
         raise OSError("permission denied")
 
-    monkeypatch.setattr("pinpipe.engines.delta.remove_replaced_files", refuse)
+    monkeypatch.setattr("pinpipe.delta.remove_replaced_files", refuse)
     result = run_batch(settings, BatchOptions())
     assert result.cleaned_rows["user"] == 1 and result.files_removed == 0
     assert len(result.tables) == len(caplog.records) == 14
@@ -194,11 +195,8 @@ def test_a_failed_clean_up_is_a_warning_and_the_job_completes(
     assert "permission denied" in caplog.records[0].getMessage()
 
 
-def test_missing_engine_module_is_a_clear_error(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(ENGINES, "future", "pinpipe.engines.no_such_engine:FutureEngine")
-    with pytest.raises(EngineError, match="future engine is not available"):
-        get_engine("future", settings)
-    with pytest.raises(ConfigError, match="unknown batch engine"):
+def test_an_unknown_engine_is_a_clear_error(settings: Settings) -> None:
+    with pytest.raises(ConfigError, match="unknown batch engine 'nope': choose one of duckdb, spark"):
         get_engine("nope", settings)
 
 
@@ -247,4 +245,4 @@ def test_real_aicore_data_gives_ten_csvs_with_spec_headers(
         (top,) = list(csv.DictReader(handle))
     assert int(top["follower_count"]) > 1_000_000
     for kind in ("pin", "geo", "user"):
-        assert read_delta(batch_table(settings, kind)).num_rows > 2000
+        assert read_table(batch_table(settings, kind)).num_rows > 2000

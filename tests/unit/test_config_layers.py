@@ -87,3 +87,13 @@ def test_an_unreadable_toml_is_a_config_error(in_tmp: Path) -> None:
     (in_tmp / "pinpipe.toml").write_text("[log\n")
     with pytest.raises(ConfigError, match=r"pinpipe\.toml"):
         load_settings()
+
+
+def test_duckdb_scratch_settings_reach_the_engine(in_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pinpipe.engines.duckdb import DuckDBEngine
+
+    assert DuckDBEngine(load_settings()).memory_limit is None  # default: sized from the lake
+    monkeypatch.setenv("PINPIPE_ENGINE__DUCKDB_MEMORY_LIMIT", "4GB")
+    monkeypatch.setenv("PINPIPE_ENGINE__DUCKDB_ON_DISK", "true")
+    engine = DuckDBEngine(load_settings())
+    assert engine.memory_limit == "4GB" and engine.on_disk is True

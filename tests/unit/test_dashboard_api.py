@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from pinpipe.config import Settings
 from pinpipe.dashboard import create_dashboard_app
 from pinpipe.dashboard.batch import OUTPUTS
-from pinpipe.tables import batch_table, delta_uri
+from pinpipe.locations import delta_uri
+from pinpipe.tables import batch_table
 
 
 def write_output(settings: Settings, name: str, table: pa.Table, mode: str = "overwrite") -> None:

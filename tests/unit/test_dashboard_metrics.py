@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from pinpipe.config import Settings
 from pinpipe.dashboard import create_dashboard_app
 from pinpipe.dashboard.metrics import TABLES
+from pinpipe.locations import delta_uri
 from pinpipe.streaming.views import SCHEMAS
-from pinpipe.tables import delta_uri, metrics_table
+from pinpipe.tables import metrics_table
 
 T0 = dt.datetime(2022, 1, 1, 12, 0, 0)
 

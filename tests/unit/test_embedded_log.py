@@ -262,6 +262,37 @@ def test_group_commit_keeps_each_concurrent_call_all_or_nothing(tmp_path: Path) 
     log.close()
 
 
+def test_concurrent_single_record_appends_share_commits(tmp_path: Path) -> None:
+    """Every record of one commit carries the commit's append time: fewer distinct times than calls
+    means calls shared commits (and fsyncs); each call's records still land in one commit."""
+    log = make_log(tmp_path)
+    log.create_topic("t", 3)
+    writer = log.writer()
+    barrier = threading.Barrier(16)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        for i in range(20):
+            writer.append(
+                "t",
+                [OutgoingRecord(f"{n}-{i}-{j}".encode(), idempotency_key=f"{n}-{i}-{j}") for j in range(2)],
+            )
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    records = log.reader("g", ["t"]).poll(10_000, 1)
+    assert len(records) == 16 * 20 * 2
+    stamps = {r.value.decode().rsplit("-", 1)[0]: set[float]() for r in records}
+    for r in records:
+        stamps[r.value.decode().rsplit("-", 1)[0]].add(r.timestamp)
+    assert all(len(times) == 1 for times in stamps.values())
+    assert len({r.timestamp for r in records}) < 16 * 20
+    log.close()
+
+
 def test_commit_from_another_thread_does_not_wait_for_a_long_poll(tmp_path: Path) -> None:
     log = make_log(tmp_path)
     log.create_topic("t", 1)

@@ -10,7 +10,7 @@ import confluent_kafka as ck
 import pytest
 
 from pinpipe.log.base import TopicPartition
-from pinpipe.log.kafka_group import KafkaGroupReader
+from pinpipe.log.kafka.group import KafkaGroupReader
 
 TOPIC = "t.pin"
 

@@ -16,13 +16,14 @@ from deltalake import CommitProperties, Transaction, write_deltalake
 from pinpipe import tables
 from pinpipe.config import Settings
 from pinpipe.errors import StreamError
+from pinpipe.locations import delta_uri
 from pinpipe.streaming.spark_stream import refuse_lost_checkpoint, txn_app_id
 
 
 def commit(url: str, app: str, version: int) -> None:
     """One append to the table at ``url`` carrying the application transaction (app, version)."""
     props = CommitProperties(app_transactions=[Transaction(app, version)])
-    write_deltalake(tables.delta_uri(url), pa.table({"x": [1]}), mode="append", commit_properties=props)
+    write_deltalake(delta_uri(url), pa.table({"x": [1]}), mode="append", commit_properties=props)
 
 
 def plan(settings: Settings, last: int, committed: int) -> None:

@@ -5,7 +5,7 @@ Why SQLite: it gives, with no extra dependency, atomic multi-row transactions th
 status`` looking) may use at once, with readers never blocking the writer (WAL mode). One ``append()``
 call is one transaction holding the records, the partitions' new end offsets and the idempotency keys,
 so a retried idempotency key survives a crash exactly like the records do. Threads sharing one writer
-get group commit (:mod:`pinpipe.log.embedded_writer`): concurrent calls share one transaction and one
+get group commit (:mod:`pinpipe.log.embedded.writer`): concurrent calls share one transaction and one
 fsync, each call still all or nothing.
 
 Durability (fsync policy): the database runs in WAL mode with ``synchronous=FULL``; ``append()`` returns
@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
 from pinpipe.locations import local_path
 from pinpipe.log.base import TopicPartition
-from pinpipe.log.embedded_db import (
+from pinpipe.log.embedded.db import (
     SqliteErrors,
     connect,
     create_partition,
@@ -45,8 +45,8 @@ from pinpipe.log.embedded_db import (
     rollback,
     table,
 )
-from pinpipe.log.embedded_reader import EmbeddedLogReader
-from pinpipe.log.embedded_writer import EmbeddedLogWriter
+from pinpipe.log.embedded.reader import EmbeddedLogReader
+from pinpipe.log.embedded.writer import EmbeddedLogWriter
 
 DEFAULT_RETENTION_MS = 7 * 24 * 3600 * 1000
 _OPTIONS = {"partitions": int, "retention_ms": int, "retention_bytes": int, "retention_check_s": float}

@@ -8,15 +8,12 @@ import itertools
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
-from pinpipe.log.kinesis import GET_LIMIT, error_code
+from pinpipe.log.kinesis.streams import GET_LIMIT, KinesisStreams, error_code
 from pinpipe.log.partitioner import partition_for_key
-
-if TYPE_CHECKING:
-    from pinpipe.log.kinesis import KinesisLog
 
 MAX_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
@@ -54,7 +51,7 @@ def decode_key(partition_key: str) -> bytes | None:
 
 
 class KinesisLogWriter:
-    def __init__(self, log: KinesisLog) -> None:
+    def __init__(self, log: KinesisStreams) -> None:
         self.log = log
         self._round_robin = itertools.count()
         self._lock = threading.Lock()
@@ -204,7 +201,7 @@ def _batches(entries: list[tuple[int, dict[str, Any]]]) -> list[list[tuple[int, 
 class KinesisLogReader:
     """Reads every shard of its streams from the group's committed offsets (0 when none)."""
 
-    def __init__(self, log: KinesisLog, group: str, topics: Sequence[str]) -> None:
+    def __init__(self, log: KinesisStreams, group: str, topics: Sequence[str]) -> None:
         self.log = log
         self.group = group
         self.tps: list[TopicPartition] = [(t, p) for t in topics for p in range(len(log.shards(t)))]

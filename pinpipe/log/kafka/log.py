@@ -19,7 +19,7 @@ Mapping onto Kafka:
   report before returning (partition, offset); keyed records go where Kafka's Java default partitioner
   puts them (``partitioner=murmur2_random``, the same function as :mod:`pinpipe.log.partitioner`);
   an append is not all-or-nothing on Kafka: after an error some records may have landed, and a retry
-  with the same idempotency keys does not write them twice (:mod:`pinpipe.log.kafka_idempotency`);
+  with the same idempotency keys does not write them twice (:mod:`pinpipe.log.kafka.idempotency`);
 - readers are members of a Kafka consumer group that assign themselves every partition of their topics
   (like the embedded log: one reader per group, no rebalance pause after a ``kill -9``), start at the
   group's committed offsets (earliest when none) and commit synchronously, only when told to.
@@ -46,9 +46,9 @@ from pinpipe.errors import (
     TopicNotFoundError,
 )
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.kafka_group import KafkaGroupReader, PartitionListener
-from pinpipe.log.kafka_idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
-from pinpipe.log.kafka_reader import KafkaLogReader, raise_for
+from pinpipe.log.kafka.group import KafkaGroupReader, PartitionListener
+from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
+from pinpipe.log.kafka.reader import KafkaLogReader, raise_for
 
 ck = require("confluent_kafka", "kafka")
 admin = require("confluent_kafka.admin", "kafka")
@@ -333,7 +333,7 @@ class KafkaLog:
         listener: PartitionListener,
         instance_id: str | None = None,
     ) -> KafkaGroupReader:
-        """A reader sharing the topics' partitions with the group's other members (see kafka_group);
+        """A reader sharing the topics' partitions with the group's other members (see kafka.group);
         ``instance_id``: its static membership name."""
         reader = KafkaGroupReader(self.common, group, topics, self.timeout_s, listener, instance_id)
         self._children.append(reader)

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from pinpipe._optional import require
 from pinpipe.log.base import TopicPartition
-from pinpipe.log.kafka_reader import KafkaLogReader
+from pinpipe.log.kafka.reader import KafkaLogReader
 
 ck = require("confluent_kafka", "kafka")
 

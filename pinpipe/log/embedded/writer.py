@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.embedded_db import connect, enforce_retention, errors_of, rollback, table
+from pinpipe.log.embedded.db import connect, enforce_retention, errors_of, rollback, table
 from pinpipe.log.partitioner import partition_for_key
 
 _KEY_CACHE = 65_536
@@ -88,9 +88,10 @@ class EmbeddedLogWriter:
                 if self._closed:
                     raise LogError("append on a closed embedded log writer")
                 conn.execute("BEGIN IMMEDIATE")
+                now = time.time()  # one append time per commit: records / distinct times = records per fsync
                 try:
                     for call in group:
-                        self._run_call(conn, call, savepoint=len(group) > 1)
+                        self._run_call(conn, call, now, savepoint=len(group) > 1)
                     conn.execute("COMMIT")
                 except BaseException:
                     rollback(conn)
@@ -103,14 +104,14 @@ class EmbeddedLogWriter:
             call.done = True
         self._maybe_enforce_retention()
 
-    def _run_call(self, conn: sqlite3.Connection, call: _Call, savepoint: bool) -> None:
+    def _run_call(self, conn: sqlite3.Connection, call: _Call, now: float, savepoint: bool) -> None:
         if not savepoint:
-            call.placed = self._place(conn, call.topic, call.records)
+            call.placed = self._place(conn, call.topic, call.records, now)
             return
         conn.execute("SAVEPOINT call")
         try:
             with errors_of(self._directory):
-                call.placed = self._place(conn, call.topic, call.records)
+                call.placed = self._place(conn, call.topic, call.records, now)
         except Exception as exc:
             conn.execute("ROLLBACK TO call")
             call.error = exc
@@ -129,7 +130,7 @@ class EmbeddedLogWriter:
             pass  # retention is best effort: the next check tries again; the appends are committed
 
     def _place(
-        self, conn: sqlite3.Connection, topic: str, records: Sequence[OutgoingRecord]
+        self, conn: sqlite3.Connection, topic: str, records: Sequence[OutgoingRecord], now: float
     ) -> list[tuple[int, int]]:
         row = conn.execute("SELECT id, partitions FROM topics WHERE name = ?", (topic,)).fetchone()
         if row is None:
@@ -139,7 +140,6 @@ class EmbeddedLogWriter:
             conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
         )
         seen = self._known_keys(conn, topic_id, count, records)
-        now = time.time()
         rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None, str | None]]] = {}
         added: dict[int, int] = {}
         placed: list[tuple[int, int]] = []

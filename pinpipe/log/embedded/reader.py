@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pinpipe.errors import LogError
 from pinpipe.log.base import Record, TopicPartition
-from pinpipe.log.embedded_db import connect, errors_of, rollback, table
+from pinpipe.log.embedded.db import connect, errors_of, rollback, table
 
 MAX_WAIT_S = 0.05
 

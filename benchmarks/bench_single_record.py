@@ -1,0 +1,164 @@
+"""Single-record produce from many concurrent clients into the embedded log, against a bare endpoint.
+
+The original emulator, like real users, posts one record per request from many clients at once. Measured
+in one run, with ``wrk`` (``benchmarks/wrk_single_record.lua``: one geo record per POST, a fresh
+``Idempotency-Key`` each) over ``--connections`` keep-alive connections:
+
+- bare: ``benchmarks/_bare_api.py``, a FastAPI endpoint on the same uvicorn set-up that parses the same
+  body and answers the same shape without writing (the ceiling of the server stack);
+- pinpipe: ``pinpipe api serve`` on a fresh embedded log; every answer comes after the record is durable;
+- pinpipe at half rate: the same, each connection pausing between requests so the rate is about half of
+  the maximum just measured (wrk ``delay()``, calibrated from a short run): the p99 at a sustainable load.
+
+Records per fsync: the log stamps every record of one commit with the commit's time, so records divided by
+distinct append times is the number of records each commit (one fsync of the write-ahead log) carried.
+
+Targets: pinpipe >= 5,000 requests/s and >= 40% of bare; p99 <= 50 ms at half rate. Needs ``wrk``
+(``bash infra/wrk.sh install``). Results: benchmarks/RESULTS.md.
+
+    .venv/bin/python benchmarks/bench_single_record.py            # 15 s per side, about a minute
+    .venv/bin/python benchmarks/bench_single_record.py --quick    # 4 s per side
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import free_port, start_api, stop_process, wait_ok
+
+from pinpipe.locations import embedded_url
+from pinpipe.log.embedded import EmbeddedLog
+from pinpipe.schema import DEFAULT_PREFIX, topic_name
+
+HERE = Path(__file__).resolve().parent
+SCRIPT = HERE / "wrk_single_record.lua"
+TOPIC = topic_name(DEFAULT_PREFIX, "geo")
+
+
+def wrk(url: str, connections: int, seconds: float, tag: str, pause_ms: float = 0.0) -> dict[str, Any]:
+    """One wrk run against ``url``; the JSON line the script prints, plus ``rate`` (requests/s)."""
+    binary = shutil.which("wrk")
+    if binary is None:
+        raise SystemExit("wrk is missing: bash infra/wrk.sh install (apt-get install wrk)")
+    threads = min(2, connections)
+    command = [binary, f"-t{threads}", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s"]
+    command += ["-s", str(SCRIPT), url, "--", tag, f"{pause_ms:g}"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode or not lines:
+        raise SystemExit(f"wrk failed ({done.returncode}): {done.stdout[-1000:]} {done.stderr[-1000:]}")
+    result: dict[str, Any] = json.loads(lines[-1])
+    if result["non2xx"] or result["socket_errors"]:
+        raise SystemExit(f"errors under load: {result}")
+    result["rate"] = result["requests"] / result["seconds"]
+    return result
+
+
+def paced(url: str, connections: int, seconds: float, rate: float, tag: str) -> dict[str, Any]:
+    """wrk at about ``rate`` requests/s: each connection pauses ``connections / rate`` minus its mean
+    latency before each request (the latency taken from a short calibration run)."""
+    pause = connections / rate * 1000
+    probe = wrk(url, connections, min(3.0, seconds), f"{tag}-calibrate", pause)
+    latency_ms = connections / probe["rate"] * 1000 - pause
+    return wrk(url, connections, seconds, tag, max(0.0, pause - latency_ms))
+
+
+class Bare:
+    """The bare endpoint in a subprocess on a free port."""
+
+    def __init__(self) -> None:
+        port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "_bare_api.py"), str(port)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if "listening on " not in line:
+            self.process.kill()
+            raise SystemExit(f"the bare endpoint did not start: {line}")
+        self.url = line.split("listening on ", 1)[1].strip()
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()
+        if not wait_ok(f"{self.url}/healthz", self.process, 60):
+            self.process.kill()
+            raise SystemExit("the bare endpoint did not answer in 60 s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+def commits_of(log_dir: Path) -> tuple[int, int]:
+    """(records, distinct append times) of the geo topic: records and commits."""
+    log = EmbeddedLog(embedded_url(log_dir))
+    reader = log.reader("bench-count", [TOPIC])
+    records, stamps = 0, set[float]()
+    try:
+        while batch := reader.poll(10_000, 0.2):
+            records += len(batch)
+            stamps.update(r.timestamp for r in batch)
+    finally:
+        log.close()
+    return records, len(stamps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="4 s per measurement")
+    parser.add_argument("--seconds", type=float, default=15.0, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64, help="concurrent clients")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds = 4.0
+    conns, seconds = args.connections, args.seconds
+    tag = f"bench-{os.getpid()}-{int(time.time())}"
+    load_before = os.getloadavg()
+
+    bare = Bare()
+    try:
+        wrk(f"{bare.url}/topics/{TOPIC}", conns, 2, f"{tag}-bare-warm")
+        base = wrk(f"{bare.url}/topics/{TOPIC}", conns, seconds, f"{tag}-bare")
+    finally:
+        bare.stop()
+
+    with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp:
+        workdir = Path(tmp)
+        api, url = start_api([], DEFAULT_PREFIX, workdir)
+        try:
+            wrk(f"{url}/topics/{TOPIC}", conns, 2, f"{tag}-warm")
+            full = wrk(f"{url}/topics/{TOPIC}", conns, seconds, f"{tag}-full")
+            half = paced(f"{url}/topics/{TOPIC}", conns, seconds, full["rate"] / 2, f"{tag}-half")
+        finally:
+            stop_process(api)
+        records, commits = commits_of(workdir / "log")
+
+    load_after = os.getloadavg()
+    ratio = full["rate"] / base["rate"]
+    print(f"{conns} connections, one geo record per request, a fresh Idempotency-Key each, {seconds:g} s")
+    for name, run in (("bare endpoint (parse, answer, no write)", base), ("pinpipe api serve", full)):
+        print(f"{name:<40} {run['rate']:>8,.0f} requests/s, p99 {run['p99_ms']:.1f} ms")
+    print(f"ratio pinpipe / bare: {ratio:.2f}")
+    print(
+        f"at half rate: {half['rate']:,.0f} requests/s, "
+        f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms"
+    )
+    per_commit = records / max(1, commits)
+    print(f"records per commit (one fsync): {per_commit:.1f} ({records:,} records, {commits:,} commits)")
+    print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}")
+    met = full["rate"] >= 5_000 and ratio >= 0.40 and half["p99_ms"] <= 50
+    print(
+        f"targets (>= 5,000 requests/s, >= 0.40 of bare, p99 <= 50 ms at half): {'met' if met else 'MISSED'}"
+    )
+
+
+if __name__ == "__main__":
+    main()

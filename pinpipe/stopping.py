@@ -1,0 +1,52 @@
+"""Graceful stops: SIGTERM and SIGINT ask a long-running stage to finish its current step and return.
+
+One helper for every stage runner (the lake sink, the stream processor): the previous handlers are put
+back when the stage returns, so a library caller or a test that runs a stage keeps its own handlers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class StopRequest:
+    """Set by a signal (or by :meth:`set`); stages poll it between steps."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def __call__(self) -> bool:
+        return self._event.is_set()
+
+
+@contextlib.contextmanager
+def stop_on_signals(on_stop: Callable[[], None] | None = None, enabled: bool = True) -> Iterator[StopRequest]:
+    """Within the block SIGTERM/SIGINT set the yielded :class:`StopRequest` (and call ``on_stop``).
+    Signal handlers can only be set from the main thread: elsewhere (or with ``enabled`` False) the
+    request is only set by its owner."""
+    request = StopRequest()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+
+    def handle(signum: int, frame: object) -> None:
+        request.set()
+        if on_stop is not None:
+            on_stop()
+
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    for sig in SIGNALS:
+        signal.signal(sig, handle)
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
