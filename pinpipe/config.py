@@ -99,6 +99,10 @@ class LakeSettings(_Section):
     """Rotate a file when record time moves this far past its first record (0: off)."""
     idle_flush_s: float = 5.0
     format: Literal["json", "parquet"] = "json"
+    group_instance_id: str = ""
+    """Kafka static group membership of this sink worker (``group.instance.id``): a name unique among the
+    workers and kept across restarts, so a restarted worker takes its partitions back without a rebalance.
+    Empty: dynamic membership."""
 
 
 class EngineSettings(_Section):

@@ -45,6 +45,13 @@ def sink() -> None:
     default=None,
     help="Object format [default: json].",
 )
+@click.option(
+    "--group-instance-id",
+    default=None,
+    metavar="NAME",
+    help="Kafka static membership: a name unique to this worker and kept across its restarts "
+    "[default: none, dynamic membership].",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress line (none off a terminal either).")
 def run(
     locations: dict[str, Any],
@@ -53,6 +60,7 @@ def run(
     rotate_interval: float | None,
     idle_flush: float | None,
     fmt: str | None,
+    group_instance_id: str | None,
     quiet: bool,
 ) -> None:
     """Consume the batch topics as group pinpipe-lake-sink and write
@@ -73,6 +81,7 @@ def run(
             "lake.rotate_interval_s": rotate_interval,
             "lake.idle_flush_s": idle_flush,
             "lake.format": fmt,
+            "lake.group_instance_id": group_instance_id,
         },
     )
     require_workdir(settings, settings.log_url)

@@ -20,6 +20,9 @@ Why it is exactly once, even under ``kill -9``:
   time past the deadline and would be cut into the next file anyway. This assumes the log's clock is within
   ``idle_flush_s`` of the sink's and appends become visible within that time. With the rotate rule off the
   idle flush never fires (a partial file would change content); ``until_idle`` and shutdown behave as below.
+- **A log that is briefly away changes nothing.** A commit the log cannot take (a Kafka broker holding
+  the group coordinator died; another takes over within seconds) stays pending for the next commit, and
+  an end-offset lookup that fails only postpones an idle flush or the idle check.
 - ``run(until_idle=True)`` stops once every partition is caught up and then writes the partial files
   too (everything consumed is in the lake); their content depends on where the log ended, as in Kafka
   Connect. A stop request (SIGTERM) writes only files that are complete by the rules above, commits,
@@ -52,7 +55,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pinpipe.errors import LogError, ObjectNotFoundError
+from pinpipe.errors import LogError, LogUnavailableError, ObjectNotFoundError
 from pinpipe.lake.formats import EXTENSIONS, LakeFormat, format_of_key, lake_format, object_key
 from pinpipe.lake.sink_options import SinkOptions as SinkOptions  # re-exported: the sink's API
 from pinpipe.lake.sink_options import SinkSummary as SinkSummary
@@ -91,7 +94,8 @@ class _PartitionState:
 
 
 class LakeSink:
-    """Consumes ``topics`` as ``group`` (default :data:`GROUP`) and writes objects into ``store``."""
+    """Consumes ``topics`` as ``group`` (default :data:`GROUP`) and writes objects into ``store``;
+    ``instance_id`` names the worker for Kafka's static group membership (ignored on other logs)."""
 
     def __init__(
         self,
@@ -103,6 +107,7 @@ class LakeSink:
         clock: Callable[[], float] = time.time,
         partitions: int | None = None,
         group: str = GROUP,
+        instance_id: str | None = None,
     ) -> None:
         self.log = log
         self.store = store
@@ -126,7 +131,7 @@ class LakeSink:
         self._assigned_once = False
         self._lock_file: IO[bytes] | None = None
         if self._shared:
-            self._reader: LogReader = log.group_reader(group, self.topics, self)  # type: ignore[attr-defined]
+            self._reader: LogReader = log.group_reader(group, self.topics, self, instance_id)  # type: ignore[attr-defined]
             return
         self._lock_file = _exclusive(log, group)
         for topic in self.topics:
@@ -180,13 +185,13 @@ class LakeSink:
             if until_idle and not consumed and self._caught_up():
                 self._flush_all()
                 self._puts.drain()
-                self._commit()
+                self._commit(final=True)
                 return self.summary
             if on_progress is not None and consumed:
                 on_progress(self.summary)
         self._idle_flush(self._idle_candidates())
         self._puts.drain()
-        self._commit()
+        self._commit(final=True)
         self.summary.stopped = True
         return self.summary
 
@@ -286,7 +291,11 @@ class LakeSink:
         state.covered = end
         self._dirty.add((state.topic, state.partition))
 
-    def _commit(self) -> None:
+    def _commit(self, final: bool = False) -> None:
+        """Commit what is in the lake. A periodic commit the log cannot take now (a Kafka broker holding
+        the group coordinator just died) stays pending for the next one: the lake is authoritative past
+        the committed offset anyway. A ``final`` one (caught up, stopping) waits up to
+        ``commit_patience_s`` for the log, then raises."""
         self._puts.check()
         self._last_commit = time.monotonic()
         with self._lock:
@@ -298,11 +307,24 @@ class LakeSink:
                 and state.covered != state.committed
             }
             self._dirty.clear()
-        if offsets:
-            self._reader.commit(offsets)
-            for tp, offset in offsets.items():
-                if tp in self._states:
-                    self._states[tp].committed = offset
+        if not offsets:
+            return
+        deadline = time.monotonic() + (self.options.commit_patience_s if final else 0.0)
+        while True:
+            try:
+                self._reader.commit(offsets)
+                break
+            except LogUnavailableError:
+                if final and time.monotonic() >= deadline:
+                    raise
+                if not final:
+                    with self._lock:
+                        self._dirty.update(offsets)
+                    return
+                time.sleep(0.5)
+        for tp, offset in offsets.items():
+            if tp in self._states:
+                self._states[tp].committed = offset
 
     # idle flush and catching up
     def _idle_candidates(self) -> list[_PartitionState]:
@@ -321,11 +343,20 @@ class LakeSink:
         ends: dict[str, dict[int, int]] = {}
         for state in candidates:
             if state.topic not in ends:
-                ends[state.topic] = self.log.end_offsets(state.topic)
+                try:
+                    ends[state.topic] = self.log.end_offsets(state.topic)
+                except LogUnavailableError:  # a partition between leaders: look again next poll
+                    return
             if state.position >= ends[state.topic].get(state.partition, 0):
                 self._write(state)
 
     def _caught_up(self) -> bool:
+        try:
+            return self._all_caught_up()
+        except LogUnavailableError:  # a partition between leaders: not known to be caught up
+            return False
+
+    def _all_caught_up(self) -> bool:
         if self._shared:
             return self._assigned_once and self._owned_caught_up()
         for topic in self.topics:
@@ -411,6 +442,7 @@ def run_sink(
             list(topic_names(settings.prefix).values()),
             options,
             partitions=settings.log.partitions,
+            instance_id=lake.group_instance_id or None,
         )
         try:
             with stop_on_signals(sink.stop, enabled=handle_signals):

@@ -24,6 +24,9 @@ class SinkOptions:
     commit_interval_s: float = 1.0
     """Commit group offsets at most this often (and always when stopping or caught up). Objects written
     but not yet committed are found in the lake on restart, so this trades no safety for fewer fsyncs."""
+    commit_patience_s: float = 30.0
+    """How long the last commit (caught up, or stopping) retries while the log cannot take it: on Kafka,
+    a new group coordinator takes over some seconds after a broker dies."""
 
     def __post_init__(self) -> None:
         if self.flush_size < 1:

@@ -20,7 +20,6 @@ import orjson
 import pytest
 
 from pinpipe.delta import read_table
-from pinpipe.lake.formats import parse_key
 from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
 from pinpipe.locations import file_url
@@ -31,13 +30,16 @@ from pinpipe.schema import KINDS, topic_name, topic_names
 from pinpipe.tables import stream_table
 from tests.e2e.pipeline_cli import (
     ApiProcess,
+    canonical,
     clean_env,
     expected_rows,
     free_port,
+    lake_values,
     load_aicore,
     location_flags,
     pinpipe,
     settings_for,
+    start_demo,
 )
 from tests.services import InfraService
 
@@ -46,19 +48,6 @@ ITERATIONS = 2524
 OUTPUTS = 10
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-def start_demo(workdir: Path, aicore: Path, env: dict[str, str], *log: str) -> subprocess.Popen[str]:
-    workdir.mkdir(parents=True)
-    with (workdir / "demo.out").open("w") as out:  # the child keeps its own descriptor
-        return subprocess.Popen(
-            [
-                sys.executable, "-m", "pinpipe", "demo", "--workdir", str(workdir), *log,
-                "--load-dir", str(aicore), "--seed", "100", "--iterations", str(ITERATIONS), "--no-sleep",
-                "--export", str(workdir / "E"),
-            ],
-            env=env, stdout=out, stderr=subprocess.STDOUT, text=True,
-        )  # fmt: skip
 
 
 def finish_demos(demos: dict[Path, subprocess.Popen[str]], started: float) -> dict[Path, float]:
@@ -85,7 +74,10 @@ def test_demo_on_kafka_writes_the_embedded_outputs(
     # both at once: each is mostly waiting on HTTP round trips and log acknowledgements
     kafka, embedded = tmp_path / "kafka", tmp_path / "embedded"
     started = time.monotonic()
-    demos = {kafka: start_demo(kafka, aicore, env, *kafka_log), embedded: start_demo(embedded, aicore, env)}
+    demos = {
+        kafka: start_demo(kafka, aicore, env, ITERATIONS, *kafka_log),
+        embedded: start_demo(embedded, aicore, env, ITERATIONS),
+    }
     try:
         took = finish_demos(demos, started)
     finally:
@@ -114,13 +106,6 @@ def test_demo_on_kafka_writes_the_embedded_outputs(
 # --- broker outage during a 5,000-iteration emulator run ------------------------------------------------
 
 OUTAGE_ITERATIONS = 5000
-
-
-def lake_values(lake: Path, topic: str) -> list[bytes]:
-    """Every record value of ``topic`` in the lake, in object-key order (one JSON line each)."""
-    store = FileStore(file_url(lake))
-    keys = sorted(k for k in store.list() if (parsed := parse_key(k)) is not None and parsed[0] == topic)
-    return [line for key in keys for line in store.get(key).splitlines() if line]
 
 
 def topic_records(bootstrap: str, topic: str) -> list[tuple[bytes, str | None]]:
@@ -152,10 +137,6 @@ def topic_records(bootstrap: str, topic: str) -> list[tuple[bytes, str | None]]:
         return out
     finally:
         consumer.close()
-
-
-def canonical(value: bytes | dict[str, Any]) -> str:
-    return json.dumps(json.loads(value) if isinstance(value, bytes) else value, sort_keys=True)
 
 
 def produce_probe(api_url: str, topic: str) -> httpx.Response:

@@ -11,8 +11,10 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from pinpipe.lake.formats import parse_key
 from pinpipe.lake.sink import GROUP
@@ -26,6 +28,11 @@ from tests.processes import clean_env, run_pinpipe
 pytestmark = pytest.mark.kafka
 
 FLUSH = 40
+NOT_READY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+}
 
 
 def write_wave(log: KafkaLog, topics: list[str], wave: int, count: int) -> None:
@@ -38,8 +45,8 @@ def write_wave(log: KafkaLog, topics: list[str], wave: int, count: int) -> None:
     writer.close()
 
 
-def worker(bootstrap: str, lake: Path, prefix: str, workdir: Path) -> subprocess.Popen[bytes]:
-    args = ["--log", f"kafka://{bootstrap}", "--lake", f"file://{lake}", "--prefix", prefix]
+def worker(bootstrap: str, lake: Path, prefix: str, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    args = ["--log", f"kafka://{bootstrap}", "--lake", f"file://{lake}", "--prefix", prefix, *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "pinpipe", "sink", "run", "-q", "--flush-size", str(FLUSH), *args],
         env=clean_env(workdir),
@@ -49,11 +56,21 @@ def worker(bootstrap: str, lake: Path, prefix: str, workdir: Path) -> subprocess
     )
 
 
-def assignments(bootstrap: str) -> list[set[tuple[str, int]]]:
-    """The partitions of each member of the sink group, as the group coordinator describes them."""
+def members(bootstrap: str) -> list[Any]:
+    """The sink group's members as the group coordinator describes them; none while the coordinator is
+    not ready yet (a fresh broker answers NOT_COORDINATOR at first)."""
     client = admin.AdminClient({"bootstrap.servers": bootstrap})
-    group = client.describe_consumer_groups([GROUP])[GROUP].result()
-    return [{(tp.topic, tp.partition) for tp in m.assignment.topic_partitions} for m in group.members]
+    try:
+        return list(client.describe_consumer_groups([GROUP])[GROUP].result().members)
+    except KafkaException as exc:
+        if exc.args[0].code() not in NOT_READY:
+            raise
+        return []
+
+
+def assignments(bootstrap: str) -> list[set[tuple[str, int]]]:
+    """The partitions of each member of the sink group."""
+    return [{(tp.topic, tp.partition) for tp in m.assignment.topic_partitions} for m in members(bootstrap)]
 
 
 def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -138,3 +155,61 @@ def test_workers_share_partitions_and_the_lake_stays_exactly_once(
         starts = [start for start, _ in objects]
         assert starts == [i * FLUSH for i in range(len(objects))], tp
         assert all(count == FLUSH for _, count in objects[:-1]), tp
+
+
+def static_members(bootstrap: str, topics: list[str]) -> dict[str, tuple[str, str, set[tuple[str, int]]]]:
+    """Group instance id -> (member id, client id, partitions of ``topics``) of the static members."""
+    return {
+        m.group_instance_id: (
+            m.member_id,
+            m.client_id,
+            {(tp.topic, tp.partition) for tp in m.assignment.topic_partitions if tp.topic in topics},
+        )
+        for m in members(bootstrap)
+        if m.group_instance_id
+    }
+
+
+def test_a_static_worker_restarted_takes_its_partitions_back(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """``--group-instance-id``: the worker joins as a static member under that name (shown in its client
+    id, which ``pinpipe status`` lists as owner); killed and started again, it gets the same partitions."""
+    prefix = uuid.uuid4().hex[:12]
+    topics = list(topic_names(prefix).values())
+    lake = tmp_path / "lake"
+    names = ("sink-a", "sink-b")
+    procs: list[subprocess.Popen[bytes]] = []
+    with KafkaLog(f"kafka://{kafka_bootstrap}", partitions=3) as log:
+        for topic in topics:
+            log.create_topic(topic, 3)
+        write_wave(log, topics, 1, 100)
+    try:
+        for name in names:
+            procs.append(worker(kafka_bootstrap, lake, prefix, tmp_path, "--group-instance-id", name))
+
+        def shared() -> bool:
+            found = static_members(kafka_bootstrap, topics)
+            return all(found.get(name, ("", "", set()))[2] for name in names)
+
+        wait_for(shared, 60, "both static members to own partitions")
+        before = static_members(kafka_bootstrap, topics)
+        assert all(f"pinpipe-{name}-" in before[name][1] for name in names)
+        assert before["sink-a"][2] | before["sink-b"][2] == {(t, p) for t in topics for p in range(3)}
+        procs[0].kill()
+        procs[0].wait()
+        procs[0] = worker(kafka_bootstrap, lake, prefix, tmp_path, "--group-instance-id", "sink-a")
+
+        def back() -> bool:  # the coordinator gives the new process a new member id under the old name
+            member, _, owned = static_members(kafka_bootstrap, topics).get("sink-a", ("", "", set()))
+            return member != before["sink-a"][0] and bool(owned)
+
+        wait_for(back, 60, "the restarted sink-a to rejoin")
+        after = static_members(kafka_bootstrap, topics)
+        assert {name: found[2] for name, found in after.items()} == {
+            name: found[2] for name, found in before.items()
+        }
+        assert after["sink-b"][0] == before["sink-b"][0]  # sink-b was not made to rejoin
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from pinpipe.errors import ConfigError
+from pinpipe.errors import ConfigError, LogUnavailableError
 from pinpipe.lake.formats import JsonLinesFormat, object_key, parse_key
 from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
 from pinpipe.locations import file_url
-from pinpipe.log.base import OutgoingRecord, Record
-from pinpipe.log.memory import MemoryLog
+from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
+from pinpipe.log.memory import MemoryLog, MemoryLogReader
 
 TOPICS = ["t.pin", "t.geo", "t.user"]
 
@@ -255,6 +256,59 @@ def test_commit_only_after_the_object_is_written(tmp_path: Path) -> None:
     assert list(store.list()) == ["topics/t.pin/partition=0/t.pin+0+0000000000.json"]
 
 
+class BrokerAway(MemoryLog):
+    """Group commits and end offsets fail with LogUnavailableError while ``failures`` lasts (each failed
+    commit uses one up), like Kafka while the group coordinator or a partition leader was on a broker just
+    killed and another has not taken over yet."""
+
+    failures = 0
+
+    def reader(self, group: str, topics: Sequence[str]) -> MemoryLogReader:
+        reader = super().reader(group, topics)
+        commit = reader.commit
+
+        def failing_commit(offsets: Mapping[TopicPartition, int]) -> None:
+            if self.failures:
+                self.failures -= 1
+                raise LogUnavailableError("Kafka: commit: Commit failed: Local: Waiting for coordinator")
+            commit(offsets)
+
+        reader.commit = failing_commit  # type: ignore[method-assign]
+        return reader
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        if self.failures:
+            raise LogUnavailableError(f"Kafka: end offsets of {topic!r}: Local: Timed out")
+        return super().end_offsets(topic)
+
+
+def test_a_broker_away_delays_commits_but_does_not_stop_the_sink(tmp_path: Path) -> None:
+    log = BrokerAway(partitions=1)
+    put_records(log, "t.pin", 0, [1.0] * 10)
+    store = store_at(tmp_path)
+    options = SinkOptions(
+        flush_size=3, poll_records=10, poll_timeout_s=0, put_queue=0, commit_interval_s=0, rotate_interval_s=1
+    )
+    sink = LakeSink(log, store, ["t.pin"], options, clock=lambda: 100.0)
+    log.failures = 1
+    sink.step()  # three objects written; the commit and the idle flush's end offsets fail
+    assert len(list(store.list())) == 3
+    assert log.committed(GROUP, "t.pin") == {}
+    sink.step()  # back: the idle flush writes the last record, the pending offsets are committed
+    assert len(list(store.list())) == 4
+    assert log.committed(GROUP, "t.pin") == {0: 10}
+
+
+def test_the_final_commit_waits_for_the_coordinator(tmp_path: Path) -> None:
+    log = BrokerAway(partitions=1)
+    put_records(log, "t.pin", 0, [1.0] * 10)
+    sink = LakeSink(log, store_at(tmp_path), ["t.pin"], SinkOptions(flush_size=3, poll_timeout_s=0))
+    log.failures = 3
+    sink.run(until_idle=True)
+    sink.close()
+    assert log.committed(GROUP, "t.pin") == {0: 10}
+
+
 @pytest.mark.parametrize("after_write", [False, True])
 def test_restart_after_a_crash_keeps_lake_objects_and_matches_a_clean_run(
     tmp_path: Path, after_write: bool
@@ -294,7 +348,7 @@ def test_recovers_objects_written_with_another_flush_size(tmp_path: Path) -> Non
     store = store_at(tmp_path)
 
     class NoCommitSink(LakeSink):
-        def _commit(self) -> None:  # the process dies before every commit
+        def _commit(self, final: bool = False) -> None:  # the process dies before every commit
             self._dirty.clear()
 
     NoCommitSink(

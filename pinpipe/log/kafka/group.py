@@ -4,9 +4,16 @@ Several processes reading as one group (lake sink workers) split the partitions 
 protocol (``cooperative-sticky``: a join or leave moves only the partitions that change owner). The
 owner of a partition is told when it gets one (with the group's committed offset, where it starts) and
 when it loses one: it may commit what it finished in ``revoked``, then must forget the partition; the
-records of a partition revoked during a poll are not returned by that poll, so a new assignment always
-starts cleanly at the committed offset. A member killed with ``kill -9`` is dropped after
-``session.timeout.ms`` (6 s, the broker's default minimum) and its partitions move to the others.
+records of a partition that a poll took before the partition was revoked are not returned, so a new
+assignment always starts cleanly at the committed offset. Records taken after the partition came back
+in the same poll are returned: they are the new assignment's first ones. A member killed with ``kill -9``
+is dropped after ``session.timeout.ms`` (6 s, the broker's default minimum) and its partitions move to
+the others.
+
+Static membership (``instance_id``, Kafka's ``group.instance.id``): a member restarted under the same
+name within the session timeout takes its partitions back without a rebalance of the others. The price:
+a static member does not leave the group when it closes, so a stopped worker's partitions wait for the
+session timeout too, unless it comes back. Two live members with one name: the older one is fenced.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from pinpipe._optional import require
-from pinpipe.log.base import Record, TopicPartition
+from pinpipe.log.base import TopicPartition
 from pinpipe.log.kafka.reader import KafkaLogReader
 
 ck = require("confluent_kafka", "kafka")
@@ -43,27 +50,23 @@ class KafkaGroupReader(KafkaLogReader):
         topics: Sequence[str],
         timeout_s: float,
         listener: PartitionListener,
+        instance_id: str | None = None,
     ) -> None:
+        name = "-".join(filter(None, (common.get("client.id", "pinpipe"), instance_id)))
         config = {
             **common,
-            "client.id": f"{common.get('client.id', 'pinpipe')}-{socket.gethostname()}-{os.getpid()}",
+            "client.id": f"{name}-{socket.gethostname()}-{os.getpid()}",  # the owner `pinpipe status` shows
             "partition.assignment.strategy": "cooperative-sticky",
             "session.timeout.ms": SESSION_TIMEOUT_MS,
             "heartbeat.interval.ms": 1000,
         }
+        if instance_id:
+            config["group.instance.id"] = instance_id
         super().__init__(config, group, topics, timeout_s)
         self._listener = listener
-        self._revoked_now: set[TopicPartition] = set()
         self._consumer.subscribe(
             self._topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
-
-    def poll(self, max_records: int, timeout: float) -> list[Record]:
-        self._revoked_now = set()
-        out = super().poll(max_records, timeout)
-        if self._revoked_now:  # records fetched before a revoke: the next owner reads them again
-            out = [r for r in out if (r.topic, r.partition) not in self._revoked_now]
-        return out
 
     def owned(self) -> set[TopicPartition]:
         return set(self._assigned)
@@ -94,7 +97,9 @@ class KafkaGroupReader(KafkaLogReader):
     def _on_revoke(self, consumer: Any, partitions: list[Any], lost: bool = False) -> None:
         tps = [(tp.topic, tp.partition) for tp in partitions]
         if tps:
-            self._revoked_now.update(tps)
+            # records taken before the revoke: the next owner reads them again from the committed offset
+            gone = set(tps)
+            self._polled[:] = [r for r in self._polled if (r.topic, r.partition) not in gone]
             self._listener.revoked(tps, lost)
         self._assigned.difference_update(tps)
         consumer.incremental_unassign(partitions)

@@ -344,10 +344,15 @@ class KafkaLog:
         return reader
 
     def group_reader(
-        self, group: str, topics: Sequence[str], listener: PartitionListener
+        self,
+        group: str,
+        topics: Sequence[str],
+        listener: PartitionListener,
+        instance_id: str | None = None,
     ) -> KafkaGroupReader:
-        """A reader sharing the topics' partitions with the group's other members (see kafka_group)."""
-        reader = KafkaGroupReader(self.common, group, topics, self.timeout_s, listener)
+        """A reader sharing the topics' partitions with the group's other members (see kafka.group);
+        ``instance_id``: its static membership name."""
+        reader = KafkaGroupReader(self.common, group, topics, self.timeout_s, listener, instance_id)
         self._children.append(reader)
         return reader
 

@@ -44,6 +44,7 @@ def raise_for(err: Any, what: str) -> NoReturn:
         ck.KafkaError.COORDINATOR_NOT_AVAILABLE,
         ck.KafkaError.NOT_COORDINATOR,
         ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        ck.KafkaError._WAIT_COORD,
     }
     if code in unavailable or (err.retriable() and not err.fatal()):
         raise LogUnavailableError(message)
@@ -66,6 +67,7 @@ class KafkaLogReader:
             }
         )
         self._assigned: set[TopicPartition] = set()
+        self._polled: list[Record] = []
         self._seeks: dict[TopicPartition, int] = {}
         self._next_refresh = 0.0
         self._closed = False
@@ -75,6 +77,7 @@ class KafkaLogReader:
         deadline = time.monotonic() + max(0.0, timeout)
         self._refresh(force=not self._assigned)
         out: list[Record] = []
+        self._polled = out  # what this poll has taken so far (a rebalance callback may drop some)
         if max_records <= 0:
             return out
         while not out:
