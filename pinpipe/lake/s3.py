@@ -11,7 +11,7 @@ ownership, region and policy).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from pinpipe import aws
@@ -94,7 +94,7 @@ class S3Store:
         """Keys under ``prefix`` in lexicographic order (S3 lists in UTF-8 byte order, the same)."""
         return iter(sorted(self._listing(prefix)))
 
-    def stats(self, keys: list[str]) -> dict[str, tuple[int, str]]:
+    def stats(self, keys: Collection[str]) -> dict[str, tuple[int, str]]:
         """Size and ETag (unquoted) of each of ``keys`` that exists, from one listing of their common
         prefix: what tells the batch job an object changed after it was cleaned (``engines.increments``)."""
         if not keys:

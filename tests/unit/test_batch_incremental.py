@@ -161,7 +161,7 @@ def test_objects_changed_after_cleaning_are_reported(settings: Settings, edit: s
 
 @pytest.mark.parametrize("table", ["user", "quarantine"])
 def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, table: str) -> None:
-    """Rows written by another writer (the Spark engine, an older pinpipe) after a run with bookkeeping:
+    """Rows written by another writer (an older pinpipe, another tool) after a run with bookkeeping:
     that older bookkeeping no longer describes the table, so the next run rebuilds, never appends."""
     from pinpipe.engines.delta import remove_replaced_files, write_delta
 
