@@ -28,7 +28,7 @@ __all__ = ["spark"]  # the session fixture, used by name below
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
 
 
-@hsettings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=2, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(records, min_size=1, max_size=5),
     st.lists(st.integers(0, 5), max_size=2),
