@@ -28,16 +28,17 @@ from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir, open_table, replace_table
 from pinpipe.engines.base import BatchResult, QuarantinedRecord
 from pinpipe.engines.increments import (
-    NO_BOOKKEEPING,
+    PRECEDES_KEPT,
     Fingerprinter,
     KindPlan,
     QuarantineBook,
     commit_parts,
-    plan_kind,
+    plan_run,
+    plan_summary,
     rebuild_plan,
     write_table,
 )
-from pinpipe.engines.lake_input import LakeObject, local_objects, object_keys, scan_object
+from pinpipe.engines.lake_input import LakeObject, local_objects, scan_object
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.locations import duckdb_path
@@ -49,6 +50,8 @@ from pinpipe.transform.clean import (
     SEQ,
     arrival_order_matters_sql,
     cleaned_sql,
+    differing_first_pins_sql,
+    kept_rows_sql,
     needs_arrival_order,
     raw_schema,
 )
@@ -220,19 +223,7 @@ class DuckDBEngine:
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
         con = self._connect(str(database) if self.on_disk else ":memory:")
-        quarantine = QuarantineBook(batch_table(settings, "quarantine"), full_refresh)
-        refresh = "--full-refresh" if full_refresh else NO_BOOKKEEPING if quarantine.unknown else None
-        plans = {
-            kind: plan_kind(
-                store,
-                batch_table(settings, kind),
-                kind,
-                object_keys(store, settings.prefix, kind),
-                options,
-                refresh,
-            )
-            for kind in KINDS
-        }
+        quarantine, plans = plan_run(store, settings, options, full_refresh)
         if self.memory_limit is None and isinstance(store, FileStore):
             todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
             con.execute(f"SET memory_limit = '{_memory_limit(todo_bytes)}B'")
@@ -247,9 +238,7 @@ class DuckDBEngine:
             for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
                 plan = plans[kind]
                 if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
-                    plan = plans[kind] = rebuild_plan(
-                        plan, "a new record precedes a kept one with its unique_id"
-                    )
+                    plan = plans[kind] = rebuild_plan(plan, PRECEDES_KEPT)
                 objects_read[kind] = len(plan.todo)
                 with local_objects(store, plan.todo, scratch) as objects:
                     for obj in objects:
@@ -286,9 +275,7 @@ class DuckDBEngine:
             seconds=time.perf_counter() - started,
             tables=tables,
             objects_read=objects_read,
-            objects_done=({k: p.done_before for k, p in plans.items()}),
-            rebuilt={k: p.rebuild for k, p in plans.items() if p.rebuild},
-            changed={k: p.changed for k, p in plans.items() if p.changed},
+            **plan_summary(plans),
         )
 
     # -- steps -------------------------------------------------------------------------------------------
@@ -403,7 +390,7 @@ class DuckDBEngine:
         Each chunk's cleaned rows become one Parquet part of the Delta table, written by DuckDB itself
         (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
         back from the parts before it and, when incremental, from the table (``cleaned_sql``'s
-        ``kept_before``: of the table only the rows that can match, see :func:`_kept_history`). delta-rs
+        ``kept_before``: of the table only the rows that can match, see ``kept_rows_sql``). delta-rs
         then commits the parts (local tables) or uploads them (remote ones). The columns the outputs need
         are read back into ``cleaned_<kind>``, so the wide cleaned rows are never held in memory.
 
@@ -438,7 +425,7 @@ class DuckDBEngine:
                 quarantined.extend(bad)
                 records += _count(con, f"stage_{kind}") + len(bad)
                 phase.done(f"read lake: {label}")
-                sources = [] if history is None else [_kept_history(kind, history)]
+                sources = [] if history is None else [kept_rows_sql(kind, history, f"stage_{kind}")]
                 if parts:
                     sources.append(f"SELECT {cols} FROM {_read_parts(target, parts)}")
                 kept = f"kept_{kind}" if sources and not options.keep_duplicates else None
@@ -484,25 +471,14 @@ class DuckDBEngine:
         self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions
     ) -> bool:
         """Whether a new pin is the first record of its unique_id over the whole lake although the table
-        holds a differing one: possible only when a new object sorts before one cleaned earlier (another
-        partition's), and then the table must be rebuilt to equal a full run. Identical records (a post
-        sent twice) are no conflict: either one gives the same row."""
+        holds a differing one (``differing_first_pins_sql``): then the table must be rebuilt."""
         if plan.kind != "pin" or options.keep_duplicates or not plan.out_of_order():
             return False
         history = _register_history(con, "pin", batch_table(self.settings, "pin"))
-        cols = ", ".join(CLEAN_COLUMNS["pin"])
         with local_objects(store, plan.todo, scratch) as objects:
             self._load_raw(con, "pin", dict(enumerate(objects)), ordered=True)
         try:
-            first = render(cleaned_sql("pin"), "duckdb")
-            conflicts = _fetch_one(
-                con,
-                f"WITH new AS ({first}), old AS (SELECT {cols} FROM {history}"
-                " WHERE unique_id IN (SELECT unique_id FROM new))"
-                f" SELECT count(*) FROM (SELECT {cols} FROM new"
-                " WHERE unique_id IN (SELECT unique_id FROM old)"
-                f" EXCEPT SELECT {cols} FROM old) AS differing",
-            )
+            conflicts = _fetch_one(con, differing_first_pins_sql(history, "duckdb"))
         finally:
             _drop_stage(con, "pin")
         return bool(conflicts)
@@ -584,20 +560,6 @@ def _register_history(con: Any, kind: Kind, url: str) -> str:
         return "read_parquet([" + ", ".join(_quote(f) for f in files) + "])"
     con.register(name, table.to_pyarrow_dataset() if files else CLEAN_ARROW_SCHEMA[kind].empty_table())
     return name
-
-
-def _kept_history(kind: Kind, history: str) -> str:
-    """The rows of ``history`` (the table so far) that ``cleaned_sql``'s ``kept_before`` may match for the
-    staged chunk: pins whose unique_id is staged (only that column is read) and pins without one; geo and
-    user rows whose ind is staged (new inds are mostly new: Parquet statistics skip the rest)."""
-    cols = CLEAN_COLUMNS[kind]
-    if kind != "pin":
-        return f"SELECT {', '.join(cols)} FROM {history} WHERE ind IN (SELECT ind FROM stage_{kind})"
-    ids = ", ".join(c if c == "unique_id" else f"NULL AS {c}" for c in cols)
-    return (
-        f"SELECT {', '.join(cols)} FROM {history} WHERE unique_id IS NULL UNION ALL"
-        f" SELECT {ids} FROM {history} WHERE unique_id IN (SELECT NULLIF(unique_id, '') FROM stage_pin)"
-    )
 
 
 def _read_parts(directory: Path, parts: list[ParquetFile]) -> str:

@@ -13,7 +13,10 @@ The quarantine table records, the same way, which objects' bad records it holds 
 rewritten before the kind's commit: a rerun never loses nor repeats them. The ten outputs carry no
 bookkeeping: every run recomputes them from the cleaned tables.
 
-A table without bookkeeping (never written, written by an older pinpipe or by another engine) is
+Both engines keep it: delta-spark, which cannot add to the commit info, puts it in the commit's
+``userMetadata`` (:func:`user_metadata`), so either engine continues the tables the other built.
+
+A table without bookkeeping (never written, written by an older pinpipe or another tool) is
 rebuilt from the whole lake, as is every table with ``--full-refresh`` or when ``--keep-duplicates``
 differs from the one the table was built with (the two other switches only change the outputs).
 """
@@ -30,12 +33,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pinpipe import delta
+from pinpipe.errors import LakeError
 from pinpipe.lake.store import FileStore, ObjectStore
-from pinpipe.schema import Kind
+from pinpipe.schema import KINDS, Kind
 from pinpipe.transform.queries import BatchOptions
 
 if TYPE_CHECKING:
     from deltalake import CommitProperties
+
+    from pinpipe.config import Settings
 
 _log = logging.getLogger(__name__)
 
@@ -99,6 +105,28 @@ def commit_properties(metadata: str) -> CommitProperties:
     return CommitProperties(custom_metadata={METADATA_KEY: metadata})
 
 
+def user_metadata(metadata: str) -> str:
+    """The bookkeeping as delta-spark records it: the commit's ``userMetadata`` (a writer option; Spark
+    has no other way to add to the commit info), a JSON object holding it under :data:`METADATA_KEY`."""
+    return json.dumps({METADATA_KEY: metadata}, separators=(",", ":"))
+
+
+def _metadata_of(commit: Mapping[str, Any]) -> str | None:
+    """The bookkeeping a commit carries, written by delta-rs (a commit-info key) or delta-spark
+    (``userMetadata``); None without."""
+    if METADATA_KEY in commit:
+        return str(commit[METADATA_KEY])
+    text = commit.get("userMetadata")
+    if not isinstance(text, str) or METADATA_KEY not in text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    found = value.get(METADATA_KEY) if isinstance(value, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def last_metadata(url: str) -> str | None:
     """The bookkeeping text of the table at ``url``: of its newest commit that changed rows, skipping
     clean-ups (vacuum, compaction). None: no table, or rows written without bookkeeping since."""
@@ -109,10 +137,11 @@ def last_metadata(url: str) -> str | None:
     while True:
         commits = table.history(limit)
         for commit in commits:
-            if METADATA_KEY in commit:
-                return str(commit[METADATA_KEY])
+            metadata = _metadata_of(commit)
+            if metadata is not None:
+                return metadata
             if not str(commit.get("operation", "")).startswith(_KEEPS_ROWS):
-                return None  # rows written by someone else (another engine, an older pinpipe)
+                return None  # rows written by someone else (an older pinpipe, another tool)
         if len(commits) < limit:
             return None
         limit *= 4
@@ -171,8 +200,9 @@ class Fingerprinter:
         self._pool = ThreadPoolExecutor(1)
         self._pending: dict[str, Future[Fingerprint]] = {}
 
-    def add(self, key: str, path: Path, info: tuple[int, str | None, int | None] | None) -> None:
-        self._pending[key] = self._pool.submit(_fingerprint, path, info)
+    def add(self, key: str, path: Path | None, info: tuple[int, str | None, int | None] | None) -> None:
+        """Fingerprint ``key``: from the store's ETag in ``info``, else by reading ``path``."""
+        self._pending[key] = self._pool.submit(_fingerprint, key, path, info)
 
     def result(self, keys: Iterable[str]) -> dict[str, Fingerprint]:
         return {k: self._pending[k].result() for k in keys}
@@ -181,9 +211,11 @@ class Fingerprinter:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _fingerprint(path: Path, info: tuple[int, str | None, int | None] | None) -> Fingerprint:
+def _fingerprint(key: str, path: Path | None, info: tuple[int, str | None, int | None] | None) -> Fingerprint:
     if info is not None and info[1] is not None:  # the store's ETag
         return Fingerprint(info[0], f"etag:{info[1]}")
+    if path is None:
+        raise LakeError(f"no size nor ETag listed for lake object {key}: it may have been deleted")
     stat = path.stat()
     mtime = stat.st_mtime_ns if info is None else info[2]
     return Fingerprint(stat.st_size, crc32_file(path), mtime)
@@ -206,7 +238,7 @@ def changed_objects(
             changed.append(key)  # gone
             continue
         now = info.get(key)
-        if now is None:  # a store whose listing gives no sizes (S3Store yet): only gone objects are seen
+        if now is None:  # a store whose listing gives no sizes: only gone objects are seen
             continue
         size, etag, mtime = now
         if size != fingerprint.size:
@@ -257,6 +289,7 @@ class KindPlan:
 
 
 NO_BOOKKEEPING = "no bookkeeping in the tables yet"
+PRECEDES_KEPT = "a new record precedes a kept one with its unique_id"
 
 
 def plan_kind(
@@ -285,6 +318,40 @@ def plan_kind(
     if changed:
         _log.warning("%s: lake objects changed or gone since they were cleaned: %s", kind, ", ".join(changed))
     return KindPlan(kind, keys, todo, None, before, changed, info)
+
+
+def plan_run(
+    store: ObjectStore, settings: Settings, options: BatchOptions, full_refresh: bool
+) -> tuple[QuarantineBook, dict[Kind, KindPlan]]:
+    """The quarantine table's bookkeeping and each kind's plan for one run of either engine: every kind
+    is rebuilt with ``full_refresh`` or when the quarantine table's bookkeeping is unknown."""
+    from pinpipe.engines.lake_input import object_keys
+    from pinpipe.tables import batch_table
+
+    quarantine = QuarantineBook(batch_table(settings, "quarantine"), full_refresh)
+    refresh = "--full-refresh" if full_refresh else NO_BOOKKEEPING if quarantine.unknown else None
+    plans = {
+        kind: plan_kind(
+            store,
+            batch_table(settings, kind),
+            kind,
+            object_keys(store, settings.prefix, kind),
+            options,
+            refresh,
+        )
+        for kind in KINDS
+    }
+    return quarantine, plans
+
+
+def plan_summary(plans: Mapping[Kind, KindPlan]) -> dict[str, Any]:
+    """The ``BatchResult`` fields that tell what the bookkeeping decided (objects done before, tables
+    rebuilt and why, changed objects)."""
+    return {
+        "objects_done": {k: p.done_before for k, p in plans.items()},
+        "rebuilt": {k: p.rebuild for k, p in plans.items() if p.rebuild},
+        "changed": {k: p.changed for k, p in plans.items() if p.changed},
+    }
 
 
 # -- commits ---------------------------------------------------------------------------------------------

@@ -13,21 +13,37 @@ import os
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, QuarantinedRecord
-from pinpipe.engines.lake_input import quarantine_table
-from pinpipe.engines.spark_lake import read_kind
+from pinpipe.engines.increments import (
+    PRECEDES_KEPT,
+    Fingerprinter,
+    KindPlan,
+    plan_run,
+    plan_summary,
+    rebuild_plan,
+    user_metadata,
+)
+from pinpipe.engines.spark_lake import RawKind, read_kind
 from pinpipe.engines.spark_session import spark_session
 from pinpipe.errors import EngineError
-from pinpipe.lake.store import open_store
+from pinpipe.lake.store import FileStore, ObjectStore, open_store
 from pinpipe.locations import hadoop_uri
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
-from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, cleaned_sql, conform_raw, raw_schema
+from pinpipe.transform.clean import (
+    CLEAN_ARROW_SCHEMA,
+    cleaned_sql,
+    conform_raw,
+    differing_first_pins_sql,
+    kept_rows_sql,
+    raw_schema,
+)
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
 from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
@@ -89,29 +105,51 @@ class SparkEngine:
         return self._outputs(options)
 
     def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
+        """Clean the lake objects the cleaned tables do not hold yet (all with ``full_refresh``), append
+        them, and recompute the ten outputs from the cleaned tables. The bookkeeping is the DuckDB
+        engine's (``engines.increments``): either engine continues the tables the other built."""
         started = time.perf_counter()
         settings = self.settings
         spark = self.spark
         store = open_store(settings.lake_url)
         scratch = settings.workdir.resolve() / "tmp"
+        quarantine, plans = plan_run(store, settings, options, full_refresh)
         quarantined: list[QuarantinedRecord] = []
-        read: dict[Kind, int] = {}
-        objects_read: dict[Kind, int] = {}
+        read: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+        objects_read: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         parsed: list[Any] = []
+        fingerprints = Fingerprinter()
         try:
+            tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
+            new: list[Kind] = []
             for kind in KINDS:
-                raw = read_kind(spark, store, settings.lake_url, settings.prefix, kind, scratch)
+                plans[kind], raw = self._read_new(plans[kind], options, store, scratch)
+                if raw is None:
+                    continue
+                new.append(kind)
                 if raw.typed is not None:
                     parsed.append(raw.typed)
+                for key in plans[kind].todo:
+                    path = store.root / key if isinstance(store, FileStore) else None
+                    fingerprints.add(key, path, plans[kind].info.get(key))
                 quarantined.extend(raw.quarantined)
                 read[kind] = raw.records_read
                 objects_read[kind] = raw.objects_read
-            tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
+                # the kind's bad records are recorded before its rows are committed (see QuarantineBook)
+                quarantine.record(kind, plans[kind].todo, raw.quarantined, plans[kind].rebuild is not None)
+
+            def commit(kind: Kind) -> None:
+                plan = plans[kind]
+                state = plan.state_after(options, fingerprints.result(plan.todo))
+                self._commit(
+                    self._new_rows(plan, options), tables[kind], plan.rebuild is None, state.to_json()
+                )
+
             with ThreadPoolExecutor(WORKERS) as pool:
-                list(pool.map(lambda k: self._write(self._cleaned(k, options), tables[k]), KINDS))
+                list(pool.map(commit, new))
             cleaned_rows: dict[Kind, int] = {}
             for kind in KINDS:  # the outputs read what was written: columnar, pruned, computed once
-                frame = spark.read.format("delta").load(hadoop_uri(tables[kind]))
+                frame = self._history(kind)
                 frame.createOrReplaceTempView(f"cleaned_{kind}")
                 cleaned_rows[kind] = frame.count()
             while parsed:  # the outputs no longer need the parsed lines: free them now, not in finally
@@ -121,13 +159,13 @@ class SparkEngine:
                 for name in outputs:
                     tables[name] = batch_table(settings, name)
                 list(pool.map(lambda n: self._write(self._frame(outputs[n]), tables[n]), outputs))
-            tables["quarantine"] = batch_table(settings, "quarantine")
-            self._write(self._frame(quarantine_table(quarantined)), tables["quarantine"])
+            tables["quarantine"] = quarantine.url
         except Exception as exc:
             if type(exc).__module__.startswith(("pyspark", "py4j")):
                 raise EngineError(f"Spark failed: {str(exc).splitlines()[0]}") from exc
             raise
         finally:
+            fingerprints.close()
             for frame in parsed:
                 frame.unpersist()
             spark.catalog.clearCache()
@@ -141,11 +179,65 @@ class SparkEngine:
             seconds=time.perf_counter() - started,
             tables=tables,
             objects_read=objects_read,
+            **plan_summary(plans),
         )
 
+    # -- incremental runs ----------------------------------------------------------------------------------
+    def _read_new(
+        self, plan: KindPlan, options: BatchOptions, store: ObjectStore, scratch: Path
+    ) -> tuple[KindPlan, RawKind | None]:
+        """The plan's objects as ``raw_<kind>`` (None: an incremental run with nothing new), and the plan,
+        turned into a rebuild when a new pin precedes a differing kept one."""
+        if plan.rebuild is None and not plan.todo:
+            return plan, None
+        settings = self.settings
+        raw = read_kind(self.spark, store, settings.lake_url, settings.prefix, plan.kind, scratch, plan.todo)
+        if self._precedes_kept(plan, options):
+            if raw.typed is not None:
+                raw.typed.unpersist()
+            plan = rebuild_plan(plan, PRECEDES_KEPT)
+            raw = read_kind(
+                self.spark, store, settings.lake_url, settings.prefix, plan.kind, scratch, plan.todo
+            )
+        return plan, raw
+
+    def _precedes_kept(self, plan: KindPlan, options: BatchOptions) -> bool:
+        """Whether a new pin is the first record of its unique_id over the whole lake although the table
+        holds a differing one (``differing_first_pins_sql``): then the table must be rebuilt."""
+        if plan.kind != "pin" or options.keep_duplicates or not plan.out_of_order():
+            return False
+        self._history("pin").createOrReplaceTempView("kept_pin")
+        return bool(self.spark.sql(differing_first_pins_sql("kept_pin", "spark")).collect()[0][0])
+
+    def _history(self, kind: Kind) -> Any:
+        """The kind's cleaned table as it is now."""
+        return self.spark.read.format("delta").load(hadoop_uri(batch_table(self.settings, kind)))
+
+    def _new_rows(self, plan: KindPlan, options: BatchOptions) -> Any:
+        """The cleaned rows of ``raw_<kind>``: when appending, less those the table holds already (of the
+        table only the rows that can match are read: ``kept_rows_sql``)."""
+        kind, kept = plan.kind, None
+        if plan.rebuild is None and not options.keep_duplicates:
+            kept = f"kept_{kind}"
+            self._history(kind).createOrReplaceTempView(f"history_{kind}")
+            self.spark.sql(kept_rows_sql(kind, f"history_{kind}", f"raw_{kind}")).createOrReplaceTempView(
+                kept
+            )
+        return self._cleaned(kind, options, kept)
+
+    @staticmethod
+    def _commit(frame: Any, url: str, append: bool, metadata: str) -> None:
+        """One commit: ``frame`` appended to the table at ``url`` (or replacing it), with the kind's
+        bookkeeping ``metadata`` in the commit."""
+        writer = frame.write.format("delta").option("userMetadata", user_metadata(metadata))
+        if append:
+            writer.mode("append").save(hadoop_uri(url))
+        else:
+            writer.mode("overwrite").option("overwriteSchema", "true").save(hadoop_uri(url))
+
     # -- steps -------------------------------------------------------------------------------------------
-    def _cleaned(self, kind: Kind, options: BatchOptions) -> Any:
-        return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates), "spark"))
+    def _cleaned(self, kind: Kind, options: BatchOptions, kept: str | None = None) -> Any:
+        return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates, kept), "spark"))
 
     def _outputs(self, options: BatchOptions) -> dict[str, pa.Table]:
         def run(name: str) -> pa.Table:

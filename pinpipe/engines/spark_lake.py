@@ -92,12 +92,20 @@ def typed_select(kind: Kind) -> str:
 
 
 def read_kind(
-    spark: Any, store: ObjectStore, lake_url: str, prefix: str, kind: Kind, scratch: Path
+    spark: Any,
+    store: ObjectStore,
+    lake_url: str,
+    prefix: str,
+    kind: Kind,
+    scratch: Path,
+    only: list[str] | None = None,
 ) -> RawKind:
-    """Register ``raw_<kind>`` (``transform.clean.raw_schema`` columns) from the lake; see module doc."""
+    """Register ``raw_<kind>`` (``transform.clean.raw_schema`` columns) from the lake; see module doc.
+
+    ``only``: the keys to read (those an incremental run cleans, in key order); None: every object."""
     from pyspark import StorageLevel
 
-    keys = object_keys(store, prefix, kind)
+    keys = object_keys(store, prefix, kind) if only is None else only
     json_keys = [k for k in keys if not k.endswith(".parquet")]
     index = {k: i for i, k in enumerate(keys)}
     names = ", ".join(f"`{f}`" for f in FIELDS[kind])

@@ -11,7 +11,7 @@ ownership, region and policy).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from pinpipe import aws
@@ -92,17 +92,32 @@ class S3Store:
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys under ``prefix`` in lexicographic order (S3 lists in UTF-8 byte order, the same)."""
+        return iter(sorted(self._listing(prefix)))
+
+    def stats(self, keys: Collection[str]) -> dict[str, tuple[int, str]]:
+        """Size and ETag (unquoted) of each of ``keys`` that exists, from one listing of their common
+        prefix: what tells the batch job an object changed after it was cleaned (``engines.increments``)."""
+        if not keys:
+            return {}
+        first, last = min(keys), max(keys)  # their common prefix is every key's
+        same = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
+        found = self._listing(first[: first.rfind("/", 0, same) + 1])
+        return {k: found[k] for k in keys if k in found}
+
+    def _listing(self, prefix: str) -> dict[str, tuple[int, str]]:
+        """Key -> (size, ETag) of every object under ``prefix``."""
         base = f"{self.prefix}/" if self.prefix else ""
         try:
-            keys: list[str] = []
+            found: dict[str, tuple[int, str]] = {}
             pages = self._client.get_paginator("list_objects_v2").paginate(
                 Bucket=self.bucket, Prefix=base + prefix
             )
             for page in pages:
-                keys.extend(item["Key"][len(base) :] for item in page.get("Contents", ()))
+                for item in page.get("Contents", ()):
+                    found[item["Key"][len(base) :]] = (int(item["Size"]), str(item["ETag"]).strip('"'))
         except Exception as exc:
             raise LakeError(f"cannot list {self.url}/{prefix}: {exc}") from exc
-        return iter(sorted(keys))
+        return found
 
     def exists(self, key: str) -> bool:
         try:

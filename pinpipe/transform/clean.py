@@ -182,6 +182,39 @@ def cleaned_sql(kind: Kind, keep_duplicates: bool = False, kept_before: str | No
     return base + f"SELECT DISTINCT {cols} FROM c"
 
 
+def kept_rows_sql(kind: Kind, kept: str, staged: str) -> str:
+    """The rows of ``kept`` (a kind's cleaned rows so far) that ``cleaned_sql``'s ``kept_before`` may
+    match for the raw records in ``staged``: pins whose unique_id is staged (only that column is read)
+    and pins without one; geo and user rows whose ind is staged (new inds are mostly new: Parquet
+    statistics skip the rest). Both dialects run the ``IN`` as a semi-join."""
+    cols = CLEAN_COLUMNS[kind]
+    if kind != "pin":
+        return f"SELECT {', '.join(cols)} FROM {kept} WHERE ind IN (SELECT ind FROM {staged})"
+    ids = ", ".join(c if c == "unique_id" else f"NULL AS {c}" for c in cols)
+    return (
+        f"SELECT {', '.join(cols)} FROM {kept} WHERE unique_id IS NULL UNION ALL"
+        f" SELECT {ids} FROM {kept} WHERE unique_id IN (SELECT NULLIF(unique_id, '') FROM {staged})"
+    )
+
+
+def differing_first_pins_sql(kept: str, dialect: Dialect) -> str:
+    """One count: the pins of ``raw_pin`` that are the first of their unique_id and differ from the
+    row ``kept`` (cleaned pins kept before) holds for it.
+
+    For an incremental run whose new objects sort before ones cleaned earlier: then a new record may be
+    the first of its unique_id over the whole lake, and the cleaned table must be rebuilt (a count above
+    zero). Identical records (a post sent twice) are no conflict: either one gives the same row.
+    """
+    cols = ", ".join(CLEAN_COLUMNS["pin"])
+    return (
+        f"WITH new AS ({render(cleaned_sql('pin'), dialect)}), old AS (SELECT {cols} FROM {kept}"
+        " WHERE unique_id IN (SELECT unique_id FROM new))"
+        f" SELECT count(*) FROM (SELECT {cols} FROM new"
+        " WHERE unique_id IN (SELECT unique_id FROM old)"
+        f" EXCEPT SELECT {cols} FROM old) AS differing"
+    )
+
+
 def raw_schema(kind: Kind) -> pa.Schema:
     """Arrow schema of a raw view: the record fields, then ``_seq``."""
     fields = [(name, RAW_ARROW_TYPES[t]) for name, t in FIELDS[kind].items()]

@@ -1,7 +1,8 @@
-"""Issue 3's must-show on the real data: `pinpipe demo` replaying the original emulator (seed 100, 2,524
+"""The must-shows on the real data: `pinpipe demo` replaying the original emulator (seed 100, 2,524
 iterations) writes the ten CSVs with exactly the documented names and headers and a lake of 2,524 records per
 batch topic under the Kafka Connect naming; `pinpipe batch run` then re-runs on the same lake with the
-three switched conventions."""
+three switched conventions. A demo over 2,000 iterations, 524 more sent and sunk, then `batch run`: it
+reads only the 524 new records of each topic and writes the ten CSVs of the one-pass run."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import csv
 import re
 from pathlib import Path
 
+import pytest
+
 from pinpipe.locations import file_url
-from tests.e2e.pipeline_cli import clean_env, pinpipe
+from tests.e2e.pipeline_cli import ApiProcess, clean_env, pinpipe
 
 ITERATIONS = 2524
 PREFIX = "0a1b2c3d4e5f"
@@ -35,14 +38,28 @@ def read_csv(path: Path) -> list[list[str]]:
         return list(csv.reader(handle))
 
 
-def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aicore: Path) -> None:
-    work, export, export2 = tmp_path / "W", tmp_path / "E", tmp_path / "E2"
-    env = clean_env(tmp_path)
+def demo(root: Path, aicore: Path, iterations: int) -> tuple[Path, Path, dict[str, str]]:
+    """``pinpipe demo`` over ``iterations``: its workdir, its ten CSVs and the environment it ran in."""
+    work, export = root / "W", root / "E"
+    env = clean_env(root)
     pinpipe(
         "demo", "--workdir", str(work), "--lake", file_url(work / 'lake'), "--load-dir", str(aicore),
-        "--seed", "100", "--iterations", str(ITERATIONS), "--no-sleep", "--no-stream",
+        "--seed", "100", "--iterations", str(iterations), "--no-sleep", "--no-stream",
         "--export", str(export), env=env, timeout=900,
     )  # fmt: skip
+    return work, export, env
+
+
+@pytest.fixture(scope="module")
+def one_pass(aicore: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
+    return demo(tmp_path_factory.mktemp("one-pass"), aicore, ITERATIONS)
+
+
+def test_demo_on_aicore_then_batch_with_switched_conventions(
+    tmp_path: Path, one_pass: tuple[Path, Path, dict[str, str]]
+) -> None:
+    work, export, env = one_pass
+    export2 = tmp_path / "E2"
 
     assert sorted(p.name for p in export.iterdir()) == sorted(f"{name}.csv" for name in DOC_HEADERS)
     for name, header in DOC_HEADERS.items():
@@ -76,3 +93,25 @@ def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aic
 
     by_year = "posts_per_category_by_year.csv"
     assert total(export2 / by_year) > total(export / by_year)
+
+
+def test_524_more_iterations_sent_and_sunk_then_batch_reads_only_them(
+    tmp_path: Path, aicore: Path, one_pass: tuple[Path, Path, dict[str, str]]
+) -> None:
+    work, _, env = demo(tmp_path, aicore, 2000)
+    flags = ["--workdir", str(work)]
+    lake = ["--lake", file_url(work / "lake")]
+    with ApiProcess(flags, env, tmp_path / "api.log") as api:
+        pinpipe(
+            "emulate", *flags, "--api", api.url, "--seed", "100", "--skip", "2000", "--iterations", "524",
+            "--no-sleep", "--no-progress", env=env,
+        )  # fmt: skip
+    pinpipe("sink", "run", *flags, *lake, "--until-idle", env=env)
+    export = tmp_path / "E524"
+    summary = pinpipe("batch", "run", *flags, *lake, "--export", str(export), "--quiet", env=env).stdout
+    for kind in ("pin", "geo", "user"):
+        assert re.search(rf"{kind}: 524 records read from \d+ new objects \(\d+ done before\)", summary), (
+            summary
+        )
+    for name in DOC_HEADERS:
+        assert (export / f"{name}.csv").read_bytes() == (one_pass[1] / f"{name}.csv").read_bytes(), name

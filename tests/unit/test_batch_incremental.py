@@ -161,7 +161,7 @@ def test_objects_changed_after_cleaning_are_reported(settings: Settings, edit: s
 
 @pytest.mark.parametrize("table", ["user", "quarantine"])
 def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, table: str) -> None:
-    """Rows written by another writer (the Spark engine, an older pinpipe) after a run with bookkeeping:
+    """Rows written by another writer (an older pinpipe, another tool) after a run with bookkeeping:
     that older bookkeeping no longer describes the table, so the next run rebuilds, never appends."""
     from pinpipe.delta import remove_replaced_files, replace_table
 
@@ -173,3 +173,24 @@ def test_a_table_written_without_bookkeeping_is_rebuilt(settings: Settings, tabl
     result = run_batch(settings, BatchOptions())
     assert result.rebuilt.get("user") == "no bookkeeping in the tables yet"
     assert read_table(batch_table(settings, "user")).column("ind").to_pylist() == [1]
+
+
+def test_bookkeeping_in_user_metadata_is_continued(settings: Settings) -> None:
+    """delta-spark keeps the bookkeeping in the commit's ``userMetadata``: a table whose last commit holds
+    it there (the Spark engine's) is continued, not rebuilt."""
+    from deltalake import CommitProperties, write_deltalake
+
+    from pinpipe.engines.increments import last_metadata, user_metadata
+    from pinpipe.locations import delta_uri
+
+    put(settings, "user", "partition=0/{topic}+0+0000000000.json", lines(user(1, 20)))
+    run_batch(settings, BatchOptions())
+    url = batch_table(settings, "user")
+    metadata = last_metadata(url)
+    assert metadata is not None
+    spark_shaped = CommitProperties(custom_metadata={"userMetadata": user_metadata(metadata)})
+    write_deltalake(delta_uri(url), read_table(url), mode="overwrite", commit_properties=spark_shaped)
+    put(settings, "user", "partition=0/{topic}+0+0000000001.json", lines(user(2, 30)))
+    result = run_batch(settings, BatchOptions())
+    assert result.rebuilt == {} and result.objects_read["user"] == 1 and result.objects_done["user"] == 1
+    assert sorted(read_table(url).column("ind").to_pylist()) == [1, 2]
