@@ -115,6 +115,9 @@ class EngineSettings(_Section):
     """Comma-separated jars for ``spark.jars``; default: those ``bash infra/spark.sh install`` fetched."""
     spark_conf: dict[str, str] = Field(default_factory=dict)
     """Extra Spark settings for sessions pinpipe starts (``spark.driver.memory`` ...)."""
+    spark_python: str = ""
+    """Python the executors of a cluster master run (``spark.pyspark.python``); default: the driver's own
+    interpreter, whose path must then exist on every worker (one machine, or one image on all)."""
     tables_url: str = ""
     """Where Delta tables live; default ``<workdir>/tables``."""
     retain_hours: int = Field(default=168, ge=0)

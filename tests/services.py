@@ -33,22 +33,29 @@ class ServiceError(RuntimeError):
 
 
 class InfraService:
-    """One infra/<name>.sh service with its own state directory (``PINPIPE_INFRA_DIR``)."""
+    """One infra/<name>.sh service with its own state directory (``PINPIPE_INFRA_DIR``); ``command`` goes
+    before each action (``("cluster",)``: ``infra/spark.sh cluster start``)."""
 
     def __init__(
-        self, name: str, state_dir: Path, start_timeout: float = 300.0, start_args: tuple[str, ...] = ()
+        self,
+        name: str,
+        state_dir: Path,
+        start_timeout: float = 300.0,
+        start_args: tuple[str, ...] = (),
+        command: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.state_dir = state_dir
         self.start_timeout = start_timeout
         self.start_args = start_args
+        self.command = command
         self.endpoint: str | None = None
 
     def run(self, action: str, timeout: float, *args: str) -> str:
         env = {**os.environ, "PINPIPE_INFRA_DIR": str(self.state_dir)}
         try:
             done = subprocess.run(
-                ["bash", str(INFRA / f"{self.name}.sh"), action, *args],
+                ["bash", str(INFRA / f"{self.name}.sh"), *self.command, action, *args],
                 capture_output=True,
                 text=True,
                 env=env,
@@ -78,7 +85,7 @@ class InfraService:
         self.run("stop", 120)
 
     def pids(self) -> list[int]:
-        """PIDs of the service's processes (one per broker for Kafka)."""
+        """PIDs of the service's processes (one per broker for Kafka; master, then workers for Spark)."""
         return [int(line) for line in self.run("pids", 30).split()]
 
     def log_tail(self, lines: int = 40) -> str:
@@ -107,19 +114,25 @@ def infra_state_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _serve(name: str, state_dir: Path, *start_args: str) -> Iterator[str]:
-    service = InfraService(name, state_dir, start_args=start_args)
+def running(service: InfraService) -> Iterator[InfraService]:
+    """Start ``service``, yield it, stop it; a failed start fails the test (:func:`service_missing`)."""
     try:
-        endpoint = service.start()
+        service.start()
     except ServiceError as exc:
         with contextlib.suppress(ServiceError):
             service.stop()
         service_missing(str(exc))
         raise  # not reached: service_missing fails or skips
     try:
-        yield endpoint
+        yield service
     finally:
         service.stop()
+
+
+def _serve(name: str, state_dir: Path, *start_args: str) -> Iterator[str]:
+    for service in running(InfraService(name, state_dir, start_args=start_args)):
+        assert service.endpoint is not None
+        yield service.endpoint
 
 
 @pytest.fixture(scope="session")
@@ -135,17 +148,7 @@ def kafka_cluster(infra_state_dir: Path) -> Iterator[InfraService]:
     (``.start()``) before they end."""
     service = InfraService("kafka", infra_state_dir / "cluster", start_args=("--brokers", "3"))
     service.state_dir.mkdir(exist_ok=True)
-    try:
-        service.start()
-    except ServiceError as exc:
-        with contextlib.suppress(ServiceError):
-            service.stop()
-        service_missing(str(exc))
-        raise
-    try:
-        yield service
-    finally:
-        service.stop()
+    yield from running(service)
 
 
 @pytest.fixture(scope="session")

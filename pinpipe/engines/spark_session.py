@@ -9,7 +9,12 @@ is. Otherwise it starts ``settings.engine.spark_master`` (``local[*]`` by defaul
 - Delta's SQL extension and catalog;
 - ``spark.sql.session.timeZone=UTC`` and ``spark.sql.timestampType=TIMESTAMP_NTZ``: timestamps are naive, as
   written (docs/data-rules.md), whatever the host's zone; the shared SQL casts to ``TIMESTAMP_NTZ`` as well;
-- driver bound to 127.0.0.1 (``SPARK_LOCAL_IP``) and no web UI unless asked for;
+- no web UI unless asked for;
+- driver bound to 127.0.0.1 (``SPARK_LOCAL_IP``) when the master is local or on this machine's loopback
+  (a standalone cluster from ``bash infra/spark.sh cluster start``); a remote master's executors must reach
+  the driver, so then Spark picks the host's address;
+- on a cluster master, the executors' Python (``spark.pyspark.python``): ``engine.spark_python`` or this
+  interpreter. The jars are shipped to the executors by ``spark.jars`` itself;
 - ``s3://`` served by S3A with the endpoint and credentials of the standard AWS configuration
   (:func:`pinpipe.aws.s3_settings`), only when the lake or the tables are on S3.
 """
@@ -17,6 +22,7 @@ is. Otherwise it starts ``settings.engine.spark_master`` (``local[*]`` by defaul
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -88,14 +94,26 @@ def uses_s3(settings: Settings) -> bool:
     return any(urlparse(u).scheme in ("s3", "s3a") for u in (settings.lake_url, settings.tables_url))
 
 
+def on_loopback(master: str) -> bool:
+    """True for ``local[...]`` and for a master on 127.0.0.1/localhost: the driver then listens there only."""
+    if master.startswith("local"):
+        return True
+    host = urlparse(master).hostname or ""
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def session_conf(settings: Settings, conf: dict[str, str] | None = None) -> dict[str, str]:
     """Every setting a new session gets: the defaults, jars, s3a when needed, then ``conf`` on top."""
     merged = dict(DEFAULTS)
     if "spark.jars" not in (conf or {}):
         merged["spark.jars"] = find_jars(settings.engine.spark_jars)
-    if settings.engine.spark_master.startswith("local"):
+    master = settings.engine.spark_master
+    if master.startswith("local"):
         # small shuffles: a few tasks per core instead of Spark's 200 (adaptive execution coalesces more)
         merged["spark.sql.shuffle.partitions"] = str(min(16, 2 * (os.cpu_count() or 2)))
+    else:
+        merged["spark.pyspark.python"] = settings.engine.spark_python or sys.executable
+    if on_loopback(master):
         merged["spark.driver.host"] = "127.0.0.1"
         merged["spark.driver.bindAddress"] = "127.0.0.1"
     if uses_s3(settings):
@@ -114,7 +132,8 @@ def spark_session(settings: Settings, conf: dict[str, str] | None = None) -> Any
         active = SparkSession.getActiveSession()
         if active is not None:
             return active
-        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        if on_loopback(settings.engine.spark_master):
+            os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = SparkSession.builder.master(settings.engine.spark_master).appName("pinpipe")
         for key, value in session_conf(settings, conf).items():
             builder = builder.config(key, value)

@@ -9,7 +9,8 @@ proven by every comparison made on this session.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import pytest
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.locations import file_url
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.schema import KINDS, stream_name
 from tests.processes import run_pinpipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,6 +47,19 @@ def spark(spark_jars: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def aicore_lake(aicore: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workdir whose lake holds the real data as ``pinpipe demo`` replays it (seed 100, 2,524 iterations,
+    no stream); tests read it and write their tables elsewhere (``engine.tables_url``)."""
+    workdir = tmp_path_factory.mktemp("aicore-lake") / "work"
+    pinpipe(
+        "demo",
+        *("--load-dir", str(aicore), "--seed", "100", "--iterations", "2524", "--no-sleep", "--no-stream"),
+        workdir=workdir,
+    )
+    return workdir
+
+
 def pinpipe(*args: str, workdir: Path, timeout: float = 600) -> str:
     return run_pinpipe(*args, workdir=workdir, timeout=timeout)
 
@@ -60,6 +76,20 @@ def synthetic_lake(workdir: Path, rows: int, per_file: int = 5_000) -> int:
     spec.loader.exec_module(module)
     total: int = module.generate(workdir / "lake", rows, per_file=per_file)
     return total
+
+
+def send_streams(
+    kafka_log: Any, prefix: str, values: Mapping[Any, list[Any]], bad: Mapping[Any, list[bytes]]
+) -> None:
+    """To a new two-partition topic ``streaming-<prefix>-<kind>`` per kind: its values as JSON keyed by
+    ``ind``, then its ``bad`` raw records."""
+    writer = kafka_log.writer()
+    for kind in KINDS:
+        topic = stream_name(prefix, kind)
+        kafka_log.create_topic(topic, 2)
+        records = [OutgoingRecord(json.dumps(v).encode(), str(v.get("ind")).encode()) for v in values[kind]]
+        writer.append(topic, records + [OutgoingRecord(b) for b in bad[kind]])
+    writer.flush()
 
 
 def same_rows(a: pa.Table, b: pa.Table) -> bool:

@@ -25,25 +25,20 @@ from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, topic_name
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
-from tests.integration.spark_support import pinpipe, same_rows, settings_for, spark, synthetic_lake
+from tests.integration.spark_support import aicore_lake, same_rows, settings_for, spark, synthetic_lake
 
-__all__ = ["spark"]  # the session fixture, used by name below
+__all__ = ["aicore_lake", "spark"]  # session fixtures, used by name below
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
 ALL_SWITCHES = BatchOptions(keep_duplicates=True, median="exact", keep_ties=True)
 
 
 @pytest.fixture(scope="module")
-def aicore_runs(spark: Any, aicore: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The aicore lake (seed 100, 2,524 iterations) and ``pinpipe batch run --export`` on each engine,
+def aicore_runs(spark: Any, aicore_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``pinpipe batch run --export`` on each engine over the aicore lake (seed 100, 2,524 iterations),
     in-process (the Spark run uses the session's SparkSession), each writing its own tables."""
     root = tmp_path_factory.mktemp("aicore")
-    workdir = root / "work"
-    pinpipe(
-        "demo",
-        *("--load-dir", str(aicore), "--seed", "100", "--iterations", "2524", "--no-sleep", "--no-stream"),
-        workdir=workdir,
-    )
+    workdir = aicore_lake
     runs: dict[str, Path] = {"workdir": workdir}
     for engine in ("duckdb", "spark"):
         env = {

@@ -23,14 +23,13 @@ import pytest
 
 from pinpipe.delta import read_table
 from pinpipe.errors import StreamError
-from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
 from pinpipe.streaming.processor import run_stream
 from pinpipe.streaming.spark_stream import run_spark_stream
 from pinpipe.streaming.views import SCHEMAS
 from pinpipe.tables import dead_letter_table, metrics_table, stream_table
 from pinpipe.transform.clean import CLEAN_COLUMNS, clean_table
-from tests.integration.spark_support import same_rows, settings_for, spark
+from tests.integration.spark_support import same_rows, send_streams, settings_for, spark
 
 __all__ = ["spark"]
 
@@ -74,13 +73,7 @@ def test_spark_stream_from_kafka_exactly_once(
     steps = [json.loads(line) for line in (aicore / "seed100_replay_first2524.jsonl").open()][:POSTS]
     values = {k: [s[k] for s in steps if s.get(k)] for k in KINDS}
     values["pin"].append({**values["pin"][0], "index": 99_999_999, "unique_id": "no-geo-event"})
-    writer = kafka_log.writer()
-    for kind in KINDS:
-        topic = stream_name(prefix, kind)
-        kafka_log.create_topic(topic, 2)
-        records = [OutgoingRecord(json.dumps(v).encode(), str(v.get("ind")).encode()) for v in values[kind]]
-        writer.append(topic, records + [OutgoingRecord(b) for b in BAD[kind]])
-    writer.flush()
+    send_streams(kafka_log, prefix, values, BAD)
 
     # stopped after its first micro-batch (max_records=400 splits the ~900 records), then restarted
     batches: list[int] = []
