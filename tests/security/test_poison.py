@@ -111,6 +111,25 @@ def test_records_written_past_the_api_are_set_aside_or_processed_never_fatal(tmp
     assert sorted(d["offset"] for d in dead) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.parametrize("timestamp", ["0000-01-01 00:00:00", "2020-01-01 24:00:00", "2020-02-30 00:00:00"])
+def test_a_date_and_time_that_does_not_exist_is_quarantined_alone_in_its_object(
+    tmp_path: Path, timestamp: str
+) -> None:
+    """DuckDB reads year 0000 (1 BC) and 24:00 (the next day) as timestamps: the bulk reader kept them,
+    although ``datetime.fromisoformat`` (the API's rule) refuses both."""
+    values = [json.dumps(geo(ind=1)), json.dumps(geo(ind=2, timestamp=timestamp))]
+    with pipeline(tmp_path / "work", **{"lake.flush_size": 1}) as p:
+        writer = p.log.writer()
+        writer.append(topic_name(p.settings.prefix, "geo"), [OutgoingRecord(v.encode()) for v in values])
+        writer.flush()
+        p.sink()
+        result = p.batch()
+    assert result.cleaned_rows["geo"] == 1
+    assert [q.reason for q in result.quarantined] == [
+        f"wrong shape: field 'timestamp' must be datetime, got {timestamp!r}"
+    ]
+
+
 def test_the_parquet_lake_keeps_records_holding_numbers_no_column_type_holds(tmp_path: Path) -> None:
     """1e400 in an unknown field made the whole record an unreadable ``_raw`` row (all fields null). The
     API stores such values as sent (another producer may too): they are written past it here."""
