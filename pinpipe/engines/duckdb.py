@@ -137,8 +137,8 @@ def _bulk_select(kind: Kind, objects: dict[int, str], exact: bool = False) -> st
             else:
                 value = f"TRY_CAST({text} AS {_SQL_TYPES[t]})"
                 ok = f"CAST({value} AS VARCHAR) = {text}" if t == "int" else f"isfinite({value})"
-        if t == "datetime":
-            ok += f" AND TRY_CAST({value} AS TIMESTAMP) IS NOT NULL"
+        if t == "datetime":  # a date and time that exist: printed back the same (no year 0000, no 24:00)
+            ok += f" AND CAST(TRY_CAST({value} AS TIMESTAMP) AS VARCHAR) = {value}"
         values.append(f"{value} AS {col}")
         checks.append(f"({null} OR coalesce({ok}, false))")
     files = "[" + ", ".join(_quote(p) for p in objects.values()) + "]"

@@ -4,7 +4,8 @@ Spark reads every JSON-lines object whole (``wholetext``), splits it into number
 with ``try_parse_json`` (a VARIANT), so each value's JSON type is checked exactly, as
 ``schema.validate_record`` would (a plain JSON reader would quietly turn ``"25"`` into 25). The check is
 deliberately strict: any line that is not plainly valid (not an object, a wrong JSON type, an integer out of
-range, a datetime not in the wire format, a duplicated key, bytes that are not UTF-8) flags its whole
+range, a float that is not finite, a datetime not in the wire format or not a real date and time, a
+surrogate escape, a duplicated key, bytes that are not UTF-8) flags its whole
 object, which is then re-read record by record in Python by ``engines.lake_input.scan_object``, the same
 code the DuckDB engine uses, so both engines quarantine the same records with the same reasons and keep
 the same good ones. Parquet objects always take that exact path, as in the DuckDB engine.
@@ -31,6 +32,9 @@ FILE_SHIFT = 1 << 40
 _INTS = "('TINYINT', 'SMALLINT', 'INT', 'BIGINT')"
 _SPARK_TYPES = {"int": "bigint", "float": "double", "str": "string", "datetime": "string"}
 _WIRE_DATETIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
+_WIRE = "'yyyy-MM-dd HH:mm:ss'"
+_SURROGATE_ESCAPE = "\\\\u[dD][89a-fA-F]"
+"""A ``\\uD800``-``\\uDFFF`` escape: Spark reads a lone one as '?', Python keeps it and refuses it later."""
 
 
 @dataclass
@@ -73,18 +77,25 @@ def typed_select(kind: Kind) -> str:
         if kind_type == "int":
             ok = f"{shape} IN {_INTS}"
         elif kind_type == "float":
-            ok = f"({shape} IN {_INTS} OR {shape} LIKE 'DECIMAL%' OR {shape} = 'DOUBLE')"
+            # a finite double: 1e400 and a 400-digit integer read as Infinity, NaN is a JSON extension
+            finite = f"NOT isnan({typed}) AND abs({typed}) < double('Infinity')"
+            ok = f"({shape} IN {_INTS} OR {shape} LIKE 'DECIMAL%' OR {shape} = 'DOUBLE') AND {finite}"
         elif kind_type == "str":
             ok = f"{shape} = 'STRING'"
         else:
+            # the wire format, and a date and time that exist: printed back the same (no 2020-02-30,
+            # no year 0000, no 24:00:00)
             text = f"variant_get({value}, '$', 'string')"
-            ok = f"({shape} = 'STRING' AND regexp_like({text}, {_quote(_WIRE_DATETIME)}))"
+            stamp = f"try_to_timestamp({text}, {_WIRE})"  # proleptic: it reads year 0000 as 1 BC
+            exists = f"coalesce(date_format({stamp}, {_WIRE}) = {text} AND year({stamp}) >= 1, false)"
+            ok = f"({shape} = 'STRING' AND regexp_like({text}, {_quote(_WIRE_DATETIME)}) AND {exists})"
         # a missing field gives NULL: allowed, as is an explicit JSON null (VOID); a value of the right
         # JSON type that does not fit the column (an integer past BIGINT) is not plainly valid either
         checks.append(f"coalesce({shape} = 'VOID' OR ({ok} AND {typed} IS NOT NULL), true)")
     return (
         f"SELECT _file, _line, {', '.join(values)},"
         f" (j IS NOT NULL AND j._corrupt_record IS NULL AND instr(line, '\\uFFFD') = 0"
+        f" AND NOT regexp_like(line, {_quote(_SURROGATE_ESCAPE)})"
         f" AND {' AND '.join(checks)}) AS _ok"
         f" FROM (SELECT _file, _line, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
         f" FROM lines) AS parsed"

@@ -62,6 +62,8 @@ def _parse(kind: Kind, record: Record) -> tuple[dict[str, Any] | None, str | Non
         value = json.loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"not JSON: {exc}"
+    except RecursionError:  # nested deeper than the parser goes (the API refuses such bodies)
+        return None, "not JSON: nested too deep"
     problems = validate_record(kind, value)
     if problems:
         return None, "; ".join(problems)

@@ -18,9 +18,14 @@ import pyarrow as pa
 import pytest
 
 from pinpipe.config import Settings, load_settings
+from pinpipe.delta import read_table
+from pinpipe.engines import get_engine
+from pinpipe.engines.base import BatchResult
 from pinpipe.locations import file_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.schema import KINDS, stream_name
+from pinpipe.tables import batch_table
+from pinpipe.transform.queries import OUTPUTS, BatchOptions
 from tests.processes import run_pinpipe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,3 +103,23 @@ def same_rows(a: pa.Table, b: pa.Table) -> bool:
         return False
     key = lambda row: repr(sorted(row.items()))  # noqa: E731
     return sorted(a.to_pylist(), key=key) == sorted(b.to_pylist(), key=key)
+
+
+def same_batch_on_both_engines(
+    workdir: Path, options: BatchOptions, **overrides: Any
+) -> tuple[BatchResult, BatchResult]:
+    """The DuckDB and the Spark batch on ``workdir``'s lake, each writing its own tables, asserted to
+    read, clean, quarantine (same records, same reasons) and output the same; returns both results."""
+    duck_settings = settings_for(workdir, "tables-duckdb", **overrides)
+    duck = get_engine("duckdb", duck_settings).run_batch(options)
+    spark_settings = settings_for(workdir, "tables-spark", **overrides)
+    result = get_engine("spark", spark_settings).run_batch(options)
+    assert result.records_read == duck.records_read
+    assert result.cleaned_rows == duck.cleaned_rows
+    assert [q.__dict__ for q in result.quarantined] == [q.__dict__ for q in duck.quarantined]
+    for name in OUTPUTS:
+        assert result.outputs[name].equals(duck.outputs[name]), name
+    for kind in KINDS:
+        ours = read_table(batch_table(spark_settings, kind))
+        assert same_rows(ours, read_table(batch_table(duck_settings, kind))), kind
+    return duck, result

@@ -20,12 +20,17 @@ from click.testing import CliRunner
 
 from pinpipe.cli import cli
 from pinpipe.delta import read_table
-from pinpipe.engines import get_engine
 from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, topic_name
-from pinpipe.tables import batch_table
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
-from tests.integration.spark_support import aicore_lake, same_rows, settings_for, spark, synthetic_lake
+from tests.integration.spark_support import (
+    aicore_lake,
+    same_batch_on_both_engines,
+    same_rows,
+    settings_for,
+    spark,
+    synthetic_lake,
+)
 
 __all__ = ["aicore_lake", "spark"]  # session fixtures, used by name below
 
@@ -80,24 +85,9 @@ def test_delta_tables_cross_read_between_delta_spark_and_delta_rs(
     assert read_table(file_url(aicore_runs["spark"] / "batch" / "pin")).num_rows > 1000
 
 
-def _compare(workdir: Path, options: BatchOptions) -> tuple[Any, Any]:
-    duck = get_engine("duckdb", settings_for(workdir, "tables-duckdb")).run_batch(options)
-    spark_settings = settings_for(workdir, "tables-spark")
-    result = get_engine("spark", spark_settings).run_batch(options)
-    assert result.records_read == duck.records_read
-    assert result.cleaned_rows == duck.cleaned_rows
-    assert [q.__dict__ for q in result.quarantined] == [q.__dict__ for q in duck.quarantined]
-    for name in OUTPUTS:
-        assert result.outputs[name].equals(duck.outputs[name]), name
-    for kind in KINDS:
-        ours = read_table(batch_table(spark_settings, kind))
-        assert same_rows(ours, read_table(batch_table(settings_for(workdir, "tables-duckdb"), kind))), kind
-    return duck, result
-
-
 def test_every_switch_on_the_aicore_lake(aicore_runs: dict[str, Path]) -> None:
     """--keep-duplicates, --median exact and --keep-ties together (each changes the SQL it runs)."""
-    duck, _ = _compare(aicore_runs["workdir"], ALL_SWITCHES)
+    duck, _ = same_batch_on_both_engines(aicore_runs["workdir"], ALL_SWITCHES)
     assert duck.cleaned_rows["pin"] > 1000
 
 
@@ -108,7 +98,7 @@ PINPIPE_SPARK_PARITY_POSTS=100000."""
 
 def test_synthetic_posts(spark: Any, tmp_path: Path) -> None:
     synthetic_lake(tmp_path, SYNTHETIC_POSTS, per_file=5_000)
-    duck, _ = _compare(tmp_path, BatchOptions())
+    duck, _ = same_batch_on_both_engines(tmp_path, BatchOptions())
     assert duck.cleaned_rows == {"pin": SYNTHETIC_POSTS, "geo": SYNTHETIC_POSTS, "user": SYNTHETIC_POSTS}
 
 
@@ -153,7 +143,7 @@ def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path
     parquet = pa.Table.from_pylist([{**user, "ind": 9, "date_joined": "2017-05-05 05:05:05"}])
     pq.write_table(parquet, tmp_path / "lake" / "topics" / topic_name(prefix, "user") / "partition=0"
                    / f"{topic_name(prefix, 'user')}+0+{500:010d}.parquet")  # fmt: skip
-    duck, ours = _compare(tmp_path, BatchOptions())
+    duck, ours = same_batch_on_both_engines(tmp_path, BatchOptions())
     assert len(duck.quarantined) == 6
     assert duck.cleaned_rows == {"pin": 4, "geo": 5, "user": 3}  # u1 once; geo 1 once; ind 9 from Parquet
     years = ours.outputs["posts_per_category_by_year"].to_pylist()

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pinpipe.engines.delta import read_delta
+from pinpipe.delta import read_table
 from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, stream_name
 from pinpipe.tables import dead_letter_table, stream_table
@@ -158,7 +158,7 @@ def test_stream_on_the_cluster_survives_a_driver_kill_exactly_once(
         wait_for("a committed micro-batch", lambda: any(commits.glob("[0-9]*")), driver, log)
     finally:
         kill_group(driver)  # the Python driver and its JVM, mid-run
-    written = read_delta(stream_table(settings, "pin")).num_rows
+    written = read_table(stream_table(settings, "pin")).num_rows
     assert 0 < written < len(values["pin"])  # killed with work left
 
     driver = start_driver(args, env, log)  # restarted, until caught up
@@ -168,10 +168,10 @@ def test_stream_on_the_cluster_survives_a_driver_kill_exactly_once(
         kill_group(driver)  # nothing of it outlives the test (its JVM exits by itself within seconds)
 
     for kind in KINDS:
-        table = read_delta(stream_table(settings, kind))
+        table = read_table(stream_table(settings, kind))
         expected = clean_table(kind, pa.Table.from_pylist(values[kind]))
         assert same_rows(table.select(list(CLEAN_COLUMNS[kind])), expected), kind
         origins = table.select(["_partition", "_offset"]).to_pylist()
         assert len({(o["_partition"], o["_offset"]) for o in origins}) == len(origins), kind
-    dead = read_delta(dead_letter_table(settings)).to_pylist()
+    dead = read_table(dead_letter_table(settings)).to_pylist()
     assert sorted(d["stream"] for d in dead) == sorted(stream_name(prefix, k) for k in KINDS for _ in BAD[k])

@@ -82,13 +82,15 @@ POISON = [
     b'{"ind": 1, "latitude": 1e400, "longitude": 2, "country": "X"}',
     b'{"ind": 2, "latitude": NaN, "longitude": Infinity, "country": "X"}',
     b'{"ind": 6, "latitude": 1, "longitude": 2, "country": "\\ud800"}',
+    b'{"ind": 7, "latitude": 1, "longitude": 2, "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
     b'{"ind": 3, "latitude": 1, "longitude": 2, "timestamp": "2020-01-01 00:00:00", "x": 1e400}',
     b'{"ind": 4, "latitude": 1, "longitude": 2, "x": 18446744073709551616, "timestamp": "9999-12-31"}',
     b'{"ind": 5, "timestamp": "0001-01-01 00:00:00", "latitude": 1180591620717411303424, "longitude": 0}',
 ]
-POISON_SET_ASIDE = 4
-"""Geo records another producer wrote straight into the log: the API refuses the first four, and they
-are what the consumers set aside; the others are records the API accepts (numbers as sent)."""
+POISON_SET_ASIDE = 5
+"""Geo records another producer wrote straight into the log: the API refuses the first five (the fifth is
+nested deeper than any JSON parser goes), and they are what the consumers set aside; the others are records
+the API accepts (numbers as sent)."""
 
 
 def test_records_written_past_the_api_are_set_aside_or_processed_never_fatal(tmp_path: Path) -> None:
@@ -103,10 +105,29 @@ def test_records_written_past_the_api_are_set_aside_or_processed_never_fatal(tmp
         summary = p.stream()
     kept = len(POISON) - POISON_SET_ASIDE
     assert result.cleaned_rows["geo"] == kept
-    assert sorted(q.line or 0 for q in result.quarantined) == [1, 2, 3, 4]
+    assert sorted(q.line or 0 for q in result.quarantined) == [1, 2, 3, 4, 5]
     assert summary.rows["geo"] == kept and summary.dead_letters == POISON_SET_ASIDE
     dead = read_table(tables.dead_letter_table(p.settings)).to_pylist()
-    assert sorted(d["offset"] for d in dead) == [0, 1, 2, 3]
+    assert sorted(d["offset"] for d in dead) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("timestamp", ["0000-01-01 00:00:00", "2020-01-01 24:00:00", "2020-02-30 00:00:00"])
+def test_a_date_and_time_that_does_not_exist_is_quarantined_alone_in_its_object(
+    tmp_path: Path, timestamp: str
+) -> None:
+    """DuckDB reads year 0000 (1 BC) and 24:00 (the next day) as timestamps: the bulk reader kept them,
+    although ``datetime.fromisoformat`` (the API's rule) refuses both."""
+    values = [json.dumps(geo(ind=1)), json.dumps(geo(ind=2, timestamp=timestamp))]
+    with pipeline(tmp_path / "work", **{"lake.flush_size": 1}) as p:
+        writer = p.log.writer()
+        writer.append(topic_name(p.settings.prefix, "geo"), [OutgoingRecord(v.encode()) for v in values])
+        writer.flush()
+        p.sink()
+        result = p.batch()
+    assert result.cleaned_rows["geo"] == 1
+    assert [q.reason for q in result.quarantined] == [
+        f"wrong shape: field 'timestamp' must be datetime, got {timestamp!r}"
+    ]
 
 
 def test_the_parquet_lake_keeps_records_holding_numbers_no_column_type_holds(tmp_path: Path) -> None:
