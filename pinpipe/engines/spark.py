@@ -11,31 +11,51 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 
 from pinpipe.config import Settings
-from pinpipe.engines.base import BatchResult, QuarantinedRecord
+from pinpipe.engines.base import BatchResult
+from pinpipe.engines.delta import write_delta
 from pinpipe.engines.lake_input import quarantine_table
-from pinpipe.engines.spark_lake import read_kind
+from pinpipe.engines.spark_lake import RawKind, read_kind
 from pinpipe.engines.spark_session import spark_session
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import open_store
 from pinpipe.locations import hadoop_uri
 from pinpipe.schema import KINDS, Kind
-from pinpipe.tables import batch_table
-from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA, cleaned_sql, conform_raw, raw_schema
+from pinpipe.tables import batch_table, open_delta
+from pinpipe.transform.clean import (
+    CLEAN_ARROW_SCHEMA,
+    cleaned_sql,
+    conform_raw,
+    needs_arrival_order,
+    raw_schema,
+)
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
-from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
+from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 """Spark jobs submitted at once (threads): the three cleaned tables, the ten output queries and their
 Delta writes. Small jobs are mostly driver work (planning, code generation, Delta commits), which
 overlaps up to the cores there are."""
+
+
+@contextmanager
+def step(spark: Any, label: str) -> Iterator[None]:
+    """Spark jobs this thread starts meanwhile carry ``label`` as their description: the event log (and
+    the UI) then say which step of the batch job each stage served."""
+    context = spark.sparkContext
+    context.setJobDescription(label)
+    try:
+        yield
+    finally:
+        context.setJobDescription(None)
 
 
 def spark_schema(schema: pa.Schema) -> str:
@@ -49,6 +69,14 @@ def spark_schema(schema: pa.Schema) -> str:
         pa.list_(pa.float64()): "array<double>",
     }
     return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
+
+
+def table_rows(url: str) -> int:
+    """Rows of the Delta table at ``url``, from its log's per-file statistics (no Spark job)."""
+    counts = pa.table(open_delta(url).get_add_actions()).column("num_records").to_pylist()
+    if None in counts:
+        raise EngineError(f"the Delta table {url} has files without row counts")
+    return sum(counts)
 
 
 def _nullable(table: pa.Table) -> pa.Table:
@@ -92,70 +120,78 @@ class SparkEngine:
         started = time.perf_counter()
         settings = self.settings
         spark = self.spark
-        store = open_store(settings.lake_url)
-        scratch = settings.workdir.resolve() / "tmp"
-        quarantined: list[QuarantinedRecord] = []
-        read: dict[Kind, int] = {}
-        objects_read: dict[Kind, int] = {}
-        parsed: list[Any] = []
+        tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
         try:
-            for kind in KINDS:
-                raw = read_kind(spark, store, settings.lake_url, settings.prefix, kind, scratch)
-                if raw.typed is not None:
-                    parsed.append(raw.typed)
-                quarantined.extend(raw.quarantined)
-                read[kind] = raw.records_read
-                objects_read[kind] = raw.objects_read
-            tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
             with ThreadPoolExecutor(WORKERS) as pool:
-                list(pool.map(lambda k: self._write(self._cleaned(k, options), tables[k]), KINDS))
-            cleaned_rows: dict[Kind, int] = {}
-            for kind in KINDS:  # the outputs read what was written: columnar, pruned, computed once
-                frame = spark.read.format("delta").load(hadoop_uri(tables[kind]))
-                frame.createOrReplaceTempView(f"cleaned_{kind}")
-                cleaned_rows[kind] = frame.count()
-            while parsed:  # the outputs no longer need the parsed lines: free them now, not in finally
-                parsed.pop().unpersist()
-            outputs = self._outputs(options)
-            with ThreadPoolExecutor(WORKERS) as pool:
-                for name in outputs:
-                    tables[name] = batch_table(settings, name)
-                list(pool.map(lambda n: self._write(self._frame(outputs[n]), tables[n]), outputs))
-            tables["quarantine"] = batch_table(settings, "quarantine")
-            self._write(self._frame(quarantine_table(quarantined)), tables["quarantine"])
+                raws = dict(
+                    zip(KINDS, pool.map(lambda k: self._stage(k, options, tables[k]), KINDS), strict=True)
+                )
+            cleaned_rows = {kind: table_rows(tables[kind]) for kind in KINDS}
+            self._register_cleaned(tables)
+            outputs = self._outputs(options, joins_built=True)
+            quarantined = [record for raw in raws.values() for record in raw.quarantined]
+            for name, table in [*outputs.items(), ("quarantine", quarantine_table(quarantined))]:
+                tables[name] = batch_table(settings, name)
+                write_delta(tables[name], table)
         except Exception as exc:
             if type(exc).__module__.startswith(("pyspark", "py4j")):
                 raise EngineError(f"Spark failed: {str(exc).splitlines()[0]}") from exc
             raise
         finally:
-            for frame in parsed:
-                frame.unpersist()
             spark.catalog.clearCache()
         return BatchResult(
             engine=self.name,
             options=options,
             outputs=outputs,
-            records_read=read,
+            records_read={kind: raw.records_read for kind, raw in raws.items()},
             cleaned_rows=cleaned_rows,
             quarantined=quarantined,
             seconds=time.perf_counter() - started,
             tables=tables,
-            objects_read=objects_read,
+            objects_read={kind: raw.objects_read for kind, raw in raws.items()},
         )
 
     # -- steps -------------------------------------------------------------------------------------------
+    def _stage(self, kind: Kind, options: BatchOptions, url: str) -> RawKind:
+        """Read a kind's lake objects (cached once) and write its cleaned table; the cache is freed after."""
+        settings, spark = self.settings, self.spark
+        ordered = needs_arrival_order(kind, options.keep_duplicates)
+        store = open_store(settings.lake_url)
+        scratch = settings.workdir.resolve() / "tmp"
+        with step(spark, f"read {kind}"):
+            raw = read_kind(spark, store, settings.lake_url, settings.prefix, kind, scratch, ordered)
+        try:
+            self._write(self._cleaned(kind, options), url, f"clean {kind}")
+        finally:
+            if raw.typed is not None:
+                raw.typed.unpersist()
+        return raw
+
+    def _register_cleaned(self, tables: Mapping[str, str]) -> None:
+        """Views ``cleaned_<kind>`` (the columns the outputs read, from the written tables) and the two joins
+        ``pin_geo``/``pin_user``, cached: the ten outputs then scan two small in-memory tables, not the Delta
+        tables and a join each."""
+        spark = self.spark
+        for kind in KINDS:
+            frame = spark.read.format("delta").load(hadoop_uri(tables[kind]))
+            frame.select(*COLUMNS_READ[kind]).createOrReplaceTempView(f"cleaned_{kind}")
+        joins = {name: spark.sql(join_sql(name, "spark")).cache() for name in JOINS}
+        for name, frame in joins.items():
+            frame.createOrReplaceTempView(name)
+        with ThreadPoolExecutor(WORKERS) as pool, step(spark, "joins"):
+            list(pool.map(lambda f: f.count(), joins.values()))
+
     def _cleaned(self, kind: Kind, options: BatchOptions) -> Any:
         return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates), "spark"))
 
-    def _outputs(self, options: BatchOptions) -> dict[str, pa.Table]:
+    def _outputs(self, options: BatchOptions, joins_built: bool = False) -> dict[str, pa.Table]:
         def run(name: str) -> pa.Table:
-            return sort_output(name, _nullable(self.spark.sql(output_sql(name, options, "spark")).toArrow()))
+            with step(self.spark, f"query {name}"):
+                table = self.spark.sql(output_sql(name, options, "spark", joins_built)).toArrow()
+            return sort_output(name, _nullable(table))
 
         with ThreadPoolExecutor(WORKERS) as pool:
             return dict(zip(OUTPUTS, pool.map(run, OUTPUTS), strict=True))
-
-    def _frame(self, table: pa.Table) -> Any:
-        return self.spark.createDataFrame(table, schema=spark_schema(table.schema))
 
     def _view(self, table: pa.Table, schema: pa.Schema, name: str) -> None:
         self.spark.createDataFrame(table.cast(schema), schema=spark_schema(schema)).createOrReplaceTempView(
@@ -167,7 +203,8 @@ class SparkEngine:
         table: pa.Table = frame.toArrow()
         return table.cast(schema)
 
-    @staticmethod
-    def _write(frame: Any, url: str) -> None:
+    def _write(self, frame: Any, url: str, label: str) -> None:
         """Replace the Delta table at ``url`` (created if absent): reruns are idempotent."""
-        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(hadoop_uri(url))
+        with step(self.spark, label):
+            writer = frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+            writer.save(hadoop_uri(url))
