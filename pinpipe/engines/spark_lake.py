@@ -32,10 +32,10 @@ from pinpipe.engines.lake_input import NUMBER_LIKE, local_objects, object_keys, 
 from pinpipe.lake.store import FileStore, ObjectStore
 from pinpipe.locations import file_url, hadoop_uri
 from pinpipe.schema import FIELDS, Kind
-from pinpipe.transform.clean import order_sensitive_sql, raw_schema
+from pinpipe.transform.clean import RAW_ARROW_TYPES, SEQ, order_sensitive_sql
 
-SEQ_SHIFT = 1 << 64
-"""``_seq`` = object index * 2^64 + a number unique within the object, as DECIMAL(38, 0)."""
+_SEQ = f"CAST(_file AS DECIMAL(38, 0)) * {1 << 64} + _line"
+"""``_seq``: the object's index * 2^64 + a number unique within the object (DECIMAL(38, 0))."""
 _SPARK_TYPES = {"int": "bigint", "float": "double", "str": "string", "datetime": "string"}
 _WIRE_DATETIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 _NON_STRING = r"^([\[{\"]|(-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false)$)"
@@ -90,10 +90,10 @@ def _field_check(field: str, kind_type: str, variant: bool) -> tuple[str, str]:
     return value, ok
 
 
-def typed_select(kind: Kind, lines: str) -> str:
-    """Per line of ``lines`` (``_file``, ``_pos``, ``line``): typed fields, ``_seq`` and ``_ok`` (plainly
-    valid, see the module doc). One ``from_json`` per line; a line that is not a JSON object, or holds a
-    value the typed column refuses, lands in ``_corrupt_record``."""
+def typed_select(kind: Kind, lines: str = "lines") -> str:
+    """Per line of ``lines`` (``_file``, ``_line``, ``line``): ``_file``, ``_line``, the typed fields and
+    ``_ok`` (plainly valid, see the module doc). One ``from_json`` per line; a line that is not a JSON
+    object, or holds a value the typed column refuses, lands in ``_corrupt_record``."""
     variants = NUMBER_LIKE.get(kind, frozenset())
     fields = FIELDS[kind]
     types = [f"`{f}` {'variant' if f in variants else _SPARK_TYPES[t]}" for f, t in fields.items()]
@@ -110,9 +110,8 @@ def typed_select(kind: Kind, lines: str) -> str:
         f" AND (instr(line, '\\\\u') = 0 OR NOT line RLIKE {_quote(_LONE_SURROGATE)})"
     )
     return (
-        f"SELECT _file, {', '.join(values)}, CAST(_file AS DECIMAL(38, 0)) * {SEQ_SHIFT} + _pos AS _seq,"
-        f" ({line_ok} AND {' AND '.join(checks)}) AS _ok"
-        f" FROM (SELECT _file, _pos, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
+        f"SELECT _file, _line, {', '.join(values)}, ({line_ok} AND {' AND '.join(checks)}) AS _ok"
+        f" FROM (SELECT _file, _line, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
         f" FROM {lines}) AS parsed"
     )
 
@@ -120,14 +119,15 @@ def typed_select(kind: Kind, lines: str) -> str:
 def _lines(
     spark: Any, store: ObjectStore, lake_url: str, keys: list[str], index: dict[str, int], kind: Kind
 ) -> str:
-    """A view of every non-blank line of the objects ``keys`` with its object's index; returns its name."""
+    """A view of every non-blank line of the objects ``keys``: its object's index (``_file``), a number unique
+    within the object (``_line``: Spark's row id, in no particular order) and the text; returns its name."""
     text = spark.read.option("lineSep", "\n").text([object_url(store, lake_url, k) for k in keys])
     # objects are matched by their last two key segments (partition=<p>/<name>), unique per topic
     tail = [("/".join(k.split("/")[-2:]), index[k]) for k in keys]
     text.select("value", "_metadata.file_path").createOrReplaceTempView(f"lake_text_{kind}")
     spark.createDataFrame(tail, "tail string, _file bigint").createOrReplaceTempView(f"lake_files_{kind}")
     spark.sql(
-        "SELECT /*+ BROADCAST(f) */ f._file, monotonically_increasing_id() AS _pos, t.value AS line"
+        "SELECT /*+ BROADCAST(f) */ f._file, monotonically_increasing_id() AS _line, t.value AS line"
         f" FROM lake_text_{kind} AS t JOIN lake_files_{kind} AS f"
         " ON substring_index(t.file_path, '/', -2) = f.tail WHERE trim(t.value) != ''"
     ).createOrReplaceTempView(f"lines_{kind}")
@@ -176,23 +176,26 @@ def read_kind(
         flagged, count = _verdicts(spark, kind, ordered)
         exact.extend(keys[i] for i in sorted(flagged))
         flagged_sql = ", ".join(str(i) for i in sorted(flagged)) or "-1"
-        good = spark.sql(f"SELECT {names}, _seq FROM typed_{kind} WHERE _file NOT IN ({flagged_sql})")
+        good = spark.sql(
+            f"SELECT {names}, {_SEQ} AS _seq FROM typed_{kind} WHERE _file NOT IN ({flagged_sql})"
+        )
     bad: list[QuarantinedRecord] = []
     scanned: list[pa.Table] = []
     with local_objects(store, sorted(exact, key=index.__getitem__), scratch) as objects:
         for obj in objects:
             table, rejected = scan_object(kind, obj)
             bad.extend(rejected)
-            if table.num_rows:
+            if table.num_rows:  # its _seq is the line: _line here, _seq computed as for the other objects
+                lines = table.rename_columns(["_line" if c == SEQ else c for c in table.column_names])
                 scanned.append(
-                    table.append_column("_file", pa.array([index[obj.key]] * table.num_rows, pa.int64()))
+                    lines.append_column("_file", pa.array([index[obj.key]] * table.num_rows, pa.int64()))
                 )
     frame = good
     if scanned or frame is None:
         arrow = pa.concat_tables(scanned) if scanned else _exact_schema(kind).empty_table()
         count += arrow.num_rows
         extra = spark.createDataFrame(arrow, schema=_spark_schema(kind)).selectExpr(
-            *(f"`{f}`" for f in FIELDS[kind]), f"CAST(_file AS DECIMAL(38, 0)) * {SEQ_SHIFT} + _seq AS _seq"
+            *(f"`{f}`" for f in FIELDS[kind]), f"{_SEQ} AS _seq"
         )
         frame = extra if frame is None else frame.unionByName(extra)
     frame.createOrReplaceTempView(f"raw_{kind}")
@@ -200,9 +203,11 @@ def read_kind(
 
 
 def _exact_schema(kind: Kind) -> pa.Schema:
-    return raw_schema(kind).append(pa.field("_file", pa.int64()))
+    """Records read exactly: the raw columns, ``_line`` and ``_file`` (see :data:`_SEQ`)."""
+    fields = [(f, RAW_ARROW_TYPES[t]) for f, t in FIELDS[kind].items()]
+    return pa.schema([*fields, ("_line", pa.int64()), ("_file", pa.int64())])
 
 
 def _spark_schema(kind: Kind) -> str:
     fields = [f"`{f}` {_SPARK_TYPES[t]}" for f, t in FIELDS[kind].items()]
-    return ", ".join([*fields, "_seq bigint", "_file bigint"])
+    return ", ".join([*fields, "_line bigint", "_file bigint"])
