@@ -106,7 +106,7 @@ def typed_select(kind: Kind, lines: str = "lines") -> str:
     line_ok = (
         f"j IS NOT NULL AND j._corrupt_record IS NULL"
         f" AND trim(LEADING {_SPACE} FROM line) LIKE '{{%' AND trim(TRAILING {_SPACE} FROM line) LIKE '%}}'"
-        f" AND instr(line, '\\uFFFD') = 0"
+        " AND is_valid_utf8(line)"
         f" AND (instr(line, '\\\\u') = 0 OR NOT line RLIKE {_quote(_LONE_SURROGATE)})"
     )
     return (
