@@ -200,4 +200,5 @@ def run(spark: Any, lake: Path, prefix: str, out: Path) -> None:
     user = clean_user(read(spark, lake, prefix, "user")).cache()
     out.mkdir(parents=True, exist_ok=True)
     for name, df in outputs(pin, geo, user).items():
+        spark.sparkContext.setJobDescription(f"plain {name}")  # the stage breakdown's label
         write_csv(df, name, out)
