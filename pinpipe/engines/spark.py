@@ -79,6 +79,12 @@ def table_rows(url: str) -> int:
     return sum(counts)
 
 
+def table_files(url: str) -> list[str]:
+    """The data files of the Delta table at ``url`` just written (no deletion vectors, no column mapping),
+    as Spark reads them."""
+    return [hadoop_uri(uri) for uri in open_delta(url).file_uris()]
+
+
 def _nullable(table: pa.Table) -> pa.Table:
     """Spark marks count(*) NOT NULL; DuckDB and delta-rs do not: the same outputs, the same schema."""
     return table.cast(pa.schema([f.with_nullable(True) for f in table.schema]))
@@ -122,7 +128,7 @@ class SparkEngine:
         spark = self.spark
         tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
         try:
-            with ThreadPoolExecutor(WORKERS) as pool:
+            with ThreadPoolExecutor(len(KINDS)) as pool:  # all three: the small user kind fills the gaps
                 raws = dict(
                     zip(KINDS, pool.map(lambda k: self._stage(k, options, tables[k]), KINDS), strict=True)
                 )
@@ -130,9 +136,10 @@ class SparkEngine:
             self._register_cleaned(tables)
             outputs = self._outputs(options, joins_built=True)
             quarantined = [record for raw in raws.values() for record in raw.quarantined]
-            for name, table in [*outputs.items(), ("quarantine", quarantine_table(quarantined))]:
-                tables[name] = batch_table(settings, name)
-                write_delta(tables[name], table)
+            small = {**outputs, "quarantine": quarantine_table(quarantined)}
+            tables.update({name: batch_table(settings, name) for name in small})
+            with ThreadPoolExecutor(WORKERS) as pool:  # delta-rs: no Spark job, the GIL released
+                list(pool.map(lambda n: write_delta(tables[n], small[n]), small))
         except Exception as exc:
             if type(exc).__module__.startswith(("pyspark", "py4j")):
                 raise EngineError(f"Spark failed: {str(exc).splitlines()[0]}") from exc
@@ -172,14 +179,25 @@ class SparkEngine:
         ``pin_geo``/``pin_user``, cached: the ten outputs then scan two small in-memory tables, not the Delta
         tables and a join each."""
         spark = self.spark
-        for kind in KINDS:
-            frame = spark.read.format("delta").load(hadoop_uri(tables[kind]))
+        for kind in KINDS:  # the files the log lists, read as Parquet: no Delta snapshot jobs
+            files = table_files(tables[kind])
+            schema = CLEAN_ARROW_SCHEMA[kind]
+            frame = (
+                spark.read.parquet(*files)
+                if files
+                else spark.createDataFrame(schema.empty_table(), schema=spark_schema(schema))
+            )
             frame.select(*COLUMNS_READ[kind]).createOrReplaceTempView(f"cleaned_{kind}")
         joins = {name: spark.sql(join_sql(name, "spark")).cache() for name in JOINS}
         for name, frame in joins.items():
             frame.createOrReplaceTempView(name)
-        with ThreadPoolExecutor(WORKERS) as pool, step(spark, "joins"):
-            list(pool.map(lambda f: f.count(), joins.values()))
+
+        def build(name: str) -> None:
+            with step(spark, f"join {name}"):
+                joins[name].count()
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(build, joins))
 
     def _cleaned(self, kind: Kind, options: BatchOptions) -> Any:
         return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates), "spark"))
