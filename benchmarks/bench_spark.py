@@ -120,10 +120,12 @@ def differences(ours: Path, other: Path) -> list[str]:
 
 
 def line(side: str, run: ChildRun, report: dict[str, float]) -> str:
+    """Wall, start-up, job and the peak RSS of the process tree (the child's CPU time is left out: the
+    JVM it starts is not its waited-for child, so it would not count)."""
     start = f"start-up {report['startup_s']:.1f} s, " if "startup_s" in report else ""
     return (
         f"{side:<6} {run.seconds:7.1f} s wall  ({start}job {report['job_s']:.1f} s)"
-        f"  CPU {run.cpu:6.1f} s  peak RSS {run.peak / 1e6:6.0f} MB"
+        f"  peak RSS {run.peak / 1e6:6.0f} MB"
     )
 
 
