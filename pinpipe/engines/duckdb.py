@@ -38,7 +38,7 @@ from pinpipe.engines.increments import (
     rebuild_plan,
     write_table,
 )
-from pinpipe.engines.lake_input import LakeObject, local_objects, scan_object
+from pinpipe.engines.lake_input import NUMBER_LIKE, LakeObject, local_objects, scan_object
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
 from pinpipe.locations import duckdb_path
@@ -100,25 +100,20 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_NUMBER_LIKE: dict[Kind, frozenset[str]] = {"pin": frozenset({"follower_count", "poster_name"})}
-"""String fields whose values often look like JSON numbers in real data (follower_count "997", the aicore
-poster_name "967"): the fast read would flag them (:func:`_bulk_select`), so they are read exactly."""
-
-
 def _bulk_select(kind: Kind, objects: dict[int, str], exact: bool = False) -> str:
     """read_json of many objects (index -> local path): typed values, ``_ok`` (every value of the expected
     JSON type) and the object's index (from the reader's ``file_index``).
 
     ``exact``: every field is read as JSON and its type checked on the JSON text, as
     ``schema.validate_record`` would (DuckDB alone would quietly turn ``"25"`` into 25). Otherwise string
-    fields (but :data:`_NUMBER_LIKE`) are read as VARCHAR, a quarter less CPU for pins: DuckDB renders any
+    fields (but :data:`NUMBER_LIKE`) are read as VARCHAR, a quarter less CPU for pins: DuckDB renders any
     non-string value read into VARCHAR as JSON text (5, true, {"a":1}), so a value that is valid JSON and
     not a quoted string is flagged, never passed. ``_ok`` is then false for a few genuine strings too (a
     title "2023"): their objects are read again exactly.
     """
     fields = FIELDS[kind]
     strings = {f for f, t in fields.items() if t in ("str", "datetime")}
-    fast = set() if exact else strings - _NUMBER_LIKE.get(kind, frozenset())
+    fast = set() if exact else strings - NUMBER_LIKE.get(kind, frozenset())
     columns = ", ".join(f"{_quote(f)}: '{'VARCHAR' if f in fast else 'JSON'}'" for f in fields)
     values, checks = [], []
     for f, t in fields.items():

@@ -27,6 +27,11 @@ from pinpipe.transform.clean import conform_raw, raw_table
 SUFFIXES = (".json", ".parquet")
 _MAX_SHOWN = 10_000
 
+NUMBER_LIKE: dict[Kind, frozenset[str]] = {"pin": frozenset({"follower_count", "poster_name"})}
+"""String fields whose values often look like JSON numbers in real data (follower_count "997", the aicore
+poster_name "967"): an engine's fast reader checks their JSON type exactly rather than guessing it from the
+text, or it would flag most objects."""
+
 
 @dataclass(frozen=True)
 class LakeObject:

@@ -10,20 +10,23 @@ under spark-submit or on Databricks).
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
 
 from pinpipe.config import Settings
-from pinpipe.engines.base import BatchResult, QuarantinedRecord
+from pinpipe.delta import open_table, replace_table
+from pinpipe.engines.base import BatchResult
 from pinpipe.engines.increments import (
     PRECEDES_KEPT,
     Fingerprinter,
     KindPlan,
+    QuarantineBook,
     plan_run,
     plan_summary,
     rebuild_plan,
@@ -42,16 +45,29 @@ from pinpipe.transform.clean import (
     conform_raw,
     differing_first_pins_sql,
     kept_rows_sql,
+    needs_arrival_order,
     raw_schema,
 )
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
-from pinpipe.transform.queries import OUTPUTS, BatchOptions, output_sql
+from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
 """Spark jobs submitted at once (threads): the three cleaned tables, the ten output queries and their
 Delta writes. Small jobs are mostly driver work (planning, code generation, Delta commits), which
 overlaps up to the cores there are."""
+
+
+@contextmanager
+def step(spark: Any, label: str) -> Iterator[None]:
+    """Spark jobs this thread starts meanwhile carry ``label`` as their description: the event log (and
+    the UI) then say which step of the batch job each stage served."""
+    context = spark.sparkContext
+    context.setJobDescription(label)
+    try:
+        yield
+    finally:
+        context.setJobDescription(None)
 
 
 def spark_schema(schema: pa.Schema) -> str:
@@ -65,6 +81,20 @@ def spark_schema(schema: pa.Schema) -> str:
         pa.list_(pa.float64()): "array<double>",
     }
     return ", ".join(f"`{f.name}` {names[f.type]}" for f in schema)
+
+
+def table_rows(url: str) -> int:
+    """Rows of the Delta table at ``url``, from its log's per-file statistics (no Spark job)."""
+    counts = pa.table(open_table(url).get_add_actions()).column("num_records").to_pylist()
+    if None in counts:
+        raise EngineError(f"the Delta table {url} has files without row counts")
+    return sum(counts)
+
+
+def table_files(url: str) -> list[str]:
+    """The data files of the Delta table at ``url`` just written (no deletion vectors, no column mapping),
+    as Spark reads them."""
+    return [hadoop_uri(uri) for uri in open_table(url).file_uris()]
 
 
 def _nullable(table: pa.Table) -> pa.Table:
@@ -112,53 +142,26 @@ class SparkEngine:
         settings = self.settings
         spark = self.spark
         store = open_store(settings.lake_url)
-        scratch = settings.workdir.resolve() / "tmp"
         quarantine, plans = plan_run(store, settings, options, full_refresh)
-        quarantined: list[QuarantinedRecord] = []
-        read: dict[Kind, int] = dict.fromkeys(KINDS, 0)
-        objects_read: dict[Kind, int] = dict.fromkeys(KINDS, 0)
-        parsed: list[Any] = []
+        tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
         fingerprints = Fingerprinter()
+        books = threading.Lock()  # one writer of the quarantine table at a time
+
+        def stage(kind: Kind) -> RawKind | None:
+            plans[kind], raw = self._stage(
+                plans[kind], options, store, tables[kind], fingerprints, quarantine, books
+            )
+            return raw
+
         try:
-            tables: dict[str, str] = {kind: batch_table(settings, kind) for kind in KINDS}
-            new: list[Kind] = []
-            for kind in KINDS:
-                plans[kind], raw = self._read_new(plans[kind], options, store, scratch)
-                if raw is None:
-                    continue
-                new.append(kind)
-                if raw.typed is not None:
-                    parsed.append(raw.typed)
-                for key in plans[kind].todo:
-                    path = store.root / key if isinstance(store, FileStore) else None
-                    fingerprints.add(key, path, plans[kind].info.get(key))
-                quarantined.extend(raw.quarantined)
-                read[kind] = raw.records_read
-                objects_read[kind] = raw.objects_read
-                # the kind's bad records are recorded before its rows are committed (see QuarantineBook)
-                quarantine.record(kind, plans[kind].todo, raw.quarantined, plans[kind].rebuild is not None)
-
-            def commit(kind: Kind) -> None:
-                plan = plans[kind]
-                state = plan.state_after(options, fingerprints.result(plan.todo))
-                self._commit(
-                    self._new_rows(plan, options), tables[kind], plan.rebuild is None, state.to_json()
-                )
-
-            with ThreadPoolExecutor(WORKERS) as pool:
-                list(pool.map(commit, new))
-            cleaned_rows: dict[Kind, int] = {}
-            for kind in KINDS:  # the outputs read what was written: columnar, pruned, computed once
-                frame = self._history(kind)
-                frame.createOrReplaceTempView(f"cleaned_{kind}")
-                cleaned_rows[kind] = frame.count()
-            while parsed:  # the outputs no longer need the parsed lines: free them now, not in finally
-                parsed.pop().unpersist()
-            outputs = self._outputs(options)
-            with ThreadPoolExecutor(WORKERS) as pool:
-                for name in outputs:
-                    tables[name] = batch_table(settings, name)
-                list(pool.map(lambda n: self._write(self._frame(outputs[n]), tables[n]), outputs))
+            with ThreadPoolExecutor(len(KINDS)) as pool:  # all three: the small user kind fills the gaps
+                raws = dict(zip(KINDS, pool.map(stage, KINDS), strict=True))
+            cleaned_rows = {kind: table_rows(tables[kind]) for kind in KINDS}
+            self._register_cleaned(tables)
+            outputs = self._outputs(options, joins_built=True)
+            tables.update({name: batch_table(settings, name) for name in outputs})
+            with ThreadPoolExecutor(WORKERS) as pool:  # delta-rs: no Spark job, the GIL released
+                list(pool.map(lambda n: replace_table(tables[n], outputs[n]), outputs))
             tables["quarantine"] = quarantine.url
         except Exception as exc:
             if type(exc).__module__.startswith(("pyspark", "py4j")):
@@ -166,40 +169,76 @@ class SparkEngine:
             raise
         finally:
             fingerprints.close()
-            for frame in parsed:
-                frame.unpersist()
             spark.catalog.clearCache()
+        read = {kind: raw.records_read if raw else 0 for kind, raw in raws.items()}
         return BatchResult(
             engine=self.name,
             options=options,
             outputs=outputs,
             records_read=read,
             cleaned_rows=cleaned_rows,
-            quarantined=quarantined,
+            quarantined=[record for raw in raws.values() if raw for record in raw.quarantined],
             seconds=time.perf_counter() - started,
             tables=tables,
-            objects_read=objects_read,
+            objects_read={kind: raw.objects_read if raw else 0 for kind, raw in raws.items()},
             **plan_summary(plans),
         )
 
+    # -- steps -------------------------------------------------------------------------------------------
+    def _stage(
+        self,
+        plan: KindPlan,
+        options: BatchOptions,
+        store: ObjectStore,
+        url: str,
+        fingerprints: Fingerprinter,
+        quarantine: QuarantineBook,
+        books: threading.Lock,
+    ) -> tuple[KindPlan, RawKind | None]:
+        """Read a kind's new lake objects (cached once), record their bad records, then commit the cleaned
+        rows with the kind's bookkeeping; the cache is freed after. None: nothing new to clean."""
+        plan, raw = self._read_new(plan, options, store)
+        if raw is None:
+            return plan, None
+        try:
+            for key in plan.todo:
+                path = store.root / key if isinstance(store, FileStore) else None
+                fingerprints.add(key, path, plan.info.get(key))
+            with books:  # the kind's bad records are recorded before its rows are committed
+                quarantine.record(plan.kind, plan.todo, raw.quarantined, plan.rebuild is not None)
+            state = plan.state_after(options, fingerprints.result(plan.todo))
+            with step(self.spark, f"clean {plan.kind}"):
+                self._commit(self._new_rows(plan, options), url, plan.rebuild is None, state.to_json())
+        finally:
+            if raw.typed is not None:
+                raw.typed.unpersist()
+        return plan, raw
+
     # -- incremental runs ----------------------------------------------------------------------------------
     def _read_new(
-        self, plan: KindPlan, options: BatchOptions, store: ObjectStore, scratch: Path
+        self, plan: KindPlan, options: BatchOptions, store: ObjectStore
     ) -> tuple[KindPlan, RawKind | None]:
         """The plan's objects as ``raw_<kind>`` (None: an incremental run with nothing new), and the plan,
         turned into a rebuild when a new pin precedes a differing kept one."""
         if plan.rebuild is None and not plan.todo:
             return plan, None
-        settings = self.settings
-        raw = read_kind(self.spark, store, settings.lake_url, settings.prefix, plan.kind, scratch, plan.todo)
+        raw = self._read(plan, options, store)
         if self._precedes_kept(plan, options):
             if raw.typed is not None:
                 raw.typed.unpersist()
             plan = rebuild_plan(plan, PRECEDES_KEPT)
-            raw = read_kind(
-                self.spark, store, settings.lake_url, settings.prefix, plan.kind, scratch, plan.todo
-            )
+            raw = self._read(plan, options, store)
         return plan, raw
+
+    def _read(self, plan: KindPlan, options: BatchOptions, store: ObjectStore) -> RawKind:
+        """The plan's objects to clean as ``raw_<kind>``."""
+        settings, spark, kind = self.settings, self.spark, plan.kind
+        scratch = settings.workdir.resolve() / "tmp"
+        ordered = needs_arrival_order(kind, options.keep_duplicates)
+        with step(spark, f"read {kind}"):
+            return read_kind(
+                spark, store, settings.lake_url, settings.prefix, kind, scratch, ordered, plan.todo
+            )
 
     def _precedes_kept(self, plan: KindPlan, options: BatchOptions) -> bool:
         """Whether a new pin is the first record of its unique_id over the whole lake although the table
@@ -235,19 +274,42 @@ class SparkEngine:
         else:
             writer.mode("overwrite").option("overwriteSchema", "true").save(hadoop_uri(url))
 
-    # -- steps -------------------------------------------------------------------------------------------
+    def _register_cleaned(self, tables: Mapping[str, str]) -> None:
+        """Views ``cleaned_<kind>`` (the columns the outputs read, from the written tables) and the two joins
+        ``pin_geo``/``pin_user``, cached: the ten outputs then scan two small in-memory tables, not the Delta
+        tables and a join each."""
+        spark = self.spark
+        for kind in KINDS:  # the files the log lists, read as Parquet: no Delta snapshot jobs
+            files = table_files(tables[kind])
+            schema = CLEAN_ARROW_SCHEMA[kind]
+            frame = (
+                spark.read.parquet(*files)
+                if files
+                else spark.createDataFrame(schema.empty_table(), schema=spark_schema(schema))
+            )
+            frame.select(*COLUMNS_READ[kind]).createOrReplaceTempView(f"cleaned_{kind}")
+        joins = {name: spark.sql(join_sql(name, "spark")).cache() for name in JOINS}
+        for name, frame in joins.items():
+            frame.createOrReplaceTempView(name)
+
+        def build(name: str) -> None:
+            with step(spark, f"join {name}"):
+                joins[name].count()
+
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(build, joins))
+
     def _cleaned(self, kind: Kind, options: BatchOptions, kept: str | None = None) -> Any:
         return self.spark.sql(render(cleaned_sql(kind, options.keep_duplicates, kept), "spark"))
 
-    def _outputs(self, options: BatchOptions) -> dict[str, pa.Table]:
+    def _outputs(self, options: BatchOptions, joins_built: bool = False) -> dict[str, pa.Table]:
         def run(name: str) -> pa.Table:
-            return sort_output(name, _nullable(self.spark.sql(output_sql(name, options, "spark")).toArrow()))
+            with step(self.spark, f"query {name}"):
+                table = self.spark.sql(output_sql(name, options, "spark", joins_built)).toArrow()
+            return sort_output(name, _nullable(table))
 
         with ThreadPoolExecutor(WORKERS) as pool:
             return dict(zip(OUTPUTS, pool.map(run, OUTPUTS), strict=True))
-
-    def _frame(self, table: pa.Table) -> Any:
-        return self.spark.createDataFrame(table, schema=spark_schema(table.schema))
 
     def _view(self, table: pa.Table, schema: pa.Schema, name: str) -> None:
         self.spark.createDataFrame(table.cast(schema), schema=spark_schema(schema)).createOrReplaceTempView(
@@ -258,8 +320,3 @@ class SparkEngine:
     def _collect(frame: Any, schema: pa.Schema) -> pa.Table:
         table: pa.Table = frame.toArrow()
         return table.cast(schema)
-
-    @staticmethod
-    def _write(frame: Any, url: str) -> None:
-        """Replace the Delta table at ``url`` (created if absent): reruns are idempotent."""
-        frame.write.format("delta").mode("overwrite").option("overwriteSchema", "true").save(hadoop_uri(url))

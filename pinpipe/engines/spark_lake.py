@@ -1,16 +1,24 @@
 """Reading a kind's lake objects into Spark, with the DuckDB engine's quarantine semantics.
 
-Spark reads every JSON-lines object whole (``wholetext``), splits it into numbered lines and parses each
-with ``try_parse_json`` (a VARIANT), so each value's JSON type is checked exactly, as
-``schema.validate_record`` would (a plain JSON reader would quietly turn ``"25"`` into 25). The check is
-deliberately strict: any line that is not plainly valid (not an object, a wrong JSON type, an integer out of
-range, a float that is not finite, a datetime not in the wire format or not a real date and time, a
-surrogate escape, a duplicated key, bytes that are not UTF-8) flags its whole
-object, which is then re-read record by record in Python by ``engines.lake_input.scan_object``, the same
-code the DuckDB engine uses, so both engines quarantine the same records with the same reasons and keep
-the same good ones. Parquet objects always take that exact path, as in the DuckDB engine.
+Spark reads the JSON-lines objects as text lines (split on ``\\n`` only, as the record-by-record reader
+does) and parses each with ``from_json`` into the record's typed columns, the way a plain Spark job reads
+JSON, in one pass whose result is cached for the two reads of it (per-object verdicts, then the rows).
+Spark's parser alone is not exact (it would quietly turn ``5`` into the string ``"5"`` and ``"NaN"`` into a
+double), so each line also gets ``_ok``, true only when the line is plainly valid: an object, every int an
+integer in range, every float finite, every string field not the text Spark makes of a non-string value
+(a number, true/false, an object or array) unless read as VARIANT (:data:`lake_input.NUMBER_LIKE`, whose
+real values often look like numbers: their JSON type is checked exactly), datetimes in the wire format
+and a real date and time (printed back the same, year 1 or later: no 2020-02-30, year 0000 or
+24:00:00), no invalid UTF-8 and no surrogate escape (``\\uD800``-``\\uDFFF``: Spark reads a lone one as
+``?``): ``schema.validate_record``'s rules. Any line that is not plainly valid flags its whole object,
+which is then re-read record by record in Python by ``engines.lake_input.scan_object``, the same code
+the DuckDB engine uses, so both engines quarantine the same records with the same reasons and keep the
+same good ones. Parquet objects always take that exact path, as in the DuckDB engine.
 
-``_seq`` (arrival order: object index in key order * 2^40 + line) orders duplicates as in DuckDB.
+``_seq`` orders duplicates as in DuckDB: object index (key order) first, then a number unique within the
+object (Spark's row id, or the line for objects read exactly). Only the first pin per unique_id depends on
+the order within an object, and only when an object holds two different records with the same unique_id
+(``transform.clean.order_sensitive_sql``): such objects are read exactly too, in line order.
 """
 
 from __future__ import annotations
@@ -22,19 +30,26 @@ from typing import Any
 import pyarrow as pa
 
 from pinpipe.engines.base import QuarantinedRecord
-from pinpipe.engines.lake_input import local_objects, object_keys, scan_object
+from pinpipe.engines.lake_input import NUMBER_LIKE, local_objects, object_keys, scan_object
 from pinpipe.lake.store import FileStore, ObjectStore
 from pinpipe.locations import file_url, hadoop_uri
 from pinpipe.schema import FIELDS, Kind
-from pinpipe.transform.clean import raw_schema
+from pinpipe.transform.clean import RAW_ARROW_TYPES, SEQ, order_sensitive_sql
 
-FILE_SHIFT = 1 << 40
-_INTS = "('TINYINT', 'SMALLINT', 'INT', 'BIGINT')"
+_SEQ = f"CAST(_file AS DECIMAL(38, 0)) * {1 << 64} + _line"
+"""``_seq``: the object's index * 2^64 + a number unique within the object (DECIMAL(38, 0))."""
 _SPARK_TYPES = {"int": "bigint", "float": "double", "str": "string", "datetime": "string"}
 _WIRE_DATETIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 _WIRE = "'yyyy-MM-dd HH:mm:ss'"
-_SURROGATE_ESCAPE = "\\\\u[dD][89a-fA-F]"
-"""A ``\\uD800``-``\\uDFFF`` escape: Spark reads a lone one as '?', Python keeps it and refuses it later."""
+_NON_STRING = r"^([\[{\"]|(-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?|true|false)$)"
+"""The text Spark's JSON reader makes of a non-string value read into a string column: a number (as sent,
+or Java's spelling of a double: ``100.0``, ``1.0E10``), ``true``/``false``, compact JSON of an object or
+array, a quoted non-finite number. A string that looks like one of these is flagged too (read exactly)."""
+_FIRST = "('[', '{', '\"', 't', 'f', '-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9')"
+_SURROGATE_ESCAPE = r"\\u[dD][89a-fA-F]"
+"""A ``\\uD800``-``\\uDFFF`` escape: Spark reads a lone one as '?', Python keeps a pair or refuses a lone
+one later; either way the exact reader decides."""
+_SPACE = r"' \t\r'"
 
 
 @dataclass
@@ -43,7 +58,7 @@ class RawKind:
 
     frame: Any
     typed: Any
-    """The persisted parsed lines behind ``frame`` (None without JSON objects): unpersist when done."""
+    """The cached parsed lines behind ``frame`` (None without JSON objects): unpersist when done."""
     records_read: int
     objects_read: int
     quarantined: list[QuarantinedRecord]
@@ -60,46 +75,84 @@ def object_url(store: ObjectStore, lake_url: str, key: str) -> str:
     return f"{hadoop_uri(lake_url).rstrip('/')}/{key}"
 
 
-def typed_select(kind: Kind) -> str:
-    """Per line of ``lines`` (``_file``, ``_line``, ``line``): typed fields and ``_ok`` (plainly valid).
+def _field_check(field: str, kind_type: str, variant: bool) -> tuple[str, str]:
+    """(typed value, plainly valid) of one field of the parsed struct ``j``."""
+    value = f"j.`{field}`"
+    if variant:
+        shape = f"schema_of_variant({value})"
+        return f"variant_get({value}, '$', 'string')", f"{shape} = 'STRING' OR {shape} = 'VOID'"
+    if kind_type == "float":  # Spark also reads "NaN", "Infinity" (strings) and 1e400 into a double
+        ok = f"NOT isnan({value}) AND abs({value}) != double('Infinity')"
+    elif kind_type == "str":
+        ok = f"NOT (substring({value}, 1, 1) IN {_FIRST} AND {value} RLIKE {_quote(_NON_STRING)})"
+    elif kind_type == "datetime":  # no other JSON value's text matches the wire format
+        # and a date and time that exist: printed back the same (no 2020-02-30, no year 0000, no 24:00:00)
+        stamp = f"try_to_timestamp({value}, {_WIRE})"  # proleptic: it reads year 0000 as 1 BC
+        exists = f"coalesce(date_format({stamp}, {_WIRE}) = {value} AND year({stamp}) >= 1, false)"
+        ok = f"{value} RLIKE {_quote(_WIRE_DATETIME)} AND {exists}"
+    else:  # int: Spark's parser takes nothing but an integer in range into a bigint
+        ok = "true"
+    return value, ok
 
-    One ``from_json`` per line into VARIANT fields (a JSON that is not an object, or not JSON, lands in
-    ``_corrupt_record``); ``schema_of_variant`` gives each value's JSON type.
-    """
+
+def typed_select(kind: Kind, lines: str = "lines") -> str:
+    """Per line of ``lines`` (``_file``, ``_line``, ``line``): ``_file``, ``_line``, the typed fields and
+    ``_ok`` (plainly valid, see the module doc). One ``from_json`` per line; a line that is not a JSON
+    object, or holds a value the typed column refuses, lands in ``_corrupt_record``."""
+    variants = NUMBER_LIKE.get(kind, frozenset())
     fields = FIELDS[kind]
-    schema = ", ".join([*(f"`{f}` variant" for f in fields), "_corrupt_record string"])
+    types = [f"`{f}` {'variant' if f in variants else _SPARK_TYPES[t]}" for f, t in fields.items()]
+    schema = ", ".join([*types, "_corrupt_record string"])
     values, checks = [], []
     for field, kind_type in fields.items():
-        value = f"j.`{field}`"
-        shape = f"schema_of_variant({value})"
-        typed = f"try_variant_get({value}, '$', '{_SPARK_TYPES[kind_type]}')"
-        values.append(f"{typed} AS `{field}`")
-        if kind_type == "int":
-            ok = f"{shape} IN {_INTS}"
-        elif kind_type == "float":
-            # a finite double: 1e400 and a 400-digit integer read as Infinity, NaN is a JSON extension
-            finite = f"NOT isnan({typed}) AND abs({typed}) < double('Infinity')"
-            ok = f"({shape} IN {_INTS} OR {shape} LIKE 'DECIMAL%' OR {shape} = 'DOUBLE') AND {finite}"
-        elif kind_type == "str":
-            ok = f"{shape} = 'STRING'"
-        else:
-            # the wire format, and a date and time that exist: printed back the same (no 2020-02-30,
-            # no year 0000, no 24:00:00)
-            text = f"variant_get({value}, '$', 'string')"
-            stamp = f"try_to_timestamp({text}, {_WIRE})"  # proleptic: it reads year 0000 as 1 BC
-            exists = f"coalesce(date_format({stamp}, {_WIRE}) = {text} AND year({stamp}) >= 1, false)"
-            ok = f"({shape} = 'STRING' AND regexp_like({text}, {_quote(_WIRE_DATETIME)}) AND {exists})"
-        # a missing field gives NULL: allowed, as is an explicit JSON null (VOID); a value of the right
-        # JSON type that does not fit the column (an integer past BIGINT) is not plainly valid either
-        checks.append(f"coalesce({shape} = 'VOID' OR ({ok} AND {typed} IS NOT NULL), true)")
-    return (
-        f"SELECT _file, _line, {', '.join(values)},"
-        f" (j IS NOT NULL AND j._corrupt_record IS NULL AND instr(line, '\\uFFFD') = 0"
-        f" AND NOT regexp_like(line, {_quote(_SURROGATE_ESCAPE)})"
-        f" AND {' AND '.join(checks)}) AS _ok"
-        f" FROM (SELECT _file, _line, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
-        f" FROM lines) AS parsed"
+        value, ok = _field_check(field, kind_type, field in variants)
+        values.append(f"{value} AS `{field}`")
+        checks.append(f"(j.`{field}` IS NULL OR ({ok}))")
+    line_ok = (
+        f"j IS NOT NULL AND j._corrupt_record IS NULL"
+        f" AND trim(LEADING {_SPACE} FROM line) LIKE '{{%' AND trim(TRAILING {_SPACE} FROM line) LIKE '%}}'"
+        " AND is_valid_utf8(line)"
+        f" AND (instr(line, '\\\\u') = 0 OR NOT line RLIKE {_quote(_SURROGATE_ESCAPE)})"
     )
+    return (
+        f"SELECT _file, _line, {', '.join(values)}, ({line_ok} AND {' AND '.join(checks)}) AS _ok"
+        f" FROM (SELECT _file, _line, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
+        f" FROM {lines}) AS parsed"
+    )
+
+
+def _lines(
+    spark: Any, store: ObjectStore, lake_url: str, keys: list[str], index: dict[str, int], kind: Kind
+) -> str:
+    """A view of every non-blank line of the objects ``keys``: its object's index (``_file``), a number unique
+    within the object (``_line``: Spark's row id, in no particular order) and the text; returns its name."""
+    text = spark.read.option("lineSep", "\n").text([object_url(store, lake_url, k) for k in keys])
+    # objects are matched by their last two key segments (partition=<p>/<name>), unique per topic
+    tail = [("/".join(k.split("/")[-2:]), index[k]) for k in keys]
+    text.select("value", "_metadata.file_path").createOrReplaceTempView(f"lake_text_{kind}")
+    spark.createDataFrame(tail, "tail string, _file bigint").createOrReplaceTempView(f"lake_files_{kind}")
+    spark.sql(
+        "SELECT /*+ BROADCAST(f) */ f._file, monotonically_increasing_id() AS _line, t.value AS line"
+        f" FROM lake_text_{kind} AS t JOIN lake_files_{kind} AS f"
+        " ON substring_index(t.file_path, '/', -2) = f.tail WHERE trim(t.value) != ''"
+    ).createOrReplaceTempView(f"lines_{kind}")
+    return f"lines_{kind}"
+
+
+def _verdicts(spark: Any, kind: Kind, ordered: bool) -> tuple[set[int], int]:
+    """(objects to read exactly, records in the others) from the cached ``typed_<kind>``.
+
+    ``ordered``: the first pin per unique_id is wanted (``transform.clean.needs_arrival_order``), so an
+    object holding two different records with the same unique_id is read exactly, in line order.
+    """
+    per_file = spark.sql(
+        f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
+    ).collect()
+    flagged = {r["_file"] for r in per_file if not r["ok"]}
+    if ordered:
+        staged = f"(SELECT * FROM typed_{kind} WHERE _ok) AS staged"
+        flagged |= {r["_file"] for r in spark.sql(order_sensitive_sql(staged, "_file")).collect()}
+    return flagged, sum(r["n"] for r in per_file if r["_file"] not in flagged)
 
 
 def read_kind(
@@ -109,13 +162,13 @@ def read_kind(
     prefix: str,
     kind: Kind,
     scratch: Path,
+    ordered: bool = False,
     only: list[str] | None = None,
 ) -> RawKind:
-    """Register ``raw_<kind>`` (``transform.clean.raw_schema`` columns) from the lake; see module doc.
+    """Register ``raw_<kind>`` (``transform.clean.raw_schema`` columns, ``_seq`` a decimal) from the lake;
+    see the module doc.
 
     ``only``: the keys to read (those an incremental run cleans, in key order); None: every object."""
-    from pyspark import StorageLevel
-
     keys = object_keys(store, prefix, kind) if only is None else only
     json_keys = [k for k in keys if not k.endswith(".parquet")]
     index = {k: i for i, k in enumerate(keys)}
@@ -125,30 +178,14 @@ def read_kind(
     count = 0
     typed = None
     if json_keys:
-        reader = spark.read.format("text").option("wholetext", "true")
-        text = reader.load([object_url(store, lake_url, k) for k in json_keys])
-        # objects are matched by their last two key segments (partition=<p>/<name>), unique per topic
-        tail = [("/".join(k.split("/")[-2:]), index[k]) for k in json_keys]
-        text.select("value", "_metadata.file_path").createOrReplaceTempView("lake_text")
-        spark.createDataFrame(tail, "tail string, _file bigint").createOrReplaceTempView("lake_files")
-        spark.sql(
-            "SELECT f._file, x.pos + 1 AS _line, x.line FROM lake_text AS t"
-            " JOIN lake_files AS f ON substring_index(t.file_path, '/', -2) = f.tail"
-            " LATERAL VIEW posexplode(split(t.value, '\\n')) x AS pos, line"
-            " WHERE trim(x.line) != ''"
-        ).createOrReplaceTempView("lines")
-        typed = spark.sql(typed_select(kind)).persist(StorageLevel.DISK_ONLY)
+        lines = _lines(spark, store, lake_url, json_keys, index, kind)
+        typed = spark.sql(typed_select(kind, lines)).cache()
         typed.createOrReplaceTempView(f"typed_{kind}")
-        per_file = spark.sql(
-            f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
-        ).collect()
-        flagged = {r["_file"] for r in per_file if not r["ok"]}
-        count = sum(r["n"] for r in per_file if r["ok"])
+        flagged, count = _verdicts(spark, kind, ordered)
         exact.extend(keys[i] for i in sorted(flagged))
         flagged_sql = ", ".join(str(i) for i in sorted(flagged)) or "-1"
         good = spark.sql(
-            f"SELECT {names}, _file * {FILE_SHIFT} + _line AS _seq FROM typed_{kind}"
-            f" WHERE _file NOT IN ({flagged_sql})"
+            f"SELECT {names}, {_SEQ} AS _seq FROM typed_{kind} WHERE _file NOT IN ({flagged_sql})"
         )
     bad: list[QuarantinedRecord] = []
     scanned: list[pa.Table] = []
@@ -156,19 +193,29 @@ def read_kind(
         for obj in objects:
             table, rejected = scan_object(kind, obj)
             bad.extend(rejected)
-            if table.num_rows:
-                seq = pa.compute.add(table.column("_seq"), index[obj.key] * FILE_SHIFT)
-                scanned.append(table.set_column(table.schema.get_field_index("_seq"), "_seq", seq))
+            if table.num_rows:  # its _seq is the line: _line here, _seq computed as for the other objects
+                lines = table.rename_columns(["_line" if c == SEQ else c for c in table.column_names])
+                scanned.append(
+                    lines.append_column("_file", pa.array([index[obj.key]] * table.num_rows, pa.int64()))
+                )
     frame = good
     if scanned or frame is None:
-        arrow = pa.concat_tables(scanned) if scanned else raw_schema(kind).empty_table()
+        arrow = pa.concat_tables(scanned) if scanned else _exact_schema(kind).empty_table()
         count += arrow.num_rows
-        extra = spark.createDataFrame(arrow, schema=_spark_schema(kind))
+        extra = spark.createDataFrame(arrow, schema=_spark_schema(kind)).selectExpr(
+            *(f"`{f}`" for f in FIELDS[kind]), f"{_SEQ} AS _seq"
+        )
         frame = extra if frame is None else frame.unionByName(extra)
     frame.createOrReplaceTempView(f"raw_{kind}")
     return RawKind(frame, typed, count + len(bad), len(keys), sorted(bad, key=lambda r: (r.key, r.line or 0)))
 
 
+def _exact_schema(kind: Kind) -> pa.Schema:
+    """Records read exactly: the raw columns, ``_line`` and ``_file`` (see :data:`_SEQ`)."""
+    fields = [(f, RAW_ARROW_TYPES[t]) for f, t in FIELDS[kind].items()]
+    return pa.schema([*fields, ("_line", pa.int64()), ("_file", pa.int64())])
+
+
 def _spark_schema(kind: Kind) -> str:
     fields = [f"`{f}` {_SPARK_TYPES[t]}" for f, t in FIELDS[kind].items()]
-    return ", ".join([*fields, "_seq bigint"])
+    return ", ".join([*fields, "_line bigint", "_file bigint"])

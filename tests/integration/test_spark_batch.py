@@ -107,9 +107,9 @@ def _lines(*records: object) -> bytes:
 
 
 def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path) -> None:
-    """Bad JSON, wrong JSON types, out-of-range ints, duplicate keys, blank and CRLF lines, ISO datetimes,
-    duplicates, Parquet: the same records quarantined, kept and counted; 2018-12-31 20:43:42 stays in 2018
-    although Spark's JVM runs in Los Angeles."""
+    """Bad JSON, wrong JSON types, out-of-range ints, duplicate keys, invalid UTF-8, blank and CRLF lines,
+    ISO datetimes, duplicates, Parquet: the same records quarantined, kept and counted; 2018-12-31 20:43:42
+    stays in 2018 although Spark's JVM runs in Los Angeles."""
     import pyarrow.parquet as pq
 
     prefix = settings_for(tmp_path).prefix
@@ -124,6 +124,7 @@ def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path
             _lines({**pin, "index": 3, "unique_id": "u3", "downloaded": 2**70}, {**pin, "index": "4"})
             + b'{"index": 5, "index": 6}\n\n'
             + _lines({**pin, "index": 7, "unique_id": "u7", "category": ""}),
+            _lines({**pin, "index": 8, "unique_id": "u8"}) + b'{"index": 9, "title": "\xff"}\n',
         ],
         "geo": [
             _lines(geo, {**geo, "ind": 2, "timestamp": "2019-01-01 00:00:01"}, geo),
@@ -144,8 +145,8 @@ def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path
     pq.write_table(parquet, tmp_path / "lake" / "topics" / topic_name(prefix, "user") / "partition=0"
                    / f"{topic_name(prefix, 'user')}+0+{500:010d}.parquet")  # fmt: skip
     duck, ours = same_batch_on_both_engines(tmp_path, BatchOptions())
-    assert len(duck.quarantined) == 6
-    assert duck.cleaned_rows == {"pin": 4, "geo": 5, "user": 3}  # u1 once; geo 1 once; ind 9 from Parquet
+    assert len(duck.quarantined) == 7
+    assert duck.cleaned_rows == {"pin": 5, "geo": 5, "user": 3}  # u1 once; geo 1 once; ind 9 from Parquet
     years = ours.outputs["posts_per_category_by_year"].to_pylist()
     assert {r["post_year"] for r in years} == {2018, 2019}
     joined = ours.outputs["users_joined_by_year"].to_pylist()
