@@ -60,6 +60,11 @@ class IdempotencyConflictError(LogError):
     reused the key); nothing of the append was stored."""
 
 
+class GroupMovedOnError(LogError):
+    """A consumer group rebalanced before a commit went through: the partitions' new owners resume from
+    the last commit that did."""
+
+
 class LogUnavailableError(LogError):
     """The log cannot be reached right now; the caller may retry."""
 

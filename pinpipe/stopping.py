@@ -17,11 +17,15 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 class StopRequest:
     """Set by a signal (or by :meth:`set`); stages poll it between steps."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
         self._event = threading.Event()
+        self.on_stop = on_stop
+        """Called on a stop; a stage that exists only later sets it then (and checks the request)."""
 
     def set(self) -> None:
         self._event.set()
+        if self.on_stop is not None:
+            self.on_stop()
 
     def __call__(self) -> bool:
         return self._event.is_set()
@@ -32,15 +36,13 @@ def stop_on_signals(on_stop: Callable[[], None] | None = None, enabled: bool = T
     """Within the block SIGTERM/SIGINT set the yielded :class:`StopRequest` (and call ``on_stop``).
     Signal handlers can only be set from the main thread: elsewhere (or with ``enabled`` False) the
     request is only set by its owner."""
-    request = StopRequest()
+    request = StopRequest(on_stop)
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield request
         return
 
     def handle(signum: int, frame: object) -> None:
         request.set()
-        if on_stop is not None:
-            on_stop()
 
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
     for sig in SIGNALS:

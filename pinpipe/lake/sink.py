@@ -48,6 +48,7 @@ Memory: at most ``flush_size`` records (and ``max_object_bytes``) per partition,
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 import time
@@ -55,7 +56,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from pinpipe.errors import LogError, LogUnavailableError, ObjectNotFoundError
+from pinpipe.errors import GroupMovedOnError, LogError, LogUnavailableError, ObjectNotFoundError
 from pinpipe.lake.formats import EXTENSIONS, LakeFormat, format_of_key, lake_format, object_key
 from pinpipe.lake.sink_options import SinkOptions as SinkOptions  # re-exported: the sink's API
 from pinpipe.lake.sink_options import SinkSummary as SinkSummary
@@ -64,6 +65,8 @@ from pinpipe.lake.sink_puts import OrderedPuts
 from pinpipe.lake.store import ObjectStore
 from pinpipe.log.base import Log, LogReader, Record, TopicPartition
 from pinpipe.stopping import stop_on_signals
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -314,6 +317,9 @@ class LakeSink:
             try:
                 self._reader.commit(offsets)
                 break
+            except GroupMovedOnError as exc:  # its new owner rewrites the same objects from the last commit
+                _log.warning("offsets not committed, the group moved on: %s", exc)
+                return
             except LogUnavailableError:
                 if final and time.monotonic() >= deadline:
                     raise
@@ -434,21 +440,24 @@ def run_sink(
         format=lake.format if format is None else format,
     )
     own_log = log is None
-    the_log = open_settings_log(settings) if log is None else log
-    try:
-        sink = LakeSink(
-            the_log,
-            store or open_store(settings.lake_url),
-            list(topic_names(settings.prefix).values()),
-            options,
-            partitions=settings.log.partitions,
-            instance_id=lake.group_instance_id or None,
-        )
+    with stop_on_signals(enabled=handle_signals) as stop:  # from the start: a stop while starting is a stop
+        the_log = open_settings_log(settings) if log is None else log
         try:
-            with stop_on_signals(sink.stop, enabled=handle_signals):
+            sink = LakeSink(
+                the_log,
+                store or open_store(settings.lake_url),
+                list(topic_names(settings.prefix).values()),
+                options,
+                partitions=settings.log.partitions,
+                instance_id=lake.group_instance_id or None,
+            )
+            try:
+                stop.on_stop = sink.stop
+                if stop():
+                    sink.stop()
                 return sink.run(until_idle=until_idle, on_progress=on_progress)
+            finally:
+                sink.close()
         finally:
-            sink.close()
-    finally:
-        if own_log:
-            the_log.close()
+            if own_log:
+                the_log.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 from pinpipe._optional import require
-from pinpipe.errors import LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.errors import GroupMovedOnError, LogError, LogUnavailableError, TopicNotFoundError
 from pinpipe.log.base import RESERVED_HEADER_PREFIX, Record, TopicPartition
 
 ck = require("confluent_kafka", "kafka")
@@ -30,6 +30,12 @@ def raise_for(err: Any, what: str) -> NoReturn:
     message = f"Kafka: {what}: {err.str()}"
     if code in (ck.KafkaError.UNKNOWN_TOPIC_OR_PART, ck.KafkaError._UNKNOWN_TOPIC):
         raise TopicNotFoundError(message)
+    if code in (
+        ck.KafkaError.ILLEGAL_GENERATION,
+        ck.KafkaError.UNKNOWN_MEMBER_ID,
+        ck.KafkaError.REBALANCE_IN_PROGRESS,
+    ):
+        raise GroupMovedOnError(message)
     unavailable = {
         ck.KafkaError._TRANSPORT,
         ck.KafkaError._ALL_BROKERS_DOWN,
