@@ -37,6 +37,9 @@ class Message:
     def value(self) -> bytes:
         return b"v%d" % self._offset
 
+    def headers(self) -> None:
+        return None
+
     def timestamp(self) -> tuple[int, int]:
         return (1, 1000)
 
