@@ -19,13 +19,19 @@ class StopRequest:
 
     def __init__(self, on_stop: Callable[[], None] | None = None) -> None:
         self._event = threading.Event()
-        self.on_stop = on_stop
-        """Called on a stop; a stage that exists only later sets it then (and checks the request)."""
+        self._on_stop = on_stop
 
     def set(self) -> None:
         self._event.set()
-        if self.on_stop is not None:
-            self.on_stop()
+        if self._on_stop is not None:
+            self._on_stop()
+
+    def call_on_stop(self, on_stop: Callable[[], None]) -> None:
+        """Call ``on_stop`` on a stop, and now if one came already: for a stage built after the signals
+        were taken (a stop while it started is not lost)."""
+        self._on_stop = on_stop
+        if self():
+            on_stop()
 
     def __call__(self) -> bool:
         return self._event.is_set()

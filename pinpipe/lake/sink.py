@@ -452,9 +452,7 @@ def run_sink(
                 instance_id=lake.group_instance_id or None,
             )
             try:
-                stop.on_stop = sink.stop
-                if stop():
-                    sink.stop()
+                stop.call_on_stop(sink.stop)
                 return sink.run(until_idle=until_idle, on_progress=on_progress)
             finally:
                 sink.close()
