@@ -22,9 +22,11 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from pinpipe.engines.delta import read_delta
+from pinpipe import exact_json
+from pinpipe.delta import read_table
+from pinpipe.engines.spark_lake import typed_select
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.schema import KINDS, Kind, stream_name, topic_name
+from pinpipe.schema import KINDS, Kind, stream_name, topic_name, validate_record
 from pinpipe.streaming.processor import run_stream
 from pinpipe.streaming.spark_stream import run_spark_stream
 from pinpipe.tables import dead_letter_table, stream_table
@@ -153,6 +155,35 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Hostile:
     return Hostile(workdir, prefix, streams)
 
 
+def test_the_spark_fast_read_passes_a_number_only_with_the_value_the_exact_reader_gives(spark: Any) -> None:
+    """Each edge number as a geo ``ind``, ``latitude`` and ``longitude``: a line Spark's fast read passes
+    (``_ok``) holds exactly the value ``schema.validate_record``'s reader gives (``-0.0`` keeps its sign,
+    as DuckDB keeps it), and a line that rule refuses is never passed."""
+    lines: list[tuple[int, str, str, str]] = []
+    for number in EDGE_NUMBERS:
+        for field in ("ind", "latitude", "longitude"):
+            lines.append((len(lines), field, number, _record("geo", 7, **{field: number})))
+    frame = spark.createDataFrame(
+        [(i, 0, line) for i, _, _, line in lines], "_file bigint, _line bigint, line string"
+    )
+    frame.createOrReplaceTempView("edge_lines")
+    typed = {r["_file"]: r for r in spark.sql(typed_select("geo", "edge_lines")).collect()}
+    wrong: list[tuple[str, str, Any, object]] = []
+    passed = set()
+    for i, field, number, line in lines:
+        record = exact_json.loads(line.encode())
+        got = typed[i]
+        if not got["_ok"]:
+            continue  # left to the exact reader
+        passed.add((field, number))
+        if validate_record("geo", record):
+            wrong.append((field, number, got[field], "refused"))
+        elif repr(got[field]) != repr((int if field == "ind" else float)(record[field])):
+            wrong.append((field, number, got[field], float(record[field])))
+    assert not wrong, wrong
+    assert {("latitude", "-0.0"), ("longitude", "-1e-400"), ("ind", "-0")} <= passed
+
+
 def test_the_spark_batch_keeps_and_quarantines_what_duckdb_does(spark: Any, hostile: Hostile) -> None:
     duck, ours = same_batch_on_both_engines(
         hostile.workdir, BatchOptions(keep_duplicates=True), prefix=hostile.prefix
@@ -164,7 +195,7 @@ def test_the_spark_batch_keeps_and_quarantines_what_duckdb_does(spark: Any, host
 
 
 def _dead_letters(settings: Any) -> dict[tuple[str, int], str]:
-    rows = read_delta(dead_letter_table(settings)).to_pylist()
+    rows = read_table(dead_letter_table(settings)).to_pylist()
     return {(r["stream"], r["offset"]): r["error"] for r in rows}
 
 
@@ -192,6 +223,6 @@ def test_the_spark_stream_cleans_and_dead_letters_what_the_embedded_one_does(
     assert all(dead.values()), dead
     for kind in KINDS:
         columns = [*CLEAN_COLUMNS[kind], "_partition", "_offset"]
-        mine = read_delta(stream_table(ours, kind)).select(columns)
-        theirs: pa.Table = read_delta(stream_table(embedded, kind)).select(columns)
+        mine = read_table(stream_table(ours, kind)).select(columns)
+        theirs: pa.Table = read_table(stream_table(embedded, kind)).select(columns)
         assert same_rows(mine, theirs), kind
