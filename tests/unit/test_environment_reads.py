@@ -16,12 +16,15 @@ def environment_reads(source: str) -> list[int]:
     parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
     lines = []
     for node in ast.walk(tree):
-        name = (
-            node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
-        )
+        if isinstance(node, ast.Attribute):
+            name, stored = node.attr, False
+        elif isinstance(node, ast.Name):
+            name, stored = node.id, isinstance(node.ctx, ast.Store)
+        else:
+            continue
         if name in ("getenv", "getenvb", "environb"):
             lines.append(node.lineno)
-        elif name == "environ" and not (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store)):
+        elif name == "environ" and not stored:
             parent = parents.get(node)
             written = (isinstance(parent, ast.Attribute) and parent.attr in WRITES) or (
                 isinstance(parent, ast.Subscript) and isinstance(parent.ctx, ast.Store)
