@@ -60,11 +60,10 @@ def bench_read(log: EmbeddedLog) -> tuple[float, int]:
 
 def bench_sink(log: EmbeddedLog, lake: Path, flush_size: int, group: str) -> tuple[float, int]:
     options = SinkOptions(flush_size=flush_size, poll_timeout_s=0.0)
-    sink = LakeSink(log, FileStore(file_url(lake)), TOPICS, options, group=group)
-    started = time.perf_counter()
-    summary = sink.run(until_idle=True)
-    elapsed = time.perf_counter() - started
-    sink.close()
+    with LakeSink(log, FileStore(file_url(lake)), TOPICS, options, group=group) as sink:
+        started = time.perf_counter()
+        summary = sink.run(until_idle=True)
+        elapsed = time.perf_counter() - started
     return elapsed, summary.records
 
 

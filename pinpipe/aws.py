@@ -15,13 +15,13 @@ of truth, including ``AWS_ENDPOINT_URL_S3``, which delta-rs itself would not rea
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 from pinpipe._optional import require
+from pinpipe.config import aws_variables
 
 DEFAULT_REGION = "us-east-1"
 
@@ -30,15 +30,10 @@ _sessions: dict[tuple[int, tuple[str, ...]], Any] = {}
 _s3_meta: dict[tuple[str, ...], tuple[str, str]] = {}
 
 
-def _environment() -> tuple[str, ...]:
-    """The AWS variables as they are now: caches are keyed on them, so a changed variable is seen."""
-    return tuple(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("AWS_"))
-
-
 def session() -> Any:
     """A boto3 session for this thread (boto3 sessions are not thread-safe; clients are)."""
     boto3 = require("boto3", "s3")
-    key = (threading.get_ident(), _environment())
+    key = (threading.get_ident(), aws_variables())
     with _lock:
         found = _sessions.get(key)
         if found is None:
@@ -75,7 +70,7 @@ class S3Settings:
 
 def s3_settings() -> S3Settings:
     """Endpoint, region and credentials of S3, from the AWS configuration (see the module docstring)."""
-    env = _environment()
+    env = aws_variables()
     if env not in _s3_meta:
         s3 = client("s3")
         _s3_meta[env] = (s3.meta.endpoint_url, s3.meta.region_name or DEFAULT_REGION)

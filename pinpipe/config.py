@@ -1,5 +1,9 @@
 """Settings: the only module that reads the environment, ``.env`` or ``pinpipe.toml``.
 
+Besides the settings it reads two kinds of variables that are not settings, so that every read of the
+environment stands here: the ``AWS_*`` variables (boto3 reads them itself; :func:`aws_variables`
+keys pinpipe's client caches on them) and the tests' fault injection (:func:`kill_after_claim`).
+
 Priority, lowest first: defaults < ``pinpipe.toml`` (in the current directory, or ``PINPIPE_CONFIG``)
 < ``.env`` < environment (``PINPIPE_LOG__URL=kafka://127.0.0.1:9092``) < flags (given to
 :func:`load_settings`).
@@ -224,6 +228,20 @@ class Settings(BaseSettings):
             parent = [p for p in prefix.split("/") if p][:-1]
             return locations.join(f"s3://{bucket}", *parent, "tables")
         return locations.file_url(self.workdir.resolve() / "tables")
+
+
+KILL_AFTER_CLAIM = "PINPIPE_TEST_KILL_AFTER_CLAIM"
+
+
+def kill_after_claim() -> str | None:
+    """Tests only: the text of the idempotency keys after whose claim :mod:`pinpipe.log.kafka.claims`
+    ``kill -9``s its process (the crash the claim's lease exists for); None when not set."""
+    return os.environ.get(KILL_AFTER_CLAIM) or None
+
+
+def aws_variables() -> tuple[str, ...]:
+    """The ``AWS_*`` variables as they are now, as ``NAME=value``: a changed variable changes the key."""
+    return tuple(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("AWS_"))
 
 
 def _toml_path() -> Path:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from pinpipe import exact_json
@@ -85,14 +85,6 @@ class JsonLinesFormat:
 
     def count(self, data: bytes) -> int:
         return data.count(b"\n")
-
-
-def iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without newline) of a JSON lines object; a last line without a
-    newline (a truncated object) is yielded too, so the reader can report it."""
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if line:
-            yield number, line
 
 
 class ParquetFormat:

@@ -47,12 +47,13 @@ Memory: at most ``flush_size`` records (and ``max_object_bytes``) per partition,
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -64,15 +65,14 @@ from pinpipe.lake.sink_options import TopicSummary as TopicSummary
 from pinpipe.lake.sink_puts import OrderedPuts
 from pinpipe.lake.store import ObjectStore
 from pinpipe.log.base import Log, LogReader, Record, TopicPartition
+from pinpipe.stage import Stage
 from pinpipe.stopping import stop_on_signals
 
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-    from typing import IO
 
-if TYPE_CHECKING:
     from pinpipe.config import Settings
 
 GROUP = "pinpipe-lake-sink"
@@ -96,9 +96,15 @@ class _PartitionState:
     value_bytes: int = 0
 
 
-class LakeSink:
+class LakeSink(Stage):
     """Consumes ``topics`` as ``group`` (default :data:`GROUP`) and writes objects into ``store``;
-    ``instance_id`` names the worker for Kafka's static group membership (ignored on other logs)."""
+    ``instance_id`` names the worker for Kafka's static group membership (ignored on other logs).
+
+    Built, it holds configuration only; :meth:`start` (or ``with``) creates the topics, takes the group's
+    lock (embedded), opens the reader and starts the put thread; :meth:`close` releases them."""
+
+    _reader: LogReader
+    _puts: OrderedPuts
 
     def __init__(
         self,
@@ -118,44 +124,44 @@ class LakeSink:
         self.options = options or SinkOptions()
         self.format: LakeFormat = lake_format(self.options.format)
         self.clock = clock
+        self.partitions = partitions
+        self.group = group
+        self.instance_id = instance_id
         self.summary = SinkSummary(topics={t: TopicSummary() for t in self.topics})
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._dirty: set[TopicPartition] = set()
-        self._puts = OrderedPuts(store, self.options.put_queue)
         self._last_commit = time.monotonic()
-        existing = log.topics()
-        for topic in self.topics:
-            if topic not in existing:
-                log.create_topic(topic, partitions)
         self._states: dict[TopicPartition, _PartitionState] = {}
         self._shared = hasattr(log, "group_reader")
         """Partitions come and go with the group's assignment (Kafka) rather than all being ours."""
         self._assigned_once = False
-        self._lock_file: IO[bytes] | None = None
-        if self._shared:
-            self._reader: LogReader = log.group_reader(group, self.topics, self, instance_id)  # type: ignore[attr-defined]
-            return
-        self._lock_file = _exclusive(log, group)
+
+    def _open(self, acquired: contextlib.ExitStack) -> None:
+        existing = self.log.topics()
         for topic in self.topics:
-            committed = log.committed(group, topic)
-            for p in log.end_offsets(topic):
-                start = committed.get(p, 0)
-                self._states[(topic, p)] = _PartitionState(
-                    topic, p, position=start, committed=committed.get(p)
-                )
-        self._reader = log.reader(group, self.topics)
+            if topic not in existing:
+                self.log.create_topic(topic, self.partitions)
+        if self._shared:
+            group_reader = self.log.group_reader  # type: ignore[attr-defined]
+            self._reader = group_reader(self.group, self.topics, self, self.instance_id)
+        else:
+            acquired.enter_context(_exclusive(self.log, self.group))
+            for topic in self.topics:
+                committed = self.log.committed(self.group, topic)
+                for p in self.log.end_offsets(topic):
+                    self._states[(topic, p)] = _PartitionState(
+                        topic, p, position=committed.get(p, 0), committed=committed.get(p)
+                    )
+            self._reader = self.log.reader(self.group, self.topics)
+        acquired.callback(self._reader.close)
+        self._puts = OrderedPuts(self.store, self.options.put_queue)
+        acquired.callback(self._puts.close)
 
     # control
     def stop(self) -> None:
         """Ask :meth:`run` to finish its poll, write what is complete, commit and return."""
         self._stop.set()
-
-    def close(self) -> None:
-        self._puts.close()
-        self._reader.close()
-        if self._lock_file is not None:
-            self._lock_file.close()
 
     # the group's assignment (Kafka), called from inside a poll
     def assigned(self, offsets: Mapping[TopicPartition, int | None]) -> None:
@@ -183,6 +189,7 @@ class LakeSink:
         self, until_idle: bool = False, on_progress: Callable[[SinkSummary], None] | None = None
     ) -> SinkSummary:
         """Sink until stopped, or with ``until_idle`` until every partition is caught up and written."""
+        self._require_started()
         while not self._stop.is_set():
             consumed = self.step()
             if until_idle and not consumed and self._caught_up():
@@ -200,6 +207,7 @@ class LakeSink:
 
     def step(self) -> int:
         """One poll: consume, write the files that are complete, commit. Returns the records polled."""
+        self._require_started()
         records = self._reader.poll(self.options.poll_records, self.options.poll_timeout_s)
         for record in records:
             self._consume(record)
@@ -392,22 +400,23 @@ class LakeSink:
                 self._write(state)
 
 
-def _exclusive(log: Log, group: str) -> IO[bytes] | None:
+@contextlib.contextmanager
+def _exclusive(log: Log, group: str) -> Iterator[None]:
     """On a log in a local directory (embedded), a lock held while the sink runs: a second sink of the
     same group would read the same partitions and race on the commits."""
     directory = getattr(log, "directory", None)
     if directory is None:
-        return None
-    handle = open(os.path.join(directory, f"sink-{group}.lock"), "wb")  # noqa: SIM115 - held open
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise LogError(
-            f"another lake sink of group {group!r} is running on {log.url}: one sink per embedded log "
-            "(several sink workers need Kafka)"
-        ) from None
-    return handle
+        yield
+        return
+    with open(os.path.join(directory, f"sink-{group}.lock"), "wb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LogError(
+                f"another lake sink of group {group!r} is running on {log.url}: one sink per embedded log "
+                "(several sink workers need Kafka)"
+            ) from None
+        yield
 
 
 def run_sink(
@@ -451,11 +460,9 @@ def run_sink(
                 partitions=settings.log.partitions,
                 instance_id=lake.group_instance_id or None,
             )
-            try:
-                stop.call_on_stop(sink.stop)
+            stop.call_on_stop(sink.stop)
+            with sink:
                 return sink.run(until_idle=until_idle, on_progress=on_progress)
-            finally:
-                sink.close()
         finally:
             if own_log:
                 the_log.close()

@@ -112,7 +112,9 @@ class _PhraseBook:
             return picked
 
         def titled(low: int, high: int) -> str:
-            return " ".join(w if w in vocab.UNICODE_WORDS else w.title() for w in phrase(low, high, 0.04))
+            return " ".join(
+                w if w in vocab.UNICODE_WORDS else w.title() for w in phrase(low, high, P_UNICODE_TITLE / 2)
+            )
 
         def opening() -> str:
             if rng.random() < P_CYRILLIC:

@@ -17,6 +17,7 @@ polled while too many pins wait for their geo events. Memory is that plus the wi
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from pinpipe import delta, tables
 from pinpipe.config import Settings
 from pinpipe.log import Log, LogReader, Record, TopicPartition, open_settings_log
 from pinpipe.schema import KINDS, Kind
+from pinpipe.stage import Stage
 from pinpipe.streaming.decode import dead_letter_table, decode
 from pinpipe.streaming.keeper import MetricsKeeper, at_once, next_offsets, open_streams
 from pinpipe.streaming.lock import ProcessorLock
@@ -56,39 +58,58 @@ class StreamSummary:
     pending_pins: int = 0
 
 
-class StreamProcessor:
-    """Micro-batch processor of the ``streaming-<prefix>-pin|geo|user`` streams into Delta tables."""
+class StreamProcessor(Stage):
+    """Micro-batch processor of the ``streaming-<prefix>-pin|geo|user`` streams into Delta tables.
+
+    Built, it holds configuration only; :meth:`start` (or ``with``) takes the processor lock, opens the
+    log (unless one is given), reads what each table holds and positions a reader per stream;
+    :meth:`close` releases them."""
+
+    log: Log
+    streams: dict[Kind, str]
+    partitions: dict[Kind, int]
+    all_tps: list[TopicPartition]
+    done: dict[str, dict[TopicPartition, int]]
+    metrics: MetricsKeeper
+    readers: dict[Kind, LogReader]
+    _pool: ThreadPoolExecutor
 
     def __init__(self, settings: Settings, log: Log | None = None) -> None:
         self.settings = settings
         self.max_records = settings.stream.max_records
         self.max_wait_s = settings.stream.max_wait_s
-        self._own_log = log is None
-        self.log: Log = log or open_settings_log(settings, settings.stream_log_url)
-        self.lock = ProcessorLock(settings)
-        self.lock.acquire()
-        self.streams, partitions = open_streams(settings, self.log)
-        self.partitions = partitions
-        self.all_tps = [(self.streams[k], p) for k in KINDS for p in range(partitions[k])]
-        # what each output already holds: per table, next offset per (stream, partition)
+        self._given_log = log
         self.table_urls: dict[Kind, str] = {k: tables.stream_table(settings, k) for k in KINDS}
         self.dead_url = tables.dead_letter_table(settings)
-        self.done: dict[str, dict[TopicPartition, int]] = {
-            k: committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS
-        }
-        self.done["dead"] = committed_offsets(self.dead_url, self.all_tps)
         self.open_tables = delta.TableCache()
-        self.metrics = MetricsKeeper(settings, self.streams, partitions, self.open_tables)
-        self.readers: dict[Kind, LogReader] = {}
+        self.summary = StreamSummary()
+
+    def _open(self, acquired: contextlib.ExitStack) -> None:
+        settings = self.settings
+        lock = ProcessorLock(settings)
+        lock.acquire()
+        acquired.callback(lock.release)
+        if self._given_log is None:
+            self.log = open_settings_log(settings, settings.stream_log_url)
+            acquired.callback(self.log.close)
+        else:
+            self.log = self._given_log
+        self.streams, self.partitions = open_streams(settings, self.log)
+        self.all_tps = [(self.streams[k], p) for k in KINDS for p in range(self.partitions[k])]
+        # what each output already holds: per table, next offset per (stream, partition)
+        self.done = {k: committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS}
+        self.done["dead"] = committed_offsets(self.dead_url, self.all_tps)
+        self.metrics = MetricsKeeper(settings, self.streams, self.partitions, self.open_tables)
+        self.readers = {}
         for kind, stream in self.streams.items():
-            reader = self.log.reader(GROUP, [stream])
+            reader = self.readers[kind] = self.log.reader(GROUP, [stream])
+            acquired.callback(reader.close)
             for tp in self._tps(kind):
                 start = min(self.done[kind][tp], self.metrics.done[tp])
                 reader.seek(stream, tp[1], start)
                 self.metrics.position[tp] = start
-            self.readers[kind] = reader
         self._pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
-        self.summary = StreamSummary()
+        acquired.callback(self._pool.shutdown, wait=True)
 
     def _tps(self, kind: Kind) -> list[TopicPartition]:
         return [(self.streams[kind], p) for p in range(self.partitions[kind])]
@@ -188,6 +209,7 @@ class StreamProcessor:
         stop: Callable[[], bool] | None = None,
         on_batch: Callable[[StreamSummary], Any] | None = None,
     ) -> StreamSummary:
+        self._require_started()
         started = time.monotonic()
         if self.summary.batches == 0:
             self.process({k: [] for k in KINDS})
@@ -202,14 +224,6 @@ class StreamProcessor:
         self.summary.seconds = time.monotonic() - started
         self.summary.pending_pins = self.state.pending_pins
         return self.summary
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
-        for reader in self.readers.values():
-            reader.close()
-        if self._own_log:
-            self.log.close()
-        self.lock.release()
 
 
 def _rows_from(cleaned: pa.Table, stream: str, done: dict[TopicPartition, int]) -> pa.Table:
@@ -231,8 +245,5 @@ def run_stream(
     on_batch: Callable[[StreamSummary], Any] | None = None,
 ) -> StreamSummary:
     """Run the processor (until caught up and idle, or until ``stop()``) and say what it did."""
-    processor = StreamProcessor(settings, log)
-    try:
+    with StreamProcessor(settings, log) as processor:
         return processor.run(until_idle=until_idle, stop=stop, on_batch=on_batch)
-    finally:
-        processor.close()

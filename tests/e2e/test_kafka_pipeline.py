@@ -333,18 +333,17 @@ def test_sink_kill_9_on_kafka(tmp_path: Path, aicore: Path, kafka_bootstrap: str
     # the reference: one uninterrupted run over the same topics, as another group, into another lake
     clean = tmp_path / "clean" / "lake"
     started = time.monotonic()
-    with KafkaLog(log_url) as log:
-        sink = LakeSink(
+    with (
+        KafkaLog(log_url) as log,
+        LakeSink(
             log,
             FileStore(file_url(clean)),
             list(topic_names(prefix).values()),
             SinkOptions(flush_size=SINK_FLUSH),
             group=f"e2e-reference-{prefix}",
-        )
-        try:
-            sink.run(until_idle=True)
-        finally:
-            sink.close()
+        ) as sink,
+    ):
+        sink.run(until_idle=True)
     print(
         f"\nsink on Kafka: {kills} kills ({mid_work} mid-work, {partial} objects before the last run), "
         f"killed runs {killed_s:.1f}s, reference run {time.monotonic() - started:.1f}s"

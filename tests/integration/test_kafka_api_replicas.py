@@ -20,8 +20,8 @@ import httpx
 import orjson
 import pytest
 
+from pinpipe.config import KILL_AFTER_CLAIM
 from pinpipe.log.kafka import KafkaLog
-from pinpipe.log.kafka.claims import KILL_AFTER_CLAIM
 from pinpipe.schema import topic_name
 from tests.e2e.pipeline_cli import ApiProcess, clean_env
 

@@ -58,9 +58,8 @@ def snapshot(store: FileStore) -> dict[str, bytes]:
 
 
 def sink_all(log: MemoryLog, store: FileStore, **options: object) -> LakeSink:
-    sink = LakeSink(log, store, TOPICS, SinkOptions(poll_timeout_s=0.01, **options))  # type: ignore[arg-type]
-    sink.run(until_idle=True)
-    sink.close()
+    with LakeSink(log, store, TOPICS, SinkOptions(poll_timeout_s=0.01, **options)) as sink:  # type: ignore[arg-type]
+        sink.run(until_idle=True)
     return sink
 
 
@@ -169,20 +168,20 @@ def test_idle_flush_changes_when_not_what(tmp_path: Path) -> None:
         put_queue=0,
         commit_interval_s=0,
     )
-    sink = LakeSink(log, store, ["t.pin"], opts, clock=clock)
-    sink.step()
-    assert list(store.list()) == []  # deadline 110 + 2 not reached
-    clock.now = 111.9
-    sink.step()
-    assert list(store.list()) == []
-    clock.now = 112.0
-    sink.step()
-    assert list(store.list()) == ["topics/t.pin/partition=0/t.pin+0+0000000000.json"]
-    assert log.committed(GROUP, "t.pin") == {0: 2}
-    # later records go to the next file, exactly as a run that never idled cuts them
-    put_records(log, "t.pin", 0, [112.5, 113.0], start=2)
-    sink.step()
-    sink.run(until_idle=True)
+    with LakeSink(log, store, ["t.pin"], opts, clock=clock) as sink:
+        sink.step()
+        assert list(store.list()) == []  # deadline 110 + 2 not reached
+        clock.now = 111.9
+        sink.step()
+        assert list(store.list()) == []
+        clock.now = 112.0
+        sink.step()
+        assert list(store.list()) == ["topics/t.pin/partition=0/t.pin+0+0000000000.json"]
+        assert log.committed(GROUP, "t.pin") == {0: 2}
+        # later records go to the next file, exactly as a run that never idled cuts them
+        put_records(log, "t.pin", 0, [112.5, 113.0], start=2)
+        sink.step()
+        sink.run(until_idle=True)
     other = store_at(tmp_path / "b")
     sink_all(clone(log), other, flush_size=100, rotate_interval_s=10.0, idle_flush_s=2.0)
     assert snapshot(store) == snapshot(other)
@@ -201,10 +200,10 @@ def test_idle_flush_waits_while_the_partition_is_behind(tmp_path: Path) -> None:
         poll_timeout_s=0,
         put_queue=0,
     )
-    sink = LakeSink(log, store, ["t.pin"], opts, clock=FakeClock(1000.0))
-    sink.step()  # 2 of 3 records polled: the third one (t=105) still belongs to this file
-    assert list(store.list()) == []
-    sink.step()
+    with LakeSink(log, store, ["t.pin"], opts, clock=FakeClock(1000.0)) as sink:
+        sink.step()  # 2 of 3 records polled: the third one (t=105) still belongs to this file
+        assert list(store.list()) == []
+        sink.step()
     assert [JsonLinesFormat().count(store.get(k)) for k in store.list()] == [3]
 
 
@@ -212,12 +211,14 @@ def test_idle_flush_is_off_without_rotate_interval(tmp_path: Path) -> None:
     log = MemoryLog(partitions=1)
     put_records(log, "t.pin", 0, [1.0, 2.0])
     store = store_at(tmp_path)
-    sink = LakeSink(log, store, ["t.pin"], SinkOptions(flush_size=10, idle_flush_s=0, poll_timeout_s=0))
-    sink.step()
-    sink.step()
-    assert list(store.list()) == []
-    sink.stop()
-    summary = sink.run(until_idle=True)  # a stop request writes no partial file
+    with LakeSink(
+        log, store, ["t.pin"], SinkOptions(flush_size=10, idle_flush_s=0, poll_timeout_s=0)
+    ) as sink:
+        sink.step()
+        sink.step()
+        assert list(store.list()) == []
+        sink.stop()
+        summary = sink.run(until_idle=True)  # a stop request writes no partial file
     assert summary.stopped and list(store.list()) == [] and log.committed(GROUP, "t.pin") == {}
 
 
@@ -249,7 +250,7 @@ def test_commit_only_after_the_object_is_written(tmp_path: Path) -> None:
         ["t.pin"],
         SinkOptions(flush_size=3, poll_records=10, poll_timeout_s=0, put_queue=0, commit_interval_s=0),
     )
-    with pytest.raises(KeyboardInterrupt):
+    with sink, pytest.raises(KeyboardInterrupt):
         sink.step()
     # nothing committed inside the poll that died; the first object is there, the second is not
     assert log.committed(GROUP, "t.pin") == {}
@@ -289,12 +290,12 @@ def test_a_broker_away_delays_commits_but_does_not_stop_the_sink(tmp_path: Path)
     options = SinkOptions(
         flush_size=3, poll_records=10, poll_timeout_s=0, put_queue=0, commit_interval_s=0, rotate_interval_s=1
     )
-    sink = LakeSink(log, store, ["t.pin"], options, clock=lambda: 100.0)
-    log.failures = 1
-    sink.step()  # three objects written; the commit and the idle flush's end offsets fail
-    assert len(list(store.list())) == 3
-    assert log.committed(GROUP, "t.pin") == {}
-    sink.step()  # back: the idle flush writes the last record, the pending offsets are committed
+    with LakeSink(log, store, ["t.pin"], options, clock=lambda: 100.0) as sink:
+        log.failures = 1
+        sink.step()  # three objects written; the commit and the idle flush's end offsets fail
+        assert len(list(store.list())) == 3
+        assert log.committed(GROUP, "t.pin") == {}
+        sink.step()  # back: the idle flush writes the last record, the pending offsets are committed
     assert len(list(store.list())) == 4
     assert log.committed(GROUP, "t.pin") == {0: 10}
 
@@ -302,10 +303,9 @@ def test_a_broker_away_delays_commits_but_does_not_stop_the_sink(tmp_path: Path)
 def test_the_final_commit_waits_for_the_coordinator(tmp_path: Path) -> None:
     log = BrokerAway(partitions=1)
     put_records(log, "t.pin", 0, [1.0] * 10)
-    sink = LakeSink(log, store_at(tmp_path), ["t.pin"], SinkOptions(flush_size=3, poll_timeout_s=0))
-    log.failures = 3
-    sink.run(until_idle=True)
-    sink.close()
+    with LakeSink(log, store_at(tmp_path), ["t.pin"], SinkOptions(flush_size=3, poll_timeout_s=0)) as sink:
+        log.failures = 3
+        sink.run(until_idle=True)
     assert log.committed(GROUP, "t.pin") == {0: 10}
 
 
@@ -319,8 +319,7 @@ def test_restart_after_a_crash_keeps_lake_objects_and_matches_a_clean_run(
     sink_all(clone(log), clean, flush_size=4)
     store = CrashingStore(file_url(tmp_path / "lake"), crash_at=9, after_write=after_write)
     opts = SinkOptions(flush_size=4, poll_records=64, poll_timeout_s=0.01)
-    first = LakeSink(log, store, TOPICS, opts)
-    with pytest.raises(KeyboardInterrupt):
+    with LakeSink(log, store, TOPICS, opts) as first, pytest.raises(KeyboardInterrupt):
         first.run(until_idle=True)
     survivors = snapshot(store)
     committed = {t: log.committed(GROUP, t) for t in TOPICS}
@@ -334,8 +333,8 @@ def test_restart_after_a_crash_keeps_lake_objects_and_matches_a_clean_run(
     assert len(survivors) == (9 if after_write else 8)
     store.crash_at = -1
     store.puts.clear()
-    second = LakeSink(log, store, TOPICS, opts)
-    second.run(until_idle=True)
+    with LakeSink(log, store, TOPICS, opts) as second:
+        second.run(until_idle=True)
     assert snapshot(store) == snapshot(clean)
     assert not set(store.puts) & set(survivors)  # nothing already in the lake was written again
     kept = sum(t.recovered_objects for t in second.summary.topics.values())
@@ -351,9 +350,10 @@ def test_recovers_objects_written_with_another_flush_size(tmp_path: Path) -> Non
         def _commit(self, final: bool = False) -> None:  # the process dies before every commit
             self._dirty.clear()
 
-    NoCommitSink(
+    with NoCommitSink(
         log, store, ["t.pin"], SinkOptions(flush_size=5, poll_timeout_s=0, put_queue=0, commit_interval_s=0)
-    ).step()
+    ) as dying:
+        dying.step()
     assert log.committed(GROUP, "t.pin") == {}
     before = snapshot(store)
     assert len(before) == 4  # 20 records in full files; 3 still buffered when it died
@@ -387,7 +387,8 @@ def test_random_crashes_converge_to_the_clean_lake(tmp_path: Path, put_queue: in
             commit_interval_s=0 if put_queue == 0 else 1.0,  # commit every poll, or rarely
         )
         try:
-            LakeSink(log, store, TOPICS, opts).run(until_idle=True)
+            with LakeSink(log, store, TOPICS, opts) as sink:
+                sink.run(until_idle=True)
             break
         except KeyboardInterrupt:
             crashes += 1

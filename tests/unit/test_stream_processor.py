@@ -117,15 +117,13 @@ def test_crash_between_commits_then_restart_is_exactly_once(
     monkeypatch.setattr(delta, "overwrite", counting(real_overwrite))
     crashes = 0
     while True:
-        processor = StreamProcessor(s, log)
         try:
-            processor.run(until_idle=True)
+            with StreamProcessor(s, log) as processor:
+                processor.run(until_idle=True)
             break
         except Crash:
             crashes += 1
             assert crashes < 200
-        finally:
-            processor.close()
     monkeypatch.setattr(delta, "append", real_append)
     monkeypatch.setattr(delta, "overwrite", real_overwrite)
     run_stream(s, log=log)  # a clean final pass rewrites the views from the committed state
@@ -145,13 +143,11 @@ def test_a_second_processor_on_the_same_tables_is_refused(settings: Settings, wo
     from pinpipe.log.memory import MemoryLog
 
     log = MemoryLog()
-    first = StreamProcessor(s, log)
-    try:
+    with StreamProcessor(s, log):
+        second = StreamProcessor(s, log)  # built: configuration only
         with pytest.raises(StreamError, match="another stream processor"):
-            StreamProcessor(s, log)
-    finally:
-        first.close()
-    StreamProcessor(s, log).close()
+            second.start()
+    StreamProcessor(s, log).start().close()
 
 
 def test_metrics_state_round_trips_and_reads_the_first_format() -> None:

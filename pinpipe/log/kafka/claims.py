@@ -46,6 +46,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from pinpipe.config import kill_after_claim
 from pinpipe.errors import LogError, LogUnavailableError
 
 
@@ -63,7 +64,6 @@ class KafkaAdmin(Protocol):
 
 
 PREFIX = "__pinpipe-claims."
-KILL_AFTER_CLAIM = "PINPIPE_TEST_KILL_AFTER_CLAIM"
 POLL_S = 0.05
 RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
 """Claims are kept as long as their topic: a claim lost to retention would let a process that has not
@@ -125,7 +125,7 @@ class KafkaClaims:
         self._lock = threading.Lock()  # the consumer and the books
         self._producer: Any = None
         self._consumer: Any = None
-        self._kill_after = os.environ.get(KILL_AFTER_CLAIM) or None
+        self._kill_after = kill_after_claim()
 
     def acquire(self, topic: str, key: str, stored: Callable[[], bool]) -> Ticket | None:
         """A Ticket when this process won the claim on ``key`` in ``topic``; None once ``stored()`` (which
