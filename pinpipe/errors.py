@@ -21,6 +21,8 @@ and exits non-zero, so only genuine bugs ever show a traceback::
 
 from __future__ import annotations
 
+from enum import IntEnum
+
 
 class PinpipeError(Exception):
     """Base of every error pinpipe raises on purpose."""
@@ -91,3 +93,33 @@ class TableError(PinpipeError):
 
 class ServiceError(PinpipeError):
     """A local service (Kafka, S3, MariaDB, ...) could not be started or reached."""
+
+
+class ErrorCode(IntEnum):
+    """Every error code the ingestion API answers, by name: the HTTP status × 100 plus a subcode (the
+    Confluent REST Proxy scheme). Here, below the API and its clients, so both name the same codes;
+    :mod:`pinpipe.ingest.errors` tells when each is answered."""
+
+    MALFORMED_BODY = 40001
+    INVALID_PARAMETER = 40002
+    UNKNOWN_OPERATION = 40003
+    UNAUTHENTICATED = 40101
+    NAME_NOT_OWNED = 40301
+    ADMIN_REQUIRED = 40302
+    NOT_FOUND = 40401
+    PARTITION_NOT_FOUND = 40402
+    METHOD_NOT_ALLOWED = 40501
+    BODY_TIMEOUT = 40801
+    STREAM_EXISTS = 40901
+    TOO_MANY_STREAMS = 40902
+    BODY_TOO_LARGE = 41301
+    UNSUPPORTED_MEDIA_TYPE = 41501
+    TOO_MANY_RECORDS = 42201
+    RECORD_PARTITION_NOT_FOUND = 42202
+    INVALID = 42206
+    IDEMPOTENCY_KEY_REUSED = 42207
+    RATE_LIMITED = 42901
+    INTERNAL = 50001
+    LOG_FAILED = 50002
+    LOG_UNAVAILABLE = 50003
+    BODIES_PENDING = 50004

@@ -25,6 +25,12 @@ _LOCATION_FLAGS = {
 }
 
 
+no_progress_option = click.option(
+    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress bar."
+)
+"""``-q/--quiet/--no-progress`` of the commands that draw one progress bar (passed as ``no_progress``)."""
+
+
 def pipeline_options(command: F) -> F:
     """Add ``--workdir --db --log --stream-log --lake --prefix`` and pass ``settings`` instead of them.
 

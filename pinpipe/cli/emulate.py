@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.cli.common import build_settings, no_progress_option, pipeline_options
 
 
 @click.command()
@@ -61,9 +61,7 @@ from pinpipe.cli.common import build_settings, pipeline_options
     help='Print one JSON line per iteration {"pin":..,"geo":..,"user":..} (null: row missing) '
     "instead of sending.",
 )
-@click.option(
-    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress line."
-)
+@no_progress_option
 @pipeline_options
 def emulate(
     seed: int,

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.cli.common import build_settings, no_progress_option, pipeline_options
 from pinpipe.errors import ConfigError
 from pinpipe.schema import SOURCE_TABLES, Kind
 from pinpipe.workdir import note_new_workdir
@@ -29,9 +29,7 @@ def source() -> None:
 @click.option("--start", type=click.IntRange(min=0), default=0, show_default=True, help="First ind.")
 @click.option("--chunk-rows", type=click.IntRange(min=1), default=10_000, show_default=True)
 @click.option("--replace", is_flag=True, help="Empty the three tables first.")
-@click.option(
-    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress bar."
-)
+@no_progress_option
 @pipeline_options
 def seed(
     rows: int,
@@ -85,9 +83,7 @@ def seed(
     help="Empty each table that a file is given for before loading. Without it a key already in the "
     "table is an error and nothing is loaded.",
 )
-@click.option(
-    "-q", "--quiet", "--no-progress", "no_progress", is_flag=True, help="Do not draw the progress bar."
-)
+@no_progress_option
 @pipeline_options
 def load(
     pin: Path | None,

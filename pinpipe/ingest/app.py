@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pinpipe import __version__
 from pinpipe.config import Settings
+from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import KeyRing, RateLimiter
 from pinpipe.ingest.body import Gate
 from pinpipe.ingest.errors import KAFKA_MEDIA_TYPE, ApiError, error_response
@@ -76,7 +77,7 @@ class GuardMiddleware:
         except Exception:
             logger.exception("unexpected error answering %s %s", scope["method"], scope["path"])
             if not started:
-                error = ApiError(50001, "internal error (logged by the server)")
+                error = ApiError(ErrorCode.INTERNAL, "internal error (logged by the server)")
                 await error_response(scope["path"], error)(scope, receive, send_and_watch)
         finally:
             route = scope.get("route")
@@ -84,7 +85,7 @@ class GuardMiddleware:
             self.metrics.observe_request(label, scope["method"], status, time.perf_counter() - start)
 
 
-FRAMEWORK_CODES = {404: 40401, 405: 40501}
+FRAMEWORK_CODES = {404: ErrorCode.NOT_FOUND, 405: ErrorCode.METHOD_NOT_ALLOWED}
 """The framework's own errors in the REST proxy scheme (other statuses: status × 100)."""
 
 
@@ -118,7 +119,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        code = 42206 if first.get("loc", ("body",))[0] == "body" else 40002
+        code = ErrorCode.INVALID if first.get("loc", ("body",))[0] == "body" else ErrorCode.INVALID_PARAMETER
         return error_response(request.url.path, ApiError(code, f"invalid {where}: {first.get('msg', '')}"))
 
     app.add_exception_handler(ApiError, api_error)

@@ -44,7 +44,7 @@ from pydantic import SecretStr
 
 from pinpipe.access import key_problem, owner, prefix_problem
 from pinpipe.config import ApiSettings
-from pinpipe.errors import ConfigError
+from pinpipe.errors import ConfigError, ErrorCode
 from pinpipe.ingest.errors import ApiError
 
 ROLES = ("producer", "admin")
@@ -160,7 +160,7 @@ class KeyRing:
         given = x_api_key if x_api_key is not None else key_of_authorization(authorization)
         if not given:
             raise ApiError(
-                40101,
+                ErrorCode.UNAUTHENTICATED,
                 "missing API key: send X-API-Key, Authorization: Bearer KEY, Authorization: Basic "
                 "(the key as password), or an AWS SigV4 signature with the key as access key id",
             )
@@ -170,7 +170,7 @@ class KeyRing:
             if hmac.compare_digest(key.digest, candidate):
                 found = key.principal
         if found is None:
-            raise ApiError(40101, "invalid API key")
+            raise ApiError(ErrorCode.UNAUTHENTICATED, "invalid API key")
         return found
 
 
@@ -209,15 +209,20 @@ def _header_bytes(value: str) -> bytes:
 def authorize(principal: Principal, name: str) -> None:
     """ApiError 40301 unless ``principal`` may use the topic or stream ``name``."""
     if not principal.may_use(name):
-        raise ApiError(40301, f"API key '{principal.name}' may not use {name!r}")
+        raise ApiError(ErrorCode.NAME_NOT_OWNED, f"API key '{principal.name}' may not use {name!r}")
 
 
 def require_admin(principal: Principal) -> None:
     """ApiError 40302 unless ``principal`` holds an admin key."""
     if principal is ANONYMOUS:
-        raise ApiError(40302, f"no API key is configured (an open API may only produce); {ADMIN_NEEDED}")
+        raise ApiError(
+            ErrorCode.ADMIN_REQUIRED,
+            f"no API key is configured (an open API may only produce); {ADMIN_NEEDED}",
+        )
     if not principal.admin:
-        raise ApiError(40302, f"API key '{principal.name}' is not an admin key; {ADMIN_NEEDED}")
+        raise ApiError(
+            ErrorCode.ADMIN_REQUIRED, f"API key '{principal.name}' is not an admin key; {ADMIN_NEEDED}"
+        )
 
 
 class RateLimiter:
@@ -241,6 +246,8 @@ class RateLimiter:
                 self._buckets[who] = (tokens, now)
                 wait = math.ceil((1.0 - tokens) / self.rate)
                 raise ApiError(
-                    42901, f"rate limit of {self.rate:g} requests/s exceeded", {"Retry-After": str(wait)}
+                    ErrorCode.RATE_LIMITED,
+                    f"rate limit of {self.rate:g} requests/s exceeded",
+                    {"Retry-After": str(wait)},
                 )
             self._buckets[who] = (tokens - 1.0, now)

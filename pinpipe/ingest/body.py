@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 from starlette.requests import ClientDisconnect, Request
 
-from pinpipe.errors import ConfigError
+from pinpipe.errors import ConfigError, ErrorCode
 from pinpipe.ingest.auth import KeyRing, Principal, RateLimiter, authorize
 from pinpipe.ingest.errors import ApiError
 
@@ -77,7 +77,7 @@ class Gate:
         check_content_type(request.headers.get("content-type"), accepted, allow_missing)
         limit = self.max_body_bytes
         declared = request.headers.get("content-length")
-        too_big = ApiError(41301, f"request body larger than {limit} bytes")
+        too_big = ApiError(ErrorCode.BODY_TOO_LARGE, f"request body larger than {limit} bytes")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             raise too_big
         chunks = []
@@ -89,7 +89,7 @@ class Gate:
                         raise too_big
                     if not self.pending.take(len(chunk)):
                         raise ApiError(
-                            50004,
+                            ErrorCode.BODIES_PENDING,
                             "the server holds too many unfinished request bodies; retry",
                             {"Retry-After": "1", "Connection": "close"},
                         )
@@ -97,12 +97,14 @@ class Gate:
                     chunks.append(chunk)
         except TimeoutError:
             raise ApiError(
-                40801,
+                ErrorCode.BODY_TIMEOUT,
                 f"request body not received within {self.body_timeout_s:g} s",
                 {"Connection": "close"},
             ) from None
         except ClientDisconnect:
-            raise ApiError(40001, "client disconnected before the body was complete") from None
+            raise ApiError(
+                ErrorCode.MALFORMED_BODY, "client disconnected before the body was complete"
+            ) from None
         finally:
             self.pending.give(size)
         return b"".join(chunks)
@@ -112,10 +114,15 @@ def check_content_type(given: str | None, accepted: Collection[str], allow_missi
     if given is None or not given.strip():
         if allow_missing:
             return
-        raise ApiError(41501, f"missing Content-Type: use {' or '.join(sorted(accepted))}")
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"missing Content-Type: use {' or '.join(sorted(accepted))}"
+        )
     media_type = given.split(";", 1)[0].strip().lower()
     if media_type not in accepted:
-        raise ApiError(41501, f"unsupported Content-Type {media_type!r}: use {' or '.join(sorted(accepted))}")
+        raise ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            f"unsupported Content-Type {media_type!r}: use {' or '.join(sorted(accepted))}",
+        )
 
 
 def error_docs(model: Any, *codes: int) -> dict[int | str, dict[str, Any]]:

@@ -52,36 +52,41 @@ from typing import Any
 import orjson
 from starlette.responses import JSONResponse, Response
 
+from pinpipe.errors import ErrorCode
+
 KAFKA_MEDIA_TYPE = "application/vnd.kafka.v2+json"
 """What the REST proxy routes answer with (as the Confluent REST Proxy v2 does)."""
 
 KINESIS_WIRE_MEDIA_TYPE = "application/x-amz-json-1.1"
 """What the Kinesis wire protocol (``POST /``) answers with, errors included."""
 
+SERVICE_UNAVAILABLE = frozenset({ErrorCode.LOG_UNAVAILABLE, ErrorCode.BODIES_PENDING})
+"""Answered with HTTP 503, which tells proxies and clients to come back (with Retry-After)."""
+
 KINESIS_TYPES: dict[int, str] = {
-    40001: "SerializationException",
-    40002: "ValidationException",
-    40003: "UnknownOperationException",
-    40101: "MissingAuthenticationTokenException",
-    40301: "AccessDeniedException",
-    40302: "AccessDeniedException",
-    40401: "ResourceNotFoundException",
-    40402: "ResourceNotFoundException",
-    40501: "ValidationException",
-    40801: "ValidationException",
-    40901: "ResourceInUseException",
-    40902: "LimitExceededException",
-    41301: "ValidationException",
-    41501: "ValidationException",
-    42201: "ValidationException",
-    42202: "InvalidArgumentException",
-    42206: "ValidationException",
-    42207: "InvalidArgumentException",
-    42901: "LimitExceededException",
-    50001: "InternalFailure",
-    50002: "InternalFailure",
-    50003: "ServiceUnavailable",
-    50004: "ServiceUnavailable",
+    ErrorCode.MALFORMED_BODY: "SerializationException",
+    ErrorCode.INVALID_PARAMETER: "ValidationException",
+    ErrorCode.UNKNOWN_OPERATION: "UnknownOperationException",
+    ErrorCode.UNAUTHENTICATED: "MissingAuthenticationTokenException",
+    ErrorCode.NAME_NOT_OWNED: "AccessDeniedException",
+    ErrorCode.ADMIN_REQUIRED: "AccessDeniedException",
+    ErrorCode.NOT_FOUND: "ResourceNotFoundException",
+    ErrorCode.PARTITION_NOT_FOUND: "ResourceNotFoundException",
+    ErrorCode.METHOD_NOT_ALLOWED: "ValidationException",
+    ErrorCode.BODY_TIMEOUT: "ValidationException",
+    ErrorCode.STREAM_EXISTS: "ResourceInUseException",
+    ErrorCode.TOO_MANY_STREAMS: "LimitExceededException",
+    ErrorCode.BODY_TOO_LARGE: "ValidationException",
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: "ValidationException",
+    ErrorCode.TOO_MANY_RECORDS: "ValidationException",
+    ErrorCode.RECORD_PARTITION_NOT_FOUND: "InvalidArgumentException",
+    ErrorCode.INVALID: "ValidationException",
+    ErrorCode.IDEMPOTENCY_KEY_REUSED: "InvalidArgumentException",
+    ErrorCode.RATE_LIMITED: "LimitExceededException",
+    ErrorCode.INTERNAL: "InternalFailure",
+    ErrorCode.LOG_FAILED: "InternalFailure",
+    ErrorCode.LOG_UNAVAILABLE: "ServiceUnavailable",
+    ErrorCode.BODIES_PENDING: "ServiceUnavailable",
 }
 
 
@@ -105,8 +110,8 @@ class ApiError(Exception):
 
     @property
     def status(self) -> int:
-        if self.error_code in (50003, 50004):
-            return 503  # retriable: 503 tells proxies and clients to come back (with Retry-After)
+        if self.error_code in SERVICE_UNAVAILABLE:
+            return 503
         return self.error_code // 100 if self.error_code >= 10000 else self.error_code
 
 

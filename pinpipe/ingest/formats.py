@@ -23,6 +23,7 @@ import binascii
 import re
 from typing import Any, Literal
 
+from pinpipe.errors import ErrorCode
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.models import BASE64
 from pinpipe.ingest.service import Item, parse_json
@@ -52,7 +53,7 @@ def embedded_format(content_type: str | None) -> Format:
     accepted = "application/vnd.kafka.json.v2+json (JSON values) or application/vnd.kafka.binary.v2+json"
     if SCHEMA_FORMATS.fullmatch(media_type):
         raise ApiError(
-            41501,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"{media_type} needs a schema registry, which pinpipe has not: send {accepted} (base64 values)",
         )
     if media_type in JSON_TYPES:
@@ -60,7 +61,10 @@ def embedded_format(content_type: str | None) -> Format:
     if media_type in BINARY_TYPES:
         return "binary"
     shown = repr(media_type) if media_type else "missing"
-    raise ApiError(41501, f"Content-Type {shown} not accepted: send {accepted} (base64 values)")
+    raise ApiError(
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        f"Content-Type {shown} not accepted: send {accepted} (base64 values)",
+    )
 
 
 def decode_base64(text: str) -> bytes:
@@ -82,14 +86,16 @@ def binary_item(value: Any, key: Any, where: str, kind_known: bool) -> Item:
     for field, given in (("key", key), ("value", value)):
         if given is not None and not isinstance(given, str):
             raise ApiError(
-                42206,
+                ErrorCode.INVALID,
                 f"{where}.{field} must be a base64 string or null in the binary format; send JSON "
                 "values as application/vnd.kafka.json.v2+json",
             )
         try:
             decoded[field] = None if given is None else decode_base64(given)
         except ValueError:
-            raise ApiError(42206, f"{where}.{field} is not base64 (standard alphabet, padded)") from None
+            raise ApiError(
+                ErrorCode.INVALID, f"{where}.{field} is not base64 (standard alphabet, padded)"
+            ) from None
     raw = decoded["value"]
     if raw is None:
         return Item(None, decoded["key"], problem="value is null: pinpipe stores no tombstones")
@@ -114,23 +120,26 @@ def parse_headers(given: Any, where: str) -> Headers:
     if given is None:
         return ()
     if not isinstance(given, list):
-        raise ApiError(42206, f"{where}.headers must be an array of {{'name', 'value'}} objects")
+        raise ApiError(ErrorCode.INVALID, f"{where}.headers must be an array of {{'name', 'value'}} objects")
     headers = []
     for i, header in enumerate(given):
         name = header.get("name") if isinstance(header, dict) else None
         value = header.get("value") if isinstance(header, dict) else None
         if not isinstance(name, str) or not name or not _utf8(name):
-            raise ApiError(42206, f"{where}.headers[{i}].name must be a non-empty string of valid Unicode")
+            raise ApiError(
+                ErrorCode.INVALID, f"{where}.headers[{i}].name must be a non-empty string of valid Unicode"
+            )
         if name.lower().startswith(RESERVED_HEADER_PREFIX):
             raise ApiError(
-                42206, f"{where}.headers[{i}].name: names starting {RESERVED_HEADER_PREFIX!r} are reserved"
+                ErrorCode.INVALID,
+                f"{where}.headers[{i}].name: names starting {RESERVED_HEADER_PREFIX!r} are reserved",
             )
         if value is not None and not isinstance(value, str):
-            raise ApiError(42206, f"{where}.headers[{i}].value must be a base64 string or null")
+            raise ApiError(ErrorCode.INVALID, f"{where}.headers[{i}].value must be a base64 string or null")
         try:
             headers.append((name, None if value is None else decode_base64(value)))
         except ValueError:
-            raise ApiError(42206, f"{where}.headers[{i}].value is not base64") from None
+            raise ApiError(ErrorCode.INVALID, f"{where}.headers[{i}].value is not base64") from None
     return tuple(headers)
 
 

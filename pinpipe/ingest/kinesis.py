@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pinpipe.access import PREFIX
+from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import Principal, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
@@ -61,7 +62,10 @@ NewStreamName = Annotated[
         description="streaming-<prefix>-<name>: a tenant prefix (a-z 0-9 _) and a name of A-Z a-z 0-9 _ . -",
     ),
 ]
-ERROR_TYPES = {42206: "InvalidArgumentException", 42202: "InvalidArgumentException"}
+ERROR_TYPES: dict[int, str] = {
+    ErrorCode.INVALID: "InvalidArgumentException",
+    ErrorCode.RECORD_PARTITION_NOT_FOUND: "InvalidArgumentException",
+}
 
 
 def shard_id(partition: int) -> str:
@@ -75,27 +79,27 @@ def _json(content: Any, status_code: int = 200) -> Response:
 def check_stream_name_field(doc: Any) -> None:
     """``StreamName`` in a body is ignored (the path names the stream) but must still be a string."""
     if isinstance(doc, dict) and not isinstance(doc.get("StreamName", ""), str | None):
-        raise ApiError(42206, "StreamName must be a string")
+        raise ApiError(ErrorCode.INVALID, "StreamName must be a string")
 
 
 def parse_entry(entry: Any, where: str, kind_known: bool) -> Item:
     """One ``{"Data": ..., "PartitionKey": ...}`` as an Item; ApiError for a malformed entry."""
     if not isinstance(entry, dict) or "Data" not in entry:
-        raise ApiError(42206, f"{where} must be an object with 'Data' and 'PartitionKey'")
+        raise ApiError(ErrorCode.INVALID, f"{where} must be an object with 'Data' and 'PartitionKey'")
     key = entry.get("PartitionKey")
     if not isinstance(key, str) or not 1 <= len(key) <= 256:
-        raise ApiError(42206, f"{where}.PartitionKey must be a string of 1 to 256 characters")
+        raise ApiError(ErrorCode.INVALID, f"{where}.PartitionKey must be a string of 1 to 256 characters")
     try:
         key_bytes = key.encode("utf-8")
     except UnicodeEncodeError:
-        raise ApiError(40001, f"{where}.PartitionKey is not valid Unicode") from None
+        raise ApiError(ErrorCode.MALFORMED_BODY, f"{where}.PartitionKey is not valid Unicode") from None
     data = entry["Data"]
     if not isinstance(data, str):
         return Item(data, key_bytes)
     try:
         raw = decode_base64(data)
     except ValueError:
-        raise ApiError(40001, f"{where}.Data is a string but not valid base64") from None
+        raise ApiError(ErrorCode.MALFORMED_BODY, f"{where}.Data is a string but not valid base64") from None
     return bytes_item(raw, key_bytes, kind_known, "Data is not a JSON object (base64 of UTF-8 JSON expected)")
 
 
@@ -124,10 +128,12 @@ class KinesisOps:
         else:
             records = doc.get("Records") if isinstance(doc, dict) else None
             if not isinstance(records, list) or not records:
-                raise ApiError(42206, "request body must be an object with a non-empty 'Records' array")
+                raise ApiError(
+                    ErrorCode.INVALID, "request body must be an object with a non-empty 'Records' array"
+                )
             if len(records) > self.limit:
                 raise ApiError(
-                    42201,
+                    ErrorCode.TOO_MANY_RECORDS,
                     f"1 validation error detected: Value at 'records' failed to satisfy constraint: "
                     f"Member must have length less than or equal to {self.limit}",
                 )
@@ -196,7 +202,7 @@ class KinesisOps:
         shards = min(self.service.settings.log.partitions, self.max_shards)
         if doc is not None:
             if not isinstance(doc, dict):
-                raise ApiError(42206, "request body must be a JSON object")
+                raise ApiError(ErrorCode.INVALID, "request body must be a JSON object")
             check_stream_name_field(doc)
             count = doc.get("ShardCount")
             if isinstance(count, float) and count.is_integer():
@@ -204,12 +210,12 @@ class KinesisOps:
             if count is not None:
                 if type(count) is not int or not 1 <= count <= self.max_shards:
                     raise ApiError(
-                        42206,
+                        ErrorCode.INVALID,
                         f"ShardCount must be an integer from 1 to {self.max_shards} (api.max_shard_count)",
                     )
                 shards = count
         if not self.service.create("streams", name, shards):
-            raise ApiError(40901, f"stream {name!r} already exists")
+            raise ApiError(ErrorCode.STREAM_EXISTS, f"stream {name!r} already exists")
         return {}
 
     def delete(self, name: str) -> dict[str, Any]:

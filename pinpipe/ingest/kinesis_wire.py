@@ -21,6 +21,7 @@ from fastapi import APIRouter, Header, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
+from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import Principal, authorize, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import KINESIS_WIRE_MEDIA_TYPE, ApiError
@@ -66,7 +67,7 @@ def stream_of(doc: Any) -> str:
     """The ``StreamName`` an operation names (42206 when absent or not a string)."""
     name = doc.get("StreamName") if isinstance(doc, dict) else None
     if not isinstance(name, str) or not 1 <= len(name) <= 128:
-        raise ApiError(42206, "StreamName must be a string of 1 to 128 characters")
+        raise ApiError(ErrorCode.INVALID, "StreamName must be a string of 1 to 128 characters")
     return name
 
 
@@ -93,7 +94,9 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
         require_admin(principal)
         if operation == "CreateStream":
             if len(name) > 128 or not NEW_STREAM_NAME.fullmatch(name):
-                raise ApiError(42206, f"StreamName must match {NEW_STREAM} (streaming-<prefix>-<name>)")
+                raise ApiError(
+                    ErrorCode.INVALID, f"StreamName must match {NEW_STREAM} (streaming-<prefix>-<name>)"
+                )
             return ops.create(name, doc)
         return ops.delete(name)
 
@@ -116,11 +119,14 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
         principal = gate.caller(request)
         operation = target.removeprefix(TARGET_PREFIX)
         if operation not in OPERATIONS:
-            raise ApiError(40003, f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are")
+            raise ApiError(
+                ErrorCode.UNKNOWN_OPERATION,
+                f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are",
+            )
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         doc = parse_json(body) if body.strip() else {}
         if not isinstance(doc, dict):
-            raise ApiError(42206, "request body must be a JSON object")
+            raise ApiError(ErrorCode.INVALID, "request body must be a JSON object")
         request_key = None if idempotency_key is None else (idempotency_key, body)
         answer = await run_in_threadpool(run, operation, doc, principal, request_key)
         return AmzJSONResponse(answer)

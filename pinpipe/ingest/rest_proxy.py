@@ -29,6 +29,7 @@ from fastapi import APIRouter, Header, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from pinpipe.errors import ErrorCode
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
@@ -63,20 +64,22 @@ def parse_records(
     """The records of a v2 produce body, or ApiError when the request is malformed as a whole. With
     ``partition`` (the path's), a record may not name one itself."""
     if not isinstance(doc, dict) or "records" not in doc:
-        raise ApiError(42206, "request body must be a JSON object with a 'records' array")
+        raise ApiError(ErrorCode.INVALID, "request body must be a JSON object with a 'records' array")
     records = doc["records"]
     if not isinstance(records, list) or not records:
-        raise ApiError(42206, "'records' must be a non-empty array")
+        raise ApiError(ErrorCode.INVALID, "'records' must be a non-empty array")
     if len(records) > max_records:
-        raise ApiError(42201, f"too many records: {len(records)} > {max_records} per request")
+        raise ApiError(
+            ErrorCode.TOO_MANY_RECORDS, f"too many records: {len(records)} > {max_records} per request"
+        )
     items = []
     for i, record in enumerate(records):
         where = f"records[{i}]"
         if not isinstance(record, dict) or "value" not in record:
-            raise ApiError(42206, f"{where} must be an object with a 'value'")
+            raise ApiError(ErrorCode.INVALID, f"{where} must be an object with a 'value'")
         own = record_partition(record.get("partition"), where)
         if partition is not None and own is not None:
-            raise ApiError(42206, f"{where}.partition: the path names the partition already")
+            raise ApiError(ErrorCode.INVALID, f"{where}.partition: the path names the partition already")
         if fmt == "binary":
             item = binary_item(record["value"], record.get("key"), where, kind_known)
         else:
@@ -94,7 +97,7 @@ def record_partition(partition: Any, where: str) -> int | None:
     if partition is not None and (
         isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition <= MAX_PARTITION
     ):
-        raise ApiError(42206, f"{where}.partition must be an integer from 0 to {MAX_PARTITION}")
+        raise ApiError(ErrorCode.INVALID, f"{where}.partition must be an integer from 0 to {MAX_PARTITION}")
     return partition
 
 
@@ -111,7 +114,9 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
     ) -> bytes:
         count = service.partitions("topics", topic)  # 40401 before looking at the body
         if partition is not None and partition >= count:
-            raise ApiError(40402, f"partition {partition} of topic {topic!r} not found")
+            raise ApiError(
+                ErrorCode.PARTITION_NOT_FOUND, f"partition {partition} of topic {topic!r} not found"
+            )
         doc = parse_json(body)
         items = parse_records(doc, max_records, fmt, kind_of_any(topic) is not None, partition)
         outcomes = service.produce("topics", topic, items, idempotency_key)
@@ -201,7 +206,9 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
         gate.caller(request, topic)
         count = await run_in_threadpool(service.partitions, "topics", topic)
         if partition >= count:
-            raise ApiError(40402, f"partition {partition} of topic {topic!r} not found")
+            raise ApiError(
+                ErrorCode.PARTITION_NOT_FOUND, f"partition {partition} of topic {topic!r} not found"
+            )
         return KafkaJSONResponse(partition_metadata(partition))
 
     @router.get(

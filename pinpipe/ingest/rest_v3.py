@@ -29,6 +29,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from pinpipe.errors import ErrorCode
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import bytes_item, decode_base64, parse_headers
@@ -64,12 +65,16 @@ def parse_timestamp(given: Any) -> float | None:
             raise ValueError(given)
         moment = datetime.fromisoformat(given.upper())  # RFC 3339 allows a lower-case t and z
     except ValueError:
-        raise ApiError(42206, "timestamp must be an RFC 3339 date-time, e.g. 2024-01-01T00:00:00Z") from None
+        raise ApiError(
+            ErrorCode.INVALID, "timestamp must be an RFC 3339 date-time, e.g. 2024-01-01T00:00:00Z"
+        ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     seconds = moment.timestamp()
     if not 0 <= seconds < LAST_SECOND:  # Kafka timestamps are not negative; reports print 4-digit years
-        raise ApiError(42206, "timestamp must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+        raise ApiError(
+            ErrorCode.INVALID, "timestamp must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z"
+        )
     return seconds
 
 
@@ -77,35 +82,35 @@ def data_bytes(part: Any, where: str) -> tuple[str, Any, bytes | None]:
     """(type, JSON value or None, bytes or None) of a key or value ``{"type": T, "data": D}``; ApiError
     42206 for a malformed one, 41501 for a schema type."""
     if not isinstance(part, dict):
-        raise ApiError(42206, f"{where} must be an object with 'type' and 'data'")
+        raise ApiError(ErrorCode.INVALID, f"{where} must be an object with 'type' and 'data'")
     kind = part.get("type", "JSON")
     if any(field in part for field in SCHEMA_FIELDS) or kind not in V3_TYPES:
         raise ApiError(
-            41501,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"{where}: type {kind!r} or a schema needs a schema registry: use one of {', '.join(V3_TYPES)}",
         )
     data = part.get("data")
     if kind == "JSON":
         return kind, data, None
     if not isinstance(data, str):
-        raise ApiError(42206, f"{where}.data must be a string for type {kind}")
+        raise ApiError(ErrorCode.INVALID, f"{where}.data must be a string for type {kind}")
     if kind == "STRING":
         try:
             return kind, None, data.encode("utf-8")
         except UnicodeEncodeError:
-            raise ApiError(40001, f"{where}.data is not valid Unicode") from None
+            raise ApiError(ErrorCode.MALFORMED_BODY, f"{where}.data is not valid Unicode") from None
     try:
         return kind, None, decode_base64(data)
     except ValueError:
-        raise ApiError(42206, f"{where}.data is not base64") from None
+        raise ApiError(ErrorCode.INVALID, f"{where}.data is not base64") from None
 
 
 def parse_record(doc: Any, where: str, kind_known: bool) -> tuple[Item, dict[str, Any]]:
     """One v3 record as an Item, and the ``key``/``value`` entries of its delivery report."""
     if not isinstance(doc, dict):
-        raise ApiError(42206, f"{where} must be a JSON object")
+        raise ApiError(ErrorCode.INVALID, f"{where} must be a JSON object")
     if doc.get("value") is None:
-        raise ApiError(42206, f"{where}.value is required: pinpipe stores no tombstones")
+        raise ApiError(ErrorCode.INVALID, f"{where}.value is required: pinpipe stores no tombstones")
     value_type, value, raw = data_bytes(doc["value"], f"{where}.value")
     item = Item(value)
     if raw is not None:
@@ -143,7 +148,7 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
 
     def check_cluster(given: str) -> None:
         if given != cluster:
-            raise ApiError(40401, f"cluster {given!r} not found: this API serves {cluster!r}")
+            raise ApiError(ErrorCode.NOT_FOUND, f"cluster {given!r} not found: this API serves {cluster!r}")
 
     def cluster_doc(base: str) -> dict[str, Any]:
         self_url = f"{base}/v3/clusters/{cluster}"
@@ -173,16 +178,22 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         doc = parse_json(body)
         entries = doc.get("entries") if isinstance(doc, dict) else None
         if not isinstance(entries, list) or not entries:
-            raise ApiError(42206, "request body must be an object with a non-empty 'entries' array")
+            raise ApiError(
+                ErrorCode.INVALID, "request body must be an object with a non-empty 'entries' array"
+            )
         if len(entries) > max_records:
-            raise ApiError(42201, f"too many entries: {len(entries)} > {max_records} per request")
+            raise ApiError(
+                ErrorCode.TOO_MANY_RECORDS, f"too many entries: {len(entries)} > {max_records} per request"
+            )
         known = kind_of_any(topic) is not None
         ids: list[str] = []
         parsed = []
         for i, entry in enumerate(entries):
             entry_id = entry.get("id") if isinstance(entry, dict) else None
             if not isinstance(entry_id, str) or not entry_id or entry_id in ids:
-                raise ApiError(42206, f"entries[{i}].id must be a non-empty string, unique in the request")
+                raise ApiError(
+                    ErrorCode.INVALID, f"entries[{i}].id must be a non-empty string, unique in the request"
+                )
             ids.append(entry_id)
             parsed.append(parse_record(entry, f"entries[{i}]", known))
         outcomes = service.produce("topics", topic, [item for item, _ in parsed], request_key)

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pinpipe import exact_json
 from pinpipe.config import Settings
 from pinpipe.errors import (
+    ErrorCode,
     IdempotencyConflictError,
     LogUnavailableError,
     PinpipeError,
@@ -65,7 +66,7 @@ def parse_json(body: bytes) -> Any:
     try:
         return exact_json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ApiError(40001, f"request body is not valid JSON: {exc}") from None
+        raise ApiError(ErrorCode.MALFORMED_BODY, f"request body is not valid JSON: {exc}") from None
 
 
 def encode_json(value: Any) -> bytes:
@@ -74,9 +75,11 @@ def encode_json(value: Any) -> bytes:
     try:
         return exact_json.dumps(value)
     except (TypeError, ValueError) as exc:
-        raise ApiError(40001, f"request body holds text that is not valid Unicode: {exc}") from None
+        raise ApiError(
+            ErrorCode.MALFORMED_BODY, f"request body holds text that is not valid Unicode: {exc}"
+        ) from None
     except RecursionError:
-        raise ApiError(40001, "request body nests values too deeply") from None
+        raise ApiError(ErrorCode.MALFORMED_BODY, "request body nests values too deeply") from None
 
 
 def encode_key(key: Any) -> bytes | None:
@@ -87,7 +90,7 @@ def encode_key(key: Any) -> bytes | None:
         try:
             return key.encode("utf-8")
         except UnicodeEncodeError as exc:
-            raise ApiError(40001, f"record key is not valid Unicode: {exc}") from None
+            raise ApiError(ErrorCode.MALFORMED_BODY, f"record key is not valid Unicode: {exc}") from None
     return encode_json(key)
 
 
@@ -134,7 +137,9 @@ class IngestService:
 
     def ensure_started(self) -> None:
         if not self.start():
-            raise ApiError(50003, "the log is not reachable yet; retry", {"Retry-After": "1"})
+            raise ApiError(
+                ErrorCode.LOG_UNAVAILABLE, "the log is not reachable yet; retry", {"Retry-After": "1"}
+            )
 
     def ready(self) -> bool:
         """True when every log answers and holds the prefix's topics and streams."""
@@ -185,9 +190,11 @@ class IngestService:
         try:
             found = self.logs[space].topics()
         except LogUnavailableError as exc:
-            raise ApiError(50003, f"log unavailable: {exc}", {"Retry-After": "1"}) from exc
+            raise ApiError(
+                ErrorCode.LOG_UNAVAILABLE, f"log unavailable: {exc}", {"Retry-After": "1"}
+            ) from exc
         except PinpipeError as exc:
-            raise ApiError(50002, f"log error: {exc}") from exc
+            raise ApiError(ErrorCode.LOG_FAILED, f"log error: {exc}") from exc
         self._cache[space] = dict(found)
         if self.shared:
             is_stream = space == "streams"
@@ -204,7 +211,7 @@ class IngestService:
             count = None  # one log holds both: each dialect sees only its own names
         if count is None:
             noun = "topic" if space == "topics" else "stream"
-            raise ApiError(40401, f"{noun} {name!r} not found")
+            raise ApiError(ErrorCode.NOT_FOUND, f"{noun} {name!r} not found")
         return count
 
     def forget(self, space: Space, name: str) -> None:
@@ -225,10 +232,10 @@ class IngestService:
         positions: list[int] = []
         for i, item in enumerate(items):
             if item.problem is not None:
-                outcomes[i] = Outcome(None, None, 42206, item.problem)
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, item.problem)
                 continue
             if self._bare[space] and (item.headers or item.timestamp is not None):
-                outcomes[i] = Outcome(None, None, 42206, BARE_LOG)
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, BARE_LOG)
                 continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
@@ -236,10 +243,15 @@ class IngestService:
                 if missing is not None:
                     problems.append(missing)
                 if problems:
-                    outcomes[i] = Outcome(None, None, 42206, "; ".join(problems))
+                    outcomes[i] = Outcome(None, None, ErrorCode.INVALID, "; ".join(problems))
                     continue
             if item.partition is not None and item.partition >= count:
-                outcomes[i] = Outcome(None, None, 42202, f"partition {item.partition} does not exist")
+                outcomes[i] = Outcome(
+                    None,
+                    None,
+                    ErrorCode.RECORD_PARTITION_NOT_FOUND,
+                    f"partition {item.partition} does not exist",
+                )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
@@ -265,21 +277,24 @@ class IngestService:
             return self._writers[space].append(name, batch)
         except TopicNotFoundError as exc:
             self.forget(space, name)
-            raise ApiError(40401, str(exc)) from exc
+            raise ApiError(ErrorCode.NOT_FOUND, str(exc)) from exc
         except IdempotencyConflictError as exc:
-            self.metrics.count_records(name, "42207", len(batch))
+            self.metrics.count_records(name, str(ErrorCode.IDEMPOTENCY_KEY_REUSED), len(batch))
             raise ApiError(
-                42207, "Idempotency-Key already used for another request (other body or record count)"
+                ErrorCode.IDEMPOTENCY_KEY_REUSED,
+                "Idempotency-Key already used for another request (other body or record count)",
             ) from exc
         except LogUnavailableError as exc:
-            self.metrics.count_records(name, "50003", len(batch))
+            self.metrics.count_records(name, str(ErrorCode.LOG_UNAVAILABLE), len(batch))
             raise ApiError(
-                50003, f"log unavailable, nothing written; retry: {exc}", {"Retry-After": "1"}
+                ErrorCode.LOG_UNAVAILABLE,
+                f"log unavailable, nothing written; retry: {exc}",
+                {"Retry-After": "1"},
             ) from exc
         except PinpipeError as exc:
             logger.error("append to %s failed: %s", name, exc)
-            self.metrics.count_records(name, "50002", len(batch))
-            raise ApiError(50002, f"log error, nothing written: {exc}") from exc
+            self.metrics.count_records(name, str(ErrorCode.LOG_FAILED), len(batch))
+            raise ApiError(ErrorCode.LOG_FAILED, f"log error, nothing written: {exc}") from exc
 
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:
@@ -293,7 +308,8 @@ class IngestService:
             ceiling = self.settings.api.max_streams
             if len(existing) >= ceiling:
                 raise ApiError(
-                    40902, f"the stream log holds {len(existing)} streams, api.max_streams is {ceiling}"
+                    ErrorCode.TOO_MANY_STREAMS,
+                    f"the stream log holds {len(existing)} streams, api.max_streams is {ceiling}",
                 )
             self._admin(lambda: self.logs[space].create_topic(name, partitions))
             self.forget(space, name)
@@ -309,8 +325,10 @@ class IngestService:
         try:
             action()
         except TopicNotFoundError as exc:
-            raise ApiError(40401, str(exc)) from exc
+            raise ApiError(ErrorCode.NOT_FOUND, str(exc)) from exc
         except LogUnavailableError as exc:
-            raise ApiError(50003, f"log unavailable: {exc}", {"Retry-After": "1"}) from exc
+            raise ApiError(
+                ErrorCode.LOG_UNAVAILABLE, f"log unavailable: {exc}", {"Retry-After": "1"}
+            ) from exc
         except PinpipeError as exc:
-            raise ApiError(50002, f"log error: {exc}") from exc
+            raise ApiError(ErrorCode.LOG_FAILED, f"log error: {exc}") from exc

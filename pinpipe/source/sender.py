@@ -25,13 +25,13 @@ from urllib.parse import urlparse
 import httpx
 import orjson
 
-from pinpipe.errors import ConfigError
+from pinpipe.errors import ConfigError, ErrorCode
 from pinpipe.schema import Kind, stream_name, topic_name
 
 Target = Literal["batch", "stream"]
 KAFKA_JSON = "application/vnd.kafka.json.v2+json"
 RETRIABLE_STATUS = frozenset({408, 425, 429})
-RETRIABLE_CODES = frozenset({42901, 50002, 50003})
+RETRIABLE_CODES = frozenset({ErrorCode.RATE_LIMITED, ErrorCode.LOG_FAILED, ErrorCode.LOG_UNAVAILABLE})
 MAX_RETRY_AFTER_S = 60.0
 
 

@@ -85,11 +85,12 @@ def send_streams(
 
 
 def same_rows(a: pa.Table, b: pa.Table) -> bool:
-    """Equal as multisets of rows with equal schemas (row order is not part of a cleaned table)."""
+    """Equal as multisets of rows with equal schemas (row order is not part of a cleaned table), values
+    compared by their repr: -0.0 is not 0.0 (``==`` would say it is), NaN is NaN."""
     if a.schema != b.schema or a.num_rows != b.num_rows:
         return False
     key = lambda row: repr(sorted(row.items()))  # noqa: E731
-    return sorted(a.to_pylist(), key=key) == sorted(b.to_pylist(), key=key)
+    return sorted(map(key, a.to_pylist())) == sorted(map(key, b.to_pylist()))
 
 
 def same_batch_on_both_engines(

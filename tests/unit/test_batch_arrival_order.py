@@ -43,13 +43,15 @@ def test_order_matters_only_for_differing_records_with_one_id_in_one_object() ->
 def stage_orders(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     """Records the (kind, ordered) of every staging of a chunk by the engine."""
     calls: list[tuple[str, bool]] = []
-    load_raw = DuckDBEngine._load_raw
+    from pinpipe.engines.duckdb import engine
 
-    def spy(self: DuckDBEngine, con: Any, kind: Any, objects: Any, ordered: bool) -> Any:
+    load_raw = engine.load_raw
+
+    def spy(con: Any, kind: Any, objects: Any, ordered: bool) -> Any:
         calls.append((kind, ordered))
-        return load_raw(self, con, kind, objects, ordered)
+        return load_raw(con, kind, objects, ordered)
 
-    monkeypatch.setattr(DuckDBEngine, "_load_raw", spy)
+    monkeypatch.setattr(engine, "load_raw", spy)
     return calls
 
 

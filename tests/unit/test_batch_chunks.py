@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.delta import read_table
-from pinpipe.engines.duckdb import DuckDBEngine, _chunk_bytes, _chunks
+from pinpipe.engines.duckdb import DuckDBEngine
+from pinpipe.engines.duckdb.chunks import chunk_bytes, chunks
 from pinpipe.tables import batch_table
 from pinpipe.transform.queries import BatchOptions
 from tests.unit.test_batch_run import lines, pin, write_lake
@@ -23,13 +24,13 @@ EVERY_OBJECT = 1
 
 
 def test_chunks_are_runs_of_consecutive_objects_of_about_equal_bytes() -> None:
-    assert _chunks([], 10) == [[]]
-    assert _chunks([5, 5, 5, 5], None) == [[0, 1, 2, 3]]
-    assert _chunks([5, 5, 5, 5], 20) == [[0, 1, 2, 3]]
-    assert _chunks([5, 5, 5, 5], 10) == [[0, 1], [2, 3]]
-    assert _chunks([5, 5, 5, 5], 9) == [[0], [1, 2], [3]]  # an object goes where its middle byte falls
-    assert _chunks([1, 1, 1, 30, 1], 16) == [[0, 1, 2], [3], [4]]  # one object may exceed the budget
-    assert _chunks([3, 3, 3], 1) == [[0], [1], [2]]
+    assert chunks([], 10) == [[]]
+    assert chunks([5, 5, 5, 5], None) == [[0, 1, 2, 3]]
+    assert chunks([5, 5, 5, 5], 20) == [[0, 1, 2, 3]]
+    assert chunks([5, 5, 5, 5], 10) == [[0, 1], [2, 3]]
+    assert chunks([5, 5, 5, 5], 9) == [[0], [1, 2], [3]]  # an object goes where its middle byte falls
+    assert chunks([1, 1, 1, 30, 1], 16) == [[0, 1, 2], [3], [4]]  # one object may exceed the budget
+    assert chunks([3, 3, 3], 1) == [[0], [1], [2]]
 
 
 @pytest.mark.parametrize("limit", ["432MB", "2GB", "700MiB"])
@@ -40,7 +41,7 @@ def test_chunk_budget_is_the_memory_limit_over_1_8(limit: str) -> None:
     con.execute(f"SET memory_limit = '{limit}'")
     number, unit = float(limit[:-3] if limit.endswith("iB") else limit[:-2]), limit.lstrip("0123456789.")
     expected = number * {"MB": 1e6, "GB": 1e9, "MiB": 2**20}[unit] / 1.8
-    assert _chunk_bytes(con) == pytest.approx(expected, rel=0.05)  # DuckDB prints "1.8 GiB": rounded
+    assert chunk_bytes(con) == pytest.approx(expected, rel=0.05)  # DuckDB prints "1.8 GiB": rounded
 
 
 def geo(ind: int, country: str) -> dict[str, object]:

@@ -1,0 +1,63 @@
+"""The cleaned tables as Delta: Parquet parts written by DuckDB, committed with their bookkeeping, and
+the rows a table held before the run, read back as a pruned columnar source."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pinpipe.delta import ParquetFile, local_table_dir, open_table
+from pinpipe.engines.duckdb.sql import DUCKDB_TYPES, quote
+from pinpipe.engines.increments import commit_parts, write_table
+from pinpipe.locations import duckdb_path
+from pinpipe.schema import Kind
+from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA
+
+_BATCH_ROWS = 122_880
+"""Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""
+
+
+def copy_cleaned(con: Any, kind: Kind, cleaned: str, target: Path, number: int) -> list[ParquetFile]:
+    """One Parquet part of the cleaned ``kind`` table, its columns typed as ``CLEAN_ARROW_SCHEMA``:
+    written by DuckDB itself (``COPY``: parallel, streaming, within ``memory_limit``)."""
+    select = "SELECT " + ", ".join(
+        f'CAST("{f.name}" AS {DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in CLEAN_ARROW_SCHEMA[kind]
+    )
+    path = target / f"part-{number:05d}-{uuid.uuid4()}-c000.snappy.parquet"
+    stats = con.execute(
+        f"COPY ({select} FROM ({cleaned}) AS c) TO {quote(str(path))}"
+        " (FORMAT parquet, COMPRESSION snappy, RETURN_STATS)"
+    ).fetchall()
+    return [ParquetFile(Path(r[0]).name, int(r[2]), int(r[1])) for r in stats]
+
+
+def commit(url: str, kind: Kind, target: Path, parts: list[ParquetFile], append: bool, metadata: str) -> None:
+    """One commit: the new parts (appended, or replacing the table) and the kind's bookkeeping. Parts of
+    a local table are in its directory already; those of a remote one are uploaded by delta-rs."""
+    schema = CLEAN_ARROW_SCHEMA[kind]
+    if local_table_dir(url) is not None:
+        commit_parts(url, schema, parts, append, metadata)
+        return
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset([str(target / p.name) for p in parts], schema=schema)
+    write_table(url, dataset.scanner(batch_size=_BATCH_ROWS).to_reader().cast(schema), append, metadata)
+
+
+def register_history(con: Any, kind: Kind, url: str) -> str:
+    """The rows the table at ``url`` holds, as a source DuckDB reads columnar and pruned: its Parquet
+    files (local tables) or delta-rs' Arrow dataset (remote ones)."""
+    table = open_table(url)
+    name = f"history_{kind}"
+    directory = local_table_dir(url)
+    files = table.file_uris()
+    if directory is not None and files:
+        return "read_parquet([" + ", ".join(quote(f) for f in files) + "])"
+    con.register(name, table.to_pyarrow_dataset() if files else CLEAN_ARROW_SCHEMA[kind].empty_table())
+    return name
+
+
+def read_parts(directory: Path, parts: list[ParquetFile]) -> str:
+    """A source reading the Parquet ``parts`` written in ``directory``."""
+    return "read_parquet([" + ", ".join(quote(duckdb_path(directory / p.name)) for p in parts) + "])"
