@@ -158,11 +158,12 @@ need_maven() {
   command -v mvn >/dev/null || die "mvn is not installed (apt-get install -y maven)"
 }
 
-# mvn_fetch POM_DIR OUT_DIR MVN_LOG WHAT: copy the runtime dependencies of POM_DIR/pom.xml into OUT_DIR
-# (local repository cached in $CACHE_DIR/m2); on failure show the tail of MVN_LOG and die.
+# mvn_fetch POM_DIR OUT_DIR MVN_LOG WHAT: copy the runtime dependencies of POM_DIR/pom.xml into OUT_DIR;
+# on failure show the tail of MVN_LOG and die. Maven keeps what it downloads in the user's local
+# repository (~/.m2/repository, or PINPIPE_MAVEN_REPO), so another checkout on the machine fetches nothing.
 mvn_fetch() {
   (cd "$1" && mvn -q -B dependency:copy-dependencies -DincludeScope=runtime \
-    -DoutputDirectory="$2" -Dmaven.repo.local="$CACHE_DIR/m2") >"$3" 2>&1 \
+    -DoutputDirectory="$2" -Dmaven.repo.local="${PINPIPE_MAVEN_REPO:-$HOME/.m2/repository}") >"$3" 2>&1 \
     || { tail -n 30 "$3" >&2; die "mvn could not fetch $4"; }
 }
 

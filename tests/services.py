@@ -34,7 +34,8 @@ class ServiceError(RuntimeError):
 
 class InfraService:
     """One infra/<name>.sh service with its own state directory (``PINPIPE_INFRA_DIR``); ``command`` goes
-    before each action (``("cluster",)``: ``infra/spark.sh cluster start``)."""
+    before each action (``("cluster",)``: ``infra/spark.sh cluster start``); ``env``: more variables for
+    the script."""
 
     def __init__(
         self,
@@ -43,16 +44,18 @@ class InfraService:
         start_timeout: float = 300.0,
         start_args: tuple[str, ...] = (),
         command: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.state_dir = state_dir
         self.start_timeout = start_timeout
         self.start_args = start_args
         self.command = command
+        self.env = env or {}
         self.endpoint: str | None = None
 
     def run(self, action: str, timeout: float, *args: str) -> str:
-        env = {**os.environ, "PINPIPE_INFRA_DIR": str(self.state_dir)}
+        env = {**os.environ, **self.env, "PINPIPE_INFRA_DIR": str(self.state_dir)}
         try:
             done = subprocess.run(
                 ["bash", str(INFRA / f"{self.name}.sh"), *self.command, action, *args],
@@ -145,8 +148,13 @@ def kafka_bootstrap(infra_state_dir: Path) -> Iterator[str]:
 def kafka_cluster(infra_state_dir: Path) -> Iterator[InfraService]:
     """A three-broker Kafka cluster (three KRaft voters) for the session; ``.endpoint`` is the
     bootstrap list, ``.pids()`` one PID per broker. Tests that kill a broker start it again
-    (``.start()``) before they end."""
-    service = InfraService("kafka", infra_state_dir / "cluster", start_args=("--brokers", "3"))
+    (``.start()``) before they end.
+
+    Stopped with a 5 s grace: brokers stopped together wait on each other's controlled shutdown until
+    SIGKILL (30 s by default), and the session's cluster and its data are thrown away anyway."""
+    service = InfraService(
+        "kafka", infra_state_dir / "cluster", start_args=("--brokers", "3"), env={"KAFKA_STOP_GRACE": "5"}
+    )
     service.state_dir.mkdir(exist_ok=True)
     yield from running(service)
 

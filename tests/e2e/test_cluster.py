@@ -4,9 +4,9 @@ Two ``pinpipe api serve`` replicas, the emulator over both (``--seed 100 --itera
 --mode both`` on the real data) and two ``pinpipe sink run`` workers in one group; while the emulator runs,
 one broker, one API replica and one sink worker are killed with ``kill -9`` (the replica and the worker
 started again). Afterwards the lake holds every topic's records exactly once, the same multiset as the
-emulator's dry run and as an embedded single-process ``pinpipe demo`` of the same iterations run beside
-it; ``pinpipe batch run`` exports the demo's ten CSVs byte for byte; the stream tables hold every
-iteration once.
+emulator's dry run and as an embedded single-process ``pinpipe demo`` of the same iterations (the
+session's ``aicore_demo``); ``pinpipe batch run`` exports the demo's ten CSVs byte for byte; the stream
+tables hold every iteration once.
 
 The kills happen at fixed shares of the records acknowledged so far (the topics' end offsets), each
 checked to land while the emulator still runs, not after a sleep that could fall past its end.
@@ -34,6 +34,7 @@ from pinpipe.lake.store import FileStore
 from pinpipe.locations import file_url
 from pinpipe.log.kafka import KafkaLog
 from pinpipe.schema import DEFAULT_PREFIX, KINDS, stream_names, topic_name, topic_names
+from tests.conftest import AicoreDemo
 from tests.e2e.pipeline_cli import (
     ApiProcess,
     PinpipeProcess,
@@ -47,7 +48,6 @@ from tests.e2e.pipeline_cli import (
     location_flags,
     pinpipe,
     settings_for,
-    start_demo,
 )
 from tests.services import InfraService
 
@@ -102,26 +102,9 @@ def wait_until(
 
 
 def test_cluster_with_kills_matches_one_embedded_process(
-    tmp_path: Path, aicore: Path, kafka_cluster: InfraService
+    tmp_path: Path, aicore: Path, kafka_cluster: InfraService, aicore_demo: AicoreDemo
 ) -> None:
-    env = clean_env(tmp_path)
     started = time.monotonic()
-    embedded = start_demo(tmp_path / "embedded", aicore, env, ITERATIONS)  # the reference, side by side
-    try:
-        run_and_compare(tmp_path, aicore, kafka_cluster, embedded, started)
-    finally:
-        if embedded.poll() is None:
-            embedded.kill()
-            embedded.wait()
-
-
-def run_and_compare(
-    tmp_path: Path,
-    aicore: Path,
-    kafka_cluster: InfraService,
-    embedded: subprocess.Popen[str],
-    started: float,
-) -> None:
     env = clean_env(tmp_path)
     prefix = uuid.uuid4().hex[:12]  # fresh topics on the session's cluster
     log_url = f"kafka://{kafka_cluster.endpoint}"
@@ -206,7 +189,6 @@ def run_and_compare(
 
     streamed = pinpipe("stream", "run", *flags, "--until-idle", "--quiet", env=env)
     pinpipe("batch", "run", *flags, "--export", str(tmp_path / "E"), "--quiet", env=env)
-    assert embedded.wait(timeout=900) == 0, (tmp_path / "embedded" / "demo.out").read_text()[-5000:]
     assert broker_back is not None and broker_back.result(timeout=300) == kafka_cluster.endpoint
     print(
         f"\ncluster run: ready {ready_s:.1f}s, kills at {killed_at} s, emulator done {emulated_s:.1f}s, "
@@ -214,7 +196,7 @@ def run_and_compare(
         f"emulator: {out_text.strip()}\nstream: {streamed.stdout.strip()}"
     )
 
-    reference = tmp_path / "embedded"
+    reference = aicore_demo.workdir
     for kind in KINDS:
         want = expected_values(expected, kind)
         in_lake = Counter(canonical(v) for v in lake_values(lake, topic_name(prefix, kind)))
@@ -222,10 +204,10 @@ def run_and_compare(
         embedded_lake = lake_values(reference / "lake", topic_name(DEFAULT_PREFIX, kind))
         assert Counter(canonical(v) for v in embedded_lake) == want, f"{kind}: the embedded lake differs"
     assert_stream_tables_hold(settings_for(work, prefix), expected)
-    names = sorted(p.name for p in (reference / "E").glob("*.csv"))
+    names = sorted(p.name for p in aicore_demo.export.glob("*.csv"))
     assert len(names) == 10
     assert sorted(p.name for p in (tmp_path / "E").glob("*.csv")) == names
     for name in names:
         ours = (tmp_path / "E" / name).read_bytes()
         assert ours.count(b"\n") > 1, f"{name} is empty"
-        assert ours == (reference / "E" / name).read_bytes(), f"{name} differs from the embedded run's"
+        assert ours == (aicore_demo.export / name).read_bytes(), f"{name} differs from the embedded run's"

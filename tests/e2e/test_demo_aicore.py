@@ -10,9 +10,8 @@ import csv
 import re
 from pathlib import Path
 
-import pytest
-
 from pinpipe.locations import file_url
+from tests.conftest import AicoreDemo
 from tests.e2e.pipeline_cli import ApiProcess, clean_env, pinpipe
 
 ITERATIONS = 2524
@@ -50,15 +49,9 @@ def demo(root: Path, aicore: Path, iterations: int) -> tuple[Path, Path, dict[st
     return work, export, env
 
 
-@pytest.fixture(scope="module")
-def one_pass(aicore: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, str]]:
-    return demo(tmp_path_factory.mktemp("one-pass"), aicore, ITERATIONS)
-
-
-def test_demo_on_aicore_then_batch_with_switched_conventions(
-    tmp_path: Path, one_pass: tuple[Path, Path, dict[str, str]]
-) -> None:
-    work, export, env = one_pass
+def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aicore_demo: AicoreDemo) -> None:
+    work, export = aicore_demo.workdir, aicore_demo.export
+    env = {**clean_env(tmp_path), "PINPIPE_ENGINE__TABLES_URL": file_url(tmp_path / "tables")}  # demo's kept
     export2 = tmp_path / "E2"
 
     assert sorted(p.name for p in export.iterdir()) == sorted(f"{name}.csv" for name in DOC_HEADERS)
@@ -96,7 +89,7 @@ def test_demo_on_aicore_then_batch_with_switched_conventions(
 
 
 def test_524_more_iterations_sent_and_sunk_then_batch_reads_only_them(
-    tmp_path: Path, aicore: Path, one_pass: tuple[Path, Path, dict[str, str]]
+    tmp_path: Path, aicore: Path, aicore_demo: AicoreDemo
 ) -> None:
     work, _, env = demo(tmp_path, aicore, 2000)
     flags = ["--workdir", str(work)]
@@ -114,4 +107,6 @@ def test_524_more_iterations_sent_and_sunk_then_batch_reads_only_them(
             summary
         )
     for name in DOC_HEADERS:
-        assert (export / f"{name}.csv").read_bytes() == (one_pass[1] / f"{name}.csv").read_bytes(), name
+        assert (export / f"{name}.csv").read_bytes() == (aicore_demo.export / f"{name}.csv").read_bytes(), (
+            name
+        )

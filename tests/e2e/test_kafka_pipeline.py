@@ -28,6 +28,7 @@ from pinpipe.log.kafka import KafkaLog
 from pinpipe.log.kafka.idempotency import HEADER
 from pinpipe.schema import KINDS, topic_name, topic_names
 from pinpipe.tables import stream_table
+from tests.conftest import AicoreDemo
 from tests.e2e.pipeline_cli import (
     ApiProcess,
     canonical,
@@ -50,55 +51,35 @@ OUTPUTS = 10
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 
-def finish_demos(demos: dict[Path, subprocess.Popen[str]], started: float) -> dict[Path, float]:
-    """Wait for every demo; seconds each took. A failed one fails the test with its output."""
-    took: dict[Path, float] = {}
-    deadline = started + 900
-    while len(took) < len(demos):
-        for workdir, demo in demos.items():
-            if workdir not in took and demo.poll() is not None:
-                took[workdir] = time.monotonic() - started
-                out = (workdir / "demo.out").read_text()
-                assert demo.returncode == 0, out[-5000:]
-        assert time.monotonic() < deadline, "the demos did not finish in 15 minutes"
-        time.sleep(0.2)
-    return took
-
-
 def test_demo_on_kafka_writes_the_embedded_outputs(
-    tmp_path: Path, aicore: Path, kafka_bootstrap: str
+    tmp_path: Path, aicore: Path, kafka_bootstrap: str, aicore_demo: AicoreDemo
 ) -> None:
     env = clean_env(tmp_path)
     prefix = uuid.uuid4().hex[:12]  # fresh topics on the session broker
     kafka_log = ("--log", f"kafka://{kafka_bootstrap}", "--prefix", prefix)
-    # both at once: each is mostly waiting on HTTP round trips and log acknowledgements
-    kafka, embedded = tmp_path / "kafka", tmp_path / "embedded"
+    kafka = tmp_path / "kafka"
     started = time.monotonic()
-    demos = {
-        kafka: start_demo(kafka, aicore, env, ITERATIONS, *kafka_log),
-        embedded: start_demo(embedded, aicore, env, ITERATIONS),
-    }
+    demo = start_demo(kafka, aicore, env, ITERATIONS, *kafka_log)
     try:
-        took = finish_demos(demos, started)
+        demo.wait(timeout=900)
     finally:
-        for demo in demos.values():
-            if demo.poll() is None:
-                demo.kill()
-                demo.wait()
-    kafka_out, embedded_out = (kafka / "demo.out").read_text(), (embedded / "demo.out").read_text()
-    seconds = f"kafka {took[kafka]:.1f}s, embedded {took[embedded]:.1f}s"
-    print(f"\ndemo {ITERATIONS} iterations side by side: {seconds}")
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    kafka_out = (kafka / "demo.out").read_text()
+    assert demo.returncode == 0, kafka_out[-5000:]
+    print(f"\ndemo {ITERATIONS} iterations on Kafka: {time.monotonic() - started:.1f}s")
     print("kafka " + next(line.strip() for line in kafka_out.splitlines() if "stages:" in line))
 
-    for out in (kafka_out, embedded_out):
+    for out in (kafka_out, aicore_demo.output):  # the embedded reference: the session's aicore_demo
         assert f"{ITERATIONS} iterations; sent {ITERATIONS}" in out, out[-3000:]
         assert f"exported {OUTPUTS} CSV files" in out, out[-3000:]
     assert f"kafka://{kafka_bootstrap}" in kafka_out
-    names = sorted(p.name for p in (embedded / "E").glob("*.csv"))
+    names = sorted(p.name for p in aicore_demo.export.glob("*.csv"))
     assert len(names) == OUTPUTS
     assert sorted(p.name for p in (kafka / "E").glob("*.csv")) == names
     for name in names:
-        left, right = (kafka / "E" / name).read_bytes(), (embedded / "E" / name).read_bytes()
+        left, right = (kafka / "E" / name).read_bytes(), (aicore_demo.export / name).read_bytes()
         assert left.count(b"\n") > 1, f"{name} is empty"
         assert left == right, f"{name} differs between the Kafka and the embedded demo"
 

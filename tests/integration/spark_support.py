@@ -52,19 +52,6 @@ def spark(spark_jars: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     session.stop()
 
 
-@pytest.fixture(scope="session")
-def aicore_lake(aicore: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workdir whose lake holds the real data as ``pinpipe demo`` replays it (seed 100, 2,524 iterations,
-    no stream); tests read it and write their tables elsewhere (``engine.tables_url``)."""
-    workdir = tmp_path_factory.mktemp("aicore-lake") / "work"
-    pinpipe(
-        "demo",
-        *("--load-dir", str(aicore), "--seed", "100", "--iterations", "2524", "--no-sleep", "--no-stream"),
-        workdir=workdir,
-    )
-    return workdir
-
-
 def pinpipe(*args: str, workdir: Path, timeout: float = 600) -> str:
     return run_pinpipe(*args, workdir=workdir, timeout=timeout)
 

@@ -23,8 +23,8 @@ from pinpipe.delta import read_table
 from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, topic_name
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
+from tests.conftest import AicoreDemo
 from tests.integration.spark_support import (
-    aicore_lake,
     same_batch_on_both_engines,
     same_rows,
     settings_for,
@@ -32,18 +32,20 @@ from tests.integration.spark_support import (
     synthetic_lake,
 )
 
-__all__ = ["aicore_lake", "spark"]  # session fixtures, used by name below
+__all__ = ["spark"]  # the session fixture, used by name below
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(1800)]
 ALL_SWITCHES = BatchOptions(keep_duplicates=True, median="exact", keep_ties=True)
 
 
 @pytest.fixture(scope="module")
-def aicore_runs(spark: Any, aicore_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def aicore_runs(
+    spark: Any, aicore_demo: AicoreDemo, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
     """``pinpipe batch run --export`` on each engine over the aicore lake (seed 100, 2,524 iterations),
     in-process (the Spark run uses the session's SparkSession), each writing its own tables."""
     root = tmp_path_factory.mktemp("aicore")
-    workdir = aicore_lake
+    workdir = aicore_demo.workdir
     runs: dict[str, Path] = {"workdir": workdir}
     for engine in ("duckdb", "spark"):
         env = {

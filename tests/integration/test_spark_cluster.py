@@ -34,14 +34,20 @@ from pinpipe.tables import dead_letter_table, stream_table
 from pinpipe.transform.clean import CLEAN_COLUMNS, clean_table
 from pinpipe.transform.queries import OUTPUTS
 from tests.aicore import replay
-from tests.integration.spark_support import aicore_lake, same_rows, send_streams, settings_for
+from tests.conftest import AicoreDemo
+from tests.integration.spark_support import same_rows, send_streams, settings_for
 from tests.processes import clean_env
 from tests.services import InfraService, running
 
-__all__ = ["aicore_lake"]  # the session fixture, used by name below
-
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
-CLUSTER_CONF = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g"}
+JIT = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+"""Driver and executor JVMs live for one short job on 2 shared cores: the quick compiler and one GC thread."""
+CLUSTER_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.driver.memory": "1g",
+    "spark.driver.extraJavaOptions": JIT,
+    "spark.executor.extraJavaOptions": JIT,
+}
 """Two shuffle partitions: one per executor core of the two workers."""
 
 
@@ -100,15 +106,10 @@ def tasks_run(cluster: InfraService, worker: int, known: set[Path]) -> int:
 
 
 def test_batch_on_the_cluster_survives_a_lost_worker_and_equals_duckdb(
-    cluster: InfraService, spark_jars: str, aicore_lake: Path, tmp_path: Path
+    cluster: InfraService, spark_jars: str, aicore_demo: AicoreDemo, tmp_path: Path
 ) -> None:
-    duck_csv, spark_csv = tmp_path / "csv-duckdb", tmp_path / "csv-spark"
-    run = ["batch", "run", "--workdir", str(aicore_lake), "--quiet"]
-    duck_env = {**clean_env(tmp_path), "PINPIPE_ENGINE__TABLES_URL": file_url(tmp_path / "tables-duckdb")}
-    subprocess.run(
-        [sys.executable, "-m", "pinpipe", *run, "--engine", "duckdb", "--export", str(duck_csv)],
-        env=duck_env, check=True, capture_output=True, timeout=300,
-    )  # fmt: skip
+    duck_csv, spark_csv = aicore_demo.export, tmp_path / "csv-spark"  # the demo's batch ran on DuckDB
+    run = ["batch", "run", "--workdir", str(aicore_demo.workdir), "--quiet"]
     known = executor_logs(cluster, 1) | executor_logs(cluster, 2)  # of earlier apps
 
     log = tmp_path / "driver.log"
@@ -133,6 +134,9 @@ def test_batch_on_the_cluster_survives_a_lost_worker_and_equals_duckdb(
 
 
 POSTS = 120
+MAX_RECORDS = 200
+"""Two micro-batches of the ~363 records: the driver is killed once the first has committed (the second
+planned or running), and the restarted driver finishes the second."""
 BAD = {"pin": [b"not json"], "geo": [b"[1]"], "user": [b'{"ind": "7"}']}
 
 
@@ -146,8 +150,9 @@ def test_stream_on_the_cluster_survives_a_driver_kill_exactly_once(
 
     workdir, tables = tmp_path / "work", tmp_path / "tables"
     args = [
-        "stream", "run", "--engine", "spark", "--master", str(cluster.endpoint), "--log", f"kafka://{kafka_bootstrap}",
-        "--prefix", prefix, "--max-records", "120", "--until-idle", "--quiet", "--workdir", str(workdir),
+        "stream", "run", "--engine", "spark", "--master", str(cluster.endpoint),
+        "--log", f"kafka://{kafka_bootstrap}", "--prefix", prefix, "--max-records", str(MAX_RECORDS),
+        "--until-idle", "--quiet", "--workdir", str(workdir),
     ]  # fmt: skip
     env = driver_env(tmp_path, spark_jars, tables)
     settings = settings_for(workdir, prefix=prefix, **{"engine.tables_url": file_url(tables)})
@@ -160,7 +165,7 @@ def test_stream_on_the_cluster_survives_a_driver_kill_exactly_once(
         kill_group(driver)  # the Python driver and its JVM, mid-run
     written = read_table(stream_table(settings, "pin")).num_rows
     assert 0 < written < len(values["pin"])  # killed with work left
-
+    log = tmp_path / "driver-2.log"
     driver = start_driver(args, env, log)  # restarted, until caught up
     try:
         assert driver.wait(timeout=600) == 0, log.read_text()[-3000:]
