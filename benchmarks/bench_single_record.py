@@ -4,8 +4,8 @@ The original emulator, like real users, posts one record per request from many c
 in one run, with ``wrk`` (``benchmarks/wrk_single_record.lua``: one geo record per POST, a fresh
 ``Idempotency-Key`` each) over ``--connections`` keep-alive connections:
 
-- bare: ``benchmarks/_bare_api.py``, a FastAPI endpoint on the same uvicorn set-up that parses the same
-  body and answers the same shape without writing (the ceiling of the server stack);
+- bare: ``benchmarks/_bare_api.py``, a plain ASGI endpoint on the same uvicorn set-up that parses the
+  same body and answers the same shape without writing (the ceiling of the server stack);
 - pinpipe: ``pinpipe api serve`` on a fresh embedded log; every answer comes after the record is durable;
 - pinpipe at half rate: the same, each connection pausing between requests so the rate is about half of
   the maximum just measured (wrk ``delay()``, calibrated from a short run): the p99 at a sustainable load.
@@ -23,6 +23,7 @@ Targets: pinpipe >= 5,000 requests/s and >= 40% of bare; p99 <= 50 ms at half ra
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -111,6 +112,13 @@ def commits_of(log_dir: Path) -> tuple[int, int]:
     return records, len(stamps)
 
 
+def server_stack() -> str:
+    """The HTTP parser and event loop uvicorn picks here (``auto``: the C ones when installed)."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http} parser, {loop} event loop"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 s per measurement")
@@ -142,6 +150,7 @@ def main() -> None:
         records, commits = commits_of(workdir / "log")
 
     load_after = os.getloadavg()
+    print(f"server (both): uvicorn, {server_stack()}")
     ratio = full["rate"] / base["rate"]
     print(f"{conns} connections, one geo record per request, a fresh Idempotency-Key each, {seconds:g} s")
     for name, run in (("bare endpoint (parse, answer, no write)", base), ("pinpipe api serve", full)):
