@@ -1,8 +1,10 @@
-"""The baseline of ``bench_single_record.py``: a bare ASGI produce endpoint on the same uvicorn set-up as
+"""The baselines of ``bench_single_record.py``: a bare produce endpoint on the same uvicorn set-up as
 ``pinpipe api serve`` (the same parser and event loop, chosen the same way), which reads the body and parses
-it as the API does and answers the same shape without writing: the ceiling of the server stack.
+it as the API does and answers the same shape without writing. ``asgi`` (the target's baseline) is a plain
+ASGI app: the ceiling of the server stack; ``fastapi`` is the same endpoint as a FastAPI route, for what a
+framework route costs on top.
 
-    .venv/bin/python benchmarks/_bare_api.py PORT    # prints "listening on URL", serves until SIGTERM
+    .venv/bin/python benchmarks/_bare_api.py PORT [asgi|fastapi]   # prints "listening on URL"; until SIGTERM
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ if str(REPO) not in sys.path:
 
 import orjson  # noqa: E402
 import uvicorn  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
+from starlette.responses import Response  # noqa: E402
 
-from pinpipe.ingest.errors import KAFKA_MEDIA_TYPE  # noqa: E402
+from pinpipe.ingest.errors import KAFKA_MEDIA_TYPE, KafkaJSONResponse  # noqa: E402
 from pinpipe.ingest.rest_proxy import parse_records  # noqa: E402
 from pinpipe.ingest.service import parse_json  # noqa: E402
 from pinpipe.serve import bound_url, listen  # noqa: E402
@@ -61,10 +65,34 @@ class BareApp:
         await send({"type": "http.response.body", "body": body})
 
 
+def fastapi_app() -> FastAPI:
+    app = FastAPI()
+    offset = 0
+
+    @app.post("/topics/{topic}")
+    async def produce(topic: str, request: Request) -> Response:
+        nonlocal offset
+        items = parse_records(parse_json(await request.body()), 500)
+        offsets = []
+        for _ in items:
+            offsets.append({"partition": 0, "offset": offset, "error_code": None, "error": None})
+            offset += 1
+        return KafkaJSONResponse(
+            orjson.dumps({"offsets": offsets, "key_schema_id": None, "value_schema_id": None})
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
 def main() -> None:
     sock = listen("127.0.0.1", int(sys.argv[1]))
     print(f"listening on {bound_url(sock)}", flush=True)
-    config = uvicorn.Config(BareApp(), log_level="warning", access_log=False, lifespan="on")
+    app = fastapi_app() if sys.argv[2:] == ["fastapi"] else BareApp()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
 
 
