@@ -4,8 +4,9 @@ The original emulator, like real users, posts one record per request from many c
 in one run, with ``wrk`` (``benchmarks/wrk_single_record.lua``: one geo record per POST, a fresh
 ``Idempotency-Key`` each) over ``--connections`` keep-alive connections:
 
-- bare: ``benchmarks/_bare_api.py``, a FastAPI endpoint on the same uvicorn set-up that parses the same
-  body and answers the same shape without writing (the ceiling of the server stack);
+- bare: ``benchmarks/_bare_api.py``, a plain ASGI endpoint on the same uvicorn set-up that parses the
+  same body and answers the same shape without writing (the ceiling of the server stack, the target's
+  baseline); then the same endpoint as a FastAPI route (what a framework route costs on top);
 - pinpipe: ``pinpipe api serve`` on a fresh embedded log; every answer comes after the record is durable;
 - pinpipe at half rate: the same, each connection pausing between requests so the rate is about half of
   the maximum just measured (wrk ``delay()``, calibrated from a short run): the p99 at a sustainable load.
@@ -13,16 +14,17 @@ in one run, with ``wrk`` (``benchmarks/wrk_single_record.lua``: one geo record p
 Records per fsync: the log stamps every record of one commit with the commit's time, so records divided by
 distinct append times is the number of records each commit (one fsync of the write-ahead log) carried.
 
-Targets: pinpipe >= 5,000 requests/s and >= 40% of bare; p99 <= 50 ms at half rate. Needs ``wrk``
-(``bash infra/wrk.sh install``). Results: benchmarks/RESULTS.md.
+Targets: pinpipe >= 5,000 requests/s and >= 40% of the bare ASGI endpoint; p99 <= 50 ms at half rate.
+Needs ``wrk`` (``bash infra/wrk.sh install``). Results: benchmarks/RESULTS.md.
 
-    .venv/bin/python benchmarks/bench_single_record.py            # 15 s per side, about a minute
+    .venv/bin/python benchmarks/bench_single_record.py            # 15 s per run, about two minutes
     .venv/bin/python benchmarks/bench_single_record.py --quick    # 4 s per side
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -74,12 +76,12 @@ def paced(url: str, connections: int, seconds: float, rate: float, tag: str) -> 
 
 
 class Bare:
-    """The bare endpoint in a subprocess on a free port."""
+    """A bare endpoint (``asgi`` or ``fastapi``) in a subprocess on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, kind: str) -> None:
         port = free_port()
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "_bare_api.py"), str(port)], stdout=subprocess.PIPE, text=True
+            [sys.executable, str(HERE / "_bare_api.py"), str(port), kind], stdout=subprocess.PIPE, text=True
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -111,6 +113,13 @@ def commits_of(log_dir: Path) -> tuple[int, int]:
     return records, len(stamps)
 
 
+def server_stack() -> str:
+    """The HTTP parser and event loop uvicorn picks here (``auto``: the C ones when installed)."""
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{http} parser, {loop} event loop"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 s per measurement")
@@ -123,12 +132,15 @@ def main() -> None:
     tag = f"bench-{os.getpid()}-{int(time.time())}"
     load_before = os.getloadavg()
 
-    bare = Bare()
-    try:
-        wrk(f"{bare.url}/topics/{TOPIC}", conns, 2, f"{tag}-bare-warm")
-        base = wrk(f"{bare.url}/topics/{TOPIC}", conns, seconds, f"{tag}-bare")
-    finally:
-        bare.stop()
+    bases = {}
+    for kind in ("asgi", "fastapi"):
+        bare = Bare(kind)
+        try:
+            wrk(f"{bare.url}/topics/{TOPIC}", conns, 2, f"{tag}-{kind}-warm")
+            bases[kind] = wrk(f"{bare.url}/topics/{TOPIC}", conns, seconds, f"{tag}-{kind}")
+        finally:
+            bare.stop()
+    base = bases["asgi"]
 
     with tempfile.TemporaryDirectory(prefix="bench-single-") as tmp:
         workdir = Path(tmp)
@@ -142,11 +154,18 @@ def main() -> None:
         records, commits = commits_of(workdir / "log")
 
     load_after = os.getloadavg()
+    print(f"server (both): uvicorn, {server_stack()}")
     ratio = full["rate"] / base["rate"]
     print(f"{conns} connections, one geo record per request, a fresh Idempotency-Key each, {seconds:g} s")
-    for name, run in (("bare endpoint (parse, answer, no write)", base), ("pinpipe api serve", full)):
+    runs = (
+        ("bare ASGI endpoint (parse, no write)", base),
+        ("bare FastAPI route (parse, no write)", bases["fastapi"]),
+        ("pinpipe api serve", full),
+    )
+    for name, run in runs:
         print(f"{name:<40} {run['rate']:>8,.0f} requests/s, p99 {run['p99_ms']:.1f} ms")
-    print(f"ratio pinpipe / bare: {ratio:.2f}")
+    framework = full["rate"] / bases["fastapi"]["rate"]
+    print(f"ratio pinpipe / bare ASGI: {ratio:.2f} (pinpipe / bare FastAPI route: {framework:.2f})")
     print(
         f"at half rate: {half['rate']:,.0f} requests/s, "
         f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms"
@@ -156,7 +175,8 @@ def main() -> None:
     print(f"load average (1 min) before {load_before[0]:.1f}, after {load_after[0]:.1f}")
     met = full["rate"] >= 5_000 and ratio >= 0.40 and half["p99_ms"] <= 50
     print(
-        f"targets (>= 5,000 requests/s, >= 0.40 of bare, p99 <= 50 ms at half): {'met' if met else 'MISSED'}"
+        "targets (>= 5,000 requests/s, >= 0.40 of bare ASGI, p99 <= 50 ms at half): "
+        + ("met" if met else "MISSED")
     )
 
 

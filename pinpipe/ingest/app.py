@@ -4,7 +4,10 @@ It plays the roles of API Gateway, the Kafka REST Proxy (v2: rest_proxy.py, v3 p
 Kinesis (the original proxy's ``/streams`` routes: kinesis.py; the AWS SDKs' wire protocol: kinesis_wire.py)
 in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers and holds the
 prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefixes only) and
-``/openapi.json``. Appends block, so they run in the threadpool; the answer is sent only after the log
+``/openapi.json``. Appends block, so they run in the threadpool, except small produce bodies on a log
+whose writer commits groups (the embedded log): those are checked on the event loop and appended through
+one committing thread (:mod:`pinpipe.ingest.committer`), and the two single-record produce paths skip the
+framework's routing (:mod:`pinpipe.ingest.fast_path`). Either way the answer is sent only after the log
 accepted the records.
 
 Every failure answers ``{"error_code": N, "message": ...}`` (Kinesis-style on ``/streams``): ApiError and
@@ -38,11 +41,12 @@ from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import KeyRing, RateLimiter
 from pinpipe.ingest.body import Gate
 from pinpipe.ingest.errors import KAFKA_MEDIA_TYPE, ApiError, error_response
+from pinpipe.ingest.fast_path import ProduceFastPath
 from pinpipe.ingest.kinesis import KinesisOps, kinesis_router
 from pinpipe.ingest.kinesis_wire import kinesis_wire_router
 from pinpipe.ingest.metrics import ApiMetrics
 from pinpipe.ingest.models import ErrorBody, Status
-from pinpipe.ingest.rest_proxy import rest_proxy_router
+from pinpipe.ingest.rest_proxy import Producer, rest_proxy_router
 from pinpipe.ingest.rest_v3 import rest_v3_router
 from pinpipe.ingest.service import IngestService
 from pinpipe.log import Log, open_settings_log
@@ -194,14 +198,19 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
         description="Kafka REST Proxy v2 and Kinesis-style produce endpoints in front of the pinpipe log.",
         lifespan=lifespan,
         redirect_slashes=False,
+        # the API's own /metrics is its telemetry; FastAPI's OpenTelemetry hook, even with no provider
+        # configured, looked the providers up on every request: a tenth of a single-record request's time
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = service
     app.state.metrics = metrics
     app.state.keys = keys
     _install_error_handlers(app)
     _document_security(app, secured=not keys.open)
-    app.add_middleware(GuardMiddleware, metrics=metrics)
-    app.include_router(rest_proxy_router(service, gate, settings.api.max_records))
+    producer = Producer(service, gate, settings.api.max_records)
+    app.add_middleware(ProduceFastPath, producer=producer)
+    app.add_middleware(GuardMiddleware, metrics=metrics)  # outside the fast path: it times that too
+    app.include_router(rest_proxy_router(service, gate, producer))
     app.include_router(rest_v3_router(service, gate, settings.api.max_records))
     kinesis_ops = KinesisOps(service, settings.api.max_records)
     app.include_router(kinesis_router(service, gate, kinesis_ops))

@@ -47,7 +47,7 @@ from pinpipe.ingest.models import (
     put_records_request_schema,
 )
 from pinpipe.ingest.rest_proxy import IdempotencyKey
-from pinpipe.ingest.service import IngestService, Item, Outcome, parse_json
+from pinpipe.ingest.service import INLINE_BODY_BYTES, IngestService, Item, Outcome, parse_json
 from pinpipe.schema import kind_of_any
 
 ACCEPTED = frozenset({"application/json", "application/x-amz-json-1.1", "application/x-amz-json-1.0"})
@@ -110,6 +110,13 @@ def hash_key_range(partition: int, count: int) -> dict[str, str]:
     return {"StartingHashKey": str(partition * span), "EndingHashKey": str(end)}
 
 
+def record_answer(outcome: Outcome) -> dict[str, Any]:
+    """PutRecord's answer, or its record's error."""
+    if outcome.error_code is not None:
+        raise ApiError(outcome.error_code, outcome.error or "invalid record")
+    return {"ShardId": shard_id(outcome.partition or 0), "SequenceNumber": str(outcome.offset)}
+
+
 class KinesisOps:
     """The Kinesis operations on the stream log, answering Kinesis' response shapes. Shared by the
     ``/streams`` routes and the wire protocol (``POST /`` with ``X-Amz-Target``); callers authenticate."""
@@ -120,6 +127,9 @@ class KinesisOps:
         self.max_shards = service.settings.api.max_shard_count
 
     def put(self, name: str, doc: Any, many: bool, idempotency_key: RequestKey | None) -> list[Outcome]:
+        return self.service.produce("streams", name, self.items(name, doc, many), idempotency_key)
+
+    def items(self, name: str, doc: Any, many: bool) -> list[Item]:
         self.service.partitions("streams", name)
         check_stream_name_field(doc)
         known = kind_of_any(name) is not None
@@ -138,13 +148,18 @@ class KinesisOps:
                     f"Member must have length less than or equal to {self.limit}",
                 )
             items = [parse_entry(r, f"Records[{i}]", known) for i, r in enumerate(records)]
-        return self.service.produce("streams", name, items, idempotency_key)
+        return items
 
     def put_record(self, name: str, doc: Any, idempotency_key: RequestKey | None) -> dict[str, Any]:
         (outcome,) = self.put(name, doc, False, idempotency_key)
-        if outcome.error_code is not None:
-            raise ApiError(outcome.error_code, outcome.error or "invalid record")
-        return {"ShardId": shard_id(outcome.partition or 0), "SequenceNumber": str(outcome.offset)}
+        return record_answer(outcome)
+
+    async def put_record_inline(self, name: str, body: bytes, idempotency_key: RequestKey | None) -> Response:
+        """PutRecord from the event loop (see :meth:`IngestService.produce_inline`)."""
+        self.service.partitions("streams", name)  # 40401 before the body's 40001
+        items = self.items(name, parse_json(body), False)
+        (outcome,) = await self.service.produce_inline("streams", name, items, idempotency_key)
+        return _json(record_answer(outcome))
 
     def put_records(self, name: str, doc: Any, idempotency_key: RequestKey | None) -> dict[str, Any]:
         outcomes = self.put(name, doc, True, idempotency_key)
@@ -285,6 +300,8 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        if len(body) <= INLINE_BODY_BYTES and service.can_produce_inline("streams", name):
+            return await ops.put_record_inline(name, body, request_key)
         return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
 
     @router.put(

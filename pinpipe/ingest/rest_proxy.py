@@ -43,15 +43,18 @@ from pinpipe.ingest.models import (
     TopicMetadata,
     produce_content,
 )
-from pinpipe.ingest.service import IngestService, Item, encode_key, parse_json
+from pinpipe.ingest.service import INLINE_BODY_BYTES, IngestService, Item, Outcome, encode_key, parse_json
 from pinpipe.schema import kind_of_any
+
+MAX_IDEMPOTENCY_KEY = 256
+"""Characters an ``Idempotency-Key`` may have."""
 
 PartitionId = Annotated[int, Path(ge=0, le=MAX_PARTITION, description="A partition of the topic")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        max_length=256,
+        max_length=MAX_IDEMPOTENCY_KEY,
         description="Makes the request safe to retry: the same key and body store once; the same key "
         "with another body or record count is refused (42207). Scoped to the API key.",
     ),
@@ -105,36 +108,57 @@ def partition_metadata(partition: int) -> dict[str, Any]:
     return {"partition": partition, "leader": 0, "replicas": [{"broker": 0, "leader": True, "in_sync": True}]}
 
 
-def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> APIRouter:
-    router = APIRouter(tags=["Kafka REST Proxy v2"], default_response_class=KafkaJSONResponse)
-    errors = error_docs(ErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
+class Producer:
+    """``POST /topics/{topic}[/partitions/{partition}]``: the answer to one produce request, used by the
+    routes and by :class:`pinpipe.ingest.fast_path.ProduceFastPath`."""
 
-    def produce_sync(
-        topic: str, body: bytes, fmt: Format, idempotency_key: RequestKey | None, partition: int | None
-    ) -> bytes:
-        count = service.partitions("topics", topic)  # 40401 before looking at the body
+    def __init__(self, service: IngestService, gate: Gate, max_records: int) -> None:
+        self.service = service
+        self.gate = gate
+        self.max_records = max_records
+
+    async def __call__(
+        self, topic: str, request: Request, idempotency_key: str | None, partition: int | None = None
+    ) -> Response:
+        principal = self.gate.caller(request, topic)
+        fmt = embedded_format(request.headers.get("content-type"))
+        body = await self.gate.body(request, ACCEPTED)
+        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        if len(body) <= INLINE_BODY_BYTES and self.service.can_produce_inline("topics", topic):
+            items = self.items(topic, body, fmt, partition)
+            outcomes = await self.service.produce_inline("topics", topic, items, request_key)
+            return KafkaJSONResponse(answer(outcomes))
+        content = await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
+        return KafkaJSONResponse(content)
+
+    def items(self, topic: str, body: bytes, fmt: Format, partition: int | None) -> list[Item]:
+        count = self.service.partitions("topics", topic)  # 40401 before looking at the body
         if partition is not None and partition >= count:
             raise ApiError(
                 ErrorCode.PARTITION_NOT_FOUND, f"partition {partition} of topic {topic!r} not found"
             )
         doc = parse_json(body)
-        items = parse_records(doc, max_records, fmt, kind_of_any(topic) is not None, partition)
-        outcomes = service.produce("topics", topic, items, idempotency_key)
-        offsets = [
-            {"partition": o.partition, "offset": o.offset, "error_code": o.error_code, "error": o.error}
-            for o in outcomes
-        ]
-        return orjson.dumps({"offsets": offsets, "key_schema_id": None, "value_schema_id": None})
+        return parse_records(doc, self.max_records, fmt, kind_of_any(topic) is not None, partition)
 
-    async def produce_request(
-        topic: str, request: Request, idempotency_key: str | None, partition: int | None = None
-    ) -> Response:
-        principal = gate.caller(request, topic)
-        fmt = embedded_format(request.headers.get("content-type"))
-        body = await gate.body(request, ACCEPTED)
-        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        content = await run_in_threadpool(produce_sync, topic, body, fmt, request_key, partition)
-        return KafkaJSONResponse(content)
+    def produce_sync(
+        self, topic: str, body: bytes, fmt: Format, idempotency_key: RequestKey | None, partition: int | None
+    ) -> bytes:
+        items = self.items(topic, body, fmt, partition)
+        return answer(self.service.produce("topics", topic, items, idempotency_key))
+
+
+def answer(outcomes: list[Outcome]) -> bytes:
+    offsets = [
+        {"partition": o.partition, "offset": o.offset, "error_code": o.error_code, "error": o.error}
+        for o in outcomes
+    ]
+    return orjson.dumps({"offsets": offsets, "key_schema_id": None, "value_schema_id": None})
+
+
+def rest_proxy_router(service: IngestService, gate: Gate, producer: Producer) -> APIRouter:
+    router = APIRouter(tags=["Kafka REST Proxy v2"], default_response_class=KafkaJSONResponse)
+    errors = error_docs(ErrorBody, 400, 401, 403, 404, 413, 415, 422, 429, 500, 503)
+    max_records = producer.max_records
 
     @router.post(
         "/topics/{topic}",
@@ -146,7 +170,7 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
     async def produce(topic: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Append the records after checking each against its topic's schema; answers once they are in
         the log. See the module docs for what is rejected whole and what per record."""
-        return await produce_request(topic, request, idempotency_key)
+        return await producer(topic, request, idempotency_key)
 
     @router.post(
         "/topics/{topic}/partitions/{partition}",
@@ -160,7 +184,7 @@ def rest_proxy_router(service: IngestService, gate: Gate, max_records: int) -> A
     ) -> Response:
         """As ``POST /topics/{topic}``, every record to the path's partition (404 40402 when the topic
         has no such partition)."""
-        return await produce_request(topic, request, idempotency_key, partition)
+        return await producer(topic, request, idempotency_key, partition)
 
     @router.get(
         "/topics",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pinpipe import exact_json
 from pinpipe.config import Settings
@@ -22,6 +22,7 @@ from pinpipe.errors import (
     PinpipeError,
     TopicNotFoundError,
 )
+from pinpipe.ingest.committer import Committer, GroupWriter
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
@@ -32,6 +33,11 @@ from pinpipe.schema import identity_problem, kind_of_any, stream_names, topic_na
 logger = logging.getLogger("pinpipe.api")
 
 BARE_LOG = "the Kinesis log keeps neither record headers nor timestamps: send the record without them"
+INLINE_BODY_BYTES = 16 * 1024
+"""Produce bodies up to this size (a few records) are parsed and checked on the event loop, which takes
+less time than handing them to a worker thread; larger ones go to the thread pool so that they do not hold
+up the other connections."""
+
 Space = Literal["topics", "streams"]
 """The REST proxy's topics or the Kinesis proxy's streams (possibly the same log)."""
 
@@ -57,6 +63,16 @@ class Outcome:
     offset: int | None
     error_code: int | None = None
     error: str | None = None
+
+
+@dataclass(slots=True)
+class _Checked:
+    """A request's records after the checks: the outcomes known already, the records to append and
+    their positions in the request."""
+
+    outcomes: list[Outcome | None]
+    batch: list[OutgoingRecord]
+    positions: list[int]
 
 
 def parse_json(body: bytes) -> Any:
@@ -105,6 +121,7 @@ class IngestService:
         self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
+        self._committers: dict[Space, Committer] = {}
         self._cache: dict[Space, dict[str, int]] = {"topics": {}, "streams": {}}
         self._lock = threading.Lock()
         self._started = False
@@ -126,9 +143,16 @@ class IngestService:
                     self.logs["topics"].create_topic(name, partitions)
                 for name in stream_names(prefix).values():
                     self.logs["streams"].create_topic(name, partitions)
+                for space, space_log in self.logs.items():  # known partition counts: the first produce
+                    self._cache[space] = dict(space_log.topics())  # of each topic needs no lookup
                 writer = self.logs["topics"].writer()
                 self._writers["topics"] = writer
                 self._writers["streams"] = writer if self.shared else self.logs["streams"].writer()
+                committers: dict[int, Committer] = {}
+                for space, each in self._writers.items():
+                    if callable(getattr(each, "append_many", None)):
+                        group_writer = cast(GroupWriter, each)
+                        self._committers[space] = committers.setdefault(id(each), Committer(group_writer))
             except PinpipeError as exc:
                 logger.warning("log not ready: %s", exc)
                 return False
@@ -174,6 +198,10 @@ class IngestService:
         return f"missing: {', '.join(missing)}"
 
     def close(self) -> None:
+        self._started = False
+        for committer in {id(c): c for c in self._committers.values()}.values():
+            committer.close()  # what it holds is committed before the writers close
+        self._committers.clear()
         for writer in {id(w): w for w in self._writers.values()}.values():
             try:
                 writer.flush()
@@ -224,6 +252,32 @@ class IngestService:
         """Check every item, append the valid ones in one call, and say where each landed or why not.
         With an idempotency key, the records carry the event ids and fingerprint of :mod:`idempotency`."""
         self.ensure_started()
+        checked = self._check(space, name, items, idempotency_key)
+        placed = self._append(space, name, checked.batch) if checked.batch else []
+        return self._settle(name, checked, placed)
+
+    def can_produce_inline(self, space: Space, name: str) -> bool:
+        """True when :meth:`produce_inline` would not block the event loop: the log is started, the
+        topic's partition count is known and its writer commits through the committer."""
+        return self._started and name in self._cache[space] and space in self._committers
+
+    async def produce_inline(
+        self, space: Space, name: str, items: list[Item], idempotency_key: RequestKey | None
+    ) -> list[Outcome]:
+        """:meth:`produce` from the event loop, the append queued to the committer (see
+        :meth:`can_produce_inline`)."""
+        checked = self._check(space, name, items, idempotency_key)
+        placed: list[tuple[int, int]] = []
+        if checked.batch:
+            try:
+                placed = await self._committers[space].append(name, checked.batch)
+            except PinpipeError as exc:
+                raise self._append_error(space, name, checked.batch, exc) from exc
+        return self._settle(name, checked, placed)
+
+    def _check(
+        self, space: Space, name: str, items: list[Item], idempotency_key: RequestKey | None
+    ) -> _Checked:
         count = self.partitions(space, name)
         kind = kind_of_any(name)
         outcomes: list[Outcome | None] = [None] * len(items)
@@ -261,12 +315,14 @@ class IngestService:
                 )
             )
             positions.append(i)
-        if batch:
-            placed = self._append(space, name, batch)
-            for i, (partition, offset) in zip(positions, placed, strict=True):
-                outcomes[i] = Outcome(partition, offset)
+        return _Checked(outcomes, batch, positions)
+
+    def _settle(self, name: str, checked: _Checked, placed: list[tuple[int, int]]) -> list[Outcome]:
+        outcomes = checked.outcomes
+        for i, (partition, offset) in zip(checked.positions, placed, strict=True):
+            outcomes[i] = Outcome(partition, offset)
         done = [o for o in outcomes if o is not None]
-        self.metrics.count_records(name, "ok", len(batch))
+        self.metrics.count_records(name, "ok", len(checked.batch))
         for outcome in done:
             if outcome.error_code is not None:
                 self.metrics.count_records(name, str(outcome.error_code))
@@ -275,26 +331,32 @@ class IngestService:
     def _append(self, space: Space, name: str, batch: list[OutgoingRecord]) -> list[tuple[int, int]]:
         try:
             return self._writers[space].append(name, batch)
-        except TopicNotFoundError as exc:
+        except PinpipeError as exc:
+            raise self._append_error(space, name, batch, exc) from exc
+
+    def _append_error(
+        self, space: Space, name: str, batch: list[OutgoingRecord], exc: PinpipeError
+    ) -> ApiError:
+        """The ApiError a failed append answers."""
+        if isinstance(exc, TopicNotFoundError):
             self.forget(space, name)
-            raise ApiError(ErrorCode.NOT_FOUND, str(exc)) from exc
-        except IdempotencyConflictError as exc:
+            return ApiError(ErrorCode.NOT_FOUND, str(exc))
+        if isinstance(exc, IdempotencyConflictError):
             self.metrics.count_records(name, str(ErrorCode.IDEMPOTENCY_KEY_REUSED), len(batch))
-            raise ApiError(
+            return ApiError(
                 ErrorCode.IDEMPOTENCY_KEY_REUSED,
                 "Idempotency-Key already used for another request (other body or record count)",
-            ) from exc
-        except LogUnavailableError as exc:
+            )
+        if isinstance(exc, LogUnavailableError):
             self.metrics.count_records(name, str(ErrorCode.LOG_UNAVAILABLE), len(batch))
-            raise ApiError(
+            return ApiError(
                 ErrorCode.LOG_UNAVAILABLE,
                 f"log unavailable, nothing written; retry: {exc}",
                 {"Retry-After": "1"},
-            ) from exc
-        except PinpipeError as exc:
-            logger.error("append to %s failed: %s", name, exc)
-            self.metrics.count_records(name, str(ErrorCode.LOG_FAILED), len(batch))
-            raise ApiError(ErrorCode.LOG_FAILED, f"log error, nothing written: {exc}") from exc
+            )
+        logger.error("append to %s failed: %s", name, exc)
+        self.metrics.count_records(name, str(ErrorCode.LOG_FAILED), len(batch))
+        return ApiError(ErrorCode.LOG_FAILED, f"log error, nothing written: {exc}")
 
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:

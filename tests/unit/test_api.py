@@ -316,15 +316,23 @@ class FailingWriter:
         pass
 
 
+class FailingGroupWriter(FailingWriter):
+    """Commits through the API's committer (as the embedded log's writer does), and fails there."""
+
+    def append_many(self, calls):
+        return [self.error for _ in calls]
+
+
 class FailingLog(MemoryLog):
     """A memory log whose writer raises ``error`` (the topics exist)."""
 
-    def __init__(self, error: Exception) -> None:
+    def __init__(self, error: Exception, grouped: bool = False) -> None:
         super().__init__(auto_create=False)
         self.error = error
+        self.grouped = grouped
 
     def writer(self):
-        return FailingWriter(self.error)
+        return (FailingGroupWriter if self.grouped else FailingWriter)(self.error)
 
 
 @pytest.mark.parametrize(
@@ -335,8 +343,11 @@ class FailingLog(MemoryLog):
         (RuntimeError("a bug"), 500, 50001, False),
     ],
 )
-def test_log_failures_answer_rest_proxy_errors(settings: Settings, error, status, code, retry_after) -> None:
-    with client_for(settings, FailingLog(error), raise_server_exceptions=False) as client:
+@pytest.mark.parametrize("grouped", [False, True], ids=["thread-pool", "committer"])
+def test_log_failures_answer_rest_proxy_errors(
+    settings: Settings, error, status, code, retry_after, grouped: bool
+) -> None:
+    with client_for(settings, FailingLog(error, grouped), raise_server_exceptions=False) as client:
         response = produce(client, PIN, [{"value": PIN_RECORD}])
         assert response.status_code == status
         assert response.json()["error_code"] == code

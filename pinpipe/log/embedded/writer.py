@@ -54,12 +54,23 @@ class EmbeddedLogWriter:
         self._closed = False
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
-        call = _Call(topic, records)
+        (result,) = self.append_many([(topic, records)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def append_many(
+        self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
+    ) -> list[list[tuple[int, int]] | BaseException]:
+        """Several appends, each all or nothing, committed with whatever other threads queued: for a
+        caller that gathers appends itself (the API's committer) and so spares a thread per append. Each
+        call's result is its positions or its error."""
+        mine = [_Call(topic, records) for topic, records in calls]
         with self._cond:
             if self._closed:
                 raise LogError("append on a closed embedded log writer")
-            self._queue.append(call)
-            while not call.done:
+            self._queue.extend(mine)
+            while not all(call.done for call in mine):
                 if self._leading:
                     self._cond.wait()
                     continue
@@ -76,10 +87,14 @@ class EmbeddedLogWriter:
                             c.error = c.error or LogError("append interrupted")
                             c.done = True
                     self._cond.notify_all()
-        if call.error is not None:
-            raise call.error
-        assert call.placed is not None
-        return call.placed
+        results: list[list[tuple[int, int]] | BaseException] = []
+        for call in mine:
+            if call.error is not None:
+                results.append(call.error)
+            else:
+                assert call.placed is not None
+                results.append(call.placed)
+        return results
 
     def _commit_group(self, group: list[_Call]) -> None:
         conn = self._conn

@@ -1,0 +1,93 @@
+"""Appends from the event loop, committed by one thread in groups: no worker thread per request.
+
+A request handed to the thread pool costs two thread hops (there and back) and holds a pool thread while
+its commit waits for the disk. For a writer that can commit several appends in one transaction (the
+embedded log's ``append_many``), the API instead queues each append here from the event loop; one thread
+takes everything queued since its last commit, commits it in one transaction (one fsync), and wakes the
+event loop once for the whole group. Each append is still all or nothing with its own result, and its
+future is resolved only after the COMMIT that holds its records: an acknowledged record is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from pinpipe.errors import LogError
+from pinpipe.log.base import OutgoingRecord
+
+Placed = list[tuple[int, int]]
+_Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
+_Settled = tuple["asyncio.Future[Placed]", Placed | BaseException]
+
+
+class GroupWriter(Protocol):
+    def append_many(
+        self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
+    ) -> list[Placed | BaseException]: ...
+
+
+class Committer:
+    """One committing thread for a :class:`GroupWriter`, started by the first append."""
+
+    def __init__(self, writer: GroupWriter) -> None:
+        self._writer = writer
+        self._cond = threading.Condition()
+        self._pending: list[_Pending] = []
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> asyncio.Future[Placed]:
+        """Queue one append (from the event loop); the future holds its positions or its error."""
+        future: asyncio.Future[Placed] = asyncio.get_running_loop().create_future()
+        with self._cond:
+            if self._closed:
+                raise LogError("the API is stopping: nothing more is appended")
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pinpipe-committer", daemon=True)
+                self._thread.start()
+            self._pending.append((topic, records, future))
+            self._cond.notify()
+        return future
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._pending and not self._closed:
+                    self._cond.wait()
+                if not self._pending:
+                    return
+                group, self._pending = self._pending, []
+            results: list[Placed | BaseException]
+            try:
+                results = self._writer.append_many([(topic, records) for topic, records, _ in group])
+            except BaseException as exc:  # the whole group failed: every caller gets the error
+                results = [exc] * len(group)
+            by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+            for (_, _, future), result in zip(group, results, strict=True):
+                by_loop.setdefault(future.get_loop(), []).append((future, result))
+            for loop, settled in by_loop.items():
+                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these any more
+                    loop.call_soon_threadsafe(_settle, settled)
+
+
+def _settle(settled: list[_Settled]) -> None:
+    for future, result in settled:
+        if future.cancelled():
+            continue
+        if isinstance(result, BaseException):
+            future.set_exception(result)
+        else:
+            future.set_result(result)
