@@ -149,10 +149,6 @@ class KeyRing:
         """True when no key is configured: every request may produce (never create or delete)."""
         return not self._keys
 
-    @property
-    def has_admin(self) -> bool:
-        return any(k.principal.admin for k in self._keys)
-
     def authenticate(self, x_api_key: str | None, authorization: str | None) -> Principal:
         """The caller's principal, or ApiError 40101 when the key is missing or unknown."""
         if self.open:

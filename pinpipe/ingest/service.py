@@ -81,7 +81,11 @@ def parse_json(body: bytes) -> Any:
     so are text that is not UTF-8 (UTF-16 included) and nesting deeper than Python's parser goes."""
     try:
         return exact_json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+    except RecursionError:
+        raise ApiError(
+            ErrorCode.MALFORMED_BODY, "request body is nested too deeply (a record value: about 325 levels)"
+        ) from None
+    except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(ErrorCode.MALFORMED_BODY, f"request body is not valid JSON: {exc}") from None
 
 
@@ -164,10 +168,6 @@ class IngestService:
             raise ApiError(
                 ErrorCode.LOG_UNAVAILABLE, "the log is not reachable yet; retry", {"Retry-After": "1"}
             )
-
-    def ready(self) -> bool:
-        """True when every log answers and holds the prefix's topics and streams."""
-        return self.not_ready() is None
 
     def not_ready(self) -> str | None:
         """Why the API cannot serve its routes now (the log does not answer, or a topic or stream of the

@@ -124,6 +124,7 @@ def test_a_value_too_deep_to_store_on_a_free_stream_is_40001(api) -> None:
         "/streams/streaming-free/record", content=record, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400 and response.json()["error_code"] == 40001
+    assert "nested too deeply" in response.json()["message"]  # valid JSON: not called invalid
     assert total(log, "streaming-free") == 0
 
 
