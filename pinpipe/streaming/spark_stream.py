@@ -29,6 +29,7 @@ Between micro-batches the driver lets the keeper decide pins whose geo event can
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +46,7 @@ from pinpipe.errors import ConfigError, StreamError
 from pinpipe.locations import hadoop_uri
 from pinpipe.log import Log, Record, open_settings_log
 from pinpipe.schema import FIELDS, KINDS, Kind
+from pinpipe.stage import Stage
 from pinpipe.streaming.decode import Decoded, dead_letter_table, decode
 from pinpipe.streaming.keeper import METRIC_COLUMNS, MetricsKeeper, next_offsets, open_streams
 from pinpipe.streaming.lock import ProcessorLock
@@ -115,22 +117,42 @@ def bootstrap_of(settings: Settings) -> str:
     return url.netloc
 
 
-class SparkStreamJob:
-    """The foreachBatch body and the metrics it keeps, with what it did so far (``summary``)."""
+class SparkStreamJob(Stage):
+    """The foreachBatch body and the metrics it keeps, with what it did so far (``summary``).
 
-    def __init__(self, settings: Settings, log: Log) -> None:
+    Built, it holds configuration only; :meth:`start` (or ``with``) takes the processor lock, refuses a
+    lost checkpoint, opens the log and the metrics state and starts the Delta writers; :meth:`close`
+    releases them, last first."""
+
+    log: Log
+    streams: dict[Kind, str]
+    topics: dict[str, Kind]
+    metrics: MetricsKeeper
+    pool: ThreadPoolExecutor
+
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.log = log
-        self.streams, partitions = open_streams(settings, log)
-        self.topics: dict[str, Kind] = {s: k for k, s in self.streams.items()}
-        self.metrics = MetricsKeeper(settings, self.streams, partitions, delta.TableCache())
-        self.pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
         self.busy = threading.Lock()
         """Held by a micro-batch or an idle step: the metrics state has one writer at a time."""
         self.last_step = time.monotonic()
         self.summary = StreamSummary()
 
+    def _open(self, acquired: contextlib.ExitStack) -> None:
+        settings = self.settings
+        lock = ProcessorLock(settings)
+        lock.acquire()
+        acquired.callback(lock.release)
+        refuse_lost_checkpoint(settings)  # before any Spark or Kafka work
+        self.log = open_settings_log(settings, settings.stream_log_url)
+        acquired.callback(self.log.close)
+        self.streams, partitions = open_streams(settings, self.log)
+        self.topics = {s: k for k, s in self.streams.items()}
+        self.metrics = MetricsKeeper(settings, self.streams, partitions, delta.TableCache())
+        self.pool = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="pinpipe-delta")
+        acquired.callback(self.pool.shutdown, wait=True)
+
     def process(self, batch: Any, batch_id: int) -> None:
+        self._require_started()
         with self.busy:
             self._process(batch, batch_id)
 
@@ -207,6 +229,7 @@ class SparkStreamJob:
 
     def idle_step(self) -> None:
         """No micro-batch: decide the pins that can be decided now, refresh ``lag``."""
+        self._require_started()
         with self.busy:
             self._step({}, {})
 
@@ -219,9 +242,6 @@ class SparkStreamJob:
             .option("mergeSchema", "true")
             .save(hadoop_uri(url))
         )
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
 
 
 def _records(seen: Any, topics: dict[str, Kind]) -> dict[Kind, list[Record]]:
@@ -255,21 +275,8 @@ def run_spark_stream(
     """Run the Structured Streaming job (until caught up with ``until_idle``, else until ``stop()``)."""
     started = time.monotonic()
     bootstrap = bootstrap_of(settings)
-    lock = ProcessorLock(settings)
-    lock.acquire()
-    try:
-        refuse_lost_checkpoint(settings)  # before any Spark or Kafka work
-        log = open_settings_log(settings, settings.stream_log_url)
-        try:
-            job = SparkStreamJob(settings, log)
-            try:
-                _run_query(job, spark_session(settings, conf), bootstrap, until_idle, stop, on_batch)
-            finally:
-                job.close()
-        finally:
-            log.close()
-    finally:
-        lock.release()
+    with SparkStreamJob(settings) as job:
+        _run_query(job, spark_session(settings, conf), bootstrap, until_idle, stop, on_batch)
     job.summary.pending_pins = job.metrics.state.pending_pins
     job.summary.seconds = time.monotonic() - started
     return job.summary

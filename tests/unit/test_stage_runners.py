@@ -22,8 +22,9 @@ from pinpipe.locations import file_url
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.stage import Stage
 from pinpipe.stopping import stop_on_signals
-from pinpipe.streaming import stream_engine
+from pinpipe.streaming import spark_stream, stream_engine
 from pinpipe.streaming.processor import StreamProcessor
+from pinpipe.streaming.spark_stream import SparkStreamJob
 
 STAGE_THREADS = ("lake-sink-puts", "pinpipe-delta")
 
@@ -180,6 +181,29 @@ def test_with_starts_and_closes_and_close_may_be_repeated(
     with pytest.raises(RuntimeError, match="closed"):
         runner.start()
     log.close()
+
+
+def test_the_spark_stream_job_opens_nothing_when_built_and_releases_a_failed_start(
+    tmp_path: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Spark stream job's driver side has the same shape: no lock, log or writer until start()."""
+    before = files(tmp_path)
+    job = SparkStreamJob(settings)
+    assert files(tmp_path) == before and held(tmp_path) == [] and stage_threads() == []
+
+    def unreachable(settings: Settings, url: str) -> Any:
+        raise LogUnavailableError(f"no broker at {url}")
+
+    monkeypatch.setattr(spark_stream, "open_settings_log", unreachable)  # after the processor lock
+    with pytest.raises(LogUnavailableError):
+        job.start()
+    assert held(tmp_path) == [] and stage_threads() == []
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError, match="not started"):
+        SparkStreamJob(settings).idle_step()
+    with SparkStreamJob(settings) as again:  # the processor lock is free
+        assert lock_files(tmp_path) and again.streams
+    assert lock_files(tmp_path) == [] and stage_threads() == []
 
 
 def test_a_signal_sets_the_stop_request_and_the_previous_handlers_come_back() -> None:
