@@ -5,7 +5,9 @@
 #
 #   bash infra/airflow.sh install   # python -m venv .venv-airflow + uv/pip install from
 #                                   # infra/airflow/requirements.lock (apache-airflow 3.3.2, every
-#                                   # dependency pinned: Airflow's own constraint files are not on PyPI)
+#                                   # dependency pinned: Airflow's own constraint files are not on PyPI),
+#                                   # compiled to bytecode: `import airflow` takes 3.0 CPU s without,
+#                                   # 1.3 s with, where bytecode is not written back (PYTHONDONTWRITEBYTECODE)
 #   bash infra/airflow.sh start     # last line: the Python of .venv-airflow
 #   bash infra/airflow.sh stop      # nothing to stop
 #
@@ -40,7 +42,7 @@ install() {
   local uv
   uv="$(uv_bin)"
   if [ -n "$uv" ]; then
-    "$uv" pip install -q --python "$VENV/bin/python" -r "$LOCK" >"$STATE/install.log" 2>&1 \
+    "$uv" pip install -q --compile-bytecode --python "$VENV/bin/python" -r "$LOCK" >"$STATE/install.log" 2>&1 \
       || { tail -n 30 "$STATE/install.log" >&2; die "installing Airflow failed"; }
   else
     "$VENV/bin/python" -m pip install -q -r "$LOCK" >"$STATE/install.log" 2>&1 \

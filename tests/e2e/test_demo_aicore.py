@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import re
+import shutil
 from pathlib import Path
 
 from pinpipe.locations import file_url
@@ -51,7 +52,9 @@ def demo(root: Path, aicore: Path, iterations: int) -> tuple[Path, Path, dict[st
 
 def test_demo_on_aicore_then_batch_with_switched_conventions(tmp_path: Path, aicore_demo: AicoreDemo) -> None:
     work, export = aicore_demo.workdir, aicore_demo.export
-    env = {**clean_env(tmp_path), "PINPIPE_ENGINE__TABLES_URL": file_url(tmp_path / "tables")}  # demo's kept
+    tables = tmp_path / "tables"  # the demo's tables continued in a copy: the session's demo stays as it is
+    shutil.copytree(work / "tables", tables)
+    env = {**clean_env(tmp_path), "PINPIPE_ENGINE__TABLES_URL": file_url(tables)}
     export2 = tmp_path / "E2"
 
     assert sorted(p.name for p in export.iterdir()) == sorted(f"{name}.csv" for name in DOC_HEADERS)

@@ -1,4 +1,5 @@
-"""The one SparkSession of a test session, and the lakes the Spark tests compare engines on.
+"""The one SparkSession of a test session, and the synthetic lakes the Spark tests compare engines on (the
+real-data lake is the session's ``aicore_demo``, tests/conftest.py).
 
 The session runs ``local[2]`` with the jars from ``infra/spark.sh`` (fixture ``spark_jars``: with CI=true a
 missing Java or jar fails, never skips), 2 GB of driver memory, no UI, and its JVM in

@@ -40,14 +40,7 @@ from tests.processes import clean_env
 from tests.services import InfraService, running
 
 pytestmark = [pytest.mark.spark, pytest.mark.timeout(900)]
-JIT = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
-"""Driver and executor JVMs live for one short job on 2 shared cores: the quick compiler and one GC thread."""
-CLUSTER_CONF = {
-    "spark.sql.shuffle.partitions": "2",
-    "spark.driver.memory": "1g",
-    "spark.driver.extraJavaOptions": JIT,
-    "spark.executor.extraJavaOptions": JIT,
-}
+CLUSTER_CONF = {"spark.sql.shuffle.partitions": "2", "spark.driver.memory": "1g"}
 """Two shuffle partitions: one per executor core of the two workers."""
 
 
