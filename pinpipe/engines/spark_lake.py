@@ -23,6 +23,7 @@ the order within an object, and only when an object holds two different records 
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,15 +144,30 @@ def _verdicts(spark: Any, kind: Kind, ordered: bool) -> tuple[set[int], int]:
     """(objects to read exactly, records in the others) from the cached ``typed_<kind>``.
 
     ``ordered``: the first pin per unique_id is wanted (``transform.clean.needs_arrival_order``), so an
-    object holding two different records with the same unique_id is read exactly, in line order.
+    object holding two different records with the same unique_id is read exactly, in line order. That
+    query runs beside the per-object one, on a second thread: its planning and jobs overlap the first's
+    (both read the same cached lines; the second waits for the blocks the first is building).
     """
-    per_file = spark.sql(
-        f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
-    ).collect()
-    flagged = {r["_file"] for r in per_file if not r["ok"]}
-    if ordered:
+    per_file_sql = f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
+    if not ordered:
+        per_file = spark.sql(per_file_sql).collect()
+        return _flagged(per_file, set())
+    context = spark.sparkContext
+    label = context.getLocalProperty("spark.job.description")
+
+    def order_sensitive() -> set[int]:
+        context.setJobDescription(label)  # a new thread: the step label is the caller's
         staged = f"(SELECT * FROM typed_{kind} WHERE _ok) AS staged"
-        flagged |= {r["_file"] for r in spark.sql(order_sensitive_sql(staged, "_file")).collect()}
+        return {r["_file"] for r in spark.sql(order_sensitive_sql(staged, "_file")).collect()}
+
+    with ThreadPoolExecutor(1) as pool:
+        sensitive = pool.submit(order_sensitive)
+        per_file = spark.sql(per_file_sql).collect()
+        return _flagged(per_file, sensitive.result())
+
+
+def _flagged(per_file: list[Any], sensitive: set[int]) -> tuple[set[int], int]:
+    flagged = {r["_file"] for r in per_file if not r["ok"]} | sensitive
     return flagged, sum(r["n"] for r in per_file if r["_file"] not in flagged)
 
 
