@@ -23,6 +23,7 @@ differs from the one the table was built with (the two other switches only chang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zlib
@@ -85,10 +86,20 @@ class KindState:
                 "keep_duplicates": self.options.keep_duplicates,
                 "median": self.options.median,
                 "keep_ties": self.options.keep_ties,
-                "objects": {k: f.to_json() for k, f in sorted(self.objects.items())},
+                "objects": self.to_json_objects(),
             },
             separators=(",", ":"),
         )
+
+    def digest(self) -> str:
+        """What identifies the table's rows: its objects (with their fingerprints) and the duplicate rule
+        (the two other switches leave the rows alone). State derived from the rows, such as the outputs'
+        aggregates, records it to know whether it still describes the table."""
+        rows = {"keep_duplicates": self.options.keep_duplicates, "objects": self.to_json_objects()}
+        return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+    def to_json_objects(self) -> dict[str, list[Any]]:
+        return {k: f.to_json() for k, f in sorted(self.objects.items())}
 
     @classmethod
     def from_json(cls, text: str) -> KindState | None:
