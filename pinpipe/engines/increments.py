@@ -11,7 +11,8 @@ but died before ``geo`` reruns only ``geo``'s new objects.
 
 The quarantine table records, the same way, which objects' bad records it holds (per kind), and is
 rewritten before the kind's commit: a rerun never loses nor repeats them. The ten outputs carry no
-bookkeeping: every run recomputes them from the cleaned tables.
+bookkeeping; the DuckDB engine's aggregates of them record which rows they describe
+(:meth:`KindState.digest`, ``engines.duckdb.outputs``).
 
 Both engines keep it: delta-spark, which cannot add to the commit info, puts it in the commit's
 ``userMetadata`` (:func:`user_metadata`), so either engine continues the tables the other built.
