@@ -41,7 +41,7 @@ from pinpipe.schema import KINDS, Kind
 from pinpipe.transform.queries import BatchOptions
 
 if TYPE_CHECKING:
-    from deltalake import CommitProperties
+    from deltalake import CommitProperties, DeltaTable
 
     from pinpipe.config import Settings
 
@@ -139,10 +139,11 @@ def _metadata_of(commit: Mapping[str, Any]) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def last_metadata(url: str) -> str | None:
-    """The bookkeeping text of the table at ``url``: of its newest commit that changed rows, skipping
-    clean-ups (vacuum, compaction). None: no table, or rows written without bookkeeping since."""
-    table = delta.open_table_if_exists(url)
+def last_metadata(url: str, table: DeltaTable | None = None) -> str | None:
+    """The bookkeeping text of the table at ``url`` (or of ``table``, opened there already): of its newest
+    commit that changed rows, skipping clean-ups (vacuum, compaction). None: no table, or rows written
+    without bookkeeping since."""
+    table = table or delta.open_table_if_exists(url)
     if table is None:
         return None
     limit = _HISTORY_STEP

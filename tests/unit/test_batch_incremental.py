@@ -206,3 +206,32 @@ def test_bookkeeping_in_user_metadata_is_continued(settings: Settings) -> None:
     result = run_batch(settings, BatchOptions())
     assert result.rebuilt == {} and result.objects_read["user"] == 1 and result.objects_done["user"] == 1
     assert sorted(read_table(url).column("ind").to_pylist()) == [1, 2]
+
+
+def test_aggregates_of_other_rows_are_not_used(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that dies after committing its cleaned rows but before the outputs' aggregates leaves
+    aggregates that describe fewer rows: the next run computes them again from the whole tables."""
+    from pinpipe.engines.duckdb import engine
+
+    every = lake_objects([[("a", 1, 0, 0)], [("b", 2, 1, 2), (None, 3, 2, 1)]])
+    for kind, name, data in every[:3]:
+        put(settings, kind, name, data)
+    assert not run_batch(settings, BatchOptions()).outputs_incremental
+    for kind, name, data in every[3:]:
+        put(settings, kind, name, data)
+
+    def die(*args: Any) -> None:
+        raise RuntimeError("killed before the aggregates' commit")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(engine, "write_aggregates", die)
+        with pytest.raises(RuntimeError):
+            run_batch(settings, BatchOptions())
+    rerun = run_batch(settings, BatchOptions())
+    assert rerun.records_read == {"pin": 0, "geo": 0, "user": 0} and not rerun.outputs_incremental
+    with tempfile.TemporaryDirectory() as whole:
+        full = load_settings(workdir=Path(whole))
+        for kind, name, data in every:
+            put(full, kind, name, data)
+        expected = snapshot(full, run_batch(full, BatchOptions()).outputs)
+    assert snapshot(settings, rerun.outputs) == expected
