@@ -178,7 +178,6 @@ class DuckDBEngine:
         appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False)."""
         url = batch_table(self.settings, AGGREGATES)
         kept = kept_aggregates(con, url, plans)
-        added = any(c.parts for c in done.values())
         if kept is not None:
             old = {kind: c.history for kind, c in done.items() if c.history is not None}
             add_aggregates(con, kept, {kind: f"new_{kind}" for kind in KINDS}, old)
@@ -192,7 +191,7 @@ class DuckDBEngine:
                 con.execute(f"DROP TABLE new_{kind}")
             all_aggregates(con)
         phase.done("aggregates" + (" (added rows)" if kept is not None else " (all rows)"))
-        if kept is None or added:
+        if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
             write_aggregates(con, url, {kind: c.state for kind, c in done.items()})
         outputs = ten_outputs(con, options)
         phase.done("ten outputs")
@@ -275,7 +274,7 @@ class DuckDBEngine:
                 for part in parts:
                     (target / part.name).unlink(missing_ok=True)
         assert state is not None  # an incremental plan has the bookkeeping it continues
-        return _Cleaned(url, rows, records, quarantined, history, bool(parts), state)
+        return _Cleaned(url, rows, records, quarantined, history, state)
 
     def _precedes_kept(
         self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions
@@ -322,8 +321,7 @@ class _Cleaned:
     records_read: int
     quarantined: list[QuarantinedRecord]
     history: str | None
-    """The rows the table held before (a source DuckDB reads), None when it was rebuilt."""
-    parts: bool
-    """Whether rows were appended (table ``new_<kind>`` holds the columns the outputs read)."""
+    """The rows the table held before (a source DuckDB reads), None when it was rebuilt; the rows the
+    run added are in table ``new_<kind>`` (the columns the outputs read)."""
     state: KindState
     """The table's bookkeeping after the run."""
