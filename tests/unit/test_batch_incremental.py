@@ -28,16 +28,15 @@ SWITCHES = [
 ]
 
 
-def lake_objects(
-    objects: list[list[tuple[Any, int, int, int]]], partitions: int = 1
-) -> list[tuple[str, str, bytes]]:
-    """(kind, file name, bytes) of every object, from drawn records (unique_id, ind, variant, value); object
-    n goes to partition n % ``partitions``. Every third object of a kind holds one bad line. The value
+def lake_objects(objects: list[list[tuple[Any, ...]]], partitions: int = 1) -> list[tuple[str, str, bytes]]:
+    """(kind, file name, bytes) of every object, from drawn records (unique_id, ind, variant[, value: 0]);
+    object n goes to partition n % ``partitions``. Every third object of a kind holds one bad line. The value
     varies what the outputs' aggregates keep: follower counts (medians, best posters and their ties),
     categories, posters, post and join years."""
     out: list[tuple[str, str, bytes]] = []
-    for n, records in enumerate(objects):
+    for n, drawn in enumerate(objects):
         p = n % partitions
+        records = [(*r, 0) if len(r) == 3 else r for r in drawn]
         for kind in KINDS:
             if kind == "pin":
                 rows = [
