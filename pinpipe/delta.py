@@ -337,10 +337,11 @@ def remove_replaced_files(url: str, retain_hours: int, root: str) -> int:
             retention_hours=retain_hours, dry_run=dry_run, enforce_retention_duration=False, full=True
         )
 
-    stray = [p for p in vacuum(dry_run=True) if not _inside_table(p)]
+    candidates = vacuum(dry_run=True)
+    stray = [p for p in candidates if not _inside_table(p)]
     if stray:
         raise ConfigError(f"refusing to clean {url}: the vacuum would delete {stray[0]!r}, outside the table")
-    return len(vacuum(dry_run=False))
+    return len(vacuum(dry_run=False)) if candidates else 0  # nothing to delete: no second pass
 
 
 def _inside_table(path: str) -> bool:

@@ -1,4 +1,4 @@
-"""What every batch engine offers: clean raw records, answer the ten questions (docs/data-rules.md), run all.
+"""What every batch engine offers: the batch job, lake to cleaned tables to the ten outputs (data-rules.md).
 
 Engines execute the definitions in ``pinpipe.transform``; none of them holds a cleaning rule or a query of its
 own. ``run_batch`` reads the lake (quarantining bad records), writes the cleaned ``pin``/``geo``/``user``
@@ -8,7 +8,6 @@ tables and the ten outputs as Delta tables at ``pinpipe.tables.batch_table`` and
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -54,20 +53,15 @@ class BatchResult:
     """Cleaned tables rebuilt from the whole lake, and why (``--full-refresh``, changed switches, ...)."""
     changed: dict[Kind, list[str]] = field(default_factory=dict)
     """Objects whose bytes changed (or that are gone) since they were cleaned: not cleaned again."""
+    outputs_incremental: bool = False
+    """The outputs came from aggregates kept from the run before, updated with the rows this run
+    appended, rather than from the whole cleaned tables (DuckDB: ``engines.duckdb.outputs``)."""
 
 
 class Engine(Protocol):
     """A batch engine built with ``Settings``; see ``pinpipe.engines.get_engine``."""
 
     name: str
-
-    def clean(self, raw: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[Kind, pa.Table]:
-        """Cleaned tables (duplicate rule applied) from raw record tables (``transform.clean.raw_schema``)."""
-        ...
-
-    def run_queries(self, cleaned: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[str, pa.Table]:
-        """The ten outputs (``transform.queries.OUTPUTS``) from cleaned tables, rows in export order."""
-        ...
 
     def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
         """The whole job: new lake objects (all with ``full_refresh``) -> quarantine/clean -> outputs

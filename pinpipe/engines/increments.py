@@ -11,7 +11,8 @@ but died before ``geo`` reruns only ``geo``'s new objects.
 
 The quarantine table records, the same way, which objects' bad records it holds (per kind), and is
 rewritten before the kind's commit: a rerun never loses nor repeats them. The ten outputs carry no
-bookkeeping: every run recomputes them from the cleaned tables.
+bookkeeping; the DuckDB engine's aggregates of them record which rows they describe
+(:meth:`KindState.digest`, ``engines.duckdb.outputs``).
 
 Both engines keep it: delta-spark, which cannot add to the commit info, puts it in the commit's
 ``userMetadata`` (:func:`user_metadata`), so either engine continues the tables the other built.
@@ -23,6 +24,7 @@ differs from the one the table was built with (the two other switches only chang
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import zlib
@@ -39,7 +41,7 @@ from pinpipe.schema import KINDS, Kind
 from pinpipe.transform.queries import BatchOptions
 
 if TYPE_CHECKING:
-    from deltalake import CommitProperties
+    from deltalake import CommitProperties, DeltaTable
 
     from pinpipe.config import Settings
 
@@ -85,10 +87,20 @@ class KindState:
                 "keep_duplicates": self.options.keep_duplicates,
                 "median": self.options.median,
                 "keep_ties": self.options.keep_ties,
-                "objects": {k: f.to_json() for k, f in sorted(self.objects.items())},
+                "objects": self.to_json_objects(),
             },
             separators=(",", ":"),
         )
+
+    def digest(self) -> str:
+        """What identifies the table's rows: its objects (with their fingerprints) and the duplicate rule
+        (the two other switches leave the rows alone). State derived from the rows, such as the outputs'
+        aggregates, records it to know whether it still describes the table."""
+        rows = {"keep_duplicates": self.options.keep_duplicates, "objects": self.to_json_objects()}
+        return hashlib.sha256(json.dumps(rows, separators=(",", ":")).encode()).hexdigest()
+
+    def to_json_objects(self) -> dict[str, list[Any]]:
+        return {k: f.to_json() for k, f in sorted(self.objects.items())}
 
     @classmethod
     def from_json(cls, text: str) -> KindState | None:
@@ -127,10 +139,11 @@ def _metadata_of(commit: Mapping[str, Any]) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def last_metadata(url: str) -> str | None:
-    """The bookkeeping text of the table at ``url``: of its newest commit that changed rows, skipping
-    clean-ups (vacuum, compaction). None: no table, or rows written without bookkeeping since."""
-    table = delta.open_table_if_exists(url)
+def last_metadata(url: str, table: DeltaTable | None = None) -> str | None:
+    """The bookkeeping text of the table at ``url`` (or of ``table``, opened there already): of its newest
+    commit that changed rows, skipping clean-ups (vacuum, compaction). None: no table, or rows written
+    without bookkeeping since."""
+    table = table or delta.open_table_if_exists(url)
     if table is None:
         return None
     limit = _HISTORY_STEP

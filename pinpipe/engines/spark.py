@@ -42,11 +42,9 @@ from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
     CLEAN_ARROW_SCHEMA,
     cleaned_sql,
-    conform_raw,
     differing_first_pins_sql,
     kept_rows_sql,
     needs_arrival_order,
-    raw_schema,
 )
 from pinpipe.transform.dialect import render
 from pinpipe.transform.export import sort_output
@@ -124,21 +122,6 @@ class SparkEngine:
         return self._spark
 
     # -- Engine protocol ---------------------------------------------------------------------------------
-    def clean(self, raw: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[Kind, pa.Table]:
-        for kind in KINDS:
-            table = conform_raw(kind, raw.get(kind, pa.table({})))
-            self._view(table, raw_schema(kind), f"raw_{kind}")
-        return {k: self._collect(self._cleaned(k, options), CLEAN_ARROW_SCHEMA[k]) for k in KINDS}
-
-    def run_queries(self, cleaned: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[str, pa.Table]:
-        for kind in KINDS:
-            table = cleaned.get(kind)
-            schema = CLEAN_ARROW_SCHEMA[kind]
-            self._view(
-                table.cast(schema) if table is not None else schema.empty_table(), schema, f"cleaned_{kind}"
-            )
-        return self._outputs(options)
-
     def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
         """Clean the lake objects the cleaned tables do not hold yet (all with ``full_refresh``), append
         them, and recompute the ten outputs from the cleaned tables. The bookkeeping is the DuckDB
@@ -318,13 +301,3 @@ class SparkEngine:
 
         with ThreadPoolExecutor(WORKERS) as pool:
             return dict(zip(OUTPUTS, pool.map(run, OUTPUTS), strict=True))
-
-    def _view(self, table: pa.Table, schema: pa.Schema, name: str) -> None:
-        self.spark.createDataFrame(table.cast(schema), schema=spark_schema(schema)).createOrReplaceTempView(
-            name
-        )
-
-    @staticmethod
-    def _collect(frame: Any, schema: pa.Schema) -> pa.Table:
-        table: pa.Table = frame.toArrow()
-        return table.cast(schema)

@@ -50,3 +50,36 @@ def test_objects_changed_on_s3_after_cleaning_are_reported(
     assert result.changed == ({} if edit == "same bytes" else {"user": [key]})
     assert result.objects_read["user"] == 1  # the new object only: a changed one is not cleaned again
     assert sorted(read_table(batch_table(settings, "user")).column("ind").to_pylist()) == [1, 3]
+
+
+@pytest.mark.s3
+def test_a_new_object_on_s3_updates_the_outputs_aggregates_kept_on_s3(
+    aws_env: dict[str, str], workdir: Path
+) -> None:
+    """Lake and tables on S3 (the tables beside the lake): the second run reads the kept aggregates and
+    the old rows of the new inds from S3, and gives the outputs of one run over both objects."""
+    from tests.unit.test_batch_incremental import lake_objects, put
+
+    every = lake_objects(
+        [[("a", 1, 0, 2), (None, 2, 1, 0)], [("b", 3, 2, 1), ("a", 1, 1, 3), ("c", 2, 0, 2)]]
+    )
+    settings = load_settings(workdir=workdir, **{"lake.url": f"s3://{new_bucket()}/lake"})
+    local = load_settings(workdir=workdir / "local")
+    store = open_store(settings.lake_url)
+
+    def upload(objects: list[tuple[str, str, bytes]]) -> None:
+        for kind, name, data in objects:
+            topic = topic_name(settings.prefix, kind)  # type: ignore[arg-type]
+            store.put(f"topics/{topic}/{name.format(topic=topic)}", data)
+
+    for kind, name, data in every:
+        put(local, kind, name, data)
+    upload(every[:3])
+    assert not run_batch(settings, BatchOptions()).outputs_incremental
+    upload(every[3:])
+    second = run_batch(settings, BatchOptions())
+    assert second.outputs_incremental and second.objects_read == {"pin": 1, "geo": 1, "user": 1}
+    expected = run_batch(local, BatchOptions()).outputs
+    assert {n: t.to_pylist() for n, t in second.outputs.items()} == {
+        n: t.to_pylist() for n, t in expected.items()
+    }

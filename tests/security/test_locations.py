@@ -34,7 +34,7 @@ from pinpipe.transform.queries import BatchOptions
 from tests.processes import clean_env
 
 USER = {"ind": 1, "first_name": "A", "last_name": "B", "age": 30, "date_joined": "2016-01-01 00:00:00"}
-TABLES = 14  # pin, geo, user, ten outputs, quarantine
+TABLES = 15  # pin, geo, user, ten outputs, quarantine, the outputs' aggregates
 
 
 @pytest.fixture(autouse=True)
@@ -76,7 +76,7 @@ def write_users(settings: Settings, count: int) -> None:
 # -- the workdir of the report: runs/p#1 ---------------------------------------------------------------
 
 
-def test_hash_workdir_keeps_log_lake_and_14_distinct_tables_and_clean_up_deletes_nothing_else(
+def test_hash_workdir_keeps_log_lake_and_every_table_distinct_and_clean_up_deletes_nothing_else(
     tmp_path: Path,
 ) -> None:
     work = tmp_path / "runs" / "p#1"

@@ -18,9 +18,9 @@ from pinpipe.transform.queries import BatchOptions
 from tests.processes import clean_env
 from tests.unit.test_batch_incremental import lake_objects, put, snapshot
 
-OBJECTS: list[list[tuple[str | None, int, int]]] = [
-    [("a", 1, 0), (None, 2, 1)], [("b", 3, 2)], [("a", 1, 1), ("c", 4, 0)],
-    [(None, 2, 1), ("d", 5, 2)], [("b", 6, 0)], [("e", 7, 1), ("a", 8, 2)],
+OBJECTS: list[list[tuple[str | None, int, int, int]]] = [
+    [("a", 1, 0, 2), (None, 2, 1, 0)], [("b", 3, 2, 1)], [("a", 1, 1, 3), ("c", 4, 0, 2)],
+    [(None, 2, 1, 0), ("d", 5, 2, 1)], [("b", 6, 0, 2)], [("e", 7, 1, 0), ("a", 8, 2, 1)],
 ]  # fmt: skip
 """Six objects per kind over two partitions: duplicates across increments, id-less pins, bad lines."""
 

@@ -13,6 +13,7 @@ from pinpipe.config import Settings
 from pinpipe.engines.duckdb import DuckDBEngine
 from pinpipe.schema import Kind
 from pinpipe.transform.queries import BatchOptions
+from tests.unit.test_batch_run import lines, write_lake
 
 
 def _pin(ind: int, category: str, poster: str, followers: str, uid: str | None = None) -> dict[str, Any]:
@@ -34,17 +35,20 @@ def _user(ind: int, age: int | None, joined: str) -> dict[str, Any]:
     return {"ind": ind, "first_name": "A", "last_name": "B", "age": age, "date_joined": joined}
 
 
+def batch_outputs(
+    settings: Settings, raw: dict[Kind, list[dict]], options: BatchOptions
+) -> dict[str, pa.Table]:
+    """The ten outputs of a batch run (the engine's whole job) over a lake of one object per kind."""
+    for kind, records in raw.items():
+        if records:
+            write_lake(settings, kind, [lines(*records)])
+    return DuckDBEngine(settings, threads=1).run_batch(options, full_refresh=True).outputs
+
+
 def run(
     settings: Settings, pins: list[dict], geos: list[dict], users: list[dict], **options: Any
 ) -> dict[str, list[tuple]]:
-    engine = DuckDBEngine(settings)
-    opts = BatchOptions(**options)
-    raw: dict[Kind, pa.Table] = {
-        "pin": pa.Table.from_pylist(pins) if pins else pa.table({}),
-        "geo": pa.Table.from_pylist(geos) if geos else pa.table({}),
-        "user": pa.Table.from_pylist(users) if users else pa.table({}),
-    }
-    outputs = engine.run_queries(engine.clean(raw, opts), opts)
+    outputs = batch_outputs(settings, {"pin": pins, "geo": geos, "user": users}, BatchOptions(**options))
     return {name: [tuple(r.values()) for r in t.to_pylist()] for name, t in outputs.items()}
 
 

@@ -7,7 +7,6 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,23 @@ from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir
 from pinpipe.engines.base import BatchResult, QuarantinedRecord
 from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memory_limit
+from pinpipe.engines.duckdb.outputs import (
+    AGGREGATES,
+    add_aggregates,
+    all_aggregates,
+    kept_aggregates,
+    write_aggregates,
+    write_outputs,
+)
 from pinpipe.engines.duckdb.outputs import outputs as ten_outputs
-from pinpipe.engines.duckdb.outputs import write_outputs
-from pinpipe.engines.duckdb.parts import commit, copy_cleaned, read_parts, register_history
+from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
 from pinpipe.engines.duckdb.sql import count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
     PRECEDES_KEPT,
     Fingerprinter,
     KindPlan,
+    KindState,
     QuarantineBook,
     plan_run,
     plan_summary,
@@ -38,7 +45,6 @@ from pinpipe.lake.store import FileStore, open_store
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
-    CLEAN_ARROW_SCHEMA,
     CLEAN_COLUMNS,
     arrival_order_matters_sql,
     cleaned_sql,
@@ -89,33 +95,10 @@ class DuckDBEngine:
         return con
 
     # -- Engine protocol ---------------------------------------------------------------------------------
-    def clean(self, raw: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[Kind, pa.Table]:
-        from pinpipe.transform.clean import conform_raw
-
-        con = self._connect()
-        try:
-            for kind in KINDS:
-                con.register(f"raw_{kind}", conform_raw(kind, raw.get(kind, pa.table({}))))
-            self._create_cleaned(con, options)
-            return {k: self._fetch(con, f"SELECT * FROM cleaned_{k}", CLEAN_ARROW_SCHEMA[k]) for k in KINDS}
-        finally:
-            con.close()
-
-    def run_queries(self, cleaned: Mapping[Kind, pa.Table], options: BatchOptions) -> dict[str, pa.Table]:
-        con = self._connect()
-        try:
-            for kind in KINDS:
-                table = cleaned.get(kind)
-                con.register(
-                    f"cleaned_{kind}", table if table is not None else CLEAN_ARROW_SCHEMA[kind].empty_table()
-                )
-            return ten_outputs(con, options)
-        finally:
-            con.close()
-
     def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
         """Clean the lake objects the cleaned tables do not hold yet (all with ``full_refresh``), append
-        them, and recompute the ten outputs from the cleaned tables (``engines.increments``)."""
+        them (``engines.increments``), and update the outputs' aggregates with the rows appended
+        (``outputs``) to compute the ten outputs."""
         started = time.perf_counter()
         settings = self.settings
         scratch = settings.workdir.resolve() / "tmp"
@@ -136,6 +119,7 @@ class DuckDBEngine:
         try:
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
+            done: dict[Kind, _Cleaned] = {}
             for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
                 plan = plans[kind]
                 if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
@@ -150,10 +134,11 @@ class DuckDBEngine:
                 quarantined.extend(cleaned.quarantined)
                 read[kind] = cleaned.records_read
                 tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
-            outputs = ten_outputs(con, options, drop_cleaned=True)
-            phase.done("ten outputs")
+                done[kind] = cleaned
+            outputs, incremental = self._outputs(con, plans, done, options, phase)
             tables.update(write_outputs(settings, outputs))
             tables["quarantine"] = quarantine.url
+            tables[AGGREGATES] = batch_table(settings, AGGREGATES)
             phase.done("write outputs")
         except Exception as exc:
             import duckdb
@@ -176,19 +161,41 @@ class DuckDBEngine:
             seconds=time.perf_counter() - started,
             tables=tables,
             objects_read=objects_read,
+            outputs_incremental=incremental,
             **plan_summary(plans),
         )
 
     # -- steps -------------------------------------------------------------------------------------------
-    def _create_cleaned(self, con: Any, options: BatchOptions) -> None:
-        for kind in KINDS:
-            sql = render(cleaned_sql(kind, options.keep_duplicates), "duckdb")
-            con.execute(f"CREATE TABLE cleaned_{kind} AS {sql}")
-
-    @staticmethod
-    def _fetch(con: Any, sql: str, schema: pa.Schema) -> pa.Table:
-        table: pa.Table = con.sql(sql).to_arrow_table()
-        return table.cast(schema)
+    def _outputs(
+        self,
+        con: Any,
+        plans: dict[Kind, KindPlan],
+        done: dict[Kind, _Cleaned],
+        options: BatchOptions,
+        phase: _PhaseLog,
+    ) -> tuple[dict[str, pa.Table], bool]:
+        """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
+        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False)."""
+        url = batch_table(self.settings, AGGREGATES)
+        kept = kept_aggregates(con, url, plans)
+        if kept is not None:
+            old = {kind: c.history for kind, c in done.items() if c.history is not None}
+            add_aggregates(con, kept, {kind: f"new_{kind}" for kind in KINDS}, old)
+        else:
+            for kind, cleaned in done.items():
+                sources = [f"SELECT * FROM new_{kind}"]
+                if cleaned.history is not None:
+                    columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
+                    sources.insert(0, f"SELECT {columns} FROM {cleaned.history}")
+                con.execute(f"CREATE TABLE cleaned_{kind} AS " + " UNION ALL ".join(sources))
+                con.execute(f"DROP TABLE new_{kind}")
+            all_aggregates(con)
+        phase.done("aggregates" + (" (added rows)" if kept is not None else " (all rows)"))
+        if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
+            write_aggregates(con, url, {kind: c.state for kind, c in done.items()})
+        outputs = ten_outputs(con, options)
+        phase.done("ten outputs")
+        return outputs, kept is not None
 
     def _clean_kind(
         self,
@@ -210,7 +217,7 @@ class DuckDBEngine:
         back from the parts before it and, when incremental, from the table (``cleaned_sql``'s
         ``kept_before``: of the table only the rows that can match, see ``kept_rows_sql``). delta-rs
         then commits the parts (local tables) or uploads them (remote ones). The columns the outputs need
-        are read back into ``cleaned_<kind>``, so the wide cleaned rows are never held in memory.
+        are read back into ``new_<kind>``, so the wide cleaned rows are never held in memory.
 
         Rows are staged in any order within an object (about a fifth faster to read): pin is restaged in
         arrival order only when a chunk holds differing records with one unique_id in one object
@@ -253,11 +260,10 @@ class DuckDBEngine:
                 drop_stage(con, kind)
                 phase.done(f"clean + write: {label}")
             columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
-            sources = [] if history is None else [f"SELECT {columns} FROM {history}"]
-            if parts:
-                sources.append(f"SELECT {columns} FROM {read_parts(target, parts)}")
-            con.execute(f"CREATE TABLE cleaned_{kind} AS " + " UNION ALL ".join(sources))
-            rows = count(con, f"cleaned_{kind}")
+            appended = read_parts(target, parts) if parts else no_rows(kind)
+            con.execute(f"CREATE TABLE new_{kind} AS SELECT {columns} FROM {appended}")
+            rows = sum(p.rows for p in parts) + (0 if history is None else count(con, history))
+            state = plan.before
             if plan.todo or not incremental:
                 quarantine.record(kind, plan.todo, quarantined, rebuild=not incremental)
                 state = plan.state_after(options, fingerprints.result(plan.todo))
@@ -267,7 +273,8 @@ class DuckDBEngine:
             if directory is None:
                 for part in parts:
                     (target / part.name).unlink(missing_ok=True)
-        return _Cleaned(url, rows, records, quarantined)
+        assert state is not None  # an incremental plan has the bookkeeping it continues
+        return _Cleaned(url, rows, records, quarantined, history, state)
 
     def _precedes_kept(
         self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions
@@ -307,9 +314,14 @@ class _PhaseLog:
 
 @dataclass(frozen=True)
 class _Cleaned:
-    """What cleaning one kind produced: its Delta table, rows written, records read and quarantined."""
+    """What cleaning one kind produced: its Delta table, its rows, records read and quarantined."""
 
     url: str
     rows: int
     records_read: int
     quarantined: list[QuarantinedRecord]
+    history: str | None
+    """The rows the table held before (a source DuckDB reads), None when it was rebuilt; the rows the
+    run added are in table ``new_<kind>`` (the columns the outputs read)."""
+    state: KindState
+    """The table's bookkeeping after the run."""

@@ -1,33 +1,110 @@
-"""The ten outputs on DuckDB, from the ``cleaned_<kind>`` tables of a connection, and their Delta tables."""
+"""The ten outputs on DuckDB, from the outputs' aggregates (``transform.aggregates``), and their Delta tables.
+
+The aggregates are kept in their own Delta table (:data:`AGGREGATES`), whose commit records, per cleaned
+table, the digest of the bookkeeping (``KindState.digest``) of the rows they describe. A run whose three
+cleaned tables still hold those rows before it appends reads only its new rows (and the old rows with the
+same ``ind``), aggregates them and merges; any other run (a rebuild, tables another engine or an older
+pinpipe wrote, a run killed between its commits) aggregates the whole cleaned tables again.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
 
 from pinpipe.config import Settings
-from pinpipe.delta import replace_table
-from pinpipe.schema import KINDS
+from pinpipe.delta import local_table_dir, open_table_if_exists, replace_table
+from pinpipe.engines.duckdb.sql import quote
+from pinpipe.engines.increments import FORMAT, KindPlan, KindState, last_metadata, write_table
+from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
+from pinpipe.transform.aggregates import (
+    AGGREGATE_SCHEMA,
+    aggregates_sql,
+    merged_sql,
+    new_join_sql,
+    output_sql,
+)
 from pinpipe.transform.export import sort_output
-from pinpipe.transform.queries import JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
+from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql
+
+AGGREGATES = "output_aggregates"
+"""Name of the aggregates' table among the batch tables (``tables.batch_table``)."""
 
 
-def outputs(con: Any, options: BatchOptions, drop_cleaned: bool = False) -> dict[str, pa.Table]:
-    """The ten outputs; the two joins they read are built once, then the cleaned tables may go."""
+def aggregates_metadata(states: Mapping[Kind, KindState]) -> str:
+    digests = {kind: states[kind].digest() for kind in KINDS}
+    return json.dumps({"format": FORMAT, "tables": digests}, separators=(",", ":"))
+
+
+def kept_aggregates(con: Any, url: str, plans: Mapping[Kind, KindPlan]) -> str | None:
+    """The aggregates table at ``url`` as a source, if it describes the rows the three cleaned tables
+    held before this run and this run only appends to them; else None (they are computed again)."""
+    befores = {kind: plan.before for kind, plan in plans.items() if plan.rebuild is None}
+    if len(befores) != len(KINDS) or any(b is None for b in befores.values()):
+        return None
+    table = open_table_if_exists(url)
+    text = None if table is None else last_metadata(url, table)
+    if table is None or text is None:
+        return None
+    value = json.loads(text)
+    digests = value.get("tables") if value.get("format") == FORMAT else None
+    if digests != {kind: b.digest() for kind, b in befores.items() if b is not None}:
+        return None
+    files = table.file_uris()
+    if local_table_dir(url) is not None and files:
+        return "read_parquet([" + ", ".join(quote(f) for f in files) + "])"
+    con.register("kept_aggregates", table.to_pyarrow_table() if files else AGGREGATE_SCHEMA.empty_table())
+    return "kept_aggregates"
+
+
+def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Kind, str]) -> None:
+    """Table ``aggregates``: the ``kept`` ones merged with those of the rows the joins gain from the
+    cleaned rows ``new`` (kind -> source) appended to ``old``."""
+    for join in JOINS:  # built once: each is read by several aggregates
+        con.execute(f"CREATE TEMP TABLE added_{join} AS {new_join_sql(join, new, old)}")
+    user = f"(SELECT {', '.join(COLUMNS_READ['user'])} FROM {new['user']})"
+    added = aggregates_sql("added_pin_geo", "added_pin_user", user)
+    cols = ", ".join(AGGREGATE_SCHEMA.names)
+    source = f"(SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added)"
+    try:
+        con.execute(f"CREATE TABLE aggregates AS {merged_sql(source)}")
+    finally:
+        for join in JOINS:
+            con.execute(f"DROP TABLE added_{join}")
+
+
+def all_aggregates(con: Any) -> None:
+    """Table ``aggregates`` from the whole ``cleaned_<kind>`` tables; the two joins are built once, then
+    the cleaned pin and geo rows may go."""
     for join in JOINS:
         con.execute(f"CREATE TEMP TABLE {join} AS {join_sql(join)}")
-    statements = {name: output_sql(name, options, joins_built=True) for name in OUTPUTS}
-    if drop_cleaned:  # free memory: keep only the cleaned tables an output still reads directly
-        for kind in KINDS:
-            if not any(f"cleaned_{kind}" in sql for sql in statements.values()):
-                con.execute(f"DROP TABLE cleaned_{kind}")
+    con.execute("DROP TABLE cleaned_pin")
+    con.execute("DROP TABLE cleaned_geo")
     try:
-        return {name: sort_output(name, con.sql(sql).to_arrow_table()) for name, sql in statements.items()}
+        con.execute(f"CREATE TABLE aggregates AS {aggregates_sql('pin_geo', 'pin_user', 'cleaned_user')}")
     finally:
         for join in JOINS:
             con.execute(f"DROP TABLE {join}")
+
+
+def outputs(con: Any, options: BatchOptions) -> dict[str, pa.Table]:
+    """The ten outputs from table ``aggregates``, rows in export order."""
+    return {
+        name: sort_output(name, con.sql(output_sql(name, "aggregates", options)).to_arrow_table())
+        for name in OUTPUTS
+    }
+
+
+def write_aggregates(con: Any, url: str, states: Mapping[Kind, KindState]) -> None:
+    """Replace the aggregates table with table ``aggregates``, recording the rows they describe."""
+    data = con.sql("SELECT * FROM aggregates").to_arrow_table()
+    if data.schema != AGGREGATE_SCHEMA:  # (a cast imports pyarrow.compute: 0.07 s a run)
+        data = data.cast(AGGREGATE_SCHEMA)
+    write_table(url, data, append=False, metadata=aggregates_metadata(states))
 
 
 def write_outputs(settings: Settings, tables: dict[str, pa.Table]) -> dict[str, str]:

@@ -61,3 +61,9 @@ def register_history(con: Any, kind: Kind, url: str) -> str:
 def read_parts(directory: Path, parts: list[ParquetFile]) -> str:
     """A source reading the Parquet ``parts`` written in ``directory``."""
     return "read_parquet([" + ", ".join(quote(duckdb_path(directory / p.name)) for p in parts) + "])"
+
+
+def no_rows(kind: Kind) -> str:
+    """A source of no cleaned ``kind`` rows, typed as the table's columns."""
+    cols = ", ".join(f'CAST(NULL AS {DUCKDB_TYPES[f.type]}) AS "{f.name}"' for f in CLEAN_ARROW_SCHEMA[kind])
+    return f"(SELECT {cols} LIMIT 0)"
