@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, Self
 
 from pinpipe.config import Settings
 from pinpipe.errors import StreamError
@@ -48,3 +48,10 @@ class ProcessorLock:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def __enter__(self) -> Self:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -86,9 +86,7 @@ class StreamProcessor(Stage):
 
     def _open(self, acquired: contextlib.ExitStack) -> None:
         settings = self.settings
-        lock = ProcessorLock(settings)
-        lock.acquire()
-        acquired.callback(lock.release)
+        acquired.enter_context(ProcessorLock(settings))
         if self._given_log is None:
             self.log = open_settings_log(settings, settings.stream_log_url)
             acquired.callback(self.log.close)

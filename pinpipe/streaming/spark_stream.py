@@ -139,9 +139,7 @@ class SparkStreamJob(Stage):
 
     def _open(self, acquired: contextlib.ExitStack) -> None:
         settings = self.settings
-        lock = ProcessorLock(settings)
-        lock.acquire()
-        acquired.callback(lock.release)
+        acquired.enter_context(ProcessorLock(settings))
         refuse_lost_checkpoint(settings)  # before any Spark or Kafka work
         self.log = open_settings_log(settings, settings.stream_log_url)
         acquired.callback(self.log.close)
