@@ -8,8 +8,10 @@ others are written. The answer is sent only after ``append`` returned: an acknow
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -215,14 +217,8 @@ class IngestService:
         """Topics (or streams) and partition counts. On a log shared by both, streams are the names
         starting with ``streaming-`` and topics the others."""
         self.ensure_started()
-        try:
+        with log_errors():
             found = self.logs[space].topics()
-        except LogUnavailableError as exc:
-            raise ApiError(
-                ErrorCode.LOG_UNAVAILABLE, f"log unavailable: {exc}", {"Retry-After": "1"}
-            ) from exc
-        except PinpipeError as exc:
-            raise ApiError(ErrorCode.LOG_FAILED, f"log error: {exc}") from exc
         self._cache[space] = dict(found)
         if self.shared:
             is_stream = space == "streams"
@@ -373,24 +369,28 @@ class IngestService:
                     ErrorCode.TOO_MANY_STREAMS,
                     f"the stream log holds {len(existing)} streams, api.max_streams is {ceiling}",
                 )
-            self._admin(lambda: self.logs[space].create_topic(name, partitions))
+            with log_errors():
+                self.logs[space].create_topic(name, partitions)
             self.forget(space, name)
         return True
 
     def delete(self, space: Space, name: str) -> None:
         with self._admin_lock:
             self.partitions(space, name)
-            self._admin(lambda: self.logs[space].delete_topic(name))
+            with log_errors():
+                self.logs[space].delete_topic(name)
             self.forget(space, name)
 
-    def _admin(self, action: Any) -> None:
-        try:
-            action()
-        except TopicNotFoundError as exc:
-            raise ApiError(ErrorCode.NOT_FOUND, str(exc)) from exc
-        except LogUnavailableError as exc:
-            raise ApiError(
-                ErrorCode.LOG_UNAVAILABLE, f"log unavailable: {exc}", {"Retry-After": "1"}
-            ) from exc
-        except PinpipeError as exc:
-            raise ApiError(ErrorCode.LOG_FAILED, f"log error: {exc}") from exc
+
+@contextlib.contextmanager
+def log_errors() -> Iterator[None]:
+    """A log call's failure as the API's error: 404 (no such topic), 503 with Retry-After (the log is not
+    reachable), 500 (any other log error)."""
+    try:
+        yield
+    except TopicNotFoundError as exc:
+        raise ApiError(ErrorCode.NOT_FOUND, str(exc)) from exc
+    except LogUnavailableError as exc:
+        raise ApiError(ErrorCode.LOG_UNAVAILABLE, f"log unavailable: {exc}", {"Retry-After": "1"}) from exc
+    except PinpipeError as exc:
+        raise ApiError(ErrorCode.LOG_FAILED, f"log error: {exc}") from exc
