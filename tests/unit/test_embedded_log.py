@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
+from pinpipe.errors import (
+    ConfigError,
+    IdempotencyConflictError,
+    LogError,
+    LogUnavailableError,
+    TopicNotFoundError,
+)
 from pinpipe.locations import embedded_url
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord
@@ -365,3 +371,44 @@ def test_keyless_records_round_robin_per_topic_whatever_the_interleaving(tmp_pat
     writer.close()
     log.close()
     assert placed_a == [0, 1, 2, 0]
+
+
+def test_one_group_keeps_keys_offsets_and_failures_per_call(tmp_path: Path) -> None:
+    """Calls committed in one group: a key claimed by an earlier call of the group (or stored before)
+    gives the same position, a call that fails leaves no record and no gap, and two topics interleave."""
+    log = make_log(tmp_path)
+    log.create_topic("t", 1)
+    log.create_topic("u", 2)
+    writer = log.writer()
+    (stored,) = writer.append("t", [OutgoingRecord(b"s", idempotency_key="s", fingerprint="f")])
+
+    def rec(value: bytes, key: str | None = None, fingerprint: str | None = None) -> OutgoingRecord:
+        return OutgoingRecord(value, idempotency_key=key, fingerprint=fingerprint)
+
+    results = writer.append_many(
+        [
+            ("t", [rec(b"a", "a", "f"), rec(b"b")]),
+            ("t", [rec(b"c"), rec(b"a", "a", "other")]),  # conflicts with the first call's key
+            ("t", [rec(b"a", "a", "f"), rec(b"s", "s", "f")]),  # both keys already claimed
+            ("missing", [rec(b"m")]),
+            ("u", [rec(b"u0"), rec(b"u1")]),
+            (
+                "t",
+                [rec(b"d", "d"), rec(b"d", "d"), OutgoingRecord(b"e", partition=1)],
+            ),  # out of range: all fails
+            ("t", [rec(b"f")]),
+        ]
+    )
+    writer.close()
+    first, conflict, again, missing, other, out_of_range, last = results
+    assert first == [(0, 1), (0, 2)]
+    assert again == [(0, 1), stored]
+    assert last == [(0, 3)]
+    assert other == [(0, 0), (1, 0)]
+    assert isinstance(conflict, IdempotencyConflictError)
+    assert isinstance(missing, TopicNotFoundError)
+    assert isinstance(out_of_range, LogError)
+    values = [r.value for r in log.reader("g", ["t"]).poll(100, 1)]
+    assert values == [b"s", b"a", b"b", b"f"]
+    assert log.end_offsets("t") == {0: 4}
+    log.close()

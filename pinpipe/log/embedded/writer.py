@@ -1,9 +1,11 @@
 """Appending to the embedded log: one transaction per call, or per group of concurrent calls.
 
 Group commit: when several threads share a writer (the API server answers requests from a thread pool),
-the first caller becomes the leader and runs one transaction for every call queued meanwhile, each call
-inside its own SAVEPOINT. A call that fails (unknown topic, bad partition) is rolled back to its savepoint
-alone and gets its error; the others commit together, paying for one fsync instead of one each. Every
+the first caller becomes the leader and runs one transaction for every call queued meanwhile. The group
+reads each topic and its stored idempotency keys once, places every call's records in memory, then writes
+one INSERT batch per partition. A call that fails (unknown topic, bad partition, key conflict) fails while
+being placed, before anything is written, and gets its error alone; the others commit together, paying
+for one fsync instead of one each. An error while writing fails the whole group. Every
 caller returns only after the COMMIT that holds its records: durability is unchanged.
 """
 
@@ -24,6 +26,9 @@ from pinpipe.log.partitioner import partition_for_key
 _KEY_CACHE = 65_536
 
 
+_Row = tuple[int, bytes | None, bytes, float, str | None, str | None, bytes | None]
+
+
 @dataclass(slots=True)
 class _Call:
     topic: str
@@ -31,6 +36,40 @@ class _Call:
     placed: list[tuple[int, int]] | None = None
     error: BaseException | None = None
     done: bool = field(default=False)
+
+
+@dataclass(slots=True)
+class _Topic:
+    """One topic's state while a group is placed: ends and keys include the calls placed so far."""
+
+    name: str
+    id: int
+    count: int
+    ends: dict[int, int]
+    seen: dict[str, tuple[tuple[int, int], str | None]]
+    rows: dict[int, list[_Row]] = field(default_factory=dict)
+    added: dict[int, int] = field(default_factory=dict)
+
+
+def _known_keys(
+    conn: sqlite3.Connection, topic_id: int, count: int, keys: set[str | None]
+) -> dict[str, tuple[tuple[int, int], str | None]]:
+    """The positions and fingerprints of stored idempotency keys: every partition in one indexed
+    query (a UNION ALL) per chunk of keys, the chunk kept under SQLite's oldest limit of 999 variables."""
+    wanted = [k for k in keys if k]
+    seen: dict[str, tuple[tuple[int, int], str | None]] = {}
+    size = max(1, 999 // count)
+    for i in range(0, len(wanted), size):
+        chunk = wanted[i : i + size]
+        marks = ",".join("?" * len(chunk))
+        sql = " UNION ALL ".join(
+            f'SELECT {p}, ikey, "offset", fp FROM {table(topic_id, p)} '
+            f"WHERE ikey IS NOT NULL AND ikey IN ({marks})"
+            for p in range(count)
+        )
+        for p, ikey, offset, fingerprint in conn.execute(sql, chunk * count):
+            seen[ikey] = ((p, offset), fingerprint)
+    return seen
 
 
 class EmbeddedLogWriter:
@@ -105,8 +144,12 @@ class EmbeddedLogWriter:
                 conn.execute("BEGIN IMMEDIATE")
                 now = time.time()  # one append time per commit: records / distinct times = records per fsync
                 try:
+                    topics = self._load_topics(conn, group)
                     for call in group:
-                        self._run_call(conn, call, now, savepoint=len(group) > 1)
+                        self._place(topics.get(call.topic), call, now)
+                    for state in topics.values():
+                        if state is not None:
+                            self._write(conn, state)
                     conn.execute("COMMIT")
                 except BaseException:
                     rollback(conn)
@@ -119,20 +162,6 @@ class EmbeddedLogWriter:
             call.done = True
         self._maybe_enforce_retention()
 
-    def _run_call(self, conn: sqlite3.Connection, call: _Call, now: float, savepoint: bool) -> None:
-        if not savepoint:
-            call.placed = self._place(conn, call.topic, call.records, now)
-            return
-        conn.execute("SAVEPOINT call")
-        try:
-            with errors_of(self._directory):
-                call.placed = self._place(conn, call.topic, call.records, now)
-        except Exception as exc:
-            conn.execute("ROLLBACK TO call")
-            call.error = exc
-        finally:
-            conn.execute("RELEASE call")
-
     def _maybe_enforce_retention(self) -> None:
         retention_bytes, retention_s, every = self._retention
         if time.monotonic() < self._next_retention:
@@ -144,62 +173,90 @@ class EmbeddedLogWriter:
         except LogError:
             pass  # retention is best effort: the next check tries again; the appends are committed
 
-    def _place(
-        self, conn: sqlite3.Connection, topic: str, records: Sequence[OutgoingRecord], now: float
-    ) -> list[tuple[int, int]]:
-        row = conn.execute("SELECT id, partitions FROM topics WHERE name = ?", (topic,)).fetchone()
-        if row is None:
-            raise TopicNotFoundError(f"topic {topic!r} not found")
-        topic_id, count = row
-        ends = dict(
-            conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
-        )
-        seen = self._known_keys(conn, topic_id, count, records)
-        rows: dict[int, list[tuple[int, bytes | None, bytes, float, str | None, str | None, bytes | None]]]
-        rows = {}
-        added: dict[int, int] = {}
-        placed: list[tuple[int, int]] = []
-        held = sum(ends.values())  # keyless records round-robin on the topic's own count: deterministic
-        for rec in records:
-            ikey, key, value = rec.idempotency_key or None, rec.key, rec.value
-            if ikey and ikey in seen:
-                where, fingerprint = seen[ikey]
-                if fingerprint != rec.fingerprint:  # raised inside the call's transaction: nothing stays
-                    raise IdempotencyConflictError(
-                        f"idempotency key {ikey!r} is stored in {topic!r} with another fingerprint"
-                    )
-                placed.append(where)
+    @staticmethod
+    def _load_topics(conn: sqlite3.Connection, group: list[_Call]) -> dict[str, _Topic | None]:
+        """Each topic of the group once: its id, partition ends and the group's stored idempotency keys."""
+        topics: dict[str, _Topic | None] = {}
+        for call in group:
+            if call.topic in topics:
                 continue
-            if type(value) is not bytes or not (key is None or type(key) is bytes):
-                raise LogError("record key and value must be bytes")
-            if rec.partition is not None:
-                p = rec.partition
-                if not 0 <= p < count:
-                    raise LogError(f"partition {p} out of range: topic {topic!r} has {count} partitions")
-            elif key is not None:
-                p = self._partition_of(key, count)
-            else:
-                p = held % count
-            held += 1
-            offset = ends[p]
-            ends[p] = offset + 1
-            fingerprint = rec.fingerprint if ikey else None
-            ts = now if rec.timestamp is None else rec.timestamp
-            rows.setdefault(p, []).append(
-                (offset, key, value, ts, ikey, fingerprint, encode_headers(rec.headers))
+            row = conn.execute("SELECT id, partitions FROM topics WHERE name = ?", (call.topic,)).fetchone()
+            if row is None:
+                topics[call.topic] = None
+                continue
+            topic_id, count = row
+            ends = dict(
+                conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
             )
-            added[p] = added.get(p, 0) + len(value) + (len(key) if key else 0)
-            if ikey:
-                seen[ikey] = ((p, offset), rec.fingerprint)
-            placed.append((p, offset))
-        for p, batch in rows.items():
-            conn.executemany(f"INSERT INTO {table(topic_id, p)} VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
+            keys = {r.idempotency_key for c in group if c.topic == call.topic for r in c.records}
+            keys.discard(None)
+            keys.discard("")
+            topics[call.topic] = _Topic(
+                call.topic, topic_id, count, ends, _known_keys(conn, topic_id, count, keys)
+            )
+        return topics
+
+    def _place(self, state: _Topic | None, call: _Call, now: float) -> None:
+        """Positions for one call's records, in memory: a call that fails changes nothing, so the
+        others of the group commit without it (no SQL runs until every call is placed)."""
+        try:
+            if state is None:
+                raise TopicNotFoundError(f"topic {call.topic!r} not found")
+            ends = dict(state.ends)
+            seen: dict[str, tuple[tuple[int, int], str | None]] = {}
+            rows: list[tuple[int, _Row]] = []
+            placed: list[tuple[int, int]] = []
+            count, topic = state.count, state.name
+            held = sum(ends.values())  # keyless records round-robin on the topic's own count: deterministic
+            for rec in call.records:
+                ikey, key, value = rec.idempotency_key or None, rec.key, rec.value
+                if ikey and (ikey in seen or ikey in state.seen):
+                    where, fingerprint = seen[ikey] if ikey in seen else state.seen[ikey]
+                    if fingerprint != rec.fingerprint:
+                        raise IdempotencyConflictError(
+                            f"idempotency key {ikey!r} is stored in {topic!r} with another fingerprint"
+                        )
+                    placed.append(where)
+                    continue
+                if type(value) is not bytes or not (key is None or type(key) is bytes):
+                    raise LogError("record key and value must be bytes")
+                if rec.partition is not None:
+                    p = rec.partition
+                    if not 0 <= p < count:
+                        raise LogError(f"partition {p} out of range: topic {topic!r} has {count} partitions")
+                elif key is not None:
+                    p = self._partition_of(key, count)
+                else:
+                    p = held % count
+                held += 1
+                offset = ends[p]
+                ends[p] = offset + 1
+                fingerprint = rec.fingerprint if ikey else None
+                ts = now if rec.timestamp is None else rec.timestamp
+                rows.append((p, (offset, key, value, ts, ikey, fingerprint, encode_headers(rec.headers))))
+                if ikey:
+                    seen[ikey] = ((p, offset), rec.fingerprint)
+                placed.append((p, offset))
+        except Exception as exc:
+            call.error = exc
+            return
+        state.ends = ends
+        state.seen.update(seen)
+        for p, row in rows:
+            state.rows.setdefault(p, []).append(row)
+            state.added[p] = state.added.get(p, 0) + len(row[2]) + (len(row[1]) if row[1] else 0)
+        call.placed = placed
+
+    @staticmethod
+    def _write(conn: sqlite3.Connection, state: _Topic) -> None:
+        """The group's rows of one topic: one INSERT batch and one end-offset update per partition."""
+        for p, batch in state.rows.items():
+            conn.executemany(f"INSERT INTO {table(state.id, p)} VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
             conn.execute(
                 "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
                 "WHERE topic_id = ? AND partition = ?",
-                (ends[p], added[p], topic_id, p),
+                (state.ends[p], state.added[p], state.id, p),
             )
-        return placed
 
     def _partition_of(self, key: bytes, count: int) -> int:
         """Kafka's partition of a key, remembered: murmur2 in Python costs microseconds per key."""
@@ -209,26 +266,6 @@ class EmbeddedLogWriter:
                 self._key_partitions.clear()
             cached = self._key_partitions[(key, count)] = partition_for_key(key, count)
         return cached
-
-    @staticmethod
-    def _known_keys(
-        conn: sqlite3.Connection, topic_id: int, count: int, records: Sequence[OutgoingRecord]
-    ) -> dict[str, tuple[tuple[int, int], str | None]]:
-        """The positions and fingerprints of the call's idempotency keys already stored: per partition,
-        one indexed query per 500 keys."""
-        keys = list({rec.idempotency_key for rec in records if rec.idempotency_key})
-        seen: dict[str, tuple[tuple[int, int], str | None]] = {}
-        for i in range(0, len(keys), 500):
-            chunk = keys[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            for p in range(count):
-                for ikey, offset, fingerprint in conn.execute(
-                    f'SELECT ikey, "offset", fp FROM {table(topic_id, p)} '
-                    f"WHERE ikey IS NOT NULL AND ikey IN ({marks})",
-                    chunk,
-                ):
-                    seen[ikey] = ((p, offset), fingerprint)
-        return seen
 
     def flush(self) -> None:
         """Nothing to do: every append is durable when it returns."""
