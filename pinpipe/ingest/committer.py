@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pinpipe.errors import LogError
 from pinpipe.log.base import OutgoingRecord
@@ -24,7 +24,10 @@ _Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
 _Settled = tuple["asyncio.Future[Placed]", Placed | BaseException]
 
 
+@runtime_checkable
 class GroupWriter(Protocol):
+    """A log writer that commits several appends in one transaction (the embedded log's)."""
+
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
     ) -> list[Placed | BaseException]: ...

@@ -47,7 +47,7 @@ from pinpipe.ingest.models import (
     put_records_request_schema,
 )
 from pinpipe.ingest.rest_proxy import IdempotencyKey
-from pinpipe.ingest.service import INLINE_BODY_BYTES, IngestService, Item, Outcome, parse_json
+from pinpipe.ingest.service import IngestService, Item, Outcome, parse_json
 from pinpipe.schema import kind_of_any
 
 ACCEPTED = frozenset({"application/json", "application/x-amz-json-1.1", "application/x-amz-json-1.0"})
@@ -300,7 +300,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        if len(body) <= INLINE_BODY_BYTES and service.can_produce_inline("streams", name):
+        if service.can_produce_inline("streams", name, body):
             return await ops.put_record_inline(name, body, request_key)
         return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
 

@@ -43,7 +43,7 @@ from pinpipe.ingest.models import (
     TopicMetadata,
     produce_content,
 )
-from pinpipe.ingest.service import INLINE_BODY_BYTES, IngestService, Item, Outcome, encode_key, parse_json
+from pinpipe.ingest.service import IngestService, Item, Outcome, encode_key, parse_json
 from pinpipe.schema import kind_of_any
 
 MAX_IDEMPOTENCY_KEY = 256
@@ -124,7 +124,7 @@ class Producer:
         fmt = embedded_format(request.headers.get("content-type"))
         body = await self.gate.body(request, ACCEPTED)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        if len(body) <= INLINE_BODY_BYTES and self.service.can_produce_inline("topics", topic):
+        if self.service.can_produce_inline("topics", topic, body):
             items = self.items(topic, body, fmt, partition)
             outcomes = await self.service.produce_inline("topics", topic, items, request_key)
             return KafkaJSONResponse(answer(outcomes))

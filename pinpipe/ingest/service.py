@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from pinpipe import exact_json
 from pinpipe.config import Settings
@@ -156,9 +156,8 @@ class IngestService:
                 self._writers["streams"] = writer if self.shared else self.logs["streams"].writer()
                 committers: dict[int, Committer] = {}
                 for space, each in self._writers.items():
-                    if callable(getattr(each, "append_many", None)):
-                        group_writer = cast(GroupWriter, each)
-                        self._committers[space] = committers.setdefault(id(each), Committer(group_writer))
+                    if isinstance(each, GroupWriter):
+                        self._committers[space] = committers.setdefault(id(each), Committer(each))
             except PinpipeError as exc:
                 logger.warning("log not ready: %s", exc)
                 return False
@@ -252,10 +251,16 @@ class IngestService:
         placed = self._append(space, name, checked.batch) if checked.batch else []
         return self._settle(name, checked, placed)
 
-    def can_produce_inline(self, space: Space, name: str) -> bool:
-        """True when :meth:`produce_inline` would not block the event loop: the log is started, the
-        topic's partition count is known and its writer commits through the committer."""
-        return self._started and name in self._cache[space] and space in self._committers
+    def can_produce_inline(self, space: Space, name: str, body: bytes) -> bool:
+        """True when :meth:`produce_inline` would not block the event loop: a small body
+        (``INLINE_BODY_BYTES``), the log started, the topic's partition count known and its writer
+        committing through the committer."""
+        return (
+            len(body) <= INLINE_BODY_BYTES
+            and self._started
+            and name in self._cache[space]
+            and space in self._committers
+        )
 
     async def produce_inline(
         self, space: Space, name: str, items: list[Item], idempotency_key: RequestKey | None
