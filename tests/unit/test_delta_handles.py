@@ -31,7 +31,12 @@ def test_one_open_per_table_and_commits_move_the_handle(
     delta.write_table(url, pa.table({"a": [1]}, schema=SCHEMA))
     opens: list[str] = []
     real = delta.storage_options
-    monkeypatch.setattr(delta, "storage_options", lambda u: opens.append(u) or real(u))  # called per open
+
+    def counted(u: str) -> dict[str, str] | None:  # called once per open
+        opens.append(u)
+        return real(u)
+
+    monkeypatch.setattr(delta, "storage_options", counted)
     with delta.shared_handles():
         first = delta.open_table(url)
         delta.write_table(url, pa.table({"a": [2]}, schema=SCHEMA), append=True)
