@@ -109,6 +109,7 @@ class SparkEngine:
     """The scale-out batch engine (``--engine spark``)."""
 
     name = "spark"
+    commits_in_process = False
 
     def __init__(self, settings: Settings, conf: dict[str, str] | None = None) -> None:
         self.settings = settings

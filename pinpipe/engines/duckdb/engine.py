@@ -62,6 +62,7 @@ class DuckDBEngine:
     """The embedded batch engine (``--engine duckdb``)."""
 
     name = "duckdb"
+    commits_in_process = True
 
     def __init__(
         self,

@@ -69,12 +69,15 @@ def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Ki
     user = f"(SELECT {', '.join(COLUMNS_READ['user'])} FROM {new['user']})"
     added = aggregates_sql("added_pin_geo", "added_pin_user", user)
     cols = ", ".join(AGGREGATE_SCHEMA.names)
-    source = f"(SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added)"
+    # materialized once: merged_sql reads its source three times (the sums, the best posters and their
+    # per-country best), each a scan of the kept aggregates and the added rows' aggregation
+    source = f"SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added"
     try:
-        con.execute(f"CREATE TABLE aggregates AS {merged_sql(source)}")
+        con.execute(f"CREATE TEMP TABLE merging AS {source}")
+        con.execute(f"CREATE TABLE aggregates AS {merged_sql('merging')}")
     finally:
-        for join in JOINS:
-            con.execute(f"DROP TABLE added_{join}")
+        for name in ("merging", *(f"added_{join}" for join in JOINS)):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def all_aggregates(con: Any) -> None:
