@@ -1,6 +1,7 @@
 """The stream processor: consume the three streams -> clean -> commit to Delta, exactly once.
 
-One micro-batch: poll the streams until ``max_records`` or ``max_wait_s`` after the first record; decode
+One micro-batch: what the streams hold, up to ``max_records``, read ``max_wait_s`` after the previous
+micro-batch started (see :meth:`StreamProcessor.poll_batch`); decode
 and clean each stream's records (bad ones to the dead-letter table); append to the stream tables; feed
 the metrics state; then commit the stream tables and the dead-letter table (at once, on a few threads),
 then the state table, every commit carrying the offsets it covers as Delta application transactions
@@ -39,6 +40,9 @@ from pinpipe.streaming.metrics import MetricsState
 from pinpipe.streaming.offsets import committed_offsets, transactions
 
 GROUP = "pinpipe-stream"
+IDLE_POLL_S = 0.005
+"""How often an idle processor looks for new records (a look at an unchanged log is one cheap query per
+stream)."""
 WRITERS = 4
 """Threads making the commits of one step of a micro-batch (stream tables, metric tables) at once."""
 TIDY_EVERY = 200
@@ -83,6 +87,7 @@ class StreamProcessor(Stage):
         self.dead_url = tables.dead_letter_table(settings)
         self.open_tables = delta.TableCache()
         self.summary = StreamSummary()
+        self._last_batch = 0.0
 
     def _open(self, acquired: contextlib.ExitStack) -> None:
         settings = self.settings
@@ -118,27 +123,33 @@ class StreamProcessor(Stage):
 
     # ---- polling -----------------------------------------------------------------------------
     def poll_batch(self) -> dict[Kind, list[Record]]:
-        """One micro-batch: until ``max_records`` or ``max_wait_s`` since the first record."""
+        """One micro-batch: what the streams hold (up to ``max_records``), read ``max_wait_s`` after the
+        previous micro-batch started (a processing-time trigger, as Spark's) or, when nothing was there,
+        as soon as a record arrives (looking every ``IDLE_POLL_S``); empty after ``max_wait_s`` more.
+
+        A processor that keeps up makes at most one micro-batch per ``max_wait_s`` and a record waits at
+        most that long for its micro-batch; one that falls behind reads its whole backlog at once, so
+        micro-batches grow with the backlog instead of their fixed cost (the commits) limiting the rate."""
         batch: dict[Kind, list[Record]] = {k: [] for k in KINDS}
-        total = 0
+        due = self._last_batch + self.max_wait_s - time.monotonic()
+        if due > 0:
+            time.sleep(due)
         deadline = time.monotonic() + self.max_wait_s
-        pin_limit = 10 * self.max_records
-        while total < self.max_records:
-            got = 0
+        while True:
+            total = 0
             for kind in KINDS:
-                if kind == "pin" and self.state.pending_pins > pin_limit:
+                if kind == "pin" and self.state.pending_pins > 10 * self.max_records:
                     continue
-                room = self.max_records - total
-                if room <= 0:
-                    break
-                records = self.readers[kind].poll(room, 0)
+                records = self.readers[kind].poll(self.max_records - total, 0)
                 batch[kind].extend(records)
-                got += len(records)
                 total += len(records)
-            if time.monotonic() >= deadline:
+                if total >= self.max_records:
+                    break
+            left = deadline - time.monotonic()
+            if total or left <= 0:
                 break
-            if got == 0:
-                time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(IDLE_POLL_S, left))
+        self._last_batch = time.monotonic()
         return batch
 
     # ---- one micro-batch ---------------------------------------------------------------------
