@@ -2,10 +2,11 @@
 
 :class:`MetricsKeeper` restores :class:`~pinpipe.streaming.metrics.MetricsState` from the state table,
 feeds it each micro-batch (records below the offsets the saved state covers are skipped, so a replayed
-record never counts twice), lets the pin-geo pairing decide what it can, saves the state with the offsets
-it now covers (Delta application transactions, in the same commit) and rewrites the metric tables that
-changed. The embedded processor and the Spark Structured Streaming job both drive it: they differ only in
-how they read and clean records, so their metrics are equal by construction (docs/metrics.md).
+record never counts twice), lets the pin-geo pairing decide what it can, then saves the state with the
+offsets it now covers (Delta application transactions, in the same commit) and rewrites the metric tables
+that changed, these commits at once. The embedded processor and the Spark Structured Streaming job both
+drive it: they differ only in how they read and clean records, so their metrics are equal by
+construction (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class MetricsKeeper:
         """Per (stream, partition): the next offset the processor will read."""
         self.ends: dict[TopicPartition, int] = {}
         self._written: dict[str, pa.Table] = {}
+        self._unsaved: tuple[pa.Table, dict[TopicPartition, int]] | None = None
+        """The state stepped to and the offsets it covers, until :meth:`commit` saves them."""
 
     def _load(self) -> MetricsState:
         data = delta.read_table_if_exists(self.url)
@@ -124,7 +127,8 @@ class MetricsKeeper:
         checked_at: float,
     ) -> None:
         """Feed a micro-batch (``batch``: every record read, ``decoded``: the valid ones and their
-        cleaned rows, ``nexts``: :func:`next_offsets` of ``batch``), settle, and save the state.
+        cleaned rows, ``nexts``: :func:`next_offsets` of ``batch``) and settle; :meth:`commit` then saves
+        the state and the metric tables.
 
         ``checked_at``: when the end offsets were read (:meth:`check_ends`); a partition read to its end
         then has no arrival left before it, which lets pins with no geo event be decided."""
@@ -140,8 +144,7 @@ class MetricsKeeper:
                 [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
                 schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
             ).cast(STATE_SCHEMA)
-            delta.overwrite(self.url, state, transactions(advanced), self.cache)
-            self.done.update(advanced)
+            self._unsaved = (state, advanced)
         for tp, v in nexts.items():
             self.position[tp] = max(self.position.get(tp, 0), v)
 
@@ -187,21 +190,29 @@ class MetricsKeeper:
         )
         return views
 
-    def write_views(self, pool: ThreadPoolExecutor) -> None:
-        """Rewrite the metric tables that changed since last written."""
+    def commit(self, pool: ThreadPoolExecutor) -> None:
+        """Save the state stepped to (with the offsets it covers) and rewrite the metric tables that
+        changed since last written, all at once: the metric tables are a function of the state, so
+        one written beside a save of the state that a crash lost is written again, equal, once the
+        restarted processor has replayed the same records."""
         changed = {
             name: view
             for name, view in self.views().items()
             if (previous := self._written.get(name)) is None or not previous.equals(view)
         }
-        at_once(
-            pool,
-            [
-                partial(delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.cache)
-                for name, view in changed.items()
-            ],
-        )
+        commits: list[Callable[[], None]] = [
+            partial(delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.cache)
+            for name, view in changed.items()
+        ]
+        unsaved = self._unsaved
+        if unsaved is not None:
+            state, covered = unsaved
+            commits.append(partial(delta.overwrite, self.url, state, transactions(covered), self.cache))
+        at_once(pool, commits)
         self._written.update(changed)
+        if unsaved is not None:
+            self.done.update(unsaved[1])
+            self._unsaved = None
 
     def tidy(self) -> None:
         """Drop the old files of the overwritten metric and state tables."""

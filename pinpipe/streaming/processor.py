@@ -2,15 +2,15 @@
 
 One micro-batch: what the streams hold, up to ``max_records``, read ``max_wait_s`` after the previous
 micro-batch started (see :meth:`StreamProcessor.poll_batch`); decode
-and clean each stream's records (bad ones to the dead-letter table); append to the stream tables; feed
-the metrics state; then commit the stream tables and the dead-letter table (at once, on a few threads),
-then the state table, every commit carrying the offsets it covers as Delta application transactions
-(see :mod:`pinpipe.streaming.offsets`). On start each table's own offsets say what it already holds, the
-readers seek to the lowest of them, and replayed records are written only to the tables still missing
-them, so a kill at any point (between or during any commits) neither duplicates nor loses a row or a
-count. Afterwards the changed metric tables are rewritten from the state (at once too) and the offsets
-committed to the log group (advisory, for lag). A row is thus visible in its table before the metrics
-count it.
+and clean each stream's records (bad ones to the dead-letter table); append to the stream tables and the
+dead-letter table (at once, on a few threads); feed the metrics state; then commit the state table and
+the changed metric tables (at once too), every commit carrying the offsets it covers as Delta
+application transactions (see :mod:`pinpipe.streaming.offsets`). On start each table's own offsets say
+what it already holds, the readers seek to the lowest of them, and replayed records are written only to
+the tables still missing them, so a kill at any point (between or during any commits) neither duplicates
+nor loses a row or a count (the metric tables are a function of the state: ones written beside a lost
+save of it are written again, equal, once the records are replayed). Last the offsets are committed to
+the log group (advisory, for lag). A row is thus visible in its table before the metrics count it.
 
 Backpressure: work in flight is one micro-batch of at most ``max_records``; the pin stream is not
 polled while too many pins wait for their geo events. Memory is that plus the windowed metrics state.
@@ -188,10 +188,9 @@ class StreamProcessor(Stage):
                 self.summary.dead_letters += rows.num_rows
             else:
                 self.summary.rows[name] += rows.num_rows
-        # 3. metrics state
+        # 3. metrics state and tables, then the advisory group commit
         self.metrics.step(batch, decoded, nexts, checked_at)
-        # 4. views and the advisory group commit
-        self.metrics.write_views(self._pool)
+        self.metrics.commit(self._pool)
         group = {tp: min(self.done[self.metrics.kinds[tp[0]]][tp], self.metrics.done[tp]) for tp in nexts}
         for kind, reader in self.readers.items():
             mine = {tp: v for tp, v in group.items() if tp[0] == self.streams[kind]}
