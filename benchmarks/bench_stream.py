@@ -14,8 +14,10 @@ curve); the API's is shown apart.
     .venv/bin/python benchmarks/bench_stream.py --rates 500 --minutes 10   # soak: memory start vs end
     .venv/bin/python benchmarks/bench_stream.py --rates 1000 --profile /tmp/stream.prof   # cProfile
 
-Target: metrics p99 below 2 s at 1,000 events/s, memory flat over a long run. Results:
-benchmarks/RESULTS.md.
+Targets: sustained >= 25,000 events/s with metrics p99 <= 1 s (``--max``: the highest rate sent within 5%
+of what was asked, every event counted, p99 within 1 s); p99 <= 0.25 s at 1,000 events/s; over a
+10-minute soak at 10,000 events/s (``--rates 10000 --minutes 10``) the processor's RSS within 10% of
+its value after the first minute. Results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -53,7 +55,13 @@ from pinpipe.config import load_settings
 from pinpipe.locations import delta_uri, join
 from pinpipe.schema import DEFAULT_PREFIX, stream_name
 
-TARGET_P99_S = 2.0
+TARGET_P99_S = 1.0
+"""Metrics p99 of a sustained rate, s."""
+LOW_RATE_P99_S = 0.25
+"""Metrics p99 at 1,000 events/s, s."""
+SETTLED_S = 60.0
+"""RSS is compared with its value this long into the run (start-up and the first tidy-ups behind)."""
+RSS_GROWTH = 0.10
 MAX_PER_REQUEST = 500
 """The API's default ``api.max_records`` per request."""
 SENDERS = 8
@@ -220,7 +228,7 @@ def run_rate(
 def sustained(r: dict[str, Any]) -> bool:
     """The rate was kept, every event reached the metrics, and their p99 is within the target."""
     return (
-        r["sent_per_s"] >= 0.95 * r["rate"] and r["visible"] == r["sent"] and r["metrics_p99"] < TARGET_P99_S
+        r["sent_per_s"] >= 0.95 * r["rate"] and r["visible"] == r["sent"] and r["metrics_p99"] <= TARGET_P99_S
     )
 
 
@@ -325,8 +333,15 @@ def main() -> None:
           f"(ratio {proc_end / proc_start:.2f}), peak {peak / mib:.0f}; anonymous {anon_start / mib:.0f} -> "
           f"{anon_end / mib:.0f} MiB (ratio {anon_end / max(1, anon_start):.2f})")  # fmt: skip
     print(f"processor RSS/anonymous MiB at s: {curve}")
-    print(f"API RSS: {start_rss['api'] / mib:.0f} -> {end_rss['api'] / mib:.0f} MiB; "
-          f"target: metrics p99 < {TARGET_P99_S:g} s at 1000 events/s, processor RSS flat")  # fmt: skip
+    settled = next((s for t, s in sampler.samples if t >= SETTLED_S), None)
+    if settled is not None:
+        rest = [s["processor"] for t, s in sampler.samples if t >= SETTLED_S]
+        print(f"processor RSS after {SETTLED_S:.0f} s: {settled['processor'] / mib:.0f} MiB, then max "
+              f"{max(rest) / mib:.0f} MiB ({max(rest) / settled['processor'] - 1:+.1%}), end "
+              f"{proc_end / mib:.0f} MiB ({proc_end / settled['processor'] - 1:+.1%}; target within "
+              f"{RSS_GROWTH:.0%})")  # fmt: skip
+    print(f"API RSS: {start_rss['api'] / mib:.0f} -> {end_rss['api'] / mib:.0f} MiB; targets: metrics p99 <= "
+          f"{TARGET_P99_S:g} s sustained, <= {LOW_RATE_P99_S:g} s at 1000 events/s")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -45,9 +45,13 @@ IDLE_POLL_S = 0.005
 stream)."""
 WRITERS = 4
 """Threads making the commits of one step of a micro-batch (stream tables, metric tables) at once."""
+STATE_SAVE_S = 1.0
+"""The metrics state (all of it, as JSON: at 10,000 events/s mostly the last seconds' geo events kept for
+pairing, 3 MB) is saved at most once a second while records flow, and on every idle micro-batch and on
+stopping; after a crash the metrics replay at most that second from the log."""
 TIDY_EVERY = 200
-"""Micro-batches between clean-ups: old files of the overwritten metric tables are removed and the
-appended tables' small files compacted."""
+"""Micro-batches between clean-ups: the appended tables' small files compacted and old files of the
+overwritten metric tables removed, a table after each micro-batch (:meth:`StreamProcessor.tidy_steps`)."""
 
 
 @dataclass
@@ -88,6 +92,7 @@ class StreamProcessor(Stage):
         self.open_tables = delta.TableCache()
         self.summary = StreamSummary()
         self._last_batch = 0.0
+        self._tidying: list[Callable[[], None]] = []
 
     def _open(self, acquired: contextlib.ExitStack) -> None:
         settings = self.settings
@@ -102,7 +107,9 @@ class StreamProcessor(Stage):
         # what each output already holds: per table, next offset per (stream, partition)
         self.done = {k: committed_offsets(self.table_urls[k], self._tps(k)) for k in KINDS}
         self.done["dead"] = committed_offsets(self.dead_url, self.all_tps)
-        self.metrics = MetricsKeeper(settings, self.streams, self.partitions, self.open_tables)
+        self.metrics = MetricsKeeper(
+            settings, self.streams, self.partitions, self.open_tables, save_every_s=STATE_SAVE_S
+        )
         self.readers = {}
         for kind, stream in self.streams.items():
             reader = self.readers[kind] = self.log.reader(GROUP, [stream])
@@ -190,7 +197,7 @@ class StreamProcessor(Stage):
                 self.summary.rows[name] += rows.num_rows
         # 3. metrics state and tables, then the advisory group commit
         self.metrics.step(batch, decoded, nexts, checked_at)
-        self.metrics.commit(self._pool)
+        self.metrics.commit(self._pool, save=not any(batch.values()))
         group = {tp: min(self.done[self.metrics.kinds[tp[0]]][tp], self.metrics.done[tp]) for tp in nexts}
         for kind, reader in self.readers.items():
             mine = {tp: v for tp, v in group.items() if tp[0] == self.streams[kind]}
@@ -198,14 +205,18 @@ class StreamProcessor(Stage):
                 reader.commit(mine)
         self.summary.batches += 1
         self.summary.records += sum(len(r) for r in batch.values())
-        if self.summary.batches % TIDY_EVERY == 0:
-            self.tidy()
+        if not self._tidying and self.summary.batches % TIDY_EVERY == 0:
+            self._tidying = self.tidy_steps()
+        if self._tidying:
+            self._tidying.pop(0)()
 
-    def tidy(self) -> None:
-        """Drop the overwritten tables' old files; compact the appended tables' small ones."""
-        self.metrics.tidy()
-        for url in [*self.table_urls.values(), self.dead_url]:
-            delta.compact(url, self.open_tables)
+    def tidy_steps(self) -> list[Callable[[], None]]:
+        """The clean-up, a step per table: compact the appended tables' small files, then drop the
+        overwritten tables' old ones. One step runs after each micro-batch, so none waits for the whole
+        clean-up (0.5 s at 1,000 events/s on a busy machine: p99 is about one micro-batch in a hundred)."""
+        appended = [*self.table_urls.values(), self.dead_url]
+        compacts = [partial(delta.compact, url, self.open_tables) for url in appended]
+        return [*compacts, *self.metrics.tidy_steps()]
 
     # ---- driving -----------------------------------------------------------------------------
     def caught_up(self) -> bool:
@@ -229,6 +240,7 @@ class StreamProcessor(Stage):
                 on_batch(self.summary)
             if until_idle and empty and self.caught_up() and self.state.pending_pins == 0:
                 break
+        self.metrics.commit(self._pool, save=True)  # the state of the last micro-batches
         self.summary.seconds = time.monotonic() - started
         self.summary.pending_pins = self.state.pending_pins
         return self.summary
