@@ -137,8 +137,11 @@ class StreamSettings(_Section):
     engine: Literal["auto", "embedded", "spark"] = "auto"
     """The stream processor: ``embedded`` (in-process), ``spark`` (Structured Streaming, reads Kafka), or
     ``auto``: Spark when the batch engine is Spark and the streams are on Kafka, else embedded."""
-    max_records: int = 1000
-    max_wait_s: float = 0.5
+    max_records: int = 20_000
+    """The most records one micro-batch reads: a processor behind by more takes its backlog in parts."""
+    max_wait_s: float = 0.1
+    """Micro-batches start at most this often, so a record waits at most this long for its micro-batch
+    while the processor keeps up (a processing-time trigger)."""
     watermark_s: float = 600.0
     top_k: int = 10
     event_time: Literal["timestamp", "arrival"] = "timestamp"

@@ -24,13 +24,13 @@ def stream() -> None:
     "--max-records",
     type=click.IntRange(min=1),
     default=None,
-    help="Micro-batch size trigger [default: 1000].",
+    help="The most records one micro-batch reads [default: 20000].",
 )
 @click.option(
     "--max-wait",
     type=click.FloatRange(min=0),
     default=None,
-    help="Micro-batch time trigger, seconds after the batch's first poll [default: 0.5].",
+    help="Micro-batch trigger: seconds between micro-batch starts while keeping up [default: 0.1].",
 )
 @click.option(
     "--watermark", type=click.FloatRange(min=0), default=None, help="Lateness allowed, seconds [600]."

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pyarrow as pa
 
 from pinpipe.log.base import Record
@@ -57,9 +58,23 @@ def _dead(record: Record, error: str) -> dict[str, Any]:
     }
 
 
+def _loads(data: bytes) -> Any:
+    """``json.loads(data)``, through orjson when that gives the same value: when re-encoding orjson's value
+    gives ``data`` back byte for byte (compact JSON as the API stores it), every number and string was in
+    the one spelling both parsers read alike (orjson reads integers beyond 64 bits as doubles, refuses
+    ``NaN`` and lone surrogates: those records take the standard parser)."""
+    try:
+        value = orjson.loads(data)
+        if orjson.dumps(value) == data:
+            return value
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        pass
+    return json.loads(data)
+
+
 def _parse(kind: Kind, record: Record) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        value = json.loads(record.value)
+        value = _loads(record.value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"not JSON: {exc}"
     except RecursionError:  # nested deeper than the parser goes (the API refuses such bodies)

@@ -2,14 +2,16 @@
 
 :class:`MetricsKeeper` restores :class:`~pinpipe.streaming.metrics.MetricsState` from the state table,
 feeds it each micro-batch (records below the offsets the saved state covers are skipped, so a replayed
-record never counts twice), lets the pin-geo pairing decide what it can, saves the state with the offsets
-it now covers (Delta application transactions, in the same commit) and rewrites the metric tables that
-changed. The embedded processor and the Spark Structured Streaming job both drive it: they differ only in
-how they read and clean records, so their metrics are equal by construction (docs/metrics.md).
+record never counts twice), lets the pin-geo pairing decide what it can, then saves the state with the
+offsets it now covers (Delta application transactions, in the same commit) and rewrites the metric tables
+that changed, these commits at once. The embedded processor and the Spark Structured Streaming job both
+drive it: they differ only in how they read and clean records, so their metrics are equal by
+construction (docs/metrics.md).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -78,8 +80,13 @@ class MetricsKeeper:
         streams: Mapping[Kind, str],
         partitions: Mapping[Kind, int],
         cache: delta.TableCache,
+        save_every_s: float = 0.0,
     ) -> None:
         self.settings = settings
+        self.save_every_s = save_every_s
+        """The state is saved at most this often (0: after every step). Records the saved state does not
+        cover are replayed after a restart, so a longer interval costs only replay: a reader that does
+        not seek to the saved state's offsets (Spark's) needs every step saved."""
         self.kinds: dict[str, Kind] = {stream: kind for kind, stream in streams.items()}
         self.cache = cache
         self.config = MetricsConfig(
@@ -97,6 +104,10 @@ class MetricsKeeper:
         """Per (stream, partition): the next offset the processor will read."""
         self.ends: dict[TopicPartition, int] = {}
         self._written: dict[str, pa.Table] = {}
+        self._unsaved: dict[TopicPartition, int] | None = None
+        """The offsets the state stepped to covers beyond the saved ones, until :meth:`commit` saves it."""
+        self._stepped_at = 0.0
+        self._saved_at = -math.inf
 
     def _load(self) -> MetricsState:
         data = delta.read_table_if_exists(self.url)
@@ -124,7 +135,8 @@ class MetricsKeeper:
         checked_at: float,
     ) -> None:
         """Feed a micro-batch (``batch``: every record read, ``decoded``: the valid ones and their
-        cleaned rows, ``nexts``: :func:`next_offsets` of ``batch``), settle, and save the state.
+        cleaned rows, ``nexts``: :func:`next_offsets` of ``batch``) and settle; :meth:`commit` then saves
+        the state and the metric tables.
 
         ``checked_at``: when the end offsets were read (:meth:`check_ends`); a partition read to its end
         then has no arrival left before it, which lets pins with no geo event be decided."""
@@ -136,21 +148,16 @@ class MetricsKeeper:
                 self.state.caught_up(self.kinds[tp[0]], tp[1], checked_at - CAUGHT_UP_MARGIN_S)
         self.state.settle()
         if advanced or self.state.pending_pins != before:
-            state = pa.Table.from_pylist(
-                [{"state": self.state.to_json(), "updated_at": int(checked_at * 1_000_000)}],
-                schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
-            ).cast(STATE_SCHEMA)
-            delta.overwrite(self.url, state, transactions(advanced), self.cache)
-            self.done.update(advanced)
+            self._unsaved = {**(self._unsaved or {}), **advanced}
+        self._stepped_at = checked_at
         for tp, v in nexts.items():
             self.position[tp] = max(self.position.get(tp, 0), v)
 
     def _feed(self, batch: Mapping[Kind, list[Record]], decoded: Mapping[Kind, Decoded]) -> None:
         done = self.done
         for kind, records in batch.items():
-            for r in records:
-                if r.offset >= done[(r.topic, r.partition)]:
-                    self.state.arrived(kind, r.timestamp)
+            fresh = [r.timestamp for r in records if r.offset >= done[(r.topic, r.partition)]]
+            self.state.arrived(kind, fresh)
         adders: tuple[tuple[Kind, Callable[..., None]], ...] = (
             ("geo", self.state.add_geo),
             ("pin", self.state.add_pin),
@@ -187,23 +194,45 @@ class MetricsKeeper:
         )
         return views
 
-    def write_views(self, pool: ThreadPoolExecutor) -> None:
-        """Rewrite the metric tables that changed since last written."""
+    def commit(self, pool: ThreadPoolExecutor, save: bool = False) -> None:
+        """Rewrite the metric tables that changed since last written and, when ``save`` or
+        ``save_every_s`` has passed since the last save, save the state stepped to with the offsets it
+        covers, all at once: the metric tables are a function of the state, so one written beside a
+        save of the state that a crash lost is written again, equal, once the restarted processor has
+        replayed the same records."""
         changed = {
             name: view
             for name, view in self.views().items()
             if (previous := self._written.get(name)) is None or not previous.equals(view)
         }
-        at_once(
-            pool,
-            [
-                partial(delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.cache)
-                for name, view in changed.items()
-            ],
-        )
+        commits: list[Callable[[], None]] = [
+            partial(delta.overwrite, tables.metrics_table(self.settings, name), view, cache=self.cache)
+            for name, view in changed.items()
+        ]
+        covered = self._unsaved
+        if covered is not None and (save or time.monotonic() - self._saved_at >= self.save_every_s):
+            state = pa.Table.from_pylist(
+                [{"state": self.state.to_json(), "updated_at": int(self._stepped_at * 1_000_000)}],
+                schema=pa.schema([("state", pa.string()), ("updated_at", pa.int64())]),
+            ).cast(STATE_SCHEMA)
+            commits.append(partial(delta.overwrite, self.url, state, transactions(covered), self.cache))
+        else:
+            covered = None
+        at_once(pool, commits)
         self._written.update(changed)
+        if covered is not None:
+            self.done.update(covered)
+            self._unsaved = None
+            self._saved_at = time.monotonic()
 
     def tidy(self) -> None:
         """Drop the old files of the overwritten metric and state tables."""
-        for name in [*BUILDERS, "lag", "state"]:
-            delta.tidy(tables.metrics_table(self.settings, name), self.cache)
+        for tidy in self.tidy_steps():
+            tidy()
+
+    def tidy_steps(self) -> list[Callable[[], None]]:
+        """:meth:`tidy` as one step per table (a caller may spread them over micro-batches)."""
+        return [
+            partial(delta.tidy, tables.metrics_table(self.settings, name), self.cache)
+            for name in [*BUILDERS, "lag", "state"]
+        ]

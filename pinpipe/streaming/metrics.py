@@ -9,6 +9,8 @@ it restarts from exactly the state matching those offsets. The definitions are i
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -77,12 +79,15 @@ class MetricsState:
         }
 
     # ---- input -------------------------------------------------------------------------------
-    def arrived(self, stream: str, arrival: float) -> None:
-        """Any record of ``stream`` (valid or not) at log append time ``arrival``: events per second."""
-        second = int(arrival)
-        key = _key(stream, second)
-        self.eps[key] = self.eps.get(key, 0) + 1
-        self.max_arrival = arrival if self.max_arrival is None else max(self.max_arrival, arrival)
+    def arrived(self, stream: str, arrivals: Sequence[float]) -> None:
+        """Records of ``stream`` (valid or not) at log append times ``arrivals``: events per second."""
+        if not arrivals:
+            return
+        for second, n in Counter(map(int, arrivals)).items():
+            key = _key(stream, second)
+            self.eps[key] = self.eps.get(key, 0) + n
+        latest = max(arrivals)
+        self.max_arrival = latest if self.max_arrival is None else max(self.max_arrival, latest)
 
     def add_pin(self, partition: int, offset: int, arrival: float, row: dict[str, Any]) -> None:
         pin = PendingPin(

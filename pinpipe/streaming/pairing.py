@@ -64,8 +64,9 @@ class PinGeoPairer:
         self.window_s = window_s
         self.geo_order: deque[GeoEvent] = deque()
         """Recent geo events in the order read, to forget old ones and to save the state."""
-        self.geos: dict[int, deque[GeoEvent]] = {}
-        """ind -> its events in ``geo_order`` (the same tuples), to pair pins."""
+        self.geos: dict[int, list[GeoEvent]] = {}
+        """ind -> its events in ``geo_order`` (the same tuples), to pair pins; a list, as an ind has one
+        event or a few (a deque would take ten times the memory for each of the window's inds)."""
         self.pins: dict[str, deque[PendingPin]] = {}
         self.pin_frontier: dict[str, float] = {}
         self.geo_frontier: dict[str, float] = {}
@@ -78,7 +79,7 @@ class PinGeoPairer:
         if ind is None or ts is None:
             return
         event = (arrival, ind, ts, country)
-        self.geos.setdefault(ind, deque()).append(event)
+        self.geos.setdefault(ind, []).append(event)
         self.geo_order.append(event)
 
     def add_pin(self, partition: str, pin: PendingPin) -> None:
@@ -149,7 +150,7 @@ class PinGeoPairer:
             ind = self.geo_order.popleft()[1]
             entries = self.geos.get(ind)
             if entries:
-                entries.popleft()
+                del entries[0]
                 if not entries:
                     del self.geos[ind]
 
@@ -171,7 +172,7 @@ class PinGeoPairer:
             entries = {int(i): deque(e) for i, e in data["geos"]}
             events = [(a, int(i), *entries[int(i)].popleft()[1:]) for a, i in data["geo_order"]]
         for event in events:
-            pairer.geos.setdefault(event[1], deque()).append(event)
+            pairer.geos.setdefault(event[1], []).append(event)
         pairer.geo_order = deque(events)
         pairer.pins = {p: deque(PendingPin(*row) for row in q) for p, q in data["pins"].items()}
         pairer.pin_frontier = dict(data["pin_frontier"])

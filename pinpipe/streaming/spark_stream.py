@@ -222,7 +222,7 @@ class SparkStreamJob(Stage):
         checked_at = self.metrics.check_ends(self.log)
         nexts = next_offsets(r for rs in records.values() for r in rs)
         self.metrics.step(records, valid, nexts, checked_at)
-        self.metrics.write_views(self.pool)
+        self.metrics.commit(self.pool)
         self.last_step = time.monotonic()
 
     def idle_step(self) -> None:

@@ -158,7 +158,7 @@ def test_metrics_state_round_trips_and_reads_the_first_format() -> None:
 
     state = MetricsState(MetricsConfig(partitions=2))
     for i, (ind, country) in enumerate([(7, "Fr\u00e4nce"), (8, None), (7, "Fr\u00e4nce")]):
-        state.arrived("geo", 100.0 + i)
+        state.arrived("geo", [100.0 + i])
         state.add_geo(i % 2, i, 100.0 + i, {"ind": ind, "timestamp": 1.6e9 + i, "country": country})
     state.pairer.add_pin("0", PendingPin(0, 101.5, 99, "poster", 5, "art"))
     text = state.to_json()
@@ -181,16 +181,16 @@ def test_metrics_state_round_trips_and_reads_the_first_format() -> None:
 def test_compaction_merges_small_files_and_keeps_rows_and_offsets(
     settings: Settings, tmp_path: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every TIDY_EVERY micro-batches the appended tables' one-file-per-batch pile is compacted: same
-    rows as a run that never compacts, far fewer files, and the offsets still say what is in each table
-    (a rerun writes nothing)."""
+    """Every TIDY_EVERY micro-batches a clean-up starts, a table after each micro-batch, the appended
+    tables' one-file-per-batch piles first: same rows as a run that never compacts, far fewer files, and
+    the offsets still say what is in each table (a rerun writes nothing)."""
     from pinpipe.streaming import processor as processor_module
 
     its = replay_iterations(aicore, 300)
-    reference = make_settings(settings, tmp_path / "ref", max_records=20)
+    reference = make_settings(settings, tmp_path / "ref", max_records=10)
     monkeypatch.setattr(processor_module, "TIDY_EVERY", 10**9)
     run_stream(reference, log=memory_log_with(reference.prefix, its))
-    s = make_settings(settings, tmp_path / "compacted", max_records=20)
+    s = make_settings(settings, tmp_path / "compacted", max_records=10)
     monkeypatch.setattr(processor_module, "TIDY_EVERY", 5)
     log = memory_log_with(s.prefix, its)
     summary = run_stream(s, log=log)

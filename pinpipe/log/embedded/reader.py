@@ -3,7 +3,8 @@
 Readers never block the writer (SQLite WAL). Waiting for new records is a poll of ``PRAGMA
 data_version`` (a counter SQLite bumps when another connection commits) with back-off sleeps from 1 ms up
 to 50 ms, so a record appended by any process is seen within ~50 ms without re-running range queries
-while nothing changes.
+while nothing changes; a poll that finds the version of its last empty read returns at once, so a
+caller polling often (the stream processor, while idle) costs one query per look.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ class EmbeddedLogReader:
         self._positions: dict[TopicPartition, int] = {}
         self._turn = 0
         self._version: int | None = None
+        self._empty_at: int | None = None
+        """The data version at which every partition was read to its end (nothing to query again)."""
         self._closed = False
 
     def poll(self, max_records: int, timeout: float) -> list[Record]:
@@ -48,7 +51,8 @@ class EmbeddedLogReader:
             self._check_open()
             while True:
                 self._version = self._data_version()
-                records = self._take(max_records)
+                records = [] if self._version == self._empty_at else self._take(max_records)
+                self._empty_at = None if records or max_records <= 0 else self._version
                 if records or max_records <= 0:
                     return records
                 while True:
@@ -87,6 +91,7 @@ class EmbeddedLogReader:
     def seek(self, topic: str, partition: int, offset: int) -> None:
         with self._lock:
             self._positions[(topic, partition)] = max(0, int(offset))
+            self._empty_at = None
 
     def close(self) -> None:
         with self._lock:
