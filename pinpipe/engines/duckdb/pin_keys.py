@@ -20,8 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from pinpipe.delta import local_table_dir, open_table_if_exists
-from pinpipe.engines.duckdb.sql import fetch_one, quote
+from pinpipe.delta import open_table_if_exists
+from pinpipe.engines.duckdb.parts import table_source
+from pinpipe.engines.duckdb.sql import fetch_one
 from pinpipe.engines.increments import FORMAT, KindState, last_metadata, write_table
 
 PIN_KEYS = "pin_keys"
@@ -48,11 +49,7 @@ def kept_keys(con: Any, url: str, pin: KindState | None) -> str | None:
     table = None if pin is None else open_table_if_exists(url)
     if table is None or pin is None or last_metadata(url, table) != keys_metadata(pin):
         return None
-    files = table.file_uris()
-    if local_table_dir(url) is not None and files:
-        return "read_parquet([" + ", ".join(quote(f) for f in files) + "])"
-    con.register("kept_pin_keys", table.to_pyarrow_dataset() if files else KEY_SCHEMA.empty_table())
-    return "kept_pin_keys"
+    return table_source(con, "kept_pin_keys", url, table, KEY_SCHEMA)
 
 
 def may_repeat(con: Any, keys: str, staged: str) -> bool:
