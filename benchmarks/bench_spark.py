@@ -12,6 +12,7 @@ that the three runs' ten CSVs hold the same rows.
     .venv/bin/python benchmarks/bench_spark.py --rows 100000            # three runs of each, ~5 minutes
     .venv/bin/python benchmarks/bench_spark.py --rows 1000000 --repeat 3
     .venv/bin/python benchmarks/bench_spark.py --rows 100000 --repeat 1 --event-log /tmp/events
+    .venv/bin/python benchmarks/bench_spark.py --rows 1000000 --base /tmp/spark-1m   # the lake kept, reused
 
 ``--event-log DIR`` turns on Spark's event log for the Spark runs and prints where each one's time went
 (``spark_stages.py``: jobs grouped by step, wall and task seconds, time with no job running).
@@ -36,7 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _child import ChildRun, run_child
-from bench_batch import PREFIX, generate
+from bench_batch import PREFIX, generate, lake_bytes
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.locations import file_url
@@ -139,20 +140,25 @@ def main() -> None:
     parser.add_argument(
         "--event-log", type=Path, help="keep Spark event logs here; print the stage breakdown"
     )
+    parser.add_argument("--base", type=Path, help="keep the lake here and reuse it on the next run")
     parser.add_argument("--child", choices=["duckdb", "spark", "plain"], help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args.child, args.workdir, args.out, args.driver_memory, args.event_log)
-    base = Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    base = args.base or Path(tempfile.mkdtemp(prefix="bench-spark-"))
+    marker = base / "lake" / "ROWS"
     try:
         t0 = time.perf_counter()
-        raw = generate(base / "lake", args.rows)
-        print(
-            f"lake: {args.rows:,} posts, {raw / 1e6:,.1f} MB raw JSON,"
-            f" generated in {time.perf_counter() - t0:.1f} s"
-        )
+        if marker.exists() and marker.read_text() == str(args.rows):
+            raw, how = lake_bytes(base / "lake"), "reused"
+        else:
+            shutil.rmtree(base / "lake", ignore_errors=True)
+            raw = generate(base / "lake", args.rows)
+            marker.write_text(str(args.rows))
+            how = f"generated in {time.perf_counter() - t0:.1f} s"
+        print(f"lake: {args.rows:,} posts, {raw / 1e6:,.1f} MB raw JSON, {how}")
         print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
         duck_run, duck, duck_csv = measure("duckdb", base, 0, args)
         print(line("duckdb", duck_run, duck))
@@ -180,7 +186,12 @@ def main() -> None:
         if unequal:
             raise SystemExit(1)
     finally:
-        shutil.rmtree(base, ignore_errors=True)
+        if args.base is None:
+            shutil.rmtree(base, ignore_errors=True)
+        else:  # the lake stays for the next run; the runs' outputs go
+            for stale in base.iterdir():
+                if stale.name != "lake":
+                    shutil.rmtree(stale, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ delta-rs rather than DuckDB's delta extension, which cannot be downloaded where 
 
 - Opening: :func:`open_table` raises deltalake's ``TableNotFoundError`` when nothing was committed at the
   URL yet; :func:`open_table_if_exists` (and the ``read_*_if_exists`` readers) return None instead.
+  Within :func:`shared_handles` each table is opened once and that handle serves every read, commit and
+  clean-up of it.
 - Exactly once: a commit may carry *application transactions* (``SetTransaction`` actions: an app id and
   a version) beside its rows, so the rows and, say, the stream offsets they came from become visible
   atomically (:func:`append`, :func:`overwrite`, :func:`transaction_versions`).
@@ -18,7 +20,9 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -45,11 +49,33 @@ def storage_options(url: str) -> dict[str, str] | None:
     return delta_storage_options(url)
 
 
+_HANDLES: ContextVar[dict[str, DeltaTable] | None] = ContextVar("pinpipe_delta_handles", default=None)
+
+
+@contextmanager
+def shared_handles() -> Iterator[None]:
+    """Within it, each table is opened once: its handle serves every read, commit and clean-up of the table,
+    and each commit made through this module brings it to the new version. An open reads the table's log
+    again (about 2 ms; a small batch run made some 40). Only for code that makes every commit to the tables
+    it touches itself, through this module: a handle does not see another writer's commits."""
+    token = _HANDLES.set({})
+    try:
+        yield
+    finally:
+        _HANDLES.reset(token)
+
+
 def open_table(url: str) -> DeltaTable:
     """The Delta table at ``url`` (deltalake's ``TableNotFoundError`` when none was written there yet)."""
     from deltalake import DeltaTable
 
-    return DeltaTable(delta_uri(url), storage_options=storage_options(url))
+    handles = _HANDLES.get()
+    table = None if handles is None else handles.get(url)
+    if table is None:
+        table = DeltaTable(delta_uri(url), storage_options=storage_options(url))
+        if handles is not None:
+            handles[url] = table
+    return table
 
 
 def open_table_if_exists(url: str) -> DeltaTable | None:
@@ -114,12 +140,13 @@ def write_table(
     with the deltalake ``CommitProperties`` ``properties``: one commit."""
     from deltalake import write_deltalake
 
+    table = None if _HANDLES.get() is None else open_table_if_exists(url)  # a write moves its handle on
     write_deltalake(
-        delta_uri(url),
+        delta_uri(url) if table is None else table,
         data,
         mode="append" if append else "overwrite",
         schema_mode=None if append else "overwrite",
-        storage_options=storage_options(url),
+        storage_options=storage_options(url) if table is None else None,
         commit_properties=properties,
     )
 
@@ -153,14 +180,20 @@ def commit_files(
 
     now = int(time.time() * 1000)
     actions = [AddAction(f.name, f.size, {}, now, True, json.dumps({"numRecords": f.rows})) for f in files]
+    handles = _HANDLES.get()
     if append:
-        open_table(url).create_write_transaction(
+        table = open_table(url)
+        table.create_write_transaction(
             list[AddAction | RemoveAction](actions),
             mode="append",
             schema=Schema.from_arrow(schema),
             commit_properties=properties,
         )
+        if handles is not None:
+            table.update_incremental()  # the transaction leaves the handle at the version it read
         return
+    if handles is not None:
+        handles.pop(url, None)  # replaced through the URL: opened again when next used
     create_table_with_add_actions(
         delta_uri(url),
         Schema.from_arrow(schema),

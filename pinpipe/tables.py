@@ -4,6 +4,7 @@ Layout under ``Settings.tables_url`` (default ``<workdir>/tables``)::
 
     batch/pin, batch/geo, batch/user          cleaned tables written by the batch job
     batch/<output>                            the ten query outputs (names: docs/data-rules.md)
+    batch/output_aggregates, batch/pin_keys   what the DuckDB engine keeps for incremental runs
     stream/<prefix>_pin_table ... _user_table cleaned stream tables
     stream/metrics_<name>                     real-time metrics
     stream/dead_letters                       malformed stream events

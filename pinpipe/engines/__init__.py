@@ -6,6 +6,7 @@ Registry entries are ``module:Class`` strings imported on use, so an engine's he
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 
@@ -52,19 +53,20 @@ def run_batch(
 
     A failed clean-up is a warning, not a failed job: the tables are written, and the next run retries it.
     """
-    from pinpipe.delta import remove_replaced_files
+    from pinpipe.delta import remove_replaced_files, shared_handles
 
     delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before the work
     engine = get_engine(settings.engine.name, settings)
-    result = engine.run_batch(options or options_from_settings(settings), full_refresh=full_refresh)
-    retain, root = settings.engine.retain_hours, settings.tables_url
-    for url in result.tables.values():
-        try:
-            result.files_removed += remove_replaced_files(url, retain, root)
-        except ConfigError:  # a location the clean-up refuses is a bug to see, not a retry
-            raise
-        except Exception as exc:  # deltalake's errors (storage, permissions) have no common base
-            _log.warning("could not delete the replaced files of %s: %s", url, exc)
+    with shared_handles() if engine.commits_in_process else contextlib.nullcontext():
+        result = engine.run_batch(options or options_from_settings(settings), full_refresh=full_refresh)
+        retain, root = settings.engine.retain_hours, settings.tables_url
+        for url in result.tables.values():
+            try:
+                result.files_removed += remove_replaced_files(url, retain, root)
+            except ConfigError:  # a location the clean-up refuses is a bug to see, not a retry
+                raise
+            except Exception as exc:  # deltalake's errors (storage, permissions) have no common base
+                _log.warning("could not delete the replaced files of %s: %s", url, exc)
     return result
 
 

@@ -62,6 +62,10 @@ class Engine(Protocol):
     """A batch engine built with ``Settings``; see ``pinpipe.engines.get_engine``."""
 
     name: str
+    commits_in_process: bool
+    """Every commit the engine makes to the batch tables goes through ``pinpipe.delta`` in this process,
+    so a run may keep one handle per table (``delta.shared_handles``); False for Spark, which commits
+    from the JVM."""
 
     def run_batch(self, options: BatchOptions, full_refresh: bool = False) -> BatchResult:
         """The whole job: new lake objects (all with ``full_refresh``) -> quarantine/clean -> outputs

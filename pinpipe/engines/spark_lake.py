@@ -15,15 +15,16 @@ which is then re-read record by record in Python by ``engines.lake_input.scan_ob
 the DuckDB engine uses, so both engines quarantine the same records with the same reasons and keep the
 same good ones. Parquet objects always take that exact path, as in the DuckDB engine.
 
-``_seq`` orders duplicates as in DuckDB: object index (key order) first, then a number unique within the
-object (Spark's row id, or the line for objects read exactly). Only the first pin per unique_id depends on
-the order within an object, and only when an object holds two different records with the same unique_id
-(``transform.clean.order_sensitive_sql``): such objects are read exactly too, in line order.
+``_seq`` orders records as in DuckDB: object index (key order) first, then line order within the object.
+Spark's text reader reads each piece of a file (one piece unless the file is split) in order into one
+partition, so the offset where the piece starts (``_metadata.file_block_start``) and Spark's row id
+(increasing within a partition) order the lines of an object as they were written; objects read exactly
+use the line number. The first pin per unique_id is then the one DuckDB keeps without a pass to find
+objects where the order matters.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,11 @@ from pinpipe.engines.lake_input import NUMBER_LIKE, local_objects, object_keys, 
 from pinpipe.lake.store import FileStore, ObjectStore
 from pinpipe.locations import file_url, hadoop_uri
 from pinpipe.schema import FIELDS, Kind
-from pinpipe.transform.clean import RAW_ARROW_TYPES, SEQ, order_sensitive_sql
+from pinpipe.transform.clean import RAW_ARROW_TYPES, SEQ
 
-_SEQ = f"CAST(_file AS DECIMAL(38, 0)) * {1 << 64} + _line"
-"""``_seq``: the object's index * 2^64 + a number unique within the object (DECIMAL(38, 0))."""
+_SEQ = f"CAST(_file AS DECIMAL(38, 0)) * {1 << 99} + CAST(_block AS DECIMAL(38, 0)) * {1 << 63} + _line"
+"""``_seq`` (DECIMAL(38, 0)): the object's index (< 2^27), the offset its piece starts at (< 2^36, 64 GiB)
+and a number increasing with the line within the piece (< 2^63): line order within the object."""
 _SPARK_TYPES = {"int": "bigint", "float": "double", "str": "string", "datetime": "string"}
 _WIRE_DATETIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 _WIRE = "'yyyy-MM-dd HH:mm:ss'"
@@ -96,10 +98,10 @@ def _field_check(field: str, kind_type: str, variant: bool) -> tuple[str, str]:
     return value, ok
 
 
-def typed_select(kind: Kind, lines: str = "lines") -> str:
-    """Per line of ``lines`` (``_file``, ``_line``, ``line``): ``_file``, ``_line``, the typed fields and
-    ``_ok`` (plainly valid, see the module doc). One ``from_json`` per line; a line that is not a JSON
-    object, or holds a value the typed column refuses, lands in ``_corrupt_record``."""
+def typed_select(kind: Kind, lines: str = "lines", keep: str = "_file, _line") -> str:
+    """Per line of ``lines`` (the columns ``keep`` and ``line``): ``keep``, the typed fields and ``_ok``
+    (plainly valid, see the module doc). One ``from_json`` per line; a line that is not a JSON object, or
+    holds a value the typed column refuses, lands in ``_corrupt_record``."""
     variants = NUMBER_LIKE.get(kind, frozenset())
     fields = FIELDS[kind]
     types = [f"`{f}` {'variant' if f in variants else _SPARK_TYPES[t]}" for f, t in fields.items()]
@@ -116,8 +118,8 @@ def typed_select(kind: Kind, lines: str = "lines") -> str:
         f" AND (instr(line, '\\\\u') = 0 OR NOT line RLIKE {_quote(_SURROGATE_ESCAPE)})"
     )
     return (
-        f"SELECT _file, _line, {', '.join(values)}, ({line_ok} AND {' AND '.join(checks)}) AS _ok"
-        f" FROM (SELECT _file, _line, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
+        f"SELECT {keep}, {', '.join(values)}, ({line_ok} AND {' AND '.join(checks)}) AS _ok"
+        f" FROM (SELECT {keep}, line, from_json(line, {_quote(schema)}, map('mode', 'PERMISSIVE')) AS j"
         f" FROM {lines}) AS parsed"
     )
 
@@ -125,49 +127,34 @@ def typed_select(kind: Kind, lines: str = "lines") -> str:
 def _lines(
     spark: Any, store: ObjectStore, lake_url: str, keys: list[str], index: dict[str, int], kind: Kind
 ) -> str:
-    """A view of every non-blank line of the objects ``keys``: its object's index (``_file``), a number unique
-    within the object (``_line``: Spark's row id, in no particular order) and the text; returns its name."""
+    """A view of every non-blank line of the objects ``keys``: its object's index (``_file``), where the
+    piece of the object it was read from starts (``_block``), Spark's row id (``_line``: increasing within
+    the piece) and the text; returns its name."""
     text = spark.read.option("lineSep", "\n").text([object_url(store, lake_url, k) for k in keys])
     # objects are matched by their last two key segments (partition=<p>/<name>), unique per topic
-    tail = [("/".join(k.split("/")[-2:]), index[k]) for k in keys]
-    text.select("value", "_metadata.file_path").createOrReplaceTempView(f"lake_text_{kind}")
-    spark.createDataFrame(tail, "tail string, _file bigint").createOrReplaceTempView(f"lake_files_{kind}")
+    tails = ", ".join(f"({_quote('/'.join(k.split('/')[-2:]))}, {index[k]})" for k in keys)
+    text.select("value", "_metadata.file_path", "_metadata.file_block_start").createOrReplaceTempView(
+        f"lake_text_{kind}"
+    )
+    # a local relation: a list given to createDataFrame would start Python workers to broadcast it
     spark.sql(
-        "SELECT /*+ BROADCAST(f) */ f._file, monotonically_increasing_id() AS _line, t.value AS line"
+        f"SELECT tail, CAST(_file AS BIGINT) AS _file FROM VALUES {tails} AS f(tail, _file)"
+    ).createOrReplaceTempView(f"lake_files_{kind}")
+    spark.sql(  # no shuffle between the text and the row id: the lines of a piece keep their order
+        "SELECT /*+ BROADCAST(f) */ f._file, t.file_block_start AS _block,"
+        " monotonically_increasing_id() AS _line, t.value AS line"
         f" FROM lake_text_{kind} AS t JOIN lake_files_{kind} AS f"
         " ON substring_index(t.file_path, '/', -2) = f.tail WHERE trim(t.value) != ''"
     ).createOrReplaceTempView(f"lines_{kind}")
     return f"lines_{kind}"
 
 
-def _verdicts(spark: Any, kind: Kind, ordered: bool) -> tuple[set[int], int]:
-    """(objects to read exactly, records in the others) from the cached ``typed_<kind>``.
-
-    ``ordered``: the first pin per unique_id is wanted (``transform.clean.needs_arrival_order``), so an
-    object holding two different records with the same unique_id is read exactly, in line order. That
-    query runs beside the per-object one, on a second thread: its planning and jobs overlap the first's
-    (both read the same cached lines; the second waits for the blocks the first is building).
-    """
-    per_file_sql = f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
-    if not ordered:
-        per_file = spark.sql(per_file_sql).collect()
-        return _flagged(per_file, set())
-    context = spark.sparkContext
-    label = context.getLocalProperty("spark.job.description")
-
-    def order_sensitive() -> set[int]:
-        context.setJobDescription(label)  # a new thread: the step label is the caller's
-        staged = f"(SELECT * FROM typed_{kind} WHERE _ok) AS staged"
-        return {r["_file"] for r in spark.sql(order_sensitive_sql(staged, "_file")).collect()}
-
-    with ThreadPoolExecutor(1) as pool:
-        sensitive = pool.submit(order_sensitive)
-        per_file = spark.sql(per_file_sql).collect()
-        return _flagged(per_file, sensitive.result())
-
-
-def _flagged(per_file: list[Any], sensitive: set[int]) -> tuple[set[int], int]:
-    flagged = {r["_file"] for r in per_file if not r["ok"]} | sensitive
+def _verdicts(spark: Any, kind: Kind) -> tuple[set[int], int]:
+    """(objects to read exactly, records in the others) from the cached ``typed_<kind>``."""
+    per_file = spark.sql(
+        f"SELECT _file, count(*) AS n, bool_and(_ok) AS ok FROM typed_{kind} GROUP BY _file"
+    ).collect()
+    flagged = {r["_file"] for r in per_file if not r["ok"]}
     return flagged, sum(r["n"] for r in per_file if r["_file"] not in flagged)
 
 
@@ -178,7 +165,6 @@ def read_kind(
     prefix: str,
     kind: Kind,
     scratch: Path,
-    ordered: bool = False,
     only: list[str] | None = None,
 ) -> RawKind:
     """Register ``raw_<kind>`` (``transform.clean.raw_schema`` columns, ``_seq`` a decimal) from the lake;
@@ -195,9 +181,9 @@ def read_kind(
     typed = None
     if json_keys:
         lines = _lines(spark, store, lake_url, json_keys, index, kind)
-        typed = spark.sql(typed_select(kind, lines)).cache()
+        typed = spark.sql(typed_select(kind, lines, "_file, _block, _line")).cache()
         typed.createOrReplaceTempView(f"typed_{kind}")
-        flagged, count = _verdicts(spark, kind, ordered)
+        flagged, count = _verdicts(spark, kind)
         exact.extend(keys[i] for i in sorted(flagged))
         flagged_sql = ", ".join(str(i) for i in sorted(flagged)) or "-1"
         good = spark.sql(
@@ -209,7 +195,7 @@ def read_kind(
         for obj in objects:
             table, rejected = scan_object(kind, obj)
             bad.extend(rejected)
-            if table.num_rows:  # its _seq is the line: _line here, _seq computed as for the other objects
+            if table.num_rows:  # its _seq is the line: _line here (one piece), _seq as for the others
                 lines = table.rename_columns(["_line" if c == SEQ else c for c in table.column_names])
                 scanned.append(
                     lines.append_column("_file", pa.array([index[obj.key]] * table.num_rows, pa.int64()))
@@ -219,7 +205,7 @@ def read_kind(
         arrow = pa.concat_tables(scanned) if scanned else _exact_schema(kind).empty_table()
         count += arrow.num_rows
         extra = spark.createDataFrame(arrow, schema=_spark_schema(kind)).selectExpr(
-            *(f"`{f}`" for f in FIELDS[kind]), f"{_SEQ} AS _seq"
+            *(f"`{f}`" for f in FIELDS[kind]), f"{_SEQ.replace('_block', '0')} AS _seq"
         )
         frame = extra if frame is None else frame.unionByName(extra)
     frame.createOrReplaceTempView(f"raw_{kind}")

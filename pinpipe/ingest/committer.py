@@ -1,11 +1,13 @@
 """Appends from the event loop, committed by one thread in groups: no worker thread per request.
 
 A request handed to the thread pool costs two thread hops (there and back) and holds a pool thread while
-its commit waits for the disk. For a writer that can commit several appends in one transaction (the
-embedded log's ``append_many``), the API instead queues each append here from the event loop; one thread
-takes everything queued since its last commit, commits it in one transaction (one fsync), and wakes the
-event loop once for the whole group. Each append is still all or nothing with its own result, and its
-future is resolved only after the COMMIT that holds its records: an acknowledged record is durable.
+its commit waits for the disk. For a writer that can take several appends at once (``append_many``: the
+embedded log's commits them in one transaction, one fsync; Kafka's shares their idempotency claims and
+produce round trips), the API instead queues each append here from the event loop; one thread takes
+everything queued since its last commit, hands it over in one call, and wakes the event loop once for the
+whole group. Each append keeps its own result (all or nothing on the embedded log), and its future is
+resolved only after the log acknowledged its records (the COMMIT, or every in-sync replica): an
+acknowledged record is durable.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _Settled = tuple["asyncio.Future[Placed]", Placed | BaseException]
 
 @runtime_checkable
 class GroupWriter(Protocol):
-    """A log writer that commits several appends in one transaction (the embedded log's)."""
+    """A log writer that takes several appends at once, each with its own result (embedded, Kafka)."""
 
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]

@@ -190,15 +190,20 @@ def cleaned_sql(kind: Kind, keep_duplicates: bool = False, kept_before: str | No
     return base + f"SELECT DISTINCT {cols} FROM c"
 
 
-def kept_rows_sql(kind: Kind, kept: str, staged: str) -> str:
+def kept_rows_sql(kind: Kind, kept: str, staged: str, repeats: bool = True) -> str:
     """The rows of ``kept`` (a kind's cleaned rows so far) that ``cleaned_sql``'s ``kept_before`` may
     match for the raw records in ``staged``: pins whose unique_id is staged (only that column is read)
     and pins without one; geo and user rows whose ind is staged (new inds are mostly new: Parquet
-    statistics skip the rest). Both dialects run the ``IN`` as a semi-join."""
+    statistics skip the rest). Both dialects run the ``IN`` as a semi-join.
+
+    ``repeats=False``: no staged unique_id is a kept one (known otherwise), so only the pins without one
+    (Parquet statistics skip the row groups that have none) and no kept unique_id is read."""
     cols = CLEAN_COLUMNS[kind]
     if kind != "pin":
         return f"SELECT {', '.join(cols)} FROM {kept} WHERE ind IN (SELECT ind FROM {staged})"
     ids = ", ".join(c if c == "unique_id" else f"NULL AS {c}" for c in cols)
+    if not repeats:
+        return f"SELECT {', '.join(cols)} FROM {kept} WHERE unique_id IS NULL"
     return (
         f"SELECT {', '.join(cols)} FROM {kept} WHERE unique_id IS NULL UNION ALL"
         f" SELECT {ids} FROM {kept} WHERE unique_id IN (SELECT NULLIF(unique_id, '') FROM {staged})"

@@ -1,12 +1,14 @@
 """kill -9 of ``pinpipe api serve`` while 64 clients each post one record per request (the original's load
 shape, where concurrent requests share group commits): every acknowledged record is in the log exactly
 once, at the position its answer gave; the requests that were in flight, retried with the same
-Idempotency-Key after a restart, are stored once too (either already there, or now)."""
+Idempotency-Key after a restart, are stored once too (either already there, or now). On the embedded log
+and on Kafka, where the requests arriving together share their idempotency claims and produce round trips."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from pathlib import Path
 
 import httpx
@@ -15,7 +17,7 @@ import pytest
 
 from pinpipe.locations import embedded_url
 from pinpipe.log import open_log
-from pinpipe.schema import DEFAULT_PREFIX, topic_name
+from pinpipe.schema import topic_name
 from tests.processes import ApiServer, clean_env, free_port
 
 pytestmark = pytest.mark.slow
@@ -23,7 +25,6 @@ pytestmark = pytest.mark.slow
 CLIENTS = 64
 KILL_AFTER = 600
 """Acknowledged requests before the kill."""
-TOPIC = topic_name(DEFAULT_PREFIX, "geo")
 HEADERS = {"Content-Type": "application/vnd.kafka.json.v2+json"}
 
 Request = tuple[str, bytes]
@@ -42,9 +43,12 @@ def request_of(client: int, n: int) -> Request:
     return f"kill-{ind}", orjson.dumps({"records": [{"value": value}]})
 
 
-async def post(http: httpx.AsyncClient, request: Request) -> tuple[int, int]:
+async def post(http: httpx.AsyncClient, topic: str, request: Request) -> httpx.Response:
     key, body = request
-    response = await http.post(f"/topics/{TOPIC}", content=body, headers={**HEADERS, "Idempotency-Key": key})
+    return await http.post(f"/topics/{topic}", content=body, headers={**HEADERS, "Idempotency-Key": key})
+
+
+def placed(response: httpx.Response) -> tuple[int, int]:
     assert response.status_code == 200, response.text
     (offset,) = response.json()["offsets"]
     assert offset["error_code"] is None, offset
@@ -52,7 +56,7 @@ async def post(http: httpx.AsyncClient, request: Request) -> tuple[int, int]:
 
 
 async def load_until_killed(
-    server: ApiServer, acked: dict[str, tuple[int, int]], in_flight: list[Request]
+    server: ApiServer, topic: str, acked: dict[str, tuple[int, int]], in_flight: list[Request]
 ) -> None:
     """Run the clients; kill the server after KILL_AFTER acknowledgements; each client stops at its first
     failed request and leaves it in ``in_flight``."""
@@ -62,7 +66,7 @@ async def load_until_killed(
         while True:
             request = request_of(c, n)
             try:
-                acked[request[0]] = await post(http, request)
+                acked[request[0]] = placed(await post(http, topic, request))
             except httpx.HTTPError:
                 in_flight.append(request)
                 return
@@ -80,19 +84,31 @@ async def load_until_killed(
         await asyncio.gather(killer(), *(client(http, c) for c in range(CLIENTS)))
 
 
-async def retry(url: str, requests: list[Request]) -> list[tuple[int, int]]:
+async def retry(url: str, topic: str, requests: list[Request]) -> list[tuple[int, int]]:
+    """Each request again with its Idempotency-Key, again after a 503 as its Retry-After asks: on Kafka a
+    key whose claim the killed process had won waits for that claim's lease (about 25 s)."""
+
+    async def again(http: httpx.AsyncClient, request: Request) -> tuple[int, int]:
+        deadline = time.monotonic() + 90
+        while (response := await post(http, topic, request)).status_code == 503:
+            assert time.monotonic() < deadline, response.text
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+        return placed(response)
+
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        return await asyncio.gather(*(post(http, r) for r in requests))
+        return await asyncio.gather(*(again(http, r) for r in requests))
 
 
-def stored(workdir: Path) -> dict[str, list[tuple[int, int]]]:
+def stored(url: str, topic: str) -> dict[str, list[tuple[int, int]]]:
     """The Idempotency-Key each stored value was sent with, and every position the value has in the log."""
-    log = open_log(embedded_url(workdir / "log"))
+    log = open_log(url)
     try:
-        reader = log.reader("kill-check", [TOPIC])
+        total = sum(log.end_offsets(topic).values())
+        reader = log.reader(f"kill-check-{uuid.uuid4().hex[:8]}", [topic])
         found: dict[str, list[tuple[int, int]]] = {}
-        while batch := reader.poll(10_000, 0.2):
-            for r in batch:
+        deadline = time.monotonic() + 60
+        while sum(map(len, found.values())) < total and time.monotonic() < deadline:
+            for r in reader.poll(10_000, 0.5):
                 key = f"kill-{orjson.loads(r.value)['ind']}"
                 found.setdefault(key, []).append((r.partition, r.offset))
         return found
@@ -100,21 +116,32 @@ def stored(workdir: Path) -> dict[str, list[tuple[int, int]]]:
         log.close()
 
 
-def test_kill_9_during_64_client_single_record_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def test_kill_9_during_64_client_single_record_run(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     workdir = tmp_path / "work"
-    server = ApiServer(workdir, free_port(), clean_env(tmp_path))
+    env = clean_env(tmp_path)
+    prefix = uuid.uuid4().hex[:12]
+    env["PINPIPE_PREFIX"] = prefix
+    url = embedded_url(workdir / "log")
+    if backend == "kafka":
+        url = f"kafka://{request.getfixturevalue('kafka_bootstrap')}"
+        env["PINPIPE_LOG__URL"] = url
+    topic = topic_name(prefix, "geo")
+    server = ApiServer(workdir, free_port(), env)
     server.start()
     acked: dict[str, tuple[int, int]] = {}
     in_flight: list[Request] = []
     try:
-        asyncio.run(load_until_killed(server, acked, in_flight))
+        asyncio.run(load_until_killed(server, topic, acked, in_flight))
         assert len(in_flight) == CLIENTS  # each client stopped at its first unanswered request
         server.start()
-        retried = asyncio.run(retry(server.url, in_flight))
+        retried = asyncio.run(retry(server.url, topic, in_flight))
     finally:
         server.stop()
 
-    log = stored(workdir)
+    log = stored(url, topic)
     twice = {key: where for key, where in log.items() if len(where) > 1}
     assert not twice, f"stored more than once: {list(twice.items())[:3]}"
     misplaced = [key for key, where in acked.items() if log.get(key) != [where]]

@@ -230,6 +230,37 @@ def test_concurrent_appends_from_threads_store_each_idempotency_key_once(kafka_l
     assert sum(kafka_log.end_offsets(topic).values()) == 20 + 40
 
 
+def test_append_many_gives_each_call_what_append_would(kafka_log: KafkaLog) -> None:
+    """The API's committer hands concurrent requests over as one group: each call still gets its own
+    positions or error; a key stored already or repeated by a later call of the group is stored once."""
+    topic = fresh()
+    kafka_log.create_topic(topic)
+    writer = kafka_log.writer()
+    (stored,) = writer.append(topic, [OutgoingRecord(b"s", idempotency_key="stored", fingerprint="f")])
+
+    results = writer.append_many(
+        [
+            (topic, [OutgoingRecord(b"a", idempotency_key="a", fingerprint="f")]),
+            (topic, [OutgoingRecord(b"plain"), OutgoingRecord(b"b", idempotency_key="b", fingerprint="f")]),
+            (topic, [OutgoingRecord(b"s", idempotency_key="stored", fingerprint="f")]),  # a retry
+            (topic, [OutgoingRecord(b"x", idempotency_key="stored", fingerprint="other")]),
+            (topic, [OutgoingRecord(b"a", idempotency_key="a", fingerprint="f")]),  # the first, repeated
+            ("no-such-topic-" + topic, [OutgoingRecord(b"n")]),
+            (topic, []),
+        ]
+    )
+
+    a, ab, retry, conflict, again, missing, empty = results
+    assert isinstance(a, list) and isinstance(ab, list)
+    assert retry == [stored] and again == a and empty == []
+    assert isinstance(conflict, IdempotencyConflictError)
+    assert isinstance(missing, TopicNotFoundError)
+    records = read_all(kafka_log, fresh("g"), topic, 4)
+    assert sorted(r.value for r in records) == [b"a", b"b", b"plain", b"s"]
+    assert {(r.partition, r.offset) for r in records} == {stored, *a, *ab}
+    assert sum(kafka_log.end_offsets(topic).values()) == 4
+
+
 def test_invalid_kafka_setting_is_one_config_error() -> None:
     from pinpipe.errors import ConfigError
     from pinpipe.log.kafka import KafkaLog

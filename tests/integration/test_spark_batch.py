@@ -22,6 +22,7 @@ from pinpipe.cli import cli
 from pinpipe.delta import read_table
 from pinpipe.locations import file_url
 from pinpipe.schema import KINDS, topic_name
+from pinpipe.tables import batch_table
 from pinpipe.transform.queries import OUTPUTS, BatchOptions
 from tests.conftest import AicoreDemo
 from tests.integration.spark_support import (
@@ -153,3 +154,32 @@ def test_awkward_lake_same_quarantine_and_naive_years(spark: Any, tmp_path: Path
     assert {r["post_year"] for r in years} == {2018, 2019}
     joined = ours.outputs["users_joined_by_year"].to_pylist()
     assert [r["post_year"] for r in joined] == [2015, 2017]
+
+
+def test_an_object_read_in_pieces_keeps_the_first_pin_of_each_unique_id(spark: Any, tmp_path: Path) -> None:
+    """An object Spark reads in several pieces (of 1 KB here, each its own task) keeps, per unique_id, the
+    pin of its earliest line, as DuckDB does: u1's first record is on line 1, a differing one on the last
+    line, in another piece."""
+    prefix = settings_for(tmp_path).prefix
+    pin = {"index": 1, "unique_id": "u1", "title": "first", "poster_name": "Ann", "follower_count": "1k",
+           "category": "art", "save_location": "Local save in /data/art", "downloaded": 1}  # fmt: skip
+    fillers = [{**pin, "index": i, "unique_id": f"u{i}", "title": f"filler {i}"} for i in range(2, 40)]
+    geo = {"ind": 1, "timestamp": "2018-12-31 20:43:42", "latitude": 1.5, "longitude": -2, "country": "Peru"}
+    user = {"ind": 1, "first_name": "A", "last_name": "B", "age": 30, "date_joined": "2015-12-31 23:59:59"}
+    records = {"pin": [pin, *fillers, {**pin, "index": 40, "title": "last"}], "geo": [geo], "user": [user]}
+    for kind, values in records.items():
+        topic = topic_name(prefix, kind)  # type: ignore[arg-type]
+        folder = tmp_path / "lake" / "topics" / topic / "partition=0"
+        folder.mkdir(parents=True)
+        (folder / f"{topic}+0+{0:010d}.json").write_bytes(_lines(*values))
+    setting = "spark.sql.files.maxPartitionBytes"
+    before = spark.conf.get(setting)
+    spark.conf.set(setting, "1024")
+    try:
+        pieces = spark.read.text(str(tmp_path / "lake" / "topics" / topic_name(prefix, "pin"))).rdd
+        assert pieces.getNumPartitions() > 5
+        same_batch_on_both_engines(tmp_path, BatchOptions())
+    finally:
+        spark.conf.set(setting, before)
+    kept = read_table(batch_table(settings_for(tmp_path, "tables-spark"), "pin")).to_pylist()
+    assert {r["unique_id"]: r["title"] for r in kept}["u1"] == "first"

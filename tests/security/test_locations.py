@@ -34,7 +34,7 @@ from pinpipe.transform.queries import BatchOptions
 from tests.processes import clean_env
 
 USER = {"ind": 1, "first_name": "A", "last_name": "B", "age": 30, "date_joined": "2016-01-01 00:00:00"}
-TABLES = 15  # pin, geo, user, ten outputs, quarantine, the outputs' aggregates
+TABLES = 16  # pin, geo, user, ten outputs, quarantine, the outputs' aggregates, the pin keys
 
 
 @pytest.fixture(autouse=True)

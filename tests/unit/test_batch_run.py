@@ -16,6 +16,7 @@ from pinpipe.config import Settings
 from pinpipe.delta import local_table_dir, open_table, read_table
 from pinpipe.engines import get_engine, run_batch
 from pinpipe.engines.duckdb.outputs import AGGREGATES
+from pinpipe.engines.duckdb.pin_keys import PIN_KEYS
 from pinpipe.errors import ConfigError
 from pinpipe.locations import delta_uri
 from pinpipe.schema import FIELDS, KEY_FIELD, KINDS, Kind, topic_name
@@ -171,7 +172,7 @@ def test_reruns_delete_the_files_they_replaced_once_older_than_the_retention(set
     third = runner.invoke(cli, [*args, "--retain-hours", "0"])
     assert third.exit_code == 0, third.output
     assert "replaced files deleted" in " ".join(third.output.split())  # rich wraps at 80 columns
-    for name in [*KINDS, *OUTPUTS, "quarantine", AGGREGATES]:
+    for name in [*KINDS, *OUTPUTS, "quarantine", AGGREGATES, PIN_KEYS]:
         url = batch_table(settings, name)
         directory = local_table_dir(url)
         assert directory is not None
@@ -191,7 +192,9 @@ def test_a_failed_clean_up_is_a_warning_and_the_job_completes(
     monkeypatch.setattr("pinpipe.delta.remove_replaced_files", refuse)
     result = run_batch(settings, BatchOptions())
     assert result.cleaned_rows["user"] == 1 and result.files_removed == 0
-    assert len(result.tables) == len(caplog.records) == 15  # 3 cleaned, 10 outputs, quarantine, aggregates
+    assert (
+        len(result.tables) == len(caplog.records) == 16
+    )  # 3 cleaned, 10 outputs, quarantine, aggregates, keys
     assert "could not delete the replaced files of" in caplog.records[0].getMessage()
     assert "permission denied" in caplog.records[0].getMessage()
 

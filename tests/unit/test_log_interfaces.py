@@ -9,8 +9,8 @@ from pinpipe.log.embedded.reader import EmbeddedLogReader
 from pinpipe.log.embedded.writer import EmbeddedLogWriter
 from pinpipe.log.kafka import KafkaLog
 from pinpipe.log.kafka.group import KafkaGroupReader
-from pinpipe.log.kafka.log import KafkaLogWriter
 from pinpipe.log.kafka.reader import KafkaLogReader
+from pinpipe.log.kafka.writer import KafkaLogWriter
 from pinpipe.log.kinesis import KinesisLog
 from pinpipe.log.kinesis.io import KinesisLogReader, KinesisLogWriter
 from pinpipe.log.memory import MemoryLog, MemoryLogReader, MemoryLogWriter

@@ -27,6 +27,7 @@ from pinpipe.engines.duckdb.outputs import (
 )
 from pinpipe.engines.duckdb.outputs import outputs as ten_outputs
 from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
+from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, may_repeat, write_keys
 from pinpipe.engines.duckdb.sql import count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
@@ -62,6 +63,7 @@ class DuckDBEngine:
     """The embedded batch engine (``--engine duckdb``)."""
 
     name = "duckdb"
+    commits_in_process = True
 
     def __init__(
         self,
@@ -134,6 +136,8 @@ class DuckDBEngine:
                 quarantined.extend(cleaned.quarantined)
                 read[kind] = cleaned.records_read
                 tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
+                if cleaned.keys_written:
+                    tables[PIN_KEYS] = batch_table(settings, PIN_KEYS)
                 done[kind] = cleaned
             outputs, incremental = self._outputs(con, plans, done, options, phase)
             tables.update(write_outputs(settings, outputs))
@@ -215,7 +219,8 @@ class DuckDBEngine:
         Each chunk's cleaned rows become one Parquet part of the Delta table, written by DuckDB itself
         (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
         back from the parts before it and, when incremental, from the table (``cleaned_sql``'s
-        ``kept_before``: of the table only the rows that can match, see ``kept_rows_sql``). delta-rs
+        ``kept_before``: of the table only the rows that can match, see ``kept_rows_sql``; for pin no kept
+        unique_id at all when their keys, ``pin_keys``, show no staged one repeats them). delta-rs
         then commits the parts (local tables) or uploads them (remote ones). The columns the outputs need
         are read back into ``new_<kind>``, so the wide cleaned rows are never held in memory.
 
@@ -227,6 +232,9 @@ class DuckDBEngine:
         url = batch_table(self.settings, kind)
         incremental = plan.rebuild is None
         history = register_history(con, kind, url) if incremental else None
+        keyed = kind == "pin" and not options.keep_duplicates  # pins deduplicated by unique_id: keys kept
+        keys_url = batch_table(self.settings, PIN_KEYS)
+        keys = kept_keys(con, keys_url, plan.before) if keyed and history is not None else None
         directory = local_table_dir(url)
         target = directory if directory is not None else scratch / f"cleaned-{os.getpid()}"
         target.mkdir(parents=True, exist_ok=True)
@@ -248,7 +256,10 @@ class DuckDBEngine:
                 quarantined.extend(bad)
                 records += count(con, f"stage_{kind}") + len(bad)
                 phase.done(f"read lake: {label}")
-                sources = [] if history is None else [kept_rows_sql(kind, history, f"stage_{kind}")]
+                sources = []
+                if history is not None:
+                    repeats = keys is None or may_repeat(con, keys, f"stage_{kind}")
+                    sources.append(kept_rows_sql(kind, history, f"stage_{kind}", repeats))
                 if parts:
                     sources.append(f"SELECT {cols} FROM {read_parts(target, parts)}")
                 kept = f"kept_{kind}" if sources and not options.keep_duplicates else None
@@ -268,13 +279,18 @@ class DuckDBEngine:
                 quarantine.record(kind, plan.todo, quarantined, rebuild=not incremental)
                 state = plan.state_after(options, fingerprints.result(plan.todo))
                 commit(url, kind, target, parts, incremental, state.to_json())
+                if keyed:  # after the rows: keys describing rows not committed would be trusted
+                    added = [read_parts(target, parts)] if parts else []
+                    whole = added if history is None else [history, *added]
+                    write_keys(con, keys_url, whole if keys is None else added, keys is not None, state)
                 phase.done(f"commit: {kind}")
         finally:
             if directory is None:
                 for part in parts:
                     (target / part.name).unlink(missing_ok=True)
         assert state is not None  # an incremental plan has the bookkeeping it continues
-        return _Cleaned(url, rows, records, quarantined, history, state)
+        keys_written = keyed and bool(plan.todo or not incremental)
+        return _Cleaned(url, rows, records, quarantined, history, state, keys_written)
 
     def _precedes_kept(
         self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions
@@ -325,3 +341,5 @@ class _Cleaned:
     run added are in table ``new_<kind>`` (the columns the outputs read)."""
     state: KindState
     """The table's bookkeeping after the run."""
+    keys_written: bool = False
+    """The run wrote the pin keys table (``pin_keys``)."""

@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 
 from pinpipe.config import Settings
-from pinpipe.delta import local_table_dir, open_table_if_exists, replace_table
-from pinpipe.engines.duckdb.sql import quote
+from pinpipe.delta import open_table_if_exists, replace_table
+from pinpipe.engines.duckdb.parts import table_source
 from pinpipe.engines.increments import FORMAT, KindPlan, KindState, last_metadata, write_table
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
@@ -54,11 +54,7 @@ def kept_aggregates(con: Any, url: str, plans: Mapping[Kind, KindPlan]) -> str |
     digests = value.get("tables") if value.get("format") == FORMAT else None
     if digests != {kind: b.digest() for kind, b in befores.items() if b is not None}:
         return None
-    files = table.file_uris()
-    if local_table_dir(url) is not None and files:
-        return "read_parquet([" + ", ".join(quote(f) for f in files) + "])"
-    con.register("kept_aggregates", table.to_pyarrow_table() if files else AGGREGATE_SCHEMA.empty_table())
-    return "kept_aggregates"
+    return table_source(con, "kept_aggregates", url, table, AGGREGATE_SCHEMA)
 
 
 def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Kind, str]) -> None:
@@ -69,12 +65,15 @@ def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Ki
     user = f"(SELECT {', '.join(COLUMNS_READ['user'])} FROM {new['user']})"
     added = aggregates_sql("added_pin_geo", "added_pin_user", user)
     cols = ", ".join(AGGREGATE_SCHEMA.names)
-    source = f"(SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added)"
+    # materialized once: merged_sql reads its source three times (the sums, the best posters and their
+    # per-country best), each a scan of the kept aggregates and the added rows' aggregation
+    source = f"SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added"
     try:
-        con.execute(f"CREATE TABLE aggregates AS {merged_sql(source)}")
+        con.execute(f"CREATE TEMP TABLE merging AS {source}")
+        con.execute(f"CREATE TABLE aggregates AS {merged_sql('merging')}")
     finally:
-        for join in JOINS:
-            con.execute(f"DROP TABLE added_{join}")
+        for name in ("merging", *(f"added_{join}" for join in JOINS)):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
 
 
 def all_aggregates(con: Any) -> None:

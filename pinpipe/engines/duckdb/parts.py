@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pinpipe.delta import ParquetFile, local_table_dir, open_table
 from pinpipe.engines.duckdb.sql import DUCKDB_TYPES, quote
@@ -13,6 +13,10 @@ from pinpipe.engines.increments import commit_parts, write_table
 from pinpipe.locations import duckdb_path
 from pinpipe.schema import Kind
 from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from deltalake import DeltaTable
 
 _BATCH_ROWS = 122_880
 """Rows per Arrow record batch streamed from DuckDB to Delta (a multiple of DuckDB's 2,048-row vectors)."""
@@ -46,15 +50,17 @@ def commit(url: str, kind: Kind, target: Path, parts: list[ParquetFile], append:
 
 
 def register_history(con: Any, kind: Kind, url: str) -> str:
-    """The rows the table at ``url`` holds, as a source DuckDB reads columnar and pruned: its Parquet
-    files (local tables) or delta-rs' Arrow dataset (remote ones)."""
-    table = open_table(url)
-    name = f"history_{kind}"
-    directory = local_table_dir(url)
+    """The rows the table at ``url`` holds, as a source (``table_source``)."""
+    return table_source(con, f"history_{kind}", url, open_table(url), CLEAN_ARROW_SCHEMA[kind])
+
+
+def table_source(con: Any, name: str, url: str, table: DeltaTable, schema: pa.Schema) -> str:
+    """The rows of ``table`` (open at ``url``; columns ``schema``) as a source DuckDB reads columnar and
+    pruned: its Parquet files (local tables), else delta-rs' Arrow dataset registered as ``name``."""
     files = table.file_uris()
-    if directory is not None and files:
+    if local_table_dir(url) is not None and files:
         return "read_parquet([" + ", ".join(quote(f) for f in files) + "])"
-    con.register(name, table.to_pyarrow_dataset() if files else CLEAN_ARROW_SCHEMA[kind].empty_table())
+    con.register(name, table.to_pyarrow_dataset() if files else schema.empty_table())
     return name
 
 

@@ -40,7 +40,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,12 +136,11 @@ class KafkaClaims:
         while True:
             claim_id = uuid.uuid4().hex
             sent = time.monotonic()
-            partition, offset = self._append(ctopic, key, claim_id, supersedes)
-            winner = self._read_to(ctopic, partition, offset, claim_id, key)
-            if winner.id == claim_id and time.monotonic() < sent + self.window:
-                if self._kill_after is not None and self._kill_after in key:
-                    os.kill(os.getpid(), signal.SIGKILL)
-                return Ticket(key, sent + self.window)
+            ((partition, offset),) = self._append(ctopic, [(key, claim_id, supersedes)])
+            (winner,) = self._read_to(ctopic, [(partition, offset, claim_id, key)])
+            ticket = self._ticket(key, claim_id, winner, sent)
+            if ticket is not None:
+                return ticket
             while True:  # another claim holds the key: wait for its records or for its lease to end
                 expired = time.monotonic() > winner.seen + self.lease
                 if stored():  # read after `expired` was decided: nothing can land after the lease
@@ -159,6 +158,28 @@ class KafkaClaims:
                 if book is None:
                     raise LogUnavailableError(f"Kafka: the claims of {topic!r} were reset; retry")
                 winner = book.winners[key]
+
+    def acquire_many(self, topic: str, keys: Sequence[str]) -> list[Ticket | None]:
+        """Claims on every key of ``keys`` in ``topic`` sent together and read back once: a Ticket for each
+        key this process won, None for one another claim holds (:meth:`acquire` then waits for it)."""
+        ctopic = self._prepare(topic)
+        ids = [uuid.uuid4().hex for _ in keys]
+        sent = time.monotonic()
+        placed = self._append(
+            ctopic, [(key, claim_id, None) for key, claim_id in zip(keys, ids, strict=True)]
+        )
+        wanted = [(p, o, claim_id, key) for (p, o), claim_id, key in zip(placed, ids, keys, strict=True)]
+        winners = self._read_to(ctopic, wanted)
+        return [self._ticket(k, c, w, sent) for k, c, w in zip(keys, ids, winners, strict=True)]
+
+    def _ticket(self, key: str, claim_id: str, winner: Claim, sent: float) -> Ticket | None:
+        """The right to write ``key`` when our claim ``claim_id`` (sent at ``sent``) is the winner and its
+        window has not passed."""
+        if winner.id != claim_id or time.monotonic() >= sent + self.window:
+            return None
+        if self._kill_after is not None and self._kill_after in key:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return Ticket(key, sent + self.window)
 
     def forget(self, topic: str) -> None:
         ctopic = PREFIX + topic
@@ -222,43 +243,54 @@ class KafkaClaims:
             self._ready.add(ctopic)
         return ctopic
 
-    def _append(self, ctopic: str, key: str, claim_id: str, supersedes: str | None) -> tuple[int, int]:
-        """(partition, offset) of a claim, once all in-sync replicas hold it."""
-        done: list[tuple[Any, Any]] = []
+    def _append(self, ctopic: str, claims: Sequence[tuple[str, str, str | None]]) -> list[tuple[int, int]]:
+        """(partition, offset) of each claim ``(key, claim id, superseded claim id)``, once all in-sync
+        replicas hold them all."""
+        done: list[tuple[Any, Any] | None] = [None] * len(claims)
+        waiting = [len(claims)]
 
-        def report(err: Any, msg: Any) -> None:
-            done.append((err, msg))
+        def report(i: int, err: Any, msg: Any) -> None:
+            done[i] = (err, msg)
+            waiting[0] -= 1
 
-        value = orjson.dumps({"claim": claim_id, "supersedes": supersedes})
-        self._sent[claim_id] = time.monotonic()
-        try:
-            self._producer.produce(ctopic, key=key.encode(), value=value, on_delivery=report)
-        except BufferError as exc:
-            raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
+        for i, (key, claim_id, supersedes) in enumerate(claims):
+            value = orjson.dumps({"claim": claim_id, "supersedes": supersedes})
+            self._sent[claim_id] = time.monotonic()
+            try:
+                self._producer.produce(
+                    ctopic, key=key.encode(), value=value, on_delivery=lambda e, m, i=i: report(i, e, m)
+                )
+            except BufferError as exc:
+                raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
         deadline = time.monotonic() + self._log.timeout_s + 5
-        while not done:
+        while waiting[0] > 0:
             if time.monotonic() > deadline:
                 raise LogUnavailableError("Kafka: the claim's delivery report did not arrive in time")
             self._producer.poll(0.005)
-        err, msg = done[0]
-        if err is not None:
-            from pinpipe.log.kafka.reader import raise_for
+        out = []
+        for err, msg in (d for d in done if d is not None):
+            if err is not None:
+                from pinpipe.log.kafka.reader import raise_for
 
-            raise_for(err, f"claim idempotency key in {ctopic!r}")
-        return int(msg.partition()), int(msg.offset())
+                raise_for(err, f"claim idempotency key in {ctopic!r}")
+            out.append((int(msg.partition()), int(msg.offset())))
+        return out
 
-    def _read_to(self, ctopic: str, partition: int, offset: int, claim_id: str, key: str) -> Claim:
-        """Read the claims up to our claim ``claim_id`` at ``offset`` of ``partition`` (all assigned
-        partitions are folded on the way) and return the winner of ``key`` there."""
+    def _read_to(self, ctopic: str, wanted: Sequence[tuple[int, int, str, str]]) -> list[Claim]:
+        """Read the claims up to each of ours, ``(partition, offset, claim id, key)`` (all assigned
+        partitions are folded on the way), and return the winner of each key there."""
         deadline = time.monotonic() + self._log.timeout_s
+        unread = list(wanted)
         with self._lock:
-            while claim_id in self._sent or self._next.get((ctopic, partition), 0) <= offset:
+            while unread := [
+                w for w in unread if w[2] in self._sent or self._next.get((ctopic, w[0]), 0) <= w[1]
+            ]:
                 if time.monotonic() > deadline:
                     raise LogUnavailableError(f"Kafka: reading claims of {ctopic!r} timed out")
                 msg = self._consumer.poll(POLL_S)  # returns at the first message (consume waits for all)
                 if msg is not None:
                     self._fold(msg)
-            return self._books[(ctopic, partition)].winners[key]
+            return [self._books[(ctopic, p)].winners[key] for p, _, _, key in wanted]
 
     def _fold(self, msg: Any) -> None:
         if msg.error() is not None:  # a broker away or a deleted topic: the caller's deadline decides

@@ -35,25 +35,23 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from pinpipe._optional import require
 from pinpipe.errors import (
     ConfigError,
-    IdempotencyConflictError,
     LogError,
     LogUnavailableError,
     TopicNotFoundError,
 )
-from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka.claims import PREFIX as CLAIMS_PREFIX
-from pinpipe.log.kafka.claims import KafkaClaims, Ticket
+from pinpipe.log.kafka.claims import KafkaClaims
 from pinpipe.log.kafka.group import KafkaGroupReader, PartitionListener
-from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
+from pinpipe.log.kafka.idempotency import KafkaIdempotencyIndex
 from pinpipe.log.kafka.reader import KafkaLogReader, raise_for
+from pinpipe.log.kafka.writer import KafkaLogWriter
 
 ck = require("confluent_kafka", "kafka")
 admin = require("confluent_kafka.admin", "kafka")
@@ -367,181 +365,3 @@ class KafkaLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _Batch:
-    """Delivery reports of one append call."""
-
-    def __init__(self, size: int) -> None:
-        self.placed: list[tuple[int, int] | None] = [None] * size
-        self.errors: list[Any] = []
-        self.waiting = size
-        self._lock = threading.Lock()  # reports are served by whichever thread polls the producer
-
-    def report(self, i: int, err: Any, msg: Any) -> None:
-        with self._lock:
-            self.waiting -= 1
-            if err is not None:
-                self.errors.append(err)
-            else:
-                self.placed[i] = (msg.partition(), msg.offset())
-
-    def skip(self) -> None:
-        with self._lock:
-            self.waiting -= 1
-
-
-def _conflict(records: Sequence[OutgoingRecord], known: Mapping[str, Placement]) -> str | None:
-    """The first idempotency key of the call stored (or repeated in the call) with another fingerprint."""
-    fingerprints = {key: where[2] for key, where in known.items()}
-    for rec in records:
-        key = rec.idempotency_key
-        if key and fingerprints.setdefault(key, rec.fingerprint) != rec.fingerprint:
-            return key
-    return None
-
-
-@contextmanager
-def _reading(topic: str) -> Iterator[None]:
-    """librdkafka errors and timeouts while reading ``topic``'s keys or claims, as pinpipe errors."""
-    try:
-        yield
-    except ck.KafkaException as exc:
-        raise_for(exc.args[0], f"read idempotency keys of {topic!r}")
-    except (TimeoutError, RuntimeError) as exc:
-        raise LogUnavailableError(f"Kafka: {exc}") from exc
-
-
-class KafkaLogWriter:
-    """An idempotent producer; ``append`` returns once every record is acknowledged by all in-sync
-    replicas (or raises). Safe to share between threads."""
-
-    def __init__(self, log: KafkaLog) -> None:
-        self._log = log
-        ms = int(log.timeout_s * 1000)
-        self.config: dict[str, Any] = {
-            "enable.idempotence": True,
-            "acks": "all",
-            "partitioner": "murmur2_random",
-            "linger.ms": 5,
-            "message.timeout.ms": ms,
-            **log.common,
-        }
-        self._producer = ck.Producer(self.config)
-        self._closed = False
-
-    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
-        if self._closed:
-            raise LogError("append on a closed Kafka log writer")
-        if not records:
-            return []
-        count = self._log.partition_count(topic)
-        keys = list(dict.fromkeys(r.idempotency_key for r in records if r.idempotency_key))
-        known: dict[str, Placement] = {}
-        claimed: set[str] = set()
-        ticket: Ticket | None = None
-        if keys:
-            with _reading(topic):
-                known = self._log.index.claim(topic, keys)
-            claimed = set(keys) - known.keys()
-            try:
-                self._check(topic, records, known)
-                if claimed:
-                    ticket = self._acquire(topic, keys, known)
-                    self._check(topic, records, known)
-            except BaseException:
-                self._log.index.release(topic, claimed, {}, wrote=False)
-                raise
-        batch = _Batch(len(records))
-        first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
-        try:
-            for i, rec in enumerate(records):
-                ikey = rec.idempotency_key
-                if ikey and (ikey in known or ikey in first):
-                    batch.skip()
-                    continue
-                if ikey:
-                    first[ikey] = i
-                if rec.partition is not None and not 0 <= rec.partition < count:
-                    raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
-                if ticket is not None:
-                    ticket.check()
-                self._produce(topic, rec, lambda err, msg, i=i: batch.report(i, err, msg))
-            self._wait(batch)
-        finally:
-            if keys:
-                placed = {k: known[k] for k in claimed if k in known}  # stored by another process
-                placed |= {
-                    k: (*p, records[i].fingerprint)
-                    for k, i in first.items()
-                    if (p := batch.placed[i]) is not None
-                }
-                self._log.index.release(topic, claimed, placed)
-        if batch.errors:
-            raise_for(batch.errors[0], f"append to {topic!r}")
-        out = []
-        for i, rec in enumerate(records):
-            ikey = rec.idempotency_key
-            where = (
-                known[ikey][:2] if ikey in known else batch.placed[first[ikey]] if ikey else batch.placed[i]
-            )
-            assert where is not None
-            out.append(where)
-        return out
-
-    def _check(self, topic: str, records: Sequence[OutgoingRecord], known: Mapping[str, Placement]) -> None:
-        conflict = _conflict(records, known)
-        if conflict is not None:
-            raise IdempotencyConflictError(
-                f"idempotency key {conflict!r} is stored in {topic!r} with another fingerprint"
-            )
-
-    def _acquire(self, topic: str, keys: list[str], known: dict[str, Placement]) -> Ticket | None:
-        """Win the claim on the call's first key among all API processes (claims.py), or wait until
-        another process stored the keys; ``known`` is updated with what the topic holds then."""
-
-        def stored() -> bool:
-            with _reading(topic):
-                known.update(self._log.index.refresh(topic, [k for k in keys if k not in known]))
-            return len(known) == len(keys)
-
-        with _reading(f"__pinpipe-claims.{topic}"):
-            return self._log.claims.acquire(topic, keys[0], stored)
-
-    def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
-        kwargs: dict[str, Any] = {"value": rec.value, "key": rec.key, "on_delivery": on_delivery}
-        if rec.partition is not None:
-            kwargs["partition"] = rec.partition
-        if rec.timestamp is not None:
-            kwargs["timestamp"] = int(rec.timestamp * 1000)
-        headers = list(rec.headers)
-        if rec.idempotency_key:
-            headers.append((HEADER, rec.idempotency_key.encode()))
-            if rec.fingerprint is not None:
-                headers.append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
-        if headers:
-            kwargs["headers"] = headers
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                return
-            except BufferError:  # local queue full: serve delivery reports, then try again
-                self._producer.poll(0.05)
-
-    def _wait(self, batch: _Batch) -> None:
-        # message.timeout.ms bounds every record; the margin covers delivery-report scheduling.
-        deadline = time.monotonic() + self._log.timeout_s + 5
-        while batch.waiting > 0:
-            if time.monotonic() > deadline:
-                raise LogUnavailableError("Kafka: delivery reports did not arrive in time")
-            self._producer.poll(0.01)
-
-    def flush(self) -> None:
-        left = self._producer.flush(self._log.timeout_s)
-        if left:
-            raise LogUnavailableError(f"Kafka: {left} records still undelivered after {self._log.timeout_s}s")
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._producer.flush(self._log.timeout_s)

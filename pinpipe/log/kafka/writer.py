@@ -1,0 +1,339 @@
+"""Kafka writers: the idempotent producer behind :meth:`pinpipe.log.kafka.log.KafkaLog.writer`.
+
+``append`` returns once every record is acknowledged by all in-sync replicas (or raises). A keyed append
+first claims its new idempotency keys in the process's index and, across API processes, in the claims topic
+(:mod:`pinpipe.log.kafka.claims`): one ``acks=all`` round trip and a read-back before the records' own.
+
+``append_many`` does several appends at once, each with its own result: for the API's committer, which
+gathers the single-record requests arriving together. Their claims go out in one burst and are read back
+once, then every record is produced and waited for once, so concurrent requests share two round trips
+instead of paying two each from a pool thread of their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from pinpipe._optional import require
+from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
+from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.kafka.claims import Ticket
+from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, Placement
+from pinpipe.log.kafka.reader import raise_for
+
+if TYPE_CHECKING:
+    from pinpipe.log.kafka.log import KafkaLog
+
+ck = require("confluent_kafka", "kafka")
+
+Placed = list[tuple[int, int]]
+
+PRODUCER = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random", "linger.ms": 5}
+"""The records' producer settings (before the log's own): acknowledged by every in-sync replica, never
+written twice by the producer's own retries, keyed records placed as Kafka's Java clients place them."""
+
+
+class _Batch:
+    """Delivery reports of one append call."""
+
+    def __init__(self, size: int) -> None:
+        self.placed: list[tuple[int, int] | None] = [None] * size
+        self.errors: list[Any] = []
+        self.waiting = size
+        self._lock = threading.Lock()  # reports are served by whichever thread polls the producer
+
+    def report(self, i: int, err: Any, msg: Any) -> None:
+        with self._lock:
+            self.waiting -= 1
+            if err is not None:
+                self.errors.append(err)
+            else:
+                self.placed[i] = (msg.partition(), msg.offset())
+
+    def skip(self) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+
+class _Call:
+    """One append on its way: the keys it claimed in the index, what the topic holds for the others, its
+    claim ticket and its delivery reports."""
+
+    def __init__(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
+        self.topic = topic
+        self.records = records
+        self.keys = _keys(records)
+        self.known: dict[str, Placement] = {}
+        self.claimed: set[str] = set()
+        self.ticket: Ticket | None = None
+        self.batch = _Batch(len(records))
+        self.first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
+        self.sending = False
+
+
+def _keys(records: Sequence[OutgoingRecord]) -> list[str]:
+    return list(dict.fromkeys(r.idempotency_key for r in records if r.idempotency_key))
+
+
+def _conflict(records: Sequence[OutgoingRecord], known: Mapping[str, Placement]) -> str | None:
+    """The first idempotency key of the call stored (or repeated in the call) with another fingerprint."""
+    fingerprints = {key: where[2] for key, where in known.items()}
+    for rec in records:
+        key = rec.idempotency_key
+        if key and fingerprints.setdefault(key, rec.fingerprint) != rec.fingerprint:
+            return key
+    return None
+
+
+@contextmanager
+def _reading(topic: str) -> Iterator[None]:
+    """librdkafka errors and timeouts while reading ``topic``'s keys or claims, as pinpipe errors."""
+    try:
+        yield
+    except ck.KafkaException as exc:
+        raise_for(exc.args[0], f"read idempotency keys of {topic!r}")
+    except (TimeoutError, RuntimeError) as exc:
+        raise LogUnavailableError(f"Kafka: {exc}") from exc
+
+
+class KafkaLogWriter:
+    """An idempotent producer; ``append`` returns once every record is acknowledged by all in-sync
+    replicas (or raises). Safe to share between threads."""
+
+    def __init__(self, log: KafkaLog) -> None:
+        self._log = log
+        ms = int(log.timeout_s * 1000)
+        self.config: dict[str, Any] = {**PRODUCER, "message.timeout.ms": ms, **log.common}
+        self._producer = ck.Producer(self.config)
+        self._closed = False
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> Placed:
+        self._ensure_open()
+        if not records:
+            return []
+        call = self._open(topic, records)
+        try:
+            if call.claimed:
+                call.ticket = self._acquire(call)
+                self._check(call)
+            self._send(call)
+            self._wait([call.batch])
+        finally:
+            self._release(call)
+        return self._result(call)
+
+    def append_many(
+        self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
+    ) -> list[Placed | BaseException]:
+        """Several appends at once, each with the result ``append`` would give it (its positions or its
+        error): the claims of every call are sent together and read back once, then every record is
+        produced and waited for once. A call repeating a key of an earlier call waits for that one."""
+        self._ensure_open()
+        results: list[Placed | BaseException | None] = [None] * len(calls)
+        going: dict[int, _Call] = {}
+        later: list[int] = []
+        taken: set[tuple[str, str]] = set()
+        for i, (topic, records) in enumerate(calls):
+            if not records:
+                results[i] = []
+            elif any((topic, key) in taken for key in _keys(records)):
+                later.append(i)  # its index claim would wait for the earlier call's release: after it
+            else:
+                try:
+                    going[i] = self._open(topic, records)
+                except Exception as exc:
+                    results[i] = exc
+                    continue
+                taken.update((topic, key) for key in going[i].keys)
+        try:
+            for i, failure in self._acquire_many(going).items():
+                results[i] = failure
+                self._release(going.pop(i))
+            for i, call in list(going.items()):
+                try:
+                    self._send(call)
+                except Exception as exc:  # nothing waited for: released as append does
+                    results[i] = exc
+                    self._release(going.pop(i))
+            try:
+                self._wait([call.batch for call in going.values()])
+            except LogUnavailableError as exc:
+                for i, call in going.items():
+                    if call.batch.waiting > 0:
+                        results[i] = exc
+        finally:
+            for call in going.values():
+                self._release(call)
+        for i, call in going.items():
+            if results[i] is None:
+                try:
+                    results[i] = self._result(call)
+                except Exception as exc:
+                    results[i] = exc
+        for i in later:
+            try:
+                results[i] = self.append(*calls[i])
+            except Exception as exc:
+                results[i] = exc
+        return [r if r is not None else LogError("append not attempted") for r in results]
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise LogError("append on a closed Kafka log writer")
+
+    def _open(self, topic: str, records: Sequence[OutgoingRecord]) -> _Call:
+        """The call with its keys claimed in this process's index and checked against what the topic
+        holds (IdempotencyConflictError, nothing claimed, when a key is stored with another fingerprint)."""
+        call = _Call(topic, records)
+        count = self._log.partition_count(topic)
+        for rec in records:
+            if rec.partition is not None and not 0 <= rec.partition < count:
+                raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
+        if call.keys:
+            with _reading(topic):
+                call.known = self._log.index.claim(topic, call.keys)
+            call.claimed = set(call.keys) - call.known.keys()
+            try:
+                self._check(call)
+            except BaseException:
+                self._release(call)
+                raise
+        return call
+
+    def _check(self, call: _Call) -> None:
+        conflict = _conflict(call.records, call.known)
+        if conflict is not None:
+            raise IdempotencyConflictError(
+                f"idempotency key {conflict!r} is stored in {call.topic!r} with another fingerprint"
+            )
+
+    def _acquire(self, call: _Call) -> Ticket | None:
+        """Win the claim on the call's first key among all API processes (claims.py), or wait until
+        another process stored the keys; ``call.known`` is updated with what the topic holds then."""
+        topic, keys, known = call.topic, call.keys, call.known
+
+        def stored() -> bool:
+            with _reading(topic):
+                known.update(self._log.index.refresh(topic, [k for k in keys if k not in known]))
+            return len(known) == len(keys)
+
+        with _reading(f"__pinpipe-claims.{topic}"):
+            return self._log.claims.acquire(topic, keys[0], stored)
+
+    def _acquire_many(self, calls: Mapping[int, _Call]) -> dict[int, BaseException]:
+        """Tickets for the calls with new keys: every first key claimed in one burst per topic; a call
+        whose claim another process holds then waits as ``append`` does. Returns the calls that failed
+        (same keys as ``calls``) with their errors."""
+        failed: dict[int, BaseException] = {}
+        by_topic: dict[str, list[int]] = {}
+        for i, call in calls.items():
+            if call.claimed:
+                by_topic.setdefault(call.topic, []).append(i)
+        for topic, members in by_topic.items():
+            try:
+                with _reading(f"__pinpipe-claims.{topic}"):
+                    tickets = self._log.claims.acquire_many(topic, [calls[i].keys[0] for i in members])
+            except Exception as exc:
+                failed.update(dict.fromkeys(members, exc))
+                continue
+            for i, ticket in zip(members, tickets, strict=True):
+                call = calls[i]
+                try:
+                    call.ticket = ticket if ticket is not None else self._acquire(call)
+                    self._check(call)
+                except Exception as exc:
+                    failed[i] = exc
+        return failed
+
+    def _send(self, call: _Call) -> None:
+        """Hand the call's records to the producer, each key once (the known ones not at all)."""
+        call.sending = True
+        batch, first = call.batch, call.first
+        for i, rec in enumerate(call.records):
+            ikey = rec.idempotency_key
+            if ikey and (ikey in call.known or ikey in first):
+                batch.skip()
+                continue
+            if ikey:
+                first[ikey] = i
+            if call.ticket is not None:
+                call.ticket.check()
+            self._produce(call.topic, rec, lambda err, msg, i=i: batch.report(i, err, msg))
+
+    def _release(self, call: _Call) -> None:
+        """Tell the index where the call's claimed keys landed (none when nothing was sent)."""
+        if not call.keys:
+            return
+        call.keys = []  # released once
+        if not call.sending:
+            self._log.index.release(call.topic, call.claimed, {}, wrote=False)
+            return
+        placed = {k: call.known[k] for k in call.claimed if k in call.known}  # stored by another process
+        placed |= {
+            k: (*p, call.records[i].fingerprint)
+            for k, i in call.first.items()
+            if (p := call.batch.placed[i]) is not None
+        }
+        self._log.index.release(call.topic, call.claimed, placed)
+
+    def _result(self, call: _Call) -> Placed:
+        if call.batch.errors:
+            raise_for(call.batch.errors[0], f"append to {call.topic!r}")
+        out = []
+        for i, rec in enumerate(call.records):
+            ikey = rec.idempotency_key
+            where = (
+                call.known[ikey][:2]
+                if ikey in call.known
+                else call.batch.placed[call.first[ikey]]
+                if ikey
+                else call.batch.placed[i]
+            )
+            assert where is not None
+            out.append(where)
+        return out
+
+    def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
+        kwargs: dict[str, Any] = {"value": rec.value, "key": rec.key, "on_delivery": on_delivery}
+        if rec.partition is not None:
+            kwargs["partition"] = rec.partition
+        if rec.timestamp is not None:
+            kwargs["timestamp"] = int(rec.timestamp * 1000)
+        headers = list(rec.headers)
+        if rec.idempotency_key:
+            headers.append((HEADER, rec.idempotency_key.encode()))
+            if rec.fingerprint is not None:
+                headers.append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
+        if headers:
+            kwargs["headers"] = headers
+        while True:
+            try:
+                self._producer.produce(topic, **kwargs)
+                return
+            except BufferError:  # local queue full: serve delivery reports, then try again
+                self._producer.poll(0.05)
+
+    def _wait(self, batches: Sequence[_Batch]) -> None:
+        """Serve delivery reports until every record of ``batches`` has one. Every record of the calls
+        is queued by now, so waiting ``linger.ms`` for more would only delay them: flushing sends what is
+        queued at once (records of other threads' calls included)."""
+        # message.timeout.ms bounds every record; the margin covers delivery-report scheduling.
+        deadline = time.monotonic() + self._log.timeout_s + 5
+        while any(batch.waiting > 0 for batch in batches):
+            if time.monotonic() > deadline:
+                raise LogUnavailableError("Kafka: delivery reports did not arrive in time")
+            self._producer.flush(0.01)
+
+    def flush(self) -> None:
+        left = self._producer.flush(self._log.timeout_s)
+        if left:
+            raise LogUnavailableError(f"Kafka: {left} records still undelivered after {self._log.timeout_s}s")
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._producer.flush(self._log.timeout_s)
