@@ -28,9 +28,10 @@ import orjson
 from fastapi import APIRouter, Header, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.types import Receive
 
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.body import Gate, error_docs
+from pinpipe.ingest.body import Gate, Sent, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
 from pinpipe.ingest.idempotency import RequestKey
@@ -120,16 +121,27 @@ class Producer:
     async def __call__(
         self, topic: str, request: Request, idempotency_key: str | None, partition: int | None = None
     ) -> Response:
-        principal = self.gate.caller(request, topic)
-        fmt = embedded_format(request.headers.get("content-type"))
-        body = await self.gate.body(request, ACCEPTED)
-        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        headers = request.headers
+        sent = Sent(
+            headers.get("x-api-key"),
+            headers.get("authorization"),
+            headers.get("content-type"),
+            headers.get("content-length"),
+            idempotency_key,
+        )
+        return KafkaJSONResponse(await self.produce(topic, sent, request.receive, partition))
+
+    async def produce(self, topic: str, sent: Sent, receive: Receive, partition: int | None = None) -> bytes:
+        """The answer's body, once the log holds the records (ApiError when the request is refused)."""
+        principal = self.gate.caller_of(sent.api_key, sent.authorization, topic)
+        fmt = embedded_format(sent.content_type)
+        body = await self.gate.read_body(receive, sent, ACCEPTED)
+        key = sent.idempotency_key
+        request_key = RequestKey(principal.name, key, body) if key else None
         if self.service.can_produce_inline("topics", topic, body):
             items = self.items(topic, body, fmt, partition)
-            outcomes = await self.service.produce_inline("topics", topic, items, request_key)
-            return KafkaJSONResponse(answer(outcomes))
-        content = await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
-        return KafkaJSONResponse(content)
+            return answer(await self.service.produce_inline("topics", topic, items, request_key))
+        return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
 
     def items(self, topic: str, body: bytes, fmt: Format, partition: int | None) -> list[Item]:
         count = self.service.partitions("topics", topic)  # 40401 before looking at the body
