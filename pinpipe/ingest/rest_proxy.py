@@ -77,19 +77,25 @@ def parse_records(
             ErrorCode.TOO_MANY_RECORDS, f"too many records: {len(records)} > {max_records} per request"
         )
     items = []
-    for i, record in enumerate(records):
-        where = f"records[{i}]"
+    for i, record in enumerate(records):  # the common case (no partition, no headers) costs no call
         if not isinstance(record, dict) or "value" not in record:
-            raise ApiError(ErrorCode.INVALID, f"{where} must be an object with a 'value'")
-        own = record_partition(record.get("partition"), where)
-        if partition is not None and own is not None:
-            raise ApiError(ErrorCode.INVALID, f"{where}.partition: the path names the partition already")
+            raise ApiError(ErrorCode.INVALID, f"records[{i}] must be an object with a 'value'")
+        own = record.get("partition")
+        if own is not None:
+            own = record_partition(own, f"records[{i}]")
+            if partition is not None and own is not None:
+                raise ApiError(
+                    ErrorCode.INVALID, f"records[{i}].partition: the path names the partition already"
+                )
         if fmt == "binary":
-            item = binary_item(record["value"], record.get("key"), where, kind_known)
+            item = binary_item(record["value"], record.get("key"), f"records[{i}]", kind_known)
         else:
-            item = Item(record["value"], encode_key(record.get("key")))
+            key = record.get("key")
+            item = Item(record["value"], None if key is None else encode_key(key))
         item.partition = partition if partition is not None else own
-        item.headers = parse_headers(record.get("headers"), where)
+        headers = record.get("headers")
+        if headers is not None:
+            item.headers = parse_headers(headers, f"records[{i}]")
         items.append(item)
     return items
 
