@@ -167,6 +167,8 @@ def identity_problem(kind: Kind, value: Any) -> str | None:
     """Why an object of ``kind`` cannot be told apart from others (no identifying ``index``/``ind``), or
     None. The API refuses such a record; the consumers still clean one that reached the log another way."""
     field = KEY_FIELD[kind]
+    if type(value) is dict and value.get(field) is not None:  # the common case, no Mapping check
+        return None
     if isinstance(value, Mapping) and value.get(field) is None:
         return f"a {kind} record needs its identifying field '{field}' (an integer)"
     return None
