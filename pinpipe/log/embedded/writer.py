@@ -2,11 +2,13 @@
 
 Group commit: when several threads share a writer (the API server answers requests from a thread pool),
 the first caller becomes the leader and runs one transaction for every call queued meanwhile. The group
-reads each topic and its stored idempotency keys once, places every call's records in memory, then writes
-one INSERT batch per partition. A call that fails (unknown topic, bad partition, key conflict) fails while
-being placed, before anything is written, and gets its error alone; the others commit together, paying
-for one fsync instead of one each. An error while writing fails the whole group. Every
-caller returns only after the COMMIT that holds its records: durability is unchanged.
+reads each topic (with its partition ends) and its stored idempotency keys once, places every call's
+records in memory, then writes multi-row INSERTs per partition and one UPDATE of the end offsets: few
+statements, since each one releases the GIL and may wait to get it back from a busy event loop. A call
+that fails (unknown topic, bad partition, key conflict) fails while being placed, before anything is
+written, and gets its error alone; the others commit together, paying for one fsync instead of one each.
+An error while writing fails the whole group. Every caller returns only after the COMMIT that holds its
+records: durability is unchanged.
 """
 
 from __future__ import annotations
