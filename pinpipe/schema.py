@@ -132,10 +132,43 @@ _PLAN: dict[str, tuple[tuple[str, type | None, str], ...]] = {
 }
 
 
+# Per kind: every field, the exact type each must have (datetimes are strings), the int, float and datetime
+# fields: validate_record's check of a whole record at once (a record with a missing, null or other-typed
+# field takes the field-by-field path, which says what is wrong).
+_WHOLE: dict[
+    str, tuple[tuple[str, ...], tuple[type, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+] = {
+    kind: (
+        tuple(fields),
+        tuple(_EXACT.get(expected, str) for expected in fields.values()),
+        tuple(f for f, expected in fields.items() if expected == "int"),
+        tuple(f for f, expected in fields.items() if expected == "float"),
+        tuple(f for f, expected in fields.items() if expected == "datetime"),
+    )
+    for kind, fields in FIELDS.items()
+}
+
+
+def _whole_record_ok(kind: Kind, value: dict[str, Any]) -> bool:
+    fields, types, ints, floats, datetimes = _WHOLE[kind]
+    if tuple(map(type, map(value.get, fields))) != types:
+        return False
+    for field in ints:
+        if not BIGINT_MIN <= value[field] <= BIGINT_MAX:
+            return False
+    for field in floats:
+        number = value[field]
+        if number - number != 0.0:  # inf or NaN
+            return False
+    return all(_type_ok("datetime", value[field]) for field in datetimes)
+
+
 def identity_problem(kind: Kind, value: Any) -> str | None:
     """Why an object of ``kind`` cannot be told apart from others (no identifying ``index``/``ind``), or
     None. The API refuses such a record; the consumers still clean one that reached the log another way."""
     field = KEY_FIELD[kind]
+    if type(value) is dict and value.get(field) is not None:  # the common case, no Mapping check
+        return None
     if isinstance(value, Mapping) and value.get(field) is None:
         return f"a {kind} record needs its identifying field '{field}' (an integer)"
     return None
@@ -143,6 +176,8 @@ def identity_problem(kind: Kind, value: Any) -> str | None:
 
 def validate_record(kind: Kind, value: Any) -> list[str]:
     """Problems with ``value`` as a record of ``kind``; an empty list means it is valid."""
+    if type(value) is dict and _whole_record_ok(kind, value):
+        return []
     if type(value) is not dict and not isinstance(value, Mapping):
         return [f"a {kind} record must be a JSON object, got {type(value).__name__}"]
     problems = []

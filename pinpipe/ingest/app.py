@@ -6,9 +6,9 @@ in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the l
 prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefixes only) and
 ``/openapi.json``. Appends block, so they run in the threadpool, except small produce bodies on a log
 whose writer commits groups (the embedded log): those are checked on the event loop and appended through
-one committing thread (:mod:`pinpipe.ingest.committer`), and the two single-record produce paths skip the
-framework's routing (:mod:`pinpipe.ingest.fast_path`). Either way the answer is sent only after the log
-accepted the records.
+one committing thread (:mod:`pinpipe.ingest.committer`), and the two single-record produce paths are
+answered before the framework's middleware and routing (:mod:`pinpipe.ingest.fast_path`). Either way the
+answer is sent only after the log accepted the records.
 
 Every failure answers ``{"error_code": N, "message": ...}`` (Kinesis-style on ``/streams``): ApiError and
 the framework's own errors (unknown route 40401, wrong method 40501 with an ``Allow`` header listing every
@@ -52,6 +52,21 @@ from pinpipe.ingest.service import IngestService
 from pinpipe.log import Log, open_settings_log
 
 logger = logging.getLogger("pinpipe.api")
+
+
+class IngestAPI(FastAPI):
+    """The FastAPI app, with the single-record produce requests answered before the framework's layers
+    (:mod:`pinpipe.ingest.fast_path`)."""
+
+    fast_path: ProduceFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.fast_path is not None:
+            matched = self.fast_path.match(scope)
+            if matched is not None:
+                await self.fast_path.answer(scope, receive, send, *matched)
+                return
+        await super().__call__(scope, receive, send)
 
 
 class GuardMiddleware:
@@ -192,7 +207,7 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
         for owned_log in owned:
             owned_log.close()
 
-    app = FastAPI(
+    app = IngestAPI(
         title="pinpipe ingestion API",
         version=__version__,
         description="Kafka REST Proxy v2 and Kinesis-style produce endpoints in front of the pinpipe log.",
@@ -208,8 +223,8 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     _install_error_handlers(app)
     _document_security(app, secured=not keys.open)
     producer = Producer(service, gate, settings.api.max_records)
-    app.add_middleware(ProduceFastPath, producer=producer)
-    app.add_middleware(GuardMiddleware, metrics=metrics)  # outside the fast path: it times that too
+    app.fast_path = ProduceFastPath(producer, metrics)
+    app.add_middleware(GuardMiddleware, metrics=metrics)
     app.include_router(rest_proxy_router(service, gate, producer))
     app.include_router(rest_v3_router(service, gate, settings.api.max_records))
     kinesis_ops = KinesisOps(service, settings.api.max_records)

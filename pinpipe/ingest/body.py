@@ -4,15 +4,20 @@ A body is bounded three ways: its size (``api.max_body_bytes``, 413), the time i
 (``api.body_timeout_s``, 408), and, across every connection, the bytes held by bodies still arriving
 (``api.max_pending_body_bytes``, 503 with ``Retry-After``). The last two close the connection, so a client
 that sends part of a body and stalls holds neither memory nor a connection for longer than the timeout.
+
+The gate reads the request as ASGI gives it (:class:`Sent`: the few headers it needs, found in one pass;
+the body from ``receive``), so the produce fast path needs no framework request object.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
+from starlette.types import Receive
 
 from pinpipe.errors import ConfigError, ErrorCode
 from pinpipe.ingest.auth import KeyRing, Principal, RateLimiter, authorize
@@ -34,6 +39,89 @@ class PendingBytes:
 
     def give(self, size: int) -> None:
         self.held -= size
+
+
+@dataclass(slots=True)
+class Sent:
+    """The request headers the API reads (the first of each, as the framework's ``headers.get``)."""
+
+    api_key: str | None = None
+    authorization: str | None = None
+    content_type: str | None = None
+    content_length: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, raw: Iterable[tuple[bytes, bytes]]) -> Sent:
+        """From the ASGI scope's ``headers`` (lower-case names, latin-1 values)."""
+        sent = cls()
+        for name, value in raw:
+            field = _FIELDS.get(name)
+            if field is not None and getattr(sent, field) is None:
+                setattr(sent, field, value.decode("latin-1"))
+        return sent
+
+
+_FIELDS = {
+    b"x-api-key": "api_key",
+    b"authorization": "authorization",
+    b"content-type": "content_type",
+    b"content-length": "content_length",
+    b"idempotency-key": "idempotency_key",
+}
+
+
+class Deadlines:
+    """The body timeout of every request reading its body, kept by one timer per event loop: a timer per
+    request costs more than reading a small body. Every ``tick`` the timer cancels the tasks past their
+    deadline; :meth:`Gate.read_body` turns that cancellation into 408. A stalled body is therefore
+    answered between ``seconds`` and ``seconds + tick`` after its read began."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tick = min(1.0, seconds / 8)
+        self._loops: dict[asyncio.AbstractEventLoop, _Watch] = {}
+
+    def watch(self) -> _Watch:
+        """The watch of the running loop (one per loop: tests run apps on several)."""
+        loop = asyncio.get_running_loop()
+        watch = self._loops.get(loop)
+        if watch is None:
+            for old in [old for old in self._loops if old.is_closed()]:
+                del self._loops[old]
+            watch = self._loops[loop] = _Watch(loop, self.seconds, self.tick)
+        return watch
+
+
+class _Watch:
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float, tick: float) -> None:
+        self.loop = loop
+        self.seconds = seconds
+        self.tick = tick
+        self.waiting: dict[asyncio.Task[Any], float] = {}
+        self.expired: set[asyncio.Task[Any]] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, task: asyncio.Task[Any]) -> None:
+        self.waiting[task] = self.loop.time() + self.seconds
+        if self.timer is None:
+            self.timer = self.loop.call_later(self.tick, self._check)
+
+    def stop(self, task: asyncio.Task[Any]) -> bool:
+        """Forget ``task``; True when it was cancelled for its deadline."""
+        del self.waiting[task]
+        if self.expired and task in self.expired:
+            self.expired.discard(task)
+            return True
+        return False
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        for task, deadline in self.waiting.items():
+            if deadline <= now and task not in self.expired:
+                self.expired.add(task)
+                task.cancel()
+        self.timer = self.loop.call_later(self.tick, self._check) if self.waiting else None
 
 
 class Gate:
@@ -59,34 +147,57 @@ class Gate:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.pending = PendingBytes(max_pending_body_bytes)
+        self.deadlines = Deadlines(body_timeout_s)
 
     def caller(self, request: Request, name: str | None = None) -> Principal:
         """The authenticated caller (40101), allowed to use ``name`` (40301), within its rate (42901)."""
         headers = request.headers
-        principal = self.keys.authenticate(headers.get("x-api-key"), headers.get("authorization"))
+        return self.caller_of(headers.get("x-api-key"), headers.get("authorization"), name)
+
+    def caller_of(self, api_key: str | None, authorization: str | None, name: str | None = None) -> Principal:
+        """:meth:`caller` from the two headers that carry a key."""
+        principal = self.keys.authenticate(api_key, authorization)
         if name is not None:
             authorize(principal, name)
         self.limiter.check(principal.name)
         return principal
 
     async def body(self, request: Request, accepted: Collection[str], allow_missing: bool = False) -> bytes:
+        """:meth:`read_body` of a framework request."""
+        headers = request.headers
+        sent = Sent(content_type=headers.get("content-type"), content_length=headers.get("content-length"))
+        return await self.read_body(request.receive, sent, accepted, allow_missing)
+
+    async def read_body(
+        self, receive: Receive, sent: Sent, accepted: Collection[str], allow_missing: bool = False
+    ) -> bytes:
         """The raw body: 415 for another content type, 413 beyond ``max_body_bytes`` (checked on the
         declared length first, then while reading, so an oversized body is never held in memory), 408
         when it does not arrive within ``body_timeout_s``, 503 when the bodies arriving on every
         connection would hold more than ``max_pending_body_bytes``."""
-        check_content_type(request.headers.get("content-type"), accepted, allow_missing)
+        check_content_type(sent.content_type, accepted, allow_missing)
         limit = self.max_body_bytes
-        declared = request.headers.get("content-length")
-        too_big = ApiError(ErrorCode.BODY_TOO_LARGE, f"request body larger than {limit} bytes")
+        declared = sent.content_length
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise too_big
+            raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body larger than {limit} bytes")
         chunks = []
         size = 0  # held in ``chunks`` and counted in ``pending``
+        task = asyncio.current_task()
+        assert task is not None
+        watch = self.deadlines.watch()
+        watch.start(task)
+        expired = False
         try:
-            async with asyncio.timeout(self.body_timeout_s):  # lighter than anyio's cancel scope
-                async for chunk in request.stream():
+            try:
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # http.disconnect
+                        raise ApiError(
+                            ErrorCode.MALFORMED_BODY, "client disconnected before the body was complete"
+                        )
+                    chunk = message.get("body", b"")
                     if size + len(chunk) > limit:
-                        raise too_big
+                        raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body larger than {limit} bytes")
                     if not self.pending.take(len(chunk)):
                         raise ApiError(
                             ErrorCode.BODIES_PENDING,
@@ -95,19 +206,21 @@ class Gate:
                         )
                     size += len(chunk)
                     chunks.append(chunk)
-        except TimeoutError:
+                    if not message.get("more_body", False):
+                        break
+            finally:
+                expired = watch.stop(task)
+                self.pending.give(size)
+        except asyncio.CancelledError:
+            if not expired:
+                raise
+            task.uncancel()
             raise ApiError(
                 ErrorCode.BODY_TIMEOUT,
                 f"request body not received within {self.body_timeout_s:g} s",
                 {"Connection": "close"},
             ) from None
-        except ClientDisconnect:
-            raise ApiError(
-                ErrorCode.MALFORMED_BODY, "client disconnected before the body was complete"
-            ) from None
-        finally:
-            self.pending.give(size)
-        return b"".join(chunks)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def check_content_type(given: str | None, accepted: Collection[str], allow_missing: bool) -> None:

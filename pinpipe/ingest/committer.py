@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
 import threading
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
@@ -36,56 +37,66 @@ class GroupWriter(Protocol):
 
 
 class Committer:
-    """One committing thread for a :class:`GroupWriter`, started by the first append."""
+    """One committing thread for a :class:`GroupWriter`, started by the first append. Appends reach it
+    through a ``SimpleQueue`` (a C queue: cheaper for the event loop than a condition variable)."""
 
     def __init__(self, writer: GroupWriter) -> None:
         self._writer = writer
-        self._cond = threading.Condition()
-        self._pending: list[_Pending] = []
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> asyncio.Future[Placed]:
         """Queue one append (from the event loop); the future holds its positions or its error."""
         future: asyncio.Future[Placed] = asyncio.get_running_loop().create_future()
-        with self._cond:
+        with self._lock:  # so that nothing is queued behind the stop mark
             if self._closed:
                 raise LogError("the API is stopping: nothing more is appended")
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pinpipe-committer", daemon=True)
                 self._thread.start()
-            self._pending.append((topic, records, future))
-            self._cond.notify()
+            self._queue.put((topic, records, future))
         return future
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread."""
-        with self._cond:
+        with self._lock:
             self._closed = True
-            self._cond.notify()
             thread = self._thread
+            self._queue.put(None)
         if thread is not None:
             thread.join()
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending:
-                    return
-                group, self._pending = self._pending, []
-            results: list[Placed | BaseException]
-            try:
-                results = self._writer.append_many([(topic, records) for topic, records, _ in group])
-            except BaseException as exc:  # the whole group failed: every caller gets the error
-                results = [exc] * len(group)
-            by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
-            for (_, _, future), result in zip(group, results, strict=True):
-                by_loop.setdefault(future.get_loop(), []).append((future, result))
-            for loop, settled in by_loop.items():
-                with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these any more
-                    loop.call_soon_threadsafe(_settle, settled)
+        stopping = False
+        while not stopping:
+            group: list[_Pending] = []
+            item = self._queue.get()
+            while True:
+                if item is None:
+                    stopping = True
+                else:
+                    group.append(item)
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if group:
+                self._commit(group)
+
+    def _commit(self, group: list[_Pending]) -> None:
+        results: list[Placed | BaseException]
+        try:
+            results = self._writer.append_many([(topic, records) for topic, records, _ in group])
+        except BaseException as exc:  # the whole group failed: every caller gets the error
+            results = [exc] * len(group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+        for (_, _, future), result in zip(group, results, strict=True):
+            by_loop.setdefault(future.get_loop(), []).append((future, result))
+        for loop, settled in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these any more
+                loop.call_soon_threadsafe(_settle, settled)
 
 
 def _settle(settled: list[_Settled]) -> None:

@@ -28,9 +28,10 @@ import orjson
 from fastapi import APIRouter, Header, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
+from starlette.types import Receive
 
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.body import Gate, error_docs
+from pinpipe.ingest.body import Gate, Sent, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
 from pinpipe.ingest.idempotency import RequestKey
@@ -76,19 +77,25 @@ def parse_records(
             ErrorCode.TOO_MANY_RECORDS, f"too many records: {len(records)} > {max_records} per request"
         )
     items = []
-    for i, record in enumerate(records):
-        where = f"records[{i}]"
+    for i, record in enumerate(records):  # the common case (no partition, no headers) costs no call
         if not isinstance(record, dict) or "value" not in record:
-            raise ApiError(ErrorCode.INVALID, f"{where} must be an object with a 'value'")
-        own = record_partition(record.get("partition"), where)
-        if partition is not None and own is not None:
-            raise ApiError(ErrorCode.INVALID, f"{where}.partition: the path names the partition already")
+            raise ApiError(ErrorCode.INVALID, f"records[{i}] must be an object with a 'value'")
+        own = record.get("partition")
+        if own is not None:
+            own = record_partition(own, f"records[{i}]")
+            if partition is not None and own is not None:
+                raise ApiError(
+                    ErrorCode.INVALID, f"records[{i}].partition: the path names the partition already"
+                )
         if fmt == "binary":
-            item = binary_item(record["value"], record.get("key"), where, kind_known)
+            item = binary_item(record["value"], record.get("key"), f"records[{i}]", kind_known)
         else:
-            item = Item(record["value"], encode_key(record.get("key")))
+            key = record.get("key")
+            item = Item(record["value"], None if key is None else encode_key(key))
         item.partition = partition if partition is not None else own
-        item.headers = parse_headers(record.get("headers"), where)
+        headers = record.get("headers")
+        if headers is not None:
+            item.headers = parse_headers(headers, f"records[{i}]")
         items.append(item)
     return items
 
@@ -120,16 +127,27 @@ class Producer:
     async def __call__(
         self, topic: str, request: Request, idempotency_key: str | None, partition: int | None = None
     ) -> Response:
-        principal = self.gate.caller(request, topic)
-        fmt = embedded_format(request.headers.get("content-type"))
-        body = await self.gate.body(request, ACCEPTED)
-        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        headers = request.headers
+        sent = Sent(
+            headers.get("x-api-key"),
+            headers.get("authorization"),
+            headers.get("content-type"),
+            headers.get("content-length"),
+            idempotency_key,
+        )
+        return KafkaJSONResponse(await self.produce(topic, sent, request.receive, partition))
+
+    async def produce(self, topic: str, sent: Sent, receive: Receive, partition: int | None = None) -> bytes:
+        """The answer's body, once the log holds the records (ApiError when the request is refused)."""
+        principal = self.gate.caller_of(sent.api_key, sent.authorization, topic)
+        fmt = embedded_format(sent.content_type)
+        body = await self.gate.read_body(receive, sent, ACCEPTED)
+        key = sent.idempotency_key
+        request_key = RequestKey(principal.name, key, body) if key else None
         if self.service.can_produce_inline("topics", topic, body):
             items = self.items(topic, body, fmt, partition)
-            outcomes = await self.service.produce_inline("topics", topic, items, request_key)
-            return KafkaJSONResponse(answer(outcomes))
-        content = await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
-        return KafkaJSONResponse(content)
+            return answer(await self.service.produce_inline("topics", topic, items, request_key))
+        return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
 
     def items(self, topic: str, body: bytes, fmt: Format, partition: int | None) -> list[Item]:
         count = self.service.partitions("topics", topic)  # 40401 before looking at the body

@@ -418,3 +418,37 @@ def test_base64_is_not_decoded_on_the_rest_proxy(client, log: Log) -> None:
     encoded = base64.b64encode(b'{"a": 1}').decode()
     produce(client, "0a1b2c3d4e5f.pin", [{"value": {"index": 1, "title": encoded}}])
     assert orjson.loads(read_all(log, PIN)[0].value) == {"index": 1, "title": encoded}
+
+
+def test_single_record_produce_is_answered_before_the_framework_middleware(settings: Settings) -> None:
+    """The produce paths are answered by the outermost callable (same answer, same metrics); other
+    requests, and a produce whose header the route's validation must judge, go through the framework."""
+    from fastapi.testclient import TestClient
+
+    from pinpipe.ingest import create_app
+
+    seen: list[str] = []
+
+    class Recorder:
+        def __init__(self, app) -> None:
+            self.app = app
+
+        async def __call__(self, scope, receive, send) -> None:
+            if scope["type"] == "http":
+                seen.append(scope["path"])
+            await self.app(scope, receive, send)
+
+    app = create_app(settings, log=MemoryLog())
+    app.add_middleware(Recorder)
+    with TestClient(app) as client:
+        response = produce(client, GEO, [{"value": GEO_RECORD}], {"Idempotency-Key": "a"})
+        assert response.status_code == 200 and response.json()["offsets"][0]["offset"] == 0
+        assert (
+            produce(client, GEO, [{"value": GEO_RECORD}], {"Idempotency-Key": "a"}).json() == response.json()
+        )
+        refused = produce(client, GEO, [{"value": GEO_RECORD}], {"Idempotency-Key": "k" * 257})
+        assert refused.status_code == 400 and refused.json()["error_code"] == 40002
+        assert client.get("/healthz").status_code == 200
+        text = client.get("/metrics").text
+    assert seen == [f"/topics/{GEO}", "/healthz", "/metrics"]
+    assert 'pinpipe_api_requests_total{route="/topics/{topic}",method="POST",status="200"} 2' in text

@@ -412,3 +412,33 @@ def test_one_group_keeps_keys_offsets_and_failures_per_call(tmp_path: Path) -> N
     assert values == [b"s", b"a", b"b", b"f"]
     assert log.end_offsets("t") == {0: 4}
     log.close()
+
+
+def test_a_group_larger_than_one_insert_statement_keeps_every_record_in_order(tmp_path: Path) -> None:
+    """A group's rows go in as multi-row INSERTs of a bounded size: a call of 300 records to one
+    partition and one spread over three are stored whole, in order, with the end offsets they moved."""
+    log = make_log(tmp_path)
+    log.create_topic("one", 1)
+    log.create_topic("three", 3)
+    writer = log.writer()
+    values = [b'{"n":%d}' % n for n in range(300)]
+    results = writer.append_many(
+        [
+            ("one", [OutgoingRecord(v, idempotency_key=f"k{i}") for i, v in enumerate(values)]),
+            ("three", [OutgoingRecord(v) for v in values]),
+            ("one", [OutgoingRecord(b"last")]),
+        ]
+    )
+    assert results[0] == [(0, n) for n in range(300)] and results[2] == [(0, 300)]
+    spread = results[1]
+    assert not isinstance(spread, BaseException)
+    assert Counter(p for p, _ in spread) == {0: 100, 1: 100, 2: 100}
+    assert log.end_offsets("one") == {0: 301} and log.end_offsets("three") == {0: 100, 1: 100, 2: 100}
+    reader = log.reader("g", ["one"])
+    stored = []
+    while batch := reader.poll(1_000, 0.05):
+        stored += batch
+    assert [r.value for r in stored] == [*values, b"last"]
+    assert writer.append("one", [OutgoingRecord(b"again", idempotency_key="k7")]) == [(0, 7)]
+    writer.close()
+    log.close()

@@ -117,3 +117,32 @@ def test_console_entry_point_keeps_exit_status_and_output(tmp_path) -> None:
         failed.stderr.strip()
         == "pinpipe: error: unknown lake URL 'bogus://x': use file:///dir or s3://bucket/prefix"
     )
+
+
+@pytest.mark.parametrize(
+    ("change", "problems"),
+    [
+        ({}, 0),
+        ({"ind": 2**63}, 1),
+        ({"ind": True}, 1),
+        ({"latitude": float("inf")}, 1),
+        ({"longitude": float("nan")}, 1),
+        ({"latitude": 2}, 0),
+        ({"timestamp": "2020-13-01 00:00:00"}, 1),
+        ({"timestamp": None}, 0),
+        ({"country": 7}, 1),
+    ],
+)
+def test_a_complete_record_is_judged_as_field_by_field(change: dict, problems: int) -> None:
+    """Complete records are checked at once (the common case, cheap); the verdict is the same as the
+    field-by-field check's."""
+    record = {
+        "ind": 1,
+        "timestamp": "2020-01-01 00:00:00",
+        "latitude": 1.5,
+        "longitude": -2.0,
+        "country": "F",
+    }
+    assert len(validate_record("geo", {**record, **change})) == problems
+    pin = {"index": 2**63 - 1, "downloaded": -(2**63), **{f: "x" for f in ("unique_id", "title", "category")}}
+    assert validate_record("pin", pin) == []

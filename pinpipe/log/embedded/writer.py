@@ -2,11 +2,13 @@
 
 Group commit: when several threads share a writer (the API server answers requests from a thread pool),
 the first caller becomes the leader and runs one transaction for every call queued meanwhile. The group
-reads each topic and its stored idempotency keys once, places every call's records in memory, then writes
-one INSERT batch per partition. A call that fails (unknown topic, bad partition, key conflict) fails while
-being placed, before anything is written, and gets its error alone; the others commit together, paying
-for one fsync instead of one each. An error while writing fails the whole group. Every
-caller returns only after the COMMIT that holds its records: durability is unchanged.
+reads each topic (with its partition ends) and its stored idempotency keys once, places every call's
+records in memory, then writes multi-row INSERTs per partition and one UPDATE of the end offsets: few
+statements, since each one releases the GIL and may wait to get it back from a busy event loop. A call
+that fails (unknown topic, bad partition, key conflict) fails while being placed, before anything is
+written, and gets its error alone; the others commit together, paying for one fsync instead of one each.
+An error while writing fails the whole group. Every caller returns only after the COMMIT that holds its
+records: durability is unchanged.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from pinpipe.log.embedded.db import connect, encode_headers, enforce_retention, 
 from pinpipe.log.partitioner import partition_for_key
 
 _KEY_CACHE = 65_536
+_ROWS_PER_INSERT = 128
+"""Rows per INSERT statement (7 values each, far below SQLite's variable limit): a group is written in a
+few statements, since each one hands the GIL to the event loop and waits to get it back."""
 
 
 _Row = tuple[int, bytes | None, bytes, float, str | None, str | None, bytes | None]
@@ -175,19 +180,24 @@ class EmbeddedLogWriter:
 
     @staticmethod
     def _load_topics(conn: sqlite3.Connection, group: list[_Call]) -> dict[str, _Topic | None]:
-        """Each topic of the group once: its id, partition ends and the group's stored idempotency keys."""
+        """Each topic of the group once: its id, partition ends (one row for the topic) and the group's
+        stored idempotency keys."""
         topics: dict[str, _Topic | None] = {}
         for call in group:
             if call.topic in topics:
                 continue
-            row = conn.execute("SELECT id, partitions FROM topics WHERE name = ?", (call.topic,)).fetchone()
-            if row is None:
+            topic_id, count, ends_text = conn.execute(
+                "SELECT t.id, t.partitions, group_concat(p.partition || ' ' || p.end_offset) "
+                "FROM topics t JOIN partitions p ON p.topic_id = t.id WHERE t.name = ?",
+                (call.topic,),
+            ).fetchone()
+            if topic_id is None:
                 topics[call.topic] = None
                 continue
-            topic_id, count = row
-            ends = dict(
-                conn.execute("SELECT partition, end_offset FROM partitions WHERE topic_id = ?", (topic_id,))
-            )
+            ends: dict[int, int] = {}
+            for pair in ends_text.split(","):
+                partition, end = pair.split(" ")
+                ends[int(partition)] = int(end)
             keys = {r.idempotency_key for c in group if c.topic == call.topic for r in c.records}
             keys.discard(None)
             keys.discard("")
@@ -249,14 +259,29 @@ class EmbeddedLogWriter:
 
     @staticmethod
     def _write(conn: sqlite3.Connection, state: _Topic) -> None:
-        """The group's rows of one topic: one INSERT batch and one end-offset update per partition."""
+        """The group's rows of one topic: multi-row INSERTs per partition and one end-offset UPDATE."""
         for p, batch in state.rows.items():
-            conn.executemany(f"INSERT INTO {table(state.id, p)} VALUES (?, ?, ?, ?, ?, ?, ?)", batch)
-            conn.execute(
-                "UPDATE partitions SET end_offset = ?, bytes = bytes + ? "
-                "WHERE topic_id = ? AND partition = ?",
-                (state.ends[p], state.added[p], state.id, p),
-            )
+            for i in range(0, len(batch), _ROWS_PER_INSERT):
+                chunk = batch[i : i + _ROWS_PER_INSERT]
+                marks = ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+                conn.execute(
+                    f"INSERT INTO {table(state.id, p)} VALUES {marks}", [v for row in chunk for v in row]
+                )
+        written = list(state.rows)
+        if not written:  # every call of the group was a retry of stored records
+            return
+        cases = " ".join(["WHEN ? THEN ?"] * len(written))
+        conn.execute(
+            f"UPDATE partitions SET end_offset = CASE partition {cases} END, "
+            f"bytes = bytes + CASE partition {cases} END "
+            f"WHERE topic_id = ? AND partition IN ({','.join('?' * len(written))})",
+            [
+                *(v for p in written for v in (p, state.ends[p])),
+                *(v for p in written for v in (p, state.added[p])),
+                state.id,
+                *written,
+            ],
+        )
 
     def _partition_of(self, key: bytes, count: int) -> int:
         """Kafka's partition of a key, remembered: murmur2 in Python costs microseconds per key."""
