@@ -43,7 +43,7 @@ def test_config_show_names_each_settings_layer_and_masks_secrets(tmp_path: Path)
     )
     assert rows["source.url"] == ("postgresql+psycopg://me:********@db.example/pins", "flag")
     assert rows["log.url"] == ("kafka://broker:9092?sasl.password=********", "flag")
-    assert rows["stream.max_records"] == ("1000", "default")
+    assert rows["stream.max_records"] == ("20000", "default")
     assert rows["lake_url"] == ((tmp_path / ".pinpipe" / "lake").as_uri(), "derived from workdir")
     assert rows["stream_log_url"][1] == "same as log_url"
     assert not (tmp_path / ".pinpipe").exists()
