@@ -16,17 +16,14 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pinpipe._optional import require
 from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.kafka.claims import Ticket
-from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, Placement
+from pinpipe.log.kafka.claims import KafkaClaims, Ticket
+from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
 from pinpipe.log.kafka.reader import raise_for
-
-if TYPE_CHECKING:
-    from pinpipe.log.kafka.log import KafkaLog
 
 ck = require("confluent_kafka", "kafka")
 
@@ -35,6 +32,17 @@ Placed = list[tuple[int, int]]
 PRODUCER = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random", "linger.ms": 5}
 """The records' producer settings (before the log's own): acknowledged by every in-sync replica, never
 written twice by the producer's own retries, keyed records placed as Kafka's Java clients place them."""
+
+
+class KafkaCluster(Protocol):
+    """What a writer needs of :class:`pinpipe.log.kafka.log.KafkaLog` (which builds the writer)."""
+
+    timeout_s: float
+    common: dict[str, Any]
+    index: KafkaIdempotencyIndex
+    claims: KafkaClaims
+
+    def partition_count(self, topic: str) -> int: ...
 
 
 class _Batch:
@@ -104,7 +112,7 @@ class KafkaLogWriter:
     """An idempotent producer; ``append`` returns once every record is acknowledged by all in-sync
     replicas (or raises). Safe to share between threads."""
 
-    def __init__(self, log: KafkaLog) -> None:
+    def __init__(self, log: KafkaCluster) -> None:
         self._log = log
         ms = int(log.timeout_s * 1000)
         self.config: dict[str, Any] = {**PRODUCER, "message.timeout.ms": ms, **log.common}
@@ -131,28 +139,41 @@ class KafkaLogWriter:
     ) -> list[Placed | BaseException]:
         """Several appends at once, each with the result ``append`` would give it (its positions or its
         error): the claims of every call are sent together and read back once, then every record is
-        produced and waited for once. A call repeating a key of an earlier call waits for that one."""
+        produced and waited for once. A call repeating a key of an earlier call waits for that one.
+        Once one step finds the cluster out of reach (LogUnavailableError, after ``timeout_s``), the calls
+        not yet attempted get the same error at once: a group pays the timeout once, not once a call or
+        a topic, so the requests behind it are answered 503 while the broker is down."""
         self._ensure_open()
         results: list[Placed | BaseException | None] = [None] * len(calls)
         going: dict[int, _Call] = {}
         later: list[int] = []
         taken: set[tuple[str, str]] = set()
+        down: LogUnavailableError | None = None  # once the cluster is out of reach, the rest fail at once
         for i, (topic, records) in enumerate(calls):
             if not records:
                 results[i] = []
             elif any((topic, key) in taken for key in _keys(records)):
                 later.append(i)  # its index claim would wait for the earlier call's release: after it
+            elif down is not None:
+                results[i] = down
             else:
                 try:
                     going[i] = self._open(topic, records)
                 except Exception as exc:
                     results[i] = exc
+                    down = exc if isinstance(exc, LogUnavailableError) else None
                     continue
                 taken.update((topic, key) for key in going[i].keys)
         try:
             for i, failure in self._acquire_many(going).items():
                 results[i] = failure
+                if isinstance(failure, LogUnavailableError):
+                    down = failure
                 self._release(going.pop(i))
+            if down is not None:  # nothing sent yet: the calls without new keys need not wait it out
+                for i in list(going):
+                    results[i] = down
+                    self._release(going.pop(i))
             for i, call in list(going.items()):
                 try:
                     self._send(call)
@@ -162,6 +183,7 @@ class KafkaLogWriter:
             try:
                 self._wait([call.batch for call in going.values()])
             except LogUnavailableError as exc:
+                down = exc
                 for i, call in going.items():
                     if call.batch.waiting > 0:
                         results[i] = exc
@@ -175,10 +197,14 @@ class KafkaLogWriter:
                 except Exception as exc:
                     results[i] = exc
         for i in later:
+            if down is not None:
+                results[i] = down
+                continue
             try:
                 results[i] = self.append(*calls[i])
             except Exception as exc:
                 results[i] = exc
+                down = exc if isinstance(exc, LogUnavailableError) else None
         return [r if r is not None else LogError("append not attempted") for r in results]
 
     def _ensure_open(self) -> None:
@@ -229,24 +255,33 @@ class KafkaLogWriter:
         whose claim another process holds then waits as ``append`` does. Returns the calls that failed
         (same keys as ``calls``) with their errors."""
         failed: dict[int, BaseException] = {}
+        down: LogUnavailableError | None = None
         by_topic: dict[str, list[int]] = {}
         for i, call in calls.items():
             if call.claimed:
                 by_topic.setdefault(call.topic, []).append(i)
         for topic, members in by_topic.items():
+            if down is not None:
+                failed.update(dict.fromkeys(members, down))
+                continue
             try:
                 with _reading(f"__pinpipe-claims.{topic}"):
                     tickets = self._log.claims.acquire_many(topic, [calls[i].keys[0] for i in members])
             except Exception as exc:
                 failed.update(dict.fromkeys(members, exc))
+                down = exc if isinstance(exc, LogUnavailableError) else None
                 continue
             for i, ticket in zip(members, tickets, strict=True):
                 call = calls[i]
+                if down is not None:
+                    failed[i] = down
+                    continue
                 try:
                     call.ticket = ticket if ticket is not None else self._acquire(call)
                     self._check(call)
                 except Exception as exc:
                     failed[i] = exc
+                    down = exc if isinstance(exc, LogUnavailableError) else None
         return failed
 
     def _send(self, call: _Call) -> None:
