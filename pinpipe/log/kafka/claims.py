@@ -48,6 +48,7 @@ import orjson
 
 from pinpipe.config import kill_after_claim
 from pinpipe.errors import LogError, LogUnavailableError
+from pinpipe.log.kafka.delivery import Deliveries, wait_for
 
 
 class KafkaAdmin(Protocol):
@@ -246,35 +247,25 @@ class KafkaClaims:
     def _append(self, ctopic: str, claims: Sequence[tuple[str, str, str | None]]) -> list[tuple[int, int]]:
         """(partition, offset) of each claim ``(key, claim id, superseded claim id)``, once all in-sync
         replicas hold them all."""
-        done: list[tuple[Any, Any] | None] = [None] * len(claims)
-        waiting = [len(claims)]
-
-        def report(i: int, err: Any, msg: Any) -> None:
-            done[i] = (err, msg)
-            waiting[0] -= 1
-
+        deliveries = Deliveries(len(claims))
         for i, (key, claim_id, supersedes) in enumerate(claims):
             value = orjson.dumps({"claim": claim_id, "supersedes": supersedes})
             self._sent[claim_id] = time.monotonic()
             try:
                 self._producer.produce(
-                    ctopic, key=key.encode(), value=value, on_delivery=lambda e, m, i=i: report(i, e, m)
+                    ctopic, key=key.encode(), value=value, on_delivery=deliveries.callback(i)
                 )
             except BufferError as exc:
                 raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
-        deadline = time.monotonic() + self._log.timeout_s + 5
-        while waiting[0] > 0:
-            if time.monotonic() > deadline:
-                raise LogUnavailableError("Kafka: the claim's delivery report did not arrive in time")
-            self._producer.poll(0.005)
-        out = []
-        for err, msg in (d for d in done if d is not None):
-            if err is not None:
-                from pinpipe.log.kafka.reader import raise_for
+        producer = self._producer
+        wait_for(
+            [deliveries], lambda: producer.poll(0.005), self._log.timeout_s, "the claim's delivery report"
+        )
+        if deliveries.errors:
+            from pinpipe.log.kafka.reader import raise_for
 
-                raise_for(err, f"claim idempotency key in {ctopic!r}")
-            out.append((int(msg.partition()), int(msg.offset())))
-        return out
+            raise_for(deliveries.errors[0], f"claim idempotency key in {ctopic!r}")
+        return [p for p in deliveries.placed if p is not None]
 
     def _read_to(self, ctopic: str, wanted: Sequence[tuple[int, int, str, str]]) -> list[Claim]:
         """Read the claims up to each of ours, ``(partition, offset, claim id, key)`` (all assigned

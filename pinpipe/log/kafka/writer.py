@@ -12,8 +12,6 @@ instead of paying two each from a pool thread of their own.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -22,6 +20,7 @@ from pinpipe._optional import require
 from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka.claims import KafkaClaims, Ticket
+from pinpipe.log.kafka.delivery import Deliveries, wait_for
 from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
 from pinpipe.log.kafka.reader import raise_for
 
@@ -45,28 +44,6 @@ class KafkaCluster(Protocol):
     def partition_count(self, topic: str) -> int: ...
 
 
-class _Batch:
-    """Delivery reports of one append call."""
-
-    def __init__(self, size: int) -> None:
-        self.placed: list[tuple[int, int] | None] = [None] * size
-        self.errors: list[Any] = []
-        self.waiting = size
-        self._lock = threading.Lock()  # reports are served by whichever thread polls the producer
-
-    def report(self, i: int, err: Any, msg: Any) -> None:
-        with self._lock:
-            self.waiting -= 1
-            if err is not None:
-                self.errors.append(err)
-            else:
-                self.placed[i] = (msg.partition(), msg.offset())
-
-    def skip(self) -> None:
-        with self._lock:
-            self.waiting -= 1
-
-
 class _Call:
     """One append on its way: the keys it claimed in the index, what the topic holds for the others, its
     claim ticket and its delivery reports."""
@@ -78,7 +55,7 @@ class _Call:
         self.known: dict[str, Placement] = {}
         self.claimed: set[str] = set()
         self.ticket: Ticket | None = None
-        self.batch = _Batch(len(records))
+        self.batch = Deliveries(len(records))
         self.first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
         self.sending = False
 
@@ -297,7 +274,7 @@ class KafkaLogWriter:
                 first[ikey] = i
             if call.ticket is not None:
                 call.ticket.check()
-            self._produce(call.topic, rec, lambda err, msg, i=i: batch.report(i, err, msg))
+            self._produce(call.topic, rec, batch.callback(i))
 
     def _release(self, call: _Call) -> None:
         """Tell the index where the call's claimed keys landed (none when nothing was sent)."""
@@ -352,16 +329,11 @@ class KafkaLogWriter:
             except BufferError:  # local queue full: serve delivery reports, then try again
                 self._producer.poll(0.05)
 
-    def _wait(self, batches: Sequence[_Batch]) -> None:
+    def _wait(self, batches: Sequence[Deliveries]) -> None:
         """Serve delivery reports until every record of ``batches`` has one. Every record of the calls
         is queued by now, so waiting ``linger.ms`` for more would only delay them: flushing sends what is
         queued at once (records of other threads' calls included)."""
-        # message.timeout.ms bounds every record; the margin covers delivery-report scheduling.
-        deadline = time.monotonic() + self._log.timeout_s + 5
-        while any(batch.waiting > 0 for batch in batches):
-            if time.monotonic() > deadline:
-                raise LogUnavailableError("Kafka: delivery reports did not arrive in time")
-            self._producer.flush(0.01)
+        wait_for(batches, lambda: self._producer.flush(0.01), self._log.timeout_s, "delivery reports")
 
     def flush(self) -> None:
         left = self._producer.flush(self._log.timeout_s)
