@@ -164,9 +164,7 @@ class Gate:
 
     async def body(self, request: Request, accepted: Collection[str], allow_missing: bool = False) -> bytes:
         """:meth:`read_body` of a framework request."""
-        headers = request.headers
-        sent = Sent(content_type=headers.get("content-type"), content_length=headers.get("content-length"))
-        return await self.read_body(request.receive, sent, accepted, allow_missing)
+        return await self.read_body(request.receive, Sent.of(request.headers.raw), accepted, allow_missing)
 
     async def read_body(
         self, receive: Receive, sent: Sent, accepted: Collection[str], allow_missing: bool = False

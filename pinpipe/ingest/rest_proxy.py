@@ -127,14 +127,8 @@ class Producer:
     async def __call__(
         self, topic: str, request: Request, idempotency_key: str | None, partition: int | None = None
     ) -> Response:
-        headers = request.headers
-        sent = Sent(
-            headers.get("x-api-key"),
-            headers.get("authorization"),
-            headers.get("content-type"),
-            headers.get("content-length"),
-            idempotency_key,
-        )
+        sent = Sent.of(request.headers.raw)
+        sent.idempotency_key = idempotency_key  # as the route validated it
         return KafkaJSONResponse(await self.produce(topic, sent, request.receive, partition))
 
     async def produce(self, topic: str, sent: Sent, receive: Receive, partition: int | None = None) -> bytes:
