@@ -38,9 +38,14 @@ from pinpipe.locations import file_url, hadoop_uri
 from pinpipe.schema import FIELDS, Kind
 from pinpipe.transform.clean import RAW_ARROW_TYPES, SEQ
 
-_SEQ = f"CAST(_file AS DECIMAL(38, 0)) * {1 << 99} + CAST(_block AS DECIMAL(38, 0)) * {1 << 63} + _line"
-"""``_seq`` (DECIMAL(38, 0)): the object's index (< 2^27), the offset its piece starts at (< 2^36, 64 GiB)
-and a number increasing with the line within the piece (< 2^63): line order within the object."""
+
+def _seq(block: str = "_block") -> str:
+    """``_seq`` (DECIMAL(38, 0)): the object's index ``_file`` (< 2^27), the offset ``block`` its piece
+    starts at (< 2^36, 64 GiB; 0 for an object read exactly, in one piece) and ``_line``, increasing with
+    the line within the piece (< 2^63): line order within the object."""
+    return f"CAST(_file AS DECIMAL(38, 0)) * {1 << 99} + CAST({block} AS DECIMAL(38, 0)) * {1 << 63} + _line"
+
+
 _SPARK_TYPES = {"int": "bigint", "float": "double", "str": "string", "datetime": "string"}
 _WIRE_DATETIME = "^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}$"
 _WIRE = "'yyyy-MM-dd HH:mm:ss'"
@@ -187,7 +192,7 @@ def read_kind(
         exact.extend(keys[i] for i in sorted(flagged))
         flagged_sql = ", ".join(str(i) for i in sorted(flagged)) or "-1"
         good = spark.sql(
-            f"SELECT {names}, {_SEQ} AS _seq FROM typed_{kind} WHERE _file NOT IN ({flagged_sql})"
+            f"SELECT {names}, {_seq()} AS _seq FROM typed_{kind} WHERE _file NOT IN ({flagged_sql})"
         )
     bad: list[QuarantinedRecord] = []
     scanned: list[pa.Table] = []
@@ -205,7 +210,7 @@ def read_kind(
         arrow = pa.concat_tables(scanned) if scanned else _exact_schema(kind).empty_table()
         count += arrow.num_rows
         extra = spark.createDataFrame(arrow, schema=_spark_schema(kind)).selectExpr(
-            *(f"`{f}`" for f in FIELDS[kind]), f"{_SEQ.replace('_block', '0')} AS _seq"
+            *(f"`{f}`" for f in FIELDS[kind]), f"{_seq('0')} AS _seq"
         )
         frame = extra if frame is None else frame.unionByName(extra)
     frame.createOrReplaceTempView(f"raw_{kind}")
@@ -213,7 +218,7 @@ def read_kind(
 
 
 def _exact_schema(kind: Kind) -> pa.Schema:
-    """Records read exactly: the raw columns, ``_line`` and ``_file`` (see :data:`_SEQ`)."""
+    """Records read exactly: the raw columns, ``_line`` and ``_file`` (see :func:`_seq`)."""
     fields = [(f, RAW_ARROW_TYPES[t]) for f, t in FIELDS[kind].items()]
     return pa.schema([*fields, ("_line", pa.int64()), ("_file", pa.int64())])
 
