@@ -130,26 +130,19 @@ def arrival_order_matters_sql(staged: str, within: str) -> str:
     Only then does the first record per unique_id depend on the order of the rows within a ``within``
     group: an engine may stage them in any order within it (faster), and restage them in order when this
     is true. Identical records are the usual duplicates (a post sent twice), and any of them is the first.
-    """
-    return f"SELECT count(*) > 0 FROM ({order_sensitive_sql(staged, within)}) AS ambiguous"
-
-
-def order_sensitive_sql(staged: str, within: str) -> str:
-    """The ``within`` values (one row each) whose raw pin rows in ``staged`` hold two different records with
-    the same unique_id: see :func:`arrival_order_matters_sql`.
-
     Repeated keys are found by their hash first (one number per row groups faster than the pair), then
     compared exactly.
     """
     fields = ", ".join(FIELDS["pin"])
     key = f"hash({within}, unique_id)"
-    return (
+    ambiguous = (
         f"WITH repeated AS (SELECT {key} AS h FROM {staged} WHERE unique_id <> '' GROUP BY h"
         " HAVING count(*) > 1)\n"
         f"SELECT DISTINCT {within} FROM (SELECT {within}, unique_id FROM (SELECT DISTINCT {within}, {fields}"
         f" FROM {staged} WHERE unique_id <> '' AND {key} IN (SELECT h FROM repeated)) AS records"
         f" GROUP BY {within}, unique_id HAVING count(*) > 1) AS ambiguous"
     )
+    return f"SELECT count(*) > 0 FROM ({ambiguous}) AS ambiguous"
 
 
 def cleaned_sql(kind: Kind, keep_duplicates: bool = False, kept_before: str | None = None) -> str:
@@ -330,6 +323,5 @@ __all__ = [
     "cleaned_sql",
     "conform_raw",
     "needs_arrival_order",
-    "order_sensitive_sql",
     "raw_table",
 ]
