@@ -11,6 +11,7 @@ construction (docs/metrics.md).
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +23,7 @@ import pyarrow.compute as pc
 
 from pinpipe import delta, tables
 from pinpipe.config import Settings
+from pinpipe.errors import LogUnavailableError
 from pinpipe.log import Log, Record, TopicPartition
 from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming.decode import Decoded
@@ -37,6 +39,8 @@ METRIC_COLUMNS: dict[str, list[str]] = {
     "pin": ["ind", "poster_name", "follower_count", "category"],
 }
 """The cleaned columns the metrics read, per stream kind (geo is fed before pin, as listed)."""
+
+_log = logging.getLogger(__name__)
 
 
 def at_once(pool: ThreadPoolExecutor, commits: list[Callable[[], None]]) -> None:
@@ -103,6 +107,8 @@ class MetricsKeeper:
         self.position: dict[TopicPartition, int] = dict(self.done)
         """Per (stream, partition): the next offset the processor will read."""
         self.ends: dict[TopicPartition, int] = {}
+        self._ends_at = 0.0
+        """When :attr:`ends` were read."""
         self._written: dict[str, pa.Table] = {}
         self._unsaved: dict[TopicPartition, int] | None = None
         """The offsets the state stepped to covers beyond the saved ones, until :meth:`commit` saves it."""
@@ -116,11 +122,19 @@ class MetricsKeeper:
         return MetricsState.from_json(self.config, data.column("state")[0].as_py())
 
     def check_ends(self, log: Log) -> float:
-        """Read the streams' end offsets (for lag and caught-up); returns the wall-clock time before."""
+        """Read the streams' end offsets (for lag and caught-up); returns the wall-clock time before.
+
+        When a partition is out of reach (between leaders after a broker died) the ends read last are
+        kept and their time returned: decisions made on them stay true, and the next micro-batch looks
+        again."""
         checked_at = time.time()
-        for stream in self.kinds:
-            for p, end in log.end_offsets(stream).items():
-                self.ends[(stream, p)] = end
+        try:
+            ends = {(stream, p): end for stream in self.kinds for p, end in log.end_offsets(stream).items()}
+        except LogUnavailableError as exc:
+            _log.warning("end offsets not read, the last ones kept: %s", exc)
+            return self._ends_at
+        self.ends.update(ends)
+        self._ends_at = checked_at
         return checked_at
 
     def caught_up(self) -> bool:

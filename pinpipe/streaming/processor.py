@@ -19,6 +19,7 @@ polled while too many pins wait for their geo events. Memory is that plus the wi
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ import pyarrow as pa
 
 from pinpipe import delta, tables
 from pinpipe.config import Settings
+from pinpipe.errors import GroupMovedOnError, LogUnavailableError
 from pinpipe.log import Log, LogReader, Record, TopicPartition, open_settings_log
 from pinpipe.schema import KINDS, Kind
 from pinpipe.stage import Stage
@@ -38,6 +40,8 @@ from pinpipe.streaming.keeper import MetricsKeeper, at_once, next_offsets, open_
 from pinpipe.streaming.lock import ProcessorLock
 from pinpipe.streaming.metrics import MetricsState
 from pinpipe.streaming.offsets import committed_offsets, transactions
+
+_log = logging.getLogger(__name__)
 
 GROUP = "pinpipe-stream"
 IDLE_POLL_S = 0.005
@@ -92,6 +96,7 @@ class StreamProcessor(Stage):
         self.open_tables = delta.TableCache()
         self.summary = StreamSummary()
         self._last_batch = 0.0
+        self._group_committed: dict[TopicPartition, int] = {}
         self._tidying: list[Callable[[], None]] = []
 
     def _open(self, acquired: contextlib.ExitStack) -> None:
@@ -198,17 +203,36 @@ class StreamProcessor(Stage):
         # 3. metrics state and tables, then the advisory group commit
         self.metrics.step(batch, decoded, nexts, checked_at)
         self.metrics.commit(self._pool, save=not any(batch.values()))
-        group = {tp: min(self.done[self.metrics.kinds[tp[0]]][tp], self.metrics.done[tp]) for tp in nexts}
-        for kind, reader in self.readers.items():
-            mine = {tp: v for tp, v in group.items() if tp[0] == self.streams[kind]}
-            if mine:
-                reader.commit(mine)
+        self._commit_group()
         self.summary.batches += 1
         self.summary.records += sum(len(r) for r in batch.values())
         if not self._tidying and self.summary.batches % TIDY_EVERY == 0:
             self._tidying = self.tidy_steps()
         if self._tidying:
             self._tidying.pop(0)()
+
+    def _commit_group(self) -> None:
+        """Commit to the log group, for lag, the offsets that both a partition's table and the saved
+        metrics state cover, where they moved since the last commit that went through. The tables hold
+        the offsets that count, so a failure (a broker down, the group rebalancing) is only logged: the
+        next micro-batch tries again."""
+        covered = {
+            tp: min(self.done[self.metrics.kinds[tp[0]]][tp], self.metrics.done[tp]) for tp in self.all_tps
+        }
+        for kind, reader in self.readers.items():
+            mine = {
+                tp: v
+                for tp, v in covered.items()
+                if tp[0] == self.streams[kind] and v != self._group_committed.get(tp, 0)
+            }
+            if not mine:
+                continue
+            try:
+                reader.commit(mine)
+            except (LogUnavailableError, GroupMovedOnError) as exc:
+                _log.warning("log group offsets not committed, retried with the next micro-batch: %s", exc)
+                continue
+            self._group_committed.update(mine)
 
     def tidy_steps(self) -> list[Callable[[], None]]:
         """The clean-up, a step per table: compact the appended tables' small files, then drop the

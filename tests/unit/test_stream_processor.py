@@ -11,11 +11,12 @@ import pytest
 
 from pinpipe import delta, tables
 from pinpipe.config import Settings, load_settings
-from pinpipe.errors import StreamError
+from pinpipe.errors import GroupMovedOnError, LogUnavailableError, StreamError
 from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.memory import MemoryLog, MemoryLogReader
 from pinpipe.schema import KINDS, Kind, stream_name
 from pinpipe.streaming.offsets import committed_offsets
-from pinpipe.streaming.processor import StreamProcessor, run_stream
+from pinpipe.streaming.processor import GROUP, StreamProcessor, run_stream
 from pinpipe.streaming.views import STATE_METRICS
 from pinpipe.transform.clean import CLEAN_COLUMNS, clean_table
 from tests.unit.test_stream_support import (
@@ -136,6 +137,63 @@ def test_crash_between_commits_then_restart_is_exactly_once(
         assert rounded(got[name]) == rounded(expected[name]), name
     dead = read(tables.dead_letter_table(s)).to_pylist()
     assert [d["value"] for d in dead] == [b"oops"]
+
+
+def test_a_failed_group_commit_does_not_stop_the_processor(
+    settings: Settings, workdir: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The log group's offsets are advisory (the tables hold the real ones): a broker dying or the group
+    rebalancing while they are committed loses nothing, and a later micro-batch commits them."""
+    s = make_settings(settings, workdir)
+    log = memory_log_with(s.prefix, replay_iterations(aicore, 400))
+    real_commit = MemoryLogReader.commit
+    failures = [
+        LogUnavailableError("Kafka: commit: all brokers down"),
+        GroupMovedOnError("Kafka: rebalance"),
+    ] * 3
+
+    def flaky(self: MemoryLogReader, offsets: Any) -> None:
+        if failures:
+            raise failures.pop(0)
+        real_commit(self, offsets)
+
+    monkeypatch.setattr(MemoryLogReader, "commit", flaky)
+    summary = run_stream(s, log=log)
+    assert not failures
+    assert summary.rows == {"pin": 400, "geo": 400, "user": 400}
+    for kind in KINDS:
+        topic = stream_name(s.prefix, kind)
+        assert log.committed(GROUP, topic) == log.end_offsets(topic)
+
+
+def test_end_offsets_out_of_reach_for_a_while_do_not_stop_the_processor(
+    settings: Settings, tmp_path: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition between leaders (a broker died) makes reading its end offset fail for a while: the
+    processor goes on with the ends it read before and its tables equal an undisturbed run's."""
+    its = live_times(replay_iterations(aicore, 300))
+    reference = make_settings(settings, tmp_path / "ref")
+    run_stream(reference, log=memory_log_with(reference.prefix, its))
+    s = make_settings(settings, tmp_path / "flaky")
+    log = memory_log_with(s.prefix, its)
+    real_ends = MemoryLog.end_offsets
+    calls = {"n": 0, "failed": 0}
+
+    def flaky(self: MemoryLog, topic: str) -> dict[int, int]:
+        calls["n"] += 1
+        if 6 <= calls["n"] < 12:
+            calls["failed"] += 1
+            raise LogUnavailableError("Kafka: end offsets: leader not available")
+        return real_ends(self, topic)
+
+    monkeypatch.setattr(MemoryLog, "end_offsets", flaky)
+    run_stream(s, log=log)
+    assert calls["failed"] == 6
+    expected, got = all_tables(reference), all_tables(s)
+    for kind in KINDS:
+        assert got[kind] == expected[kind]
+    for name in STATE_METRICS:
+        assert rounded(got[name]) == rounded(expected[name]), name
 
 
 def test_a_second_processor_on_the_same_tables_is_refused(settings: Settings, workdir: Path) -> None:
