@@ -10,9 +10,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import Engine
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.locations import sqlite_url
+from pinpipe.source import emulator
 from pinpipe.source.database import open_source
 from pinpipe.source.emulator import EmulatorOptions, run_emulator
 from pinpipe.source.sender import HttpApiSender, RetryPolicy
@@ -184,3 +186,30 @@ def test_run_counts_errors_and_reports_each_kind_once(seeded: Settings) -> None:
     assert errors == [f"batch geo: POST http://x/topics/{PREFIX}.geo: HTTP 422 error_code 42206: bad"]
     assert summary.sent[f"{PREFIX}.geo"] == 0 and summary.sent[f"{PREFIX}.pin"] == 5
     assert "errors: 5" in summary.line()
+
+
+def test_a_sender_that_cannot_start_leaves_no_source_connection_open(
+    seeded: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    disposed: list[bool] = []
+    real_open = emulator.open_source
+
+    def tracked_open(url: str, create: bool = True) -> Engine:
+        engine = real_open(url, create=create)
+        real_dispose = engine.dispose
+
+        def dispose(close: bool = True) -> None:
+            disposed.append(True)
+            real_dispose(close)
+
+        engine.dispose = dispose  # type: ignore[method-assign]
+        return engine
+
+    def broken_sender(*args: object, **kwargs: object) -> HttpApiSender:
+        raise ValueError("no such proxy")
+
+    monkeypatch.setattr(emulator, "open_source", tracked_open)
+    monkeypatch.setattr(emulator, "HttpApiSender", broken_sender)
+    with pytest.raises(ValueError, match="no such proxy"):
+        run_emulator(seeded, EmulatorOptions(iterations=1, sleep=False, progress=False, api="http://x"))
+    assert disposed == [True]
