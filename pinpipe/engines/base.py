@@ -36,8 +36,8 @@ class QuarantinedRecord:
 
 class PyArrowTables(Mapping[str, "pa.Table"]):
     """Tables of any Arrow library (the DuckDB engine's outputs are ``arro3`` tables, deltalake's own),
-    seen as pyarrow tables, each converted on first access through the Arrow C stream interface (no copy):
-    a run whose outputs nobody reads (``batch run --quiet``) does not import pyarrow (0.12 s with numpy)."""
+    seen as pyarrow tables, each converted on first access through the Arrow C stream interface: a run
+    whose outputs nobody reads (``batch run --quiet``) does not import pyarrow (0.12 s with numpy)."""
 
     def __init__(self, tables: Mapping[str, Any]) -> None:
         self._tables = dict(tables)
