@@ -27,13 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
-
 from pinpipe import locations
 from pinpipe.errors import ConfigError, TableError
 from pinpipe.locations import delta_uri
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from deltalake import CommitProperties, DeltaTable
 
 _log = logging.getLogger(__name__)
@@ -133,11 +132,10 @@ def local_table_dir(url: str) -> Path | None:
 
 
 # -- writing ----------------------------------------------------------------------------------------------
-def write_table(
-    url: str, data: pa.Table | pa.RecordBatchReader, append: bool = False, properties: Any = None
-) -> None:
+def write_table(url: str, data: Any, append: bool = False, properties: Any = None) -> None:
     """Append ``data`` to the table at ``url``, or replace its content (schema too; created if absent),
-    with the deltalake ``CommitProperties`` ``properties``: one commit."""
+    with the deltalake ``CommitProperties`` ``properties``: one commit. ``data`` is any Arrow table or
+    stream (a pyarrow table or reader, a DuckDB relation, an ``arro3`` table)."""
     from deltalake import write_deltalake
 
     table = None if _HANDLES.get() is None else open_table_if_exists(url)  # a write moves its handle on
@@ -151,7 +149,7 @@ def write_table(
     )
 
 
-def replace_table(url: str, data: pa.Table | pa.RecordBatchReader) -> None:
+def replace_table(url: str, data: Any) -> None:
     """Replace the table at ``url`` (created if absent) with ``data``: reruns are idempotent."""
     write_table(url, data)
 
@@ -166,11 +164,11 @@ class ParquetFile:
 
 
 def commit_files(
-    url: str, schema: pa.Schema, files: list[ParquetFile], append: bool = False, properties: Any = None
+    url: str, schema: pa.Schema | None, files: list[ParquetFile], append: bool = False, properties: Any = None
 ) -> None:
     """Commit Parquet ``files`` already written in the table's directory: appended to the table at ``url``,
     or replacing its content (created if absent), with the deltalake ``CommitProperties`` ``properties``
-    (the incremental batch's bookkeeping): one commit.
+    (the incremental batch's bookkeeping): one commit. ``schema`` None (appending only): the table's own.
 
     For writers that produce the Parquet themselves (DuckDB's ``COPY``, parallel and within its memory
     limit) instead of handing Arrow data to delta-rs, whose writer buffers far more than it writes.
@@ -186,12 +184,14 @@ def commit_files(
         table.create_write_transaction(
             list[AddAction | RemoveAction](actions),
             mode="append",
-            schema=Schema.from_arrow(schema),
+            schema=table.schema() if schema is None else Schema.from_arrow(schema),
             commit_properties=properties,
         )
         if handles is not None:
             table.update_incremental()  # the transaction leaves the handle at the version it read
         return
+    if schema is None:
+        raise ValueError("replacing a table's files needs their schema")
     if handles is not None:
         handles.pop(url, None)  # replaced through the URL: opened again when next used
     create_table_with_add_actions(

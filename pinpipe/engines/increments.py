@@ -370,7 +370,8 @@ def plan_summary(plans: Mapping[Kind, KindPlan]) -> dict[str, Any]:
 # -- commits ---------------------------------------------------------------------------------------------
 def commit_parts(url: str, schema: Any, files: list[Any], append: bool, metadata: str) -> None:
     """Commit Parquet ``files`` already written in the table's directory (``delta.ParquetFile``): appended
-    to the table at ``url``, or replacing its content, with ``metadata`` as its bookkeeping: one commit."""
+    to the table at ``url``, or replacing its content, with ``metadata`` as its bookkeeping: one commit
+    (``schema`` None when appending: the table's own)."""
     delta.commit_files(url, schema, files, append, commit_properties(metadata))
 
 
@@ -403,23 +404,24 @@ class QuarantineBook:
     def record(self, kind: Kind, keys: list[str], records: list[Any], rebuild: bool) -> None:
         """Add the bad ``records`` of the objects ``keys`` of ``kind`` (replacing the kind's earlier ones
         when ``rebuild``): appended, without reading the table, unless the kind is rebuilt."""
-        import pyarrow as pa
-
-        from pinpipe.engines.lake_input import QUARANTINE_SCHEMA, quarantine_table
-
         covered = set() if rebuild else set(self.covered.get(kind, ()))
-        fresh = quarantine_table([r for r in records if r.key not in covered])
+        fresh_records = [r for r in records if r.key not in covered]
         self.covered[kind] = covered | set(keys)
         metadata = quarantine_metadata(self.covered)
-        if not rebuild:  # the kind's bookkeeping is known, so the table exists
-            if fresh.num_rows:
-                write_table(self.url, fresh, append=True, metadata=metadata)
-            else:
-                commit_parts(self.url, QUARANTINE_SCHEMA, [], True, metadata)
+        if not rebuild and not fresh_records:  # the kind's bookkeeping is known, so the table exists
+            commit_parts(self.url, None, [], True, metadata)  # (no Arrow data: pyarrow not imported)
+            return
+        import pyarrow as pa
+
+        from pinpipe.engines.lake_input import quarantine_schema, quarantine_table
+
+        fresh = quarantine_table(fresh_records)
+        if not rebuild:
+            write_table(self.url, fresh, append=True, metadata=metadata)
             return
         others = _rows_of_other_kinds(self.url, kind)
         kept = (
-            fresh.slice(0, 0) if others is None else others.cast(QUARANTINE_SCHEMA)
+            fresh.slice(0, 0) if others is None else others.cast(quarantine_schema())
         )  # no empty_table(): pandas
         write_table(self.url, pa.concat_tables([kept, fresh]), append=False, metadata=metadata)
 

@@ -13,9 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from pinpipe import exact_json
 from pinpipe.engines.base import QuarantinedRecord
@@ -23,6 +21,9 @@ from pinpipe.errors import ValidationError
 from pinpipe.lake.store import FileStore, ObjectStore
 from pinpipe.schema import Kind, topic_name, validate_record
 from pinpipe.transform.clean import conform_raw, raw_table
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 SUFFIXES = (".json", ".parquet")
 _MAX_SHOWN = 10_000
@@ -97,12 +98,15 @@ def scan_json_lines(kind: Kind, key: str, data: bytes) -> tuple[pa.Table, list[Q
             continue
         good.append(value)
         lines.append(number)
+    import pyarrow as pa
+
     table = raw_table(kind, good).append_column("_seq", pa.array(lines, pa.int64()))
     return conform_raw(kind, table), bad
 
 
 def scan_parquet(kind: Kind, key: str, data: bytes) -> tuple[pa.Table, list[QuarantinedRecord]]:
     """A Parquet object's records; an unreadable one, or one with wrong column types, is quarantined whole."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
@@ -119,23 +123,29 @@ def scan_object(kind: Kind, obj: LakeObject) -> tuple[pa.Table, list[Quarantined
     return scan_parquet(kind, obj.key, data) if obj.is_parquet else scan_json_lines(kind, obj.key, data)
 
 
-QUARANTINE_SCHEMA = pa.schema(
-    [
-        ("kind", pa.string()),
-        ("object_key", pa.string()),
-        ("line", pa.int64()),
-        ("reason", pa.string()),
-        ("content", pa.string()),
-    ]
-)
+def quarantine_schema() -> pa.Schema:
+    """Columns of the ``batch/quarantine`` Delta table."""
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("kind", pa.string()),
+            ("object_key", pa.string()),
+            ("line", pa.int64()),
+            ("reason", pa.string()),
+            ("content", pa.string()),
+        ]
+    )
 
 
 def quarantine_table(records: list[QuarantinedRecord]) -> pa.Table:
     """The quarantined records as the ``batch/quarantine`` Delta table."""
+    import pyarrow as pa
+
     if not records:  # pyarrow imports pandas to convert Python lists: keep that off the usual path
-        return pa.Table.from_batches([], QUARANTINE_SCHEMA)
+        return pa.Table.from_batches([], quarantine_schema())
     rows = [
         {"kind": r.kind, "object_key": r.key, "line": r.line, "reason": r.reason, "content": r.content}
         for r in records
     ]
-    return pa.Table.from_pylist(rows, schema=QUARANTINE_SCHEMA)
+    return pa.Table.from_pylist(rows, schema=quarantine_schema())

@@ -40,7 +40,7 @@ from pinpipe.locations import hadoop_uri
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
-    CLEAN_ARROW_SCHEMA,
+    clean_arrow_schema,
     cleaned_sql,
     differing_first_pins_sql,
     kept_rows_sql,
@@ -279,7 +279,7 @@ class SparkEngine:
         spark = self.spark
         for kind in KINDS:  # the files the log lists, read as Parquet: no Delta snapshot jobs
             files = table_files(tables[kind])
-            schema = CLEAN_ARROW_SCHEMA[kind]
+            schema = clean_arrow_schema(kind)
             frame = (  # the schema given: no job reading a footer to infer it
                 spark.read.schema(spark_schema(schema)).parquet(*files)
                 if files

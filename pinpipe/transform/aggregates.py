@@ -13,7 +13,7 @@ same aggregate of the added ones (:func:`merged_sql`):
   age group and join year, summed: the medians are read from these histograms by rank, exactly;
 - ``user_categories`` (age_group, category, n) and ``users_joined`` (year, n): summed.
 
-One table holds them all (:data:`AGGREGATE_SCHEMA`, unused columns null): it is replaced in one commit.
+One table holds them all (:data:`AGGREGATE_TYPES`, unused columns null): it is replaced in one commit.
 The three switches do not change the aggregates, only the cleaned rows (``keep_duplicates``) and the
 statements of :func:`output_sql`, whose results equal ``queries.output_sql``'s over the same rows.
 """
@@ -23,25 +23,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-import pyarrow as pa
-
 from pinpipe.schema import Kind
 from pinpipe.transform.dialect import Dialect, render
 from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, top1
 
-AGGREGATE_SCHEMA = pa.schema(
-    [
-        ("aggregate", pa.string()),
-        ("country", pa.string()),
-        ("category", pa.string()),
-        ("poster_name", pa.string()),
-        ("age_group", pa.string()),
-        ("year", pa.int64()),
-        ("follower_count", pa.int64()),
-        ("n", pa.int64()),
-    ]
-)
-COLUMNS = tuple(AGGREGATE_SCHEMA.names)
+AGGREGATE_TYPES = {
+    "aggregate": "STRING",
+    "country": "STRING",
+    "category": "STRING",
+    "poster_name": "STRING",
+    "age_group": "STRING",
+    "year": "BIGINT",
+    "follower_count": "BIGINT",
+    "n": "BIGINT",
+}
+"""The aggregates table's columns and their types (spelled as both DuckDB and Spark SQL read them)."""
+COLUMNS = tuple(AGGREGATE_TYPES)
 _KEYS = COLUMNS[:-1]
 BEST = "top_posters"
 """The one aggregate merged by keeping the best rows; the others are counts, merged by summing."""
@@ -49,10 +46,9 @@ BEST = "top_posters"
 
 def _row(name: str, **values: str) -> str:
     """A SELECT list in :data:`COLUMNS` order: ``values`` where given, typed nulls elsewhere."""
-    types = {"year": "BIGINT", "follower_count": "BIGINT", "n": "BIGINT"}
     cells = [f"'{name}' AS aggregate"]
     for column in COLUMNS[1:]:
-        value = values.get(column, f"CAST(NULL AS {types.get(column, 'STRING')})")
+        value = values.get(column, f"CAST(NULL AS {AGGREGATE_TYPES[column]})")
         cells.append(f"{value} AS {column}")
     return ", ".join(cells)
 
@@ -213,4 +209,4 @@ def output_sql(name: str, state: str, options: BatchOptions, dialect: Dialect = 
     return render(f"SELECT {cols} FROM (\n{_statement(name, state, options)}\n) AS result", dialect)
 
 
-__all__ = ["AGGREGATE_SCHEMA", "aggregates_sql", "merged_sql", "new_join_sql", "output_sql"]
+__all__ = ["AGGREGATE_TYPES", "aggregates_sql", "merged_sql", "new_join_sql", "output_sql"]

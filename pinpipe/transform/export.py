@@ -9,13 +9,27 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from pinpipe.transform.queries import OUTPUTS
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+def sort_keys(name: str) -> list[str]:
+    """The columns output ``name`` is sorted by, in order: its group columns, then the others."""
+    output = OUTPUTS[name]
+    return [*output.group, *(c for c in output.columns if c not in output.group)]
+
+
+def order_by_sql(name: str) -> str:
+    """The export order of output ``name`` as an ORDER BY clause for DuckDB, equal to :func:`sort_output`:
+    DuckDB compares strings by their bytes (UTF-8: code point order) and sorts NaN above every number."""
+    return "ORDER BY " + ", ".join(f'"{c}" ASC NULLS LAST' for c in sort_keys(name))
 
 
 def sort_output(name: str, table: pa.Table) -> pa.Table:
@@ -23,11 +37,12 @@ def sort_output(name: str, table: pa.Table) -> pa.Table:
     ``sort_by``). Sorted in Python and rebuilt from one-row slices: outputs are a few hundred rows at most,
     while Arrow's sort imports ``pyarrow.compute`` (0.05 s) and a table built from Python values
     (``pa.array``, ``from_pylist``) imports pandas when it is installed (0.3 s), on every batch run."""
-    output = OUTPUTS[name]
-    table = table.select(list(output.columns))
+    import pyarrow as pa
+
+    table = table.select(list(OUTPUTS[name].columns))
     if table.num_rows < 2:
         return table
-    keys = [*output.group, *(c for c in output.columns if c not in output.group)]
+    keys = sort_keys(name)
     rows = table.to_pylist()
     order = sorted(range(len(rows)), key=lambda i: [_ascending(rows[i][k]) for k in keys])
     return pa.concat_tables([table.slice(i, 1) for i in order]).combine_chunks()
@@ -76,7 +91,7 @@ def write_csv(name: str, table: pa.Table, path: Path) -> None:
     tmp.replace(path)
 
 
-def export_csv(outputs: dict[str, pa.Table], directory: Path) -> list[Path]:
+def export_csv(outputs: Mapping[str, pa.Table], directory: Path) -> list[Path]:
     """Write ``<directory>/<output>.csv`` for every output (replacing earlier exports)."""
     paths = []
     for name in OUTPUTS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def put(settings: Settings, kind: str, name: str, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def snapshot(settings: Settings, outputs: dict[str, Any]) -> dict[str, list[tuple[str, ...]]]:
+def snapshot(settings: Settings, outputs: Mapping[str, Any]) -> dict[str, list[tuple[str, ...]]]:
     """Every batch table's rows (sorted) and the ten outputs as returned (in export order)."""
     tables = {}
     for name in [*KINDS, "quarantine", *OUTPUTS]:

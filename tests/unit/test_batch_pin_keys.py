@@ -4,6 +4,8 @@ them, and keys that do not describe the pin table as it is are not trusted."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from typing import Any
 
 import duckdb
@@ -95,3 +97,23 @@ def test_keep_duplicates_leaves_the_keys_alone(settings: Settings) -> None:
     result = run_batch(settings, BatchOptions(keep_duplicates=True))
     assert result.cleaned_rows["pin"] == 2 and PIN_KEYS not in result.tables
     assert _keys(settings) == before
+
+
+def test_an_incremental_quiet_run_imports_no_pyarrow(settings: Settings) -> None:
+    """A ``batch run --quiet`` that appends new objects hands DuckDB's results to delta-rs through the Arrow
+    C stream interface: pyarrow and numpy (a sixth of a small run's CPU) are imported only by a reader of
+    the outputs, a rebuild or a remote table."""
+    _object(settings, 0, (1, "a", "a"), (2, "b", "b"))
+    run_batch(settings, BatchOptions())
+    _object(settings, 1, (3, "c", "c"), (4, "a", "again"))  # a repeated unique_id: kept ids read too
+    code = (
+        "import sys\nfrom pinpipe.cli import main\ntry:\n"
+        "    main(['batch', 'run', '--workdir', sys.argv[1], '--quiet'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('pyarrow', 'numpy', 'pandas') if m in sys.modules))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(settings.workdir)], capture_output=True, text=True, check=True
+    )
+    assert "pin: 2 records read from 1 new objects" in run.stdout, run.stdout
+    assert run.stdout.splitlines()[-1] == "[]", run.stdout
+    assert _titles(settings) == [("a", "a"), ("b", "b"), ("c", "c")]

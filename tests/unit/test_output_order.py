@@ -6,11 +6,12 @@ import ast
 import subprocess
 import sys
 
+import duckdb
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pinpipe.transform.export import sort_output
+from pinpipe.transform.export import order_by_sql, sort_output
 from pinpipe.transform.queries import OUTPUTS
 
 texts = st.one_of(st.none(), st.sampled_from(["", "a", "B", "b", "é", "z", "Ünïcode", "日本", "a b"]))
@@ -58,3 +59,38 @@ def test_sorting_keeps_the_schema_and_imports_neither_pandas_nor_arrow_compute()
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert ast.literal_eval(run.stdout) == [["a", "b", None], False, False]
+
+
+@settings(deadline=None)
+@given(
+    st.lists(st.tuples(texts, texts, counts), max_size=30), st.lists(st.tuples(texts, medians), max_size=30)
+)
+def test_the_duckdb_engines_order_by_equals_sort_output(
+    users: list[tuple[str | None, str | None, int | None]], medians: list[tuple[str | None, float | None]]
+) -> None:
+    """The DuckDB engine sorts its outputs in SQL (``order_by_sql``): the same rows in the same order as
+    :func:`sort_output`, with strings by code point, NaN after numbers and nulls last."""
+    con = duckdb.connect()
+    con.register(
+        "u",
+        pa.table(
+            {
+                "country": pa.array([r[0] for r in users], pa.string()),
+                "poster_name": pa.array([r[1] for r in users], pa.string()),
+                "follower_count": pa.array([r[2] for r in users], pa.int64()),
+            }
+        ),
+    )
+    con.register(
+        "m",
+        pa.table(
+            {
+                "age_group": pa.array([r[0] for r in medians], pa.string()),
+                "median_follower_count": pa.array([r[1] for r in medians], pa.float64()),
+            }
+        ),
+    )
+    for name, table in (("top_user_by_country", "u"), ("median_followers_by_age_group", "m")):
+        got = con.sql(f"SELECT * FROM {table} {order_by_sql(name)}").fetchall()
+        expected = sort_output(name, con.sql(f"SELECT * FROM {table}").to_arrow_table()).to_pylist()
+        assert [str(r) for r in got] == [str(tuple(r.values())) for r in expected], name

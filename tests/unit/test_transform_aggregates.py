@@ -3,6 +3,7 @@ aggregates of rows split into kept and appended ones, merged, equal those of all
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +13,11 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from pinpipe.engines.base import PyArrowTables
 from pinpipe.engines.duckdb.outputs import add_aggregates, outputs
 from pinpipe.schema import KINDS, Kind
 from pinpipe.transform.aggregates import aggregates_sql
-from pinpipe.transform.clean import CLEAN_ARROW_SCHEMA
+from pinpipe.transform.clean import clean_arrow_schema
 from pinpipe.transform.export import sort_output
 from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql, output_sql
 
@@ -36,7 +38,7 @@ rows: dict[Kind, Any] = {
         "date_joined": st.sampled_from(WHEN),
     }),
 }  # fmt: skip
-SCHEMAS = {kind: pa.schema([CLEAN_ARROW_SCHEMA[kind].field(c) for c in COLUMNS_READ[kind]]) for kind in KINDS}
+SCHEMAS = {kind: pa.schema([clean_arrow_schema(kind).field(c) for c in COLUMNS_READ[kind]]) for kind in KINDS}
 
 
 def table(con: Any, name: str, kind: Kind, records: list[dict]) -> None:
@@ -59,7 +61,7 @@ def aggregate(con: Any, name: str, sources: dict[Kind, str]) -> None:
     )
 
 
-def rows_of(outputs: dict[str, pa.Table]) -> dict[str, list[tuple]]:
+def rows_of(outputs: Mapping[str, pa.Table]) -> dict[str, list[tuple]]:
     return {name: [tuple(r.values()) for r in t.to_pylist()] for name, t in outputs.items()}
 
 
@@ -85,9 +87,9 @@ def test_outputs_from_merged_aggregates_equal_the_output_statements(
     aggregate(con, "kept", {kind: f"old_{kind}" for kind in KINDS})
     add_aggregates(con, "kept", {k: f"new_{k}" for k in KINDS}, {k: f"old_{k}" for k in KINDS})
     merged = con.sql("SELECT * FROM aggregates ORDER BY ALL").fetchall()
-    assert rows_of(outputs(con, options)) == rows_of(expected)
+    assert rows_of(PyArrowTables(outputs(con, options))) == rows_of(expected)  # also in export order
     con.execute("DROP TABLE aggregates")
     aggregate(con, "aggregates", {kind: f"cleaned_{kind}" for kind in KINDS})
     assert con.sql("SELECT * FROM aggregates ORDER BY ALL").fetchall() == merged
-    for name, result in outputs(con, options).items():
+    for name, result in PyArrowTables(outputs(con, options)).items():
         assert result.schema == expected[name].schema, name

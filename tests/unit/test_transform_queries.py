@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -37,7 +38,7 @@ def _user(ind: int, age: int | None, joined: str) -> dict[str, Any]:
 
 def batch_outputs(
     settings: Settings, raw: dict[Kind, list[dict]], options: BatchOptions
-) -> dict[str, pa.Table]:
+) -> Mapping[str, pa.Table]:
     """The ten outputs of a batch run (the engine's whole job) over a lake of one object per kind."""
     for kind, records in raw.items():
         if records:

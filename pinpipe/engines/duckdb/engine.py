@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-
 from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir
-from pinpipe.engines.base import BatchResult, QuarantinedRecord
+from pinpipe.engines.base import BatchResult, PyArrowTables, QuarantinedRecord
 from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memory_limit
 from pinpipe.engines.duckdb.outputs import (
     AGGREGATES,
@@ -47,6 +45,7 @@ from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
     CLEAN_COLUMNS,
+    CLEAN_TYPES,
     arrival_order_matters_sql,
     cleaned_sql,
     differing_first_pins_sql,
@@ -158,7 +157,7 @@ class DuckDBEngine:
         return BatchResult(
             engine=self.name,
             options=options,
-            outputs=outputs,
+            outputs=PyArrowTables(outputs),
             records_read=read,
             cleaned_rows=cleaned_rows,
             quarantined=quarantined,
@@ -177,7 +176,7 @@ class DuckDBEngine:
         done: dict[Kind, _Cleaned],
         options: BatchOptions,
         phase: _PhaseLog,
-    ) -> tuple[dict[str, pa.Table], bool]:
+    ) -> tuple[dict[str, Any], bool]:
         """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
         appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False)."""
         url = batch_table(self.settings, AGGREGATES)
@@ -271,7 +270,7 @@ class DuckDBEngine:
                 drop_stage(con, kind)
                 phase.done(f"clean + write: {label}")
             columns = ", ".join(f'"{c}"' for c in COLUMNS_READ[kind])
-            appended = read_parts(target, parts) if parts else no_rows(kind)
+            appended = read_parts(target, parts) if parts else no_rows(CLEAN_TYPES[kind])
             con.execute(f"CREATE TABLE new_{kind} AS SELECT {columns} FROM {appended}")
             rows = sum(p.rows for p in parts) + (0 if history is None else count(con, history))
             state = plan.before

@@ -13,22 +13,21 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import pyarrow as pa
-
 from pinpipe.config import Settings
 from pinpipe.delta import open_table_if_exists, replace_table
 from pinpipe.engines.duckdb.parts import table_source
+from pinpipe.engines.duckdb.sql import arrow
 from pinpipe.engines.increments import FORMAT, KindPlan, KindState, last_metadata, write_table
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.aggregates import (
-    AGGREGATE_SCHEMA,
+    AGGREGATE_TYPES,
     aggregates_sql,
     merged_sql,
     new_join_sql,
     output_sql,
 )
-from pinpipe.transform.export import sort_output
+from pinpipe.transform.export import order_by_sql
 from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions, join_sql
 
 AGGREGATES = "output_aggregates"
@@ -54,7 +53,7 @@ def kept_aggregates(con: Any, url: str, plans: Mapping[Kind, KindPlan]) -> str |
     digests = value.get("tables") if value.get("format") == FORMAT else None
     if digests != {kind: b.digest() for kind, b in befores.items() if b is not None}:
         return None
-    return table_source(con, "kept_aggregates", url, table, AGGREGATE_SCHEMA)
+    return table_source(con, "kept_aggregates", url, table, AGGREGATE_TYPES)
 
 
 def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Kind, str]) -> None:
@@ -64,7 +63,7 @@ def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Ki
         con.execute(f"CREATE TEMP TABLE added_{join} AS {new_join_sql(join, new, old)}")
     user = f"(SELECT {', '.join(COLUMNS_READ['user'])} FROM {new['user']})"
     added = aggregates_sql("added_pin_geo", "added_pin_user", user)
-    cols = ", ".join(AGGREGATE_SCHEMA.names)
+    cols = ", ".join(AGGREGATE_TYPES)
     # materialized once: merged_sql reads its source three times (the sums, the best posters and their
     # per-country best), each a scan of the kept aggregates and the added rows' aggregation
     source = f"SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added"
@@ -90,23 +89,23 @@ def all_aggregates(con: Any) -> None:
             con.execute(f"DROP TABLE {join}")
 
 
-def outputs(con: Any, options: BatchOptions) -> dict[str, pa.Table]:
-    """The ten outputs from table ``aggregates``, rows in export order."""
+def outputs(con: Any, options: BatchOptions) -> dict[str, Any]:
+    """The ten outputs from table ``aggregates``, rows in export order (``transform.export``), as Arrow
+    tables of ``arro3`` (``sql.arrow``)."""
     return {
-        name: sort_output(name, con.sql(output_sql(name, "aggregates", options)).to_arrow_table())
+        name: arrow(con, f"{output_sql(name, 'aggregates', options)} {order_by_sql(name)}")
         for name in OUTPUTS
     }
 
 
 def write_aggregates(con: Any, url: str, states: Mapping[Kind, KindState]) -> None:
     """Replace the aggregates table with table ``aggregates``, recording the rows they describe."""
-    data = con.sql("SELECT * FROM aggregates").to_arrow_table()
-    if data.schema != AGGREGATE_SCHEMA:  # (a cast imports pyarrow.compute: 0.07 s a run)
-        data = data.cast(AGGREGATE_SCHEMA)
+    cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in AGGREGATE_TYPES.items())
+    data = con.sql(f"SELECT {cols} FROM aggregates")  # streamed to delta-rs
     write_table(url, data, append=False, metadata=aggregates_metadata(states))
 
 
-def write_outputs(settings: Settings, tables: dict[str, pa.Table]) -> dict[str, str]:
+def write_outputs(settings: Settings, tables: Mapping[str, Any]) -> dict[str, str]:
     """Each output replaces its Delta table; returns their locations."""
     urls: dict[str, str] = {}
     for name, table in tables.items():

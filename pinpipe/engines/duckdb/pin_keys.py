@@ -18,8 +18,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pyarrow as pa
-
 from pinpipe.delta import open_table_if_exists
 from pinpipe.engines.duckdb.parts import table_source
 from pinpipe.engines.duckdb.sql import fetch_one
@@ -27,7 +25,7 @@ from pinpipe.engines.increments import FORMAT, KindState, last_metadata, write_t
 
 PIN_KEYS = "pin_keys"
 """Name of the keys' table among the batch tables (``tables.batch_table``)."""
-KEY_SCHEMA = pa.schema([("key", pa.int64())])
+KEY_TYPES = {"key": "BIGINT"}
 
 
 def key_sql(column: str) -> str:
@@ -49,7 +47,7 @@ def kept_keys(con: Any, url: str, pin: KindState | None) -> str | None:
     table = None if pin is None else open_table_if_exists(url)
     if table is None or pin is None or last_metadata(url, table) != keys_metadata(pin):
         return None
-    return table_source(con, "kept_pin_keys", url, table, KEY_SCHEMA)
+    return table_source(con, "kept_pin_keys", url, table, KEY_TYPES)
 
 
 def may_repeat(con: Any, keys: str, staged: str) -> bool:
@@ -68,7 +66,4 @@ def write_keys(con: Any, url: str, sources: list[str], append: bool, pin: KindSt
     with them, recording the pin table's bookkeeping ``pin`` they now describe: one commit."""
     selects = [f"SELECT {key_sql('unique_id')} AS key FROM {s} WHERE unique_id IS NOT NULL" for s in sources]
     sql = " UNION ALL ".join(selects) or "SELECT CAST(NULL AS BIGINT) AS key LIMIT 0"
-    data = con.sql(sql).to_arrow_table()
-    if data.schema != KEY_SCHEMA:  # never so far (a cast imports pyarrow.compute: 0.07 s a run)
-        data = data.cast(KEY_SCHEMA)
-    write_table(url, data, append, keys_metadata(pin))
+    write_table(url, con.sql(sql), append, keys_metadata(pin))  # streamed from DuckDB, typed by key_sql

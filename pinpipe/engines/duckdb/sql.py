@@ -1,20 +1,8 @@
-"""Small helpers every DuckDB step uses: quoting, single values, row counts, DuckDB's names of Arrow types."""
+"""Small helpers every DuckDB step uses: quoting, single values, row counts."""
 
 from __future__ import annotations
 
 from typing import Any
-
-import pyarrow as pa
-
-DUCKDB_TYPES = {
-    pa.int64(): "BIGINT",
-    pa.string(): "VARCHAR",
-    pa.list_(pa.float64()): "DOUBLE[]",
-    pa.timestamp("us"): "TIMESTAMP",
-}
-"""The DuckDB spelling of each Arrow type in ``CLEAN_ARROW_SCHEMA``: the Parquet DuckDB writes matches it."""
-SQL_TYPES = {"int": "BIGINT", "float": "DOUBLE", "str": "VARCHAR", "datetime": "VARCHAR"}
-"""The DuckDB type of each ``schema.FIELDS`` type, as staged from the lake."""
 
 
 def quote(text: str) -> str:
@@ -30,3 +18,12 @@ def fetch_one(con: Any, sql: str) -> Any:
 def count(con: Any, table: str) -> int:
     rows: int = fetch_one(con, f"SELECT count(*) FROM {table}")
     return rows
+
+
+def arrow(con: Any, sql: str) -> Any:
+    """The result of ``sql`` as an Arrow table of ``arro3`` (the Arrow library deltalake itself uses,
+    loaded with it), taken through the Arrow C stream interface: unlike ``to_arrow_table`` it does not
+    import pyarrow and numpy (0.12 s, a sixth of a small incremental run)."""
+    from arro3.core import Table
+
+    return Table.from_arrow(con.sql(sql))

@@ -13,11 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from pinpipe.engines.base import QuarantinedRecord
-from pinpipe.engines.duckdb.sql import SQL_TYPES, quote
+from pinpipe.engines.duckdb.sql import quote
 from pinpipe.engines.lake_input import NUMBER_LIKE, LakeObject, scan_object
 from pinpipe.locations import duckdb_path
 from pinpipe.schema import FIELDS, Kind
-from pinpipe.transform.clean import SEQ, raw_schema
+from pinpipe.transform.clean import RAW_TYPES
 
 FILE_SHIFT = 1 << 40
 """_seq of a lake record = object index * 2^40 + position in the object: arrival order without a sort."""
@@ -53,7 +53,7 @@ def bulk_select(kind: Kind, objects: dict[int, str], exact: bool = False) -> str
             if t in ("str", "datetime"):
                 value, ok = f"{col}->>'$'", f"starts_with({text}, '\"')"
             else:
-                value = f"TRY_CAST({text} AS {SQL_TYPES[t]})"
+                value = f"TRY_CAST({text} AS {RAW_TYPES[t]})"
                 ok = f"CAST({value} AS VARCHAR) = {text}" if t == "int" else f"isfinite({value})"
         if t == "datetime":  # a date and time that exist: printed back the same (no year 0000, no 24:00)
             ok += f" AND CAST(TRY_CAST({value} AS TIMESTAMP) AS VARCHAR) = {value}"
@@ -78,8 +78,7 @@ def load_raw(con: Any, kind: Kind, objects: dict[int, LakeObject], ordered: bool
     """
     import duckdb
 
-    schema = raw_schema(kind)
-    cols = ", ".join(f'"{f.name}" {SQL_TYPES[FIELDS[kind][f.name]]}' for f in schema if f.name != SEQ)
+    cols = ", ".join(f'"{name}" {RAW_TYPES[t]}' for name, t in FIELDS[kind].items())
     con.execute(f"CREATE TABLE stage_{kind} ({cols}, _ok BOOLEAN, _file BIGINT, _line BIGINT)")
     suspicious: set[int] = {i for i, o in objects.items() if o.is_parquet}
 
