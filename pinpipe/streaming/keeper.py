@@ -109,6 +109,8 @@ class MetricsKeeper:
         self.ends: dict[TopicPartition, int] = {}
         self._ends_at = 0.0
         """When :attr:`ends` were read."""
+        self.unread_since: float | None = None
+        """Since when (monotonic) the end offsets could not be read; None while they can."""
         self._written: dict[str, pa.Table] = {}
         self._unsaved: dict[TopicPartition, int] | None = None
         """The offsets the state stepped to covers beyond the saved ones, until :meth:`commit` saves it."""
@@ -132,13 +134,19 @@ class MetricsKeeper:
             ends = {(stream, p): end for stream in self.kinds for p, end in log.end_offsets(stream).items()}
         except LogUnavailableError as exc:
             _log.warning("end offsets not read, the last ones kept: %s", exc)
+            if self.unread_since is None:
+                self.unread_since = time.monotonic()
             return self._ends_at
         self.ends.update(ends)
         self._ends_at = checked_at
+        self.unread_since = None
         return checked_at
 
     def caught_up(self) -> bool:
-        return all(self.position.get(tp, 0) >= end for tp, end in self.ends.items())
+        """Read up to the ends last read, and those are current (a log out of reach may hold more)."""
+        return self.unread_since is None and all(
+            self.position.get(tp, 0) >= end for tp, end in self.ends.items()
+        )
 
     # ---- one micro-batch ---------------------------------------------------------------------
     def step(

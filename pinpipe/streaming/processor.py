@@ -53,6 +53,9 @@ STATE_SAVE_S = 1.0
 """The metrics state (all of it, as JSON: at 10,000 events/s mostly the last seconds' geo events kept for
 pairing, 3 MB) is saved at most once a second while records flow, and on every idle micro-batch and on
 stopping; after a crash the metrics replay at most that second from the log."""
+UNTIL_IDLE_PATIENCE_S = 30.0
+"""How long ``until_idle`` waits for a log out of reach before it fails: it cannot end while it does not
+know the streams' ends. Running on, the processor waits for the log as long as it takes."""
 TIDY_EVERY = 200
 """Micro-batches between clean-ups: the appended tables' small files compacted and old files of the
 overwritten metric tables removed, a table after each micro-batch (:meth:`StreamProcessor.tidy_steps`)."""
@@ -152,7 +155,11 @@ class StreamProcessor(Stage):
             for kind in KINDS:
                 if kind == "pin" and self.state.pending_pins > 10 * self.max_records:
                     continue
-                records = self.readers[kind].poll(self.max_records - total, 0)
+                try:
+                    records = self.readers[kind].poll(self.max_records - total, 0)
+                except LogUnavailableError as exc:  # raised before taking any record: nothing is lost
+                    _log.warning("stream %s not read, tried again next micro-batch: %s", kind, exc)
+                    continue
                 batch[kind].extend(records)
                 total += len(records)
                 if total >= self.max_records:
@@ -264,6 +271,12 @@ class StreamProcessor(Stage):
                 on_batch(self.summary)
             if until_idle and empty and self.caught_up() and self.state.pending_pins == 0:
                 break
+            since = self.metrics.unread_since
+            if until_idle and since is not None and time.monotonic() - since > UNTIL_IDLE_PATIENCE_S:
+                raise LogUnavailableError(
+                    f"the streams' end offsets could not be read for {UNTIL_IDLE_PATIENCE_S:.0f} s: "
+                    "not known to be caught up"
+                )
         self.metrics.commit(self._pool, save=True)  # the state of the last micro-batches
         self.summary.seconds = time.monotonic() - started
         self.summary.pending_pins = self.state.pending_pins

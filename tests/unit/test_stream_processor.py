@@ -15,6 +15,7 @@ from pinpipe.errors import GroupMovedOnError, LogUnavailableError, StreamError
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.memory import MemoryLog, MemoryLogReader
 from pinpipe.schema import KINDS, Kind, stream_name
+from pinpipe.streaming import processor as processor_module
 from pinpipe.streaming.offsets import committed_offsets
 from pinpipe.streaming.processor import GROUP, StreamProcessor, run_stream
 from pinpipe.streaming.views import STATE_METRICS
@@ -194,6 +195,54 @@ def test_end_offsets_out_of_reach_for_a_while_do_not_stop_the_processor(
         assert got[kind] == expected[kind]
     for name in STATE_METRICS:
         assert rounded(got[name]) == rounded(expected[name]), name
+
+
+def test_streams_out_of_reach_for_a_while_do_not_stop_the_processor(
+    settings: Settings, tmp_path: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A poll that cannot reach the log (its metadata refresh fails during an outage) reads nothing that
+    micro-batch; the records are read afterwards, once."""
+    its = live_times(replay_iterations(aicore, 300))
+    reference = make_settings(settings, tmp_path / "ref")
+    run_stream(reference, log=memory_log_with(reference.prefix, its))
+    s = make_settings(settings, tmp_path / "flaky")
+    real_poll = MemoryLogReader.poll
+    calls = {"n": 0, "failed": 0}
+
+    def flaky(self: MemoryLogReader, max_records: int, timeout: float) -> list[Any]:
+        calls["n"] += 1
+        if 4 <= calls["n"] < 12:
+            calls["failed"] += 1
+            raise LogUnavailableError("Kafka: metadata: all brokers down")
+        return real_poll(self, max_records, timeout)
+
+    monkeypatch.setattr(MemoryLogReader, "poll", flaky)
+    run_stream(s, log=memory_log_with(s.prefix, its))
+    assert calls["failed"] == 8
+    expected, got = all_tables(reference), all_tables(s)
+    for kind in KINDS:
+        assert got[kind] == expected[kind]
+    for name in STATE_METRICS:
+        assert rounded(got[name]) == rounded(expected[name]), name
+
+
+def test_until_idle_fails_when_the_ends_stay_out_of_reach(
+    settings: Settings, workdir: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--until-idle cannot say it is caught up without the streams' ends: after the patience it fails
+    instead of ending as if it were, or waiting for ever."""
+    s = make_settings(settings, workdir)
+    log = memory_log_with(s.prefix, replay_iterations(aicore, 50))
+    monkeypatch.setattr(processor_module, "UNTIL_IDLE_PATIENCE_S", 0.3)
+    with StreamProcessor(s, log) as processor:
+
+        def unreachable(topic: str) -> dict[int, int]:
+            raise LogUnavailableError("Kafka: end offsets: all brokers down")
+
+        monkeypatch.setattr(log, "end_offsets", unreachable)
+        with pytest.raises(LogUnavailableError, match="not known to be caught up"):
+            processor.run(until_idle=True)
+        assert processor.summary.rows["pin"] == 50  # what it could read, it processed
 
 
 def test_a_second_processor_on_the_same_tables_is_refused(settings: Settings, workdir: Path) -> None:
