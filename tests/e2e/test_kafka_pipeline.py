@@ -1,6 +1,7 @@
-"""Issue 5 "Must show": ``pinpipe demo --log kafka://<bootstrap> --load-dir <aicore> --seed 100
---iterations 2524 --no-sleep --export E`` writes the same ten outputs, byte for byte, as the same demo on
-the embedded log."""
+"""The pipeline on a real Kafka broker: ``pinpipe demo --log kafka://<bootstrap> --load-dir <aicore>
+--seed 100 --iterations 2524 --no-sleep --export E`` writes the same ten outputs, byte for byte, as the same
+demo on the embedded log; a broker outage during an emulator run and a ``kill -9`` of the lake sink lose and
+duplicate nothing."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from pinpipe.tables import stream_table
 from tests.conftest import AicoreDemo
 from tests.e2e.pipeline_cli import (
     ApiProcess,
+    PinpipeProcess,
     canonical,
     clean_env,
     expected_rows,
@@ -155,7 +157,12 @@ def test_broker_outage_during_emulation(
 
     started = time.monotonic()
     emulator_out = tmp_path / "emulate.out"
-    with ApiProcess(flags, env, tmp_path / "api.log") as api, emulator_out.open("w+") as out_file:
+    streaming = PinpipeProcess(["stream", "run", *flags, "--quiet"], env, tmp_path / "stream.log")
+    with (
+        ApiProcess(flags, env, tmp_path / "api.log") as api,
+        streaming,  # runs through the outage
+        emulator_out.open("w+") as out_file,
+    ):
         assert produce_probe(api.url, probe_topic).status_code == 200
         emulator = subprocess.Popen(
             [
@@ -184,6 +191,7 @@ def test_broker_outage_during_emulation(
                 assert broker.start() == kafka_bootstrap  # same state dir: same address, same data
             outage_s = time.monotonic() - down_at
             emulator.wait(timeout=1200)
+            assert streaming.stop() == 0, streaming.output()[-3000:]  # still running, stops cleanly
         finally:
             if emulator.poll() is None:
                 emulator.kill()

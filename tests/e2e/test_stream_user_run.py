@@ -1,4 +1,4 @@
-"""Issue 4 "Must show", as a user runs it on the embedded defaults: ``pinpipe api serve`` +
+"""The stream path as a user runs it on the embedded defaults: ``pinpipe api serve`` +
 ``pinpipe source seed`` + ``pinpipe emulate --mode stream --iterations 3000 --no-sleep`` +
 ``pinpipe stream run --until-idle`` leave 3,000 rows, every emulated event once, in each of the three
 Delta tables (read with the ``deltalake`` package), and ``pinpipe metrics --json`` prints every metric.
