@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import socket
@@ -96,6 +97,7 @@ def serve(
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             if self.started:
+                quieter_collector()
                 click.echo(f"pinpipe api listening on {url} (log {settings.log_url})")
                 sys.stdout.flush()
 
@@ -117,3 +119,18 @@ def serve(
         Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+GC_YOUNG_THRESHOLD = 10_000
+"""Container objects allocated between two collections of the young generation (Python's default: 700)."""
+
+
+def quieter_collector() -> None:
+    """Fewer and cheaper garbage collections for a serving process: a 500-record produce request
+    allocates thousands of objects, so at the default threshold the collector ran several times per
+    request, and its full collections walked every object left from startup. Those are frozen (never
+    walked again) and the young generation is collected ten times less often; objects are still freed as
+    soon as nothing refers to them, as before."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

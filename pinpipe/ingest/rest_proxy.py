@@ -138,7 +138,7 @@ class Producer:
         body = await self.gate.read_body(receive, sent, ACCEPTED)
         key = sent.idempotency_key
         request_key = RequestKey(principal.name, key, body) if key else None
-        if self.service.can_produce_inline("topics", topic, body):
+        if self.service.can_produce_inline("topics", topic):
             items = self.items(topic, body, fmt, partition)
             return answer(await self.service.produce_inline("topics", topic, items, request_key))
         return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
