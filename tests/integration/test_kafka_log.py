@@ -14,6 +14,7 @@ from pinpipe.errors import IdempotencyConflictError, LogUnavailableError, TopicN
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.kafka import KafkaLog
+from pinpipe.log.kafka.claims import claims_topic
 from pinpipe.log.partitioner import partition_for_key
 from tests.services import InfraService
 
@@ -259,6 +260,20 @@ def test_append_many_gives_each_call_what_append_would(kafka_log: KafkaLog) -> N
     assert sorted(r.value for r in records) == [b"a", b"b", b"plain", b"s"]
     assert {(r.partition, r.offset) for r in records} == {stored, *a, *ab}
     assert sum(kafka_log.end_offsets(topic).values()) == 4
+
+
+def test_a_groups_claims_go_to_a_one_partition_claims_topic(kafka_log: KafkaLog) -> None:
+    """Each new key of a group is claimed once in ``__pinpipe-claims.<topic>``, which has one partition
+    whatever the data topic has (so a group's claims are one produce request)."""
+    topic = fresh()
+    kafka_log.create_topic(topic, 3)
+    calls = [(topic, [OutgoingRecord(b"%d" % i, idempotency_key=f"k{i}", fingerprint="f")]) for i in range(5)]
+    calls.append((topic, [OutgoingRecord(b"plain")]))  # no key: nothing to claim
+
+    results = kafka_log.writer().append_many(calls)
+
+    assert all(isinstance(r, list) for r in results)
+    assert kafka_log.end_offsets(claims_topic(topic)) == {0: 5}
 
 
 def test_invalid_kafka_setting_is_one_config_error() -> None:
