@@ -24,7 +24,7 @@ from pinpipe.errors import (
     PinpipeError,
     TopicNotFoundError,
 )
-from pinpipe.ingest.committer import Committer, GroupWriter
+from pinpipe.ingest.committer import Committer, GroupWriter, server_writer
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
@@ -151,9 +151,9 @@ class IngestService:
                     self.logs["streams"].create_topic(name, partitions)
                 for space, space_log in self.logs.items():  # known partition counts: the first produce
                     self._cache[space] = dict(space_log.topics())  # of each topic needs no lookup
-                writer = self.logs["topics"].writer()
+                writer = server_writer(self.logs["topics"])
                 self._writers["topics"] = writer
-                self._writers["streams"] = writer if self.shared else self.logs["streams"].writer()
+                self._writers["streams"] = writer if self.shared else server_writer(self.logs["streams"])
                 committers: dict[int, Committer] = {}
                 for space, each in self._writers.items():
                     if isinstance(each, GroupWriter):

@@ -45,6 +45,7 @@ from pinpipe.log.embedded.db import (
     rollback,
     table,
 )
+from pinpipe.log.embedded.process import ProcessWriter
 from pinpipe.log.embedded.reader import EmbeddedLogReader
 from pinpipe.log.embedded.writer import EmbeddedLogWriter
 
@@ -101,7 +102,7 @@ class EmbeddedLog:
             raise ConfigError(f"partitions must be at least 1, got {self.default_partitions}")
         self._conn = connect(directory)
         self._lock = threading.Lock()
-        self._children: weakref.WeakSet[EmbeddedLogWriter | EmbeddedLogReader] = weakref.WeakSet()
+        self._children: weakref.WeakSet[EmbeddedLogWriter | ProcessWriter | EmbeddedLogReader] = weakref.WeakSet()
         try:
             create_schema(self._conn)
         except sqlite3.Error as exc:
@@ -198,6 +199,13 @@ class EmbeddedLog:
         writer = EmbeddedLogWriter(
             self.directory, self.retention_bytes, self.retention_s, self.retention_check_s
         )
+        self._children.add(writer)
+        return writer
+
+    def process_writer(self) -> ProcessWriter:
+        """A writer whose commits run in a child process: for a server whose event loop holds the GIL
+        (see :mod:`pinpipe.log.embedded.process`)."""
+        writer = ProcessWriter(self.directory, self.retention_bytes, self.retention_s, self.retention_check_s)
         self._children.add(writer)
         return writer
 
