@@ -49,6 +49,22 @@ class PipelinedWriter(GroupWriter, Protocol):
     ) -> None: ...
 
 
+class Appender(Protocol):
+    """Appends queued from an event loop, each answered by a future once committed."""
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> asyncio.Future[Placed]: ...
+
+    def close(self) -> None: ...
+
+
+def committer_for(writer: GroupWriter) -> Appender:
+    """The writer's own ``loop_committer()`` when it has one (the embedded log's writer process, read and
+    written by the event loop itself), else a :class:`Committer` thread."""
+    factory = getattr(writer, "loop_committer", None)
+    appender: Appender = factory() if factory is not None else Committer(writer)
+    return appender
+
+
 def server_writer(log: Log) -> LogWriter:
     """The writer a server appends through: the log's ``process_writer()`` when it has one (the
     embedded log commits in a child process, out of reach of the event loop's GIL), else ``writer()``."""

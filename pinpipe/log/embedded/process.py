@@ -18,6 +18,7 @@ child reads end-of-file and exits: it acknowledges nothing more.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pickle
@@ -31,7 +32,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pinpipe.errors import LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord
@@ -153,20 +154,12 @@ class ProcessWriter:
         if child is not None:
             child.stop()
 
+    def loop_committer(self) -> LoopCommitter:
+        """Appends from an event loop through a child of their own, read and written by the loop."""
+        return LoopCommitter(self)
+
     def _start(self) -> _Child:
-        ours, theirs = socket.socketpair()
-        try:
-            process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), *self._args],
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-            )
-        except OSError as exc:
-            ours.close()
-            raise LogUnavailableError(f"cannot start the embedded log's writer process: {exc}") from exc
-        finally:
-            theirs.close()
-        child = self._child = _Child(process, ours)
+        child = self._child = _Child.spawn(self._args)
         threading.Thread(target=self._read, args=(child,), name="pinpipe-writer-replies", daemon=True).start()
         return child
 
@@ -213,6 +206,22 @@ class _Child:
         self.sock = sock
         self.waiting: deque[tuple[int, Callable[[list[Placed | BaseException]], None]]] = deque()
 
+    @classmethod
+    def spawn(cls, args: list[str]) -> _Child:
+        ours, theirs = socket.socketpair()
+        try:
+            process = subprocess.Popen(
+                [sys.executable, "-m", __name__, str(theirs.fileno()), *args],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+        except OSError as exc:
+            ours.close()
+            raise LogUnavailableError(f"cannot start the embedded log's writer process: {exc}") from exc
+        finally:
+            theirs.close()
+        return cls(process, ours)
+
     def stop(self, kill: bool = False) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)  # end-of-file: the child closes its writer and exits
@@ -225,6 +234,187 @@ class _Child:
             self.process.kill()
             self.process.wait()
         self.sock.close()
+
+_Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
+
+
+class LoopCommitter:
+    """Appends from the server's event loop, sent to a child and answered by the loop itself: no thread
+    takes the GIL between a request and its answer. Each append is queued; the loop sends whatever is
+    queued as one group (at most ``_IN_FLIGHT`` unanswered), and each reply resolves its group's futures,
+    each after the COMMIT that holds it.
+
+    Bound to the first event loop that appends (the server's). An append from another loop while that
+    one runs goes through the writer's own child (``submit``, a thread hop); once the bound loop is
+    closed, the next loop to append takes over, with a new child."""
+
+    def __init__(self, writer: ProcessWriter) -> None:
+        self._writer = writer
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._child: _Child | None = None
+        self._transport: asyncio.Transport | None = None
+        self._pending: list[_Pending] = []
+        self._waiting: deque[list[_Pending]] = deque()
+        self._flushing = False
+        self._drained: threading.Event | None = None
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs (tests kill it)."""
+        child = self._child
+        return None if child is None else child.process.pid
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> asyncio.Future[Placed]:
+        """Queue one append (from the event loop); the future holds its positions or its error."""
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise LogError("the API is stopping: nothing more is appended")
+        if loop is not self._loop:
+            if self._loop is not None and not self._loop.is_closed():
+                return self._by_thread(loop, topic, records)
+            self._bind(loop)
+        future: asyncio.Future[Placed] = loop.create_future()
+        self._pending.append((topic, records, future))
+        if not self._flushing:
+            self._flushing = True
+            loop.call_soon(self._flush)
+        return future
+
+    def close(self) -> None:
+        """Wait (from another thread) until what is queued is answered, then stop the child."""
+        with self._lock:
+            self._closed = True
+        loop, child = self._loop, self._child
+        if child is None:
+            return
+        if loop is not None and loop.is_running():
+            drained = threading.Event()
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self._drain, drained)
+                drained.wait(_STOP_S)
+        child.stop()
+
+    def _drain(self, drained: threading.Event) -> None:
+        """(On the loop.) Set ``drained`` once nothing queued or sent is unanswered, the child's
+        socket closed."""
+        if self._pending or self._waiting:
+            self._drained = drained
+            return
+        self._shut()
+        drained.set()
+
+    def _shut(self) -> None:
+        child, transport = self._child, self._transport
+        self._child = self._transport = None
+        if transport is not None:
+            transport.close()  # end-of-file: the child closes its writer and exits
+        elif child is not None:
+            child.sock.close()
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        old = self._child
+        if old is not None:
+            old.stop(kill=True)  # its loop is closed: nobody waits for its answers
+        self._pending, self._waiting, self._transport, self._flushing = [], deque(), None, False
+        self._child = child = _Child.spawn(self._writer._args)
+        self._loop = loop
+        loop.create_task(self._connect(loop, child))
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, child: _Child) -> None:
+        try:
+            transport, _ = await loop.connect_accepted_socket(lambda: _Replies(self, child), child.sock)
+        except OSError:
+            self._lost(child)
+            return
+        if self._child is child:
+            self._transport = cast(asyncio.Transport, transport)
+            self._flush()
+
+    def _flush(self) -> None:
+        self._flushing = False
+        transport = self._transport
+        if transport is None or not self._pending or len(self._waiting) >= _IN_FLIGHT:
+            return
+        group, self._pending = self._pending, []
+        data = pickle.dumps([(t, [_fields(r) for r in rs]) for t, rs, _ in group], pickle.HIGHEST_PROTOCOL)
+        self._waiting.append(group)
+        transport.write(_HEAD.pack(len(data)) + data)
+
+    def _answered(self, child: _Child, results: Any) -> None:
+        if child is not self._child or not self._waiting:
+            return
+        group = self._waiting.popleft()
+        if not isinstance(results, list) or len(results) != len(group):
+            results = [LogError("the embedded log's writer process answered out of step")] * len(group)
+        for (_, _, future), result in zip(group, results, strict=True):
+            _resolve(future, result)
+        if self._pending:
+            self._flush()
+        elif not self._waiting and self._drained is not None:
+            self._shut()
+            self._drained.set()
+
+    def _lost(self, child: _Child) -> None:
+        """The child stopped: what it was sent and what is queued fails; the next append restarts it."""
+        if child is not self._child:
+            return
+        lost = [*(p for group in self._waiting for p in group), *self._pending]
+        self._pending, self._waiting, self._transport, self._child, self._loop = [], deque(), None, None, None
+        child.stop(kill=True)
+        for _, _, future in lost:
+            _resolve(future, _stopped())
+        if self._drained is not None:
+            self._drained.set()
+
+    def _by_thread(
+        self, loop: asyncio.AbstractEventLoop, topic: str, records: Sequence[OutgoingRecord]
+    ) -> asyncio.Future[Placed]:
+        future: asyncio.Future[Placed] = loop.create_future()
+
+        def settle(results: list[Placed | BaseException]) -> None:
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+                loop.call_soon_threadsafe(_resolve, future, results[0])
+
+        self._writer.submit([(topic, records)], settle)
+        return future
+
+
+def _resolve(future: asyncio.Future[Placed], result: Placed | BaseException) -> None:
+    if future.cancelled():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+class _Replies(asyncio.Protocol):
+    """The child's replies, read by the event loop: one framed pickle per group."""
+
+    def __init__(self, committer: LoopCommitter, child: _Child) -> None:
+        self._committer = committer
+        self._child = child
+        self._buffer = bytearray()
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self._buffer
+        buffer += data
+        while len(buffer) >= _HEAD.size:
+            (size,) = _HEAD.unpack_from(buffer)
+            end = _HEAD.size + size
+            if len(buffer) < end:
+                return
+            results = pickle.loads(buffer[_HEAD.size : end])
+            del buffer[:end]
+            self._committer._answered(self._child, results)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._committer._lost(self._child)
 
 
 def _fields(record: OutgoingRecord) -> tuple[Any, ...]:
