@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol, cast, runtime_checkable
 
 from pinpipe.errors import LogError
-from pinpipe.log.base import Log, LogWriter, OutgoingRecord
+from pinpipe.log.base import Log, LogWriter, OutgoingRecord, resolve
 
 Placed = list[tuple[int, int]]
 _Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
@@ -148,9 +148,4 @@ def _hand_back(group: list[_Pending], results: list[Placed | BaseException]) -> 
 
 def _settle(settled: list[_Settled]) -> None:
     for future, result in settled:
-        if future.cancelled():
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+        resolve(future, result)

@@ -102,7 +102,9 @@ class EmbeddedLog:
             raise ConfigError(f"partitions must be at least 1, got {self.default_partitions}")
         self._conn = connect(directory)
         self._lock = threading.Lock()
-        self._children: weakref.WeakSet[EmbeddedLogWriter | ProcessWriter | EmbeddedLogReader] = weakref.WeakSet()
+        self._children: weakref.WeakSet[EmbeddedLogWriter | ProcessWriter | EmbeddedLogReader] = (
+            weakref.WeakSet()
+        )
         try:
             create_schema(self._conn)
         except sqlite3.Error as exc:
@@ -205,7 +207,9 @@ class EmbeddedLog:
     def process_writer(self) -> ProcessWriter:
         """A writer whose commits run in a child process: for a server whose event loop holds the GIL
         (see :mod:`pinpipe.log.embedded.process`)."""
-        writer = ProcessWriter(self.directory, self.retention_bytes, self.retention_s, self.retention_check_s)
+        writer = ProcessWriter(
+            self.directory, (self.retention_bytes, self.retention_s, self.retention_check_s)
+        )
         self._children.add(writer)
         return writer
 

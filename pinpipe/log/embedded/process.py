@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from pinpipe.errors import LogError, LogUnavailableError
-from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.embedded.writer import EmbeddedLogWriter
+from pinpipe.log.base import OutgoingRecord, resolve
+from pinpipe.log.embedded.writer import EmbeddedLogWriter, alone
 
 _HEAD = struct.Struct("!I")
 _STOP_S = 30.0
@@ -78,14 +78,9 @@ class ProcessWriter:
     commit runs (its fsync) the next group is already there. At most ``_IN_FLIGHT`` groups are sent and
     unanswered: beyond that the appends gather into the next group instead of into more messages."""
 
-    def __init__(
-        self,
-        directory: Path,
-        retention_bytes: int | None = None,
-        retention_s: float | None = None,
-        retention_check_s: float = 10.0,
-    ) -> None:
-        self._args = [str(directory), repr(retention_bytes), repr(retention_s), repr(retention_check_s)]
+    def __init__(self, directory: Path, retention: tuple[int | None, float | None, float]) -> None:
+        """``retention``: bytes, seconds and check interval, as :class:`EmbeddedLogWriter` takes them."""
+        self._args = [str(directory), *map(repr, retention)]
         self._cond = threading.Condition()
         self._child: _Child | None = None
         self._closed = False
@@ -97,10 +92,7 @@ class ProcessWriter:
         return None if child is None else child.process.pid
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> Placed:
-        (result,) = self.append_many([(topic, records)])
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return alone(self.append_many([(topic, records)]))
 
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
@@ -235,6 +227,7 @@ class _Child:
             self.process.wait()
         self.sock.close()
 
+
 _Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
 
 
@@ -349,7 +342,7 @@ class LoopCommitter:
         if not isinstance(results, list) or len(results) != len(group):
             results = [LogError("the embedded log's writer process answered out of step")] * len(group)
         for (_, _, future), result in zip(group, results, strict=True):
-            _resolve(future, result)
+            resolve(future, result)
         if self._pending:
             self._flush()
         elif not self._waiting and self._drained is not None:
@@ -364,7 +357,7 @@ class LoopCommitter:
         self._pending, self._waiting, self._transport, self._child, self._loop = [], deque(), None, None, None
         child.stop(kill=True)
         for _, _, future in lost:
-            _resolve(future, _stopped())
+            resolve(future, _stopped())
         if self._drained is not None:
             self._drained.set()
 
@@ -375,19 +368,10 @@ class LoopCommitter:
 
         def settle(results: list[Placed | BaseException]) -> None:
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_resolve, future, results[0])
+                loop.call_soon_threadsafe(resolve, future, results[0])
 
         self._writer.submit([(topic, records)], settle)
         return future
-
-
-def _resolve(future: asyncio.Future[Placed], result: Placed | BaseException) -> None:
-    if future.cancelled():
-        return
-    if isinstance(result, BaseException):
-        future.set_exception(result)
-    else:
-        future.set_result(result)
 
 
 class _Replies(asyncio.Protocol):
