@@ -8,6 +8,10 @@ everything queued since its last commit, hands it over in one call, and wakes th
 whole group. Each append keeps its own result (all or nothing on the embedded log), and its future is
 resolved only after the log acknowledged its records (the COMMIT, or every in-sync replica): an
 acknowledged record is durable.
+
+A writer may bring its own way of doing this (``loop_committer()``): the embedded log's writer process
+is sent its groups and read by the event loop itself (:mod:`pinpipe.log.embedded.process`), since a
+thread that runs SQLite waits for the event loop's GIL after every statement.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ status`` looking) may use at once, with readers never blocking the writer (WAL m
 call is one transaction holding the records, the partitions' new end offsets and the idempotency keys,
 so a retried idempotency key survives a crash exactly like the records do. Threads sharing one writer
 get group commit (:mod:`pinpipe.log.embedded.writer`): concurrent calls share one transaction and one
-fsync, each call still all or nothing.
+fsync, each call still all or nothing. A server whose event loop holds the GIL appends through a writer
+in a child process instead (:meth:`EmbeddedLog.process_writer`, :mod:`pinpipe.log.embedded.process`).
 
 Durability (fsync policy): the database runs in WAL mode with ``synchronous=FULL``; ``append()`` returns
 only after its transaction's COMMIT, and SQLite fsyncs the write-ahead log on every commit. An
