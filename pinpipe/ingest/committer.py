@@ -8,6 +8,10 @@ everything queued since its last commit, hands it over in one call, and wakes th
 whole group. Each append keeps its own result (all or nothing on the embedded log), and its future is
 resolved only after the log acknowledged its records (the COMMIT, or every in-sync replica): an
 acknowledged record is durable.
+
+A writer may bring its own way of doing this (``loop_committer()``): the embedded log's writer process
+is sent its groups and read by the event loop itself (:mod:`pinpipe.log.embedded.process`), since a
+thread that runs SQLite waits for the event loop's GIL after every statement.
 """
 
 from __future__ import annotations
@@ -16,11 +20,11 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Sequence
+from typing import Protocol, cast, runtime_checkable
 
 from pinpipe.errors import LogError
-from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.base import Log, LogWriter, OutgoingRecord, resolve
 
 Placed = list[tuple[int, int]]
 _Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
@@ -36,12 +40,50 @@ class GroupWriter(Protocol):
     ) -> list[Placed | BaseException]: ...
 
 
+@runtime_checkable
+class PipelinedWriter(GroupWriter, Protocol):
+    """A group writer that takes the next group before answering the last: ``submit`` returns once the
+    group is sent, and ``settle`` gets its results later, from another thread (the embedded log's
+    writer process)."""
+
+    def submit(
+        self,
+        calls: Sequence[tuple[str, Sequence[OutgoingRecord]]],
+        settle: Callable[[list[Placed | BaseException]], None],
+    ) -> None: ...
+
+
+class Appender(Protocol):
+    """Appends queued from an event loop, each answered by a future once committed."""
+
+    def append(self, topic: str, records: Sequence[OutgoingRecord]) -> asyncio.Future[Placed]: ...
+
+    def close(self) -> None: ...
+
+
+def committer_for(writer: GroupWriter) -> Appender:
+    """The writer's own ``loop_committer()`` when it has one (the embedded log's writer process, read and
+    written by the event loop itself), else a :class:`Committer` thread."""
+    factory = getattr(writer, "loop_committer", None)
+    appender: Appender = factory() if factory is not None else Committer(writer)
+    return appender
+
+
+def server_writer(log: Log) -> LogWriter:
+    """The writer a server appends through: the log's ``process_writer()`` when it has one (the
+    embedded log commits in a child process, out of reach of the event loop's GIL), else ``writer()``."""
+    factory = getattr(log, "process_writer", None)
+    writer: LogWriter = factory() if factory is not None else log.writer()
+    return writer
+
+
 class Committer:
     """One committing thread for a :class:`GroupWriter`, started by the first append. Appends reach it
     through a ``SimpleQueue`` (a C queue: cheaper for the event loop than a condition variable)."""
 
     def __init__(self, writer: GroupWriter) -> None:
         self._writer = writer
+        self._pipelined = isinstance(writer, PipelinedWriter)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -86,24 +128,28 @@ class Committer:
                 self._commit(group)
 
     def _commit(self, group: list[_Pending]) -> None:
+        calls = [(topic, records) for topic, records, _ in group]
         results: list[Placed | BaseException]
         try:
-            results = self._writer.append_many([(topic, records) for topic, records, _ in group])
+            if self._pipelined:
+                cast(PipelinedWriter, self._writer).submit(calls, lambda results: _hand_back(group, results))
+                return
+            results = self._writer.append_many(calls)
         except BaseException as exc:  # the whole group failed: every caller gets the error
             results = [exc] * len(group)
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
-        for (_, _, future), result in zip(group, results, strict=True):
-            by_loop.setdefault(future.get_loop(), []).append((future, result))
-        for loop, settled in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these any more
-                loop.call_soon_threadsafe(_settle, settled)
+        _hand_back(group, results)
+
+
+def _hand_back(group: list[_Pending], results: list[Placed | BaseException]) -> None:
+    """Each result to its future, on the future's event loop (one wake-up per loop)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Settled]] = {}
+    for (_, _, future), result in zip(group, results, strict=True):
+        by_loop.setdefault(future.get_loop(), []).append((future, result))
+    for loop, settled in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for these any more
+            loop.call_soon_threadsafe(_settle, settled)
 
 
 def _settle(settled: list[_Settled]) -> None:
     for future, result in settled:
-        if future.cancelled():
-            continue
-        if isinstance(result, BaseException):
-            future.set_exception(result)
-        else:
-            future.set_result(result)
+        resolve(future, result)

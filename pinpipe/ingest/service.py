@@ -25,7 +25,7 @@ from pinpipe.errors import (
     PinpipeError,
     TopicNotFoundError,
 )
-from pinpipe.ingest.committer import Committer, GroupWriter
+from pinpipe.ingest.committer import Appender, GroupWriter, committer_for, server_writer
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
@@ -138,7 +138,7 @@ class IngestService:
         self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
-        self._committers: dict[Space, Committer] = {}
+        self._committers: dict[Space, Appender] = {}
         self._cache: dict[Space, dict[str, int]] = {"topics": {}, "streams": {}}
         self._lock = threading.Lock()
         self._started = False
@@ -162,13 +162,13 @@ class IngestService:
                     self.logs["streams"].create_topic(name, partitions)
                 for space, space_log in self.logs.items():  # known partition counts: the first produce
                     self._cache[space] = dict(space_log.topics())  # of each topic needs no lookup
-                writer = self.logs["topics"].writer()
+                writer = server_writer(self.logs["topics"])
                 self._writers["topics"] = writer
-                self._writers["streams"] = writer if self.shared else self.logs["streams"].writer()
-                committers: dict[int, Committer] = {}
+                self._writers["streams"] = writer if self.shared else server_writer(self.logs["streams"])
+                committers: dict[int, Appender] = {}
                 for space, each in self._writers.items():
                     if isinstance(each, GroupWriter):
-                        self._committers[space] = committers.setdefault(id(each), Committer(each))
+                        self._committers[space] = committers.setdefault(id(each), committer_for(each))
             except PinpipeError as exc:
                 logger.warning("log not ready: %s", exc)
                 return False

@@ -9,9 +9,10 @@ readers belong to a consumer group, poll, and commit the next offset to read per
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 TopicPartition = tuple[str, int]
 """(topic, partition)"""
@@ -122,3 +123,13 @@ class Log(LogAdmin, Protocol):
     def reader(self, group: str, topics: Sequence[str]) -> LogReader: ...
 
     def close(self) -> None: ...
+
+
+def resolve(future: asyncio.Future[Any], result: object) -> None:
+    """Give ``future`` its result, or raise it there when it is an exception (a cancelled one is left)."""
+    if future.cancelled():
+        return
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)

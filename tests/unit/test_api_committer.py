@@ -1,18 +1,22 @@
-"""The API's committer: appends queued from the event loop are committed together, each with its own
-result, and only answered after their commit."""
+"""The API's committers: appends queued from the event loop are committed together, each with its own
+result, and only answered after their commit; the same for the thread over an in-process writer and for
+the embedded log's writer process read and written by the event loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from pinpipe.errors import IdempotencyConflictError, LogError
-from pinpipe.ingest.committer import Committer
+from pinpipe.ingest.committer import Appender, Committer
 from pinpipe.locations import embedded_url
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.embedded import EmbeddedLog
+from pinpipe.log.embedded.process import ProcessWriter
+from pinpipe.log.embedded.writer import EmbeddedLogWriter
 from tests.unit.api_support import read_all
 
 TOPIC = "t"
@@ -30,26 +34,37 @@ def log(tmp_path: Path):
     log.close()
 
 
-def test_concurrent_appends_share_commits_and_each_gets_its_positions(log: EmbeddedLog) -> None:
-    writer = log.writer()
-    committer = Committer(writer)
+@pytest.fixture(params=["thread", "process"])
+def committer(request: pytest.FixtureRequest, log: EmbeddedLog):
+    writer: EmbeddedLogWriter | ProcessWriter
+    if request.param == "thread":
+        writer = log.writer()
+        appender: Appender = Committer(writer)
+    else:
+        writer = log.process_writer()
+        appender = writer.loop_committer()
+    yield appender
+    appender.close()
+    writer.close()
+
+
+def test_concurrent_appends_share_commits_and_each_gets_its_positions(
+    log: EmbeddedLog, committer: Appender
+) -> None:
 
     async def main() -> list:
         return await asyncio.gather(*(committer.append(TOPIC, [record(n)]) for n in range(50)))
 
     placed = asyncio.run(main())
-    committer.close()
-    writer.close()
     assert len({p[0] for p in placed}) == 50  # every append its own position
     stored = read_all(log, TOPIC)
     assert sorted(r.value for r in stored) == sorted(b'{"n":%d}' % n for n in range(50))
     assert len({r.timestamp for r in stored}) < 50  # one append time per commit: commits were shared
 
 
-def test_a_failing_append_fails_alone_in_its_group(log: EmbeddedLog) -> None:
-    writer = log.writer()
-    writer.append(TOPIC, [record(0, "k", "first")])
-    committer = Committer(writer)
+def test_a_failing_append_fails_alone_in_its_group(log: EmbeddedLog, committer: Appender) -> None:
+    with contextlib.closing(log.writer()) as writer:
+        writer.append(TOPIC, [record(0, "k", "first")])
 
     async def main() -> list:
         calls = [
@@ -61,17 +76,13 @@ def test_a_failing_append_fails_alone_in_its_group(log: EmbeddedLog) -> None:
         return await asyncio.gather(*calls, return_exceptions=True)
 
     first, conflict, missing, last = asyncio.run(main())
-    committer.close()
-    writer.close()
     assert isinstance(conflict, IdempotencyConflictError)
     assert isinstance(missing, LogError)
     assert isinstance(first, list) and isinstance(last, list)
     assert sorted(r.value for r in read_all(log, TOPIC)) == [b'{"n":0}', b'{"n":1}', b'{"n":4}']
 
 
-def test_closing_commits_what_is_queued_then_refuses(log: EmbeddedLog) -> None:
-    writer = log.writer()
-    committer = Committer(writer)
+def test_closing_commits_what_is_queued_then_refuses(log: EmbeddedLog, committer: Appender) -> None:
 
     async def main() -> None:
         pending = [committer.append(TOPIC, [record(n)]) for n in range(5)]
@@ -81,5 +92,4 @@ def test_closing_commits_what_is_queued_then_refuses(log: EmbeddedLog) -> None:
             committer.append(TOPIC, [record(9)])
 
     asyncio.run(main())
-    writer.close()
     assert len(read_all(log, TOPIC)) == 5

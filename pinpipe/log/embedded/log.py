@@ -6,7 +6,8 @@ status`` looking) may use at once, with readers never blocking the writer (WAL m
 call is one transaction holding the records, the partitions' new end offsets and the idempotency keys,
 so a retried idempotency key survives a crash exactly like the records do. Threads sharing one writer
 get group commit (:mod:`pinpipe.log.embedded.writer`): concurrent calls share one transaction and one
-fsync, each call still all or nothing.
+fsync, each call still all or nothing. A server whose event loop holds the GIL appends through a writer
+in a child process instead (:meth:`EmbeddedLog.process_writer`, :mod:`pinpipe.log.embedded.process`).
 
 Durability (fsync policy): the database runs in WAL mode with ``synchronous=FULL``; ``append()`` returns
 only after its transaction's COMMIT, and SQLite fsyncs the write-ahead log on every commit. An
@@ -45,6 +46,7 @@ from pinpipe.log.embedded.db import (
     rollback,
     table,
 )
+from pinpipe.log.embedded.process import ProcessWriter
 from pinpipe.log.embedded.reader import EmbeddedLogReader
 from pinpipe.log.embedded.writer import EmbeddedLogWriter
 
@@ -101,7 +103,9 @@ class EmbeddedLog:
             raise ConfigError(f"partitions must be at least 1, got {self.default_partitions}")
         self._conn = connect(directory)
         self._lock = threading.Lock()
-        self._children: weakref.WeakSet[EmbeddedLogWriter | EmbeddedLogReader] = weakref.WeakSet()
+        self._children: weakref.WeakSet[EmbeddedLogWriter | ProcessWriter | EmbeddedLogReader] = (
+            weakref.WeakSet()
+        )
         try:
             create_schema(self._conn)
         except sqlite3.Error as exc:
@@ -197,6 +201,15 @@ class EmbeddedLog:
     def writer(self) -> EmbeddedLogWriter:
         writer = EmbeddedLogWriter(
             self.directory, self.retention_bytes, self.retention_s, self.retention_check_s
+        )
+        self._children.add(writer)
+        return writer
+
+    def process_writer(self) -> ProcessWriter:
+        """A writer whose commits run in a child process: for a server whose event loop holds the GIL
+        (see :mod:`pinpipe.log.embedded.process`)."""
+        writer = ProcessWriter(
+            self.directory, (self.retention_bytes, self.retention_s, self.retention_check_s)
         )
         self._children.add(writer)
         return writer

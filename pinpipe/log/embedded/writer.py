@@ -77,6 +77,14 @@ def _known_keys(
     return seen
 
 
+def alone(results: list[list[tuple[int, int]] | BaseException]) -> list[tuple[int, int]]:
+    """The positions of the one call of ``append_many``, or its error raised."""
+    (result,) = results
+    if isinstance(result, BaseException):
+        raise result
+    return result
+
+
 class EmbeddedLogWriter:
     """Appends: all records of a call or none of them; thread-safe, with group commit across threads."""
 
@@ -98,10 +106,7 @@ class EmbeddedLogWriter:
         self._closed = False
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> list[tuple[int, int]]:
-        (result,) = self.append_many([(topic, records)])
-        if isinstance(result, BaseException):
-            raise result
-        return result
+        return alone(self.append_many([(topic, records)]))
 
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
