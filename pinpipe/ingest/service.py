@@ -381,7 +381,8 @@ class IngestService:
             self.metrics.count_records(name, str(ErrorCode.LOG_UNAVAILABLE), len(batch))
             return ApiError(
                 ErrorCode.LOG_UNAVAILABLE,
-                f"log unavailable, nothing written; retry: {exc}",
+                "log unavailable; the records may or may not be stored: retry with the same Idempotency-Key: "
+                f"{exc}",
                 {"Retry-After": "1"},
             )
         logger.error("append to %s failed: %s", name, exc)

@@ -352,6 +352,8 @@ def test_log_failures_answer_rest_proxy_errors(
         assert response.status_code == status
         assert response.json()["error_code"] == code
         assert ("retry-after" in response.headers) == retry_after
+        if retry_after:  # an append that did not answer may have landed: only a keyed retry is safe
+            assert "retry with the same Idempotency-Key" in response.json()["message"]
         put = client.put(
             "/streams/streaming-0a1b2c3d4e5f-pin/record", json={"Data": PIN_RECORD, "PartitionKey": "k"}
         )
