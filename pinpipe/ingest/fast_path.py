@@ -1,7 +1,7 @@
-"""The single-record produce routes without the framework's per-request machinery.
+"""The v2 produce routes (one record or many) without the framework's per-request machinery.
 
 ``POST /topics/{topic}`` and ``POST /topics/{topic}/partitions/{partition}`` are most of the API's
-traffic when clients send one record per request. Through FastAPI, each such request pays for its
+traffic, above all when clients send one record per request. Through FastAPI, each such request pays for its
 middleware layers, routing over every route, solving the parameters (the ``Idempotency-Key`` header, the
 partition) and a request and a response object, which together cost more than the produce itself.
 :class:`ProduceFastPath` is consulted before all of that (by :class:`pinpipe.ingest.app.IngestAPI`, the
