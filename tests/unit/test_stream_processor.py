@@ -167,58 +167,44 @@ def test_a_failed_group_commit_does_not_stop_the_processor(
         assert log.committed(GROUP, topic) == log.end_offsets(topic)
 
 
-def test_end_offsets_out_of_reach_for_a_while_do_not_stop_the_processor(
-    settings: Settings, tmp_path: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("owner", "method", "error"),
+    [
+        (MemoryLog, "end_offsets", "Kafka: end offsets: leader not available"),
+        (MemoryLogReader, "poll", "Kafka: metadata: all brokers down"),
+    ],
+    ids=["end-offsets", "poll"],
+)
+def test_a_log_out_of_reach_for_a_while_does_not_stop_the_processor(
+    settings: Settings,
+    tmp_path: Path,
+    aicore: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    owner: type,
+    method: str,
+    error: str,
 ) -> None:
-    """A partition between leaders (a broker died) makes reading its end offset fail for a while: the
-    processor goes on with the ends it read before and its tables equal an undisturbed run's."""
+    """A broker dying makes reads fail for a while: the end offsets (a partition between leaders; the
+    ends read before are kept) or a whole poll (its metadata refresh; nothing is read that micro-batch).
+    The processor goes on and its tables equal an undisturbed run's."""
     its = live_times(replay_iterations(aicore, 300))
     reference = make_settings(settings, tmp_path / "ref")
     run_stream(reference, log=memory_log_with(reference.prefix, its))
     s = make_settings(settings, tmp_path / "flaky")
     log = memory_log_with(s.prefix, its)
-    real_ends = MemoryLog.end_offsets
+    real = getattr(owner, method)
     calls = {"n": 0, "failed": 0}
 
-    def flaky(self: MemoryLog, topic: str) -> dict[int, int]:
+    def flaky(self: Any, *args: Any) -> Any:
         calls["n"] += 1
         if 6 <= calls["n"] < 12:
             calls["failed"] += 1
-            raise LogUnavailableError("Kafka: end offsets: leader not available")
-        return real_ends(self, topic)
+            raise LogUnavailableError(error)
+        return real(self, *args)
 
-    monkeypatch.setattr(MemoryLog, "end_offsets", flaky)
+    monkeypatch.setattr(owner, method, flaky)
     run_stream(s, log=log)
     assert calls["failed"] == 6
-    expected, got = all_tables(reference), all_tables(s)
-    for kind in KINDS:
-        assert got[kind] == expected[kind]
-    for name in STATE_METRICS:
-        assert rounded(got[name]) == rounded(expected[name]), name
-
-
-def test_streams_out_of_reach_for_a_while_do_not_stop_the_processor(
-    settings: Settings, tmp_path: Path, aicore: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A poll that cannot reach the log (its metadata refresh fails during an outage) reads nothing that
-    micro-batch; the records are read afterwards, once."""
-    its = live_times(replay_iterations(aicore, 300))
-    reference = make_settings(settings, tmp_path / "ref")
-    run_stream(reference, log=memory_log_with(reference.prefix, its))
-    s = make_settings(settings, tmp_path / "flaky")
-    real_poll = MemoryLogReader.poll
-    calls = {"n": 0, "failed": 0}
-
-    def flaky(self: MemoryLogReader, max_records: int, timeout: float) -> list[Any]:
-        calls["n"] += 1
-        if 4 <= calls["n"] < 12:
-            calls["failed"] += 1
-            raise LogUnavailableError("Kafka: metadata: all brokers down")
-        return real_poll(self, max_records, timeout)
-
-    monkeypatch.setattr(MemoryLogReader, "poll", flaky)
-    run_stream(s, log=memory_log_with(s.prefix, its))
-    assert calls["failed"] == 8
     expected, got = all_tables(reference), all_tables(s)
     for kind in KINDS:
         assert got[kind] == expected[kind]
