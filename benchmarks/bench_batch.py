@@ -19,8 +19,10 @@ core, pandas one). With ``--incremental`` it also times a
 run over a 1M-post history plus 10,000 new posts (one new object) against ``--full-refresh`` over the
 same lake, both on the incremental code: target, the incremental run at most 10% of the full run's wall,
 with its peak RSS. With ``--repeat N`` the tables are put back as the history run left them before each
-incremental run, each followed by a full run, and the median of the N ratios decides. Results:
-benchmarks/RESULTS.md.
+incremental run, each followed by a full run. The verdict takes the median incremental run against the
+fastest full run: a burst of other work slows the long full run more than the short incremental one, so a
+ratio against a slowed full run would look better than it is; and a "met" is withheld when even that run
+was starved of CPU (``BOTH_CORES``). Results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -128,11 +130,17 @@ def run_duckdb(workdir: Path, phases: bool, full_refresh: bool = False) -> None:
     run_then_exit(lambda: main([*args, *(["--full-refresh"] if full_refresh else [])]))
 
 
+BOTH_CORES = 1.25
+"""CPU seconds per second of wall a full run (at least 2 CPU s of DuckDB work on a 2-core host) gets when
+nothing else runs: about 1.8. Below this much, other work took its cores, and a ratio against it
+flatters the incremental run, which is too short and too serial to lose as much."""
+
+
 def incremental(base: Path, rows: int, new: int, phases: bool, repeat: int = 1) -> None:
     """A run over the history (tables from scratch), ``new`` posts more in one new object, then ``repeat``
     times: the tables put back as the history run left them, an incremental run, and ``--full-refresh``
-    over the same lake: wall, CPU and peak of each; judged from the median of the per-pair ratios, so a
-    burst of load on one run does not decide."""
+    over the same lake: wall, CPU and peak of each; judged from the median incremental run against the
+    fastest full run, so a burst of load on one run does not decide, and a slowed full run cannot pass it."""
     child = ["--child", "duckdb", "--workdir", str(base), *(["--phases"] if phases else [])]
     history = base / "tables-history"
     for stale in (base / "tables", base / "tmp", history):
@@ -148,6 +156,8 @@ def incremental(base: Path, rows: int, new: int, phases: bool, repeat: int = 1) 
     added = generate(base / "lake", new, per_file=new, seed=2, first=rows)
     walls: list[float] = []
     cpus: list[float] = []
+    increments: list[float] = []
+    fulls: list[ChildRun] = []
     for run in range(1, repeat + 1):
         if run > 1:
             shutil.rmtree(base / "tables")
@@ -165,16 +175,25 @@ def incremental(base: Path, rows: int, new: int, phases: bool, repeat: int = 1) 
         )
         walls.append(i.seconds / f.seconds)
         cpus.append(i.cpu / f.cpu)
+        increments.append(i.seconds)
+        fulls.append(f)
         print(
             f"incremental / full: {walls[-1]:.1%} of the wall ({cpus[-1]:.1%} of the CPU);"
             f" load average {load:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
-    share = statistics.median(walls)
+    fastest = min(fulls, key=lambda run: run.seconds)
+    share = statistics.median(increments) / fastest.seconds
     if repeat > 1:
         shown = ", ".join(f"{w:.1%}" for w in walls)
-        print(f"median over {repeat} pairs: {share:.1%} of the wall ({shown}),"
+        print(f"median over {repeat} pairs: {statistics.median(walls):.1%} of the wall ({shown}),"
               f" {statistics.median(cpus):.1%} of the CPU")  # fmt: skip
-    print(f"target incremental <= 10% of the full run's wall: {'met' if share <= 0.10 else 'MISSED'}")
+    verdict = "met" if share <= 0.10 else "MISSED"
+    if share <= 0.10 and fastest.cpu >= 2 and fastest.cpu < BOTH_CORES * fastest.seconds:
+        verdict = "not judged (even the fastest full run was starved of CPU by other work)"
+    print(
+        f"target incremental <= 10% of the full run's wall: {verdict}"
+        f" ({share:.1%}: the median incremental run against the fastest full run)"
+    )
     shutil.rmtree(history)
 
 
