@@ -57,6 +57,8 @@ def background_server(
     deadline = time.monotonic() + timeout_s
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True  # a start-up that finishes late stops at once instead of serving
+            thread.join(timeout=timeout_s)  # a bounded wait: the thread ends by itself after a late start
             raise ServiceError(f"could not start a local server on {host}:{port}")
         time.sleep(0.02)
     bound = server.servers[0].sockets[0].getsockname()
