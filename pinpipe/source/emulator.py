@@ -137,62 +137,72 @@ def run_emulator(
         cleanup.callback(engine.dispose)
         reader = SqlRowReader(engine)
         cleanup.callback(reader.close)
-        sender = None
-        if not options.dry_run:
-            api_key = options.api_key
-            if api_key is None and settings.api.api_keys:
-                api_key = settings.api.api_keys[0].get_secret_value()
-            sender = HttpApiSender(
-                options.api or default_api(settings),
-                settings.prefix,
-                api_key=api_key,
-                policy=options.retry,
-                transport=transport,
-                timeout_s=options.timeout_s,
-                sleep=sleep,
-            )
+        sender = None if options.dry_run else _sender(settings, options, transport, sleep)
+        if sender is not None:
             cleanup.callback(sender.close)
         # The records of one iteration go out concurrently (one per topic/stream, so each keeps its order);
         # the next iteration starts when all are acknowledged. Latency, not bandwidth, bounds the emulator.
         pool = ThreadPoolExecutor(max_workers=2 * len(KINDS), thread_name_prefix="emulate-send")
         cleanup.callback(pool.shutdown, wait=True)
+        bar = cleanup.enter_context(row_progress(options.progress and not options.dry_run))
+        task = bar.add_task("emulate", total=options.iterations, info="")
         started = time.monotonic()
         try:
-            with row_progress(options.progress and not options.dry_run) as bar:
-                task = bar.add_task("emulate", total=options.iterations, info="")
-                for step, (sleep_s, row) in enumerate(draw_rows(options.seed)):
-                    if step < options.skip:
-                        continue
-                    if options.iterations is not None and step >= options.skip + options.iterations:
-                        break
-                    if options.rate is not None:
-                        delay = started + (step - options.skip) / options.rate - time.monotonic()
-                        if delay > 0:
-                            sleep(delay)
-                    elif options.sleep and sleep_s:
-                        sleep(sleep_s)
-                    records = reader.read(row)
-                    for kind in KINDS:
-                        if records[kind] is None:
-                            summary.skipped[SOURCE_TABLES[kind]] += 1
-                    if out is not None and options.dry_run:
-                        out.write(json.dumps(records, ensure_ascii=False, separators=(",", ":")) + "\n")
-                    if sender is not None:
-                        _send_all(sender, summary, targets, settings.prefix, step, records, on_error, pool)
-                    summary.iterations = step + 1 - options.skip
-                    if step % 50 == 0 or options.iterations == summary.iterations:
-                        elapsed = max(time.monotonic() - started, 1e-9)
-                        bar.update(
-                            task,
-                            completed=summary.iterations,
-                            info=f"{summary.iterations / elapsed:.1f} it/s, retries {summary.retries}, "
-                            f"errors {summary.errors}",
-                        )
+            for step, (sleep_s, row) in enumerate(draw_rows(options.seed)):
+                if step < options.skip:
+                    continue
+                if options.iterations is not None and step >= options.skip + options.iterations:
+                    break
+                if options.rate is not None:
+                    delay = started + (step - options.skip) / options.rate - time.monotonic()
+                    if delay > 0:
+                        sleep(delay)
+                elif options.sleep and sleep_s:
+                    sleep(sleep_s)
+                records = reader.read(row)
+                for kind in KINDS:
+                    if records[kind] is None:
+                        summary.skipped[SOURCE_TABLES[kind]] += 1
+                if out is not None and options.dry_run:
+                    out.write(json.dumps(records, ensure_ascii=False, separators=(",", ":")) + "\n")
+                if sender is not None:
+                    _send_all(sender, summary, targets, settings.prefix, step, records, on_error, pool)
+                summary.iterations = step + 1 - options.skip
+                if step % 50 == 0 or options.iterations == summary.iterations:
+                    elapsed = max(time.monotonic() - started, 1e-9)
+                    bar.update(
+                        task,
+                        completed=summary.iterations,
+                        info=f"{summary.iterations / elapsed:.1f} it/s, retries {summary.retries}, "
+                        f"errors {summary.errors}",
+                    )
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:
             summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _sender(
+    settings: Settings,
+    options: EmulatorOptions,
+    transport: httpx.BaseTransport | None,
+    sleep: Callable[[float], None],
+) -> HttpApiSender:
+    """The HTTP sender of a run that sends: to ``--api`` (else the configured API), with the first
+    configured API key unless ``--api-key`` gives one."""
+    api_key = options.api_key
+    if api_key is None and settings.api.api_keys:
+        api_key = settings.api.api_keys[0].get_secret_value()
+    return HttpApiSender(
+        options.api or default_api(settings),
+        settings.prefix,
+        api_key=api_key,
+        policy=options.retry,
+        transport=transport,
+        timeout_s=options.timeout_s,
+        sleep=sleep,
+    )
 
 
 def _send_all(
