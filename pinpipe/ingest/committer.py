@@ -20,8 +20,8 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import Callable, Sequence
-from typing import Protocol, cast, runtime_checkable
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 from pinpipe.errors import LogError
 from pinpipe.log.base import Log, LogWriter, OutgoingRecord, resolve
@@ -38,19 +38,6 @@ class GroupWriter(Protocol):
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
     ) -> list[Placed | BaseException]: ...
-
-
-@runtime_checkable
-class PipelinedWriter(GroupWriter, Protocol):
-    """A group writer that takes the next group before answering the last: ``submit`` returns once the
-    group is sent, and ``settle`` gets its results later, from another thread (the embedded log's
-    writer process)."""
-
-    def submit(
-        self,
-        calls: Sequence[tuple[str, Sequence[OutgoingRecord]]],
-        settle: Callable[[list[Placed | BaseException]], None],
-    ) -> None: ...
 
 
 class Appender(Protocol):
@@ -83,7 +70,6 @@ class Committer:
 
     def __init__(self, writer: GroupWriter) -> None:
         self._writer = writer
-        self._pipelined = isinstance(writer, PipelinedWriter)
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -131,9 +117,6 @@ class Committer:
         calls = [(topic, records) for topic, records, _ in group]
         results: list[Placed | BaseException]
         try:
-            if self._pipelined:
-                cast(PipelinedWriter, self._writer).submit(calls, lambda results: _hand_back(group, results))
-                return
             results = self._writer.append_many(calls)
         except BaseException as exc:  # the whole group failed: every caller gets the error
             results = [exc] * len(group)

@@ -44,9 +44,19 @@ Placed = list[tuple[int, int]]
 _Calls = list[tuple[str, list[tuple[Any, ...]]]]
 
 
-def _send(sock: socket.socket, payload: object) -> None:
+def _framed(payload: object) -> bytes:
+    """One message: its length, then the pickle."""
     data = pickle.dumps(payload, pickle.HIGHEST_PROTOCOL)
-    sock.sendall(_HEAD.pack(len(data)) + data)
+    return _HEAD.pack(len(data)) + data
+
+
+def _send(sock: socket.socket, payload: object) -> None:
+    sock.sendall(_framed(payload))
+
+
+def _group_message(calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]) -> _Calls:
+    """A group's calls as the child takes them: each record a plain tuple (``_fields``)."""
+    return [(topic, [_fields(r) for r in records]) for topic, records in calls]
 
 
 def _receive(sock: socket.socket) -> Any:
@@ -118,7 +128,7 @@ class ProcessWriter:
         """Send a group; ``settle`` gets each call's positions or error (from the reader thread) once the
         child committed it, or the error that stopped the child. Waits while ``_IN_FLIGHT`` groups are
         unanswered."""
-        message: _Calls = [(topic, [_fields(r) for r in records]) for topic, records in calls]
+        message = _group_message(calls)
         with self._cond:
             while True:
                 if self._closed:
@@ -331,9 +341,8 @@ class LoopCommitter:
         if transport is None or not self._pending or len(self._waiting) >= _IN_FLIGHT:
             return
         group, self._pending = self._pending, []
-        data = pickle.dumps([(t, [_fields(r) for r in rs]) for t, rs, _ in group], pickle.HIGHEST_PROTOCOL)
         self._waiting.append(group)
-        transport.write(_HEAD.pack(len(data)) + data)
+        transport.write(_framed(_group_message([(topic, records) for topic, records, _ in group])))
 
     def _answered(self, child: _Child, results: Any) -> None:
         if child is not self._child or not self._waiting:
