@@ -36,7 +36,7 @@ from pinpipe.engines.lake_input import NUMBER_LIKE, local_objects, object_keys, 
 from pinpipe.lake.store import FileStore, ObjectStore
 from pinpipe.locations import file_url, hadoop_uri
 from pinpipe.schema import FIELDS, Kind
-from pinpipe.transform.clean import SEQ, raw_arrow_type
+from pinpipe.transform.clean import SEQ, record_fields
 
 
 def _seq(block: str = "_block") -> str:
@@ -219,8 +219,7 @@ def read_kind(
 
 def _exact_schema(kind: Kind) -> pa.Schema:
     """Records read exactly: the raw columns, ``_line`` and ``_file`` (see :func:`_seq`)."""
-    fields = [(f, raw_arrow_type(t)) for f, t in FIELDS[kind].items()]
-    return pa.schema([*fields, ("_line", pa.int64()), ("_file", pa.int64())])
+    return pa.schema([*record_fields(kind), ("_line", pa.int64()), ("_file", pa.int64())])
 
 
 def _spark_schema(kind: Kind) -> str:

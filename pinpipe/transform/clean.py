@@ -225,7 +225,7 @@ def differing_first_pins_sql(kept: str, dialect: Dialect) -> str:
     )
 
 
-def _record_fields(kind: Kind) -> list[tuple[str, pa.DataType]]:
+def record_fields(kind: Kind) -> list[tuple[str, pa.DataType]]:
     """The record fields of ``kind`` with their raw Arrow types."""
     return [(name, raw_arrow_type(t)) for name, t in FIELDS[kind].items()]
 
@@ -234,7 +234,7 @@ def raw_schema(kind: Kind) -> pa.Schema:
     """Arrow schema of a raw view: the record fields, then ``_seq``."""
     import pyarrow as pa
 
-    return pa.schema([*_record_fields(kind), (SEQ, pa.int64())])
+    return pa.schema([*record_fields(kind), (SEQ, pa.int64())])
 
 
 def raw_table(kind: Kind, values: list[Any]) -> pa.Table:
@@ -252,7 +252,7 @@ def raw_table(kind: Kind, values: list[Any]) -> pa.Table:
             if isinstance(row[name], int):
                 row[name] = float(row[name])
         rows.append(row)
-    return pa.Table.from_pylist(rows, schema=pa.schema(_record_fields(kind)))
+    return pa.Table.from_pylist(rows, schema=pa.schema(record_fields(kind)))
 
 
 def _conform_column(kind: Kind, name: str, column: Any, target: pa.DataType) -> Any:
