@@ -1,10 +1,9 @@
 """The ingest -> log -> lake path as many processes on a three-broker Kafka cluster, under failures.
 
 Two ``pinpipe api serve`` replicas, the emulator over both (``--seed 100 --iterations 2524 --no-sleep
---mode both`` on the real data), two ``pinpipe sink run`` workers in one group and a ``pinpipe stream run``;
-while the emulator runs, one broker, one API replica and one sink worker are killed with ``kill -9`` (the
-replica and the worker started again), and the stream processor keeps running through the broker's death.
-Afterwards the lake holds every topic's records exactly once, the same multiset as the
+--mode both`` on the real data) and two ``pinpipe sink run`` workers in one group; while the emulator runs,
+one broker, one API replica and one sink worker are killed with ``kill -9`` (the replica and the worker
+started again). Afterwards the lake holds every topic's records exactly once, the same multiset as the
 emulator's dry run and as an embedded single-process ``pinpipe demo`` of the same iterations (the
 session's ``aicore_demo``); ``pinpipe batch run`` exports the demo's ten CSVs byte for byte; the stream
 tables hold every iteration once.
@@ -124,7 +123,6 @@ def test_cluster_with_kills_matches_one_embedded_process(
         PinpipeProcess([*sink_args, "--group-instance-id", f"sink-{n}"], env, tmp_path / f"sink-{n}.log")
         for n in (1, 2)
     ]
-    streaming = PinpipeProcess(["stream", "run", *flags, "--quiet"], env, tmp_path / "stream.log")
     broker_pid = kafka_cluster.pids()[0]
     broker_back: Future[str] | None = None
     broker_killed = False
@@ -133,7 +131,7 @@ def test_cluster_with_kills_matches_one_embedded_process(
     admin = KafkaLog(log_url)
     emulator_out = tmp_path / "emulate.out"
     with contextlib.ExitStack() as stack:
-        for process in (*apis, *workers, streaming):
+        for process in (*apis, *workers):
             stack.enter_context(process)
         ready_s = time.monotonic() - started
         run_id = "cluster" + uuid.uuid4().hex[:6]
@@ -177,11 +175,10 @@ def test_cluster_with_kills_matches_one_embedded_process(
             broker_back = restarter.submit(kafka_cluster.start)  # the operator brings it back
 
             workers_running = {f"sink worker {n}": w.process for n, w in enumerate(workers, 1)}
-            workers_running["stream processor"] = streaming.process
             everything = len(KINDS) * ITERATIONS
             lake_count = LakeCount(lake, prefix)
             wait_until(lambda: lake_count() >= everything, "the lake", 300, workers_running)
-            for worker in (*workers, streaming):
+            for worker in workers:
                 assert worker.stop() == 0, worker.output()[-3000:]
             sunk_s = time.monotonic() - started
         finally:
