@@ -37,7 +37,9 @@ every owner starts at the committed offset (an object boundary) and looks in the
 never changes what the lake holds: a worker losing a partition waits for its queued puts, commits them,
 and drops its unwritten records (never writes a partial file); the new owner reads them again. A
 worker killed mid-object leaves the same state as a crash of the only sink. Two owners of one partition
-for a moment (a stalled worker not yet dropped) write the same objects under the same names.
+for a moment (a stalled worker not yet dropped) write the same objects under the same names. A worker
+whose consumer Kafka fenced (a fatal error) loses all its partitions at once, like a killed worker, and
+joins again with a new consumer: its queued puts still land (the same bytes any owner writes there).
 
 The embedded log has no group protocol: one sink per log directory and group; a second one is refused.
 
@@ -172,8 +174,11 @@ class LakeSink(Stage):
 
     def revoked(self, partitions: Sequence[TopicPartition], lost: bool) -> None:
         """Commit what is in the lake (unless another member owns the partitions already), then forget
-        them: unwritten records are dropped, never written as a partial file."""
-        if not lost:
+        them: unwritten records are dropped, never written as a partial file. Lost partitions mean the
+        member joins the group again: it is not caught up before its new assignment arrives."""
+        if lost:
+            self._assigned_once = False
+        else:
             try:
                 self._puts.drain()
                 self._commit()

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import confluent_kafka as ck
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
@@ -45,15 +46,36 @@ def write_wave(log: KafkaLog, topics: list[str], wave: int, count: int) -> None:
     writer.close()
 
 
-def worker(bootstrap: str, lake: Path, prefix: str, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+def new_prefix(log: KafkaLog, first_wave: int) -> tuple[str, list[str]]:
+    """A fresh prefix whose three batch topics (3 partitions each) hold a first wave of records."""
+    prefix = uuid.uuid4().hex[:12]
+    topics = list(topic_names(prefix).values())
+    for topic in topics:
+        log.create_topic(topic, 3)
+    write_wave(log, topics, 1, first_wave)
+    return prefix, topics
+
+
+def worker(
+    bootstrap: str, lake: Path, prefix: str, workdir: Path, *extra: str, err: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A ``pinpipe sink run`` process; its stderr goes to ``err`` (default: a new worker-*.err file)."""
     args = ["--log", f"kafka://{bootstrap}", "--lake", f"file://{lake}", "--prefix", prefix, *extra]
     return subprocess.Popen(
         [sys.executable, "-m", "pinpipe", "sink", "run", "-q", "--flush-size", str(FLUSH), *args],
         env=clean_env(workdir),
         cwd=workdir,
         stdout=subprocess.DEVNULL,
-        stderr=(workdir / f"worker-{time.monotonic_ns()}.err").open("wb"),  # read when a worker fails
+        stderr=(err or workdir / f"worker-{time.monotonic_ns()}.err").open("wb"),  # read when a worker fails
     )
+
+
+def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """``kill -9`` the workers still running (a test's clean-up)."""
+    for proc in procs:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def members(bootstrap: str) -> list[Any]:
@@ -135,33 +157,48 @@ def test_workers_share_partitions_and_the_lake_stays_exactly_once(
             workdir=tmp_path, timeout=120,
         )  # fmt: skip
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        kill_all(procs)
         log.close()
 
+    chains = lake_chains(lake)
+    assert sorted(v for objects in chains.values() for _, values in objects for v in values) == sorted(
+        wave_values(topics, (1, 500), (2, 500), (3, 500), (4, 333))
+    )  # every record once
+    for tp, objects in chains.items():  # objects contiguous from 0, cut every FLUSH records, as one sink cuts
+        starts = [start for start, _ in objects]
+        assert starts == [i * FLUSH for i in range(len(objects))], tp
+        assert all(len(values) == FLUSH for _, values in objects[:-1]), tp
+
+
+def wave_values(topics: list[str], *waves: tuple[int, int]) -> list[bytes]:
+    """The record values :func:`write_wave` wrote for these (wave, count) pairs."""
+    return [f"{t}|{w}|{i}".encode() for t in topics for w, n in waves for i in range(n)]
+
+
+def lake_chains(lake: Path) -> dict[tuple[str, int], list[tuple[int, list[bytes]]]]:
+    """(topic, partition) -> its objects as (start offset, values), in offset order."""
     store = FileStore(f"file://{lake}")
-    found: list[bytes] = []
-    chains: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    chains: dict[tuple[str, int], list[tuple[int, list[bytes]]]] = {}
     for key in store.list():
         parsed = parse_key(key)
         assert parsed is not None, key
-        lines = store.get(key).splitlines()
-        found.extend(lines)
-        chains.setdefault(parsed[:2], []).append((parsed[2], len(lines)))
-    expected = [
-        f"{t}|{w}|{i}".encode()
-        for t in topics
-        for w, n in ((1, 500), (2, 500), (3, 500), (4, 333))
-        for i in range(n)
-    ]
-    assert sorted(found) == sorted(expected)  # every record once
-    for tp, objects in chains.items():  # objects contiguous from 0, cut every FLUSH records, as one sink cuts
-        objects.sort()
-        starts = [start for start, _ in objects]
-        assert starts == [i * FLUSH for i in range(len(objects))], tp
-        assert all(count == FLUSH for _, count in objects[:-1]), tp
+        chains.setdefault(parsed[:2], []).append((parsed[2], store.get(key).splitlines()))
+    return {tp: sorted(objects) for tp, objects in chains.items()}
+
+
+def assert_exactly_once(lake: Path, expected: list[bytes]) -> None:
+    """Every expected record once in the lake, each partition's objects contiguous from offset 0."""
+    chains = lake_chains(lake)
+    assert sorted(v for objects in chains.values() for _, values in objects for v in values) == sorted(
+        expected
+    )
+    for tp, objects in chains.items():
+        ends = [start + len(values) for start, values in objects]
+        assert [start for start, _ in objects] == [0, *ends[:-1]], tp
+
+
+def lake_records(lake: Path) -> int:
+    return sum(len(values) for objects in lake_chains(lake).values() for _, values in objects)
 
 
 def static_members(bootstrap: str, topics: list[str]) -> dict[str, tuple[str, str, set[tuple[str, int]]]]:
@@ -180,15 +217,11 @@ def static_members(bootstrap: str, topics: list[str]) -> dict[str, tuple[str, st
 def test_a_static_worker_restarted_takes_its_partitions_back(kafka_bootstrap: str, tmp_path: Path) -> None:
     """``--group-instance-id``: the worker joins as a static member under that name (shown in its client
     id, which ``pinpipe status`` lists as owner); killed and started again, it gets the same partitions."""
-    prefix = uuid.uuid4().hex[:12]
-    topics = list(topic_names(prefix).values())
     lake = tmp_path / "lake"
     names = ("sink-a", "sink-b")
     procs: list[subprocess.Popen[bytes]] = []
     with KafkaLog(f"kafka://{kafka_bootstrap}", partitions=3) as log:
-        for topic in topics:
-            log.create_topic(topic, 3)
-        write_wave(log, topics, 1, 100)
+        prefix, topics = new_prefix(log, 100)
     try:
         for name in names:
             procs.append(worker(kafka_bootstrap, lake, prefix, tmp_path, "--group-instance-id", name))
@@ -216,7 +249,103 @@ def test_a_static_worker_restarted_takes_its_partitions_back(kafka_bootstrap: st
         }
         assert after["sink-b"][0] == before["sink-b"][0]  # sink-b was not made to rejoin
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        kill_all(procs)
+
+
+def take_the_name(bootstrap: str, name: str, topics: list[str]) -> None:
+    """Join the sink group under the static member ``name`` held by a running worker, until this member
+    has the worker's partitions, then close (a static member leaves no group on close): Kafka fences the
+    worker at its next heartbeat, as it fences a member whose own older request arrives after it joined
+    again (a coordinator failover)."""
+    intruder = ck.Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": GROUP,
+            "group.instance.id": name,
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": 6000,
+        }
+    )
+    taken: list[object] = []
+    intruder.subscribe(topics, on_assign=lambda consumer, partitions: taken.extend(partitions))
+    try:
+        deadline = time.monotonic() + 60
+        while not taken:
+            assert time.monotonic() < deadline, f"timed out joining as {name}"
+            intruder.poll(0.2)
+    finally:
+        intruder.close()
+
+
+def test_a_worker_fenced_by_kafka_joins_again_and_keeps_sinking(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """Kafka fences a static worker (librdkafka then fails every poll and commit of that consumer with
+    'Local: Fatal error'): the worker logs a warning, joins again under its name with a new consumer and
+    goes on writing every record exactly once."""
+    lake = tmp_path / "lake"
+    err = tmp_path / "worker.err"
+    with KafkaLog(f"kafka://{kafka_bootstrap}", partitions=3) as log:
+        prefix, topics = new_prefix(log, 300)
+        flush = ("--rotate-interval", "1", "--idle-flush", "0")  # partial objects too, once caught up
+        proc = worker(
+            kafka_bootstrap, lake, prefix, tmp_path, "--group-instance-id", "sink-f", *flush, err=err
+        )
+        try:
+
+            def sunk(count: int) -> Callable[[], bool]:
+                def check() -> bool:
+                    assert proc.poll() is None, err.read_text()[-2000:]
+                    return lake_records(lake) >= count
+
+                return check
+
+            wait_for(sunk(900), 60, "the first wave in the lake")
+            take_the_name(kafka_bootstrap, "sink-f", topics)
+            write_wave(log, topics, 2, 300)
+            write_wave(log, topics, 3, 100)
+            wait_for(sunk(2100), 60, "the later waves in the lake")
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(30) == 0, err.read_text()[-2000:]
+        finally:
+            kill_all([proc])
+    assert "joining the group again with a new consumer" in err.read_text()
+    assert_exactly_once(lake, wave_values(topics, (1, 300), (2, 300), (3, 100)))
+
+
+def test_two_live_workers_with_one_name_end_with_one_and_an_error_naming_it(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A genuine duplicate --group-instance-id: the two workers fence each other in turn until one gives
+    up with a one-line error naming the name; the other keeps it and sinks everything exactly once."""
+    lake = tmp_path / "lake"
+    errs = [tmp_path / "first.err", tmp_path / "second.err"]
+    flush = ("--rotate-interval", "1", "--idle-flush", "0")
+    procs: list[subprocess.Popen[bytes]] = []
+    with KafkaLog(f"kafka://{kafka_bootstrap}", partitions=3) as log:
+        prefix, topics = new_prefix(log, 200)
+        try:
+            for err in errs:
+                procs.append(
+                    worker(
+                        kafka_bootstrap, lake, prefix, tmp_path, "--group-instance-id", "dup", *flush, err=err
+                    )
+                )
+                time.sleep(3)
+            wait_for(
+                lambda: any(p.poll() is not None for p in procs), 120, "one of the two workers to give up"
+            )
+            time.sleep(5)  # the other must not follow
+            [gone] = [i for i, p in enumerate(procs) if p.poll() is not None]
+            survivor = procs[1 - gone]
+            assert procs[gone].returncode == 1
+            last = errs[gone].read_text().strip().splitlines()[-1]
+            assert last.startswith("pinpipe: error: ") and "--group-instance-id dup" in last, last
+            write_wave(log, topics, 2, 100)
+            wait_for(
+                lambda: survivor.poll() is None and lake_records(lake) >= 900, 60, "the survivor to sink all"
+            )
+            survivor.send_signal(signal.SIGTERM)
+            assert survivor.wait(30) == 0, errs[1 - gone].read_text()[-2000:]
+        finally:
+            kill_all(procs)
+    assert_exactly_once(lake, wave_values(topics, (1, 200), (2, 100)))

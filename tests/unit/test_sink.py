@@ -6,12 +6,13 @@ import io
 import random
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
 import pytest
 
-from pinpipe.errors import ConfigError, LogUnavailableError
+from pinpipe.errors import ConfigError, GroupMovedOnError, LogUnavailableError
 from pinpipe.lake.formats import JsonLinesFormat, object_key, parse_key
 from pinpipe.lake.sink import GROUP, LakeSink, SinkOptions
 from pinpipe.lake.store import FileStore
@@ -420,3 +421,74 @@ def test_options_are_checked() -> None:
         SinkOptions(flush_size=0)
     with pytest.raises(ConfigError):
         SinkOptions(format="csv")
+
+
+class FencedGroupLog(MemoryLog):
+    """The in-memory log with Kafka's group interface and one member, whose consumer Kafka fences (as
+    :class:`~pinpipe.log.kafka.group.KafkaGroupReader` reports it) right after the polls numbered in
+    ``fenced_after``: commits then fail as when the group moved on, the next poll loses every partition
+    and returns nothing, and the one after assigns them again from the committed offsets."""
+
+    def __init__(self, fenced_after: set[int], partitions: int = 3) -> None:
+        super().__init__(partitions=partitions)
+        self.fenced_after = fenced_after
+        self.events: list[str] = []
+
+    def group_reader(
+        self, group: str, topics: Sequence[str], listener: Any, instance_id: str | None = None
+    ) -> FencedGroupReader:
+        return FencedGroupReader(self, group, topics, listener)
+
+
+class FencedGroupReader(MemoryLogReader):
+    def __init__(self, log: FencedGroupLog, group: str, topics: Sequence[str], listener: Any) -> None:
+        super().__init__(log, group, topics)
+        self.log = log
+        self.listener = listener
+        self.polls = 0
+        self.owned = False
+        self.fatal = False
+
+    def poll(self, max_records: int, timeout: float) -> list[Record]:
+        tps = [(t, p) for t in self._topics for p in range(len(self.log._partitions(t)))]
+        if self.fatal:  # a new consumer joins: everything the old one owned is lost
+            self.fatal = self.owned = False
+            self._positions.clear()
+            self.log.events.append("lost")
+            self.listener.revoked(tps, True)
+            return []
+        if not self.owned:
+            self.owned = True
+            committed = self.log._commits.get(self._group, {})
+            self.log.events.append("assigned")
+            self.listener.assigned({tp: committed.get(tp) for tp in tps})
+        self.polls += 1
+        self.fatal = self.polls in self.log.fenced_after
+        return super().poll(max_records, timeout)
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        if self.fatal:
+            self.log.events.append("commit refused")
+            raise GroupMovedOnError("Kafka: commit: Commit failed: Local: Fatal error")
+        super().commit(offsets)
+
+
+@pytest.mark.parametrize("put_queue", [0, 3])
+def test_a_fenced_member_joins_again_and_the_lake_matches_a_clean_run(tmp_path: Path, put_queue: int) -> None:
+    """Fenced mid-run with objects written but not committed, puts queued and files half full: the sink
+    drops its partitions' state, starts again from the committed offsets when they come back, finds the
+    objects already written, and with ``until_idle`` does not stop while it owns nothing."""
+    log = FencedGroupLog(fenced_after={3, 7, 8})
+    fill(log, 120, seed=5)
+    clean = store_at(tmp_path / "clean")
+    sink_all(clone(log), clean, flush_size=4)
+    store = store_at(tmp_path / "lake")
+    opts = SinkOptions(
+        flush_size=4, poll_records=25, poll_timeout_s=0, put_queue=put_queue, commit_interval_s=0
+    )
+    with LakeSink(log, store, TOPICS, opts) as sink:
+        sink.run(until_idle=True)
+    assert snapshot(store) == snapshot(clean)
+    assert log.events.count("lost") == 3 and "commit refused" in log.events
+    assert sum(t.recovered_objects for t in sink.summary.topics.values()) >= 1
+    assert {t: log.committed(GROUP, t) for t in TOPICS} == {t: log.end_offsets(t) for t in TOPICS}

@@ -24,10 +24,23 @@ DRAIN_S = 0.05
 """After the first record, ``poll`` keeps taking records while they arrive within this wait."""
 
 
+class KafkaFatalError(LogError):
+    """librdkafka gave this client up (``ERR__FATAL``: a static group member fenced, an idempotent
+    producer's fatal error): every later call on it fails, only a new client can go on."""
+
+
+def is_fatal(err: Any) -> bool:
+    """A fatal error reaches a consumer as an ``_FATAL`` event whose own ``fatal()`` is False; a commit
+    may meet the broker's FENCED_INSTANCE_ID itself first (the consumer is fenced all the same)."""
+    return bool(err.fatal()) or err.code() in (ck.KafkaError._FATAL, ck.KafkaError.FENCED_INSTANCE_ID)
+
+
 def raise_for(err: Any, what: str) -> NoReturn:
     """Raise the pinpipe error for a librdkafka ``KafkaError``."""
     code = err.code()
     message = f"Kafka: {what}: {err.str()}"
+    if is_fatal(err):
+        raise KafkaFatalError(message)
     if code in (ck.KafkaError.UNKNOWN_TOPIC_OR_PART, ck.KafkaError._UNKNOWN_TOPIC):
         raise TopicNotFoundError(message)
     if code in (
@@ -52,7 +65,7 @@ def raise_for(err: Any, what: str) -> NoReturn:
         ck.KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
         ck.KafkaError._WAIT_COORD,
     }
-    if code in unavailable or (err.retriable() and not err.fatal()):
+    if code in unavailable or err.retriable():
         raise LogUnavailableError(message)
     raise LogError(message)
 
@@ -63,15 +76,14 @@ class KafkaLogReader:
     ) -> None:
         self._topics = list(dict.fromkeys(topics))
         self._timeout_s = timeout_s
-        self._consumer = ck.Consumer(
-            {
-                **common,
-                "group.id": group,
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
+        self._config = {
+            **common,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+        }
+        self._consumer = ck.Consumer(self._config)
         self._assigned: set[TopicPartition] = set()
         self._polled: list[Record] = []
         self._seeks: dict[TopicPartition, int] = {}
@@ -116,7 +128,7 @@ class KafkaLogReader:
                 )
             elif err.code() in (ck.KafkaError.UNKNOWN_TOPIC_OR_PART, ck.KafkaError._UNKNOWN_TOPIC):
                 self._next_refresh = 0.0  # deleted topic: drop it at the next refresh
-            elif err.fatal():
+            elif is_fatal(err):
                 raise_for(err, "consume")
             # other errors are transient (broker restart...): librdkafka retries on its own
 
