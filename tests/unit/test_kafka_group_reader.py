@@ -64,7 +64,7 @@ class FatalMessage(Message):
 class ScriptedConsumer:
     """Each poll/consume call runs the next step: a list of messages to return, or a callable (a
     rebalance callback librdkafka would run inside that call) followed by its messages. Every consumer
-    made is kept in ``made``; ``commit_error`` makes commits fail (as on a fenced consumer)."""
+    made is kept in ``made``; ``commit_error`` makes commits and seeks fail (as on a fenced consumer)."""
 
     committed_offset = 83
     made: ClassVar[list[ScriptedConsumer]] = []
@@ -107,6 +107,10 @@ class ScriptedConsumer:
 
     def incremental_unassign(self, partitions: list[Any]) -> None:
         pass
+
+    def seek(self, partition: Any) -> None:
+        if self.commit_error is not None:
+            raise ck.KafkaException(self.commit_error)
 
     def commit(self, offsets: list[Any], asynchronous: bool) -> list[Any]:
         if self.commit_error is not None:
@@ -218,6 +222,21 @@ def test_a_commit_on_a_fenced_consumer_is_a_group_moved_on_and_the_next_poll_joi
         reader.commit({(TOPIC, 0): 84})
     assert reader.poll(100, 0.5) == []
     assert consumers[0].closed and len(consumers) == 2
+    assert listener.events[-1] == ("lost", [(TOPIC, 0)])
+
+
+def test_a_seek_on_a_fenced_consumer_waits_for_the_next_poll_to_join_again(
+    consumers: list[ScriptedConsumer],
+) -> None:
+    """The sink seeks past an object it found in the lake while handling a poll's records: a consumer
+    that went fatal meanwhile must not stop it there; the next poll joins again."""
+    listener = Listener()
+    reader = KafkaGroupReader({"bootstrap.servers": "unused:1"}, "g", [TOPIC], 1.0, listener, "sink-0")
+    consumers[0].steps = [assign_p0, [Message(83)]]
+    reader.poll(100, 0.5)
+    consumers[0].commit_error = ck.KafkaError(ck.KafkaError._FATAL, "Local: Fatal error")
+    reader.seek(TOPIC, 0, 90)
+    assert reader.poll(100, 0.5) == [] and len(consumers) == 2
     assert listener.events[-1] == ("lost", [(TOPIC, 0)])
 
 

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 from pinpipe._optional import require
 from pinpipe.errors import GroupMovedOnError, LogError
 from pinpipe.log.base import Record, TopicPartition
-from pinpipe.log.kafka.reader import KafkaFatalError, KafkaLogReader, is_fatal
+from pinpipe.log.kafka.reader import KafkaFatalError, KafkaLogReader
 
 ck = require("confluent_kafka", "kafka")
 _log = logging.getLogger(__name__)
@@ -122,10 +122,8 @@ class KafkaGroupReader(KafkaLogReader):
             return  # a partition no longer owned has no position
         try:
             super().seek(topic, partition, offset)
-        except ck.KafkaException as exc:
-            if not is_fatal(exc.args[0]):
-                raise
-            self._fatal = KafkaFatalError(f"Kafka: seek: {exc.args[0].str()}")
+        except KafkaFatalError as exc:  # went fatal while the sink handled the last poll's records
+            self._fatal = exc
 
     def _rejoin(self) -> None:
         """Give up the fatal consumer and its partitions (lost: the next owner may be another member),

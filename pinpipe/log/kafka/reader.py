@@ -154,7 +154,9 @@ class KafkaLogReader:
         target = ck.TopicPartition(topic, partition, max(0, offset))
         try:
             self._consumer.seek(target)
-        except ck.KafkaException:  # not fetching yet: re-assign at the new position
+        except ck.KafkaException as exc:  # not fetching yet: re-assign at the new position
+            if is_fatal(exc.args[0]):
+                raise_for(exc.args[0], "seek")
             self._consumer.incremental_unassign([ck.TopicPartition(topic, partition)])
             self._consumer.incremental_assign([target])
 
