@@ -137,12 +137,19 @@ class KeyRing:
         if settings.keys_file is not None:
             self._keys.extend(_load_keys_file(settings.keys_file))
         seen: set[bytes] = set()
+        names: set[str] = set()  # a name scopes idempotency keys and the rate limit: one key each
         for key in self._keys:
             if key.digest in seen:
                 raise ConfigError(
                     f"API key '{key.principal.name}' is configured twice (one secret, two keys)"
                 )
+            if key.principal.name in names:
+                raise ConfigError(
+                    f"two API keys are named '{key.principal.name}': rename the [keys.NAME] of the keys "
+                    "file (configured keys are named cli, cli1, ... and admin, admin1, ...)"
+                )
             seen.add(key.digest)
+            names.add(key.principal.name)
 
     @property
     def open(self) -> bool:

@@ -68,6 +68,24 @@ def test_one_secret_for_two_keys_is_refused(settings: Settings, tmp_path: Path) 
         KeyRing(with_api(settings, keys_file=path).api)
 
 
+@pytest.mark.parametrize(
+    ("name", "configured"),
+    [
+        ("cli", {"api_keys": (GOOD,)}),
+        ("admin1", {"admin_keys": ("admin-key-0123456789", "admin-key-abcdefghij")}),
+    ],
+)
+def test_a_keys_file_name_taken_by_a_configured_key_is_refused(
+    settings: Settings, tmp_path: Path, name: str, configured: dict[str, tuple[str, ...]]
+) -> None:
+    """A key's name scopes its idempotency keys and its rate limit: a tenant's key named like a configured
+    key (``cli``, ``admin1``, ...) was refused the other key's Idempotency-Key values (42207), answered its
+    offsets for the same body, and shared its token bucket."""
+    path = keys_file(tmp_path, (name, "tenant-key-0123456789"))
+    with pytest.raises(ConfigError, match=f"two API keys are named '{name}'"):
+        KeyRing(with_api(settings, keys_file=path, **configured).api)
+
+
 def test_keys_are_compared_exactly_in_constant_time(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
