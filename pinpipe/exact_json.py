@@ -64,21 +64,38 @@ def _refuse_constant(constant: str) -> Any:
     raise ValueError(f"{constant} is not valid JSON")
 
 
-def loads(body: bytes) -> Any:
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise ValueError(f"the member {name!r} is named twice in one object")
+            seen.add(name)
+    return value
+
+
+def loads(body: bytes, unique_names: bool = False) -> Any:
     """The JSON document in ``body``, numbers exact; ValueError (or a subclass) when it is not JSON, or
-    when a string is not valid Unicode (a lone surrogate escape such as ``"\\ud800"``, as orjson says)."""
+    when a string is not valid Unicode (a lone surrogate escape such as ``"\\ud800"``, as orjson says).
+    ``unique_names``: an object naming a member twice is a ValueError too (a parser keeps one of them,
+    so the value would not be the one sent)."""
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         pass
     else:
         try:
-            if orjson.dumps(doc) == body:
+            if orjson.dumps(doc) == body:  # a member named twice would be written once: never equal
                 return doc
         except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
             pass
     doc = json.loads(
-        body.decode("utf-8"), parse_int=_int, parse_float=_float, parse_constant=_refuse_constant
+        body.decode("utf-8"),
+        parse_int=_int,
+        parse_float=_float,
+        parse_constant=_refuse_constant,
+        object_pairs_hook=_unique_object if unique_names else None,
     )
     try:
         dumps(doc)

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from pinpipe.config import Settings
+from pinpipe.log.memory import MemoryLog
 from pinpipe.schema import stream_name, topic_name
 from tests.security.pipeline import KAFKA_JSON, Pipeline, as_sent, pipeline
+from tests.unit.api_support import client_for, total
 
 GEO = '{"ind":1,"timestamp":"2020-01-01 00:00:00","latitude":1.5,"longitude":2.5,"country":"X"'
 
@@ -97,3 +100,42 @@ def test_a_value_nested_deeper_than_orjson_writes_is_stored_as_sent(tmp_path: Pa
     value = f'{GEO},"deep":{"[" * 300}1e400,-0{"]" * 300}}}'
     with pipeline(tmp_path / "work") as p:
         assert both_dialects(p, value) == [value.encode()] * 2
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        f'{GEO},"ind":"x"}}',  # the same name twice: a parser keeps one of them, which one is its choice
+        f'{GEO},"extra":{{"a":1,"a":2}}}}',  # also in a nested object of an unknown field
+    ],
+)
+def test_a_member_named_twice_is_refused_not_stored_as_one(settings: Settings, value: str) -> None:
+    """``{"ind":1,"ind":"x"}`` was acknowledged and stored as ``{"ind":"x"}``: not what was sent. Whole
+    bodies are refused (40001), in every dialect, as is base64 Kinesis ``Data`` of such JSON (42206)."""
+    log = MemoryLog(auto_create=False)
+    prefix = settings.prefix
+    topic, stream = topic_name(prefix, "geo"), stream_name(prefix, "geo")
+    with client_for(settings, log) as client:
+        v2 = client.post(
+            f"/topics/{topic}", content=f'{{"records":[{{"value":{value}}}]}}', headers=KAFKA_JSON
+        )
+        cluster = client.get("/v3/clusters").json()["data"][0]["cluster_id"]
+        v3 = client.post(
+            f"/v3/clusters/{cluster}/topics/{topic}/records",
+            content=f'{{"value":{{"type":"JSON","data":{value}}}}}',
+            headers={"Content-Type": "application/json"},
+        )
+        kinesis = client.put(f"/streams/{stream}/record", content=f'{{"Data":{value},"PartitionKey":"k"}}')
+        for answer in (v2, v3, kinesis):
+            assert answer.status_code == 400 and answer.json()["error_code"] == 40001, answer.text
+            assert "named twice" in answer.json()["message"]
+        data = base64.b64encode(value.encode()).decode()
+        encoded = client.put(f"/streams/{stream}/record", json={"Data": data, "PartitionKey": "k"})
+        assert encoded.status_code == 422 and encoded.json()["error_code"] == 42206
+        assert (
+            client.post(
+                f"/topics/{topic}", content=f'{{"records":[{{"value":{GEO}}}}}]}}', headers=KAFKA_JSON
+            ).json()["offsets"][0]["error_code"]
+            is None
+        )
+    assert total(log, topic) == 1 and total(log, stream) == 0
