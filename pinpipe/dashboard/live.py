@@ -12,6 +12,7 @@ import time
 from collections import deque
 
 from pinpipe.config import Settings
+from pinpipe.config_show import mask_url
 from pinpipe.dashboard.models import PartitionLag, Status, StreamRate
 from pinpipe.errors import PinpipeError
 from pinpipe.locations import local_path, scheme
@@ -79,11 +80,15 @@ class StatusSampler:
         self._lock = threading.Lock()
 
     def status(self) -> Status:
-        url = self._settings.log_url
+        """The page's live numbers; the log URL masked (its query may hold a password), as everywhere."""
+        url = mask_url(self._settings.log_url)
         try:
             partitions = read_partitions(self._settings)
         except PinpipeError as exc:
-            return Status(available=False, hint=f"log not readable: {exc}", log_url=url)
+            hint = f"log not readable: {exc}"
+            for raw in (self._settings.log_url, self._settings.stream_log_url):
+                hint = hint.replace(raw, mask_url(raw))
+            return Status(available=False, hint=hint, log_url=url)
         if partitions is None:
             return Status(available=False, hint=LOG_HINT, log_url=url)
         return Status(available=True, log_url=url, partitions=partitions, rates=self._rates(partitions))
