@@ -1,4 +1,5 @@
-"""Request plumbing shared by both dialects: who is calling, the content type, and a bounded body.
+"""Request plumbing shared by both dialects: who is calling, the content type (no content coding: a body
+is never decompressed), and a bounded body.
 
 A body is bounded three ways: its size (``api.max_body_bytes``, 413), the time it may take to arrive
 (``api.body_timeout_s``, 408), and, across every connection, the bytes held by bodies still arriving
@@ -50,6 +51,7 @@ class Sent:
     content_type: str | None = None
     content_length: str | None = None
     idempotency_key: str | None = None
+    content_encoding: str | None = None
 
     @classmethod
     def of(cls, raw: Iterable[tuple[bytes, bytes]]) -> Sent:
@@ -68,6 +70,7 @@ _FIELDS = {
     b"content-type": "content_type",
     b"content-length": "content_length",
     b"idempotency-key": "idempotency_key",
+    b"content-encoding": "content_encoding",
 }
 
 
@@ -169,11 +172,18 @@ class Gate:
     async def read_body(
         self, receive: Receive, sent: Sent, accepted: Collection[str], allow_missing: bool = False
     ) -> bytes:
-        """The raw body: 415 for another content type, 413 beyond ``max_body_bytes`` (checked on the
-        declared length first, then while reading, so an oversized body is never held in memory), 408
-        when it does not arrive within ``body_timeout_s``, 503 when the bodies arriving on every
-        connection would hold more than ``max_pending_body_bytes``."""
+        """The raw body: 415 for another content type or any content coding (a compressed body is not
+        decoded, so it is refused rather than read as plain text), 413 beyond ``max_body_bytes``
+        (checked on the declared length first, then while reading, so an oversized body is never held
+        in memory), 408 when it does not arrive within ``body_timeout_s``, 503 when the bodies arriving
+        on every connection would hold more than ``max_pending_body_bytes``."""
         check_content_type(sent.content_type, accepted, allow_missing)
+        encoding = sent.content_encoding
+        if encoding is not None and encoding.strip().lower() not in ("", "identity"):
+            raise ApiError(
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                f"Content-Encoding {encoding.strip()!r} not accepted: send the body uncompressed",
+            )
         limit = self.max_body_bytes
         declared = sent.content_length
         if declared is not None and declared.isdigit() and int(declared) > limit:

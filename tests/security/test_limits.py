@@ -6,6 +6,7 @@ through the test client.
 
 from __future__ import annotations
 
+import gzip
 import socket
 import time
 from collections.abc import Iterator
@@ -135,6 +136,31 @@ def test_only_utf8_json_is_accepted(api, encoding: str) -> None:
     response = client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON)
     assert response.status_code == 400 and response.json()["error_code"] == 40001
     assert total(log, USER) == 0
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_a_body_declaring_a_content_encoding_is_415_not_read_as_plain(api, compressed: bool) -> None:
+    """The API decodes no Content-Encoding: a gzip body was a puzzling 40001 ('invalid start byte'), and a
+    plain body declared gzip (a proxy that decompressed but kept the header) was stored as if plain."""
+    client, log = api
+    plain = b'{"records":[{"value":{"ind":1}}]}'
+    body = gzip.compress(plain) if compressed else plain
+    stream_body = b'{"Data":{"ind":1},"PartitionKey":"k"}'
+    for response in (
+        client.post(f"/topics/{USER}", content=body, headers={**KAFKA_JSON, "Content-Encoding": "gzip"}),
+        client.put(
+            f"/streams/{PIN_STREAM}/record",
+            content=gzip.compress(stream_body) if compressed else stream_body,
+            headers={"Content-Type": "application/json", "Content-Encoding": "GZIP"},
+        ),
+    ):
+        assert response.status_code == 415 and response.json()["error_code"] == 41501, response.text
+        assert "Content-Encoding" in response.json()["message"]
+    assert total(log, USER) == 0 and total(log, PIN_STREAM) == 0
+    identity = client.post(
+        f"/topics/{USER}", content=plain, headers={**KAFKA_JSON, "Content-Encoding": "identity"}
+    )
+    assert identity.status_code == 200 and total(log, USER) == 1
 
 
 def test_a_trailing_slash_is_not_redirected(api) -> None:
