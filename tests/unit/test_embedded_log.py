@@ -442,3 +442,46 @@ def test_a_group_larger_than_one_insert_statement_keeps_every_record_in_order(tm
     assert writer.append("one", [OutgoingRecord(b"again", idempotency_key="k7")]) == [(0, 7)]
     writer.close()
     log.close()
+
+
+def test_every_kind_of_row_in_one_group_is_stored_as_given(tmp_path: Path) -> None:
+    """Rows with and without a key, idempotency key, fingerprint and headers, committed in one group
+    and one partition: each is read back byte for byte (an empty key stays empty, not NULL), with its
+    idempotency key and fingerprint in their columns."""
+    log = make_log(tmp_path)
+    log.create_topic("t", 1)
+    odd = bytes(range(256))
+    given = [
+        OutgoingRecord(b'{"a":1}', key=b"k"),
+        OutgoingRecord(odd),
+        OutgoingRecord(b"", key=b""),
+        OutgoingRecord(b"v", key=odd, idempotency_key="i1", fingerprint="f1"),
+        OutgoingRecord(b"w", idempotency_key="i2"),
+        OutgoingRecord(b"x", headers=(("h", b"\x00"), ("n", None)), timestamp=12.5),
+        OutgoingRecord(b"y", key=b"k", idempotency_key="i3", fingerprint="f3", headers=(("h", b""),)),
+        OutgoingRecord(b"z", key=b"k"),
+    ]
+    writer = log.writer()
+    results = writer.append_many([("t", given[:4]), ("t", given[4:])])
+    writer.close()
+    assert results == [[(0, n) for n in range(4)], [(0, n) for n in range(4, 8)]]
+    stored = log.reader("g", ["t"]).poll(100, 1)
+    assert [(r.offset, r.key, r.value, r.headers) for r in stored] == [
+        (n, g.key, g.value, g.headers) for n, g in enumerate(given)
+    ]
+    assert all(type(r.value) is bytes and (r.key is None or type(r.key) is bytes) for r in stored)
+    assert stored[5].timestamp == 12.5
+    assert log.end_offsets("t") == {0: 8}
+    log.close()
+    with sqlite3.connect(tmp_path / "log" / "log.db") as conn:
+        columns = conn.execute('SELECT "offset", ikey, fp FROM r_1_0 ORDER BY "offset"').fetchall()
+    assert columns == [
+        (0, None, None),
+        (1, None, None),
+        (2, None, None),
+        (3, "i1", "f1"),
+        (4, "i2", None),
+        (5, None, None),
+        (6, "i3", "f3"),
+        (7, None, None),
+    ]

@@ -164,3 +164,36 @@ def test_the_child_exits_when_its_server_is_killed(tmp_path: Path) -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_the_loop_committer_sends_a_large_group_in_one_write(log: EmbeddedLog) -> None:
+    """500 records of 600 bytes (a batched request of pin records) sent while the child is busy with
+    another commit leave nothing in the transport's buffer: the child finds the whole group when it
+    turns to it, instead of waiting for the event loop's next turn to send the rest."""
+    writer = log.process_writer()
+    committer = writer.loop_committer()
+    records = [OutgoingRecord(b"%600d" % n, key=b"%d" % n) for n in range(500)]
+
+    async def main() -> int:
+        await committer.append(TOPIC, [record(0)])  # the child started and connected
+        blocker = sqlite3.connect(log.directory / DB_NAME, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        held = committer.append(TOPIC, [record(1)])  # the child waits for the write lock with it
+        await asyncio.sleep(0.3)
+        pending = committer.append(TOPIC, records)
+        await asyncio.sleep(0)  # the group is sent
+        transport = committer._transport
+        assert transport is not None and not held.done()
+        left = transport.get_write_buffer_size()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await asyncio.gather(held, pending)
+        return left
+
+    try:
+        left = asyncio.run(main())
+    finally:
+        committer.close()
+        writer.close()
+    assert left == 0
+    assert len(read_all(log, TOPIC)) == 502

@@ -191,6 +191,11 @@ class ProcessWriter:
 
 
 _IN_FLIGHT = 2
+_SEND_BUFFER = 4 << 20
+"""Bytes the server's end of the socket may hold unread (Linux caps it at ``net.core.wmem_max``): a
+group of 500 pin records (~330 KB) then goes to the child in one write. With the default (~208 KiB) the
+rest of it waited for the event loop's next turn, one or more milliseconds behind the checks of other
+requests, and the child waited with it."""
 
 
 def _stopped() -> LogUnavailableError:
@@ -211,6 +216,7 @@ class _Child:
     @classmethod
     def spawn(cls, args: list[str]) -> _Child:
         ours, theirs = socket.socketpair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         try:
             process = subprocess.Popen(
                 [sys.executable, "-m", __name__, str(theirs.fileno()), *args],
