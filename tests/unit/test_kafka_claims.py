@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pinpipe.errors import LogError, LogUnavailableError
-from pinpipe.log.kafka.claims import ClaimBook, Ticket, claims_topic
+from pinpipe.log.kafka.claims import ClaimBook, Ticket, claims_topic, decode, encode
 
 
 def winner(*claims: tuple[str, str | None]) -> str:
@@ -45,3 +45,14 @@ def test_claims_topic_names() -> None:
     assert claims_topic("0a1b2c3d4e5f.pin") == "__pinpipe-claims.0a1b2c3d4e5f.pin"
     with pytest.raises(LogError, match="too long"):
         claims_topic("t" * 240)
+
+
+def test_a_group_of_claims_is_one_record_folded_in_order() -> None:
+    entries = [("k1", "a", None), ("k2", "b", None), ("k1", "c", "a")]
+    assert decode(None, encode(entries)) == entries
+
+
+def test_a_record_of_one_claim_is_keyed_by_its_idempotency_key() -> None:
+    assert decode(b"k1", b'{"claim": "a", "supersedes": null}') == [("k1", "a", None)]
+    with pytest.raises(LogError):
+        decode(None, b'{"claim": "a", "supersedes": null}')
