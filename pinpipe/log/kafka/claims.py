@@ -79,8 +79,9 @@ broker thread and cost the committing thread about six times as much (py-spy, 64
 POLL_S = 0.05
 BURST = 1000
 """Claim records taken from the reader's queue in one call once the first has arrived."""
-PER_RECORD = 2000
-"""Claims in one Kafka record at most (about 100 bytes each: well under the 1 MB record limit)."""
+RECORD_BYTES = 512 * 1024
+"""Bound on one claims record's JSON, counting each claim at its largest (a key of n characters is at most
+6n bytes escaped, ids and punctuation under 100): well under Kafka's default 1 MB record limit."""
 Entry = tuple[str, str, str | None]
 """One claim: (idempotency key, claim id, the claim id it supersedes or None)."""
 RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -108,6 +109,25 @@ def partition_of(key: str, count: int) -> int:
     """The claims partition of ``key``: its CRC-32 modulo ``count`` (librdkafka's default partitioner,
     which placed the records of one claim each)."""
     return zlib.crc32(key.encode()) % count if count > 1 else 0
+
+
+def claim_records(claims: Sequence[Entry], count: int) -> list[tuple[int, list[int]]]:
+    """The records ``claims`` are sent in over ``count`` partitions: (partition, indexes of its claims in
+    order), one record per partition unless its claims could pass ``RECORD_BYTES``."""
+    by_partition: dict[int, list[int]] = {}
+    for i, (key, _, _) in enumerate(claims):
+        by_partition.setdefault(partition_of(key, count), []).append(i)
+    records: list[tuple[int, list[int]]] = []
+    for partition, members in by_partition.items():
+        size = RECORD_BYTES
+        for i in members:
+            largest = 6 * len(claims[i][0]) + 100
+            if size + largest > RECORD_BYTES:
+                records.append((partition, []))
+                size = 0
+            records[-1][1].append(i)
+            size += largest
+    return records
 
 
 def encode(entries: Sequence[Entry]) -> bytes:
@@ -291,16 +311,8 @@ class KafkaClaims:
 
     def _append(self, ctopic: str, claims: Sequence[Entry]) -> list[tuple[int, int]]:
         """(partition, offset) of each claim ``(key, claim id, superseded claim id)``, once all in-sync
-        replicas hold them all: one record per partition (and per ``PER_RECORD`` claims)."""
-        count = self._counts[ctopic]
-        by_partition: dict[int, list[int]] = {}
-        for i, (key, _, _) in enumerate(claims):
-            by_partition.setdefault(partition_of(key, count), []).append(i)
-        chunks = [
-            (partition, members[start : start + PER_RECORD])
-            for partition, members in by_partition.items()
-            for start in range(0, len(members), PER_RECORD)
-        ]
+        replicas hold them all: one record per partition (and per ``RECORD_BYTES``)."""
+        chunks = claim_records(claims, self._counts[ctopic])
         deliveries = Deliveries(len(chunks))
         now = time.monotonic()
         for n, (partition, members) in enumerate(chunks):
