@@ -7,14 +7,16 @@ import time
 import uuid
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
+import confluent_kafka as ck
 import pytest
 
 from pinpipe.errors import IdempotencyConflictError, LogUnavailableError, TopicNotFoundError
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.kafka import KafkaLog
-from pinpipe.log.kafka.claims import claims_topic
+from pinpipe.log.kafka.claims import claims_topic, decode, partition_of
 from pinpipe.log.partitioner import partition_for_key
 from tests.services import InfraService
 
@@ -262,9 +264,9 @@ def test_append_many_gives_each_call_what_append_would(kafka_log: KafkaLog) -> N
     assert sum(kafka_log.end_offsets(topic).values()) == 4
 
 
-def test_a_groups_claims_go_to_a_one_partition_claims_topic(kafka_log: KafkaLog) -> None:
-    """Each new key of a group is claimed once in ``__pinpipe-claims.<topic>``, which has one partition
-    whatever the data topic has (so a group's claims are one produce request)."""
+def test_a_groups_claims_are_one_record_of_a_one_partition_claims_topic(kafka_log: KafkaLog) -> None:
+    """The new keys of a group are claimed in ``__pinpipe-claims.<topic>``, which has one partition
+    whatever the data topic has, in one record (one produce request, one delivery report)."""
     topic = fresh()
     kafka_log.create_topic(topic, 3)
     calls = [(topic, [OutgoingRecord(b"%d" % i, idempotency_key=f"k{i}", fingerprint="f")]) for i in range(5)]
@@ -273,7 +275,41 @@ def test_a_groups_claims_go_to_a_one_partition_claims_topic(kafka_log: KafkaLog)
     results = kafka_log.writer().append_many(calls)
 
     assert all(isinstance(r, list) for r in results)
-    assert kafka_log.end_offsets(claims_topic(topic)) == {0: 5}
+    assert kafka_log.end_offsets(claims_topic(topic)) == {0: 1}
+    (record,) = read_all(kafka_log, fresh("g"), claims_topic(topic), 1)
+    assert [key for key, _, _ in decode(record.key, record.value)] == [f"k{i}" for i in range(5)]
+
+
+def test_claims_of_one_key_each_are_folded_with_the_groups(kafka_log: KafkaLog) -> None:
+    """A claims topic may hold records of one claim each, keyed by the idempotency key: the claim there
+    wins its key, and a group's claim on another key wins that one."""
+    topic = fresh()
+    kafka_log.create_topic(topic, 1)
+    kafka_log.create_topic(claims_topic(topic), 1)
+    producer = ck.Producer(kafka_log.common)
+    producer.produce(claims_topic(topic), key=b"held", value=b'{"claim": "other", "supersedes": null}')
+    assert producer.flush(10) == 0
+
+    held, free = kafka_log.claims.acquire_many(topic, ["held", "free"])
+
+    assert held is None and free is not None and free.key == "free"
+
+
+def test_a_keys_claims_partition_is_librdkafkas_for_that_key(kafka_log: KafkaLog) -> None:
+    """Records of one claim each went where librdkafka's default partitioner put their key; a group's
+    claims on a topic of several partitions go to the same partition for the same key."""
+    topic = fresh()
+    kafka_log.create_topic(topic, 5)
+    producer = ck.Producer(kafka_log.common)
+    placed: dict[str, int] = {}
+
+    def landed(_: object, msg: Any) -> None:
+        placed[msg.key().decode()] = msg.partition()
+
+    for key in [f"key-{i}" for i in range(20)]:
+        producer.produce(topic, key=key.encode(), value=b"x", on_delivery=landed)
+    assert producer.flush(10) == 0
+    assert placed == {key: partition_of(key, 5) for key in placed}
 
 
 def test_invalid_kafka_setting_is_one_config_error() -> None:

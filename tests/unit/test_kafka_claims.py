@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from pinpipe.errors import LogError, LogUnavailableError
-from pinpipe.log.kafka.claims import ClaimBook, Ticket, claims_topic
+from pinpipe.log.kafka.claims import (
+    ClaimBook,
+    Ticket,
+    claim_records,
+    claims_topic,
+    decode,
+    encode,
+    partition_of,
+)
 
 
 def winner(*claims: tuple[str, str | None]) -> str:
@@ -45,3 +53,27 @@ def test_claims_topic_names() -> None:
     assert claims_topic("0a1b2c3d4e5f.pin") == "__pinpipe-claims.0a1b2c3d4e5f.pin"
     with pytest.raises(LogError, match="too long"):
         claims_topic("t" * 240)
+
+
+def test_a_group_of_claims_is_one_record_folded_in_order() -> None:
+    entries = [("k1", "a", None), ("k2", "b", None), ("k1", "c", "a")]
+    assert decode(None, encode(entries)) == entries
+
+
+def test_a_record_of_one_claim_is_keyed_by_its_idempotency_key() -> None:
+    assert decode(b"k1", b'{"claim": "a", "supersedes": null}') == [("k1", "a", None)]
+    with pytest.raises(LogError):
+        decode(None, b'{"claim": "a", "supersedes": null}')
+
+
+def test_claims_are_one_record_per_partition_each_under_a_megabyte_however_long_their_keys() -> None:
+    short = [(f"k{i}", "a" * 32, None) for i in range(40)]
+    assert claim_records(short, 1) == [(0, list(range(40)))]
+
+    longest = [("\u0001" * 256 + str(i), "a" * 32, "b" * 32) for i in range(3000)]
+    records = claim_records(longest, 3)
+    assert sorted(i for _, members in records for i in members) == list(range(3000))
+    for partition, members in records:
+        assert members == sorted(members)
+        assert all(partition_of(longest[i][0], 3) == partition for i in members)
+        assert len(encode([longest[i] for i in members])) < 1_000_000

@@ -3,12 +3,15 @@
 The index of :mod:`pinpipe.log.kafka.idempotency` only knows what is already in the topic, so two
 processes that receive the same new key at the same moment would both write it. Before writing records
 whose key the topic does not hold yet, a process therefore appends a *claim* for the call's first key to
-``__pinpipe-claims.<topic>`` (keyed by the idempotency key, so every claim for one key lands in one
-partition; idempotent producer, ``acks=all``) and reads that partition up to its own claim. A claims topic
-has one partition: librdkafka sends one produce request per partition and a broker answers a
-connection's requests one at a time, so the claims of a group spread over several partitions of one broker
-would wait for as many ``acks=all`` round trips. (Every process takes the partition count from the topic,
-so one created with more partitions works the same, only slower.) Every process
+``__pinpipe-claims.<topic>`` (in the partition of the key's CRC-32, so every claim for one key lands in one
+partition; idempotent producer, ``acks=all``) and reads that partition up to its own claim. The claims
+sent together go as one Kafka record per partition (``{"claims": [[key, id, supersedes], ...]}``, folded
+in list order): a group of requests pays one delivery report and one fetched record, not one per key.
+Records of one claim each (``{"claim": id, "supersedes": ...}`` keyed by the idempotency key) are folded
+too. A claims topic has one partition: librdkafka sends one produce request per partition and a broker
+answers a connection's requests one at a time, so the claims of a group spread over several partitions of
+one broker would wait for as many ``acks=all`` round trips. (Every process takes the partition count from
+the topic, so one created with more partitions works the same, only slower.) Every process
 reads the same claims in the same order and folds them with one rule (:class:`ClaimBook`): the first claim
 of a key wins; a later claim wins only if it names the current winner as the one it supersedes. So at any
 offset exactly one claim is the winner, and all processes agree which.
@@ -43,6 +46,7 @@ import os
 import signal
 import threading
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -74,7 +78,12 @@ PRODUCER = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
 broker thread and cost the committing thread about six times as much (py-spy, 64 clients)."""
 POLL_S = 0.05
 BURST = 1000
-"""Claims taken from the reader's queue in one call once the first has arrived (a group's come together)."""
+"""Claim records taken from the reader's queue in one call once the first has arrived."""
+RECORD_BYTES = 512 * 1024
+"""Bound on one claims record's JSON, counting each claim at its largest (a key of n characters is at most
+6n bytes escaped, ids and punctuation under 100): well under Kafka's default 1 MB record limit."""
+Entry = tuple[str, str, str | None]
+"""One claim: (idempotency key, claim id, the claim id it supersedes or None)."""
 RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
 """Claims are kept as long as their topic: a claim lost to retention would let a process that has not
 read the topic since the key was stored win the key again."""
@@ -94,6 +103,46 @@ def claim_ids(count: int) -> list[str]:
     a group's claims pay one call, not a UUID object each (a tenth of the committing thread's time)."""
     raw = os.urandom(16 * count).hex()
     return [raw[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+def partition_of(key: str, count: int) -> int:
+    """The claims partition of ``key``: its CRC-32 modulo ``count`` (librdkafka's default partitioner,
+    which placed the records of one claim each)."""
+    return zlib.crc32(key.encode()) % count if count > 1 else 0
+
+
+def claim_records(claims: Sequence[Entry], count: int) -> list[tuple[int, list[int]]]:
+    """The records ``claims`` are sent in over ``count`` partitions: (partition, indexes of its claims in
+    order), one record per partition unless its claims could pass ``RECORD_BYTES``."""
+    by_partition: dict[int, list[int]] = {}
+    for i, (key, _, _) in enumerate(claims):
+        by_partition.setdefault(partition_of(key, count), []).append(i)
+    records: list[tuple[int, list[int]]] = []
+    for partition, members in by_partition.items():
+        size = RECORD_BYTES
+        for i in members:
+            largest = 6 * len(claims[i][0]) + 100
+            if size + largest > RECORD_BYTES:
+                records.append((partition, []))
+                size = 0
+            records[-1][1].append(i)
+            size += largest
+    return records
+
+
+def encode(entries: Sequence[Entry]) -> bytes:
+    """One claims record holding ``entries`` (all of one partition), folded in this order."""
+    return orjson.dumps({"claims": entries})
+
+
+def decode(key: bytes | None, value: bytes) -> list[Entry]:
+    """The claims of one record: a group's (:func:`encode`), or one claim keyed by its idempotency key."""
+    body = orjson.loads(value)
+    if "claims" in body:
+        return [(k, c, s) for k, c, s in body["claims"]]
+    if key is None:
+        raise LogError("a claims record without an idempotency key")
+    return [(key.decode(), body["claim"], body["supersedes"])]
 
 
 @dataclass(slots=True)
@@ -137,6 +186,7 @@ class KafkaClaims:
         self.wait_s = max(1.0, log.timeout_s / 2)
         self._books: dict[tuple[str, int], ClaimBook] = {}  # (claims topic, partition) -> its claims
         self._next: dict[tuple[str, int], int] = {}  # (claims topic, partition) -> next offset to read
+        self._counts: dict[str, int] = {}  # claims topic -> its partition count
         self._sent: dict[str, float] = {}  # own claim id -> when it was sent (until it is decided)
         self._ready: set[str] = set()
         self._lock = threading.Lock()  # the consumer and the books
@@ -202,6 +252,7 @@ class KafkaClaims:
         ctopic = PREFIX + topic
         with self._lock:
             self._ready.discard(ctopic)
+            self._counts.pop(ctopic, None)
             for tp in [tp for tp in self._next if tp[0] == ctopic]:
                 del self._next[tp]
                 self._books.pop(tp, None)
@@ -254,19 +305,25 @@ class KafkaClaims:
             for p in range(count):
                 self._books[(ctopic, p)] = ClaimBook()
                 self._next[(ctopic, p)] = 0
+            self._counts[ctopic] = count
             self._ready.add(ctopic)
         return ctopic
 
-    def _append(self, ctopic: str, claims: Sequence[tuple[str, str, str | None]]) -> list[tuple[int, int]]:
+    def _append(self, ctopic: str, claims: Sequence[Entry]) -> list[tuple[int, int]]:
         """(partition, offset) of each claim ``(key, claim id, superseded claim id)``, once all in-sync
-        replicas hold them all."""
-        deliveries = Deliveries(len(claims))
-        for i, (key, claim_id, supersedes) in enumerate(claims):
-            value = orjson.dumps({"claim": claim_id, "supersedes": supersedes})
-            self._sent[claim_id] = time.monotonic()
+        replicas hold them all: one record per partition (and per ``RECORD_BYTES``)."""
+        chunks = claim_records(claims, self._counts[ctopic])
+        deliveries = Deliveries(len(chunks))
+        now = time.monotonic()
+        for n, (partition, members) in enumerate(chunks):
+            for i in members:
+                self._sent[claims[i][1]] = now
             try:
                 self._producer.produce(
-                    ctopic, key=key.encode(), value=value, on_delivery=deliveries.callback(i)
+                    ctopic,
+                    value=encode([claims[i] for i in members]),
+                    partition=partition,
+                    on_delivery=deliveries.callback(n),
                 )
             except BufferError as exc:
                 raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
@@ -278,7 +335,12 @@ class KafkaClaims:
             from pinpipe.log.kafka.reader import raise_for
 
             raise_for(deliveries.errors[0], f"claim idempotency key in {ctopic!r}")
-        return [p for p in deliveries.placed if p is not None]
+        placed: list[tuple[int, int]] = [(0, 0)] * len(claims)
+        for where, (_, members) in zip(deliveries.placed, chunks, strict=True):
+            assert where is not None
+            for i in members:
+                placed[i] = where
+        return placed
 
     def _read_to(self, ctopic: str, wanted: Sequence[tuple[int, int, str, str]]) -> list[Claim]:
         """Read the claims up to each of ours, ``(partition, offset, claim id, key)`` (all assigned
@@ -307,8 +369,7 @@ class KafkaClaims:
             return
         if msg.offset() < self._next[tp]:  # the topic was deleted and created again by another process
             book = self._books[tp] = ClaimBook()
-        body = orjson.loads(msg.value())
-        claim_id = body["claim"]
-        seen = self._sent.pop(claim_id, None) or time.monotonic()
-        book.add(msg.key().decode(), claim_id, body["supersedes"], seen)
+        now = time.monotonic()
+        for key, claim_id, supersedes in decode(msg.key(), msg.value()):
+            book.add(key, claim_id, supersedes, self._sent.pop(claim_id, now))
         self._next[tp] = msg.offset() + 1

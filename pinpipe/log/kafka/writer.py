@@ -5,7 +5,7 @@ first claims its new idempotency keys in the process's index and, across API pro
 (:mod:`pinpipe.log.kafka.claims`): one ``acks=all`` round trip and a read-back before the records' own.
 
 ``append_many`` does several appends at once, each with its own result: for the API's committer, which
-gathers the single-record requests arriving together. Their claims go out in one burst and are read back
+gathers the single-record requests arriving together. Their claims go out as one record and are read back
 once, then every record is produced and waited for once, so concurrent requests share two round trips
 instead of paying two each from a pool thread of their own.
 """
