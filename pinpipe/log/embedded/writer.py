@@ -134,7 +134,8 @@ class EmbeddedLogWriter:
         self._cond = threading.Condition()
         self._queue: list[_Call] = []
         self._leading = False
-        self._key_partitions: dict[tuple[bytes, int], int] = {}
+        self._key_partitions: dict[int, dict[bytes, int]] = {}
+        """Kafka's partition of each key seen lately, by partition count (see :meth:`_partitions_of`)."""
         self._next_retention = time.monotonic() + retention_check_s
         self._closed = False
 
@@ -256,6 +257,7 @@ class EmbeddedLogWriter:
             placed: list[tuple[int, int]] = []
             count, topic = state.count, state.name
             held = sum(ends.values())  # keyless records round-robin on the topic's own count: deterministic
+            known = self._partitions_of(count)
             for rec in call.records:
                 ikey, key, value = rec.idempotency_key or None, rec.key, rec.value
                 if ikey and (ikey in seen or ikey in state.seen):
@@ -273,7 +275,10 @@ class EmbeddedLogWriter:
                     if not 0 <= p < count:
                         raise LogError(f"partition {p} out of range: topic {topic!r} has {count} partitions")
                 elif key is not None:
-                    p = self._partition_of(key, count)
+                    cached = known.get(key)
+                    if cached is None:
+                        cached = known[key] = partition_for_key(key, count)
+                    p = cached
                 else:
                     p = held % count
                 held += 1
@@ -324,14 +329,14 @@ class EmbeddedLogWriter:
             ],
         )
 
-    def _partition_of(self, key: bytes, count: int) -> int:
-        """Kafka's partition of a key, remembered: murmur2 in Python costs microseconds per key."""
-        cached = self._key_partitions.get((key, count))
-        if cached is None:
-            if len(self._key_partitions) >= _KEY_CACHE:
-                self._key_partitions.clear()
-            cached = self._key_partitions[(key, count)] = partition_for_key(key, count)
-        return cached
+    def _partitions_of(self, count: int) -> dict[bytes, int]:
+        """The remembered partitions of keys for a topic of ``count`` partitions (murmur2 in Python costs
+        about a microsecond per key; the three kinds' records share their keys), emptied once it holds
+        ``_KEY_CACHE`` keys."""
+        known = self._key_partitions.setdefault(count, {})
+        if len(known) >= _KEY_CACHE:
+            known.clear()
+        return known
 
     def flush(self) -> None:
         """Nothing to do: every append is durable when it returns."""
