@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.config_show import mask_url
 from pinpipe.serve import listen
 from pinpipe.workdir import note_new_workdir
 
@@ -98,7 +99,7 @@ def serve(
             await super().startup(sockets=sockets)
             if self.started:
                 quieter_collector()
-                click.echo(f"pinpipe api listening on {url} (log {settings.log_url})")
+                click.echo(f"pinpipe api listening on {url} (log {mask_url(settings.log_url)})")
                 sys.stdout.flush()
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:

@@ -1,0 +1,52 @@
+"""What anyone may see carries no secret of the configuration: the dashboard answers whoever reaches it,
+and what `api serve` prints goes to the journal of a deployed unit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pinpipe.config import Settings, load_settings
+from pinpipe.dashboard.app import create_dashboard_app
+
+SECRET = "hunter2-not-to-be-shown"
+
+
+def test_the_status_shows_the_log_url_with_its_secrets_masked(settings: Settings) -> None:
+    """``/api/status`` showed ``log.url`` as configured, a ``sasl.password`` in its query included."""
+    url = f"kafka://127.0.0.1:1?sasl.username=pinpipe&sasl.password={SECRET}&timeout_s=1"
+    settings = load_settings(workdir=settings.workdir, **{"log.url": url})
+    with TestClient(create_dashboard_app(settings)) as dashboard:
+        answer = dashboard.get("/api/status")
+    assert answer.status_code == 200
+    status = answer.json()
+    assert SECRET not in answer.text
+    assert (
+        status["log_url"].startswith("kafka://127.0.0.1:1?") and "sasl.username=pinpipe" in status["log_url"]
+    )
+    assert status["available"] is False and status["hint"].startswith("log not readable")
+
+
+def test_the_listening_line_masks_the_log_urls_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``api serve`` printed the log URL as configured, a ``sasl.password`` in its query included, to its
+    output (the journal of a deployed unit)."""
+    import asyncio
+
+    import uvicorn
+
+    from pinpipe.cli import main
+
+    async def started(self: uvicorn.Server, sockets: object = None) -> None:
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "startup", started)  # the subclass's startup still prints
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: asyncio.run(self.startup(sockets)))
+    url = f"memory://?sasl.username=pinpipe&sasl.password={SECRET}"
+    main(["api", "serve", "--workdir", str(tmp_path), "--log", url, "--port", "0"])
+    out = capsys.readouterr().out
+    assert "pinpipe api listening on http://127.0.0.1:" in out and "sasl.username=pinpipe" in out
+    assert SECRET not in out
