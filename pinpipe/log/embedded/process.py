@@ -3,7 +3,7 @@
 In the API server, a committing thread that runs SQLite itself releases the GIL around every statement
 and must then wait to get it back from the busy event loop: a commit group of a few statements took
 several times its CPU time in wall time, and single-record requests waited on that pipeline. Here a
-child process (``python -m pinpipe.log.embedded.process``) owns an :class:`EmbeddedLogWriter` and its
+child process (running this module's ``main``) owns an :class:`EmbeddedLogWriter` and its
 own GIL; the server sends it each commit group over a socket pair and reads back, after the COMMIT, each
 call's positions or error. One round trip per group, whatever the number of statements.
 
@@ -205,6 +205,11 @@ def _stopped() -> LogUnavailableError:
     )
 
 
+_CHILD_MAIN = f"import sys; from {__name__} import main; main(sys.argv[1:])"
+"""The child's program: ``-m`` would run this module a second time beside the copy its package imports
+(runpy's RuntimeWarning on every start)."""
+
+
 class _Child:
     """A running child, its socket and the groups sent to it and not answered yet (oldest first)."""
 
@@ -219,7 +224,7 @@ class _Child:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         try:
             process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(theirs.fileno()), *args],
+                [sys.executable, "-c", _CHILD_MAIN, str(theirs.fileno()), *args],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -471,7 +476,3 @@ def main(argv: list[str]) -> None:
         writer.close()
         sock.close()
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
