@@ -97,6 +97,17 @@ class _Checked:
     fingerprint: str | None
 
 
+KINESIS_TOO_LARGE = "record of %d bytes: a Kinesis record holds at most 1 MiB of data and partition key"
+
+
+def kinesis_holds(value: bytes, key: bytes | None) -> bool:
+    """Whether a Kinesis stream takes the record (the Kinesis log's own rule, which refuses the whole
+    append otherwise): checked before the append, so such a record fails alone."""
+    from pinpipe.log.kinesis.io import MAX_RECORD_BYTES, encode_key
+
+    return len(value) + len(encode_key(key)) <= MAX_RECORD_BYTES
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` or ApiError 40001. Every number keeps the text it was sent as
     (``exact_json``: 1e400, 2**70, -0 are stored as sent). NaN and Infinity are not JSON and are refused;
@@ -354,6 +365,9 @@ class IngestService:
                 )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
+            if bare and not kinesis_holds(value, item.key):
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KINESIS_TOO_LARGE % len(value))
+                continue
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
             batch.append(
                 OutgoingRecord(
