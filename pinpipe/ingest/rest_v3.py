@@ -14,7 +14,8 @@ JSON object of the topic's schema. Schema types (``AVRO``, ``JSONSCHEMA``, ``PRO
 version) need a schema registry: 415. A record that fails validation answers the REST proxy's error body
 (422 / 42206, 404 / 42202 for a missing partition); ``records:batch`` (``{"entries": [{"id": ...,
 ...record}]}``) answers 207 with ``successes`` and ``failures`` (each failure with its ``id``,
-``error_code`` and ``message``) and writes the valid entries. ``Idempotency-Key`` works as on v2.
+``error_code`` and ``message``) and writes the valid entries. ``Idempotency-Key`` works as on v2. On a Kafka
+log a timestamp further ahead than a broker takes fails its record alone (``service.KAFKA_AHEAD_S``).
 """
 
 from __future__ import annotations

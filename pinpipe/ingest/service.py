@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +44,14 @@ from pinpipe.schema import (
 logger = logging.getLogger("pinpipe.api")
 
 BARE_LOG = "the Kinesis log keeps neither record headers nor timestamps: send the record without them"
+KAFKA_AHEAD_S = 55 * 60
+"""How far after the API's clock a record's timestamp may be on a Kafka log: Kafka 4 refuses the whole
+append beyond ``log.message.timestamp.after.max.ms`` (one hour by default) of the broker's clock; five
+minutes are left for the two clocks to differ."""
+KAFKA_AHEAD = (
+    f"timestamp more than {KAFKA_AHEAD_S // 60} minutes in the future: a Kafka broker refuses it "
+    "(log.message.timestamp.after.max.ms)"
+)
 CHECK_SLICE = 100
 """Records checked on the event loop between two turns of the other connections (about 0.2 ms of work):
 a 500-record request holds the loop no longer at a time than a worker thread would hold the GIL."""
@@ -86,6 +95,17 @@ class _Checked:
     """The topic's partitions."""
     kind: Kind | None
     fingerprint: str | None
+
+
+KINESIS_TOO_LARGE = "record of %d bytes: a Kinesis record holds at most 1 MiB of data and partition key"
+
+
+def kinesis_holds(value: bytes, key: bytes | None) -> bool:
+    """Whether a Kinesis stream takes the record (the Kinesis log's own rule, which refuses the whole
+    append otherwise): checked before the append, so such a record fails alone."""
+    from pinpipe.log.kinesis.io import MAX_RECORD_BYTES, encode_key
+
+    return len(value) + len(encode_key(key)) <= MAX_RECORD_BYTES
 
 
 def parse_json(body: bytes) -> Any:
@@ -137,6 +157,7 @@ class IngestService:
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
         # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
         self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
+        self._on_kafka: dict[Space, bool] = {k: url_scheme(v.url) == "kafka" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._committers: dict[Space, Appender] = {}
@@ -315,6 +336,7 @@ class IngestService:
         count, kind, fingerprint = checked.count, checked.kind, checked.fingerprint
         outcomes, batch, positions = checked.outcomes, checked.batch, checked.positions
         bare = self._bare[space]
+        latest = time.time() + KAFKA_AHEAD_S if self._on_kafka[space] else None
         for i in range(start, min(stop, len(items))):
             item = items[i]
             if item.problem is not None:
@@ -322,6 +344,9 @@ class IngestService:
                 continue
             if bare and (item.headers or item.timestamp is not None):
                 outcomes[i] = Outcome(None, None, ErrorCode.INVALID, BARE_LOG)
+                continue
+            if latest is not None and item.timestamp is not None and item.timestamp > latest:
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KAFKA_AHEAD)
                 continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
@@ -340,6 +365,9 @@ class IngestService:
                 )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
+            if bare and not kinesis_holds(value, item.key):
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KINESIS_TOO_LARGE % len(value))
+                continue
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
             batch.append(
                 OutgoingRecord(

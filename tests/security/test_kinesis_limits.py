@@ -1,0 +1,52 @@
+"""A record a Kinesis stream cannot hold (over 1 MiB of data and partition key) fails alone, as the
+client's error: the Kinesis log refused the whole append, so PutRecords answered 500 / 50002 and stored
+none of the request's valid records."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pinpipe.config import Settings
+from pinpipe.ingest import create_app
+from pinpipe.log.kinesis import KinesisLog
+from pinpipe.log.memory import MemoryLog
+from pinpipe.schema import stream_name
+from tests.cloud import aws_env
+from tests.unit.api_support import total
+
+__all__ = ["aws_env"]  # fixture: the AWS variables point at the session's moto server
+pytestmark = pytest.mark.usefixtures("aws_env")
+PREFIX = f"k{uuid.uuid4().hex[:12]}"  # streams of their own on the session's moto server
+
+
+@pytest.fixture
+def streams(
+    moto_endpoint: str, settings: Settings, tmp_path: Path
+) -> Iterator[tuple[TestClient, KinesisLog]]:
+    on_kinesis = settings.model_copy(update={"prefix": PREFIX})
+    log = KinesisLog(f"kinesis://?endpoint={moto_endpoint}&state={tmp_path / 'state.db'}", partitions=1)
+    try:
+        with TestClient(create_app(on_kinesis, log=MemoryLog(auto_create=False), stream_log=log)) as api:
+            yield api, log
+    finally:
+        log.close()
+
+
+def test_a_record_over_a_kinesis_records_limit_fails_alone(streams: tuple[TestClient, KinesisLog]) -> None:
+    api, log = streams
+    name = stream_name(PREFIX, "user")
+    big = {"ind": 2, "first_name": "x" * (1024 * 1024)}
+    body = {"Records": [{"Data": {"ind": 1}, "PartitionKey": "a"}, {"Data": big, "PartitionKey": "b"}]}
+    answer = api.put(f"/streams/{name}/records", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["FailedRecordCount"] == 1
+    failed = answer.json()["Records"][1]
+    assert failed["ErrorCode"] == "InvalidArgumentException" and "1 MiB" in failed["ErrorMessage"]
+    one = api.put(f"/streams/{name}/record", json={"Data": big, "PartitionKey": "c"})
+    assert one.status_code == 422 and one.json()["error_code"] == 42206, one.text
+    assert total(log, name) == 1
