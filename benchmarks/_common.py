@@ -7,10 +7,13 @@ Imported as ``from _common import ...`` by scripts run as ``.venv/bin/python ben
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -29,6 +32,14 @@ from pinpipe.lake.formats import format_of_key, parse_key  # noqa: E402
 from pinpipe.schema import Kind  # noqa: E402
 
 PINPIPE = Path(sys.executable).with_name("pinpipe")
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary directory, removed when the benchmark exits, however it exits (a Kafka run leaves
+    100 MB and more of broker logs); after the benchmark's own ``finally`` has stopped its servers."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def free_port() -> int:

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import orjson
-from _common import percentile, source_values
+from _common import percentile, scratch_dir, source_values
 
 from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka import KafkaLog
@@ -51,7 +49,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker (default: start one with infra/kafka.sh)")
     args = parser.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-claims-"))
+    tmp = scratch_dir("bench-claims-")
     broker = None if args.bootstrap else InfraService("kafka", tmp / "infra")
     bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
     run = uuid.uuid4().hex[:12]

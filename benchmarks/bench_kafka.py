@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
-from _common import source_values, start_api, stop_process
+from _common import scratch_dir, source_values, start_api, stop_process
 
 from pinpipe.log.kafka import KafkaLog
 from tests.services import InfraService
@@ -105,7 +103,7 @@ def main() -> None:
     args = parser.parse_args()
     count = 10_000 if args.quick else args.records
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-kafka-"))
+    tmp = scratch_dir("bench-kafka-")
     broker = None if args.bootstrap else InfraService("kafka", tmp / "infra")
     bootstrap = args.bootstrap or broker.start()  # type: ignore[union-attr]
     api = None

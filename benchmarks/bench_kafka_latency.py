@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -44,6 +43,7 @@ from _common import (
     geo,
     paced,
     percentile,
+    scratch_dir,
     source_values,
     start_api,
     start_pinpipe,
@@ -264,7 +264,7 @@ def main() -> None:
     parser.add_argument("--bootstrap", help="an existing broker (default: start one with infra/kafka.sh)")
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]
-    root = Path(tempfile.mkdtemp(prefix="bench-kafka-latency-"))
+    root = scratch_dir("bench-kafka-latency-")
     broker = None
     bootstrap = args.bootstrap
     results: list[Result] = []

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from _common import geo, percentile, start_api, stop_process
+from _common import geo, percentile, scratch_dir, start_api, stop_process
 from bench_kafka import direct
 from bench_single_record import server_stack, wrk
 
@@ -181,7 +180,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.records = 4.0, 10_000
-    tmp = Path(tempfile.mkdtemp(prefix="bench-kafka-single-"))
+    tmp = scratch_dir("bench-kafka-single-")
     load_before = os.getloadavg()
     results = []
     counts = [0] if args.bootstrap else [int(b) for b in args.brokers.split(",")]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -37,7 +36,7 @@ from pathlib import Path
 import httpx
 import orjson
 import psutil
-from _common import source_values, start_api, start_pinpipe, stop_process
+from _common import scratch_dir, source_values, start_api, start_pinpipe, stop_process
 
 from pinpipe.lake.sink import GROUP
 from pinpipe.log.kafka import KafkaLog
@@ -221,7 +220,7 @@ def main() -> None:
     per_object = PARTITIONS * args.flush_size
     sink_records = max(per_object, args.sink_records // per_object * per_object)
 
-    tmp = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    tmp = scratch_dir("bench-scale-")
     cluster = None if args.bootstrap else InfraService("kafka", tmp / "infra", start_args=("--brokers", "3"))
     if cluster is not None:
         (tmp / "infra").mkdir()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Hashable
@@ -44,6 +43,7 @@ from _common import (
     geo,
     paced,
     percentile,
+    scratch_dir,
     start_api,
     start_pinpipe,
     stop_process,
@@ -266,7 +266,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     seconds = args.minutes * 60 if args.minutes else args.seconds
-    workdir = Path(tempfile.mkdtemp(prefix="bench-stream-"))
+    workdir = scratch_dir("bench-stream-")
     settings = load_settings(workdir=workdir, prefix=DEFAULT_PREFIX)
     stream = stream_name(DEFAULT_PREFIX, "geo")
     api, base = start_api([], DEFAULT_PREFIX, workdir)
