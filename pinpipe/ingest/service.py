@@ -108,6 +108,25 @@ def kinesis_holds(value: bytes, key: bytes | None) -> bool:
     return len(value) + len(encode_key(key)) <= MAX_RECORD_BYTES
 
 
+KAFKA_TOO_LARGE = (
+    "record of %d bytes (value, key and headers): the Kafka producer sends at most %d "
+    "(message.max.bytes less 1 KiB for the record's framing and the log's own headers)"
+)
+
+
+def kafka_max_bytes(log: Log) -> int | None:
+    """The largest record (value, key and headers) the API sends to a Kafka log, None for another log:
+    librdkafka refuses a larger one at once (``message.max.bytes``, 1,000,000 unless configured), which
+    failed the append after the request's earlier records were queued."""
+    if url_scheme(log.url) != "kafka":
+        return None
+    return int(getattr(log, "common", {}).get("message.max.bytes", 1_000_000)) - 1024
+
+
+def record_bytes(value: bytes, item: Item) -> int:
+    return len(value) + len(item.key or b"") + sum(len(n.encode()) + len(v or b"") for n, v in item.headers)
+
+
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` or ApiError 40001. Every number keeps the text it was sent as
     (``exact_json``: 1e400, 2**70, -0 are stored as sent). NaN and Infinity are not JSON and are refused;
@@ -157,7 +176,7 @@ class IngestService:
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
         # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
         self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
-        self._on_kafka: dict[Space, bool] = {k: url_scheme(v.url) == "kafka" for k, v in self.logs.items()}
+        self._kafka_max: dict[Space, int | None] = {k: kafka_max_bytes(v) for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._committers: dict[Space, Appender] = {}
@@ -336,7 +355,8 @@ class IngestService:
         count, kind, fingerprint = checked.count, checked.kind, checked.fingerprint
         outcomes, batch, positions = checked.outcomes, checked.batch, checked.positions
         bare = self._bare[space]
-        latest = time.time() + KAFKA_AHEAD_S if self._on_kafka[space] else None
+        kafka_max = self._kafka_max[space]
+        latest = time.time() + KAFKA_AHEAD_S if kafka_max is not None else None
         for i in range(start, min(stop, len(items))):
             item = items[i]
             if item.problem is not None:
@@ -367,6 +387,10 @@ class IngestService:
             value = item.raw if item.raw is not None else encode_json(item.value)
             if bare and not kinesis_holds(value, item.key):
                 outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KINESIS_TOO_LARGE % len(value))
+                continue
+            if kafka_max is not None and record_bytes(value, item) > kafka_max:
+                problem = KAFKA_TOO_LARGE % (record_bytes(value, item), kafka_max)
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
                 continue
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
             batch.append(
