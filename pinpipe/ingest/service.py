@@ -22,6 +22,7 @@ from pinpipe.config import Settings
 from pinpipe.errors import (
     ErrorCode,
     IdempotencyConflictError,
+    LogError,
     LogUnavailableError,
     PinpipeError,
     TopicNotFoundError,
@@ -100,12 +101,16 @@ class _Checked:
 KINESIS_TOO_LARGE = "record of %d bytes: a Kinesis record holds at most 1 MiB of data and partition key"
 
 
-def kinesis_holds(value: bytes, key: bytes | None) -> bool:
-    """Whether a Kinesis stream takes the record (the Kinesis log's own rule, which refuses the whole
-    append otherwise): checked before the append, so such a record fails alone."""
+def kinesis_problem(value: bytes, key: bytes | None) -> str | None:
+    """Why a Kinesis stream would not take the record (the Kinesis log's own rules, which refuse the
+    whole append otherwise), or None: checked before the append, so such a record fails alone."""
     from pinpipe.log.kinesis.io import MAX_RECORD_BYTES, encode_key
 
-    return len(value) + len(encode_key(key)) <= MAX_RECORD_BYTES
+    try:
+        partition_key = encode_key(key)
+    except LogError as exc:  # a key no partition key holds
+        return str(exc)
+    return KINESIS_TOO_LARGE % len(value) if len(value) + len(partition_key) > MAX_RECORD_BYTES else None
 
 
 KAFKA_TOO_LARGE = (
@@ -385,8 +390,8 @@ class IngestService:
                 )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            if bare and not kinesis_holds(value, item.key):
-                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KINESIS_TOO_LARGE % len(value))
+            if bare and (problem := kinesis_problem(value, item.key)) is not None:
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
                 continue
             if kafka_max is not None and record_bytes(value, item) > kafka_max:
                 problem = KAFKA_TOO_LARGE % (record_bytes(value, item), kafka_max)
