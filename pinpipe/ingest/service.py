@@ -449,13 +449,23 @@ class IngestService:
 
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:
-        """Create a topic/stream; False when it exists already, ApiError 40902 when ``api.max_streams``
-        exist. One at a time, so concurrent creates cannot overshoot the ceiling."""
+        """Create a topic/stream; False when it exists already (on Kafka: or one differing only by ``.``
+        for ``_``, ApiError 40901), ApiError 40902 when ``api.max_streams`` exist. One at a time, so
+        concurrent creates cannot overshoot the ceiling."""
         self.ensure_started()
         with self._admin_lock:
             existing = self.names(space)
             if name in existing or name in self._cache[space]:
                 return False
+            if self._kafka_max[space] is not None:  # Kafka takes '.' and '_' for one character in names
+                same = name.replace(".", "_")
+                twin = next((n for n in existing if n.replace(".", "_") == same), None)
+                if twin is not None:
+                    raise ApiError(
+                        ErrorCode.STREAM_EXISTS,
+                        f"stream {name!r} collides with the existing stream {twin!r}: Kafka takes '.' and "
+                        "'_' for one character in topic names",
+                    )
             ceiling = self.settings.api.max_streams
             if len(existing) >= ceiling:
                 raise ApiError(

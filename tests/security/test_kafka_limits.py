@@ -3,6 +3,8 @@
 - Kafka 4 refuses a record stamped more than ``log.message.timestamp.after.max.ms`` (default one hour)
   after the broker's clock: the v3 produce of a timestamp in 2100 was a 500 / 50002 ("Broker: Invalid
   timestamp"), the request's valid records refused with it.
+- Kafka takes ``.`` and ``_`` for one character in topic names: CreateStream of ``a_b`` beside ``a.b`` was
+  a 500 / 50002.
 - librdkafka refuses a record over ``message.max.bytes`` (1,000,000 by default) when it is queued: a v2
   request holding a 2 MB value was a 500 / 50001 (internal error), and a record queued before it was
   stored all the same.
@@ -21,6 +23,7 @@ from pinpipe.config import Settings, load_settings
 from pinpipe.ingest import create_app
 from pinpipe.log.kafka import KafkaLog
 from pinpipe.schema import Kind, topic_name
+from tests.unit.api_support import with_api
 from tests.unit.samples import GEO_RECORD
 
 pytestmark = pytest.mark.kafka
@@ -99,3 +102,24 @@ def test_a_record_over_the_producers_limit_fails_alone_and_nothing_is_stored_twi
     v3 = kafka.api.post(kafka.v3("user"), json={"value": {"type": "JSON", "data": big}})
     assert v3.status_code == 422 and v3.json()["error_code"] == 42206
     assert stored(kafka.log, topic) == [b'{"ind":1}', b'{"ind":3}']
+
+
+def test_a_stream_name_kafka_takes_for_an_existing_one_is_409(
+    kafka_bootstrap: str, settings: Settings
+) -> None:
+    """Kafka refuses ``a_b`` beside ``a.b`` (one name to it): CreateStream answered 500 / 50002."""
+    prefix = f"t{time.time_ns()}"
+    url, admin = f"kafka://{kafka_bootstrap}", "admin-key-0123456789"
+    on_kafka = with_api(
+        load_settings(workdir=settings.workdir, prefix=prefix, **{"log.url": url}), admin_keys=(admin,)
+    )
+    log = KafkaLog(url, partitions=1)
+    try:
+        with TestClient(create_app(on_kafka, log=log)) as api:
+            first = api.post(f"/streams/streaming-{prefix}-a.b", headers={"X-API-Key": admin})
+            assert first.status_code == 200, first.text
+            twin = api.post(f"/streams/streaming-{prefix}-a_b", headers={"X-API-Key": admin})
+            assert twin.status_code == 409 and twin.json()["error_code"] == 40901, twin.text
+            assert f"streaming-{prefix}-a.b" in twin.json()["message"]
+    finally:
+        log.close()
