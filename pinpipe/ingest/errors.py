@@ -23,6 +23,7 @@ code   status  Kinesis ``__type``                     when
 40801  408     ValidationException                    body not received within ``api.body_timeout_s``;
                                                       the connection is closed
 40901  409     ResourceInUseException                 the stream to create exists already
+                                                      (on Kafka: or one differing by . for _)
 40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams
 41301  413     ValidationException                    body larger than ``api.max_body_bytes``
 41501  415     ValidationException                    content type not accepted

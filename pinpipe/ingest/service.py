@@ -22,6 +22,7 @@ from pinpipe.config import Settings
 from pinpipe.errors import (
     ErrorCode,
     IdempotencyConflictError,
+    LogError,
     LogUnavailableError,
     PinpipeError,
     TopicNotFoundError,
@@ -100,12 +101,35 @@ class _Checked:
 KINESIS_TOO_LARGE = "record of %d bytes: a Kinesis record holds at most 1 MiB of data and partition key"
 
 
-def kinesis_holds(value: bytes, key: bytes | None) -> bool:
-    """Whether a Kinesis stream takes the record (the Kinesis log's own rule, which refuses the whole
-    append otherwise): checked before the append, so such a record fails alone."""
+def kinesis_problem(value: bytes, key: bytes | None) -> str | None:
+    """Why a Kinesis stream would not take the record (the Kinesis log's own rules, which refuse the
+    whole append otherwise), or None: checked before the append, so such a record fails alone."""
     from pinpipe.log.kinesis.io import MAX_RECORD_BYTES, encode_key
 
-    return len(value) + len(encode_key(key)) <= MAX_RECORD_BYTES
+    try:
+        partition_key = encode_key(key)
+    except LogError as exc:  # a key no partition key holds
+        return str(exc)
+    return KINESIS_TOO_LARGE % len(value) if len(value) + len(partition_key) > MAX_RECORD_BYTES else None
+
+
+KAFKA_TOO_LARGE = (
+    "record of %d bytes (value, key and headers): the Kafka producer sends at most %d "
+    "(message.max.bytes less 1 KiB for the record's framing and the log's own headers)"
+)
+
+
+def kafka_max_bytes(log: Log) -> int | None:
+    """The largest record (value, key and headers) the API sends to a Kafka log, None for another log:
+    librdkafka refuses a larger one at once (``message.max.bytes``, 1,000,000 unless configured), which
+    failed the append after the request's earlier records were queued."""
+    if url_scheme(log.url) != "kafka":
+        return None
+    return int(getattr(log, "common", {}).get("message.max.bytes", 1_000_000)) - 1024
+
+
+def record_bytes(value: bytes, item: Item) -> int:
+    return len(value) + len(item.key or b"") + sum(len(n.encode()) + len(v or b"") for n, v in item.headers)
 
 
 def parse_json(body: bytes) -> Any:
@@ -157,7 +181,7 @@ class IngestService:
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
         # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
         self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
-        self._on_kafka: dict[Space, bool] = {k: url_scheme(v.url) == "kafka" for k, v in self.logs.items()}
+        self._kafka_max: dict[Space, int | None] = {k: kafka_max_bytes(v) for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._committers: dict[Space, Appender] = {}
@@ -336,7 +360,8 @@ class IngestService:
         count, kind, fingerprint = checked.count, checked.kind, checked.fingerprint
         outcomes, batch, positions = checked.outcomes, checked.batch, checked.positions
         bare = self._bare[space]
-        latest = time.time() + KAFKA_AHEAD_S if self._on_kafka[space] else None
+        kafka_max = self._kafka_max[space]
+        latest = time.time() + KAFKA_AHEAD_S if kafka_max is not None else None
         for i in range(start, min(stop, len(items))):
             item = items[i]
             if item.problem is not None:
@@ -365,8 +390,12 @@ class IngestService:
                 )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            if bare and not kinesis_holds(value, item.key):
-                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KINESIS_TOO_LARGE % len(value))
+            if bare and (problem := kinesis_problem(value, item.key)) is not None:
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
+                continue
+            if kafka_max is not None and record_bytes(value, item) > kafka_max:
+                problem = KAFKA_TOO_LARGE % (record_bytes(value, item), kafka_max)
+                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
                 continue
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
             batch.append(
@@ -420,13 +449,23 @@ class IngestService:
 
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:
-        """Create a topic/stream; False when it exists already, ApiError 40902 when ``api.max_streams``
-        exist. One at a time, so concurrent creates cannot overshoot the ceiling."""
+        """Create a topic/stream; False when it exists already (on Kafka: or one differing only by ``.``
+        for ``_``, ApiError 40901), ApiError 40902 when ``api.max_streams`` exist. One at a time, so
+        concurrent creates cannot overshoot the ceiling."""
         self.ensure_started()
         with self._admin_lock:
             existing = self.names(space)
             if name in existing or name in self._cache[space]:
                 return False
+            if self._kafka_max[space] is not None:  # Kafka takes '.' and '_' for one character in names
+                same = name.replace(".", "_")
+                twin = next((n for n in existing if n.replace(".", "_") == same), None)
+                if twin is not None:
+                    raise ApiError(
+                        ErrorCode.STREAM_EXISTS,
+                        f"stream {name!r} collides with the existing stream {twin!r}: Kafka takes '.' and "
+                        "'_' for one character in topic names",
+                    )
             ceiling = self.settings.api.max_streams
             if len(existing) >= ceiling:
                 raise ApiError(

@@ -21,25 +21,26 @@ from tests.unit.api_support import total
 
 __all__ = ["aws_env"]  # fixture: the AWS variables point at the session's moto server
 pytestmark = pytest.mark.usefixtures("aws_env")
-PREFIX = f"k{uuid.uuid4().hex[:12]}"  # streams of their own on the session's moto server
 
 
 @pytest.fixture
 def streams(
     moto_endpoint: str, settings: Settings, tmp_path: Path
-) -> Iterator[tuple[TestClient, KinesisLog]]:
-    on_kinesis = settings.model_copy(update={"prefix": PREFIX})
+) -> Iterator[tuple[TestClient, KinesisLog, str]]:
+    prefix = f"k{uuid.uuid4().hex[:12]}"  # streams of their own on the session's moto server
+    on_kinesis = settings.model_copy(update={"prefix": prefix})
     log = KinesisLog(f"kinesis://?endpoint={moto_endpoint}&state={tmp_path / 'state.db'}", partitions=1)
     try:
         with TestClient(create_app(on_kinesis, log=MemoryLog(auto_create=False), stream_log=log)) as api:
-            yield api, log
+            yield api, log, stream_name(prefix, "user")
     finally:
         log.close()
 
 
-def test_a_record_over_a_kinesis_records_limit_fails_alone(streams: tuple[TestClient, KinesisLog]) -> None:
-    api, log = streams
-    name = stream_name(PREFIX, "user")
+def test_a_record_over_a_kinesis_records_limit_fails_alone(
+    streams: tuple[TestClient, KinesisLog, str],
+) -> None:
+    api, log, name = streams
     big = {"ind": 2, "first_name": "x" * (1024 * 1024)}
     body = {"Records": [{"Data": {"ind": 1}, "PartitionKey": "a"}, {"Data": big, "PartitionKey": "b"}]}
     answer = api.put(f"/streams/{name}/records", json=body)
@@ -49,4 +50,21 @@ def test_a_record_over_a_kinesis_records_limit_fails_alone(streams: tuple[TestCl
     assert failed["ErrorCode"] == "InvalidArgumentException" and "1 MiB" in failed["ErrorMessage"]
     one = api.put(f"/streams/{name}/record", json={"Data": big, "PartitionKey": "c"})
     assert one.status_code == 422 and one.json()["error_code"] == 42206, one.text
+    assert total(log, name) == 1
+
+
+def test_a_key_no_kinesis_partition_key_holds_fails_alone(
+    streams: tuple[TestClient, KinesisLog, str],
+) -> None:
+    """A PartitionKey starting ``pinpipe~`` (the log's own marker) is stored base64-encoded, which must
+    still fit Kinesis's 256 characters."""
+    api, log, name = streams
+    marked = "pinpipe~" + "x" * 248
+    body = {
+        "Records": [{"Data": {"ind": 1}, "PartitionKey": "a"}, {"Data": {"ind": 2}, "PartitionKey": marked}]
+    }
+    answer = api.put(f"/streams/{name}/records", json=body)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["FailedRecordCount"] == 1
+    assert "partition key" in answer.json()["Records"][1]["ErrorMessage"]
     assert total(log, name) == 1
