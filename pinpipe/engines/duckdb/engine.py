@@ -15,17 +15,19 @@ from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir
 from pinpipe.engines.base import BatchResult, PyArrowTables, QuarantinedRecord
 from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memory_limit
+from pinpipe.engines.duckdb.commits import Commits
 from pinpipe.engines.duckdb.outputs import (
     AGGREGATES,
     add_aggregates,
+    aggregates_table,
     all_aggregates,
     kept_aggregates,
+    output_table,
     write_aggregates,
-    write_outputs,
+    write_output,
 )
-from pinpipe.engines.duckdb.outputs import outputs as ten_outputs
 from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
-from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, may_repeat, write_keys
+from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, keys_table, may_repeat, write_keys
 from pinpipe.engines.duckdb.sql import count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
@@ -53,7 +55,7 @@ from pinpipe.transform.clean import (
     needs_arrival_order,
 )
 from pinpipe.transform.dialect import render
-from pinpipe.transform.queries import COLUMNS_READ, BatchOptions
+from pinpipe.transform.queries import COLUMNS_READ, OUTPUTS, BatchOptions
 
 _log = logging.getLogger(__name__)
 
@@ -117,6 +119,7 @@ class DuckDBEngine:
         read: dict[Kind, int] = {}
         objects_read: dict[Kind, int] = {}
         fingerprints = Fingerprinter()
+        commits = Commits()
         try:
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
@@ -130,7 +133,7 @@ class DuckDBEngine:
                     for obj in objects:
                         fingerprints.add(obj.key, obj.path, plan.info.get(obj.key))
                     cleaned = self._clean_kind(
-                        con, plan, objects, options, scratch, phase, fingerprints, quarantine
+                        con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits
                     )
                 quarantined.extend(cleaned.quarantined)
                 read[kind] = cleaned.records_read
@@ -138,10 +141,11 @@ class DuckDBEngine:
                 if cleaned.keys_written:
                     tables[PIN_KEYS] = batch_table(settings, PIN_KEYS)
                 done[kind] = cleaned
-            outputs, incremental = self._outputs(con, plans, done, options, phase)
-            tables.update(write_outputs(settings, outputs))
+            outputs, incremental = self._outputs(con, plans, done, options, phase, commits)
+            tables.update({name: batch_table(settings, name) for name in outputs})
             tables["quarantine"] = quarantine.url
             tables[AGGREGATES] = batch_table(settings, AGGREGATES)
+            commits.wait()
             phase.done("write outputs")
         except Exception as exc:
             import duckdb
@@ -150,6 +154,7 @@ class DuckDBEngine:
                 raise EngineError(f"DuckDB failed: {exc}") from exc
             raise
         finally:
+            commits.close()
             fingerprints.close()
             con.close()
             for leftover in (database, database.with_suffix(".duckdb.wal")):
@@ -176,9 +181,11 @@ class DuckDBEngine:
         done: dict[Kind, _Cleaned],
         options: BatchOptions,
         phase: _PhaseLog,
+        commits: Commits,
     ) -> tuple[dict[str, Any], bool]:
         """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
-        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False)."""
+        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False).
+        Their commits are queued on ``commits``, each as soon as its data is ready."""
         url = batch_table(self.settings, AGGREGATES)
         kept = kept_aggregates(con, url, plans)
         if kept is not None:
@@ -195,8 +202,12 @@ class DuckDBEngine:
             all_aggregates(con)
         phase.done("aggregates" + (" (added rows)" if kept is not None else " (all rows)"))
         if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
-            write_aggregates(con, url, {kind: c.state for kind, c in done.items()})
-        outputs = ten_outputs(con, options)
+            states = {kind: c.state for kind, c in done.items()}
+            commits.submit(write_aggregates, url, aggregates_table(con), states)
+        outputs = {}
+        for name in OUTPUTS:
+            outputs[name] = output_table(con, name, options)
+            commits.submit(write_output, self.settings, name, outputs[name])
         phase.done("ten outputs")
         return outputs, kept is not None
 
@@ -210,10 +221,11 @@ class DuckDBEngine:
         phase: _PhaseLog,
         fingerprints: Fingerprinter,
         quarantine: QuarantineBook,
+        commits: Commits,
     ) -> _Cleaned:
         """Stage, clean and write the objects of ``plan`` chunk by chunk (``chunks.chunks``, oldest first);
         appended to the kind's table (incremental) or replacing it (``plan.rebuild``), with the kind's
-        bookkeeping in the same commit (``engines.increments``).
+        bookkeeping in the same commit (``engines.increments``); the commits are queued on ``commits``.
 
         Each chunk's cleaned rows become one Parquet part of the Delta table, written by DuckDB itself
         (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
@@ -275,13 +287,16 @@ class DuckDBEngine:
             rows = sum(p.rows for p in parts) + (0 if history is None else count(con, history))
             state = plan.before
             if plan.todo or not incremental:
-                quarantine.record(kind, plan.todo, quarantined, rebuild=not incremental)
+                commits.submit(quarantine.record, kind, plan.todo, quarantined, not incremental)
                 state = plan.state_after(options, fingerprints.result(plan.todo))
-                commit(url, kind, target, parts, incremental, state.to_json())
+                commits.submit(commit, url, kind, target, list(parts), incremental, state.to_json())
                 if keyed:  # after the rows: keys describing rows not committed would be trusted
                     added = [read_parts(target, parts)] if parts else []
                     whole = added if history is None else [history, *added]
-                    write_keys(con, keys_url, whole if keys is None else added, keys is not None, state)
+                    data = keys_table(con, whole if keys is None else added)
+                    commits.submit(write_keys, keys_url, data, keys is not None, state)
+                if directory is None:  # the parts are uploaded from files deleted below
+                    commits.wait()
                 phase.done(f"commit: {kind}")
         finally:
             if directory is None:

@@ -89,26 +89,29 @@ def all_aggregates(con: Any) -> None:
             con.execute(f"DROP TABLE {join}")
 
 
+def output_table(con: Any, name: str, options: BatchOptions) -> Any:
+    """Output ``name`` from table ``aggregates``, rows in export order (``transform.export``), as an Arrow
+    table of ``arro3`` (``sql.arrow``)."""
+    return arrow(con, f"{output_sql(name, 'aggregates', options)} {order_by_sql(name)}")
+
+
 def outputs(con: Any, options: BatchOptions) -> dict[str, Any]:
-    """The ten outputs from table ``aggregates``, rows in export order (``transform.export``), as Arrow
-    tables of ``arro3`` (``sql.arrow``)."""
-    return {
-        name: arrow(con, f"{output_sql(name, 'aggregates', options)} {order_by_sql(name)}")
-        for name in OUTPUTS
-    }
+    """The ten outputs from table ``aggregates`` (:func:`output_table`)."""
+    return {name: output_table(con, name, options) for name in OUTPUTS}
 
 
-def write_aggregates(con: Any, url: str, states: Mapping[Kind, KindState]) -> None:
-    """Replace the aggregates table with table ``aggregates``, recording the rows they describe."""
+def aggregates_table(con: Any) -> Any:
+    """Table ``aggregates`` typed as :data:`AGGREGATE_TYPES`, as an Arrow table (``sql.arrow``)."""
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in AGGREGATE_TYPES.items())
-    data = con.sql(f"SELECT {cols} FROM aggregates")  # streamed to delta-rs
+    return arrow(con, f"SELECT {cols} FROM aggregates")
+
+
+def write_aggregates(url: str, data: Any, states: Mapping[Kind, KindState]) -> None:
+    """Replace the aggregates table with ``data`` (:func:`aggregates_table`), recording the rows they
+    describe."""
     write_table(url, data, append=False, metadata=aggregates_metadata(states))
 
 
-def write_outputs(settings: Settings, tables: Mapping[str, Any]) -> dict[str, str]:
-    """Each output replaces its Delta table; returns their locations."""
-    urls: dict[str, str] = {}
-    for name, table in tables.items():
-        urls[name] = batch_table(settings, name)
-        replace_table(urls[name], table)
-    return urls
+def write_output(settings: Settings, name: str, table: Any) -> None:
+    """Output ``name`` replaces its Delta table."""
+    replace_table(batch_table(settings, name), table)
