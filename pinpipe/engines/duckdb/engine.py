@@ -18,17 +18,18 @@ from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memor
 from pinpipe.engines.duckdb.commits import Commits
 from pinpipe.engines.duckdb.outputs import (
     AGGREGATES,
+    PARTIAL,
     add_aggregates,
-    aggregates_table,
+    aggregates_query,
     all_aggregates,
     kept_aggregates,
-    output_table,
+    output_query,
     write_aggregates,
     write_output,
 )
 from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
 from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, keys_table, may_repeat, write_keys
-from pinpipe.engines.duckdb.sql import count, fetch_one, quote
+from pinpipe.engines.duckdb.sql import arrows, count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
     PRECEDES_KEPT,
@@ -109,18 +110,20 @@ class DuckDBEngine:
         store = open_store(settings.lake_url)
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
-        con = self._connect(str(database) if self.on_disk else ":memory:")
-        quarantine, plans = plan_run(store, settings, options, full_refresh)
-        if self.memory_limit is None and isinstance(store, FileStore):
-            todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
-            con.execute(f"SET memory_limit = '{memory_limit(todo_bytes)}B'")
-        phase = _PhaseLog()
-        quarantined: list[QuarantinedRecord] = []
-        read: dict[Kind, int] = {}
-        objects_read: dict[Kind, int] = {}
-        fingerprints = Fingerprinter()
         commits = Commits()
+        planned = commits.call(plan_run, store, settings, options, full_refresh)  # while DuckDB loads
+        con = None
+        fingerprints = Fingerprinter()
         try:
+            con = self._connect(str(database) if self.on_disk else ":memory:")
+            quarantine, plans = planned.result()
+            if self.memory_limit is None and isinstance(store, FileStore):
+                todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
+                con.execute(f"SET memory_limit = '{memory_limit(todo_bytes)}B'")
+            phase = _PhaseLog()
+            quarantined: list[QuarantinedRecord] = []
+            read: dict[Kind, int] = {}
+            objects_read: dict[Kind, int] = {}
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
             done: dict[Kind, _Cleaned] = {}
@@ -156,7 +159,8 @@ class DuckDBEngine:
         finally:
             commits.close()
             fingerprints.close()
-            con.close()
+            if con is not None:
+                con.close()
             for leftover in (database, database.with_suffix(".duckdb.wal")):
                 leftover.unlink(missing_ok=True)
         return BatchResult(
@@ -201,15 +205,21 @@ class DuckDBEngine:
                 con.execute(f"DROP TABLE new_{kind}")
             all_aggregates(con)
         phase.done("aggregates" + (" (added rows)" if kept is not None else " (all rows)"))
+        state = "aggregates" if kept is None else PARTIAL
+        queries = {name: output_query(name, options, state) for name in OUTPUTS}
         if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
-            states = {kind: c.state for kind, c in done.items()}
-            commits.submit(write_aggregates, url, aggregates_table(con), states)
+            queries[AGGREGATES] = aggregates_query(state, merge=kept is not None)
         outputs = {}
-        for name in OUTPUTS:
-            outputs[name] = output_table(con, name, options)
-            commits.submit(write_output, self.settings, name, outputs[name])
+        commits.wait()  # no output is replaced before the rows it comes from are committed
+        for name, table in arrows(con, queries):  # each committed as soon as it is computed
+            if name == AGGREGATES:
+                states = {kind: c.state for kind, c in done.items()}
+                commits.submit(write_aggregates, url, table, states, ordered=False)
+            else:
+                outputs[name] = table
+                commits.submit(write_output, self.settings, name, table, ordered=False)
         phase.done("ten outputs")
-        return outputs, kept is not None
+        return {name: outputs[name] for name in OUTPUTS}, kept is not None
 
     def _clean_kind(
         self,
