@@ -51,8 +51,8 @@ class Commits:
 
     def call(self, work: Callable[..., T], *args: Any) -> Future[T]:
         """``work(*args)`` run by the same thread ahead of the commits queued later, in the caller's
-        context, its result or error in the future returned: to overlap other work that releases the GIL
-        (reading Delta logs) with the caller's."""
+        context, its result or error in the future returned: to overlap work that releases the GIL
+        (starting DuckDB) with the caller's."""
         return self._pool.submit(contextvars.copy_context().run, work, *args)
 
     def wait(self) -> None:

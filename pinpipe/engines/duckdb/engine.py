@@ -111,12 +111,17 @@ class DuckDBEngine:
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
         commits = Commits()
-        planned = commits.call(plan_run, store, settings, options, full_refresh)  # while DuckDB loads
+        import duckdb  # imported here, as it holds the GIL; connecting (~20 ms) does not:
+
+        # DuckDB starts in the background while the Delta logs are read here
+        connecting = commits.call(self._connect, str(database) if self.on_disk else ":memory:")
         con = None
         fingerprints = Fingerprinter()
         try:
-            con = self._connect(str(database) if self.on_disk else ":memory:")
-            quarantine, plans = planned.result()
+            try:
+                quarantine, plans = plan_run(store, settings, options, full_refresh)
+            finally:
+                con = connecting.result()
             if self.memory_limit is None and isinstance(store, FileStore):
                 todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
                 con.execute(f"SET memory_limit = '{memory_limit(todo_bytes)}B'")
