@@ -3,10 +3,12 @@ lake objects in chunks, then the ten outputs (see the package docstring for the 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import resource
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,11 @@ from pinpipe.transform.dialect import render
 from pinpipe.transform.queries import COLUMNS_READ, OUTPUTS, BatchOptions
 
 _log = logging.getLogger(__name__)
+
+BESIDE_PIN: tuple[Kind, ...] = ("geo", "user")
+"""The kinds a small run cleans on a second cursor while pin, the costliest, is cleaned."""
+SMALL_RUN = 64 << 20
+"""Bytes of new objects up to which a run cleans the kinds side by side (``DuckDBEngine._small``)."""
 
 
 class DuckDBEngine:
@@ -132,7 +139,8 @@ class DuckDBEngine:
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
             done: dict[Kind, _Cleaned] = {}
-            for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
+
+            def clean(con: Any, kind: Kind, phase: _PhaseLog) -> _Cleaned:
                 plan = plans[kind]
                 if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
                     plan = plans[kind] = rebuild_plan(plan, PRECEDES_KEPT)
@@ -140,15 +148,32 @@ class DuckDBEngine:
                 with local_objects(store, plan.todo, scratch) as objects:
                     for obj in objects:
                         fingerprints.add(obj.key, obj.path, plan.info.get(obj.key))
-                    cleaned = self._clean_kind(
+                    return self._clean_kind(
                         con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits
                     )
+
+            beside = BESIDE_PIN if self._small(store, plans) else ()
+            with ThreadPoolExecutor(1, thread_name_prefix="pinpipe-kinds") as pool:
+                side = None
+                if beside:  # on a cursor of their own, while pin is cleaned on this connection
+                    cursor = con.cursor()
+                    side = pool.submit(
+                        contextvars.copy_context().run,
+                        lambda: {kind: clean(cursor, kind, _PhaseLog()) for kind in beside},
+                    )
+                for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
+                    if kind not in beside:
+                        done[kind] = clean(con, kind, phase)
+                if side is not None:
+                    done.update(side.result())
+                    cursor.close()
+            for kind in KINDS:
+                cleaned = done[kind]
                 quarantined.extend(cleaned.quarantined)
                 read[kind] = cleaned.records_read
                 tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
                 if cleaned.keys_written:
                     tables[PIN_KEYS] = batch_table(settings, PIN_KEYS)
-                done[kind] = cleaned
             outputs, incremental = self._outputs(con, plans, done, options, phase, commits)
             tables.update({name: batch_table(settings, name) for name in outputs})
             tables["quarantine"] = quarantine.url
@@ -181,6 +206,16 @@ class DuckDBEngine:
             outputs_incremental=incremental,
             **plan_summary(plans),
         )
+
+    def _small(self, store: Any, plans: dict[Kind, KindPlan]) -> bool:
+        """Whether the other kinds are cleaned beside pin (:data:`BESIDE_PIN`): a run that appends at most
+        :data:`SMALL_RUN` bytes of local objects to local tables. Its queries are too small to keep both
+        cores busy; a bigger run cleans one kind at a time, each with every core and the whole memory."""
+        if not isinstance(store, FileStore) or local_table_dir(self.settings.tables_url) is None:
+            return False
+        if any(plan.rebuild for plan in plans.values()):
+            return False
+        return sum(p.info[k][0] for p in plans.values() for k in p.todo) <= SMALL_RUN
 
     # -- steps -------------------------------------------------------------------------------------------
     def _outputs(
