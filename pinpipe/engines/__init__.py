@@ -7,8 +7,10 @@ Registry entries are ``module:Class`` strings imported on use, so an engine's he
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult, Engine, QuarantinedRecord
@@ -52,22 +54,39 @@ def run_batch(
     ``full_refresh`` rebuilds every table from the whole lake.
 
     A failed clean-up is a warning, not a failed job: the tables are written, and the next run retries it.
+    The tables are cleaned a few at a time (delta-rs lists and deletes without the GIL).
     """
-    from pinpipe.delta import remove_replaced_files, shared_handles
+    from pinpipe.delta import shared_handles
 
     delta_uri(settings.tables_url)  # a tables location delta-rs cannot use fails before the work
     engine = get_engine(settings.engine.name, settings)
     with shared_handles() if engine.commits_in_process else contextlib.nullcontext():
         result = engine.run_batch(options or options_from_settings(settings), full_refresh=full_refresh)
         retain, root = settings.engine.retain_hours, settings.tables_url
-        for url in result.tables.values():
-            try:
-                result.files_removed += remove_replaced_files(url, retain, root)
-            except ConfigError:  # a location the clean-up refuses is a bug to see, not a retry
-                raise
-            except Exception as exc:  # deltalake's errors (storage, permissions) have no common base
-                _log.warning("could not delete the replaced files of %s: %s", url, exc)
+        with ThreadPoolExecutor(_CLEANERS) as pool:
+            runs = [contextvars.copy_context().run for _ in result.tables]
+            removed = pool.map(
+                lambda run, url: run(_remove_replaced, url, retain, root), runs, result.tables.values()
+            )
+            result.files_removed += sum(removed)
     return result
+
+
+_CLEANERS = 4
+"""Tables cleaned at once after a run."""
+
+
+def _remove_replaced(url: str, retain_hours: int, root: str) -> int:
+    """``delta.remove_replaced_files``, a failure other than a refused location logged (0 removed)."""
+    from pinpipe.delta import remove_replaced_files
+
+    try:
+        return remove_replaced_files(url, retain_hours, root)
+    except ConfigError:  # a location the clean-up refuses is a bug to see, not a retry
+        raise
+    except Exception as exc:  # deltalake's errors (storage, permissions) have no common base
+        _log.warning("could not delete the replaced files of %s: %s", url, exc)
+        return 0
 
 
 __all__ = ["ENGINES", "BatchOptions", "BatchResult", "Engine", "QuarantinedRecord", "get_engine", "run_batch"]

@@ -391,7 +391,8 @@ class QuarantineBook:
 
     A kind's bad records are written (the whole small table rewritten, one commit) before the kind's
     cleaned rows are committed; records of an object already covered are not added again, so a rerun
-    after a kill between the two commits neither loses nor repeats any.
+    after a kill between the two commits neither loses nor repeats any. Objects without bad records
+    need no commit: a rerun finds none in them again.
     """
 
     def __init__(self, url: str, full_refresh: bool) -> None:
@@ -406,11 +407,10 @@ class QuarantineBook:
         when ``rebuild``): appended, without reading the table, unless the kind is rebuilt."""
         covered = set() if rebuild else set(self.covered.get(kind, ()))
         fresh_records = [r for r in records if r.key not in covered]
+        if not rebuild and not fresh_records:  # nothing to add, nothing a rerun could repeat
+            return
         self.covered[kind] = covered | set(keys)
         metadata = quarantine_metadata(self.covered)
-        if not rebuild and not fresh_records:  # the kind's bookkeeping is known, so the table exists
-            commit_parts(self.url, None, [], True, metadata)  # (no Arrow data: pyarrow not imported)
-            return
         import pyarrow as pa
 
         from pinpipe.engines.lake_input import quarantine_schema, quarantine_table

@@ -14,7 +14,7 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from pinpipe.engines.base import PyArrowTables
-from pinpipe.engines.duckdb.outputs import add_aggregates, outputs
+from pinpipe.engines.duckdb.outputs import PARTIAL, add_aggregates, aggregates_query, outputs
 from pinpipe.schema import KINDS, Kind
 from pinpipe.transform.aggregates import aggregates_sql
 from pinpipe.transform.clean import clean_arrow_schema
@@ -72,7 +72,7 @@ def rows_of(outputs: Mapping[str, pa.Table]) -> dict[str, list[tuple]]:
     st.sampled_from(["lower", "exact"]),
     st.booleans(),
 )
-def test_outputs_from_merged_aggregates_equal_the_output_statements(
+def test_outputs_from_kept_and_added_aggregates_equal_the_output_statements(
     records: dict[Kind, list[dict]], cut: dict[Kind, int], median: Any, keep_ties: bool
 ) -> None:
     options = BatchOptions(median=median, keep_ties=keep_ties)
@@ -86,10 +86,12 @@ def test_outputs_from_merged_aggregates_equal_the_output_statements(
     }
     aggregate(con, "kept", {kind: f"old_{kind}" for kind in KINDS})
     add_aggregates(con, "kept", {k: f"new_{k}" for k in KINDS}, {k: f"old_{k}" for k in KINDS})
-    merged = con.sql("SELECT * FROM aggregates ORDER BY ALL").fetchall()
-    assert rows_of(PyArrowTables(outputs(con, options))) == rows_of(expected)  # also in export order
-    con.execute("DROP TABLE aggregates")
+    partial = PyArrowTables(outputs(con, options, PARTIAL))  # kept and added aggregates, not merged
+    assert rows_of(partial) == rows_of(expected)  # also in export order
+    merged = con.sql(f"{aggregates_query(PARTIAL, merge=True)} ORDER BY ALL").fetchall()
     aggregate(con, "aggregates", {kind: f"cleaned_{kind}" for kind in KINDS})
-    assert con.sql("SELECT * FROM aggregates ORDER BY ALL").fetchall() == merged
-    for name, result in PyArrowTables(outputs(con, options)).items():
-        assert result.schema == expected[name].schema, name
+    assert con.sql(f"{aggregates_query()} ORDER BY ALL").fetchall() == merged
+    whole = PyArrowTables(outputs(con, options))
+    assert rows_of(whole) == rows_of(expected)
+    for name, result in whole.items():
+        assert result.schema == expected[name].schema == partial[name].schema, name

@@ -3,10 +3,12 @@ lake objects in chunks, then the ten outputs (see the package docstring for the 
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import resource
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,18 +17,21 @@ from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir
 from pinpipe.engines.base import BatchResult, PyArrowTables, QuarantinedRecord
 from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memory_limit
+from pinpipe.engines.duckdb.commits import Commits
 from pinpipe.engines.duckdb.outputs import (
     AGGREGATES,
+    PARTIAL,
     add_aggregates,
+    aggregates_query,
     all_aggregates,
     kept_aggregates,
+    output_query,
     write_aggregates,
-    write_outputs,
+    write_output,
 )
-from pinpipe.engines.duckdb.outputs import outputs as ten_outputs
 from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
-from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, may_repeat, write_keys
-from pinpipe.engines.duckdb.sql import count, fetch_one, quote
+from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, keys_table, may_repeat, write_keys
+from pinpipe.engines.duckdb.sql import arrows, count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
     PRECEDES_KEPT,
@@ -53,9 +58,14 @@ from pinpipe.transform.clean import (
     needs_arrival_order,
 )
 from pinpipe.transform.dialect import render
-from pinpipe.transform.queries import COLUMNS_READ, BatchOptions
+from pinpipe.transform.queries import COLUMNS_READ, OUTPUTS, BatchOptions
 
 _log = logging.getLogger(__name__)
+
+BESIDE_PIN: tuple[Kind, ...] = ("geo", "user")
+"""The kinds a small run cleans on a second cursor while pin, the costliest, is cleaned."""
+SMALL_RUN = 64 << 20
+"""Bytes of new objects up to which a run cleans the kinds side by side (``DuckDBEngine._small``)."""
 
 
 class DuckDBEngine:
@@ -107,21 +117,30 @@ class DuckDBEngine:
         store = open_store(settings.lake_url)
         for leftover in (database, database.with_suffix(".duckdb.wal")):
             leftover.unlink(missing_ok=True)
-        con = self._connect(str(database) if self.on_disk else ":memory:")
-        quarantine, plans = plan_run(store, settings, options, full_refresh)
-        if self.memory_limit is None and isinstance(store, FileStore):
-            todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
-            con.execute(f"SET memory_limit = '{memory_limit(todo_bytes)}B'")
-        phase = _PhaseLog()
-        quarantined: list[QuarantinedRecord] = []
-        read: dict[Kind, int] = {}
-        objects_read: dict[Kind, int] = {}
+        commits = Commits()
+        import duckdb  # imported here, as it holds the GIL; connecting (~20 ms) does not:
+
+        # DuckDB starts in the background while the Delta logs are read here
+        connecting = commits.call(self._connect, str(database) if self.on_disk else ":memory:")
+        con = None
         fingerprints = Fingerprinter()
         try:
+            try:
+                quarantine, plans = plan_run(store, settings, options, full_refresh)
+            finally:
+                con = connecting.result()
+            if self.memory_limit is None and isinstance(store, FileStore):
+                todo_bytes = sum(p.info[k][0] for p in plans.values() for k in p.todo)
+                con.execute(f"SET memory_limit = '{memory_limit(todo_bytes)}B'")
+            phase = _PhaseLog()
+            quarantined: list[QuarantinedRecord] = []
+            read: dict[Kind, int] = {}
+            objects_read: dict[Kind, int] = {}
             cleaned_rows: dict[Kind, int] = {}
             tables: dict[str, str] = {}
             done: dict[Kind, _Cleaned] = {}
-            for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
+
+            def clean(con: Any, kind: Kind, phase: _PhaseLog) -> _Cleaned:
                 plan = plans[kind]
                 if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
                     plan = plans[kind] = rebuild_plan(plan, PRECEDES_KEPT)
@@ -129,19 +148,37 @@ class DuckDBEngine:
                 with local_objects(store, plan.todo, scratch) as objects:
                     for obj in objects:
                         fingerprints.add(obj.key, obj.path, plan.info.get(obj.key))
-                    cleaned = self._clean_kind(
-                        con, plan, objects, options, scratch, phase, fingerprints, quarantine
+                    return self._clean_kind(
+                        con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits
                     )
+
+            beside = BESIDE_PIN if self._small(store, plans) else ()
+            with ThreadPoolExecutor(1, thread_name_prefix="pinpipe-kinds") as pool:
+                side = None
+                if beside:  # on a cursor of their own, while pin is cleaned on this connection
+                    cursor = con.cursor()
+                    side = pool.submit(
+                        contextvars.copy_context().run,
+                        lambda: {kind: clean(cursor, kind, _PhaseLog()) for kind in beside},
+                    )
+                for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
+                    if kind not in beside:
+                        done[kind] = clean(con, kind, phase)
+                if side is not None:
+                    done.update(side.result())
+                    cursor.close()
+            for kind in KINDS:
+                cleaned = done[kind]
                 quarantined.extend(cleaned.quarantined)
                 read[kind] = cleaned.records_read
                 tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
                 if cleaned.keys_written:
                     tables[PIN_KEYS] = batch_table(settings, PIN_KEYS)
-                done[kind] = cleaned
-            outputs, incremental = self._outputs(con, plans, done, options, phase)
-            tables.update(write_outputs(settings, outputs))
+            outputs, incremental = self._outputs(con, plans, done, options, phase, commits)
+            tables.update({name: batch_table(settings, name) for name in outputs})
             tables["quarantine"] = quarantine.url
             tables[AGGREGATES] = batch_table(settings, AGGREGATES)
+            commits.wait()
             phase.done("write outputs")
         except Exception as exc:
             import duckdb
@@ -150,8 +187,10 @@ class DuckDBEngine:
                 raise EngineError(f"DuckDB failed: {exc}") from exc
             raise
         finally:
+            commits.close()
             fingerprints.close()
-            con.close()
+            if con is not None:
+                con.close()
             for leftover in (database, database.with_suffix(".duckdb.wal")):
                 leftover.unlink(missing_ok=True)
         return BatchResult(
@@ -168,6 +207,16 @@ class DuckDBEngine:
             **plan_summary(plans),
         )
 
+    def _small(self, store: Any, plans: dict[Kind, KindPlan]) -> bool:
+        """Whether the other kinds are cleaned beside pin (:data:`BESIDE_PIN`): a run that appends at most
+        :data:`SMALL_RUN` bytes of local objects to local tables. Its queries are too small to keep both
+        cores busy; a bigger run cleans one kind at a time, each with every core and the whole memory."""
+        if not isinstance(store, FileStore) or local_table_dir(self.settings.tables_url) is None:
+            return False
+        if any(plan.rebuild for plan in plans.values()):
+            return False
+        return sum(p.info[k][0] for p in plans.values() for k in p.todo) <= SMALL_RUN
+
     # -- steps -------------------------------------------------------------------------------------------
     def _outputs(
         self,
@@ -176,9 +225,11 @@ class DuckDBEngine:
         done: dict[Kind, _Cleaned],
         options: BatchOptions,
         phase: _PhaseLog,
+        commits: Commits,
     ) -> tuple[dict[str, Any], bool]:
         """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
-        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False)."""
+        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False).
+        Their commits are queued on ``commits``, each as soon as its data is ready."""
         url = batch_table(self.settings, AGGREGATES)
         kept = kept_aggregates(con, url, plans)
         if kept is not None:
@@ -194,11 +245,21 @@ class DuckDBEngine:
                 con.execute(f"DROP TABLE new_{kind}")
             all_aggregates(con)
         phase.done("aggregates" + (" (added rows)" if kept is not None else " (all rows)"))
+        state = "aggregates" if kept is None else PARTIAL
+        queries = {name: output_query(name, options, state) for name in OUTPUTS}
         if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
-            write_aggregates(con, url, {kind: c.state for kind, c in done.items()})
-        outputs = ten_outputs(con, options)
+            queries[AGGREGATES] = aggregates_query(state, merge=kept is not None)
+        outputs = {}
+        commits.wait()  # no output is replaced before the rows it comes from are committed
+        for name, table in arrows(con, queries):  # each committed as soon as it is computed
+            if name == AGGREGATES:
+                states = {kind: c.state for kind, c in done.items()}
+                commits.submit(write_aggregates, url, table, states, ordered=False)
+            else:
+                outputs[name] = table
+                commits.submit(write_output, self.settings, name, table, ordered=False)
         phase.done("ten outputs")
-        return outputs, kept is not None
+        return {name: outputs[name] for name in OUTPUTS}, kept is not None
 
     def _clean_kind(
         self,
@@ -210,10 +271,11 @@ class DuckDBEngine:
         phase: _PhaseLog,
         fingerprints: Fingerprinter,
         quarantine: QuarantineBook,
+        commits: Commits,
     ) -> _Cleaned:
         """Stage, clean and write the objects of ``plan`` chunk by chunk (``chunks.chunks``, oldest first);
         appended to the kind's table (incremental) or replacing it (``plan.rebuild``), with the kind's
-        bookkeeping in the same commit (``engines.increments``).
+        bookkeeping in the same commit (``engines.increments``); the commits are queued on ``commits``.
 
         Each chunk's cleaned rows become one Parquet part of the Delta table, written by DuckDB itself
         (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
@@ -275,13 +337,16 @@ class DuckDBEngine:
             rows = sum(p.rows for p in parts) + (0 if history is None else count(con, history))
             state = plan.before
             if plan.todo or not incremental:
-                quarantine.record(kind, plan.todo, quarantined, rebuild=not incremental)
+                commits.submit(quarantine.record, kind, plan.todo, quarantined, not incremental)
                 state = plan.state_after(options, fingerprints.result(plan.todo))
-                commit(url, kind, target, parts, incremental, state.to_json())
+                commits.submit(commit, url, kind, target, list(parts), incremental, state.to_json())
                 if keyed:  # after the rows: keys describing rows not committed would be trusted
                     added = [read_parts(target, parts)] if parts else []
                     whole = added if history is None else [history, *added]
-                    write_keys(con, keys_url, whole if keys is None else added, keys is not None, state)
+                    data = keys_table(con, whole if keys is None else added)
+                    commits.submit(write_keys, keys_url, data, keys is not None, state)
+                if directory is None:  # the parts are uploaded from files deleted below
+                    commits.wait()
                 phase.done(f"commit: {kind}")
         finally:
             if directory is None:

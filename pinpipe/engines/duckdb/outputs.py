@@ -32,6 +32,8 @@ from pinpipe.transform.queries import COLUMNS_READ, JOINS, OUTPUTS, BatchOptions
 
 AGGREGATES = "output_aggregates"
 """Name of the aggregates' table among the batch tables (``tables.batch_table``)."""
+PARTIAL = "partial_aggregates"
+"""DuckDB table of an incremental run's aggregates before merging (:func:`add_aggregates`)."""
 
 
 def aggregates_metadata(states: Mapping[Kind, KindState]) -> str:
@@ -57,22 +59,22 @@ def kept_aggregates(con: Any, url: str, plans: Mapping[Kind, KindPlan]) -> str |
 
 
 def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Kind, str]) -> None:
-    """Table ``aggregates``: the ``kept`` ones merged with those of the rows the joins gain from the
-    cleaned rows ``new`` (kind -> source) appended to ``old``."""
+    """Table :data:`PARTIAL`: the ``kept`` aggregates and those of the rows the joins gain from the
+    cleaned rows ``new`` (kind -> source) appended to ``old``, not merged: several rows per group, from
+    which ``output_sql`` gives the outputs of the merged ones (it sums the counts and picks the best
+    posters again) and :func:`merged_sql` the merged ones to keep."""
     for join in JOINS:  # built once: each is read by several aggregates
         con.execute(f"CREATE TEMP TABLE added_{join} AS {new_join_sql(join, new, old)}")
     user = f"(SELECT {', '.join(COLUMNS_READ['user'])} FROM {new['user']})"
     added = aggregates_sql("added_pin_geo", "added_pin_user", user)
     cols = ", ".join(AGGREGATE_TYPES)
-    # materialized once: merged_sql reads its source three times (the sums, the best posters and their
-    # per-country best), each a scan of the kept aggregates and the added rows' aggregation
+    # materialized once: every output and the merge read it (a regular table: other cursors read it)
     source = f"SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added"
     try:
-        con.execute(f"CREATE TEMP TABLE merging AS {source}")
-        con.execute(f"CREATE TABLE aggregates AS {merged_sql('merging')}")
+        con.execute(f"CREATE TABLE {PARTIAL} AS {source}")
     finally:
-        for name in ("merging", *(f"added_{join}" for join in JOINS)):
-            con.execute(f"DROP TABLE IF EXISTS {name}")
+        for join in JOINS:
+            con.execute(f"DROP TABLE IF EXISTS added_{join}")
 
 
 def all_aggregates(con: Any) -> None:
@@ -89,26 +91,31 @@ def all_aggregates(con: Any) -> None:
             con.execute(f"DROP TABLE {join}")
 
 
-def outputs(con: Any, options: BatchOptions) -> dict[str, Any]:
-    """The ten outputs from table ``aggregates``, rows in export order (``transform.export``), as Arrow
-    tables of ``arro3`` (``sql.arrow``)."""
-    return {
-        name: arrow(con, f"{output_sql(name, 'aggregates', options)} {order_by_sql(name)}")
-        for name in OUTPUTS
-    }
+def output_query(name: str, options: BatchOptions, state: str = "aggregates") -> str:
+    """The statement of output ``name`` from the aggregates in table ``state``, rows in export order
+    (``transform.export``)."""
+    return f"{output_sql(name, state, options)} {order_by_sql(name)}"
 
 
-def write_aggregates(con: Any, url: str, states: Mapping[Kind, KindState]) -> None:
-    """Replace the aggregates table with table ``aggregates``, recording the rows they describe."""
+def outputs(con: Any, options: BatchOptions, state: str = "aggregates") -> dict[str, Any]:
+    """The ten outputs from the aggregates in table ``state``, as Arrow tables of ``arro3``
+    (``sql.arrow``)."""
+    return {name: arrow(con, output_query(name, options, state)) for name in OUTPUTS}
+
+
+def aggregates_query(state: str = "aggregates", merge: bool = False) -> str:
+    """The aggregates to keep, typed as :data:`AGGREGATE_TYPES`: table ``state``, merged first with
+    ``merge`` (:data:`PARTIAL`)."""
     cols = ", ".join(f"CAST({c} AS {t}) AS {c}" for c, t in AGGREGATE_TYPES.items())
-    data = con.sql(f"SELECT {cols} FROM aggregates")  # streamed to delta-rs
+    return f"SELECT {cols} FROM ({merged_sql(state) if merge else f'SELECT * FROM {state}'}) AS a"
+
+
+def write_aggregates(url: str, data: Any, states: Mapping[Kind, KindState]) -> None:
+    """Replace the aggregates table with ``data`` (:func:`aggregates_query`), recording the rows they
+    describe."""
     write_table(url, data, append=False, metadata=aggregates_metadata(states))
 
 
-def write_outputs(settings: Settings, tables: Mapping[str, Any]) -> dict[str, str]:
-    """Each output replaces its Delta table; returns their locations."""
-    urls: dict[str, str] = {}
-    for name, table in tables.items():
-        urls[name] = batch_table(settings, name)
-        replace_table(urls[name], table)
-    return urls
+def write_output(settings: Settings, name: str, table: Any) -> None:
+    """Output ``name`` replaces its Delta table."""
+    replace_table(batch_table(settings, name), table)

@@ -20,7 +20,7 @@ from typing import Any
 
 from pinpipe.delta import open_table_if_exists
 from pinpipe.engines.duckdb.parts import table_source
-from pinpipe.engines.duckdb.sql import fetch_one
+from pinpipe.engines.duckdb.sql import arrow, fetch_one
 from pinpipe.engines.increments import FORMAT, KindState, last_metadata, write_table
 
 PIN_KEYS = "pin_keys"
@@ -61,9 +61,13 @@ def may_repeat(con: Any, keys: str, staged: str) -> bool:
     )
 
 
-def write_keys(con: Any, url: str, sources: list[str], append: bool, pin: KindState) -> None:
-    """Add the keys of the cleaned pins in ``sources`` to the table at ``url`` (``append``) or replace it
-    with them, recording the pin table's bookkeeping ``pin`` they now describe: one commit."""
+def keys_table(con: Any, sources: list[str]) -> Any:
+    """The keys of the cleaned pins in ``sources``, as an Arrow table (``sql.arrow``)."""
     selects = [f"SELECT {key_sql('unique_id')} AS key FROM {s} WHERE unique_id IS NOT NULL" for s in sources]
-    sql = " UNION ALL ".join(selects) or "SELECT CAST(NULL AS BIGINT) AS key LIMIT 0"
-    write_table(url, con.sql(sql), append, keys_metadata(pin))  # streamed from DuckDB, typed by key_sql
+    return arrow(con, " UNION ALL ".join(selects) or "SELECT CAST(NULL AS BIGINT) AS key LIMIT 0")
+
+
+def write_keys(url: str, data: Any, append: bool, pin: KindState) -> None:
+    """Add the keys ``data`` (:func:`keys_table`) to the table at ``url`` (``append``) or replace it with
+    them, recording the pin table's bookkeeping ``pin`` they now describe: one commit."""
+    write_table(url, data, append, keys_metadata(pin))

@@ -105,12 +105,13 @@ def load_raw(con: Any, kind: Kind, objects: dict[int, LakeObject], ordered: bool
             )
         return sorted(r[0] for r in flagged)
 
-    con.execute(f"SET preserve_insertion_order = {str(ordered).lower()}")  # rowid = line order
+    # rowid = line order; this connection's own setting: another cursor may stage another kind meanwhile
+    con.execute(f"SET SESSION preserve_insertion_order = {str(ordered).lower()}")
     try:
         bulk([i for i in sorted(objects) if i not in suspicious], exact=False)
         bulk(take_flagged(), exact=True)
     finally:
-        con.execute("SET preserve_insertion_order = false")
+        con.execute("SET SESSION preserve_insertion_order = false")
     suspicious.update(take_flagged())
     bad: list[QuarantinedRecord] = []
     for i in sorted(suspicious):
