@@ -15,7 +15,8 @@ version) need a schema registry: 415. A record that fails validation answers the
 (422 / 42206, 404 / 42202 for a missing partition); ``records:batch`` (``{"entries": [{"id": ...,
 ...record}]}``) answers 207 with ``successes`` and ``failures`` (each failure with its ``id``,
 ``error_code`` and ``message``) and writes the valid entries. ``Idempotency-Key`` works as on v2. On a Kafka
-log a timestamp further ahead than a broker takes fails its record alone (``service.KAFKA_AHEAD_S``).
+log a timestamp further ahead than a broker takes, or old enough for Kafka's time retention to delete the
+record early, fails its record alone (``service.KAFKA_AHEAD_S``, ``KAFKA_BEHIND_S``).
 """
 
 from __future__ import annotations

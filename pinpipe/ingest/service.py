@@ -49,9 +49,17 @@ KAFKA_AHEAD_S = 55 * 60
 """How far after the API's clock a record's timestamp may be on a Kafka log: Kafka 4 refuses the whole
 append beyond ``log.message.timestamp.after.max.ms`` (one hour by default) of the broker's clock; five
 minutes are left for the two clocks to differ."""
+KAFKA_BEHIND_S = 24 * 3600
+"""How far before the API's clock it may be: Kafka's time retention counts from the record's timestamp, so
+a record stamped a week ago (``log.retention.hours``, 168 by default) was deleted within minutes of its
+acknowledgement; one a day old still lives six days."""
 KAFKA_AHEAD = (
     f"timestamp more than {KAFKA_AHEAD_S // 60} minutes in the future: a Kafka broker refuses it "
     "(log.message.timestamp.after.max.ms)"
+)
+KAFKA_BEHIND = (
+    f"timestamp more than {KAFKA_BEHIND_S // 3600} hours in the past: Kafka's time retention counts from "
+    "it and would delete the record early (send none: the append time is used)"
 )
 CHECK_SLICE = 100
 """Records checked on the event loop between two turns of the other connections (about 0.2 ms of work):
@@ -361,7 +369,8 @@ class IngestService:
         outcomes, batch, positions = checked.outcomes, checked.batch, checked.positions
         bare = self._bare[space]
         kafka_max = self._kafka_max[space]
-        latest = time.time() + KAFKA_AHEAD_S if kafka_max is not None else None
+        now = time.time()
+        latest = now + KAFKA_AHEAD_S if kafka_max is not None else None
         for i in range(start, min(stop, len(items))):
             item = items[i]
             if item.problem is not None:
@@ -370,8 +379,11 @@ class IngestService:
             if bare and (item.headers or item.timestamp is not None):
                 outcomes[i] = Outcome(None, None, ErrorCode.INVALID, BARE_LOG)
                 continue
-            if latest is not None and item.timestamp is not None and item.timestamp > latest:
-                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, KAFKA_AHEAD)
+            stamp = item.timestamp
+            if latest is not None and stamp is not None and not now - KAFKA_BEHIND_S <= stamp <= latest:
+                outcomes[i] = Outcome(
+                    None, None, ErrorCode.INVALID, KAFKA_AHEAD if stamp > latest else KAFKA_BEHIND
+                )
                 continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
