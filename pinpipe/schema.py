@@ -77,10 +77,14 @@ def stream_names(prefix: str) -> dict[Kind, str]:
 
 def kind_of_any(name: str) -> Kind | None:
     """The kind of a topic or stream name whatever its prefix (``x.pin``, ``streaming-x-geo``)."""
-    for kind in KINDS:
-        if name.endswith(f".{kind}") or (name.startswith("streaming-") and name.endswith(f"-{kind}")):
+    stream = name.startswith("streaming-")
+    for kind, topic_end, stream_end in _ENDINGS:
+        if name.endswith(topic_end) or (stream and name.endswith(stream_end)):
             return kind
     return None
+
+
+_ENDINGS = [(kind, f".{kind}", f"-{kind}") for kind in KINDS]
 
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1

@@ -56,12 +56,12 @@ class Sent:
     @classmethod
     def of(cls, raw: Iterable[tuple[bytes, bytes]]) -> Sent:
         """From the ASGI scope's ``headers`` (lower-case names, latin-1 values)."""
-        sent = cls()
+        found: dict[str, str] = {}
         for name, value in raw:
             field = _FIELDS.get(name)
-            if field is not None and getattr(sent, field) is None:
-                setattr(sent, field, value.decode("latin-1"))
-        return sent
+            if field is not None and field not in found:
+                found[field] = value.decode("latin-1")
+        return cls(**found)
 
 
 _FIELDS = {
@@ -232,6 +232,8 @@ class Gate:
 
 
 def check_content_type(given: str | None, accepted: Collection[str], allow_missing: bool) -> None:
+    if given in accepted:  # as clients send it: no parameters, lower case
+        return
     if given is None or not given.strip():
         if allow_missing:
             return
