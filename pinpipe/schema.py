@@ -11,6 +11,7 @@ one that reached the log another way.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -75,6 +76,7 @@ def stream_names(prefix: str) -> dict[Kind, str]:
     return {kind: stream_name(prefix, kind) for kind in KINDS}
 
 
+@functools.lru_cache(maxsize=256)  # asked several times per produce request, of a few names
 def kind_of_any(name: str) -> Kind | None:
     """The kind of a topic or stream name whatever its prefix (``x.pin``, ``streaming-x-geo``)."""
     stream = name.startswith("streaming-")

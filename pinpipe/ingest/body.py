@@ -85,9 +85,8 @@ class Deadlines:
         self.tick = min(1.0, seconds / 8)
         self._loops: dict[asyncio.AbstractEventLoop, _Watch] = {}
 
-    def watch(self) -> _Watch:
-        """The watch of the running loop (one per loop: tests run apps on several)."""
-        loop = asyncio.get_running_loop()
+    def watch(self, loop: asyncio.AbstractEventLoop) -> _Watch:
+        """The watch of the running ``loop`` (one per loop: tests run apps on several)."""
         watch = self._loops.get(loop)
         if watch is None:
             for old in [old for old in self._loops if old.is_closed()]:
@@ -190,9 +189,10 @@ class Gate:
             raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body larger than {limit} bytes")
         chunks = []
         size = 0  # held in ``chunks`` and counted in ``pending``
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()  # once: each call costs a getpid()
+        task = asyncio.current_task(loop)
         assert task is not None
-        watch = self.deadlines.watch()
+        watch = self.deadlines.watch(loop)
         watch.start(task)
         expired = False
         try:
