@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -224,6 +225,15 @@ def start_api(
         raise SystemExit(f"the API exited: {(workdir / 'api.log').read_text()[-2000:]}")
     stop_process(proc)
     raise SystemExit("the API did not become ready in 120 s")
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User and system CPU seconds the processes ``pids`` have used so far."""
+    total = 0.0
+    for pid in pids:
+        times = psutil.Process(pid).cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def wait_ok(url: str, proc: subprocess.Popen[Any], timeout: float) -> bool:

@@ -29,14 +29,13 @@ import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import orjson
-import psutil
-from _common import scratch_dir, source_values, start_api, start_pinpipe, stop_process
+from _common import cpu_seconds, scratch_dir, source_values, start_api, start_pinpipe, stop_process
 
 from pinpipe.lake.sink import GROUP
 from pinpipe.log.kafka import KafkaLog
@@ -53,14 +52,6 @@ class Run:
     records: int
     seconds: float
     cpu: float
-
-
-def cpu_seconds(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        times = psutil.Process(pid).cpu_times()
-        total += times.user + times.system
-    return total
 
 
 def post_all(urls: list[str], topic: str, bodies: list[bytes], clients: int) -> int:

@@ -11,6 +11,9 @@ in one run, with ``wrk`` (``benchmarks/wrk_single_record.lua``: one geo record p
 - pinpipe at half rate: the same, each connection pausing between requests so the rate is about half of
   the maximum just measured (wrk ``delay()``, calibrated from a short run): the p99 at a sustainable load.
 
+CPU per request: the user and system time of the API process and of its log writer process over the
+full-rate run, divided by the requests answered: steadier than requests/s on a shared machine.
+
 Records per fsync: the log stamps every record of one commit with the commit's time, so records divided by
 distinct append times is the number of records each commit (one fsync of the write-ahead log) carried.
 
@@ -36,7 +39,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import free_port, start_api, stop_process, wait_ok
+import psutil
+from _common import cpu_seconds, free_port, start_api, stop_process, wait_ok
 
 from pinpipe.locations import embedded_url
 from pinpipe.log.embedded import EmbeddedLog
@@ -147,7 +151,10 @@ def main() -> None:
         api, url = start_api([], DEFAULT_PREFIX, workdir)
         try:
             wrk(f"{url}/topics/{TOPIC}", conns, 2, f"{tag}-warm")
+            writer = [child.pid for child in psutil.Process(api.pid).children(recursive=True)]
+            cpu_before = cpu_seconds([api.pid]), cpu_seconds(writer)
             full = wrk(f"{url}/topics/{TOPIC}", conns, seconds, f"{tag}-full")
+            cpu = cpu_seconds([api.pid]) - cpu_before[0], cpu_seconds(writer) - cpu_before[1]
             half = paced(f"{url}/topics/{TOPIC}", conns, seconds, full["rate"] / 2, f"{tag}-half")
         finally:
             stop_process(api)
@@ -166,6 +173,8 @@ def main() -> None:
         print(f"{name:<40} {run['rate']:>8,.0f} requests/s, p99 {run['p99_ms']:.1f} ms")
     framework = full["rate"] / bases["fastapi"]["rate"]
     print(f"ratio pinpipe / bare ASGI: {ratio:.2f} (pinpipe / bare FastAPI route: {framework:.2f})")
+    api_us, writer_us = (x / full["requests"] * 1e6 for x in cpu)
+    print(f"pinpipe CPU per request: API process {api_us:.1f} us, its log writer process {writer_us:.1f} us")
     print(
         f"at half rate: {half['rate']:,.0f} requests/s, "
         f"p50 {half['p50_ms']:.1f} ms, p99 {half['p99_ms']:.1f} ms"

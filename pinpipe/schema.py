@@ -11,6 +11,7 @@ one that reached the log another way.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from datetime import datetime
@@ -75,12 +76,17 @@ def stream_names(prefix: str) -> dict[Kind, str]:
     return {kind: stream_name(prefix, kind) for kind in KINDS}
 
 
+@functools.lru_cache(maxsize=256)  # asked several times per produce request, of a few names
 def kind_of_any(name: str) -> Kind | None:
     """The kind of a topic or stream name whatever its prefix (``x.pin``, ``streaming-x-geo``)."""
-    for kind in KINDS:
-        if name.endswith(f".{kind}") or (name.startswith("streaming-") and name.endswith(f"-{kind}")):
+    stream = name.startswith("streaming-")
+    for kind, topic_end, stream_end in _ENDINGS:
+        if name.endswith(topic_end) or (stream and name.endswith(stream_end)):
             return kind
     return None
+
+
+_ENDINGS = [(kind, f".{kind}", f"-{kind}") for kind in KINDS]
 
 
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1

@@ -56,12 +56,12 @@ class Sent:
     @classmethod
     def of(cls, raw: Iterable[tuple[bytes, bytes]]) -> Sent:
         """From the ASGI scope's ``headers`` (lower-case names, latin-1 values)."""
-        sent = cls()
+        found: dict[str, str] = {}
         for name, value in raw:
             field = _FIELDS.get(name)
-            if field is not None and getattr(sent, field) is None:
-                setattr(sent, field, value.decode("latin-1"))
-        return sent
+            if field is not None and field not in found:
+                found[field] = value.decode("latin-1")
+        return cls(**found)
 
 
 _FIELDS = {
@@ -85,9 +85,8 @@ class Deadlines:
         self.tick = min(1.0, seconds / 8)
         self._loops: dict[asyncio.AbstractEventLoop, _Watch] = {}
 
-    def watch(self) -> _Watch:
-        """The watch of the running loop (one per loop: tests run apps on several)."""
-        loop = asyncio.get_running_loop()
+    def watch(self, loop: asyncio.AbstractEventLoop) -> _Watch:
+        """The watch of the running ``loop`` (one per loop: tests run apps on several)."""
         watch = self._loops.get(loop)
         if watch is None:
             for old in [old for old in self._loops if old.is_closed()]:
@@ -190,9 +189,10 @@ class Gate:
             raise ApiError(ErrorCode.BODY_TOO_LARGE, f"request body larger than {limit} bytes")
         chunks = []
         size = 0  # held in ``chunks`` and counted in ``pending``
-        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()  # once: each call costs a getpid()
+        task = asyncio.current_task(loop)
         assert task is not None
-        watch = self.deadlines.watch()
+        watch = self.deadlines.watch(loop)
         watch.start(task)
         expired = False
         try:
@@ -232,6 +232,8 @@ class Gate:
 
 
 def check_content_type(given: str | None, accepted: Collection[str], allow_missing: bool) -> None:
+    if given in accepted:  # as clients send it: no parameters, lower case
+        return
     if given is None or not given.strip():
         if allow_missing:
             return

@@ -49,6 +49,8 @@ BASE64_TEXT = re.compile(BASE64)
 
 def embedded_format(content_type: str | None) -> Format:
     """The embedded format a produce's ``Content-Type`` names, or ApiError 41501 naming what is accepted."""
+    if content_type in JSON_TYPES:  # as clients send it: no parameters, lower case
+        return "json"
     media_type = (content_type or "").split(";", 1)[0].strip().lower()
     accepted = "application/vnd.kafka.json.v2+json (JSON values) or application/vnd.kafka.binary.v2+json"
     if SCHEMA_FORMATS.fullmatch(media_type):

@@ -38,10 +38,13 @@ class ApiMetrics:
         self._sum: dict[str, float] = defaultdict(float)
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        bucket = bisect.bisect_left(BUCKETS, seconds)  # outside the lock: it holds for less
         with self._lock:
             self._requests[(route, method, status)] += 1
-            counts = self._hist.setdefault(route, [0] * (len(BUCKETS) + 1))
-            counts[bisect.bisect_left(BUCKETS, seconds)] += 1
+            counts = self._hist.get(route)
+            if counts is None:
+                counts = self._hist[route] = [0] * (len(BUCKETS) + 1)
+            counts[bucket] += 1
             self._sum[route] += seconds
 
     def count_records(self, topic: str, status: str, n: int = 1) -> None:
