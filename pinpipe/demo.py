@@ -160,7 +160,7 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console | None =
 
     with _Stage(console, report, "emulate", "2. ingestion API + emulator (batch topics and streams)"):
         with background_server(create_app(settings)) as api_url:
-            console.print(f"ingestion API on {api_url} (log {settings.log_url})")
+            console.print(f"ingestion API on {api_url} (log {mask_url(settings.log_url)})")
             summary = run_emulator(
                 settings,
                 EmulatorOptions(
@@ -207,9 +207,8 @@ def _run_stream_stage(settings: Settings, console: Console) -> None:
     from pinpipe.streaming import read_metrics, stream_engine, stream_runner
 
     if stream_engine(settings) == "spark":
-        console.print(
-            f"Spark Structured Streaming ({settings.engine.spark_master}) from {settings.stream_log_url}"
-        )
+        source = mask_url(settings.stream_log_url)
+        console.print(f"Spark Structured Streaming ({settings.engine.spark_master}) from {source}")
     elif settings.engine.name == "spark":
         console.print("embedded processor (Spark Structured Streaming reads Kafka: give --log kafka://...)")
     summary = stream_runner(settings)(settings, until_idle=True)
@@ -228,9 +227,9 @@ def _print_locations(settings: Settings, options: DemoOptions, report: DemoRepor
     console.rule("[bold]where everything is")
     rows = [
         ("source database", shown_url(settings.source_url)),
-        ("log (topics)", settings.log_url),
-        ("log (streams)", settings.stream_log_url),
-        ("lake", settings.lake_url),
+        ("log (topics)", mask_url(settings.log_url)),  # a Kafka URL's query may hold sasl.password
+        ("log (streams)", mask_url(settings.stream_log_url)),
+        ("lake", mask_url(settings.lake_url)),
         ("batch tables", join(settings.tables_url, "batch")),
         ("stream tables", stream_table(settings, "pin").rsplit("/", 1)[0]),
     ]

@@ -482,7 +482,8 @@ class IngestService:
             if len(existing) >= ceiling:
                 raise ApiError(
                     ErrorCode.TOO_MANY_STREAMS,
-                    f"the stream log holds {len(existing)} streams, api.max_streams is {ceiling}",
+                    f"the stream log holds its limit of {ceiling} streams (api.max_streams), counted "
+                    "over every key's streams",
                 )
             with log_errors():
                 self.logs[space].create_topic(name, partitions)

@@ -100,6 +100,21 @@ def test_the_number_of_streams_has_a_ceiling(settings: Settings, tmp_path: Path)
     assert sum(name.startswith("streaming-") for name in log.topics()) == 100
 
 
+def test_the_ceiling_refusal_does_not_count_other_tenants_streams(settings: Settings, tmp_path: Path) -> None:
+    """The ceiling is shared, but a tenant's refusal says the limit, not how many streams the log holds
+    (mostly other tenants' here)."""
+    log = MemoryLog(auto_create=False)
+    for i in range(103):
+        log.create_topic(f"streaming-9f8e7d6c5b4a-s{i}", 1)
+    key = {"X-API-Key": ADMIN}
+    with client_for(with_api(settings, keys_file=admin_keys_file(tmp_path)), log) as client:
+        refused = client.post(f"/streams/{NEW}", headers=key)
+    assert (refused.status_code, refused.json()["error_code"]) == (409, 40902)
+    message = refused.json()["message"]
+    assert "100" in message
+    assert not re.search(r"10[1-9]", message), message
+
+
 def test_readyz_is_503_while_a_stream_of_the_prefix_is_missing(settings: Settings, tmp_path: Path) -> None:
     log = MemoryLog(auto_create=False)
     key = {"X-API-Key": ADMIN}

@@ -50,3 +50,18 @@ def test_the_listening_line_masks_the_log_urls_secrets(
     out = capsys.readouterr().out
     assert "pinpipe api listening on http://127.0.0.1:" in out and "sasl.username=pinpipe" in out
     assert SECRET not in out
+
+
+def test_the_demos_summary_masks_the_log_urls_secrets(settings: Settings) -> None:
+    """The demo's closing summary printed both log URLs as configured, a ``sasl.password`` included."""
+    from rich.console import Console
+
+    from pinpipe.demo import DemoOptions, DemoReport, _print_locations
+
+    url = f"kafka://127.0.0.1:1?sasl.username=pinpipe&sasl.password={SECRET}"
+    settings = load_settings(workdir=settings.workdir, **{"log.url": url})
+    console = Console(record=True, width=200)
+    _print_locations(settings, DemoOptions(), DemoReport(), console)
+    shown = console.export_text()
+    assert "log (topics)" in shown and "sasl.username=pinpipe" in shown
+    assert SECRET not in shown
