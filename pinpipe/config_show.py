@@ -65,6 +65,8 @@ def mask_url(url: str) -> str:
     if query and SECRET_NAME.search(query):
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(k, MASK if SECRET_NAME.search(k) else v) for k, v in pairs], safe="*/:,")
+    if netloc == parsed.netloc and query == parsed.query:
+        return url  # nothing to mask: as given (geturl would drop an empty authority, kinesis://?...)
     return parsed._replace(netloc=netloc, query=query).geturl()
 
 

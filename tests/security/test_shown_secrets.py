@@ -65,3 +65,14 @@ def test_the_demos_summary_masks_the_log_urls_secrets(settings: Settings) -> Non
     shown = console.export_text()
     assert "log (topics)" in shown and "sasl.username=pinpipe" in shown
     assert SECRET not in shown
+
+
+@pytest.mark.parametrize(
+    "url", ["kinesis://?state=/w/kinesis-state.db", "kinesis://", "embedded:///w/log", "file:///w/lake"]
+)
+def test_a_url_without_secrets_is_shown_as_given(url: str) -> None:
+    """Masking rebuilt every URL, and an empty authority was dropped: ``kinesis://?state=`` became
+    ``kinesis:?state=``, which the demo's hint then printed."""
+    from pinpipe.config_show import mask_url
+
+    assert mask_url(url) == url
