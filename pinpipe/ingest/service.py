@@ -22,7 +22,6 @@ from pinpipe.config import Settings
 from pinpipe.errors import (
     ErrorCode,
     IdempotencyConflictError,
-    LogError,
     LogUnavailableError,
     PinpipeError,
     TopicNotFoundError,
@@ -106,40 +105,6 @@ class _Checked:
     fingerprint: str | None
 
 
-KINESIS_TOO_LARGE = "record of %d bytes: a Kinesis record holds at most 1 MiB of data and partition key"
-
-
-def kinesis_problem(value: bytes, key: bytes | None) -> str | None:
-    """Why a Kinesis stream would not take the record (the Kinesis log's own rules, which refuse the
-    whole append otherwise), or None: checked before the append, so such a record fails alone."""
-    from pinpipe.log.kinesis.io import MAX_RECORD_BYTES, encode_key
-
-    try:
-        partition_key = encode_key(key)
-    except LogError as exc:  # a key no partition key holds
-        return str(exc)
-    return KINESIS_TOO_LARGE % len(value) if len(value) + len(partition_key) > MAX_RECORD_BYTES else None
-
-
-KAFKA_TOO_LARGE = (
-    "record of %d bytes (value, key and headers): the Kafka producer sends at most %d "
-    "(message.max.bytes less 1 KiB for the record's framing and the log's own headers)"
-)
-
-
-def kafka_max_bytes(log: Log) -> int | None:
-    """The largest record (value, key and headers) the API sends to a Kafka log, None for another log:
-    librdkafka refuses a larger one at once (``message.max.bytes``, 1,000,000 unless configured), which
-    failed the append after the request's earlier records were queued."""
-    if url_scheme(log.url) != "kafka":
-        return None
-    return int(getattr(log, "common", {}).get("message.max.bytes", 1_000_000)) - 1024
-
-
-def record_bytes(value: bytes, item: Item) -> int:
-    return len(value) + len(item.key or b"") + sum(len(n.encode()) + len(v or b"") for n, v in item.headers)
-
-
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` or ApiError 40001. Every number keeps the text it was sent as
     (``exact_json``: 1e400, 2**70, -0 are stored as sent). NaN and Infinity are not JSON and are refused;
@@ -189,7 +154,7 @@ class IngestService:
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
         # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
         self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
-        self._kafka_max: dict[Space, int | None] = {k: kafka_max_bytes(v) for k, v in self.logs.items()}
+        self._kafka: dict[Space, bool] = {k: url_scheme(v.url) == "kafka" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._committers: dict[Space, Appender] = {}
@@ -368,9 +333,9 @@ class IngestService:
         count, kind, fingerprint = checked.count, checked.kind, checked.fingerprint
         outcomes, batch, positions = checked.outcomes, checked.batch, checked.positions
         bare = self._bare[space]
-        kafka_max = self._kafka_max[space]
+        refusal = self.logs[space].refusal
         now = time.time()
-        latest = now + KAFKA_AHEAD_S if kafka_max is not None else None
+        latest = now + KAFKA_AHEAD_S if self._kafka[space] else None
         for i in range(start, min(stop, len(items))):
             item = items[i]
             if item.problem is not None:
@@ -402,11 +367,7 @@ class IngestService:
                 )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            if bare and (problem := kinesis_problem(value, item.key)) is not None:
-                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
-                continue
-            if kafka_max is not None and record_bytes(value, item) > kafka_max:
-                problem = KAFKA_TOO_LARGE % (record_bytes(value, item), kafka_max)
+            if (problem := refusal(value, item.key, item.headers)) is not None:
                 outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
                 continue
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)
@@ -469,7 +430,7 @@ class IngestService:
             existing = self.names(space)
             if name in existing or name in self._cache[space]:
                 return False
-            if self._kafka_max[space] is not None:  # Kafka takes '.' and '_' for one character in names
+            if self._kafka[space]:  # Kafka takes '.' and '_' for one character in names
                 same = name.replace(".", "_")
                 twin = next((n for n in existing if n.replace(".", "_") == same), None)
                 if twin is not None:

@@ -122,6 +122,11 @@ class Log(LogAdmin, Protocol):
 
     url: str
 
+    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+        """Why this log would refuse the record by its own limits (size, key form), or None. The API
+        asks before appending, so such a record fails alone instead of failing its whole append."""
+        ...
+
     def writer(self) -> LogWriter: ...
 
     def reader(self, group: str, topics: Sequence[str]) -> LogReader: ...

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from pinpipe.errors import IdempotencyConflictError, LogError, TopicNotFoundError
-from pinpipe.log.base import OutgoingRecord, Record, TopicPartition
+from pinpipe.log.base import Headers, OutgoingRecord, Record, TopicPartition
 from pinpipe.log.partitioner import partition_for_key
 
 
@@ -56,6 +56,9 @@ class MemoryLog:
                 raise TopicNotFoundError(f"topic {topic!r} not found")
             self._parts[topic] = [[] for _ in range(self.default_partitions)]
         return self._parts[topic]
+
+    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+        return None
 
     # factories
     def writer(self) -> MemoryLogWriter:

@@ -35,7 +35,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from pinpipe.errors import ConfigError, LogError, LogUnavailableError, TopicNotFoundError
 from pinpipe.locations import local_path
-from pinpipe.log.base import TopicPartition
+from pinpipe.log.base import Headers, TopicPartition
 from pinpipe.log.embedded.db import (
     SqliteErrors,
     connect,
@@ -196,6 +196,9 @@ class EmbeddedLog:
 
     def _guard(self) -> SqliteErrors:
         return errors_of(self.directory)
+
+    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+        return None  # SQLite holds a blob of up to 1 GB, far over any request the API reads
 
     # factories
     def writer(self) -> EmbeddedLogWriter:

@@ -46,6 +46,7 @@ from pinpipe.errors import (
     LogUnavailableError,
     TopicNotFoundError,
 )
+from pinpipe.log.base import Headers
 from pinpipe.log.kafka.claims import PREFIX as CLAIMS_PREFIX
 from pinpipe.log.kafka.claims import KafkaClaims
 from pinpipe.log.kafka.group import KafkaGroupReader, PartitionListener
@@ -55,6 +56,13 @@ from pinpipe.log.kafka.writer import KafkaLogWriter
 
 ck = require("confluent_kafka", "kafka")
 admin = require("confluent_kafka.admin", "kafka")
+
+FRAMING_BYTES = 1024
+"""Room left under ``message.max.bytes`` for a record's framing and the log's own headers."""
+TOO_LARGE = (
+    "record of %d bytes (value, key and headers): the Kafka producer sends at most %d "
+    "(message.max.bytes less 1 KiB for the record's framing and the log's own headers)"
+)
 
 
 class _RepeatFilter(logging.Filter):
@@ -156,6 +164,8 @@ class KafkaLog:
             **dict(kafka or {}),
             **config,
         }
+        self.max_record_bytes = int(self.common.get("message.max.bytes", 1_000_000)) - FRAMING_BYTES
+        """The largest record (value, key and headers) sent: librdkafka refuses a larger one at once."""
         try:
             self._admin = admin.AdminClient(self.common)
         except ck.KafkaException as exc:  # an unknown or invalid librdkafka property
@@ -329,6 +339,10 @@ class KafkaLog:
                     f"Kafka at {self.common['bootstrap.servers']}: timed out waiting for {what}"
                 )
             time.sleep(0.05)
+
+    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+        size = len(value) + len(key or b"") + sum(len(n.encode()) + len(v or b"") for n, v in headers)
+        return TOO_LARGE % (size, self.max_record_bytes) if size > self.max_record_bytes else None
 
     # factories
     def writer(self) -> KafkaLogWriter:

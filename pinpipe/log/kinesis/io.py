@@ -39,6 +39,19 @@ def encode_key(key: bytes | None) -> str:
     return encoded
 
 
+def record_problem(value: bytes, key: bytes | None) -> str | None:
+    """Why a Kinesis stream would not take the record, or None: its data and partition key together
+    hold at most 1 MiB, and the key must fit a partition key."""
+    try:
+        partition_key = encode_key(key)
+    except LogError as exc:
+        return str(exc)
+    size = len(value) + len(partition_key.encode())
+    if size > MAX_RECORD_BYTES:
+        return f"record of {size} bytes: a Kinesis record holds at most 1 MiB of data and partition key"
+    return None
+
+
 def decode_key(partition_key: str) -> bytes | None:
     if partition_key == NO_KEY:
         return None
@@ -64,8 +77,8 @@ class KinesisLogWriter:
         for rec in records:
             if rec.partition is not None and not 0 <= rec.partition < count:
                 raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
-            if len(rec.value) + len(encode_key(rec.key)) > MAX_RECORD_BYTES:
-                raise LogError(f"record of {len(rec.value)} bytes is over Kinesis's 1 MiB limit")
+            if (problem := record_problem(rec.value, rec.key)) is not None:
+                raise LogError(problem)
             if rec.headers or rec.timestamp is not None:
                 raise LogError("a Kinesis record carries neither headers nor a producer's timestamp")
         with self._lock:  # an idempotency key is checked and stored by one append at a time

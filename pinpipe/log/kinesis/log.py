@@ -40,7 +40,8 @@ from urllib.parse import parse_qs, urlparse
 
 from pinpipe import aws
 from pinpipe.errors import ConfigError, LogError, TopicNotFoundError
-from pinpipe.log.kinesis.io import KinesisLogReader, KinesisLogWriter
+from pinpipe.log.base import Headers
+from pinpipe.log.kinesis.io import KinesisLogReader, KinesisLogWriter, record_problem
 from pinpipe.log.kinesis.state import KinesisStateStore
 from pinpipe.log.kinesis.streams import KinesisStreams, error_code
 
@@ -127,6 +128,9 @@ class KinesisLog(KinesisStreams):
         return self.state.groups()
 
     # ---- factories --------------------------------------------------------------------------
+    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+        return record_problem(value, key)
+
     def writer(self) -> KinesisLogWriter:
         return KinesisLogWriter(self)
 
