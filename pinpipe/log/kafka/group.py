@@ -155,11 +155,16 @@ class KafkaGroupReader(KafkaLogReader):
         self._subscribe()
 
     def _drop_all(self) -> None:
-        tps = sorted(self._assigned)
-        self._assigned.clear()
-        self._polled = []
+        self._forget(sorted(self._assigned), lost=True)
+
+    def _forget(self, tps: list[TopicPartition], lost: bool) -> None:
+        """Stop owning ``tps``: records taken from them and not yet handed out are dropped (the next
+        owner reads them again from the committed offset) and the listener is told."""
         if tps:
-            self._listener.revoked(tps, True)
+            gone = set(tps)
+            self._polled[:] = [r for r in self._polled if (r.topic, r.partition) not in gone]
+            self._listener.revoked(tps, lost)
+        self._assigned.difference_update(tps)
 
     def _give_up_message(self) -> str:
         times = f"{len(self._rejoins)} times within {REJOIN_WINDOW_S:.0f} s"
@@ -191,13 +196,7 @@ class KafkaGroupReader(KafkaLogReader):
             self._listener.assigned({tp: committed.get(tp) for tp in tps})
 
     def _on_revoke(self, consumer: Any, partitions: list[Any], lost: bool = False) -> None:
-        tps = [(tp.topic, tp.partition) for tp in partitions]
-        if tps:
-            # records taken before the revoke: the next owner reads them again from the committed offset
-            gone = set(tps)
-            self._polled[:] = [r for r in self._polled if (r.topic, r.partition) not in gone]
-            self._listener.revoked(tps, lost)
-        self._assigned.difference_update(tps)
+        self._forget([(tp.topic, tp.partition) for tp in partitions], lost)
         consumer.incremental_unassign(partitions)
 
     def _on_lost(self, consumer: Any, partitions: list[Any]) -> None:
