@@ -12,6 +12,7 @@ instead of paying two each from a pool thread of their own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
@@ -31,6 +32,10 @@ Placed = list[tuple[int, int]]
 PRODUCER = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_random", "linger.ms": 5}
 """The records' producer settings (before the log's own): acknowledged by every in-sync replica, never
 written twice by the producer's own retries, keyed records placed as Kafka's Java clients place them."""
+
+
+class _QueueFull(LogUnavailableError):
+    """librdkafka's queue stayed full for ``timeout_s``: the cluster takes nothing."""
 
 
 class KafkaCluster(Protocol):
@@ -153,10 +158,13 @@ class KafkaLogWriter:
                     self._release(going.pop(i))
             for i, call in list(going.items()):
                 try:
+                    if down is not None:
+                        raise down
                     self._send(call)
                 except Exception as exc:  # nothing waited for: released as append does
                     results[i] = exc
                     self._release(going.pop(i))
+                    down = exc if isinstance(exc, _QueueFull) else down
             try:
                 self._wait([call.batch for call in going.values()])
             except LogUnavailableError as exc:
@@ -262,19 +270,28 @@ class KafkaLogWriter:
         return failed
 
     def _send(self, call: _Call) -> None:
-        """Hand the call's records to the producer, each key once (the known ones not at all)."""
+        """Hand the call's records to the producer, each key once (the known ones not at all). A record
+        refused once others of the call were handed over fails the call as LogUnavailableError: those
+        may be stored, so the client is told to retry with the same key rather than that nothing was."""
         call.sending = True
         batch, first = call.batch, call.first
+        handed = False
         for i, rec in enumerate(call.records):
             ikey = rec.idempotency_key
             if ikey and (ikey in call.known or ikey in first):
                 batch.skip()
                 continue
+            try:
+                if call.ticket is not None:
+                    call.ticket.check()
+                self._produce(call.topic, rec, batch.callback(i))
+            except LogError as exc:
+                if not handed or isinstance(exc, LogUnavailableError):
+                    raise
+                raise LogUnavailableError(f"{exc} (other records of the append may be stored)") from exc
+            handed = True
             if ikey:
                 first[ikey] = i
-            if call.ticket is not None:
-                call.ticket.check()
-            self._produce(call.topic, rec, batch.callback(i))
 
     def _release(self, call: _Call) -> None:
         """Tell the index where the call's claimed keys landed (none when nothing was sent)."""
@@ -322,12 +339,21 @@ class KafkaLogWriter:
                 headers.append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
         if headers:
             kwargs["headers"] = headers
+        give_up: float | None = None
         while True:
             try:
                 self._producer.produce(topic, **kwargs)
                 return
-            except BufferError:  # local queue full: serve delivery reports, then try again
+            except BufferError as exc:  # local queue full: serve delivery reports, then try again
+                now = time.monotonic()
+                give_up = give_up or now + self._log.timeout_s
+                if now > give_up:
+                    raise _QueueFull(
+                        f"Kafka: the producer's queue stayed full for {self._log.timeout_s}s; retry"
+                    ) from exc
                 self._producer.poll(0.05)
+            except ck.KafkaException as exc:
+                raise_for(exc.args[0], f"append to {topic!r}")
 
     def _wait(self, batches: Sequence[Deliveries]) -> None:
         """Serve delivery reports until every record of ``batches`` has one. Every record of the calls
