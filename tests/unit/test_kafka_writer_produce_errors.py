@@ -27,8 +27,15 @@ class _Index:
     def claim(self, topic: str, keys: Sequence[str]) -> dict[str, Any]:
         return {}
 
+    def claim_many(self, topic: str, calls: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+        return [{} for _ in calls]
+
     def release(self, topic: str, claimed: Any, placed: Any, wrote: bool = True) -> None:
         self.released.append((topic, set(claimed), dict(placed), wrote))
+
+    def release_many(self, topic: str, calls: Sequence[tuple[Any, Any, bool]]) -> None:
+        for claimed, placed, wrote in calls:
+            self.release(topic, claimed, placed, wrote)
 
 
 class _Claims:
