@@ -75,12 +75,17 @@ class _Producer:
     def __init__(self, refuse: dict[bytes, BaseException]) -> None:
         self.refuse = refuse
         self.produced: list[bytes] = []
+        self.headers: list[Any] = []
         self._reports: list[Any] = []
 
     def produce(self, topic: str, value: bytes, on_delivery: Any, **kwargs: Any) -> None:
         if value in self.refuse:
             raise self.refuse[value]
+        headers = kwargs.get("headers")
+        if headers is not None and not isinstance(headers, (list, dict)):  # as confluent-kafka checks
+            raise TypeError("expected headers to be dict or list of (key, value) tuples")
         self.produced.append(value)
+        self.headers.append(headers)
         self._reports.append((on_delivery, _Message(len(self.produced) - 1)))
 
     def poll(self, timeout: float) -> int:
@@ -154,3 +159,16 @@ def test_an_append_refused_after_some_of_its_records_were_handed_over_may_be_sto
     assert isinstance(result, LogUnavailableError)
     assert "may" in str(result)
     assert producer.produced == [b"ok"]
+
+
+def test_a_records_headers_reach_librdkafka_as_a_list_with_the_idempotency_headers_last() -> None:
+    writer, producer, _ = _writer({})
+    own = (("trace", b"t-1"), ("empty", None))
+    results = writer.append_many(
+        [
+            ("t", [OutgoingRecord(b"a", headers=own)]),
+            ("t", [OutgoingRecord(b"b", headers=own, idempotency_key="k")]),
+        ]
+    )
+    assert results == [[(0, 0)], [(0, 1)]]
+    assert producer.headers == [list(own), [*own, ("pinpipe-idempotency-key", b"k")]]

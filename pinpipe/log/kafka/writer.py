@@ -398,9 +398,9 @@ class KafkaLogWriter:
         return out
 
     def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
-        headers: Any = rec.headers
+        headers = [*rec.headers]  # librdkafka takes a list, not a tuple
         if rec.idempotency_key:
-            headers = [*headers, (HEADER, rec.idempotency_key.encode())]
+            headers.append((HEADER, rec.idempotency_key.encode()))
             if rec.fingerprint is not None:
                 headers.append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
         partition = -1 if rec.partition is None else rec.partition  # -1: the partitioner's choice
