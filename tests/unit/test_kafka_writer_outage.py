@@ -18,7 +18,13 @@ class _Index:
     def claim(self, topic: str, keys: Sequence[str]) -> dict[str, Any]:
         return {}
 
+    def claim_many(self, topic: str, calls: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+        return [{} for _ in calls]
+
     def release(self, topic: str, claimed: Any, placed: Any, wrote: bool = True) -> None:
+        pass
+
+    def release_many(self, topic: str, calls: Any) -> None:
         pass
 
 

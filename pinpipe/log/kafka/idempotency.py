@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 HEADER = "pinpipe-idempotency-key"
@@ -48,41 +48,61 @@ class KafkaIdempotencyIndex:
     def claim(self, topic: str, keys: Iterable[str]) -> dict[str, Placement]:
         """Placements already known for ``keys``; the other keys are claimed by the caller, who must
         :meth:`release` them."""
-        wanted = set(keys)
+        return self.claim_many(topic, [list(keys)])[0]
+
+    def claim_many(self, topic: str, calls: Sequence[Sequence[str]]) -> list[dict[str, Placement]]:
+        """:meth:`claim` for the keys of several calls (no key in two of them) under one lock: what a
+        group of appends does once instead of once per call. Waits while any of the keys is claimed."""
         with self._cond:
             while True:
-                while topic in self._scanning or any((topic, k) in self._pending for k in wanted):
+                while topic in self._scanning or (
+                    self._pending and any((topic, k) in self._pending for keys in calls for k in keys)
+                ):
                     self._cond.wait(self._timeout_s)
                 if topic in self._fresh:
                     break
                 self._catch_up(topic)
             seen = self._seen.setdefault(topic, {})
-            known = {k: seen[k] for k in wanted if k in seen}
-            self._pending.update((topic, k) for k in wanted if k not in known)
-            return known
+            pending = self._pending
+            out = []
+            for keys in calls:
+                known = {}
+                for k in keys:
+                    if k in seen:
+                        known[k] = seen[k]
+                    else:
+                        pending.add((topic, k))
+                out.append(known)
+            return out
 
     def release(
         self, topic: str, keys: Iterable[str], placed: Mapping[str, Placement], wrote: bool = True
     ) -> None:
         """Record where claimed keys landed (``placed``); a claimed key missing from it failed, so the
         topic is re-read before the next keyed append (unless nothing was written: ``wrote`` False)."""
+        self.release_many(topic, [(keys, placed, wrote)])
+
+    def release_many(
+        self, topic: str, calls: Sequence[tuple[Iterable[str], Mapping[str, Placement], bool]]
+    ) -> None:
+        """:meth:`release` for several calls, each ``(keys, placed, wrote)``, under one lock."""
         with self._cond:
-            if not wrote:
-                self._pending.difference_update((topic, key) for key in keys)
-                self._cond.notify_all()
-                return
             seen = self._seen.setdefault(topic, {})
             scanned = self._scanned.setdefault(topic, {})
-            for key in keys:
-                self._pending.discard((topic, key))
-                where = placed.get(key)
-                if where is None:
-                    self._fresh.discard(topic)
-                    continue
-                seen[key] = where
-                partition, offset, _ = where
-                if scanned.get(partition) == offset:  # contiguous: nobody else wrote in between
-                    scanned[partition] = offset + 1
+            pending = self._pending
+            for keys, placed, wrote in calls:
+                for key in keys:
+                    pending.discard((topic, key))
+                    if not wrote:
+                        continue
+                    where = placed.get(key)
+                    if where is None:
+                        self._fresh.discard(topic)
+                        continue
+                    seen[key] = where
+                    partition, offset, _ = where
+                    if scanned.get(partition) == offset:  # contiguous: nobody else wrote in between
+                        scanned[partition] = offset + 1
             self._cond.notify_all()
 
     def refresh(self, topic: str, keys: Iterable[str]) -> dict[str, Placement]:

@@ -12,7 +12,8 @@ instead of paying two each from a pool thread of their own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -33,6 +34,10 @@ PRODUCER = {"enable.idempotence": True, "acks": "all", "partitioner": "murmur2_r
 written twice by the producer's own retries, keyed records placed as Kafka's Java clients place them."""
 
 
+class _QueueFull(LogUnavailableError):
+    """librdkafka's queue stayed full for ``timeout_s``: the cluster takes nothing."""
+
+
 class KafkaCluster(Protocol):
     """What a writer needs of :class:`pinpipe.log.kafka.log.KafkaLog` (which builds the writer)."""
 
@@ -48,16 +53,40 @@ class _Call:
     """One append on its way: the keys it claimed in the index, what the topic holds for the others, its
     claim ticket and its delivery reports."""
 
-    def __init__(self, topic: str, records: Sequence[OutgoingRecord]) -> None:
+    __slots__ = ("batch", "claimed", "first", "keys", "known", "records", "sending", "ticket", "topic")
+
+    def __init__(self, topic: str, records: Sequence[OutgoingRecord], keys: list[str]) -> None:
         self.topic = topic
         self.records = records
-        self.keys = _keys(records)
+        self.keys = keys
         self.known: dict[str, Placement] = {}
         self.claimed: set[str] = set()
         self.ticket: Ticket | None = None
         self.batch = Deliveries(len(records))
         self.first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
         self.sending = False
+
+
+def _new_call(topic: str, records: Sequence[OutgoingRecord], keys: list[str], count: int) -> _Call:
+    """The call of ``records`` to ``topic`` (``count`` partitions); LogError for a partition out of range."""
+    for rec in records:
+        if rec.partition is not None and not 0 <= rec.partition < count:
+            raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
+    return _Call(topic, records, keys)
+
+
+def _landed(call: _Call) -> tuple[set[str], dict[str, Placement], bool]:
+    """What the index is told of a call's claimed keys: (keys, where they landed, whether anything was
+    sent)."""
+    if not call.sending:
+        return call.claimed, {}, False
+    placed = {k: call.known[k] for k in call.claimed if k in call.known}  # stored by another process
+    placed |= {
+        k: (*p, call.records[i].fingerprint)
+        for k, i in call.first.items()
+        if (p := call.batch.placed[i]) is not None
+    }
+    return call.claimed, placed, True
 
 
 def _keys(records: Sequence[OutgoingRecord]) -> list[str]:
@@ -115,8 +144,9 @@ class KafkaLogWriter:
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
     ) -> list[Placed | BaseException]:
         """Several appends at once, each with the result ``append`` would give it (its positions or its
-        error): the claims of every call are sent together and read back once, then every record is
-        produced and waited for once. A call repeating a key of an earlier call waits for that one.
+        error): the keys of every call are claimed in the index under one lock per topic, the claims sent
+        together and read back once, then every record is produced and waited for once. A call repeating
+        a key of an earlier call waits for that one.
         Once one step finds the cluster out of reach (LogUnavailableError, after ``timeout_s``), the calls
         not yet attempted get the same error at once: a group pays the timeout once, not once a call or
         a topic, so the requests behind it are answered 503 while the broker is down."""
@@ -124,24 +154,9 @@ class KafkaLogWriter:
         results: list[Placed | BaseException | None] = [None] * len(calls)
         going: dict[int, _Call] = {}
         later: list[int] = []
-        taken: set[tuple[str, str]] = set()
         down: LogUnavailableError | None = None  # once the cluster is out of reach, the rest fail at once
-        for i, (topic, records) in enumerate(calls):
-            if not records:
-                results[i] = []
-            elif any((topic, key) in taken for key in _keys(records)):
-                later.append(i)  # its index claim would wait for the earlier call's release: after it
-            elif down is not None:
-                results[i] = down
-            else:
-                try:
-                    going[i] = self._open(topic, records)
-                except Exception as exc:
-                    results[i] = exc
-                    down = exc if isinstance(exc, LogUnavailableError) else None
-                    continue
-                taken.update((topic, key) for key in going[i].keys)
         try:
+            down = self._open_many(calls, going, results, later)
             for i, failure in self._acquire_many(going).items():
                 results[i] = failure
                 if isinstance(failure, LogUnavailableError):
@@ -153,10 +168,13 @@ class KafkaLogWriter:
                     self._release(going.pop(i))
             for i, call in list(going.items()):
                 try:
+                    if down is not None:
+                        raise down
                     self._send(call)
                 except Exception as exc:  # nothing waited for: released as append does
                     results[i] = exc
                     self._release(going.pop(i))
+                    down = exc if isinstance(exc, _QueueFull) else down
             try:
                 self._wait([call.batch for call in going.values()])
             except LogUnavailableError as exc:
@@ -165,8 +183,7 @@ class KafkaLogWriter:
                     if call.batch.waiting > 0:
                         results[i] = exc
         finally:
-            for call in going.values():
-                self._release(call)
+            self._release_all(going.values())
         for i, call in going.items():
             if results[i] is None:
                 try:
@@ -184,6 +201,63 @@ class KafkaLogWriter:
                 down = exc if isinstance(exc, LogUnavailableError) else None
         return [r if r is not None else LogError("append not attempted") for r in results]
 
+    def _open_many(
+        self,
+        calls: Sequence[tuple[str, Sequence[OutgoingRecord]]],
+        going: dict[int, _Call],
+        results: list[Placed | BaseException | None],
+        later: list[int],
+    ) -> LogUnavailableError | None:
+        """:meth:`_open` for every call of ``append_many``: the opened ones into ``going``, the failed
+        ones' errors into ``results``, those repeating a key of an earlier call into ``later``; the index
+        claims a topic's keys for all its calls at once. Returns the error that found the cluster out of
+        reach, if one did (the calls after it are not opened)."""
+        taken: set[tuple[str, str]] = set()
+        counts: dict[str, int] = {}
+        keyed: dict[str, list[int]] = {}  # topic -> its calls with keys
+        down: LogUnavailableError | None = None
+        for i, (topic, records) in enumerate(calls):
+            if not records:
+                results[i] = []
+                continue
+            keys = _keys(records)
+            if keys and any((topic, key) in taken for key in keys):
+                later.append(i)  # its index claim would wait for the earlier call's release: after it
+            elif down is not None:
+                results[i] = down
+            else:
+                try:
+                    count = counts.get(topic)
+                    if count is None:
+                        count = counts[topic] = self._log.partition_count(topic)
+                    going[i] = _new_call(topic, records, keys, count)
+                except Exception as exc:
+                    results[i] = exc
+                    down = exc if isinstance(exc, LogUnavailableError) else None
+                    continue
+                if keys:
+                    keyed.setdefault(topic, []).append(i)
+                    taken.update((topic, key) for key in keys)
+        for topic, members in keyed.items():
+            try:
+                if down is not None:
+                    raise down
+                with _reading(topic):
+                    knowns = self._log.index.claim_many(topic, [going[i].keys for i in members])
+            except Exception as exc:  # nothing claimed
+                for i in members:
+                    results[i] = exc
+                    del going[i]
+                down = exc if isinstance(exc, LogUnavailableError) else down
+                continue
+            for i, known in zip(members, knowns, strict=True):
+                try:
+                    self._claimed(going[i], known)
+                except Exception as exc:
+                    results[i] = exc
+                    del going[i]
+        return down
+
     def _ensure_open(self) -> None:
         if self._closed:
             raise LogError("append on a closed Kafka log writer")
@@ -191,23 +265,27 @@ class KafkaLogWriter:
     def _open(self, topic: str, records: Sequence[OutgoingRecord]) -> _Call:
         """The call with its keys claimed in this process's index and checked against what the topic
         holds (IdempotencyConflictError, nothing claimed, when a key is stored with another fingerprint)."""
-        call = _Call(topic, records)
-        count = self._log.partition_count(topic)
-        for rec in records:
-            if rec.partition is not None and not 0 <= rec.partition < count:
-                raise LogError(f"partition {rec.partition} out of range: {topic!r} has {count}")
+        call = _new_call(topic, records, _keys(records), self._log.partition_count(topic))
         if call.keys:
             with _reading(topic):
-                call.known = self._log.index.claim(topic, call.keys)
-            call.claimed = set(call.keys) - call.known.keys()
-            try:
-                self._check(call)
-            except BaseException:
-                self._release(call)
-                raise
+                known = self._log.index.claim(topic, call.keys)
+            self._claimed(call, known)
         return call
 
+    def _claimed(self, call: _Call, known: dict[str, Placement]) -> None:
+        """The call's keys claimed in the index, ``known`` those the topic holds: checked against them
+        (IdempotencyConflictError with the keys released, when one is stored with another fingerprint)."""
+        call.known = known
+        call.claimed = set(call.keys).difference(known)
+        try:
+            self._check(call)
+        except BaseException:
+            self._release(call)
+            raise
+
     def _check(self, call: _Call) -> None:
+        if not call.known and len(call.keys) == len(call.records):
+            return  # every record keyed, no key stored or repeated: nothing to compare
         conflict = _conflict(call.records, call.known)
         if conflict is not None:
             raise IdempotencyConflictError(
@@ -254,43 +332,53 @@ class KafkaLogWriter:
                     failed[i] = down
                     continue
                 try:
-                    call.ticket = ticket if ticket is not None else self._acquire(call)
-                    self._check(call)
+                    if ticket is None:  # another process's claim: wait for its records or its lease
+                        ticket = self._acquire(call)
+                        self._check(call)
+                    call.ticket = ticket
                 except Exception as exc:
                     failed[i] = exc
                     down = exc if isinstance(exc, LogUnavailableError) else None
         return failed
 
     def _send(self, call: _Call) -> None:
-        """Hand the call's records to the producer, each key once (the known ones not at all)."""
+        """Hand the call's records to the producer, each key once (the known ones not at all). A record
+        refused once others of the call were handed over fails the call as LogUnavailableError: those
+        may be stored, so the client is told to retry with the same key rather than that nothing was."""
         call.sending = True
         batch, first = call.batch, call.first
+        handed = False
         for i, rec in enumerate(call.records):
             ikey = rec.idempotency_key
             if ikey and (ikey in call.known or ikey in first):
                 batch.skip()
                 continue
+            try:
+                if call.ticket is not None:
+                    call.ticket.check()
+                self._produce(call.topic, rec, batch.callback(i))
+            except LogError as exc:
+                if not handed or isinstance(exc, LogUnavailableError):
+                    raise
+                raise LogUnavailableError(f"{exc} (other records of the append may be stored)") from exc
+            handed = True
             if ikey:
                 first[ikey] = i
-            if call.ticket is not None:
-                call.ticket.check()
-            self._produce(call.topic, rec, batch.callback(i))
 
     def _release(self, call: _Call) -> None:
         """Tell the index where the call's claimed keys landed (none when nothing was sent)."""
-        if not call.keys:
-            return
-        call.keys = []  # released once
-        if not call.sending:
-            self._log.index.release(call.topic, call.claimed, {}, wrote=False)
-            return
-        placed = {k: call.known[k] for k in call.claimed if k in call.known}  # stored by another process
-        placed |= {
-            k: (*p, call.records[i].fingerprint)
-            for k, i in call.first.items()
-            if (p := call.batch.placed[i]) is not None
-        }
-        self._log.index.release(call.topic, call.claimed, placed)
+        self._release_all([call])
+
+    def _release_all(self, calls: Iterable[_Call]) -> None:
+        """:meth:`_release` for several calls, one index call per topic."""
+        by_topic: dict[str, list[tuple[set[str], dict[str, Placement], bool]]] = {}
+        for call in calls:
+            if not call.keys:
+                continue
+            call.keys = []  # released once
+            by_topic.setdefault(call.topic, []).append(_landed(call))
+        for topic, released in by_topic.items():
+            self._log.index.release_many(topic, released)
 
     def _result(self, call: _Call) -> Placed:
         if call.batch.errors:
@@ -310,24 +398,36 @@ class KafkaLogWriter:
         return out
 
     def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
-        kwargs: dict[str, Any] = {"value": rec.value, "key": rec.key, "on_delivery": on_delivery}
-        if rec.partition is not None:
-            kwargs["partition"] = rec.partition
-        if rec.timestamp is not None:
-            kwargs["timestamp"] = int(rec.timestamp * 1000)
-        headers = list(rec.headers)
+        headers = [*rec.headers]  # librdkafka takes a list, not a tuple
         if rec.idempotency_key:
             headers.append((HEADER, rec.idempotency_key.encode()))
             if rec.fingerprint is not None:
                 headers.append((FINGERPRINT_HEADER, rec.fingerprint.encode()))
-        if headers:
-            kwargs["headers"] = headers
+        partition = -1 if rec.partition is None else rec.partition  # -1: the partitioner's choice
+        timestamp = 0 if rec.timestamp is None else int(rec.timestamp * 1000)  # 0: now
+        give_up: float | None = None
         while True:
             try:
-                self._producer.produce(topic, **kwargs)
+                self._producer.produce(
+                    topic,
+                    value=rec.value,
+                    key=rec.key,
+                    partition=partition,
+                    on_delivery=on_delivery,
+                    timestamp=timestamp,
+                    headers=headers or None,
+                )
                 return
-            except BufferError:  # local queue full: serve delivery reports, then try again
+            except BufferError as exc:  # local queue full: serve delivery reports, then try again
+                now = time.monotonic()
+                give_up = give_up or now + self._log.timeout_s
+                if now > give_up:
+                    raise _QueueFull(
+                        f"Kafka: the producer's queue stayed full for {self._log.timeout_s}s; retry"
+                    ) from exc
                 self._producer.poll(0.05)
+            except ck.KafkaException as exc:
+                raise_for(exc.args[0], f"append to {topic!r}")
 
     def _wait(self, batches: Sequence[Deliveries]) -> None:
         """Serve delivery reports until every record of ``batches`` has one. Every record of the calls
