@@ -246,9 +246,11 @@ class DuckDBEngine:
             all_aggregates(con)
         phase.done("aggregates" + (" (added rows)" if kept is not None else " (all rows)"))
         state = "aggregates" if kept is None else PARTIAL
-        queries = {name: output_query(name, options, state) for name in OUTPUTS}
+        queries: dict[str, str] = {}
         if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
+            # first: the costliest query and the largest write, made while the outputs are computed
             queries[AGGREGATES] = aggregates_query(state, merge=kept is not None)
+        queries.update({name: output_query(name, options, state) for name in OUTPUTS})
         outputs = {}
         commits.wait()  # no output is replaced before the rows it comes from are committed
         for name, table in arrows(con, queries):  # each committed as soon as it is computed
