@@ -113,3 +113,47 @@ def test_a_small_incremental_run_cleans_geo_and_user_beside_pin(
     run_batch(one, BatchOptions())
     assert set(seen.values()) == {threading.main_thread().name}
     assert snapshot(side, {}) == snapshot(one, {})
+
+
+def test_a_small_incremental_run_gives_duckdb_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its statements are too short for a second DuckDB thread; its cursors work at once instead. A rebuild
+    keeps every core."""
+    from pinpipe.engines.duckdb import engine
+
+    threads: list[int] = []
+    connect = engine.DuckDBEngine._connect
+
+    def spy(self: Any, database: str = ":memory:") -> Any:
+        con = connect(self, database)
+        con.execute("SET threads TO 2")  # two cores, whatever this machine has
+        threads.append(-1)  # a connection made
+        return _Recorder(con, threads)
+
+    monkeypatch.setattr(engine.DuckDBEngine, "_connect", spy)
+    every = lake_objects([[("a", 1, 0)], [("b", 2, 1)]])
+    settings = load_settings(workdir=tmp_path)
+    for kind, name, data in every[:3]:
+        put(settings, kind, name, data)
+    run_batch(settings, BatchOptions())
+    assert threads == [-1]  # a rebuild: DuckDB's threads left as they are
+    for kind, name, data in every[3:]:
+        put(settings, kind, name, data)
+    run_batch(settings, BatchOptions())
+    assert threads == [-1, -1, 1]
+
+
+class _Recorder:
+    """A DuckDB connection that notes the thread counts it is set to."""
+
+    def __init__(self, con: Any, threads: list[int]) -> None:
+        self._con, self._threads = con, threads
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("SET threads TO "):
+            self._threads.append(int(sql.rsplit(" ", 1)[1]))
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
