@@ -157,3 +157,42 @@ class _Recorder:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._con, name)
+
+
+def test_aggregates_read_ahead_are_not_used_when_pin_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small run reads the kept aggregates beside pin; when pin must then be rebuilt (a new record is
+    the first of a kept unique_id), the outputs are computed from the whole tables, as one full run gives."""
+    from pinpipe.engines.duckdb import engine
+    from pinpipe.engines.increments import PRECEDES_KEPT
+
+    read_ahead: list[bool] = []
+    loaded = threading.Event()
+    load, precedes = engine.load_kept_aggregates, engine.DuckDBEngine._precedes_kept
+
+    def load_first(*args: Any) -> bool:
+        read_ahead.append(load(*args))
+        loaded.set()
+        return read_ahead[-1]
+
+    def decide_after(self: Any, con: Any, plan: Any, *args: Any) -> bool:  # pin's, once they are read
+        if plan.kind == "pin":
+            loaded.wait(10)
+        return precedes(self, con, plan, *args)
+
+    monkeypatch.setattr(engine, "load_kept_aggregates", load_first)
+    monkeypatch.setattr(engine.DuckDBEngine, "_precedes_kept", decide_after)
+    every = lake_objects([[("a", 1, 0)], [("a", 2, 1)]], partitions=2)  # object 0 sorts first
+    step, full = load_settings(workdir=tmp_path / "step"), load_settings(workdir=tmp_path / "full")
+    for kind, name, data in every:
+        put(full, kind, name, data)
+    for kind, name, data in every[3:]:
+        put(step, kind, name, data)
+    run_batch(step, BatchOptions())
+    for kind, name, data in every[:3]:
+        put(step, kind, name, data)
+    result = run_batch(step, BatchOptions())
+    assert read_ahead == [True]
+    assert result.rebuilt == {"pin": PRECEDES_KEPT} and not result.outputs_incremental
+    assert snapshot(step, result.outputs) == snapshot(full, run_batch(full, BatchOptions()).outputs)

@@ -25,6 +25,7 @@ from pinpipe.engines.duckdb.outputs import (
     aggregates_query,
     all_aggregates,
     kept_aggregates,
+    load_kept_aggregates,
     output_query,
     write_aggregates,
     write_output,
@@ -159,14 +160,20 @@ class DuckDBEngine:
             beside = BESIDE_PIN if self._small(store, plans) else ()
             if beside and self.threads is None and _todo_bytes(plans) <= ONE_THREAD_RUN:
                 con.execute("SET threads TO 1")
+            preloaded: bool | None = None  # the kept aggregates read ahead into PARTIAL (None: not tried)
             with ThreadPoolExecutor(1, thread_name_prefix="pinpipe-kinds") as pool:
                 side = None
                 if beside:  # on a cursor of their own, while pin is cleaned on this connection
+
+                    def beside_pin(cursor: Any) -> dict[Kind, _Cleaned]:
+                        nonlocal preloaded
+                        cleaned = {kind: clean(cursor, kind, _PhaseLog()) for kind in beside}
+                        # then, while pin is still cleaned, the aggregates its outputs start from
+                        preloaded = load_kept_aggregates(cursor, batch_table(settings, AGGREGATES), plans)
+                        return cleaned
+
                     cursor = con.cursor()
-                    side = pool.submit(
-                        contextvars.copy_context().run,
-                        lambda: {kind: clean(cursor, kind, _PhaseLog()) for kind in beside},
-                    )
+                    side = pool.submit(contextvars.copy_context().run, beside_pin, cursor)
                 for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
                     if kind not in beside:
                         done[kind] = clean(con, kind, phase)
@@ -180,7 +187,7 @@ class DuckDBEngine:
                 tables[kind], cleaned_rows[kind] = cleaned.url, cleaned.rows
                 if cleaned.keys_written:
                     tables[PIN_KEYS] = batch_table(settings, PIN_KEYS)
-            outputs, incremental = self._outputs(con, plans, done, options, phase, commits)
+            outputs, incremental = self._outputs(con, plans, done, options, phase, commits, preloaded)
             tables.update({name: batch_table(settings, name) for name in outputs})
             tables["quarantine"] = quarantine.url
             tables[AGGREGATES] = batch_table(settings, AGGREGATES)
@@ -232,12 +239,21 @@ class DuckDBEngine:
         options: BatchOptions,
         phase: _PhaseLog,
         commits: Commits,
+        preloaded: bool | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
         appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False).
-        Their commits are queued on ``commits``, each as soon as its data is ready."""
+        Their commits are queued on ``commits``, each as soon as its data is ready. ``preloaded``: the
+        kept aggregates were read ahead into ``PARTIAL`` (True), found unusable (False), not tried (None)."""
         url = batch_table(self.settings, AGGREGATES)
-        kept = kept_aggregates(con, url, plans)
+        if preloaded is None:
+            kept = kept_aggregates(con, url, plans)
+        elif preloaded and all(plan.rebuild is None for plan in plans.values()):
+            kept = PARTIAL
+        else:  # not usable, or pin was rebuilt after they were read (a new pin precedes a kept one)
+            if preloaded:
+                con.execute(f"DROP TABLE {PARTIAL}")
+            kept = None
         if kept is not None:
             old = {kind: c.history for kind, c in done.items() if c.history is not None}
             add_aggregates(con, kept, {kind: f"new_{kind}" for kind in KINDS}, old)
