@@ -15,7 +15,7 @@ URLs left empty are derived from ``workdir``, so one ``--workdir`` moves everyth
 from __future__ import annotations
 
 import os
-import tomllib
+import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -291,5 +291,8 @@ def load_settings(**overrides: Any) -> Settings:
             f"invalid setting: {exc}; in the environment a section, table or list is JSON,"
             """ e.g. PINPIPE_API__API_KEYS='["key1", "key2"]'"""
         ) from exc
-    except tomllib.TOMLDecodeError as exc:
+    except ValueError as exc:  # tomllib's TOMLDecodeError: pydantic-settings imports it to read a file
+        toml = sys.modules.get("tomllib")
+        if toml is None or not isinstance(exc, toml.TOMLDecodeError):
+            raise
         raise ConfigError(f"cannot read {_toml_path()}: {exc}") from exc

@@ -8,9 +8,12 @@ terminal too.
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from rich.console import Console
-from rich.status import Status
+
+if TYPE_CHECKING:
+    from rich.status import Status
 
 
 def progress_wanted(quiet: bool, console: Console | None = None) -> bool:

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult
@@ -21,7 +20,7 @@ from pinpipe.transform.export import format_cell
 def batch_outputs(result: BatchResult, console: Console, max_rows: int = 30) -> None:
     """The ten outputs as tables, ``max_rows`` rows each (the caption says how many there are)."""
     for name, table in result.outputs.items():
-        view = Table(title=name, title_justify="left", show_lines=False)
+        view = _table(title=name, title_justify="left", show_lines=False)
         for column in table.column_names:
             numeric = table.schema.field(column).type != "string"
             view.add_column(column, justify="right" if numeric else "left")
@@ -111,10 +110,17 @@ def metric_tables(
     for name in names if names is not None else list(metrics):
         rows = metrics.get(name, [])
         shown = f"top {min(len(rows), limit)} of {len(rows)}" if len(rows) > limit else f"{len(rows)} rows"
-        table = Table(title=f"{name} ({shown})", title_justify="left")
+        table = _table(title=f"{name} ({shown})", title_justify="left")
         columns = list(rows[0]) if rows else ["(empty)"]
         for column in columns:
             table.add_column(column)
         for row in rows[:limit]:
             table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
         console.print(table)
+
+
+def _table(**options: Any) -> Any:
+    """A rich ``Table``, imported when a table is drawn (``batch run --quiet`` prints none)."""
+    from rich.table import Table
+
+    return Table(**options)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pinpipe import exact_json
 from pinpipe.engines.base import QuarantinedRecord
 from pinpipe.errors import ValidationError
 from pinpipe.lake.store import FileStore, ObjectStore
@@ -79,6 +78,8 @@ def scan_json_lines(kind: Kind, key: str, data: bytes) -> tuple[pa.Table, list[Q
     Returns the good records as a raw table (``transform.clean.raw_schema``, ``_seq`` = line number) and
     the bad ones. Blank lines are skipped silently.
     """
+    from pinpipe import exact_json  # here: a healthy lake never needs it
+
     good: list[dict[str, Any]] = []
     lines: list[int] = []
     bad: list[QuarantinedRecord] = []

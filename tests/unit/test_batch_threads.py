@@ -113,3 +113,86 @@ def test_a_small_incremental_run_cleans_geo_and_user_beside_pin(
     run_batch(one, BatchOptions())
     assert set(seen.values()) == {threading.main_thread().name}
     assert snapshot(side, {}) == snapshot(one, {})
+
+
+def test_a_small_incremental_run_gives_duckdb_one_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its statements are too short for a second DuckDB thread; its cursors work at once instead. A rebuild
+    keeps every core."""
+    from pinpipe.engines.duckdb import engine
+
+    threads: list[int] = []
+    connect = engine.DuckDBEngine._connect
+
+    def spy(self: Any, database: str = ":memory:") -> Any:
+        con = connect(self, database)
+        con.execute("SET threads TO 2")  # two cores, whatever this machine has
+        threads.append(-1)  # a connection made
+        return _Recorder(con, threads)
+
+    monkeypatch.setattr(engine.DuckDBEngine, "_connect", spy)
+    every = lake_objects([[("a", 1, 0)], [("b", 2, 1)]])
+    settings = load_settings(workdir=tmp_path)
+    for kind, name, data in every[:3]:
+        put(settings, kind, name, data)
+    run_batch(settings, BatchOptions())
+    assert threads == [-1]  # a rebuild: DuckDB's threads left as they are
+    for kind, name, data in every[3:]:
+        put(settings, kind, name, data)
+    run_batch(settings, BatchOptions())
+    assert threads == [-1, -1, 1]
+
+
+class _Recorder:
+    """A DuckDB connection that notes the thread counts it is set to."""
+
+    def __init__(self, con: Any, threads: list[int]) -> None:
+        self._con, self._threads = con, threads
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if sql.startswith("SET threads TO "):
+            self._threads.append(int(sql.rsplit(" ", 1)[1]))
+        return self._con.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+def test_aggregates_read_ahead_are_not_used_when_pin_is_rebuilt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small run reads the kept aggregates beside pin; when pin must then be rebuilt (a new record is
+    the first of a kept unique_id), the outputs are computed from the whole tables, as one full run gives."""
+    from pinpipe.engines.duckdb import engine
+    from pinpipe.engines.increments import PRECEDES_KEPT
+
+    read_ahead: list[bool] = []
+    loaded = threading.Event()
+    load, precedes = engine.load_kept_aggregates, engine.DuckDBEngine._precedes_kept
+
+    def load_first(*args: Any) -> bool:
+        read_ahead.append(load(*args))
+        loaded.set()
+        return read_ahead[-1]
+
+    def decide_after(self: Any, con: Any, plan: Any, *args: Any) -> bool:  # pin's, once they are read
+        if plan.kind == "pin":
+            loaded.wait(10)
+        return precedes(self, con, plan, *args)
+
+    monkeypatch.setattr(engine, "load_kept_aggregates", load_first)
+    monkeypatch.setattr(engine.DuckDBEngine, "_precedes_kept", decide_after)
+    every = lake_objects([[("a", 1, 0)], [("a", 2, 1)]], partitions=2)  # object 0 sorts first
+    step, full = load_settings(workdir=tmp_path / "step"), load_settings(workdir=tmp_path / "full")
+    for kind, name, data in every:
+        put(full, kind, name, data)
+    for kind, name, data in every[3:]:
+        put(step, kind, name, data)
+    run_batch(step, BatchOptions())
+    for kind, name, data in every[:3]:
+        put(step, kind, name, data)
+    result = run_batch(step, BatchOptions())
+    assert read_ahead == [True]
+    assert result.rebuilt == {"pin": PRECEDES_KEPT} and not result.outputs_incremental
+    assert snapshot(step, result.outputs) == snapshot(full, run_batch(full, BatchOptions()).outputs)

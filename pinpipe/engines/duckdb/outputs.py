@@ -58,20 +58,34 @@ def kept_aggregates(con: Any, url: str, plans: Mapping[Kind, KindPlan]) -> str |
     return table_source(con, "kept_aggregates", url, table, AGGREGATE_TYPES)
 
 
+def load_kept_aggregates(con: Any, url: str, plans: Mapping[Kind, KindPlan]) -> bool:
+    """Table :data:`PARTIAL` holding the aggregates :func:`kept_aggregates` finds (False, and no table, when
+    there are none to use), for :func:`add_aggregates` to add to: read ahead by a cursor that is free."""
+    kept = kept_aggregates(con, url, plans)
+    if kept is None:
+        return False
+    con.execute(f"CREATE TABLE {PARTIAL} AS SELECT {', '.join(AGGREGATE_TYPES)} FROM {kept}")
+    return True
+
+
 def add_aggregates(con: Any, kept: str, new: Mapping[Kind, str], old: Mapping[Kind, str]) -> None:
     """Table :data:`PARTIAL`: the ``kept`` aggregates and those of the rows the joins gain from the
     cleaned rows ``new`` (kind -> source) appended to ``old``, not merged: several rows per group, from
     which ``output_sql`` gives the outputs of the merged ones (it sums the counts and picks the best
-    posters again) and :func:`merged_sql` the merged ones to keep."""
+    posters again) and :func:`merged_sql` the merged ones to keep. ``kept`` may be :data:`PARTIAL` itself
+    (:func:`load_kept_aggregates`): the added aggregates are then inserted into it."""
     for join in JOINS:  # built once: each is read by several aggregates
         con.execute(f"CREATE TEMP TABLE added_{join} AS {new_join_sql(join, new, old)}")
     user = f"(SELECT {', '.join(COLUMNS_READ['user'])} FROM {new['user']})"
     added = aggregates_sql("added_pin_geo", "added_pin_user", user)
     cols = ", ".join(AGGREGATE_TYPES)
     # materialized once: every output and the merge read it (a regular table: other cursors read it)
-    source = f"SELECT {cols} FROM {kept} UNION ALL SELECT {cols} FROM ({added}) AS added"
+    source = f"SELECT {cols} FROM ({added}) AS added"
     try:
-        con.execute(f"CREATE TABLE {PARTIAL} AS {source}")
+        if kept == PARTIAL:
+            con.execute(f"INSERT INTO {PARTIAL} {source}")
+        else:
+            con.execute(f"CREATE TABLE {PARTIAL} AS SELECT {cols} FROM {kept} UNION ALL {source}")
     finally:
         for join in JOINS:
             con.execute(f"DROP TABLE IF EXISTS added_{join}")
