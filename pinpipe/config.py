@@ -15,23 +15,16 @@ URLs left empty are derived from ``workdir``, so one ``--workdir`` moves everyth
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    SettingsError,
-    TomlConfigSettingsSource,
-)
 
 from pinpipe import locations
 from pinpipe.access import check_prefix, key_problem
+from pinpipe.config_layers import dotenv_layer, merge, toml_layer, variables_layer
 from pinpipe.errors import ConfigError
 from pinpipe.schema import DEFAULT_PREFIX
 
@@ -155,16 +148,17 @@ class DashboardSettings(_Section):
     refresh_s: float = 2.0
 
 
-class Settings(BaseSettings):
-    """Every setting of pinpipe, by section."""
+class Settings(BaseModel):
+    """Every setting of pinpipe, by section. ``Settings(**values)`` reads the layers under ``values``
+    (:mod:`pinpipe.config_layers`); ``model_validate`` takes its values alone."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="PINPIPE_",
-        env_nested_delimiter="__",
-        env_file=".env",
-        extra="ignore",
-        frozen=True,
-    )
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    def __init__(self, **values: Any) -> None:
+        layered: dict[str, Any] = {}
+        for _, layer in reversed(setting_layers()):
+            layered = merge(layered, layer)
+        super().__init__(**merge(layered, values))
 
     workdir: Path = Path(".pinpipe")
     prefix: str = DEFAULT_PREFIX
@@ -181,18 +175,6 @@ class Settings(BaseSettings):
     @classmethod
     def _prefix_is_valid(cls, prefix: str) -> str:
         return check_prefix(prefix)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path())
-        return (init_settings, env_settings, dotenv_settings, toml)
 
     # Resolved locations: empty settings derive from the workdir.
     @property
@@ -251,6 +233,16 @@ def _toml_path() -> Path:
     return Path(os.environ.get("PINPIPE_CONFIG", "pinpipe.toml"))
 
 
+def setting_layers() -> list[tuple[str, dict[str, Any]]]:
+    """(label, nested values) of each layer under the flags, highest first."""
+    toml = _toml_path()
+    return [
+        ("environment", variables_layer(Settings, os.environ, "the environment")),
+        (".env", dotenv_layer(Settings)),
+        (str(toml), toml_layer(toml)),
+    ]
+
+
 def _nest(overrides: dict[str, Any]) -> dict[str, Any]:
     """Turn flat ``{"log.url": x}`` overrides into ``{"log": {"url": x}}``, dropping None (flag not given)."""
     nested: dict[str, Any] = {}
@@ -286,13 +278,3 @@ def load_settings(**overrides: Any) -> Settings:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"invalid setting {where}: {first['msg']}") from exc
-    except SettingsError as exc:  # the value is not repeated: it may be a key
-        raise ConfigError(
-            f"invalid setting: {exc}; in the environment a section, table or list is JSON,"
-            """ e.g. PINPIPE_API__API_KEYS='["key1", "key2"]'"""
-        ) from exc
-    except ValueError as exc:  # tomllib's TOMLDecodeError: pydantic-settings imports it to read a file
-        toml = sys.modules.get("tomllib")
-        if toml is None or not isinstance(exc, toml.TOMLDecodeError):
-            raise
-        raise ConfigError(f"cannot read {_toml_path()}: {exc}") from exc

@@ -11,9 +11,8 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlparse
 
 from pydantic import BaseModel, SecretStr
-from pydantic_settings import DotEnvSettingsSource, EnvSettingsSource, TomlConfigSettingsSource
 
-from pinpipe.config import Settings, _nest, _toml_path
+from pinpipe.config import Settings, _nest, setting_layers
 
 MASK = "********"
 SECRET_NAME = re.compile(r"pass|secret|token|key|credential", re.IGNORECASE)
@@ -24,12 +23,7 @@ _MISSING = object()
 
 def _layers(overrides: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """(label, nested values) of each layer above the defaults, highest first."""
-    return [
-        ("flag", _nest(overrides)),
-        ("environment", EnvSettingsSource(Settings)()),
-        (".env", DotEnvSettingsSource(Settings)()),
-        (str(_toml_path()), TomlConfigSettingsSource(Settings, toml_file=_toml_path())()),
-    ]
+    return [("flag", _nest(overrides)), *setting_layers()]
 
 
 def _lookup(tree: dict[str, Any], path: tuple[str, ...]) -> Any:

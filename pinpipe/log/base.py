@@ -9,10 +9,12 @@ readers belong to a consumer group, poll, and commit the next offset to read per
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # the batch path imports this module and never runs an event loop
+    import asyncio
 
 TopicPartition = tuple[str, int]
 """(topic, partition)"""
