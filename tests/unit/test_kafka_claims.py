@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
+import time
+from types import SimpleNamespace
+from typing import Any, cast
 
-from pinpipe.errors import LogError, LogUnavailableError
+import pytest
+from confluent_kafka import KafkaError
+
+from pinpipe.errors import LogError, LogUnavailableError, TopicNotFoundError
 from pinpipe.log.kafka.claims import (
     ClaimBook,
+    KafkaClaims,
     Ticket,
     claim_records,
     claims_topic,
@@ -77,3 +83,85 @@ def test_claims_are_one_record_per_partition_each_under_a_megabyte_however_long_
         assert members == sorted(members)
         assert all(partition_of(longest[i][0], 3) == partition for i in members)
         assert len(encode([longest[i] for i in members])) < 1_000_000
+
+
+class _ClaimsLog:
+    timeout_s = 30.0
+
+    def __init__(self) -> None:
+        self.common: dict[str, str] = {}
+
+
+class _Producer:
+    """Keeps the claims produced; reports each one with ``error`` when polled, or never (None)."""
+
+    def __init__(self, error: KafkaError | None) -> None:
+        self.error = error
+        self.records: list[tuple[int, bytes]] = []
+        self._reports: list[Any] = []
+
+    def produce(self, topic: str, value: bytes, partition: int, on_delivery: Any) -> None:
+        self.records.append((partition, value))
+        self._reports.append(on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        if self.error is not None:
+            reports, self._reports = self._reports, []
+            for report in reports:
+                report(self.error, None)
+        return 0
+
+
+def _message(offset: int, value: bytes) -> Any:
+    """A fetched claims record, as librdkafka's ``Message`` answers for it."""
+    return SimpleNamespace(
+        error=lambda: None,
+        topic=lambda: "__pinpipe-claims.t",
+        partition=lambda: 0,
+        offset=lambda: offset,
+        key=lambda: None,
+        value=lambda: value,
+    )
+
+
+class _Consumer:
+    """Fetches what the producer produced (the broker's high watermark passed it), if ``fetches``."""
+
+    def __init__(self, producer: _Producer, fetches: bool) -> None:
+        self.producer, self.fetches, self.read = producer, fetches, 0
+
+    def poll(self, timeout: float) -> Any:
+        if not self.fetches or self.read >= len(self.producer.records):
+            time.sleep(0.001)
+            return None
+        self.read += 1
+        return _message(self.read - 1, self.producer.records[self.read - 1][1])
+
+    def consume(self, count: int, timeout: float) -> list[Any]:
+        return []
+
+
+def _claims(error: KafkaError | None, fetches: bool) -> KafkaClaims:
+    claims = KafkaClaims(cast(Any, _ClaimsLog()))
+    producer = _Producer(error)
+    claims._producer, claims._consumer = producer, _Consumer(producer, fetches)
+    claims._books[("__pinpipe-claims.t", 0)] = ClaimBook()
+    claims._next[("__pinpipe-claims.t", 0)] = 0
+    claims._counts["__pinpipe-claims.t"] = 1
+    claims._ready.add("__pinpipe-claims.t")
+    return claims
+
+
+def test_claims_read_back_are_decided_without_waiting_for_their_delivery_reports() -> None:
+    """A consumer reads up to the high watermark only: a claim read back is held by every in-sync
+    replica, which is all its delivery report would say."""
+    tickets = _claims(None, fetches=True).acquire_many("t", ["k1", "k2"])
+    assert [t.key for t in tickets if t is not None] == ["k1", "k2"]
+
+
+def test_a_claim_whose_delivery_failed_ends_the_wait_with_its_error_at_once() -> None:
+    claims = _claims(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART), fetches=False)
+    started = time.monotonic()
+    with pytest.raises(TopicNotFoundError):
+        claims.acquire_many("t", ["k1"])
+    assert time.monotonic() - started < 1.0

@@ -55,7 +55,7 @@ import orjson
 
 from pinpipe.config import kill_after_claim
 from pinpipe.errors import LogError, LogUnavailableError
-from pinpipe.log.kafka.delivery import Deliveries, wait_for
+from pinpipe.log.kafka.delivery import DELIVERY_MARGIN_S, Deliveries
 
 
 class KafkaAdmin(Protocol):
@@ -72,10 +72,11 @@ class KafkaAdmin(Protocol):
 
 
 PREFIX = "__pinpipe-claims."
-PRODUCER = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
-"""The claims' producer settings (before the log's own). Claims are sent in bursts and flushed at once
-(``flush`` does not wait for ``linger.ms``); with ``linger.ms`` 0 each ``produce`` wakes librdkafka's
-broker thread and cost the committing thread about six times as much (py-spy, 64 clients)."""
+PRODUCER = {"enable.idempotence": True, "acks": "all", "linger.ms": 0}
+"""The claims' producer settings (before the log's own). A group's claims are one record per partition,
+sent at once: nobody flushes them (the read-back is the wait), and waking librdkafka's broker thread
+for each ``produce`` costs once a group (six times a lingering producer's cost when each claim was a
+record of its own: py-spy, 64 clients)."""
 POLL_S = 0.05
 BURST = 1000
 """Claim records taken from the reader's queue in one call once the first has arrived."""
@@ -203,8 +204,8 @@ class KafkaClaims:
         while True:
             (claim_id,) = claim_ids(1)
             sent = time.monotonic()
-            ((partition, offset),) = self._append(ctopic, [(key, claim_id, supersedes)])
-            (winner,) = self._read_to(ctopic, [(partition, offset, claim_id, key)])
+            (partition,), deliveries = self._append(ctopic, [(key, claim_id, supersedes)])
+            (winner,) = self._read_to(ctopic, [(partition, claim_id, key)], deliveries)
             ticket = self._ticket(key, claim_id, winner, sent)
             if ticket is not None:
                 return ticket
@@ -232,11 +233,11 @@ class KafkaClaims:
         ctopic = self._prepare(topic)
         ids = claim_ids(len(keys))
         sent = time.monotonic()
-        placed = self._append(
+        partitions, deliveries = self._append(
             ctopic, [(key, claim_id, None) for key, claim_id in zip(keys, ids, strict=True)]
         )
-        wanted = [(p, o, claim_id, key) for (p, o), claim_id, key in zip(placed, ids, keys, strict=True)]
-        winners = self._read_to(ctopic, wanted)
+        wanted = [(p, claim_id, key) for p, claim_id, key in zip(partitions, ids, keys, strict=True)]
+        winners = self._read_to(ctopic, wanted, deliveries)
         return [self._ticket(k, c, w, sent) for k, c, w in zip(keys, ids, winners, strict=True)]
 
     def _ticket(self, key: str, claim_id: str, winner: Claim, sent: float) -> Ticket | None:
@@ -309,15 +310,20 @@ class KafkaClaims:
             self._ready.add(ctopic)
         return ctopic
 
-    def _append(self, ctopic: str, claims: Sequence[Entry]) -> list[tuple[int, int]]:
-        """(partition, offset) of each claim ``(key, claim id, superseded claim id)``, once all in-sync
-        replicas hold them all: one record per partition (and per ``RECORD_BYTES``)."""
+    def _append(self, ctopic: str, claims: Sequence[Entry]) -> tuple[list[int], Deliveries]:
+        """Send each claim ``(key, claim id, superseded claim id)``: one record per partition (and per
+        ``RECORD_BYTES``). Returns the partition of each claim and the records' delivery reports, which
+        nobody waits for: a claim read back is held by every in-sync replica already (a consumer reads
+        up to the high watermark only), and the reply to the produce comes when the read-back does."""
         chunks = claim_records(claims, self._counts[ctopic])
         deliveries = Deliveries(len(chunks))
+        self._producer.poll(0)  # the reports of earlier claims, which nobody waited for
         now = time.monotonic()
+        partitions = [0] * len(claims)
         for n, (partition, members) in enumerate(chunks):
             for i in members:
                 self._sent[claims[i][1]] = now
+                partitions[i] = partition
             try:
                 self._producer.produce(
                     ctopic,
@@ -327,30 +333,22 @@ class KafkaClaims:
                 )
             except BufferError as exc:
                 raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
-        producer = self._producer
-        wait_for(
-            [deliveries], lambda: producer.flush(0.01), self._log.timeout_s, "the claim's delivery report"
-        )
-        if deliveries.errors:
-            from pinpipe.log.kafka.reader import raise_for
+        return partitions, deliveries
 
-            raise_for(deliveries.errors[0], f"claim idempotency key in {ctopic!r}")
-        placed: list[tuple[int, int]] = [(0, 0)] * len(claims)
-        for where, (_, members) in zip(deliveries.placed, chunks, strict=True):
-            assert where is not None
-            for i in members:
-                placed[i] = where
-        return placed
-
-    def _read_to(self, ctopic: str, wanted: Sequence[tuple[int, int, str, str]]) -> list[Claim]:
-        """Read the claims up to each of ours, ``(partition, offset, claim id, key)`` (all assigned
-        partitions are folded on the way), and return the winner of each key there."""
-        deadline = time.monotonic() + self._log.timeout_s
-        unread = list(wanted)
+    def _read_to(
+        self, ctopic: str, wanted: Sequence[tuple[int, str, str]], deliveries: Deliveries
+    ) -> list[Claim]:
+        """Read the claims up to each of ours, ``(partition, claim id, key)`` (all assigned partitions
+        are folded on the way), and return the winner of each key there. A failed delivery of ours
+        (``deliveries``) ends the wait with its error."""
+        deadline = time.monotonic() + self._log.timeout_s + DELIVERY_MARGIN_S
+        unread = [claim_id for _, claim_id, _ in wanted]
         with self._lock:
-            while unread := [
-                w for w in unread if w[2] in self._sent or self._next.get((ctopic, w[0]), 0) <= w[1]
-            ]:
+            while unread := [claim_id for claim_id in unread if claim_id in self._sent]:
+                if deliveries.errors:
+                    from pinpipe.log.kafka.reader import raise_for
+
+                    raise_for(deliveries.errors[0], f"claim idempotency key in {ctopic!r}")
                 if time.monotonic() > deadline:
                     raise LogUnavailableError(f"Kafka: reading claims of {ctopic!r} timed out")
                 msg = self._consumer.poll(POLL_S)  # returns at the first message (consume waits for all)
@@ -358,7 +356,8 @@ class KafkaClaims:
                     self._fold(msg)
                     for more in self._consumer.consume(BURST, 0):  # the rest already fetched, at once
                         self._fold(more)
-            return [self._books[(ctopic, p)].winners[key] for p, _, _, key in wanted]
+                self._producer.poll(0)  # our delivery reports: an error ends the wait
+            return [self._books[(ctopic, p)].winners[key] for p, _, key in wanted]
 
     def _fold(self, msg: Any) -> None:
         if msg.error() is not None:  # a broker away or a deleted topic: the caller's deadline decides
