@@ -10,23 +10,30 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # rich is imported only to draw: a quiet run's start-up does without it
+    from rich.console import Console
     from rich.status import Status
 
 
 def progress_wanted(quiet: bool, console: Console | None = None) -> bool:
     """True when a progress display should be drawn: not ``quiet`` and stderr is a terminal."""
-    return not quiet and (console or Console(stderr=True)).is_terminal
+    if quiet:
+        return False
+    from rich.console import Console
+
+    return (console or Console(stderr=True)).is_terminal
 
 
 class StatusLine:
     """A one-line status (spinner and text) redrawn in place on a terminal; nothing otherwise."""
 
     def __init__(self, text: str, *, quiet: bool = False, console: Console | None = None) -> None:
-        console = console or Console(stderr=True)
-        self._status: Status | None = console.status(text) if progress_wanted(quiet, console) else None
+        self._status: Status | None = None
+        if not quiet:
+            from rich.console import Console
+
+            console = console or Console(stderr=True)
+            self._status = console.status(text) if progress_wanted(quiet, console) else None
 
     def update(self, text: str) -> None:
         if self._status is not None:

@@ -7,14 +7,15 @@ show a result the same way.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
 from pinpipe.config import Settings
 from pinpipe.engines.base import BatchResult
 from pinpipe.schema import KINDS
 from pinpipe.transform.export import format_cell
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def batch_outputs(result: BatchResult, console: Console, max_rows: int = 30) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from pinpipe.cli.common import build_settings, export_option, pipeline_options
 from pinpipe.engines import ENGINES, run_batch
@@ -101,9 +100,11 @@ def run(
         },
     )
     require_workdir(settings, settings.lake_url)
-    console = Console()
     with StatusLine(f"running the batch job on {settings.engine.name} ...", quiet=quiet):
         result = run_batch(settings, full_refresh=full_refresh)
+    from rich.console import Console  # not before the job: its start is on the clock of every small run
+
+    console = Console()
     if not quiet:
         batch_outputs(result, console)
     batch_summary(result, console)
