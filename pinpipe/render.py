@@ -32,23 +32,37 @@ def batch_outputs(result: BatchResult, console: Console, max_rows: int = 30) -> 
         console.print(view)
 
 
-def batch_summary(result: BatchResult, console: Console) -> None:
-    """Switches, records and objects read per kind (new or rebuilt), cleaned rows, quarantined, time."""
+def batch_summary_lines(result: BatchResult) -> list[str]:
+    """Switches, records and objects read per kind (new or rebuilt), cleaned rows, quarantined, time:
+    plain lines, which a log (cron, Airflow) keeps whole and a quiet run prints without rich."""
     opts = result.options
-    console.print(
-        f"[bold]batch[/bold] engine={result.engine} keep_duplicates={opts.keep_duplicates} "
+    lines = [
+        f"batch engine={result.engine} keep_duplicates={opts.keep_duplicates} "
         f"median={opts.median} keep_ties={opts.keep_ties}"
-    )
+    ]
     for kind in KINDS:
         done = result.objects_done.get(kind, 0)
         how = f"rebuilt: {result.rebuilt[kind]}" if kind in result.rebuilt else f"{done} done before"
         new = "" if kind in result.rebuilt else "new "
-        console.print(
+        lines.append(
             f"  {kind}: {result.records_read.get(kind, 0)} records read from "
             f"{result.objects_read.get(kind, 0)} {new}objects ({how}), "
             f"{result.cleaned_rows.get(kind, 0)} cleaned rows"
         )
-    console.print(f"  quarantined: {len(result.quarantined)}   time: {result.seconds:.2f} s")
+    lines.append(f"  quarantined: {len(result.quarantined)}   time: {result.seconds:.2f} s")
+    return lines
+
+
+def batch_summary(result: BatchResult, console: Console) -> None:
+    for line in batch_summary_lines(result):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _stderr() -> Console:
+    """The console of warnings, made (and rich imported) only when there is one."""
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _first(console: Console, lines: Sequence[str], shown: int) -> None:
@@ -58,7 +72,7 @@ def _first(console: Console, lines: Sequence[str], shown: int) -> None:
         console.print(f"... and {len(lines) - shown} more")
 
 
-def warn_changed(result: BatchResult, console: Console, shown: int = 10) -> None:
+def warn_changed(result: BatchResult, console: Console | None = None, shown: int = 10) -> None:
     """Lake objects that changed (or went) after they were cleaned: their old rows stay in the tables."""
     changed = [
         f"[yellow]changed since cleaned[/yellow] {kind} {key}"
@@ -67,6 +81,7 @@ def warn_changed(result: BatchResult, console: Console, shown: int = 10) -> None
     ]
     if not changed:
         return
+    console = console or _stderr()
     _first(console, changed, shown)
     console.print(
         f"[bold red]WARNING: {len(changed)} lake object(s) changed or gone since they were cleaned[/bold red]"
@@ -75,9 +90,10 @@ def warn_changed(result: BatchResult, console: Console, shown: int = 10) -> None
     )
 
 
-def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> None:
+def warn_quarantine(result: BatchResult, console: Console | None = None, shown: int = 10) -> None:
     if not result.quarantined:
         return
+    console = console or _stderr()
     _first(
         console, [f"[yellow]quarantined[/yellow] {r.kind} {r.describe()}" for r in result.quarantined], shown
     )
@@ -88,11 +104,12 @@ def warn_quarantine(result: BatchResult, console: Console, shown: int = 10) -> N
     )
 
 
-def warn_empty_lake(result: BatchResult, settings: Settings, console: Console) -> None:
+def warn_empty_lake(result: BatchResult, settings: Settings, console: Console | None = None) -> None:
     """A lake with no record at all, new or cleaned by an earlier run, is almost always a wrong
     --lake/--prefix or a sink not yet run."""
     if any(result.records_read.values()) or any(result.objects_done.values()):
         return
+    console = console or _stderr()
     console.print(
         f"[bold yellow]WARNING: the lake {settings.lake_url} holds no records of prefix {settings.prefix}"
         "[/bold yellow] (every output is empty): run `pinpipe sink run --until-idle` first, or check --lake"

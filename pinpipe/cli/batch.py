@@ -18,7 +18,13 @@ import click
 from pinpipe.cli.common import build_settings, export_option, pipeline_options
 from pinpipe.engines import ENGINES, run_batch
 from pinpipe.progress import StatusLine
-from pinpipe.render import batch_outputs, batch_summary, warn_changed, warn_empty_lake, warn_quarantine
+from pinpipe.render import (
+    batch_outputs,
+    batch_summary_lines,
+    warn_changed,
+    warn_empty_lake,
+    warn_quarantine,
+)
 from pinpipe.transform.export import export_csv
 from pinpipe.workdir import require_workdir
 
@@ -102,19 +108,19 @@ def run(
     require_workdir(settings, settings.lake_url)
     with StatusLine(f"running the batch job on {settings.engine.name} ...", quiet=quiet):
         result = run_batch(settings, full_refresh=full_refresh)
-    from rich.console import Console  # not before the job: its start is on the clock of every small run
-
-    console = Console()
     if not quiet:
-        batch_outputs(result, console)
-    batch_summary(result, console)
+        from rich.console import Console  # only to draw tables: a quiet run's summary is plain lines
+
+        batch_outputs(result, Console())
+    for line in batch_summary_lines(result):
+        click.echo(line)
     if export_dir is not None:
         paths = export_csv(result.outputs, export_dir)
-        console.print(f"  exported {len(paths)} CSV files to {export_dir}")
+        click.echo(f"  exported {len(paths)} CSV files to {export_dir}")
     removed = f" ({result.files_removed} replaced files deleted)" if result.files_removed else ""
-    console.print(f"  tables: {settings.tables_url}/batch{removed}")
-    warn_quarantine(result, Console(stderr=True))
-    warn_empty_lake(result, settings, Console(stderr=True))
-    warn_changed(result, Console(stderr=True))
+    click.echo(f"  tables: {settings.tables_url}/batch{removed}")
+    warn_quarantine(result)
+    warn_empty_lake(result, settings)
+    warn_changed(result)
     if strict and (result.quarantined or result.changed):
         sys.exit(QUARANTINE_EXIT)

@@ -11,9 +11,10 @@ from pinpipe.engines import run_batch
 from pinpipe.transform.queries import BatchOptions
 from tests.unit.test_batch_incremental import lake_objects, put
 
-UNUSED = ("tomllib", "rich.status", "rich.table", "pinpipe.exact_json")
-"""The TOML parser (no pinpipe.toml), the progress spinner and result tables (``--quiet``), and the exact
-JSON parser of objects read record by record (a lake without bad records)."""
+UNUSED = ("tomllib", "rich.console", "rich.status", "rich.table", "pinpipe.exact_json", "pydantic_settings")
+"""The TOML parser (no pinpipe.toml), rich (``--quiet`` without warnings: the summary is plain lines), and the
+exact JSON parser of objects read record by record (a lake without bad records); no settings library beside
+pydantic."""
 
 
 def test_a_quiet_incremental_run_imports_only_what_it_uses(settings: Settings) -> None:
