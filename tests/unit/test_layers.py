@@ -11,7 +11,20 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "pinpipe"
 
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (0, ("errors", "config", "config_show", "schema", "locations", "access", "exact_json", "_optional")),
+    (
+        0,
+        (
+            "errors",
+            "config",
+            "config_layers",
+            "config_show",
+            "schema",
+            "locations",
+            "access",
+            "exact_json",
+            "_optional",
+        ),
+    ),
     (0, ("aws", "progress", "serve", "stage", "stopping", "workdir")),
     (1, ("log", "lake", "transform", "delta", "tables", "source", "status")),
     (2, ("ingest", "lake.sink", "lake.sink_options", "lake.sink_puts", "engines", "streaming", "dashboard")),
