@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -154,11 +154,13 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    def __init__(self, **values: Any) -> None:
-        layered: dict[str, Any] = {}
-        for _, layer in reversed(setting_layers()):
-            layered = merge(layered, layer)
-        super().__init__(**merge(layered, values))
+    if not TYPE_CHECKING:  # hidden from mypy, which then checks calls against the fields
+
+        def __init__(self, **values: Any) -> None:
+            layered: dict[str, Any] = {}
+            for _, layer in reversed(setting_layers()):
+                layered = merge(layered, layer)
+            super().__init__(**merge(layered, values))
 
     workdir: Path = Path(".pinpipe")
     prefix: str = DEFAULT_PREFIX

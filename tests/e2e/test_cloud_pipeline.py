@@ -107,7 +107,7 @@ def test_mariadb_s3_kinesis_pipeline_equals_the_embedded_one(
         assert (tmp_path / "cloud-csv" / path.name).read_bytes() == path.read_bytes(), path.name
 
     local = Settings(workdir=tmp_path / "local", prefix=prefix)
-    cloud = Settings(workdir=tmp_path / "cloud", prefix=prefix, lake={"url": f"s3://{bucket}/lake"})
+    cloud = Settings(workdir=tmp_path / "cloud", prefix=prefix, lake={"url": f"s3://{bucket}/lake"})  # type: ignore[arg-type]
     assert cloud.tables_url == f"s3://{bucket}/tables"
     local_rows, cloud_rows = stream_rows(local), stream_rows(cloud)
     for kind in KINDS:

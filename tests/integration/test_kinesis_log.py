@@ -156,7 +156,7 @@ def test_a_recreated_stream_starts_from_offset_zero(tmp_path: Path, aws_env: dic
 
 def test_api_streams_on_kinesis_topics_on_the_embedded_log(tmp_path: Path, aws_env: dict[str, str]) -> None:
     prefix = uuid.uuid4().hex[:12]  # the moto server lives for the whole session
-    settings = Settings(workdir=tmp_path, prefix=prefix, log={"stream_url": "kinesis://"})
+    settings = Settings(workdir=tmp_path, prefix=prefix, log={"stream_url": "kinesis://"})  # type: ignore[arg-type]
     state = parse_qs(urlsplit(settings.stream_log_url).query)["state"]  # percent-encoded in the URL
     assert settings.stream_log_url.startswith("kinesis://?state=")
     assert state == [str(tmp_path.resolve() / "kinesis-state.db")]

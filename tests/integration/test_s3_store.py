@@ -150,11 +150,11 @@ def test_delta_tables_on_s3_batch_and_stream_modules(aws_env: dict[str, str]) ->
 
 def test_tables_go_beside_an_s3_lake_unless_configured() -> None:
     def tables(**lake: Any) -> str:
-        return Settings(lake=lake, engine={}).tables_url
+        return Settings(lake=lake, engine={}).tables_url  # type: ignore[arg-type]
 
     assert tables(url="s3://b/lake") == "s3://b/tables"
     assert tables(url="s3://b/a/lake/") == "s3://b/a/tables"
     assert tables(url="s3://b") == "s3://b/tables"
     assert tables(url="file:///x/lake").startswith("file://")
-    explicit = Settings(lake={"url": "s3://b/lake"}, engine={"tables_url": "file:///t"})
+    explicit = Settings(lake={"url": "s3://b/lake"}, engine={"tables_url": "file:///t"})  # type: ignore[arg-type]
     assert explicit.tables_url == "file:///t"

@@ -185,7 +185,7 @@ def test_path_to_url_to_path_round_trips(names: list[str], child: str) -> None:
         assert url.isascii() and not re.search(r"[#? ]|%(?![0-9A-F]{2})", url.split("://", 1)[1]), url
     assert local_path(join(file_url(path), child, "pin")) == path / child / "pin"
     assert FileStore(file_url(path)).root == path
-    derived = Settings(workdir=path, source={}, log={}, lake={}, engine={})
+    derived = Settings(workdir=path, source={}, log={}, lake={}, engine={})  # type: ignore[arg-type]
     assert FileStore(derived.lake_url).root == path / "lake"
     assert local_path(batch_table(derived, "pin")) == path / "tables" / "batch" / "pin"
     assert parse_url(derived.log_url)[0] == path / "log"
