@@ -33,7 +33,8 @@ class StatusLine:
             from rich.console import Console
 
             console = console or Console(stderr=True)
-            self._status = console.status(text) if progress_wanted(quiet, console) else None
+            if console.is_terminal:  # what progress_wanted asks, on the console already made
+                self._status = console.status(text)
 
     def update(self, text: str) -> None:
         if self._status is not None:
