@@ -52,6 +52,9 @@ class ApiSettings(_Section):
     """Largest ``ShardCount`` a CreateStream may ask for."""
     max_streams: int = Field(default=100, ge=1)
     """Streams the stream log may hold; CreateStream beyond that is refused (40902)."""
+    max_streams_per_prefix: int = Field(default=20, ge=1)
+    """Streams one prefix (tenant) may hold, its own three included; CreateStream beyond that is refused
+    (40902), so one tenant's admin key cannot take all of ``max_streams`` from the others."""
     max_body_bytes: int = 10 * 1024 * 1024
     body_timeout_s: float = 30.0
     """Seconds a request body may take to arrive in full; then 408 and the connection is closed."""

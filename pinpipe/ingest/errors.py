@@ -24,7 +24,8 @@ code   status  Kinesis ``__type``                     when
                                                       the connection is closed
 40901  409     ResourceInUseException                 the stream to create exists already
                                                       (on Kafka: or one differing by . for _)
-40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams
+40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams,
+                                                      or the name's prefix ``api.max_streams_per_prefix``
 41301  413     ValidationException                    body larger than ``api.max_body_bytes``
 41501  415     ValidationException                    content type not accepted
                                                       (or a Content-Encoding but identity)

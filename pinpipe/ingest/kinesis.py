@@ -16,7 +16,7 @@ is malformed as a whole (bad JSON or base64, missing ``PartitionKey``, more than
 CreateStream and DeleteStream need an admin key whose prefixes own the stream (auth.py), also on an API with
 no key configured. A created stream is named ``streaming-<prefix>-<name>`` (the pattern of the path
 parameter in /openapi.json), has at most ``api.max_shard_count`` shards, and the stream log holds at most
-``api.max_streams`` streams.
+``api.max_streams`` streams, at most ``api.max_streams_per_prefix`` of them owned by one prefix.
 """
 
 from __future__ import annotations

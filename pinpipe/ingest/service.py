@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pinpipe import exact_json
+from pinpipe.access import owner
 from pinpipe.config import Settings
 from pinpipe.errors import (
     ErrorCode,
@@ -423,7 +424,8 @@ class IngestService:
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:
         """Create a topic/stream; False when it exists already (on Kafka: or one differing only by ``.``
-        for ``_``, ApiError 40901), ApiError 40902 when ``api.max_streams`` exist. One at a time, so
+        for ``_``, ApiError 40901), ApiError 40902 when ``api.max_streams`` exist or the name's prefix holds
+        ``api.max_streams_per_prefix``. One at a time, so
         concurrent creates cannot overshoot the ceiling."""
         self.ensure_started()
         with self._admin_lock:
@@ -439,6 +441,13 @@ class IngestService:
                         f"stream {name!r} collides with the existing stream {twin!r}: Kafka takes '.' and "
                         "'_' for one character in topic names",
                     )
+            per_prefix = self.settings.api.max_streams_per_prefix
+            tenant = owner(name)
+            if sum(owner(n) == tenant for n in existing) >= per_prefix:
+                raise ApiError(
+                    ErrorCode.TOO_MANY_STREAMS,
+                    f"prefix {tenant!r} holds its limit of {per_prefix} streams (api.max_streams_per_prefix)",
+                )
             ceiling = self.settings.api.max_streams
             if len(existing) >= ceiling:
                 raise ApiError(

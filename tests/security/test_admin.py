@@ -88,7 +88,8 @@ def test_the_number_of_streams_has_a_ceiling(settings: Settings, tmp_path: Path)
     """100 streams by default (three of them the prefix's own); the 101st is refused with 40902."""
     log = MemoryLog(auto_create=False)
     key = {"X-API-Key": ADMIN}
-    with client_for(with_api(settings, keys_file=admin_keys_file(tmp_path)), log) as client:
+    api = with_api(settings, keys_file=admin_keys_file(tmp_path), max_streams_per_prefix=1000)
+    with client_for(api, log) as client:
         for i in range(97):
             assert client.post(f"/streams/streaming-0a1b2c3d4e5f-s{i}", headers=key).status_code == 200
         refused = client.post(f"/streams/{NEW}", headers=key)
@@ -98,6 +99,28 @@ def test_the_number_of_streams_has_a_ceiling(settings: Settings, tmp_path: Path)
         assert client.delete("/streams/streaming-0a1b2c3d4e5f-s0", headers=key).status_code == 200
         assert client.post(f"/streams/{NEW}", headers=key).status_code == 200
     assert sum(name.startswith("streaming-") for name in log.topics()) == 100
+
+
+def test_one_tenant_cannot_take_the_ceiling_from_another(settings: Settings, tmp_path: Path) -> None:
+    """A prefix holds at most 20 streams by default, its three own included: the 21st is refused with
+    40902 naming that limit, and another tenant's admin still creates streams of its prefix."""
+    log = MemoryLog(auto_create=False)
+    mine, theirs = {"X-API-Key": ADMIN}, {"X-API-Key": OTHER_ADMIN}
+    with client_for(with_api(settings, keys_file=admin_keys_file(tmp_path)), log) as client:
+        for i in range(17):
+            assert client.post(f"/streams/streaming-0a1b2c3d4e5f-s{i}", headers=mine).status_code == 200
+        refused = client.post(f"/streams/{NEW}", headers=mine)
+        assert (refused.status_code, refused.json()["error_code"]) == (409, 40902)
+        assert refused.json()["__type"] == "LimitExceededException"
+        assert "api.max_streams_per_prefix" in refused.json()["message"]
+        assert NEW not in log.topics()
+        for i in range(20):
+            assert client.post(f"/streams/streaming-ffffffffffff-s{i}", headers=theirs).status_code == 200
+        assert client.post("/streams/streaming-ffffffffffff-s20", headers=theirs).status_code == 409
+        assert client.delete("/streams/streaming-0a1b2c3d4e5f-s0", headers=mine).status_code == 200
+        assert client.post(f"/streams/{NEW}", headers=mine).status_code == 200
+    owned = [name for name in log.topics() if name.startswith("streaming-0a1b2c3d4e5f-")]
+    assert len(owned) == 20
 
 
 def test_the_ceiling_refusal_does_not_count_other_tenants_streams(settings: Settings, tmp_path: Path) -> None:
