@@ -16,7 +16,8 @@ version) need a schema registry: 415. A record that fails validation answers the
 ...record}]}``) answers 207 with ``successes`` and ``failures`` (each failure with its ``id``,
 ``error_code`` and ``message``) and writes the valid entries. ``Idempotency-Key`` works as on v2. On a Kafka
 log a timestamp further ahead than a broker takes, or old enough for Kafka's time retention to delete the
-record early, fails its record alone (``service.KAFKA_AHEAD_S``, ``KAFKA_BEHIND_S``).
+record early, fails its record alone (the log's ``refusal``: ``AHEAD_S``, ``BEHIND_S`` in
+:mod:`pinpipe.log.kafka.log`).
 """
 
 from __future__ import annotations

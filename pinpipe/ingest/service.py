@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -44,23 +43,6 @@ from pinpipe.schema import (
 
 logger = logging.getLogger("pinpipe.api")
 
-BARE_LOG = "the Kinesis log keeps neither record headers nor timestamps: send the record without them"
-KAFKA_AHEAD_S = 55 * 60
-"""How far after the API's clock a record's timestamp may be on a Kafka log: Kafka 4 refuses the whole
-append beyond ``log.message.timestamp.after.max.ms`` (one hour by default) of the broker's clock; five
-minutes are left for the two clocks to differ."""
-KAFKA_BEHIND_S = 24 * 3600
-"""How far before the API's clock it may be: Kafka's time retention counts from the record's timestamp, so
-a record stamped a week ago (``log.retention.hours``, 168 by default) was deleted within minutes of its
-acknowledgement; one a day old still lives six days."""
-KAFKA_AHEAD = (
-    f"timestamp more than {KAFKA_AHEAD_S // 60} minutes in the future: a Kafka broker refuses it "
-    "(log.message.timestamp.after.max.ms)"
-)
-KAFKA_BEHIND = (
-    f"timestamp more than {KAFKA_BEHIND_S // 3600} hours in the past: Kafka's time retention counts from "
-    "it and would delete the record early (send none: the append time is used)"
-)
 CHECK_SLICE = 100
 """Records checked on the event loop between two turns of the other connections (about 0.2 ms of work):
 a 500-record request holds the loop no longer at a time than a worker thread would hold the GIL."""
@@ -153,8 +135,6 @@ class IngestService:
         self.settings = settings
         self.metrics = metrics
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
-        # Kinesis records carry neither headers nor a producer's timestamp: such records are refused
-        self._bare: dict[Space, bool] = {k: url_scheme(v.url) == "kinesis" for k, v in self.logs.items()}
         self._kafka: dict[Space, bool] = {k: url_scheme(v.url) == "kafka" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
@@ -333,23 +313,11 @@ class IngestService:
         """Check ``items[start:stop]`` into ``checked``."""
         count, kind, fingerprint = checked.count, checked.kind, checked.fingerprint
         outcomes, batch, positions = checked.outcomes, checked.batch, checked.positions
-        bare = self._bare[space]
         refusal = self.logs[space].refusal
-        now = time.time()
-        latest = now + KAFKA_AHEAD_S if self._kafka[space] else None
         for i in range(start, min(stop, len(items))):
             item = items[i]
             if item.problem is not None:
                 outcomes[i] = Outcome(None, None, ErrorCode.INVALID, item.problem)
-                continue
-            if bare and (item.headers or item.timestamp is not None):
-                outcomes[i] = Outcome(None, None, ErrorCode.INVALID, BARE_LOG)
-                continue
-            stamp = item.timestamp
-            if latest is not None and stamp is not None and not now - KAFKA_BEHIND_S <= stamp <= latest:
-                outcomes[i] = Outcome(
-                    None, None, ErrorCode.INVALID, KAFKA_AHEAD if stamp > latest else KAFKA_BEHIND
-                )
                 continue
             if kind is not None and item.raw is None:
                 problems = validate_record(kind, item.value)
@@ -368,7 +336,7 @@ class IngestService:
                 )
                 continue
             value = item.raw if item.raw is not None else encode_json(item.value)
-            if (problem := refusal(value, item.key, item.headers)) is not None:
+            if (problem := refusal(value, item.key, item.headers, item.timestamp)) is not None:
                 outcomes[i] = Outcome(None, None, ErrorCode.INVALID, problem)
                 continue
             event_id = None if idempotency_key is None else idempotency_key.event_id(i, first=not batch)

@@ -124,9 +124,12 @@ class Log(LogAdmin, Protocol):
 
     url: str
 
-    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
-        """Why this log would refuse the record by its own limits (size, key form), or None. The API
-        asks before appending, so such a record fails alone instead of failing its whole append."""
+    def refusal(
+        self, value: bytes, key: bytes | None, headers: Headers, timestamp: float | None
+    ) -> str | None:
+        """Why this log would refuse the record by its own limits (size, key form, what it can store of
+        headers and a producer's ``timestamp``, in seconds), or None. The API asks before appending, so
+        such a record fails alone instead of failing its whole append."""
         ...
 
     def writer(self) -> LogWriter: ...

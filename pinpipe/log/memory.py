@@ -57,7 +57,9 @@ class MemoryLog:
             self._parts[topic] = [[] for _ in range(self.default_partitions)]
         return self._parts[topic]
 
-    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+    def refusal(
+        self, value: bytes, key: bytes | None, headers: Headers, timestamp: float | None
+    ) -> str | None:
         return None
 
     # factories

@@ -1,6 +1,6 @@
-"""A record a Kinesis stream cannot hold (over 1 MiB of data and partition key) fails alone, as the
-client's error: the Kinesis log refused the whole append, so PutRecords answered 500 / 50002 and stored
-none of the request's valid records."""
+"""A record a Kinesis stream cannot hold (over 1 MiB of data and partition key; headers or a producer's
+timestamp) fails alone, as the client's error: the Kinesis log refused the whole append, so PutRecords
+answered 500 / 50002 and stored none of the request's valid records."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from fastapi.testclient import TestClient
 
 from pinpipe.config import Settings
 from pinpipe.ingest import create_app
+from pinpipe.ingest.rest_v3 import cluster_id_of
 from pinpipe.log.kinesis import KinesisLog
 from pinpipe.log.memory import MemoryLog
-from pinpipe.schema import stream_name
+from pinpipe.schema import stream_name, topic_name
 from tests.cloud import aws_env
 from tests.unit.api_support import total
 
@@ -68,3 +69,36 @@ def test_a_key_no_kinesis_partition_key_holds_fails_alone(
     assert answer.json()["FailedRecordCount"] == 1
     assert "partition key" in answer.json()["Records"][1]["ErrorMessage"]
     assert total(log, name) == 1
+
+
+def test_a_record_with_headers_or_a_timestamp_fails_alone_on_topics_on_kinesis(
+    moto_endpoint: str, settings: Settings, tmp_path: Path
+) -> None:
+    """The REST proxy's topics on a Kinesis log: a Kinesis record carries neither headers nor a producer's
+    timestamp, so a record with either is refused alone (42206), never stored without them."""
+    prefix = f"k{uuid.uuid4().hex[:12]}"
+    log = KinesisLog(f"kinesis://?endpoint={moto_endpoint}&state={tmp_path / 'state.db'}", partitions=1)
+    topic = topic_name(prefix, "user")
+    records = [
+        {"value": {"ind": 1}, "headers": [{"name": "trace", "value": None}]},
+        {"value": {"ind": 2}},
+    ]
+    try:
+        with TestClient(create_app(settings.model_copy(update={"prefix": prefix}), log=log)) as api:
+            v2 = api.post(
+                f"/topics/{topic}",
+                json={"records": records},
+                headers={"Content-Type": "application/vnd.kafka.json.v2+json"},
+            )
+            v3 = api.post(
+                f"/v3/clusters/{cluster_id_of(log.url)}/topics/{topic}/records",
+                json={"value": {"data": {"ind": 3}}, "timestamp": "2024-01-01T00:00:00Z"},
+            )
+        offsets = v2.json()["offsets"]
+        assert offsets[0]["error_code"] == 42206 and "headers" in offsets[0]["error"]
+        assert offsets[1]["error_code"] is None
+        assert (v3.status_code, v3.json()["error_code"]) == (422, 42206), v3.text
+        assert "timestamps" in v3.json()["message"]
+        assert total(log, topic) == 1
+    finally:
+        log.close()

@@ -196,30 +196,6 @@ def test_v2_partition_routes_and_brokers(settings: Settings, log: Log) -> None:
     assert log.end_offsets(GEO) == {0: 0, 1: 0, 2: 1}
 
 
-def test_a_kinesis_log_refuses_headers_and_timestamps_per_record(settings: Settings) -> None:
-    """Kinesis records carry neither: such a record is refused, never stored without them."""
-    from pinpipe.log.memory import MemoryLog
-
-    kinesis_like = MemoryLog(auto_create=False)
-    kinesis_like.url = "kinesis://us-east-1"
-    json_type = {"Content-Type": "application/vnd.kafka.json.v2+json"}
-    records = [
-        {"value": GEO_RECORD, "headers": [{"name": "trace", "value": None}]},
-        {"value": GEO_RECORD},
-    ]
-    with client_for(settings, kinesis_like) as client:
-        offsets = client.post(f"/topics/{GEO}", json={"records": records}, headers=json_type).json()[
-            "offsets"
-        ]
-        timed = client.post(
-            v3_url(kinesis_like), json={"value": {"data": GEO_RECORD}, "timestamp": "2024-01-01"}
-        )
-    assert offsets[0]["error_code"] == 42206 and "headers" in offsets[0]["error"]
-    assert offsets[1]["error_code"] is None
-    assert (timed.status_code, timed.json()["error_code"]) == (422, 42206)
-    assert total(kinesis_like, GEO) == 1
-
-
 def test_wire_put_records_retry_with_an_idempotency_key_stores_once(settings: Settings, log: Log) -> None:
     data = [base64.b64encode(orjson.dumps({**GEO_RECORD, "ind": i})).decode() for i in range(5)]
     entries = [{"Data": d, "PartitionKey": str(i)} for i, d in enumerate(data)]

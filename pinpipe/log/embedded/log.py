@@ -197,7 +197,9 @@ class EmbeddedLog:
     def _guard(self) -> SqliteErrors:
         return errors_of(self.directory)
 
-    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+    def refusal(
+        self, value: bytes, key: bytes | None, headers: Headers, timestamp: float | None
+    ) -> str | None:
         return None  # SQLite holds a blob of up to 1 GB, far over any request the API reads
 
     # factories

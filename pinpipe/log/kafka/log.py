@@ -64,6 +64,23 @@ TOO_LARGE = (
     "(message.max.bytes less 1 KiB for the record's framing and the log's own headers)"
 )
 
+AHEAD_S = 55 * 60
+"""How far after this process's clock a record's timestamp may be: Kafka 4 refuses the whole append
+beyond ``log.message.timestamp.after.max.ms`` (one hour by default) of the broker's clock; five minutes
+are left for the two clocks to differ."""
+BEHIND_S = 24 * 3600
+"""How far before it: Kafka's time retention counts from the record's timestamp, so a record stamped a
+week ago (``log.retention.hours``, 168 by default) was deleted within minutes of its acknowledgement; one
+a day old still lives six days."""
+TOO_NEW = (
+    f"timestamp more than {AHEAD_S // 60} minutes in the future: a Kafka broker refuses it "
+    "(log.message.timestamp.after.max.ms)"
+)
+TOO_OLD = (
+    f"timestamp more than {BEHIND_S // 3600} hours in the past: Kafka's time retention counts from "
+    "it and would delete the record early (send none: the append time is used)"
+)
+
 
 class _RepeatFilter(logging.Filter):
     """Drops a librdkafka message repeated within ``window_s``: a broker outage otherwise logs every
@@ -340,9 +357,19 @@ class KafkaLog:
                 )
             time.sleep(0.05)
 
-    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+    def refusal(
+        self, value: bytes, key: bytes | None, headers: Headers, timestamp: float | None
+    ) -> str | None:
         size = len(value) + len(key or b"") + sum(len(n.encode()) + len(v or b"") for n, v in headers)
-        return TOO_LARGE % (size, self.max_record_bytes) if size > self.max_record_bytes else None
+        if size > self.max_record_bytes:
+            return TOO_LARGE % (size, self.max_record_bytes)
+        if timestamp is not None:
+            now = time.time()
+            if timestamp > now + AHEAD_S:
+                return TOO_NEW
+            if timestamp < now - BEHIND_S:
+                return TOO_OLD
+        return None
 
     # factories
     def writer(self) -> KafkaLogWriter:

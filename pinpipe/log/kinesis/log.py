@@ -48,6 +48,9 @@ from pinpipe.log.kinesis.streams import KinesisStreams, error_code
 DEFAULT_STATE = Path(".pinpipe") / "kinesis-state.db"
 
 
+BARE = "the Kinesis log keeps neither record headers nor timestamps: send the record without them"
+
+
 class KinesisLog(KinesisStreams):
     """Admin operations on Kinesis streams and the factory of their writers and readers."""
 
@@ -128,7 +131,11 @@ class KinesisLog(KinesisStreams):
         return self.state.groups()
 
     # ---- factories --------------------------------------------------------------------------
-    def refusal(self, value: bytes, key: bytes | None, headers: Headers) -> str | None:
+    def refusal(
+        self, value: bytes, key: bytes | None, headers: Headers, timestamp: float | None
+    ) -> str | None:
+        if headers or timestamp is not None:
+            return BARE
         return record_problem(value, key)
 
     def writer(self) -> KinesisLogWriter:
