@@ -57,6 +57,11 @@ class TopicNotFoundError(LogError):
     """The topic or stream does not exist."""
 
 
+class TopicCollisionError(LogError):
+    """The log takes a new topic's name for one it holds already (Kafka: ``.`` and ``_`` are one
+    character in topic names)."""
+
+
 class IdempotencyConflictError(LogError):
     """A record's idempotency key is stored already with another fingerprint (a different request
     reused the key); nothing of the append was stored."""

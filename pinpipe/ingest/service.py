@@ -24,13 +24,13 @@ from pinpipe.errors import (
     IdempotencyConflictError,
     LogUnavailableError,
     PinpipeError,
+    TopicCollisionError,
     TopicNotFoundError,
 )
 from pinpipe.ingest.committer import Appender, GroupWriter, committer_for, server_writer
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.metrics import ApiMetrics
-from pinpipe.locations import scheme as url_scheme
 from pinpipe.log.base import Headers, Log, LogWriter, OutgoingRecord
 from pinpipe.schema import (
     Kind,
@@ -135,7 +135,6 @@ class IngestService:
         self.settings = settings
         self.metrics = metrics
         self.logs: dict[Space, Log] = {"topics": log, "streams": stream_log}
-        self._kafka: dict[Space, bool] = {k: url_scheme(v.url) == "kafka" for k, v in self.logs.items()}
         self.shared = log is stream_log
         self._writers: dict[Space, LogWriter] = {}
         self._committers: dict[Space, Appender] = {}
@@ -391,24 +390,15 @@ class IngestService:
 
     # admin (Kinesis CreateStream / DeleteStream)
     def create(self, space: Space, name: str, partitions: int) -> bool:
-        """Create a topic/stream; False when it exists already (on Kafka: or one differing only by ``.``
-        for ``_``, ApiError 40901), ApiError 40902 when ``api.max_streams`` exist or the name's prefix holds
-        ``api.max_streams_per_prefix``. One at a time, so
-        concurrent creates cannot overshoot the ceiling."""
+        """Create a topic/stream; False when it exists already, ApiError 40901 when the log takes the name
+        for another it holds (Kafka: one differing only by ``.`` for ``_``), ApiError 40902 when
+        ``api.max_streams`` exist or the name's prefix holds ``api.max_streams_per_prefix``. One at a time,
+        so concurrent creates cannot overshoot the ceiling."""
         self.ensure_started()
         with self._admin_lock:
             existing = self.names(space)
             if name in existing or name in self._cache[space]:
                 return False
-            if self._kafka[space]:  # Kafka takes '.' and '_' for one character in names
-                same = name.replace(".", "_")
-                twin = next((n for n in existing if n.replace(".", "_") == same), None)
-                if twin is not None:
-                    raise ApiError(
-                        ErrorCode.STREAM_EXISTS,
-                        f"stream {name!r} collides with the existing stream {twin!r}: Kafka takes '.' and "
-                        "'_' for one character in topic names",
-                    )
             per_prefix = self.settings.api.max_streams_per_prefix
             tenant = owner(name)
             if sum(owner(n) == tenant for n in existing) >= per_prefix:
@@ -444,6 +434,8 @@ def log_errors() -> Iterator[None]:
         yield
     except TopicNotFoundError as exc:
         raise ApiError(ErrorCode.NOT_FOUND, str(exc)) from exc
+    except TopicCollisionError as exc:
+        raise ApiError(ErrorCode.STREAM_EXISTS, str(exc)) from exc
     except LogUnavailableError as exc:
         raise ApiError(ErrorCode.LOG_UNAVAILABLE, f"log unavailable: {exc}", {"Retry-After": "1"}) from exc
     except PinpipeError as exc:

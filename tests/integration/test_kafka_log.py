@@ -12,7 +12,12 @@ from typing import Any
 import confluent_kafka as ck
 import pytest
 
-from pinpipe.errors import IdempotencyConflictError, LogUnavailableError, TopicNotFoundError
+from pinpipe.errors import (
+    IdempotencyConflictError,
+    LogUnavailableError,
+    TopicCollisionError,
+    TopicNotFoundError,
+)
 from pinpipe.log import open_log
 from pinpipe.log.base import OutgoingRecord, Record
 from pinpipe.log.kafka import KafkaLog
@@ -143,6 +148,23 @@ def test_unknown_topic_is_topic_not_found(kafka_log: KafkaLog) -> None:
         kafka_log.end_offsets(fresh("missing"))
     with pytest.raises(TopicNotFoundError):
         kafka_log.delete_topic(fresh("missing"))
+
+
+def test_a_name_kafka_takes_for_an_existing_topic_is_a_collision(
+    kafka_log: KafkaLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kafka takes ``.`` and ``_`` for one character: ``x_a`` beside ``x.a`` is a TopicCollisionError
+    naming the existing one, found in the listing or, when the twin is not listed yet (created meanwhile
+    by another process), in the broker's refusal."""
+    base = f"c{uuid.uuid4().hex[:10]}"
+    kafka_log.create_topic(f"{base}.a", 1)
+    with pytest.raises(TopicCollisionError, match=rf"existing topic '{base}\.a'"):
+        kafka_log.create_topic(f"{base}_a", 1)
+    monkeypatch.setattr(kafka_log, "_listed", dict)
+    with pytest.raises(TopicCollisionError, match=rf"collides.*{base}\.a"):
+        kafka_log.create_topic(f"{base}_a", 1)
+    monkeypatch.undo()
+    assert f"{base}_a" not in kafka_log.topics()
 
 
 def test_extra_librdkafka_settings_pass_through(kafka_bootstrap: str) -> None:

@@ -44,6 +44,7 @@ from pinpipe.errors import (
     ConfigError,
     LogError,
     LogUnavailableError,
+    TopicCollisionError,
     TopicNotFoundError,
 )
 from pinpipe.log.base import Headers
@@ -64,6 +65,7 @@ TOO_LARGE = (
     "(message.max.bytes less 1 KiB for the record's framing and the log's own headers)"
 )
 
+ONE_CHARACTER = "Kafka takes '.' and '_' for one character in topic names"
 AHEAD_S = 55 * 60
 """How far after this process's clock a record's timestamp may be: Kafka 4 refuses the whole append
 beyond ``log.message.timestamp.after.max.ms`` (one hour by default) of the broker's clock; five minutes
@@ -201,8 +203,15 @@ class KafkaLog:
         count = partitions or self.default_partitions
         if not topic or count < 1:
             raise LogError(f"cannot create topic {topic!r} with {count} partitions")
-        if topic in self._listed():
+        listed = self._listed()
+        if topic in listed:
             return
+        same = topic.replace(".", "_")
+        twin = next((name for name in listed if name.replace(".", "_") == same), None)
+        if twin is not None:
+            raise TopicCollisionError(
+                f"topic {topic!r} collides with the existing topic {twin!r}: {ONE_CHARACTER}"
+            )
         replicas, min_isr = self.replication()
         futures = self._admin.create_topics(
             [
@@ -219,8 +228,11 @@ class KafkaLog:
         try:
             futures[topic].result()
         except ck.KafkaException as exc:
-            if exc.args[0].code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
-                raise_for(exc.args[0], f"create topic {topic!r}")
+            error = exc.args[0]
+            if error.code() == ck.KafkaError.TOPIC_EXCEPTION and "collides" in error.str():
+                raise TopicCollisionError(f"{error.str()}: {ONE_CHARACTER}") from exc  # created meanwhile
+            if error.code() != ck.KafkaError.TOPIC_ALREADY_EXISTS:
+                raise_for(error, f"create topic {topic!r}")
         self._wait_for(lambda names: topic in names, f"topic {topic!r} to appear")
         deadline = time.monotonic() + self.timeout_s
         while True:  # returns once every partition's leader answers
