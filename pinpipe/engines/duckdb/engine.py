@@ -11,7 +11,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir
@@ -19,8 +19,11 @@ from pinpipe.engines.base import BatchResult, PyArrowTables, QuarantinedRecord
 from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memory_limit
 from pinpipe.engines.duckdb.commits import Commits
 from pinpipe.engines.duckdb.outputs import (
+    ADDED,
     AGGREGATES,
+    KEPT,
     PARTIAL,
+    Kept,
     add_aggregates,
     aggregates_query,
     all_aggregates,
@@ -160,7 +163,7 @@ class DuckDBEngine:
             beside = BESIDE_PIN if self._small(store, plans) else ()
             if beside and self.threads is None and _todo_bytes(plans) <= ONE_THREAD_RUN:
                 con.execute("SET threads TO 1")
-            preloaded: bool | None = None  # the kept aggregates read ahead into PARTIAL (None: not tried)
+            preloaded: Kept | Literal[False] | None = None  # the kept aggregates read ahead (None: not tried)
             with ThreadPoolExecutor(1, thread_name_prefix="pinpipe-kinds") as pool:
                 side = None
                 if beside:  # on a cursor of their own, while pin is cleaned on this connection
@@ -169,7 +172,8 @@ class DuckDBEngine:
                         nonlocal preloaded
                         cleaned = {kind: clean(cursor, kind, _PhaseLog()) for kind in beside}
                         # then, while pin is still cleaned, the aggregates its outputs start from
-                        preloaded = load_kept_aggregates(cursor, batch_table(settings, AGGREGATES), plans)
+                        url = batch_table(settings, AGGREGATES)
+                        preloaded = load_kept_aggregates(cursor, url, plans) or False
                         return cleaned
 
                     cursor = con.cursor()
@@ -239,24 +243,27 @@ class DuckDBEngine:
         options: BatchOptions,
         phase: _PhaseLog,
         commits: Commits,
-        preloaded: bool | None = None,
+        preloaded: Kept | Literal[False] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
-        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False).
-        Their commits are queued on ``commits``, each as soon as its data is ready. ``preloaded``: the
-        kept aggregates were read ahead into ``PARTIAL`` (True), found unusable (False), not tried (None)."""
+        """The ten outputs from the aggregates: the kept ones with those of the rows this run appended
+        (``new_<kind>``; True), or all computed again from the whole cleaned tables (False). Their
+        commits are queued on ``commits``, each as soon as its data is ready. ``preloaded``: the kept
+        aggregates read ahead into ``KEPT``, found unusable (False), not tried (None)."""
         url = batch_table(self.settings, AGGREGATES)
+        kept: Kept | None
         if preloaded is None:
             kept = kept_aggregates(con, url, plans)
         elif preloaded and all(plan.rebuild is None for plan in plans.values()):
-            kept = PARTIAL
+            kept = preloaded
         else:  # not usable, or pin was rebuilt after they were read (a new pin precedes a kept one)
             if preloaded:
-                con.execute(f"DROP TABLE {PARTIAL}")
+                con.execute(f"DROP TABLE {KEPT}")
             kept = None
+        append = False  # the added rows' aggregates appended to the kept ones (``outputs.Kept.append``)
         if kept is not None:
             old = {kind: c.history for kind, c in done.items() if c.history is not None}
-            add_aggregates(con, kept, {kind: f"new_{kind}" for kind in KINDS}, old)
+            added = add_aggregates(con, kept.source, {kind: f"new_{kind}" for kind in KINDS}, old)
+            append = kept.append(added)
         else:
             for kind, cleaned in done.items():
                 sources = [f"SELECT * FROM new_{kind}"]
@@ -271,14 +278,16 @@ class DuckDBEngine:
         queries: dict[str, str] = {}
         if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
             # first: the costliest query and the largest write, made while the outputs are computed
-            queries[AGGREGATES] = aggregates_query(state, merge=kept is not None)
+            queries[AGGREGATES] = (
+                aggregates_query(ADDED) if append else aggregates_query(state, kept is not None)
+            )
         queries.update({name: output_query(name, options, state) for name in OUTPUTS})
         outputs = {}
         commits.wait()  # no output is replaced before the rows it comes from are committed
         for name, table in arrows(con, queries):  # each committed as soon as it is computed
             if name == AGGREGATES:
                 states = {kind: c.state for kind, c in done.items()}
-                commits.submit(write_aggregates, url, table, states, ordered=False)
+                commits.submit(write_aggregates, url, table, states, kept if append else None, ordered=False)
             else:
                 outputs[name] = table
                 commits.submit(write_output, self.settings, name, table, ordered=False)
