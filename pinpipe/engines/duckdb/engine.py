@@ -8,7 +8,7 @@ import logging
 import os
 import resource
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -34,7 +34,14 @@ from pinpipe.engines.duckdb.outputs import (
     write_output,
 )
 from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
-from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, keys_table, may_repeat, write_keys
+from pinpipe.engines.duckdb.pin_keys import (
+    PIN_KEYS,
+    kept_keys,
+    keys_table,
+    may_repeat,
+    raw_may_repeat,
+    write_keys,
+)
 from pinpipe.engines.duckdb.sql import arrows, count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
@@ -50,6 +57,7 @@ from pinpipe.engines.increments import (
 from pinpipe.engines.lake_input import LakeObject, local_objects
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
+from pinpipe.locations import duckdb_path
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
@@ -148,7 +156,9 @@ class DuckDBEngine:
             tables: dict[str, str] = {}
             done: dict[Kind, _Cleaned] = {}
 
-            def clean(con: Any, kind: Kind, phase: _PhaseLog) -> _Cleaned:
+            def clean(
+                con: Any, kind: Kind, phase: _PhaseLog, ahead: Future[bool | None] | None = None
+            ) -> _Cleaned:
                 plan = plans[kind]
                 if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
                     plan = plans[kind] = rebuild_plan(plan, PRECEDES_KEPT)
@@ -157,10 +167,14 @@ class DuckDBEngine:
                     for obj in objects:
                         fingerprints.add(obj.key, obj.path, plan.info.get(obj.key))
                     return self._clean_kind(
-                        con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits
+                        con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits, ahead
                     )
 
             beside = BESIDE_PIN if self._small(store, plans) else ()
+            pin = plans["pin"]
+            pin_ahead: Future[bool | None] | None = None  # whether a new pin may repeat a kept one
+            if beside and pin.rebuild is None and pin.todo and not options.keep_duplicates:
+                pin_ahead = Future()
             if beside and self.threads is None and _todo_bytes(plans) <= ONE_THREAD_RUN:
                 con.execute("SET threads TO 1")
             preloaded: Kept | Literal[False] | None = None  # the kept aggregates read ahead (None: not tried)
@@ -170,6 +184,12 @@ class DuckDBEngine:
 
                     def beside_pin(cursor: Any) -> dict[Kind, _Cleaned]:
                         nonlocal preloaded
+                        if pin_ahead is not None:  # first: pin's look-up, while pin is staged
+                            try:
+                                pin_ahead.set_result(self._pin_repeats_ahead(cursor, pin, store, scratch))
+                            finally:
+                                if not pin_ahead.done():
+                                    pin_ahead.set_result(None)
                         cleaned = {kind: clean(cursor, kind, _PhaseLog()) for kind in beside}
                         # then, while pin is still cleaned, the aggregates its outputs start from
                         url = batch_table(settings, AGGREGATES)
@@ -180,7 +200,7 @@ class DuckDBEngine:
                     side = pool.submit(contextvars.copy_context().run, beside_pin, cursor)
                 for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
                     if kind not in beside:
-                        done[kind] = clean(con, kind, phase)
+                        done[kind] = clean(con, kind, phase, pin_ahead if kind == "pin" else None)
                 if side is not None:
                     done.update(side.result())
                     cursor.close()
@@ -305,6 +325,7 @@ class DuckDBEngine:
         fingerprints: Fingerprinter,
         quarantine: QuarantineBook,
         commits: Commits,
+        repeats_ahead: Future[bool | None] | None = None,
     ) -> _Cleaned:
         """Stage, clean and write the objects of ``plan`` chunk by chunk (``chunks.chunks``, oldest first);
         appended to the kind's table (incremental) or replacing it (``plan.rebuild``), with the kind's
@@ -314,7 +335,9 @@ class DuckDBEngine:
         (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
         back from the parts before it and, when incremental, from the table (``cleaned_sql``'s
         ``kept_before``: of the table only the rows that can match, see ``kept_rows_sql``; for pin no kept
-        unique_id at all when their keys, ``pin_keys``, show no staged one repeats them). delta-rs
+        unique_id at all when their keys, ``pin_keys``, show no staged one repeats them; ``repeats_ahead``:
+        that answer for the raw objects, :meth:`_pin_repeats_ahead`, trusted when False and no staged
+        row comes from the record-by-record reader, whose values the bulk reader may not share). delta-rs
         then commits the parts (local tables) or uploads them (remote ones). The columns the outputs need
         are read back into ``new_<kind>``, so the wide cleaned rows are never held in memory.
 
@@ -348,11 +371,15 @@ class DuckDBEngine:
                     drop_stage(con, kind)
                     bad = load_raw(con, kind, chunk_objects, ordered=True)
                 quarantined.extend(bad)
-                records += count(con, f"stage_{kind}") + len(bad)
+                staged, scanned = con.execute(f"SELECT count(*), count(_line) FROM stage_{kind}").fetchall()[
+                    0
+                ]
+                records += staged + len(bad)
                 phase.done(f"read lake: {label}")
                 sources = []
                 if history is not None:
-                    repeats = keys is None or may_repeat(con, keys, f"stage_{kind}")
+                    ahead = None if scanned or repeats_ahead is None else repeats_ahead.result()
+                    repeats = keys is None or (ahead is not False and may_repeat(con, keys, f"stage_{kind}"))
                     sources.append(kept_rows_sql(kind, history, f"stage_{kind}", repeats))
                 if parts:
                     sources.append(f"SELECT {cols} FROM {read_parts(target, parts)}")
@@ -388,6 +415,18 @@ class DuckDBEngine:
         assert state is not None  # an incremental plan has the bookkeeping it continues
         keys_written = keyed and bool(plan.todo or not incremental)
         return _Cleaned(url, rows, records, quarantined, history, state, keys_written)
+
+    def _pin_repeats_ahead(self, con: Any, plan: KindPlan, store: Any, scratch: Path) -> bool | None:
+        """Whether a new pin of ``plan`` may repeat a kept unique_id (``pin_keys.raw_may_repeat``), read from
+        the raw objects by another cursor while this one stages them: the look-up reads every kept key
+        (~15 ms for 1M pins) and was the staged pins' wait. None: not known that way."""
+        keys = kept_keys(con, batch_table(self.settings, PIN_KEYS), plan.before)
+        if keys is None:
+            return None
+        with local_objects(store, plan.todo, scratch) as objects:
+            if any(obj.is_parquet for obj in objects):
+                return None
+            return raw_may_repeat(con, keys, [duckdb_path(obj.path) for obj in objects])
 
     def _precedes_kept(
         self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions
