@@ -28,6 +28,13 @@ from pinpipe.config_layers import dotenv_layer, merge, toml_layer, variables_lay
 from pinpipe.errors import ConfigError
 from pinpipe.schema import DEFAULT_PREFIX
 
+# pydantic looks for plugins, an entry-point scan of every installed distribution (~10 ms of a command's
+# start-up), when it builds a model; the settings models need none. The scan is skipped while they are
+# built (pydantic then remembers no answer: a model built later, elsewhere, still gets its plugins).
+_NO_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
+_plugins_setting = os.environ.get(_NO_PLUGINS)
+os.environ[_NO_PLUGINS] = "__all__"
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -218,6 +225,12 @@ class Settings(BaseModel):
             parent = [p for p in prefix.split("/") if p][:-1]
             return locations.join(f"s3://{bucket}", *parent, "tables")
         return locations.file_url(self.workdir.resolve() / "tables")
+
+
+if _plugins_setting is None:  # the settings models are built: plugins as configured again
+    del os.environ[_NO_PLUGINS]
+else:
+    os.environ[_NO_PLUGINS] = _plugins_setting
 
 
 KILL_AFTER_CLAIM = "PINPIPE_TEST_KILL_AFTER_CLAIM"

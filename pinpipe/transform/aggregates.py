@@ -13,7 +13,8 @@ same aggregate of the added ones (:func:`merged_sql`):
   age group and join year, summed: the medians are read from these histograms by rank, exactly;
 - ``user_categories`` (age_group, category, n) and ``users_joined`` (year, n): summed.
 
-One table holds them all (:data:`AGGREGATE_TYPES`, unused columns null): it is replaced in one commit.
+One table holds them all (:data:`AGGREGATE_TYPES`, unused columns null), written in one commit; it may hold
+several partial rows of a group (an engine may append a run's aggregates unmerged).
 The three switches do not change the aggregates, only the cleaned rows (``keep_duplicates``) and the
 statements of :func:`output_sql`, whose results equal ``queries.output_sql``'s over the same rows.
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -235,3 +236,45 @@ def test_aggregates_of_other_rows_are_not_used(settings: Settings, monkeypatch: 
             put(full, kind, name, data)
         expected = snapshot(full, run_batch(full, BatchOptions()).outputs)
     assert snapshot(settings, rerun.outputs) == expected
+
+
+def test_added_aggregates_are_appended_until_they_outgrow_the_merged_ones(settings: Settings) -> None:
+    """An incremental run appends the aggregates of its rows unmerged while the rows appended since the
+    last merged write stay within that write's rows, and writes them merged once they would not; the
+    outputs equal one full run's either way."""
+    from deltalake import DeltaTable
+
+    from pinpipe.engines.duckdb.outputs import AGGREGATES
+    from pinpipe.engines.increments import last_metadata
+
+    url = batch_table(settings, AGGREGATES)
+
+    def aggregates_written() -> tuple[str, dict[str, int]]:
+        """The last write's mode and the rows its commit records."""
+        mode = DeltaTable(url).history(1)[0]["operationParameters"]["mode"]
+        text = last_metadata(url)
+        assert text is not None
+        return mode, json.loads(text)["rows"]
+
+    history = [(f"u{i}", i, i % 3, i % 4) for i in range(12)]
+    small = [("x", 100, 1, 2)]
+    large = [(f"w{i}", 200 + i, i % 3, (i + 1) % 4) for i in range(40)]
+    every = lake_objects([history, small, large])
+    for index, expected_mode in enumerate(["Overwrite", "Append", "Overwrite"]):
+        for kind, name, data in every[index * 3 : index * 3 + 3]:
+            put(settings, kind, name, data)
+        result = run_batch(settings, BatchOptions())
+        mode, rows = aggregates_written()
+        assert mode == expected_mode, index
+        with tempfile.TemporaryDirectory() as whole:
+            full = load_settings(workdir=Path(whole))
+            for kind, name, data in every[: index * 3 + 3]:
+                put(full, kind, name, data)
+            assert snapshot(settings, result.outputs) == snapshot(
+                full, run_batch(full, BatchOptions()).outputs
+            )
+        kept = read_table(url).num_rows
+        if mode == "Append":
+            assert 0 < rows["appended"] <= rows["merged"] and kept == rows["merged"] + rows["appended"]
+        else:
+            assert rows["appended"] == 0 and kept == rows["merged"]

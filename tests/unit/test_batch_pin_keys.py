@@ -117,3 +117,31 @@ def test_an_incremental_quiet_run_imports_no_pyarrow(settings: Settings) -> None
     assert "pin: 2 records read from 1 new objects" in run.stdout, run.stdout
     assert run.stdout.splitlines()[-1] == "[]", run.stdout
     assert _titles(settings) == [("a", "a"), ("b", "b"), ("c", "c")]
+
+
+def test_a_small_run_looks_new_pins_up_in_the_raw_objects_while_they_are_staged(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, lookups: list[bool]
+) -> None:
+    """The other cursor answers from the raw objects whether a new pin may repeat a kept unique_id: a
+    "no" spares the look-up of the staged pins; a "may", or objects the raw reader cannot read (a broken
+    line), leave it to the staged pins."""
+    staged: list[bool] = []
+    real = engine.may_repeat
+
+    def recording(con: Any, keys: str, source: str) -> bool:
+        staged.append(real(con, keys, source))
+        return staged[-1]
+
+    monkeypatch.setattr(engine, "may_repeat", recording)
+    _object(settings, 0, (1, "a", "first a"), (2, "b", "b"))
+    run_batch(settings, BatchOptions())
+    _object(settings, 1, (3, "c", "c"))
+    run_batch(settings, BatchOptions())
+    assert staged == [] and lookups == [False]
+    _object(settings, 2, (4, "a", "later a"), (5, "d", "d"))
+    run_batch(settings, BatchOptions())
+    assert staged == [True] and lookups == [False, True]
+    put(settings, "pin", "partition=0/{topic}+0+0000000003.json", lines(pin(6, "e", "e")) + b"{broken\n")
+    run_batch(settings, BatchOptions())
+    assert staged == [True, False] and lookups == [False, True, False]
+    assert _titles(settings) == [("a", "first a"), ("b", "b"), ("c", "c"), ("d", "d"), ("e", "e")]

@@ -167,14 +167,15 @@ def test_aggregates_read_ahead_are_not_used_when_pin_is_rebuilt(
     from pinpipe.engines.duckdb import engine
     from pinpipe.engines.increments import PRECEDES_KEPT
 
-    read_ahead: list[bool] = []
+    read_ahead: list[bool] = []  # whether usable kept aggregates were read ahead
     loaded = threading.Event()
     load, precedes = engine.load_kept_aggregates, engine.DuckDBEngine._precedes_kept
 
-    def load_first(*args: Any) -> bool:
-        read_ahead.append(load(*args))
+    def load_first(*args: Any) -> Any:
+        kept = load(*args)
+        read_ahead.append(kept is not None)
         loaded.set()
-        return read_ahead[-1]
+        return kept
 
     def decide_after(self: Any, con: Any, plan: Any, *args: Any) -> bool:  # pin's, once they are read
         if plan.kind == "pin":

@@ -8,10 +8,10 @@ import logging
 import os
 import resource
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pinpipe.config import Settings
 from pinpipe.delta import ParquetFile, local_table_dir
@@ -19,8 +19,11 @@ from pinpipe.engines.base import BatchResult, PyArrowTables, QuarantinedRecord
 from pinpipe.engines.duckdb.chunks import MAX_MEMORY, chunk_bytes, chunks, memory_limit
 from pinpipe.engines.duckdb.commits import Commits
 from pinpipe.engines.duckdb.outputs import (
+    ADDED,
     AGGREGATES,
+    KEPT,
     PARTIAL,
+    Kept,
     add_aggregates,
     aggregates_query,
     all_aggregates,
@@ -31,7 +34,14 @@ from pinpipe.engines.duckdb.outputs import (
     write_output,
 )
 from pinpipe.engines.duckdb.parts import commit, copy_cleaned, no_rows, read_parts, register_history
-from pinpipe.engines.duckdb.pin_keys import PIN_KEYS, kept_keys, keys_table, may_repeat, write_keys
+from pinpipe.engines.duckdb.pin_keys import (
+    PIN_KEYS,
+    kept_keys,
+    keys_table,
+    may_repeat,
+    raw_may_repeat,
+    write_keys,
+)
 from pinpipe.engines.duckdb.sql import arrows, count, fetch_one, quote
 from pinpipe.engines.duckdb.staging import drop_stage, load_raw
 from pinpipe.engines.increments import (
@@ -47,6 +57,7 @@ from pinpipe.engines.increments import (
 from pinpipe.engines.lake_input import LakeObject, local_objects
 from pinpipe.errors import EngineError
 from pinpipe.lake.store import FileStore, open_store
+from pinpipe.locations import duckdb_path
 from pinpipe.schema import KINDS, Kind
 from pinpipe.tables import batch_table
 from pinpipe.transform.clean import (
@@ -145,7 +156,9 @@ class DuckDBEngine:
             tables: dict[str, str] = {}
             done: dict[Kind, _Cleaned] = {}
 
-            def clean(con: Any, kind: Kind, phase: _PhaseLog) -> _Cleaned:
+            def clean(
+                con: Any, kind: Kind, phase: _PhaseLog, ahead: Future[bool | None] | None = None
+            ) -> _Cleaned:
                 plan = plans[kind]
                 if not plan.rebuild and plan.todo and self._precedes_kept(con, plan, store, scratch, options):
                     plan = plans[kind] = rebuild_plan(plan, PRECEDES_KEPT)
@@ -154,29 +167,40 @@ class DuckDBEngine:
                     for obj in objects:
                         fingerprints.add(obj.key, obj.path, plan.info.get(obj.key))
                     return self._clean_kind(
-                        con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits
+                        con, plan, objects, options, scratch, phase, fingerprints, quarantine, commits, ahead
                     )
 
             beside = BESIDE_PIN if self._small(store, plans) else ()
+            pin = plans["pin"]
+            pin_ahead: Future[bool | None] | None = None  # whether a new pin may repeat a kept one
+            if beside and pin.rebuild is None and pin.todo and not options.keep_duplicates:
+                pin_ahead = Future()
             if beside and self.threads is None and _todo_bytes(plans) <= ONE_THREAD_RUN:
                 con.execute("SET threads TO 1")
-            preloaded: bool | None = None  # the kept aggregates read ahead into PARTIAL (None: not tried)
+            preloaded: Kept | Literal[False] | None = None  # the kept aggregates read ahead (None: not tried)
             with ThreadPoolExecutor(1, thread_name_prefix="pinpipe-kinds") as pool:
                 side = None
                 if beside:  # on a cursor of their own, while pin is cleaned on this connection
 
                     def beside_pin(cursor: Any) -> dict[Kind, _Cleaned]:
                         nonlocal preloaded
+                        if pin_ahead is not None:  # first: pin's look-up, while pin is staged
+                            try:
+                                pin_ahead.set_result(self._pin_repeats_ahead(cursor, pin, store, scratch))
+                            finally:
+                                if not pin_ahead.done():
+                                    pin_ahead.set_result(None)
                         cleaned = {kind: clean(cursor, kind, _PhaseLog()) for kind in beside}
                         # then, while pin is still cleaned, the aggregates its outputs start from
-                        preloaded = load_kept_aggregates(cursor, batch_table(settings, AGGREGATES), plans)
+                        url = batch_table(settings, AGGREGATES)
+                        preloaded = load_kept_aggregates(cursor, url, plans) or False
                         return cleaned
 
                     cursor = con.cursor()
                     side = pool.submit(contextvars.copy_context().run, beside_pin, cursor)
                 for kind in KINDS:  # one kind at a time, in chunks: only a chunk's raw rows in memory
                     if kind not in beside:
-                        done[kind] = clean(con, kind, phase)
+                        done[kind] = clean(con, kind, phase, pin_ahead if kind == "pin" else None)
                 if side is not None:
                     done.update(side.result())
                     cursor.close()
@@ -239,24 +263,27 @@ class DuckDBEngine:
         options: BatchOptions,
         phase: _PhaseLog,
         commits: Commits,
-        preloaded: bool | None = None,
+        preloaded: Kept | Literal[False] | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """The ten outputs from the aggregates: the kept ones merged with those of the rows this run
-        appended (``new_<kind>``; True), or all computed again from the whole cleaned tables (False).
-        Their commits are queued on ``commits``, each as soon as its data is ready. ``preloaded``: the
-        kept aggregates were read ahead into ``PARTIAL`` (True), found unusable (False), not tried (None)."""
+        """The ten outputs from the aggregates: the kept ones with those of the rows this run appended
+        (``new_<kind>``; True), or all computed again from the whole cleaned tables (False). Their
+        commits are queued on ``commits``, each as soon as its data is ready. ``preloaded``: the kept
+        aggregates read ahead into ``KEPT``, found unusable (False), not tried (None)."""
         url = batch_table(self.settings, AGGREGATES)
+        kept: Kept | None
         if preloaded is None:
             kept = kept_aggregates(con, url, plans)
         elif preloaded and all(plan.rebuild is None for plan in plans.values()):
-            kept = PARTIAL
+            kept = preloaded
         else:  # not usable, or pin was rebuilt after they were read (a new pin precedes a kept one)
             if preloaded:
-                con.execute(f"DROP TABLE {PARTIAL}")
+                con.execute(f"DROP TABLE {KEPT}")
             kept = None
+        append = False  # the added rows' aggregates appended to the kept ones (``outputs.Kept.append``)
         if kept is not None:
             old = {kind: c.history for kind, c in done.items() if c.history is not None}
-            add_aggregates(con, kept, {kind: f"new_{kind}" for kind in KINDS}, old)
+            added = add_aggregates(con, kept.source, {kind: f"new_{kind}" for kind in KINDS}, old)
+            append = kept.append(added)
         else:
             for kind, cleaned in done.items():
                 sources = [f"SELECT * FROM new_{kind}"]
@@ -271,14 +298,16 @@ class DuckDBEngine:
         queries: dict[str, str] = {}
         if kept is None or any(plan.todo for plan in plans.values()):  # the tables' bookkeeping moved
             # first: the costliest query and the largest write, made while the outputs are computed
-            queries[AGGREGATES] = aggregates_query(state, merge=kept is not None)
+            queries[AGGREGATES] = (
+                aggregates_query(ADDED) if append else aggregates_query(state, kept is not None)
+            )
         queries.update({name: output_query(name, options, state) for name in OUTPUTS})
         outputs = {}
         commits.wait()  # no output is replaced before the rows it comes from are committed
         for name, table in arrows(con, queries):  # each committed as soon as it is computed
             if name == AGGREGATES:
                 states = {kind: c.state for kind, c in done.items()}
-                commits.submit(write_aggregates, url, table, states, ordered=False)
+                commits.submit(write_aggregates, url, table, states, kept if append else None, ordered=False)
             else:
                 outputs[name] = table
                 commits.submit(write_output, self.settings, name, table, ordered=False)
@@ -296,6 +325,7 @@ class DuckDBEngine:
         fingerprints: Fingerprinter,
         quarantine: QuarantineBook,
         commits: Commits,
+        repeats_ahead: Future[bool | None] | None = None,
     ) -> _Cleaned:
         """Stage, clean and write the objects of ``plan`` chunk by chunk (``chunks.chunks``, oldest first);
         appended to the kind's table (incremental) or replacing it (``plan.rebuild``), with the kind's
@@ -305,7 +335,9 @@ class DuckDBEngine:
         (``COPY``: parallel, streaming, within ``memory_limit``); the rows a chunk must not repeat are read
         back from the parts before it and, when incremental, from the table (``cleaned_sql``'s
         ``kept_before``: of the table only the rows that can match, see ``kept_rows_sql``; for pin no kept
-        unique_id at all when their keys, ``pin_keys``, show no staged one repeats them). delta-rs
+        unique_id at all when their keys, ``pin_keys``, show no staged one repeats them; ``repeats_ahead``:
+        that answer for the raw objects, :meth:`_pin_repeats_ahead`, trusted when False and no staged
+        row comes from the record-by-record reader, whose values the bulk reader may not share). delta-rs
         then commits the parts (local tables) or uploads them (remote ones). The columns the outputs need
         are read back into ``new_<kind>``, so the wide cleaned rows are never held in memory.
 
@@ -339,11 +371,15 @@ class DuckDBEngine:
                     drop_stage(con, kind)
                     bad = load_raw(con, kind, chunk_objects, ordered=True)
                 quarantined.extend(bad)
-                records += count(con, f"stage_{kind}") + len(bad)
+                staged, scanned = con.execute(f"SELECT count(*), count(_line) FROM stage_{kind}").fetchall()[
+                    0
+                ]
+                records += staged + len(bad)
                 phase.done(f"read lake: {label}")
                 sources = []
                 if history is not None:
-                    repeats = keys is None or may_repeat(con, keys, f"stage_{kind}")
+                    ahead = None if scanned or repeats_ahead is None else repeats_ahead.result()
+                    repeats = keys is None or (ahead is not False and may_repeat(con, keys, f"stage_{kind}"))
                     sources.append(kept_rows_sql(kind, history, f"stage_{kind}", repeats))
                 if parts:
                     sources.append(f"SELECT {cols} FROM {read_parts(target, parts)}")
@@ -379,6 +415,18 @@ class DuckDBEngine:
         assert state is not None  # an incremental plan has the bookkeeping it continues
         keys_written = keyed and bool(plan.todo or not incremental)
         return _Cleaned(url, rows, records, quarantined, history, state, keys_written)
+
+    def _pin_repeats_ahead(self, con: Any, plan: KindPlan, store: Any, scratch: Path) -> bool | None:
+        """Whether a new pin of ``plan`` may repeat a kept unique_id (``pin_keys.raw_may_repeat``), read from
+        the raw objects by another cursor while this one stages them: the look-up reads every kept key
+        (~15 ms for 1M pins) and was the staged pins' wait. None: not known that way."""
+        keys = kept_keys(con, batch_table(self.settings, PIN_KEYS), plan.before)
+        if keys is None:
+            return None
+        with local_objects(store, plan.todo, scratch) as objects:
+            if any(obj.is_parquet for obj in objects):
+                return None
+            return raw_may_repeat(con, keys, [duckdb_path(obj.path) for obj in objects])
 
     def _precedes_kept(
         self, con: Any, plan: KindPlan, store: Any, scratch: Path, options: BatchOptions

@@ -20,7 +20,7 @@ from typing import Any
 
 from pinpipe.delta import open_table_if_exists
 from pinpipe.engines.duckdb.parts import table_source
-from pinpipe.engines.duckdb.sql import arrow, fetch_one
+from pinpipe.engines.duckdb.sql import arrow, fetch_one, quote
 from pinpipe.engines.increments import FORMAT, KindState, last_metadata, write_table
 
 PIN_KEYS = "pin_keys"
@@ -59,6 +59,23 @@ def may_repeat(con: Any, keys: str, staged: str) -> bool:
             f" AND {key_sql('unique_id')} IN (SELECT key FROM {keys})",
         )
     )
+
+
+def raw_may_repeat(con: Any, keys: str, paths: list[str]) -> bool | None:
+    """:func:`may_repeat` of the unique_ids of the JSON-lines objects at ``paths`` (local files) as DuckDB's
+    reader reads them, before any check: a superset of those staging takes from that reader, so False
+    holds for them too. None when the objects cannot be read so (a malformed line)."""
+    import duckdb
+
+    files = "[" + ", ".join(quote(p) for p in paths) + "]"
+    raw = (
+        f"(SELECT unique_id FROM read_json({files}, format='newline_delimited', records=true,"
+        " columns={'unique_id': 'VARCHAR'}))"
+    )
+    try:
+        return may_repeat(con, keys, raw)
+    except duckdb.Error:
+        return None
 
 
 def keys_table(con: Any, sources: list[str]) -> Any:
