@@ -43,12 +43,15 @@ class Cluster:
 
 class Producer:
     """Acknowledges every record at the next poll or flush until ``fail`` is called: then the records in
-    flight fail with the fatal error (reported to ``error_cb`` first, as librdkafka does), and every later
-    ``produce`` raises ``_FATAL``. A non-fatal ``error`` fails the records in flight alone."""
+    flight fail with the broker's error and the ``poll`` or ``flush`` serving their reports raises the
+    fatal error, as confluent-kafka does (as the context of the SystemError a delivery callback run with
+    it pending raised, with ``wrapped``); every later ``produce`` raises ``_FATAL``. A non-fatal
+    ``error`` fails the records in flight alone."""
+
+    wrapped = True
 
     def __init__(self, cluster: Cluster, config: dict[str, Any]) -> None:
         self.cluster = cluster
-        self.error_cb = config.get("error_cb")
         self.dead = False
         self.closed = False
         self._lock = threading.RLock()
@@ -89,9 +92,6 @@ class Producer:
             error = self._delivery_error
             if reports and not self.dead:  # a non-fatal error fails the records in flight once
                 self._delivery_error = None
-        for event in events:
-            if self.error_cb is not None:  # without one, librdkafka logs the error
-                self.error_cb(event)
         for on_delivery, value in reports:
             if error is not None:
                 on_delivery(error, None)
@@ -100,6 +100,12 @@ class Producer:
                 self.cluster.stored.append(value)
                 offset = len(self.cluster.stored) - 1
             on_delivery(None, Delivered(offset))
+        for event in events:
+            fatal = ck.KafkaException(event)
+            if not self.wrapped:
+                raise fatal
+            message = "<method 'append' of 'list' objects> returned a result with an exception set"
+            raise SystemError(message) from fatal
         return 0
 
     def close(self) -> bool:
@@ -130,9 +136,11 @@ def _records(*values: bytes) -> list[OutgoingRecord]:
     return [OutgoingRecord(v, idempotency_key=v.decode(), fingerprint="f") for v in values]
 
 
+@pytest.mark.parametrize("wrapped", [True, False], ids=["in-a-system-error", "plain"])
 def test_a_fatal_error_in_flight_fails_the_append_retryably_and_the_next_goes_out_on_a_new_producer(
-    cluster: Cluster,
+    cluster: Cluster, wrapped: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(Producer, "wrapped", wrapped)
     writer, log = _writer()
     assert writer.append("t", _records(b"a")) == [(0, 0)]
     cluster.producers[0].fail_after = 1

@@ -58,6 +58,7 @@ from pinpipe.config import kill_after_claim
 from pinpipe.errors import LogError, LogUnavailableError
 from pinpipe.log.kafka.delivery import DELIVERY_MARGIN_S, Deliveries
 from pinpipe.log.kafka.producer import Generation, RenewingProducer
+from pinpipe.log.kafka.reader import is_fatal, raise_for
 
 ck = require("confluent_kafka", "kafka")
 
@@ -320,7 +321,7 @@ class KafkaClaims:
         assert producers is not None, "claims used before _prepare"
         gen = producers.acquire()
         try:
-            gen.client.poll(0)  # the reports of earlier claims, which nobody waited for, and a fatal error
+            gen.serve(0)  # the reports of earlier claims, which nobody waited for, and a fatal error
             if gen.fatal is not None:  # it went fatal while idle: nothing of these claims went to it
                 gen = producers.renew(gen)
             partitions, deliveries = self._append(gen, ctopic, claims)
@@ -352,7 +353,7 @@ class KafkaClaims:
             except BufferError as exc:
                 raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
             except ck.KafkaException as exc:  # mapped by the caller, unless the producer went fatal
-                if gen.failed(exc.args[:1]):
+                if is_fatal(exc.args[0]) and gen.failed(exc.args):
                     raise gen.error(f"claim idempotency keys in {ctopic!r}") from exc
                 raise
         return partitions, deliveries
@@ -368,8 +369,6 @@ class KafkaClaims:
         with self._lock:
             while unread := [claim_id for claim_id in unread if claim_id in self._sent]:
                 if deliveries.errors:
-                    from pinpipe.log.kafka.reader import raise_for
-
                     what = f"claim idempotency key in {ctopic!r}"
                     if gen.failed(deliveries.errors):
                         raise gen.error(what)
@@ -381,7 +380,7 @@ class KafkaClaims:
                     self._fold(msg)
                     for more in self._consumer.consume(BURST, 0):  # the rest already fetched, at once
                         self._fold(more)
-                gen.client.poll(0)  # our delivery reports: an error ends the wait
+                gen.serve(0)  # our delivery reports: an error ends the wait
             return [self._books[(ctopic, p)].winners[key] for p, _, key in wanted]
 
     def _fold(self, msg: Any) -> None:

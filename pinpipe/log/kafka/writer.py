@@ -24,7 +24,7 @@ from pinpipe.log.kafka.claims import KafkaClaims, Ticket
 from pinpipe.log.kafka.delivery import Deliveries, wait_for
 from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
 from pinpipe.log.kafka.producer import Generation, RenewingProducer
-from pinpipe.log.kafka.reader import raise_for
+from pinpipe.log.kafka.reader import is_fatal, raise_for
 
 ck = require("confluent_kafka", "kafka")
 
@@ -479,10 +479,11 @@ class KafkaLogWriter:
                     raise _QueueFull(
                         f"Kafka: the producer's queue stayed full for {self._log.timeout_s}s; retry"
                     ) from exc
-                sending.gen.client.poll(0.05)
+                sending.gen.serve(0.05)
             except ck.KafkaException as exc:
-                if not sending.gen.failed([exc.args[0]]):
+                if not is_fatal(exc.args[0]):  # a dead producer refuses every record with _FATAL
                     raise_for(exc.args[0], f"append to {topic!r}")
+                sending.gen.failed(exc.args)
                 if sending.handed or sending.renewed:
                     raise sending.gen.error(f"append to {topic!r}") from exc
                 sending.gen = self._producers.renew(sending.gen)  # nothing went to the dead one
@@ -496,7 +497,7 @@ class KafkaLogWriter:
         try:
             wait_for(
                 [c.batch for c in calls],
-                lambda: gen.client.flush(0.01),
+                lambda: gen.serve(0.01, flush=True),
                 self._log.timeout_s,
                 "delivery reports",
             )
