@@ -10,6 +10,7 @@ import pytest
 from pinpipe.config import Settings
 from pinpipe.errors import LogError, LogUnavailableError
 from pinpipe.log.base import Log
+from pinpipe.log.kafka.reader import ProducerFatalError
 from pinpipe.log.memory import MemoryLog
 from pinpipe.log.partitioner import partition_for_key
 from tests.unit import api_support
@@ -339,6 +340,7 @@ class FailingLog(MemoryLog):
     ("error", "status", "code", "retry_after"),
     [
         (LogUnavailableError("disk gone"), 503, 50003, True),
+        (ProducerFatalError("Kafka: the producer failed fatally"), 503, 50003, True),
         (LogError("refused"), 500, 50002, False),
         (RuntimeError("a bug"), 500, 50001, False),
     ],

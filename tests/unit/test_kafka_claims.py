@@ -20,6 +20,7 @@ from pinpipe.log.kafka.claims import (
     encode,
     partition_of,
 )
+from pinpipe.log.kafka.producer import RenewingProducer
 
 
 def winner(*claims: tuple[str, str | None]) -> str:
@@ -144,7 +145,8 @@ class _Consumer:
 def _claims(error: KafkaError | None, fetches: bool) -> KafkaClaims:
     claims = KafkaClaims(cast(Any, _ClaimsLog()))
     producer = _Producer(error)
-    claims._producer, claims._consumer = producer, _Consumer(producer, fetches)
+    claims._producers = RenewingProducer({}, 30.0, "claims", make=lambda config: producer)
+    claims._consumer = _Consumer(producer, fetches)
     claims._books[("__pinpipe-claims.t", 0)] = ClaimBook()
     claims._next[("__pinpipe-claims.t", 0)] = 0
     claims._counts["__pinpipe-claims.t"] = 1

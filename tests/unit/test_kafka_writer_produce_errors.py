@@ -6,7 +6,6 @@ written and answered as usual."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any, cast
 
 import pytest
@@ -14,59 +13,11 @@ from confluent_kafka import KafkaError, KafkaException
 
 from pinpipe.errors import LogError, LogUnavailableError
 from pinpipe.log.base import OutgoingRecord
-from pinpipe.log.kafka.claims import Ticket
+from pinpipe.log.kafka.producer import RenewingProducer
 from pinpipe.log.kafka.writer import KafkaLogWriter
+from tests.unit.kafka_support import Delivered, OnePartitionLog
 
 TIMEOUT_S = 0.3
-
-
-class _Index:
-    def __init__(self) -> None:
-        self.released: list[tuple[str, set[str], dict[str, Any], bool]] = []
-
-    def claim(self, topic: str, keys: Sequence[str]) -> dict[str, Any]:
-        return {}
-
-    def claim_many(self, topic: str, calls: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
-        return [{} for _ in calls]
-
-    def release(self, topic: str, claimed: Any, placed: Any, wrote: bool = True) -> None:
-        self.released.append((topic, set(claimed), dict(placed), wrote))
-
-    def release_many(self, topic: str, calls: Sequence[tuple[Any, Any, bool]]) -> None:
-        for claimed, placed, wrote in calls:
-            self.release(topic, claimed, placed, wrote)
-
-
-class _Claims:
-    def acquire_many(self, topic: str, keys: Sequence[str]) -> list[Any]:
-        return [Ticket(key, float("inf")) for key in keys]  # every claim won
-
-    def acquire(self, topic: str, key: str, stored: Any) -> Ticket:
-        return Ticket(key, float("inf"))
-
-
-class _Log:
-    timeout_s = TIMEOUT_S
-
-    def __init__(self) -> None:
-        self.common = {"bootstrap.servers": "127.0.0.1:9"}
-        self.index = _Index()
-        self.claims = _Claims()
-
-    def partition_count(self, topic: str) -> int:
-        return 1
-
-
-class _Message:
-    def __init__(self, offset: int) -> None:
-        self._offset = offset
-
-    def partition(self) -> int:
-        return 0
-
-    def offset(self) -> int:
-        return self._offset
 
 
 class _Producer:
@@ -86,7 +37,7 @@ class _Producer:
             raise TypeError("expected headers to be dict or list of (key, value) tuples")
         self.produced.append(value)
         self.headers.append(headers)
-        self._reports.append((on_delivery, _Message(len(self.produced) - 1)))
+        self._reports.append((on_delivery, Delivered(len(self.produced) - 1)))
 
     def poll(self, timeout: float) -> int:
         return self.flush(timeout)
@@ -98,11 +49,11 @@ class _Producer:
         return 0
 
 
-def _writer(refuse: dict[bytes, BaseException]) -> tuple[KafkaLogWriter, _Producer, _Log]:
-    log = _Log()
+def _writer(refuse: dict[bytes, BaseException]) -> tuple[KafkaLogWriter, _Producer, OnePartitionLog]:
+    log = OnePartitionLog(TIMEOUT_S)
     writer = KafkaLogWriter(cast(Any, log))
     producer = _Producer(refuse)
-    writer._producer = producer
+    writer._producers = RenewingProducer(writer.config, TIMEOUT_S, "records", make=lambda config: producer)
     return writer, producer, log
 
 

@@ -53,9 +53,14 @@ from typing import Any, Protocol
 
 import orjson
 
+from pinpipe._optional import require
 from pinpipe.config import kill_after_claim
 from pinpipe.errors import LogError, LogUnavailableError
 from pinpipe.log.kafka.delivery import DELIVERY_MARGIN_S, Deliveries
+from pinpipe.log.kafka.producer import Generation, RenewingProducer
+from pinpipe.log.kafka.reader import is_fatal, raise_for
+
+ck = require("confluent_kafka", "kafka")
 
 
 class KafkaAdmin(Protocol):
@@ -191,7 +196,7 @@ class KafkaClaims:
         self._sent: dict[str, float] = {}  # own claim id -> when it was sent (until it is decided)
         self._ready: set[str] = set()
         self._lock = threading.Lock()  # the consumer and the books
-        self._producer: Any = None
+        self._producers: RenewingProducer | None = None
         self._consumer: Any = None
         self._kill_after = kill_after_claim()
 
@@ -204,8 +209,7 @@ class KafkaClaims:
         while True:
             (claim_id,) = claim_ids(1)
             sent = time.monotonic()
-            (partition,), deliveries = self._append(ctopic, [(key, claim_id, supersedes)])
-            (winner,) = self._read_to(ctopic, [(partition, claim_id, key)], deliveries)
+            (partition,), (winner,) = self._claim(ctopic, [(key, claim_id, supersedes)])
             ticket = self._ticket(key, claim_id, winner, sent)
             if ticket is not None:
                 return ticket
@@ -233,11 +237,9 @@ class KafkaClaims:
         ctopic = self._prepare(topic)
         ids = claim_ids(len(keys))
         sent = time.monotonic()
-        partitions, deliveries = self._append(
+        _, winners = self._claim(
             ctopic, [(key, claim_id, None) for key, claim_id in zip(keys, ids, strict=True)]
         )
-        wanted = [(p, claim_id, key) for p, claim_id, key in zip(partitions, ids, keys, strict=True)]
-        winners = self._read_to(ctopic, wanted, deliveries)
         return [self._ticket(k, c, w, sent) for k, c, w in zip(keys, ids, winners, strict=True)]
 
     def _ticket(self, key: str, claim_id: str, winner: Claim, sent: float) -> Ticket | None:
@@ -271,9 +273,9 @@ class KafkaClaims:
             if self._consumer is not None:
                 self._consumer.close()
                 self._consumer = None
-            if self._producer is not None:
-                self._producer.flush(self._log.timeout_s)
-                self._producer = None
+            if self._producers is not None:
+                self._producers.close()
+                self._producers = None
 
     def _prepare(self, topic: str) -> str:
         """The claims topic of ``topic``, created and assigned to this process's reader on first use."""
@@ -283,14 +285,15 @@ class KafkaClaims:
                 return ctopic
         self._log.create_topic(ctopic, 1, config=RETENTION)
         count = self._log.partition_count(ctopic)
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         with self._lock:
             if ctopic in self._ready:
                 return ctopic
-            if self._producer is None:
+            if self._producers is None:
                 ms = int(self._log.timeout_s * 1000)
-                self._producer = Producer(PRODUCER | {"message.timeout.ms": ms} | self._log.common)
+                config = PRODUCER | {"message.timeout.ms": ms} | self._log.common
+                self._producers = RenewingProducer(config, self._log.timeout_s, "claims")
                 self._consumer = Consumer(
                     self._log.common
                     | {
@@ -310,14 +313,30 @@ class KafkaClaims:
             self._ready.add(ctopic)
         return ctopic
 
-    def _append(self, ctopic: str, claims: Sequence[Entry]) -> tuple[list[int], Deliveries]:
-        """Send each claim ``(key, claim id, superseded claim id)``: one record per partition (and per
-        ``RECORD_BYTES``). Returns the partition of each claim and the records' delivery reports, which
+    def _claim(self, ctopic: str, claims: Sequence[Entry]) -> tuple[list[int], list[Claim]]:
+        """Send ``claims`` and read them back: the partition of each and the winner of its key there. The
+        producer is replaced once it went fatal (:mod:`pinpipe.log.kafka.producer`): the claims it failed
+        get the retryable error, the next ones go out on a new producer."""
+        producers = self._producers
+        assert producers is not None, "claims used before _prepare"
+        gen = producers.acquire()
+        try:
+            gen.serve(0)  # the reports of earlier claims, which nobody waited for, and a fatal error
+            if gen.fatal is not None:  # it went fatal while idle: nothing of these claims went to it
+                gen = producers.renew(gen)
+            partitions, deliveries = self._append(gen, ctopic, claims)
+            wanted = [(p, claim_id, key) for p, (key, claim_id, _) in zip(partitions, claims, strict=True)]
+            return partitions, self._read_to(gen, ctopic, wanted, deliveries)
+        finally:
+            producers.release(gen)
+
+    def _append(self, gen: Generation, ctopic: str, claims: Sequence[Entry]) -> tuple[list[int], Deliveries]:
+        """Send each claim ``(key, claim id, superseded claim id)`` on ``gen``: one record per partition (and
+        per ``RECORD_BYTES``). Returns the partition of each claim and the records' delivery reports, which
         nobody waits for: a claim read back is held by every in-sync replica already (a consumer reads
         up to the high watermark only), and the reply to the produce comes when the read-back does."""
         chunks = claim_records(claims, self._counts[ctopic])
         deliveries = Deliveries(len(chunks))
-        self._producer.poll(0)  # the reports of earlier claims, which nobody waited for
         now = time.monotonic()
         partitions = [0] * len(claims)
         for n, (partition, members) in enumerate(chunks):
@@ -325,7 +344,7 @@ class KafkaClaims:
                 self._sent[claims[i][1]] = now
                 partitions[i] = partition
             try:
-                self._producer.produce(
+                gen.client.produce(
                     ctopic,
                     value=encode([claims[i] for i in members]),
                     partition=partition,
@@ -333,22 +352,27 @@ class KafkaClaims:
                 )
             except BufferError as exc:
                 raise LogUnavailableError("Kafka: the claims producer's queue is full; retry") from exc
+            except ck.KafkaException as exc:  # mapped by the caller, unless the producer went fatal
+                if is_fatal(exc.args[0]) and gen.failed(exc.args):
+                    raise gen.error(f"claim idempotency keys in {ctopic!r}") from exc
+                raise
         return partitions, deliveries
 
     def _read_to(
-        self, ctopic: str, wanted: Sequence[tuple[int, str, str]], deliveries: Deliveries
+        self, gen: Generation, ctopic: str, wanted: Sequence[tuple[int, str, str]], deliveries: Deliveries
     ) -> list[Claim]:
         """Read the claims up to each of ours, ``(partition, claim id, key)`` (all assigned partitions
         are folded on the way), and return the winner of each key there. A failed delivery of ours
-        (``deliveries``) ends the wait with its error."""
+        (``deliveries``, produced on ``gen``) ends the wait with its error."""
         deadline = time.monotonic() + self._log.timeout_s + DELIVERY_MARGIN_S
         unread = [claim_id for _, claim_id, _ in wanted]
         with self._lock:
             while unread := [claim_id for claim_id in unread if claim_id in self._sent]:
                 if deliveries.errors:
-                    from pinpipe.log.kafka.reader import raise_for
-
-                    raise_for(deliveries.errors[0], f"claim idempotency key in {ctopic!r}")
+                    what = f"claim idempotency key in {ctopic!r}"
+                    if gen.failed(deliveries.errors):
+                        raise gen.error(what)
+                    raise_for(deliveries.errors[0], what)
                 if time.monotonic() > deadline:
                     raise LogUnavailableError(f"Kafka: reading claims of {ctopic!r} timed out")
                 msg = self._consumer.poll(POLL_S)  # returns at the first message (consume waits for all)
@@ -356,7 +380,7 @@ class KafkaClaims:
                     self._fold(msg)
                     for more in self._consumer.consume(BURST, 0):  # the rest already fetched, at once
                         self._fold(more)
-                self._producer.poll(0)  # our delivery reports: an error ends the wait
+                gen.serve(0)  # our delivery reports: an error ends the wait
             return [self._books[(ctopic, p)].winners[key] for p, _, key in wanted]
 
     def _fold(self, msg: Any) -> None:

@@ -1,12 +1,11 @@
 """Delivery reports of records produced together, and waiting for them.
 
 librdkafka calls a record's ``on_delivery`` from whichever thread polls or flushes the producer, so the
-reports of one call may be served by another thread's wait: :class:`Deliveries` counts them under a lock.
+reports of one call may be served by another thread's wait: :class:`Deliveries` keeps them in a list.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -19,21 +18,40 @@ DELIVERY_MARGIN_S = 5.0
 
 
 class Deliveries:
-    """The delivery reports of ``size`` records produced together: where each landed, and the errors."""
+    """The delivery reports of ``size`` records produced together: where each landed, and the errors.
+
+    A report is one ``list.append``, atomic without a lock: confluent-kafka can run the first callback
+    after a fatal error with that error still pending, when every C call it makes (a lock's acquire
+    too) takes effect and then raises; an append made so is kept, a lock acquired so is never released.
+    """
 
     def __init__(self, size: int) -> None:
-        self.placed: list[tuple[int, int] | None] = [None] * size
-        self.errors: list[Any] = []
-        self.waiting = size
-        self._lock = threading.Lock()
+        self.size = size
+        self._reports: list[tuple[int, Any, Any]] = []  # (record, error, message), in arrival order
+        self._skipped = 0  # counted by the producing thread only
+        self._placed: list[tuple[int, int] | None] = [None] * size
+        self._counted = 0  # reports folded into _placed
 
     def report(self, i: int, err: Any, msg: Any) -> None:
-        with self._lock:
-            self.waiting -= 1
-            if err is not None:
-                self.errors.append(err)
-            else:
-                self.placed[i] = (msg.partition(), msg.offset())
+        self._reports.append((i, err, msg))
+
+    @property
+    def waiting(self) -> int:
+        return self.size - self._skipped - len(self._reports)
+
+    @property
+    def errors(self) -> list[Any]:
+        return [err for _, err, _ in self._reports if err is not None]
+
+    @property
+    def placed(self) -> list[tuple[int, int] | None]:
+        """Where each record landed (None: no report yet, an error, or not produced)."""
+        reports = self._reports[self._counted :]
+        for i, err, msg in reports:
+            if err is None:
+                self._placed[i] = (msg.partition(), msg.offset())
+        self._counted += len(reports)
+        return self._placed
 
     def callback(self, i: int) -> Callable[[Any, Any], None]:
         """The ``on_delivery`` of record ``i`` (a partial: called by librdkafka once per record, it is
@@ -42,8 +60,7 @@ class Deliveries:
 
     def skip(self) -> None:
         """One record that is not produced after all (nothing to wait for)."""
-        with self._lock:
-            self.waiting -= 1
+        self._skipped += 1
 
 
 def wait_for(

@@ -29,6 +29,11 @@ class KafkaFatalError(LogError):
     producer's fatal error): every later call on it fails, only a new client can go on."""
 
 
+class ProducerFatalError(KafkaFatalError, LogUnavailableError):
+    """The appends a producer failed when it went fatal: retryable (HTTP 503), as their records may be
+    stored and the next append goes out on a new producer (:mod:`pinpipe.log.kafka.producer`)."""
+
+
 def is_fatal(err: Any) -> bool:
     """A fatal error reaches a consumer as an ``_FATAL`` event whose own ``fatal()`` is False; a commit
     may meet the broker's FENCED_INSTANCE_ID itself first (the consumer is fenced all the same)."""

@@ -23,7 +23,8 @@ from pinpipe.log.base import OutgoingRecord
 from pinpipe.log.kafka.claims import KafkaClaims, Ticket
 from pinpipe.log.kafka.delivery import Deliveries, wait_for
 from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
-from pinpipe.log.kafka.reader import raise_for
+from pinpipe.log.kafka.producer import Generation, RenewingProducer
+from pinpipe.log.kafka.reader import is_fatal, raise_for
 
 ck = require("confluent_kafka", "kafka")
 
@@ -53,7 +54,18 @@ class _Call:
     """One append on its way: the keys it claimed in the index, what the topic holds for the others, its
     claim ticket and its delivery reports."""
 
-    __slots__ = ("batch", "claimed", "first", "keys", "known", "records", "sending", "ticket", "topic")
+    __slots__ = (
+        "batch",
+        "claimed",
+        "failure",
+        "first",
+        "keys",
+        "known",
+        "records",
+        "sending",
+        "ticket",
+        "topic",
+    )
 
     def __init__(self, topic: str, records: Sequence[OutgoingRecord], keys: list[str]) -> None:
         self.topic = topic
@@ -65,6 +77,21 @@ class _Call:
         self.batch = Deliveries(len(records))
         self.first: dict[str, int] = {}  # idempotency key -> index of its first record in this call
         self.sending = False
+        self.failure: LogError | None = None  # its producer's fatal error, when that failed records of it
+
+
+class _Sending:
+    """The producer generation an append (or a group of them) hands its records to. One found fatal at
+    ``produce`` before any record went to it is swapped for a new one once: nothing of the append can
+    be stored by the old one, so the append goes on as if nothing happened. Afterwards the appends it
+    failed get its retryable error."""
+
+    __slots__ = ("gen", "handed", "renewed")
+
+    def __init__(self, gen: Generation) -> None:
+        self.gen = gen
+        self.handed = False
+        self.renewed = False
 
 
 def _new_call(topic: str, records: Sequence[OutgoingRecord], keys: list[str], count: int) -> _Call:
@@ -122,7 +149,7 @@ class KafkaLogWriter:
         self._log = log
         ms = int(log.timeout_s * 1000)
         self.config: dict[str, Any] = {**PRODUCER, "message.timeout.ms": ms, **log.common}
-        self._producer = ck.Producer(self.config)
+        self._producers = RenewingProducer(self.config, log.timeout_s, "records")
         self._closed = False
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> Placed:
@@ -134,8 +161,9 @@ class KafkaLogWriter:
             if call.claimed:
                 call.ticket = self._acquire(call)
                 self._check(call)
-            self._send(call)
-            self._wait([call.batch])
+            with self._sending() as sending:
+                self._send(call, sending)
+                self._wait(sending.gen, [call])
         finally:
             self._release(call)
         return self._result(call)
@@ -157,31 +185,7 @@ class KafkaLogWriter:
         down: LogUnavailableError | None = None  # once the cluster is out of reach, the rest fail at once
         try:
             down = self._open_many(calls, going, results, later)
-            for i, failure in self._acquire_many(going).items():
-                results[i] = failure
-                if isinstance(failure, LogUnavailableError):
-                    down = failure
-                self._release(going.pop(i))
-            if down is not None:  # nothing sent yet: the calls without new keys need not wait it out
-                for i in list(going):
-                    results[i] = down
-                    self._release(going.pop(i))
-            for i, call in list(going.items()):
-                try:
-                    if down is not None:
-                        raise down
-                    self._send(call)
-                except Exception as exc:  # nothing waited for: released as append does
-                    results[i] = exc
-                    self._release(going.pop(i))
-                    down = exc if isinstance(exc, _QueueFull) else down
-            try:
-                self._wait([call.batch for call in going.values()])
-            except LogUnavailableError as exc:
-                down = exc
-                for i, call in going.items():
-                    if call.batch.waiting > 0:
-                        results[i] = exc
+            down = self._send_many(going, results, down)
         finally:
             self._release_all(going.values())
         for i, call in going.items():
@@ -200,6 +204,44 @@ class KafkaLogWriter:
                 results[i] = exc
                 down = exc if isinstance(exc, LogUnavailableError) else None
         return [r if r is not None else LogError("append not attempted") for r in results]
+
+    def _send_many(
+        self,
+        going: dict[int, _Call],
+        results: list[Placed | BaseException | None],
+        down: LogUnavailableError | None,
+    ) -> LogUnavailableError | None:
+        """The sending half of ``append_many``: the opened calls' claims acquired, their records handed to
+        one producer and waited for; the calls failing on the way get their errors in ``results`` and are
+        released (out of ``going``). Returns the error that found the cluster out of reach, if one did."""
+        for i, failure in self._acquire_many(going).items():
+            results[i] = failure
+            if isinstance(failure, LogUnavailableError):
+                down = failure
+            self._release(going.pop(i))
+        if down is not None:  # nothing sent yet: the calls without new keys need not wait it out
+            for i in list(going):
+                results[i] = down
+                self._release(going.pop(i))
+            return down
+        with self._sending() as sending:
+            for i, call in list(going.items()):
+                try:
+                    if down is not None:
+                        raise down
+                    self._send(call, sending)
+                except Exception as exc:  # nothing waited for: released as append does
+                    results[i] = exc
+                    self._release(going.pop(i))
+                    down = exc if isinstance(exc, _QueueFull) else down
+            try:
+                self._wait(sending.gen, list(going.values()))
+            except LogUnavailableError as exc:
+                down = exc
+                for i, call in going.items():
+                    if call.batch.waiting > 0:
+                        results[i] = exc
+        return down
 
     def _open_many(
         self,
@@ -341,7 +383,16 @@ class KafkaLogWriter:
                     down = exc if isinstance(exc, LogUnavailableError) else None
         return failed
 
-    def _send(self, call: _Call) -> None:
+    @contextmanager
+    def _sending(self) -> Iterator[_Sending]:
+        """The producer generation of one append or group, held (not closed) until its reports are in."""
+        sending = _Sending(self._producers.acquire())
+        try:
+            yield sending
+        finally:
+            self._producers.release(sending.gen)
+
+    def _send(self, call: _Call, sending: _Sending) -> None:
         """Hand the call's records to the producer, each key once (the known ones not at all). A record
         refused once others of the call were handed over fails the call as LogUnavailableError: those
         may be stored, so the client is told to retry with the same key rather than that nothing was."""
@@ -356,7 +407,7 @@ class KafkaLogWriter:
             try:
                 if call.ticket is not None:
                     call.ticket.check()
-                self._produce(call.topic, rec, batch.callback(i))
+                self._produce(call.topic, rec, batch.callback(i), sending)
             except LogError as exc:
                 if not handed or isinstance(exc, LogUnavailableError):
                     raise
@@ -381,6 +432,8 @@ class KafkaLogWriter:
             self._log.index.release_many(topic, released)
 
     def _result(self, call: _Call) -> Placed:
+        if call.failure is not None:
+            raise call.failure
         if call.batch.errors:
             raise_for(call.batch.errors[0], f"append to {call.topic!r}")
         out = []
@@ -397,7 +450,7 @@ class KafkaLogWriter:
             out.append(where)
         return out
 
-    def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any) -> None:
+    def _produce(self, topic: str, rec: OutgoingRecord, on_delivery: Any, sending: _Sending) -> None:
         headers = [*rec.headers]  # librdkafka takes a list, not a tuple
         if rec.idempotency_key:
             headers.append((HEADER, rec.idempotency_key.encode()))
@@ -408,7 +461,7 @@ class KafkaLogWriter:
         give_up: float | None = None
         while True:
             try:
-                self._producer.produce(
+                sending.gen.client.produce(
                     topic,
                     value=rec.value,
                     key=rec.key,
@@ -417,6 +470,7 @@ class KafkaLogWriter:
                     timestamp=timestamp,
                     headers=headers or None,
                 )
+                sending.handed = True
                 return
             except BufferError as exc:  # local queue full: serve delivery reports, then try again
                 now = time.monotonic()
@@ -425,22 +479,40 @@ class KafkaLogWriter:
                     raise _QueueFull(
                         f"Kafka: the producer's queue stayed full for {self._log.timeout_s}s; retry"
                     ) from exc
-                self._producer.poll(0.05)
+                sending.gen.serve(0.05)
             except ck.KafkaException as exc:
-                raise_for(exc.args[0], f"append to {topic!r}")
+                if not is_fatal(exc.args[0]):  # a dead producer refuses every record with _FATAL
+                    raise_for(exc.args[0], f"append to {topic!r}")
+                sending.gen.failed(exc.args)
+                if sending.handed or sending.renewed:
+                    raise sending.gen.error(f"append to {topic!r}") from exc
+                sending.gen = self._producers.renew(sending.gen)  # nothing went to the dead one
+                sending.renewed = True
 
-    def _wait(self, batches: Sequence[Deliveries]) -> None:
-        """Serve delivery reports until every record of ``batches`` has one. Every record of the calls
+    def _wait(self, gen: Generation, calls: Sequence[_Call]) -> None:
+        """Serve delivery reports until every record of ``calls`` has one. Every record of the calls
         is queued by now, so waiting ``linger.ms`` for more would only delay them: flushing sends what is
-        queued at once (records of other threads' calls included)."""
-        wait_for(batches, lambda: self._producer.flush(0.01), self._log.timeout_s, "delivery reports")
+        queued at once (records of other threads' calls included). A call with failed records whose
+        producer went fatal fails with the retryable error (the next append gets a new producer)."""
+        try:
+            wait_for(
+                [c.batch for c in calls],
+                lambda: gen.serve(0.01, flush=True),
+                self._log.timeout_s,
+                "delivery reports",
+            )
+        finally:
+            failed = [c for c in calls if c.batch.errors]
+            if failed and gen.failed(e for c in failed for e in c.batch.errors):
+                for call in failed:
+                    call.failure = gen.error(f"append to {call.topic!r}")
 
     def flush(self) -> None:
-        left = self._producer.flush(self._log.timeout_s)
+        left = self._producers.flush()
         if left:
             raise LogUnavailableError(f"Kafka: {left} records still undelivered after {self._log.timeout_s}s")
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._producer.flush(self._log.timeout_s)
+            self._producers.close()
