@@ -371,9 +371,9 @@ class DuckDBEngine:
                     drop_stage(con, kind)
                     bad = load_raw(con, kind, chunk_objects, ordered=True)
                 quarantined.extend(bad)
-                staged, scanned = con.execute(f"SELECT count(*), count(_line) FROM stage_{kind}").fetchall()[
-                    0
-                ]
+                # _line is set only on rows of the record-by-record reader (see repeats_ahead below)
+                counted = con.execute(f"SELECT count(*), count(_line) FROM stage_{kind}").fetchall()
+                staged, scanned = counted[0]
                 records += staged + len(bad)
                 phase.done(f"read lake: {label}")
                 sources = []
