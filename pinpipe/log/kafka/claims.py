@@ -165,9 +165,17 @@ class ClaimBook:
         self.winners: dict[str, Claim] = {}
 
     def add(self, key: str, claim_id: str, supersedes: str | None, seen: float) -> None:
-        current = self.winners.get(key)
-        if current is None or (supersedes is not None and supersedes == current.id):
-            self.winners[key] = Claim(claim_id, seen)
+        self.add_all([(key, claim_id, supersedes)], {claim_id: seen}, seen)
+
+    def add_all(self, entries: Sequence[Entry], sent: dict[str, float], now: float) -> None:
+        """Fold ``entries`` in order; a claim's ``seen`` is popped from ``sent``
+        (our own claims' sending times), else ``now``. One loop per record, not a call per claim."""
+        winners = self.winners
+        for key, claim_id, supersedes in entries:
+            seen = sent.pop(claim_id, now)
+            current = winners.get(key)
+            if current is None or (supersedes is not None and supersedes == current.id):
+                winners[key] = Claim(claim_id, seen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,12 +248,15 @@ class KafkaClaims:
         _, winners = self._claim(
             ctopic, [(key, claim_id, None) for key, claim_id in zip(keys, ids, strict=True)]
         )
-        return [self._ticket(k, c, w, sent) for k, c, w in zip(keys, ids, winners, strict=True)]
+        now = time.monotonic()
+        return [self._ticket(k, c, w, sent, now) for k, c, w in zip(keys, ids, winners, strict=True)]
 
-    def _ticket(self, key: str, claim_id: str, winner: Claim, sent: float) -> Ticket | None:
+    def _ticket(
+        self, key: str, claim_id: str, winner: Claim, sent: float, now: float | None = None
+    ) -> Ticket | None:
         """The right to write ``key`` when our claim ``claim_id`` (sent at ``sent``) is the winner and its
-        window has not passed."""
-        if winner.id != claim_id or time.monotonic() >= sent + self.window:
+        window has not passed (at ``now``, read once for a group's claims)."""
+        if winner.id != claim_id or (time.monotonic() if now is None else now) >= sent + self.window:
             return None
         if self._kill_after is not None and self._kill_after in key:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -364,23 +375,32 @@ class KafkaClaims:
         """Read the claims up to each of ours, ``(partition, claim id, key)`` (all assigned partitions
         are folded on the way), and return the winner of each key there. A failed delivery of ours
         (``deliveries``, produced on ``gen``) ends the wait with its error."""
-        deadline = time.monotonic() + self._log.timeout_s + DELIVERY_MARGIN_S
+        now = time.monotonic()
+        deadline = now + self._log.timeout_s + DELIVERY_MARGIN_S
+        served = now  # when our delivery reports were last served
         unread = [claim_id for _, claim_id, _ in wanted]
+        sent = self._sent
         with self._lock:
-            while unread := [claim_id for claim_id in unread if claim_id in self._sent]:
+            while unread := [claim_id for claim_id in unread if claim_id in sent]:
+                now = time.monotonic()
+                if now - served >= POLL_S:  # our delivery reports, once a wait: an error ends it
+                    gen.serve(0)
+                    served = now
                 if deliveries.errors:
                     what = f"claim idempotency key in {ctopic!r}"
                     if gen.failed(deliveries.errors):
                         raise gen.error(what)
                     raise_for(deliveries.errors[0], what)
-                if time.monotonic() > deadline:
+                if now > deadline:
                     raise LogUnavailableError(f"Kafka: reading claims of {ctopic!r} timed out")
                 msg = self._consumer.poll(POLL_S)  # returns at the first message (consume waits for all)
-                if msg is not None:
-                    self._fold(msg)
-                    for more in self._consumer.consume(BURST, 0):  # the rest already fetched, at once
+                if msg is None:
+                    served = 0.0  # nothing read for POLL_S: see the reports before waiting again
+                    continue
+                self._fold(msg)
+                if any(claim_id in sent for claim_id in unread):  # the rest already fetched, at once
+                    for more in self._consumer.consume(BURST, 0):
                         self._fold(more)
-                gen.serve(0)  # our delivery reports: an error ends the wait
             return [self._books[(ctopic, p)].winners[key] for p, _, key in wanted]
 
     def _fold(self, msg: Any) -> None:
@@ -392,7 +412,5 @@ class KafkaClaims:
             return
         if msg.offset() < self._next[tp]:  # the topic was deleted and created again by another process
             book = self._books[tp] = ClaimBook()
-        now = time.monotonic()
-        for key, claim_id, supersedes in decode(msg.key(), msg.value()):
-            book.add(key, claim_id, supersedes, self._sent.pop(claim_id, now))
+        book.add_all(decode(msg.key(), msg.value()), self._sent, time.monotonic())
         self._next[tp] = msg.offset() + 1

@@ -107,12 +107,12 @@ def _landed(call: _Call) -> tuple[set[str], dict[str, Placement], bool]:
     sent)."""
     if not call.sending:
         return call.claimed, {}, False
-    placed = {k: call.known[k] for k in call.claimed if k in call.known}  # stored by another process
-    placed |= {
-        k: (*p, call.records[i].fingerprint)
-        for k, i in call.first.items()
-        if (p := call.batch.placed[i]) is not None
-    }
+    known, records, positions = call.known, call.records, call.batch.placed
+    # stored by another process, then ours
+    placed = {k: known[k] for k in call.claimed if k in known} if known else {}
+    for k, i in call.first.items():
+        if (p := positions[i]) is not None:
+            placed[k] = (*p, records[i].fingerprint)
     return call.claimed, placed, True
 
 
@@ -263,7 +263,8 @@ class KafkaLogWriter:
                 results[i] = []
                 continue
             keys = _keys(records)
-            if keys and any((topic, key) in taken for key in keys):
+            pairs = [(topic, key) for key in keys]
+            if pairs and not taken.isdisjoint(pairs):
                 later.append(i)  # its index claim would wait for the earlier call's release: after it
             elif down is not None:
                 results[i] = down
@@ -279,7 +280,7 @@ class KafkaLogWriter:
                     continue
                 if keys:
                     keyed.setdefault(topic, []).append(i)
-                    taken.update((topic, key) for key in keys)
+                    taken.update(pairs)
         for topic, members in keyed.items():
             try:
                 if down is not None:
@@ -318,7 +319,7 @@ class KafkaLogWriter:
         """The call's keys claimed in the index, ``known`` those the topic holds: checked against them
         (IdempotencyConflictError with the keys released, when one is stored with another fingerprint)."""
         call.known = known
-        call.claimed = set(call.keys).difference(known)
+        call.claimed = set(call.keys).difference(known) if known else set(call.keys)
         try:
             self._check(call)
         except BaseException:
