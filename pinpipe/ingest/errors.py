@@ -22,6 +22,9 @@ code   status  Kinesis ``__type``                     when
                                                       methods
 40801  408     ValidationException                    body not received within ``api.body_timeout_s``;
                                                       the connection is closed
+40802  408     ValidationException                    request line and headers not received within
+                                                      10 s; the connection is closed (answered before
+                                                      any route: always the REST proxy body)
 40901  409     ResourceInUseException                 the stream to create exists already
                                                       (on Kafka: or one differing by . for _)
 40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams,
@@ -39,6 +42,9 @@ code   status  Kinesis ``__type``                     when
                                                       key) for another body or record count;
                                                       nothing stored
 42901  429     LimitExceededException                 rate limit of the key; ``Retry-After`` is set
+43101  431     LimitExceededException                 request line and headers larger than 64 KiB;
+                                                      the connection is closed (answered before any
+                                                      route, :mod:`pinpipe.connection`: REST proxy body)
 50001  500     InternalFailure                        a bug (logged with its traceback)
 50002  500     InternalFailure                        the log refused the append
 50003  503     ServiceUnavailable                     the log is unreachable now: retry (``Retry-After``)
@@ -78,6 +84,7 @@ KINESIS_TYPES: dict[int, str] = {
     ErrorCode.PARTITION_NOT_FOUND: "ResourceNotFoundException",
     ErrorCode.METHOD_NOT_ALLOWED: "ValidationException",
     ErrorCode.BODY_TIMEOUT: "ValidationException",
+    ErrorCode.HEAD_TIMEOUT: "ValidationException",
     ErrorCode.STREAM_EXISTS: "ResourceInUseException",
     ErrorCode.TOO_MANY_STREAMS: "LimitExceededException",
     ErrorCode.BODY_TOO_LARGE: "ValidationException",
@@ -87,6 +94,7 @@ KINESIS_TYPES: dict[int, str] = {
     ErrorCode.INVALID: "ValidationException",
     ErrorCode.IDEMPOTENCY_KEY_REUSED: "InvalidArgumentException",
     ErrorCode.RATE_LIMITED: "LimitExceededException",
+    ErrorCode.HEAD_TOO_LARGE: "LimitExceededException",
     ErrorCode.INTERNAL: "InternalFailure",
     ErrorCode.LOG_FAILED: "InternalFailure",
     ErrorCode.LOG_UNAVAILABLE: "ServiceUnavailable",

@@ -1,0 +1,114 @@
+"""HTTP connections as the servers accept them: a request head (request line and headers) bounded in size
+and in time, before any key is checked.
+
+uvicorn's httptools protocol keeps every byte of a head until the head ends and sets no deadline on it:
+one unauthenticated client sending headers without end held as much memory as it sent, and a connection
+that sends nothing, or a header line now and then, stayed open for ever (enough of them take every socket
+the server may open). :class:`BoundedHttpTools` is that protocol with two bounds:
+
+- a head larger than :data:`MAX_HEAD_BYTES` (64 KiB, request line and headers) is answered 431 (43101);
+- a head not complete within ``head_timeout_s`` (10 s) from the connection's start or its request's first
+  byte is answered 408 (40802).
+
+Both close the connection. Idle kept-alive connections between requests keep uvicorn's own timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from pinpipe.errors import ErrorCode
+
+MAX_HEAD_BYTES = 64 * 1024
+"""The request line and headers of one request, in bytes (nginx keeps 32 KiB, Node.js 16 KiB)."""
+
+
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a bounded request head (pass it as ``uvicorn.Config(http=...)``)."""
+
+    head_timeout_s = 10.0
+    _watches: ClassVar[dict[asyncio.AbstractEventLoop, _HeadWatch]] = {}
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._heads = self._watch_of(self.loop)
+        self._head_bytes = 0
+        self._heads.start(self)
+
+    @classmethod
+    def _watch_of(cls, loop: asyncio.AbstractEventLoop) -> _HeadWatch:
+        """The watch of ``loop`` (one per event loop: tests run servers on several)."""
+        watch = cls._watches.get(loop)
+        if watch is None:
+            for old in [old for old in cls._watches if old.is_closed()]:
+                del cls._watches[old]
+            watch = cls._watches[loop] = _HeadWatch(loop, cls.head_timeout_s)
+        watch.seconds = cls.head_timeout_s
+        return watch
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self in self._heads.waiting and not self.transport.is_closing():
+            self._head_bytes += len(data)  # the chunk that began the head is not counted: bound + 1 chunk
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self.refuse(
+                    ErrorCode.HEAD_TOO_LARGE, f"request line and headers larger than {MAX_HEAD_BYTES} bytes"
+                )
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._head_bytes = 0
+        self._heads.start(self)
+
+    def on_headers_complete(self) -> None:
+        self._heads.waiting.pop(self, None)
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._heads.waiting.pop(self, None)
+        super().connection_lost(exc)
+
+    def refuse(self, code: ErrorCode, message: str) -> None:
+        """Answer ``code`` (unless a response of an earlier request is still being written) and close."""
+        self._heads.waiting.pop(self, None)
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            body = orjson.dumps({"error_code": int(code), "message": message})
+            self.transport.write(
+                STATUS_LINE[code // 100]
+                + b"content-type: application/vnd.kafka.v2+json\r\n"
+                + b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body)
+                + body
+            )
+        self.transport.close()
+
+
+class _HeadWatch:
+    """The head deadlines of one event loop's connections, kept by one timer: a timer per request costs
+    more than the rest of a small request's head. A head is refused between ``seconds`` and ``seconds +
+    tick`` after it began."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+        self.loop = loop
+        self.seconds = seconds
+        self.waiting: dict[BoundedHttpTools, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self, protocol: BoundedHttpTools) -> None:
+        self.waiting[protocol] = self.loop.time() + self.seconds
+        if self.timer is None:
+            self.timer = self.loop.call_later(min(1.0, self.seconds / 8), self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        for protocol in [p for p, deadline in self.waiting.items() if deadline <= now]:
+            protocol.refuse(
+                ErrorCode.HEAD_TIMEOUT, f"request line and headers not received within {self.seconds:g} s"
+            )
+        tick = min(1.0, self.seconds / 8)
+        self.timer = self.loop.call_later(tick, self._check) if self.waiting else None

@@ -1,0 +1,124 @@
+"""Connections that never finish their request head (the request line and headers) hold neither memory
+nor a socket: before any key is checked, a head beyond ``MAX_HEAD_BYTES`` is refused (431) and one that
+has not arrived within ``head_timeout_s`` is answered 408, both closing the connection. Run against a real
+uvicorn server: the limits are about sockets and memory, below the app."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from unittest.mock import patch
+
+import pytest
+
+from pinpipe.config import Settings
+from pinpipe.connection import MAX_HEAD_BYTES, BoundedHttpTools
+from pinpipe.ingest import create_app
+from pinpipe.log.memory import MemoryLog
+from pinpipe.serve import background_server
+from tests.security.test_limits import answer
+from tests.unit.api_support import GEO, KAFKA_JSON, with_api
+
+KEY = "tenant-a-key-0123456789"
+
+
+@contextmanager
+def keyed_server(settings: Settings, head_timeout_s: float = 30.0) -> Iterator[tuple[str, int]]:
+    """(host, port) of an API with a key configured: the client below holds none."""
+    app = create_app(with_api(settings, api_keys=[KEY]), log=MemoryLog(auto_create=False))
+    with patch.object(BoundedHttpTools, "head_timeout_s", head_timeout_s), background_server(app) as url:
+        host, port = url.removeprefix("http://").split(":")
+        yield host, int(port)
+
+
+def send_until_refused(sock: socket.socket, head: bytes, filler: bytes, limit: int) -> int:
+    """Send ``head`` then ``filler`` until ``limit`` bytes went out or the server closed; bytes sent."""
+    sock.sendall(head)
+    sent = len(head)
+    try:
+        while sent < limit:
+            sock.sendall(filler)
+            sent += len(filler)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
+
+
+HEADS = {
+    "many headers": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-Filler: " + b"a" * 1000 + b"\r\n"),
+    "one endless header": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: ", b"a" * 4096),
+    "an endless path": (b"GET /topics/", b"a" * 4096),
+}
+
+
+@pytest.mark.parametrize("shape", HEADS)
+def test_a_head_larger_than_the_cap_is_431_and_the_connection_closed(settings: Settings, shape: str) -> None:
+    """The server once kept every header byte of an unauthenticated request (100 MiB held ~100 MB)."""
+    head, filler = HEADS[shape]
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        sock.settimeout(10)
+        sent = send_until_refused(sock, head, filler, limit=32 * MAX_HEAD_BYTES)
+        data, closed = answer(sock, timeout=10)
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 431 ") and b'"error_code":43101' in data, (sent, data[:200])
+    assert closed
+
+
+def test_a_head_within_the_cap_is_served(settings: Settings) -> None:
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        filler = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 900) for i in range(MAX_HEAD_BYTES // 1000))
+        body = b'{"records":[{"value":{"ind":1}}]}'
+        request = (
+            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
+            f"Content-Type: {KAFKA_JSON['Content-Type']}\r\nContent-Length: {len(body)}\r\n"
+        ).encode()
+        sock.sendall(request + filler + b"\r\n" + body)
+        sock.settimeout(10)
+        data = sock.recv(65536)
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data[:300]
+
+
+@pytest.mark.parametrize("trickle", [b"", b"X-A: b\r\n"], ids=["idle", "trickling headers"])
+def test_a_head_not_received_in_time_is_408_and_the_connection_closed(
+    settings: Settings, trickle: bytes
+) -> None:
+    """An idle connection, or one sending a header line now and then, was kept open for ever: enough
+    of them took every socket the server could accept."""
+    with keyed_server(settings, head_timeout_s=0.5) as address:
+        sock = socket.create_connection(address)
+        started = time.monotonic()
+        if trickle:
+            sock.sendall(b"POST /topics/x HTTP/1.1\r\nHost: x\r\n")
+        data, closed = b"", False
+        sock.settimeout(0.2)
+        while time.monotonic() - started < 10 and not closed:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                if trickle:
+                    sock.sendall(trickle)
+                continue
+            data += chunk
+            closed = not chunk
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 408 ") and b'"error_code":40802' in data, data[:200]
+    assert closed and time.monotonic() - started < 5
+
+
+def test_a_kept_alive_connection_gets_a_new_head_deadline_per_request(settings: Settings) -> None:
+    """The deadline counts from the start of each request, not from the connection's."""
+    with keyed_server(settings, head_timeout_s=0.5) as address:
+        sock = socket.create_connection(address)
+        sock.settimeout(5)
+        answers = []
+        for _ in range(4):
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            answers.append(sock.recv(65536))
+            time.sleep(0.3)
+        sock.close()
+    assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), answers
