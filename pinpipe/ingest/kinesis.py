@@ -35,7 +35,7 @@ from pinpipe.ingest.auth import Principal, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.formats import bytes_item, decode_base64
-from pinpipe.ingest.idempotency import RequestKey
+from pinpipe.ingest.idempotency import RequestKey, request_meaning
 from pinpipe.ingest.models import (
     DescribeStreamResponse,
     KinesisErrorBody,
@@ -319,7 +319,8 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     async def put_records(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        meaning = request_meaning("PutRecords")
+        request_key = RequestKey(principal.name, idempotency_key, body, meaning) if idempotency_key else None
         return _json(await run_in_threadpool(put_parsed, ops, True, name, body, request_key))
 
     return router

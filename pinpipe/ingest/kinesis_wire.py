@@ -25,7 +25,7 @@ from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import Principal, authorize, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import KINESIS_WIRE_MEDIA_TYPE, ApiError
-from pinpipe.ingest.idempotency import RequestKey
+from pinpipe.ingest.idempotency import RequestKey, request_meaning
 from pinpipe.ingest.kinesis import ACCEPTED, NEW_STREAM, KinesisOps
 from pinpipe.ingest.models import KinesisErrorBody
 from pinpipe.ingest.rest_proxy import IdempotencyKey
@@ -80,7 +80,8 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
             return ops.list_streams(principal)
         name = stream_of(doc)
         authorize(principal, name)
-        key = None if request_key is None else RequestKey(principal.name, *request_key)
+        meaning = request_meaning("PutRecords" if operation == "PutRecords" else "")
+        key = None if request_key is None else RequestKey(principal.name, *request_key, meaning)
         if operation == "PutRecord":
             return ops.put_record(name, doc, key)
         if operation == "PutRecords":
