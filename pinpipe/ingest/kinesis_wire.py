@@ -74,14 +74,16 @@ def stream_of(doc: Any) -> str:
 def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
     router = APIRouter(tags=["Kinesis wire protocol"], default_response_class=AmzJSONResponse)
 
-    def run(operation: str, doc: dict[str, Any], principal: Principal, request_key: Any) -> Any:
+    def run(
+        operation: str, doc: dict[str, Any], principal: Principal, request_key: tuple[str, bytes] | None
+    ) -> Any:
         """Run an operation for an authenticated caller (in the threadpool: appends block)."""
         if operation == "ListStreams":
             return ops.list_streams(principal)
         name = stream_of(doc)
         authorize(principal, name)
         meaning = request_meaning("PutRecords" if operation == "PutRecords" else "")
-        key = None if request_key is None else RequestKey(principal.name, *request_key, meaning)
+        key = None if request_key is None else RequestKey(principal.name, *request_key, meaning=meaning)
         if operation == "PutRecord":
             return ops.put_record(name, doc, key)
         if operation == "PutRecords":
