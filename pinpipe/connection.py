@@ -16,6 +16,7 @@ Both close the connection. Idle kept-alive connections between requests keep uvi
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import ClassVar
 
 import orjson
@@ -36,8 +37,7 @@ class BoundedHttpTools(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._heads = self._watch_of(self.loop)
-        self._head_bytes = 0
-        self._heads.start(self)
+        self._start_head()
 
     @classmethod
     def _watch_of(cls, loop: asyncio.AbstractEventLoop) -> _HeadWatch:
@@ -46,13 +46,21 @@ class BoundedHttpTools(HttpToolsProtocol):
         if watch is None:
             for old in [old for old in cls._watches if old.is_closed()]:
                 del cls._watches[old]
-            watch = cls._watches[loop] = _HeadWatch(loop, cls.head_timeout_s)
-        watch.seconds = cls.head_timeout_s
+            watch = cls._watches[loop] = _HeadWatch(loop)
+        watch.set_timeout(cls.head_timeout_s)
         return watch
+
+    def _start_head(self) -> None:
+        self._head_open = True
+        self._head_bytes = 0
+        heads = self._heads
+        heads.waiting[self] = heads.ticks
+        if heads.timer is None:
+            heads.arm()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
-        if self in self._heads.waiting and not self.transport.is_closing():
+        if self._head_open:
             self._head_bytes += len(data)  # the chunk that began the head is not counted: bound + 1 chunk
             if self._head_bytes > MAX_HEAD_BYTES:
                 self.refuse(
@@ -61,19 +69,21 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._head_bytes = 0
-        self._heads.start(self)
+        self._start_head()
 
     def on_headers_complete(self) -> None:
+        self._head_open = False
         self._heads.waiting.pop(self, None)
         super().on_headers_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._head_open = False
         self._heads.waiting.pop(self, None)
         super().connection_lost(exc)
 
     def refuse(self, code: ErrorCode, message: str) -> None:
         """Answer ``code`` (unless a response of an earlier request is still being written) and close."""
+        self._head_open = False
         self._heads.waiting.pop(self, None)
         if self.transport.is_closing():
             return
@@ -89,26 +99,34 @@ class BoundedHttpTools(HttpToolsProtocol):
 
 
 class _HeadWatch:
-    """The head deadlines of one event loop's connections, kept by one timer: a timer per request costs
-    more than the rest of a small request's head. A head is refused between ``seconds`` and ``seconds +
-    tick`` after it began."""
+    """The head deadlines of one event loop's connections, kept by one timer that counts ticks: a timer
+    or a clock reading per request costs more than the rest of a small request's head. A head is refused
+    between ``seconds`` and ``seconds + tick`` after it began."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, seconds: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.seconds = seconds
-        self.waiting: dict[BoundedHttpTools, float] = {}
+        self.waiting: dict[BoundedHttpTools, int] = {}
+        """Each connection whose head is arriving, with the tick it began in."""
+        self.ticks = 0
         self.timer: asyncio.TimerHandle | None = None
+        self.set_timeout(BoundedHttpTools.head_timeout_s)
 
-    def start(self, protocol: BoundedHttpTools) -> None:
-        self.waiting[protocol] = self.loop.time() + self.seconds
-        if self.timer is None:
-            self.timer = self.loop.call_later(min(1.0, self.seconds / 8), self._check)
+    def set_timeout(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.tick = min(1.0, seconds / 8)
+        self.allowed = math.ceil(seconds / self.tick)
+        """Whole ticks a head may take: started in tick t, it is refused at the end of tick t + allowed."""
+
+    def arm(self) -> None:
+        self.timer = self.loop.call_later(self.tick, self._check)
 
     def _check(self) -> None:
-        now = self.loop.time()
-        for protocol in [p for p, deadline in self.waiting.items() if deadline <= now]:
+        self.ticks += 1
+        late = self.ticks - self.allowed
+        for protocol in [p for p, began in self.waiting.items() if began < late]:
             protocol.refuse(
                 ErrorCode.HEAD_TIMEOUT, f"request line and headers not received within {self.seconds:g} s"
             )
-        tick = min(1.0, self.seconds / 8)
-        self.timer = self.loop.call_later(tick, self._check) if self.waiting else None
+        self.timer = None
+        if self.waiting:
+            self.arm()
