@@ -11,6 +11,11 @@ the server may open). :class:`BoundedHttpTools` is that protocol with two bounds
   byte is answered 408 (40802).
 
 Both close the connection. Idle kept-alive connections between requests keep uvicorn's own timeout.
+
+A request answered before its body arrived (401, 413, 404, ...: the app read none or part of it) has its
+connection closed once the answer is written. uvicorn read and dropped the rest for as long as it came,
+each byte putting off its keep-alive timeout, so a client without a key held a connection for ever by
+sending a byte of a 1 GB body now and then. (With requests queued behind it the body had ended.)
 """
 
 from __future__ import annotations
@@ -75,6 +80,12 @@ class BoundedHttpTools(HttpToolsProtocol):
         self._head_open = False
         self._heads.waiting.pop(self, None)
         super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        if not self.pipeline and self.cycle.more_body and not self.transport.is_closing():
+            self.transport.close()  # answered before its body arrived: the rest is not waited for
+            return
+        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_open = False

@@ -1,7 +1,8 @@
-"""Connections that never finish their request head (the request line and headers) hold neither memory
-nor a socket: before any key is checked, a head beyond ``MAX_HEAD_BYTES`` is refused (431) and one that
-has not arrived within ``head_timeout_s`` is answered 408, both closing the connection. Run against a real
-uvicorn server: the limits are about sockets and memory, below the app."""
+"""Connections that never finish their request hold neither memory nor a socket: before any key is checked,
+a head (request line and headers) beyond ``MAX_HEAD_BYTES`` is refused (431) and one that has not arrived
+within ``head_timeout_s`` is answered 408, both closing the connection; a request answered before its body
+arrived (401, 413, ...) has its connection closed after the answer. Run against a real uvicorn server: the
+limits are about sockets and memory, below the app."""
 
 from __future__ import annotations
 
@@ -122,3 +123,42 @@ def test_a_kept_alive_connection_gets_a_new_head_deadline_per_request(settings: 
             time.sleep(0.3)
         sock.close()
     assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), answers
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [(b"", b"401"), (f"X-API-Key: {KEY}\r\n".encode(), b"413")],
+    ids=["no key", "declared too large"],
+)
+def test_a_request_answered_before_its_body_arrived_has_its_connection_closed(
+    settings: Settings, headers: bytes, status: bytes
+) -> None:
+    """The rest of a body the app never read was read and dropped for as long as it came: a client
+    without a key held its connection for ever by sending a byte of a 1 GB body now and then."""
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        head = (
+            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
+            "Content-Length: 1000000000\r\n"
+        ).encode()
+        sock.sendall(head + headers + b"\r\n{")
+        started = time.monotonic()
+        data, closed = b"", False
+        sock.settimeout(0.2)
+        while time.monotonic() - started < 10 and not closed:
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                try:
+                    sock.sendall(b" ")
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                continue
+            except ConnectionResetError:
+                closed = True
+                continue
+            data += chunk
+            closed = not chunk
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 " + status + b" "), data[:200]
+    assert closed and time.monotonic() - started < 5
