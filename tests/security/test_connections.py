@@ -47,6 +47,30 @@ def send_until_refused(sock: socket.socket, head: bytes, filler: bytes, limit: i
     return sent
 
 
+def answer_while_trickling(sock: socket.socket, trickle: bytes, seconds: float = 10) -> tuple[bytes, bool]:
+    """What the server sends within ``seconds`` while the client sends ``trickle`` every 0.2 s, and
+    whether the server closed the connection."""
+    started = time.monotonic()
+    data, closed = b"", False
+    sock.settimeout(0.2)
+    while time.monotonic() - started < seconds and not closed:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            try:
+                if trickle:
+                    sock.sendall(trickle)
+            except (BrokenPipeError, ConnectionResetError):
+                closed = True
+            continue
+        except ConnectionResetError:
+            closed = True
+            continue
+        data += chunk
+        closed = not chunk
+    return data, closed
+
+
 HEADS = {
     "many headers": (b"GET /healthz HTTP/1.1\r\nHost: x\r\n", b"X-Filler: " + b"a" * 1000 + b"\r\n"),
     "one endless header": (b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Filler: ", b"a" * 4096),
@@ -95,17 +119,7 @@ def test_a_head_not_received_in_time_is_408_and_the_connection_closed(
         started = time.monotonic()
         if trickle:
             sock.sendall(b"POST /topics/x HTTP/1.1\r\nHost: x\r\n")
-        data, closed = b"", False
-        sock.settimeout(0.2)
-        while time.monotonic() - started < 10 and not closed:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                if trickle:
-                    sock.sendall(trickle)
-                continue
-            data += chunk
-            closed = not chunk
+        data, closed = answer_while_trickling(sock, trickle)
         sock.close()
     assert data.startswith(b"HTTP/1.1 408 ") and b'"error_code":40802' in data, data[:200]
     assert closed and time.monotonic() - started < 5
@@ -143,22 +157,7 @@ def test_a_request_answered_before_its_body_arrived_has_its_connection_closed(
         ).encode()
         sock.sendall(head + headers + b"\r\n{")
         started = time.monotonic()
-        data, closed = b"", False
-        sock.settimeout(0.2)
-        while time.monotonic() - started < 10 and not closed:
-            try:
-                chunk = sock.recv(65536)
-            except TimeoutError:
-                try:
-                    sock.sendall(b" ")
-                except (BrokenPipeError, ConnectionResetError):
-                    closed = True
-                continue
-            except ConnectionResetError:
-                closed = True
-                continue
-            data += chunk
-            closed = not chunk
+        data, closed = answer_while_trickling(sock, b" ")
         sock.close()
     assert data.startswith(b"HTTP/1.1 " + status + b" "), data[:200]
     assert closed and time.monotonic() - started < 5
