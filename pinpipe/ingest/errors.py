@@ -10,7 +10,8 @@ code   status  Kinesis ``__type``                     when
 =====  ======  =====================================  ===============================================
 40001  400     SerializationException                 body is not valid JSON (or not UTF-8, or nested
                                                       deeper than 1,024 levels; a record value:
-                                                      about 325; or an object names a member twice)
+                                                      about 325; or an object names a member twice;
+                                                      or an integer has more than 4,300 digits)
 40002  400     ValidationException                    a path or query parameter is invalid
 40003  400     UnknownOperationException              ``X-Amz-Target`` names an operation not served
 40101  401     MissingAuthenticationTokenException    no API key, or an unknown one

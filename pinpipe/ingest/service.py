@@ -91,14 +91,17 @@ class _Checked:
 def parse_json(body: bytes) -> Any:
     """The JSON document in ``body`` or ApiError 40001. Every number keeps the text it was sent as
     (``exact_json``: 1e400, 2**70, -0 are stored as sent). NaN and Infinity are not JSON and are refused;
-    so are text that is not UTF-8 (UTF-16 included), nesting deeper than Python's parser goes and an
-    object naming a member twice (which one a consumer would read is its parser's choice)."""
+    so are text that is not UTF-8 (UTF-16 included), nesting deeper than Python's parser goes, an integer
+    of more digits than it converts (4300) and an object naming a member twice (which one a consumer
+    would read is its parser's choice)."""
     try:
         return exact_json.loads(body, unique_names=True)
     except RecursionError:
         raise ApiError(
             ErrorCode.MALFORMED_BODY, "request body is nested too deeply (a record value: about 325 levels)"
         ) from None
+    except exact_json.IntegerTooLong as exc:
+        raise ApiError(ErrorCode.MALFORMED_BODY, f"request body holds {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(ErrorCode.MALFORMED_BODY, f"request body is not valid JSON: {exc}") from None
 

@@ -129,6 +129,20 @@ def test_a_value_too_deep_to_store_on_a_free_stream_is_40001(api) -> None:
     assert total(log, "streaming-free") == 0
 
 
+@pytest.mark.parametrize("digits", [4301, 1_000_000])
+def test_an_integer_longer_than_the_parser_reads_is_40001_naming_the_limit(api, digits: int) -> None:
+    """Valid JSON, but no consumer's parser reads it either: refused whole, saying why. The answer was
+    Python's own advice to call sys.set_int_max_str_digits(), under 'not valid JSON'."""
+    client, log = api
+    body = b'{"records":[{"value":{"ind":1,"note":' + b"1" * digits + b"}}]}"
+    response = client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON)
+    assert response.status_code == 400 and response.json()["error_code"] == 40001
+    message = response.json()["message"]
+    assert f"an integer of {digits} digits" in message and "at most 4300" in message, message
+    assert "sys." not in message and "not valid JSON" not in message
+    assert total(log, USER) == 0
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
 def test_only_utf8_json_is_accepted(api, encoding: str) -> None:
     client, log = api
