@@ -8,7 +8,10 @@ the server may open). :class:`BoundedHttpTools` is that protocol with two bounds
 
 - a head larger than :data:`MAX_HEAD_BYTES` (64 KiB, request line and headers) is answered 431 (43101);
 - a head not complete within ``head_timeout_s`` (10 s) from the connection's start or its request's first
-  byte is answered 408 (40802).
+  byte is answered 408 (40802);
+- a chunked body whose chunk extensions and trailers (headers after the body, which uvicorn keeps like
+  the head's) pass :data:`MAX_HEAD_BYTES` closes the connection: a tenant's key made the server hold
+  300 MB of trailers in half a second. The body itself is the app's to bound (``api.max_body_bytes``).
 
 Both close the connection. Idle kept-alive connections between requests keep uvicorn's own timeout.
 
@@ -30,7 +33,10 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from pinpipe.errors import ErrorCode
 
 MAX_HEAD_BYTES = 64 * 1024
-"""The request line and headers of one request, in bytes (nginx keeps 32 KiB, Node.js 16 KiB)."""
+"""The request line and headers of one request, in bytes (nginx keeps 32 KiB, Node.js 16 KiB); and,
+beyond the chunks' framing, the chunk extensions and trailers of a chunked body."""
+CHUNK_FRAMING = 24
+"""Bytes a chunk's size line and closing CRLF take at most without extensions (16 hex digits, 2 CRLFs)."""
 
 
 class BoundedHttpTools(HttpToolsProtocol):
@@ -58,12 +64,16 @@ class BoundedHttpTools(HttpToolsProtocol):
     def _start_head(self) -> None:
         self._head_open = True
         self._head_bytes = 0
+        self._chunks = 0
         heads = self._heads
         heads.waiting[self] = heads.ticks
         if heads.timer is None:
             heads.arm()
 
     def data_received(self, data: bytes) -> None:
+        cycle = self.cycle  # a body arriving since an earlier chunk: count what of this one is not body
+        in_body = cycle is not None and cycle.more_body and not self._head_open
+        held = len(cycle.body) if in_body else 0
         super().data_received(data)
         if self._head_open:
             self._head_bytes += len(data)  # the chunk that began the head is not counted: bound + 1 chunk
@@ -71,6 +81,16 @@ class BoundedHttpTools(HttpToolsProtocol):
                 self.refuse(
                     ErrorCode.HEAD_TOO_LARGE, f"request line and headers larger than {MAX_HEAD_BYTES} bytes"
                 )
+        elif in_body and self.cycle is cycle and cycle.more_body and not cycle.response_complete:
+            self._head_bytes += len(data) - (len(cycle.body) - held)
+            if self._head_bytes > MAX_HEAD_BYTES + CHUNK_FRAMING * self._chunks:
+                self.refuse(
+                    ErrorCode.HEAD_TOO_LARGE,
+                    f"chunk extensions and trailers larger than {MAX_HEAD_BYTES} bytes",
+                )
+
+    def on_chunk_header(self) -> None:
+        self._chunks += 1
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -78,6 +98,7 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_open = False
+        self._head_bytes = 0  # from here: the bytes of the body phase that are not body
         self._heads.waiting.pop(self, None)
         super().on_headers_complete()
 

@@ -161,3 +161,46 @@ def test_a_request_answered_before_its_body_arrived_has_its_connection_closed(
         sock.close()
     assert data.startswith(b"HTTP/1.1 " + status + b" "), data[:200]
     assert closed and time.monotonic() - started < 5
+
+
+def chunked_produce(chunks: list[bytes]) -> bytes:
+    """A produce with the key, its body (one geo record) sent in ``chunks`` (chunked transfer coding);
+    what follows the last chunk (trailers, the final CRLF) is the caller's."""
+    head = (
+        f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nX-API-Key: {KEY}\r\n"
+        f"Content-Type: {KAFKA_JSON['Content-Type']}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    return head + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n"
+
+
+BODY = b'{"records":[{"value":{"ind":1}}]}'
+TRAILERS = {
+    "many trailers": b"X-Trailer: " + b"a" * 1000 + b"\r\n",
+    "one endless trailer": b"a" * 4096,
+}
+
+
+@pytest.mark.parametrize("shape", TRAILERS)
+def test_trailers_larger_than_the_cap_close_the_connection(settings: Settings, shape: str) -> None:
+    """Trailers (headers after a chunked body) were kept without limit: a tenant's key made the server
+    hold 300 MB in half a second, which every tenant shares."""
+    filler = TRAILERS[shape]
+    head = chunked_produce([BODY]) + (b"X-Trailer: " if shape == "one endless trailer" else b"")
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        sent = send_until_refused(sock, head, filler, limit=64 * MAX_HEAD_BYTES)
+        data, closed = answer(sock, timeout=10)
+        sock.close()
+    assert closed and sent < 64 * MAX_HEAD_BYTES, (sent, data[:200])
+    assert b" 200 " not in data[:20]
+
+
+def test_a_chunked_body_with_small_chunks_and_a_trailer_is_served(settings: Settings) -> None:
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        chunks = [BODY[i : i + 1] for i in range(len(BODY))]
+        sock.sendall(chunked_produce(chunks) + b"X-Checksum: abc\r\n\r\n")
+        sock.settimeout(10)
+        data = sock.recv(65536)
+        sock.close()
+    assert data.startswith(b"HTTP/1.1 200 "), data[:300]
