@@ -32,7 +32,8 @@ code   status  Kinesis ``__type``                     when
                                                       or the name's prefix ``api.max_streams_per_prefix``
 41301  413     ValidationException                    body larger than ``api.max_body_bytes``
 41501  415     ValidationException                    content type not accepted
-                                                      (or a Content-Encoding but identity)
+                                                      (or a charset but UTF-8, or a
+                                                      Content-Encoding but identity)
 42201  422     ValidationException                    more records than ``api.max_records`` (500)
 42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
 42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,

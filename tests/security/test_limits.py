@@ -152,6 +152,32 @@ def test_only_utf8_json_is_accepted(api, encoding: str) -> None:
     assert total(log, USER) == 0
 
 
+@pytest.mark.parametrize("charset", ["iso-8859-1", "windows-1252", '"latin1"'])
+def test_a_body_declaring_another_charset_is_415_not_read_as_utf8(api, charset: str) -> None:
+    """The bytes C3 A9 are 'Ã©' in Latin-1 and 'é' in UTF-8: a body declared Latin-1 was read as UTF-8 and
+    stored as a value the client did not send."""
+    client, log = api
+    body = '{"records":[{"value":{"ind":1,"note":"é"}}]}'.encode()
+    stream_body = '{"Data":{"ind":1,"note":"é"},"PartitionKey":"k"}'.encode()
+    for response in (
+        client.post(
+            f"/topics/{USER}",
+            content=body,
+            headers={"Content-Type": f"{KAFKA_JSON['Content-Type']}; charset={charset}"},
+        ),
+        client.put(
+            f"/streams/{PIN_STREAM}/record",
+            content=stream_body,
+            headers={"Content-Type": f"application/json;charset={charset}"},
+        ),
+    ):
+        assert response.status_code == 415 and response.json()["error_code"] == 41501, response.text
+        assert "charset" in response.json()["message"]
+    assert total(log, USER) == 0 and total(log, PIN_STREAM) == 0
+    utf8 = {"Content-Type": f'{KAFKA_JSON["Content-Type"]}; Charset="UTF-8"'}
+    assert client.post(f"/topics/{USER}", content=body, headers=utf8).status_code == 200
+
+
 @pytest.mark.parametrize("compressed", [True, False])
 def test_a_body_declaring_a_content_encoding_is_415_not_read_as_plain(api, compressed: bool) -> None:
     """The API decodes no Content-Encoding: a gzip body was a puzzling 40001 ('invalid start byte'), and a
