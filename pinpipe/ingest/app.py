@@ -258,9 +258,10 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     )
     async def prometheus(request: Request) -> Response:
         """Prometheus text exposition; with keys configured it needs one (any role; no rate limit) and
-        shows the record counts of the caller's prefixes only."""
+        shows the record counts of the caller's prefixes only, and the request counts and latencies
+        (every tenant's requests) only to a key on every prefix."""
         principal = keys.authenticate(request.headers.get("x-api-key"), request.headers.get("authorization"))
-        text = metrics.render(principal.may_use)
+        text = metrics.render(principal.may_use, requests=principal.prefixes is None)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
