@@ -300,7 +300,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        if service.can_produce_inline("streams", name):
+        if service.can_produce_inline("streams", name, len(body)):
             return await ops.put_record_inline(name, body, request_key)
         return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
 

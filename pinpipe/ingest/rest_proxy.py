@@ -140,7 +140,7 @@ class Producer:
         key = sent.idempotency_key
         meaning = request_meaning("binary" if fmt == "binary" else "", partition)
         request_key = RequestKey(principal.name, key, body, meaning) if key else None
-        if self.service.can_produce_inline("topics", topic):
+        if self.service.can_produce_inline("topics", topic, len(body)):
             items = self.items(topic, body, fmt, partition)
             return answer(await self.service.produce_inline("topics", topic, items, request_key))
         return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)

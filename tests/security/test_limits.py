@@ -6,6 +6,7 @@ through the test client.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import time
@@ -14,12 +15,23 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from pinpipe import exact_json
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
 from pinpipe.ingest import create_app
+from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
 from pinpipe.serve import background_server
-from tests.unit.api_support import KAFKA_JSON, PIN, PIN_STREAM, USER, total, with_api
+from tests.unit.api_support import (
+    GEO_STREAM,
+    KAFKA_JSON,
+    PIN,
+    PIN_STREAM,
+    USER,
+    client_for,
+    total,
+    with_api,
+)
 
 
 @pytest.fixture
@@ -141,6 +153,38 @@ def test_an_integer_longer_than_the_parser_reads_is_40001_naming_the_limit(api, 
     assert f"an integer of {digits} digits" in message and "at most 4300" in message, message
     assert "sys." not in message and "not valid JSON" not in message
     assert total(log, USER) == 0
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(settings: Settings, monkeypatch) -> None:
+    """On a log whose writer commits groups, produce bodies were parsed on the event loop: one tenant's
+    10 MiB body spelling its numbers ``1.10`` (parsed in Python, number by number) held every connection
+    of every tenant for 6 s. Small bodies (one record) still are, which is what the inline path is for."""
+    on_loop: list[bool] = []
+    loads = exact_json.loads
+
+    def watched(body: bytes, unique_names: bool = False) -> object:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return loads(body, unique_names)
+
+    monkeypatch.setattr(exact_json, "loads", watched)
+    log = EmbeddedLog(f"embedded://{settings.workdir.resolve() / 'log'}")
+    note = b"[" + b",".join([b"1.10"] * 20_000) + b"]"
+    try:
+        with client_for(settings, log) as client:
+            for size, note_value in (("small", b"1.10"), ("large", note)):
+                record = b'{"ind":1,"note":' + note_value + b"}"
+                on_loop.clear()
+                body = b'{"records":[{"value":' + record + b"}]}"
+                assert client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON).status_code == 200
+                put = b'{"PartitionKey":"k","Data":' + record + b"}"
+                assert client.put(f"/streams/{GEO_STREAM}/record", content=put).status_code == 200
+                assert on_loop == [size == "small"] * 2, (size, on_loop)
+    finally:
+        log.close()
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
