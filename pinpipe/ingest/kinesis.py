@@ -233,6 +233,10 @@ class KinesisOps:
             raise ApiError(ErrorCode.STREAM_EXISTS, f"stream {name!r} already exists")
         return {}
 
+    def create_parsed(self, name: str, body: bytes) -> dict[str, Any]:
+        """:meth:`create` from a raw body (none: the defaults)."""
+        return self.create(name, parse_json(body) if body.strip() else None)
+
     def delete(self, name: str) -> dict[str, Any]:
         self.service.delete("streams", name)
         return {}
@@ -275,8 +279,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         """Create a stream of ``ShardCount`` shards (default ``log.partitions``); needs an admin key."""
         require_admin(gate.caller(request, name))
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        doc = parse_json(body) if body.strip() else None
-        return _json(await run_in_threadpool(ops.create, name, doc))
+        return _json(await run_in_threadpool(ops.create_parsed, name, body))
 
     @router.delete("/streams/{name}", summary="DeleteStream", response_model=dict[str, Any], responses=errors)
     async def delete_stream(name: str, request: Request) -> Response:

@@ -74,10 +74,12 @@ def stream_of(doc: Any) -> str:
 def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
     router = APIRouter(tags=["Kinesis wire protocol"], default_response_class=AmzJSONResponse)
 
-    def run(
-        operation: str, doc: dict[str, Any], principal: Principal, request_key: tuple[str, bytes] | None
-    ) -> Any:
-        """Run an operation for an authenticated caller (in the threadpool: appends block)."""
+    def run(operation: str, body: bytes, principal: Principal, request_key: tuple[str, bytes] | None) -> Any:
+        """Run an operation for an authenticated caller (in the threadpool: parsing a large body and
+        appends block)."""
+        doc = parse_json(body) if body.strip() else {}
+        if not isinstance(doc, dict):
+            raise ApiError(ErrorCode.INVALID, "request body must be a JSON object")
         if operation == "ListStreams":
             return ops.list_streams(principal)
         name = stream_of(doc)
@@ -127,11 +129,8 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
                 f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are",
             )
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        doc = parse_json(body) if body.strip() else {}
-        if not isinstance(doc, dict):
-            raise ApiError(ErrorCode.INVALID, "request body must be a JSON object")
         request_key = None if idempotency_key is None else (idempotency_key, body)
-        answer = await run_in_threadpool(run, operation, doc, principal, request_key)
+        answer = await run_in_threadpool(run, operation, body, principal, request_key)
         return AmzJSONResponse(answer)
 
     return router

@@ -173,16 +173,29 @@ def test_a_large_body_is_parsed_off_the_event_loop(settings: Settings, monkeypat
     monkeypatch.setattr(exact_json, "loads", watched)
     log = EmbeddedLog(f"embedded://{settings.workdir.resolve() / 'log'}")
     note = b"[" + b",".join([b"1.10"] * 20_000) + b"]"
+    key = {"X-API-Key": "admin-key-0123456789ab"}
     try:
-        with client_for(settings, log) as client:
+        with client_for(with_api(settings, admin_keys=[key["X-API-Key"]]), log) as client:
             for size, note_value in (("small", b"1.10"), ("large", note)):
                 record = b'{"ind":1,"note":' + note_value + b"}"
                 on_loop.clear()
                 body = b'{"records":[{"value":' + record + b"}]}"
-                assert client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON).status_code == 200
+                response = client.post(f"/topics/{USER}", content=body, headers={**KAFKA_JSON, **key})
+                assert response.status_code == 200
                 put = b'{"PartitionKey":"k","Data":' + record + b"}"
-                assert client.put(f"/streams/{GEO_STREAM}/record", content=put).status_code == 200
+                assert (
+                    client.put(f"/streams/{GEO_STREAM}/record", content=put, headers=key).status_code == 200
+                )
                 assert on_loop == [size == "small"] * 2, (size, on_loop)
+            on_loop.clear()  # the wire protocol and CreateStream parse every body in the threadpool
+            wire = b'{"StreamName":"' + GEO_STREAM.encode() + b'","PartitionKey":"k","Data":"eyJpbmQiOjF9"'
+            target = {"X-Amz-Target": "Kinesis_20131202.PutRecord", **key}
+            assert client.post("/", content=wire + b',"n":' + note + b"}", headers=target).status_code == 200
+            created = client.post(
+                "/streams/streaming-0a1b2c3d4e5f-big", content=b'{"n":' + note + b"}", headers=key
+            )
+            assert created.status_code == 200
+            assert on_loop == [False, False, False], on_loop  # the wire body, its record's Data, CreateStream
     finally:
         log.close()
 
