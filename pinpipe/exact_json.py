@@ -15,6 +15,7 @@ orjson-encoding clients such as pinpipe's own emulator send), every number is al
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import orjson
@@ -46,8 +47,17 @@ class ExactFloat(_Exact, float):
     ``1e2``, ``1e-400``, ``1e400``: the last one is ``inf`` as a double, and refused in a known field)."""
 
 
+class IntegerTooLong(ValueError):
+    """An integer of more digits than Python converts (``sys.get_int_max_str_digits()``, 4300): valid
+    JSON that no reader here (the API, the stream processor, the batch job's exact path) can take."""
+
+
 def _int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        digits, limit = len(text.lstrip("-")), sys.get_int_max_str_digits()
+        raise IntegerTooLong(f"an integer of {digits} digits: at most {limit} are read") from None
     if _ORJSON_INT_MIN <= value <= _ORJSON_INT_MAX and (value != 0 or text == "0"):
         return value
     return ExactInt(text)

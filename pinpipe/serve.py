@@ -1,5 +1,6 @@
 """Serving ASGI apps: the listening socket of ``api serve`` and ``dashboard`` (a busy port is one clean
-error line), and an app in a background thread on a free local port (the demo, tests, benchmarks)."""
+error line), the uvicorn configuration every server uses (request heads bounded: :mod:`pinpipe.connection`),
+and an app in a background thread on a free local port (the demo, tests, benchmarks)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,16 @@ def bound_url(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
+def server_config(app: Any, **options: Any) -> Any:
+    """The ``uvicorn.Config`` of ``app``: uvicorn's ``options``, with connections whose request head is
+    bounded in size and time (:class:`~pinpipe.connection.BoundedHttpTools`)."""
+    import uvicorn
+
+    from pinpipe.connection import BoundedHttpTools
+
+    return uvicorn.Config(app, http=BoundedHttpTools, log_level="warning", **options)
+
+
 @contextlib.contextmanager
 def background_server(
     app: Any, host: str = "127.0.0.1", port: int = 0, timeout_s: float = 20.0
@@ -50,8 +61,7 @@ def background_server(
     """
     import uvicorn
 
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, host=host, port=port, lifespan="on"))
     thread = threading.Thread(target=server.run, name="pinpipe-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + timeout_s

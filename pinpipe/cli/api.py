@@ -15,7 +15,7 @@ import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
 from pinpipe.config_show import mask_url
-from pinpipe.serve import listen
+from pinpipe.serve import listen, server_config
 from pinpipe.workdir import note_new_workdir
 
 
@@ -109,9 +109,8 @@ def serve(
                 return
             super().handle_exit(sig, frame)
 
-    config = uvicorn.Config(
+    config = server_config(
         app,
-        log_level="warning",
         access_log=access_log,
         lifespan="on",
         timeout_graceful_shutdown=10,

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from pinpipe.cli.common import build_settings, pipeline_options
-from pinpipe.serve import bound_url, listen
+from pinpipe.serve import bound_url, listen, server_config
 from pinpipe.workdir import require_workdir
 
 
@@ -39,6 +39,6 @@ def dashboard(locations: dict[str, Any], host: str | None, port: int | None, ref
     try:
         click.echo(f"pinpipe dashboard on {bound_url(sock)}/ (workdir {settings.workdir})")
         sys.stdout.flush()
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        uvicorn.Server(server_config(app)).run(sockets=[sock])
     finally:
         sock.close()

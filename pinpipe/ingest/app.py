@@ -5,8 +5,9 @@ Kinesis (the original proxy's ``/streams`` routes: kinesis.py; the AWS SDKs' wir
 in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers and holds the
 prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefixes only) and
 ``/openapi.json``. Appends block, so they run in the threadpool, except v2 produce and PutRecord on a log
-whose writer commits groups (embedded, Kafka): those are checked on the event loop (a hundred records at a
-time, the other connections served in between) and appended in groups (:mod:`pinpipe.ingest.committer`: one
+whose writer commits groups (embedded, Kafka) with bodies of at most 16 KiB (``INLINE_BODY_BYTES``): those
+are parsed and checked on the event loop (a hundred records at a time, the other connections served in
+between) and appended in groups (:mod:`pinpipe.ingest.committer`: one
 committing thread, or the embedded log's writer process), and the two v2 produce paths are answered before
 the framework's middleware and routing (:mod:`pinpipe.ingest.fast_path`). Either way the answer is sent only
 after the log accepted the records.
@@ -258,9 +259,10 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     )
     async def prometheus(request: Request) -> Response:
         """Prometheus text exposition; with keys configured it needs one (any role; no rate limit) and
-        shows the record counts of the caller's prefixes only."""
+        shows the record counts of the caller's prefixes only, and the request counts and latencies
+        (every tenant's requests) only to a key on every prefix."""
         principal = keys.authenticate(request.headers.get("x-api-key"), request.headers.get("authorization"))
-        text = metrics.render(principal.may_use)
+        text = metrics.render(principal.may_use, requests=principal.prefixes is None)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app

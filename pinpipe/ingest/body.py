@@ -240,12 +240,27 @@ def check_content_type(given: str | None, accepted: Collection[str], allow_missi
         raise ApiError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"missing Content-Type: use {' or '.join(sorted(accepted))}"
         )
-    media_type = given.split(";", 1)[0].strip().lower()
+    media_type, _, parameters = given.partition(";")
+    media_type = media_type.strip().lower()
     if media_type not in accepted:
         raise ApiError(
             ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             f"unsupported Content-Type {media_type!r}: use {' or '.join(sorted(accepted))}",
         )
+    check_charset(parameters)
+
+
+def check_charset(parameters: str) -> None:
+    """ApiError 41501 when the ``Content-Type`` parameters name a charset other than UTF-8: bodies are read
+    as UTF-8, so a Latin-1 body that happens to be valid UTF-8 would be stored as other text."""
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise ApiError(
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                f"charset {charset!r} not accepted: send UTF-8 JSON (charset=utf-8 or none)",
+            )
 
 
 def error_docs(model: Any, *codes: int) -> dict[int | str, dict[str, Any]]:

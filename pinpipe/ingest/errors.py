@@ -10,7 +10,8 @@ code   status  Kinesis ``__type``                     when
 =====  ======  =====================================  ===============================================
 40001  400     SerializationException                 body is not valid JSON (or not UTF-8, or nested
                                                       deeper than 1,024 levels; a record value:
-                                                      about 325; or an object names a member twice)
+                                                      about 325; or an object names a member twice;
+                                                      or an integer has more than 4,300 digits)
 40002  400     ValidationException                    a path or query parameter is invalid
 40003  400     UnknownOperationException              ``X-Amz-Target`` names an operation not served
 40101  401     MissingAuthenticationTokenException    no API key, or an unknown one
@@ -22,13 +23,17 @@ code   status  Kinesis ``__type``                     when
                                                       methods
 40801  408     ValidationException                    body not received within ``api.body_timeout_s``;
                                                       the connection is closed
+40802  408     ValidationException                    request line and headers not received within
+                                                      10 s; the connection is closed (answered before
+                                                      any route: always the REST proxy body)
 40901  409     ResourceInUseException                 the stream to create exists already
                                                       (on Kafka: or one differing by . for _)
 40902  409     LimitExceededException                 the stream log holds ``api.max_streams`` streams,
                                                       or the name's prefix ``api.max_streams_per_prefix``
 41301  413     ValidationException                    body larger than ``api.max_body_bytes``
 41501  415     ValidationException                    content type not accepted
-                                                      (or a Content-Encoding but identity)
+                                                      (or a charset but UTF-8, or a
+                                                      Content-Encoding but identity)
 42201  422     ValidationException                    more records than ``api.max_records`` (500)
 42202  (rec)   InvalidArgumentException               a record's explicit partition does not exist
 42206  422     ValidationException                    request shape wrong (no ``records``, ...), or,
@@ -39,6 +44,9 @@ code   status  Kinesis ``__type``                     when
                                                       key) for another body or record count;
                                                       nothing stored
 42901  429     LimitExceededException                 rate limit of the key; ``Retry-After`` is set
+43101  431     LimitExceededException                 request line and headers larger than 64 KiB;
+                                                      the connection is closed (answered before any
+                                                      route, :mod:`pinpipe.connection`: REST proxy body)
 50001  500     InternalFailure                        a bug (logged with its traceback)
 50002  500     InternalFailure                        the log refused the append
 50003  503     ServiceUnavailable                     the log is unreachable now: retry (``Retry-After``)
@@ -78,6 +86,7 @@ KINESIS_TYPES: dict[int, str] = {
     ErrorCode.PARTITION_NOT_FOUND: "ResourceNotFoundException",
     ErrorCode.METHOD_NOT_ALLOWED: "ValidationException",
     ErrorCode.BODY_TIMEOUT: "ValidationException",
+    ErrorCode.HEAD_TIMEOUT: "ValidationException",
     ErrorCode.STREAM_EXISTS: "ResourceInUseException",
     ErrorCode.TOO_MANY_STREAMS: "LimitExceededException",
     ErrorCode.BODY_TOO_LARGE: "ValidationException",
@@ -87,6 +96,7 @@ KINESIS_TYPES: dict[int, str] = {
     ErrorCode.INVALID: "ValidationException",
     ErrorCode.IDEMPOTENCY_KEY_REUSED: "InvalidArgumentException",
     ErrorCode.RATE_LIMITED: "LimitExceededException",
+    ErrorCode.HEAD_TOO_LARGE: "LimitExceededException",
     ErrorCode.INTERNAL: "InternalFailure",
     ErrorCode.LOG_FAILED: "InternalFailure",
     ErrorCode.LOG_UNAVAILABLE: "ServiceUnavailable",

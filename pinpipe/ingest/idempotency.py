@@ -7,13 +7,16 @@ A client's ``Idempotency-Key: K`` from the principal ``P`` (the API key's name) 
   make two different pairs encode alike);
 - every other stored record ``i``: ``["P","K",i]``.
 
-Every stored record also carries the request's fingerprint: a hash of the record count and the body
-bytes. The log compares fingerprints when an event id repeats (see ``OutgoingRecord``), so:
+Every stored record also carries the request's fingerprint: a hash of the record count, the body bytes
+and what else decides the records the body stands for (its ``meaning``: the v2 format and path partition,
+v3 and its batch form, PutRecords rather than PutRecord), so the same bytes sent as another request are
+another request. The log compares fingerprints when an event id repeats (see ``OutgoingRecord``), so:
 
 - a retry of the same request (same bytes) finds its ids and fingerprint: the original partitions and
   offsets, nothing stored again;
-- another request under the same key (other body, other record count) meets ``["P","K"]`` with another
-  fingerprint: the log refuses the whole append (API error 42207) and stores nothing.
+- another request under the same key (other body, other record count, or the same body to another
+  partition, in another format or dialect) meets ``["P","K"]`` with another fingerprint: the log refuses
+  the whole append (API error 42207) and stores nothing.
 
 Validation is deterministic, so a retry's first valid record is the original's. A key is claimed by the
 first request that stores a record; a request whose every record was refused claims nothing.
@@ -34,6 +37,9 @@ class RequestKey:
     principal: str
     key: str
     body: bytes
+    meaning: str = ""
+    """What besides the body decides its records (``request_meaning``); empty for v2 JSON to a whole topic
+    and PutRecord, whose fingerprints are those of logs written before it was added."""
 
     def event_id(self, index: int, first: bool) -> str:
         """The log's idempotency key of record ``index``: ``first`` for the request's first stored one."""
@@ -41,8 +47,17 @@ class RequestKey:
         return orjson.dumps(parts).decode()
 
     def fingerprint(self, count: int) -> str:
-        """What a retry must repeat: the record count and the exact body."""
+        """What a retry must repeat: the record count, the exact body and its meaning (a JSON body never
+        starts with ``@``, so no body spells a meaning)."""
         digest = hashlib.blake2b(digest_size=16)
         digest.update(b"%d\n" % count)
+        if self.meaning:
+            digest.update(b"@%s\n" % self.meaning.encode())
         digest.update(self.body)
         return digest.hexdigest()
+
+
+def request_meaning(dialect: str, partition: int | None = None) -> str:
+    """A request's ``meaning``: ``dialect`` names the route and format (``""`` for v2 JSON and PutRecord,
+    ``"binary"``, ``"v3"``, ``"v3 batch"``, ``"PutRecords"``), then the path's partition if any."""
+    return dialect if partition is None else f"{dialect} partition {partition}".lstrip()

@@ -35,7 +35,7 @@ from pinpipe.ingest.auth import Principal, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.formats import bytes_item, decode_base64
-from pinpipe.ingest.idempotency import RequestKey
+from pinpipe.ingest.idempotency import RequestKey, request_meaning
 from pinpipe.ingest.models import (
     DescribeStreamResponse,
     KinesisErrorBody,
@@ -233,6 +233,10 @@ class KinesisOps:
             raise ApiError(ErrorCode.STREAM_EXISTS, f"stream {name!r} already exists")
         return {}
 
+    def create_parsed(self, name: str, body: bytes) -> dict[str, Any]:
+        """:meth:`create` from a raw body (none: the defaults)."""
+        return self.create(name, parse_json(body) if body.strip() else None)
+
     def delete(self, name: str) -> dict[str, Any]:
         self.service.delete("streams", name)
         return {}
@@ -275,8 +279,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         """Create a stream of ``ShardCount`` shards (default ``log.partitions``); needs an admin key."""
         require_admin(gate.caller(request, name))
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        doc = parse_json(body) if body.strip() else None
-        return _json(await run_in_threadpool(ops.create, name, doc))
+        return _json(await run_in_threadpool(ops.create_parsed, name, body))
 
     @router.delete("/streams/{name}", summary="DeleteStream", response_model=dict[str, Any], responses=errors)
     async def delete_stream(name: str, request: Request) -> Response:
@@ -300,7 +303,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        if service.can_produce_inline("streams", name):
+        if service.can_produce_inline("streams", name, len(body)):
             return await ops.put_record_inline(name, body, request_key)
         return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
 
@@ -319,7 +322,8 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     async def put_records(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
+        meaning = request_meaning("PutRecords")
+        request_key = RequestKey(principal.name, idempotency_key, body, meaning) if idempotency_key else None
         return _json(await run_in_threadpool(put_parsed, ops, True, name, body, request_key))
 
     return router

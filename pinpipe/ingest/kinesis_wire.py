@@ -25,7 +25,7 @@ from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import Principal, authorize, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import KINESIS_WIRE_MEDIA_TYPE, ApiError
-from pinpipe.ingest.idempotency import RequestKey
+from pinpipe.ingest.idempotency import RequestKey, request_meaning
 from pinpipe.ingest.kinesis import ACCEPTED, NEW_STREAM, KinesisOps
 from pinpipe.ingest.models import KinesisErrorBody
 from pinpipe.ingest.rest_proxy import IdempotencyKey
@@ -74,13 +74,18 @@ def stream_of(doc: Any) -> str:
 def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
     router = APIRouter(tags=["Kinesis wire protocol"], default_response_class=AmzJSONResponse)
 
-    def run(operation: str, doc: dict[str, Any], principal: Principal, request_key: Any) -> Any:
-        """Run an operation for an authenticated caller (in the threadpool: appends block)."""
+    def run(operation: str, body: bytes, principal: Principal, request_key: tuple[str, bytes] | None) -> Any:
+        """Run an operation for an authenticated caller (in the threadpool: parsing a large body and
+        appends block)."""
+        doc = parse_json(body) if body.strip() else {}
+        if not isinstance(doc, dict):
+            raise ApiError(ErrorCode.INVALID, "request body must be a JSON object")
         if operation == "ListStreams":
             return ops.list_streams(principal)
         name = stream_of(doc)
         authorize(principal, name)
-        key = None if request_key is None else RequestKey(principal.name, *request_key)
+        meaning = request_meaning("PutRecords" if operation == "PutRecords" else "")
+        key = None if request_key is None else RequestKey(principal.name, *request_key, meaning=meaning)
         if operation == "PutRecord":
             return ops.put_record(name, doc, key)
         if operation == "PutRecords":
@@ -124,11 +129,8 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
                 f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are",
             )
         body = await gate.body(request, ACCEPTED, allow_missing=True)
-        doc = parse_json(body) if body.strip() else {}
-        if not isinstance(doc, dict):
-            raise ApiError(ErrorCode.INVALID, "request body must be a JSON object")
         request_key = None if idempotency_key is None else (idempotency_key, body)
-        answer = await run_in_threadpool(run, operation, doc, principal, request_key)
+        answer = await run_in_threadpool(run, operation, body, principal, request_key)
         return AmzJSONResponse(answer)
 
     return router

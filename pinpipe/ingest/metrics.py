@@ -6,7 +6,9 @@
 
 Labels only take bounded values: ``route`` is the route template (``/topics/{topic}``), never the raw path,
 and ``topic`` only names existing topics. :meth:`ApiMetrics.render` shows the records of the topics a
-caller may use only (a tenant never sees another tenant's topics or counts).
+caller may use only (a tenant never sees another tenant's topics or counts), and the request counts and
+latencies, which every tenant's requests make, only to a caller on every prefix: to a tenant they told how
+many requests the others sent, when, and which failed.
 """
 
 from __future__ import annotations
@@ -56,25 +58,27 @@ class ApiMetrics:
         with self._lock:
             return self._records.get((topic, status), 0)
 
-    def render(self, visible: Callable[[str], bool] = lambda topic: True) -> str:
+    def render(self, visible: Callable[[str], bool] = lambda topic: True, requests: bool = True) -> str:
         """The Prometheus text exposition (version 0.0.4), with the record counts of the ``visible``
-        topics only."""
+        topics only, and the request counts and latencies of every route when ``requests``."""
         out = [
-            "# HELP pinpipe_api_requests_total Requests answered by the ingestion API.",
-            "# TYPE pinpipe_api_requests_total counter",
+            "# HELP pinpipe_api_records_total Records received, by topic and outcome (ok or error code).",
+            "# TYPE pinpipe_api_records_total counter",
         ]
         with self._lock:
-            for (route, method, code), n in sorted(self._requests.items()):
-                labels = _labels(route=route, method=method, status=str(code))
-                out.append(f"pinpipe_api_requests_total{labels} {n}")
-            out += [
-                "# HELP pinpipe_api_records_total Records received, by topic and outcome (ok or error code).",
-                "# TYPE pinpipe_api_records_total counter",
-            ]
             for (topic, outcome), n in sorted(self._records.items()):
                 if not visible(topic):
                     continue
                 out.append(f"pinpipe_api_records_total{_labels(topic=topic, status=outcome)} {n}")
+            if not requests:
+                return "\n".join(out) + "\n"
+            out += [
+                "# HELP pinpipe_api_requests_total Requests answered by the ingestion API.",
+                "# TYPE pinpipe_api_requests_total counter",
+            ]
+            for (route, method, code), n in sorted(self._requests.items()):
+                labels = _labels(route=route, method=method, status=str(code))
+                out.append(f"pinpipe_api_requests_total{labels} {n}")
             out += [
                 "# HELP pinpipe_api_request_duration_seconds Time to answer a request.",
                 "# TYPE pinpipe_api_request_duration_seconds histogram",

@@ -15,9 +15,10 @@ value that does not match its topic's schema or lacks its identifying field, a b
 JSON on a pin/geo/user topic (42206), an explicit partition the topic does not have (42202).
 
 ``Idempotency-Key: K`` makes the request safe to retry: a retry with the same body answers the original
-partitions and offsets without storing again; the same key with another body or record count is refused
-whole (42207, nothing stored). Keys are scoped to the API key that sent them (see
-:mod:`pinpipe.ingest.idempotency`). A record's ``key`` alone is only a partitioning key, never an event id.
+partitions and offsets without storing again; the same key with another body or record count, or with
+the same body to another partition or in another format, is refused whole (42207, nothing stored). Keys
+are scoped to the API key that sent them (see :mod:`pinpipe.ingest.idempotency`). A record's ``key``
+alone is only a partitioning key, never an event id.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pinpipe.errors import ErrorCode
 from pinpipe.ingest.body import Gate, Sent, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
-from pinpipe.ingest.idempotency import RequestKey
+from pinpipe.ingest.idempotency import RequestKey, request_meaning
 from pinpipe.ingest.models import (
     MAX_PARTITION,
     BrokerList,
@@ -57,7 +58,7 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         max_length=MAX_IDEMPOTENCY_KEY,
         description="Makes the request safe to retry: the same key and body store once; the same key "
-        "with another body or record count is refused (42207). Scoped to the API key.",
+        "with another body, record count, partition or format is refused (42207). Scoped to the API key.",
     ),
 ]
 
@@ -137,8 +138,9 @@ class Producer:
         fmt = embedded_format(sent.content_type)
         body = await self.gate.read_body(receive, sent, ACCEPTED)
         key = sent.idempotency_key
-        request_key = RequestKey(principal.name, key, body) if key else None
-        if self.service.can_produce_inline("topics", topic):
+        meaning = request_meaning("binary" if fmt == "binary" else "", partition)
+        request_key = RequestKey(principal.name, key, body, meaning) if key else None
+        if self.service.can_produce_inline("topics", topic, len(body)):
             items = self.items(topic, body, fmt, partition)
             return answer(await self.service.produce_inline("topics", topic, items, request_key))
         return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)

@@ -225,11 +225,13 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         check_cluster(cluster_id)
         return KafkaJSONResponse(cluster_doc(str(request.base_url).rstrip("/")))
 
-    async def read(cluster_id: str, topic: str, request: Request, key: str | None) -> tuple[bytes, Any]:
+    async def read(
+        cluster_id: str, topic: str, request: Request, key: str | None, meaning: str
+    ) -> tuple[bytes, Any]:
         principal = gate.caller(request, topic)
         check_cluster(cluster_id)
         body = await gate.body(request, ACCEPTED)
-        return body, RequestKey(principal.name, key, body) if key else None
+        return body, RequestKey(principal.name, key, body, meaning) if key else None
 
     @router.post(
         "/v3/clusters/{cluster_id}/topics/{topic}/records",
@@ -243,7 +245,7 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         cluster_id: ClusterId, topic: str, request: Request, idempotency_key: IdempotencyKey = None
     ) -> Response:
         """Append one record; answers its delivery report once it is in the log."""
-        body, request_key = await read(cluster_id, topic, request, idempotency_key)
+        body, request_key = await read(cluster_id, topic, request, idempotency_key, "v3")
         return KafkaJSONResponse(await run_in_threadpool(produce_one, topic, body, request_key))
 
     @router.post(
@@ -262,7 +264,7 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         cluster_id: ClusterId, topic: str, request: Request, idempotency_key: IdempotencyKey = None
     ) -> Response:
         """Append the valid entries; 207 with each entry's delivery report or error, by ``id``."""
-        body, request_key = await read(cluster_id, topic, request, idempotency_key)
+        body, request_key = await read(cluster_id, topic, request, idempotency_key, "v3 batch")
         answer = await run_in_threadpool(produce_batch, topic, body, request_key)
         return KafkaJSONResponse(answer, status_code=207)
 

@@ -111,3 +111,60 @@ def test_a_reused_key_is_refused_after_a_restart(settings: Settings) -> None:
     log = EmbeddedLog(url)
     assert total(log, USER) == 1
     log.close()
+
+
+def test_the_same_key_and_body_for_another_partition_is_refused(client, log: Log) -> None:
+    """The path's partition is not in the body: a retry to partition 2 of a request stored in partition 1
+    was answered 200 with partition 1's offset, and partition 2 got nothing."""
+    body = {"records": users(1)}
+    headers = {**KAFKA_JSON, "Idempotency-Key": "p-1"}
+    first = client.post(f"/topics/{USER}/partitions/1", json=body, headers=headers)
+    assert first.json()["offsets"][0]["partition"] == 1
+    other = client.post(f"/topics/{USER}/partitions/2", json=body, headers=headers)
+    assert other.status_code == 422 and other.json()["error_code"] == 42207, other.text
+    assert log.end_offsets(USER)[2] == 0
+    again = client.post(f"/topics/{USER}/partitions/1", json=body, headers=headers)
+    assert again.json() == first.json()
+
+
+SAME_BYTES = b'{"records":[{"value":"eyJpbmQiOjF9"}],"value":{"data":"eyJpbmQiOjJ9"}}'
+"""One body, three requests: v2 JSON (the string), v2 binary (base64 of ``{"ind":1}``), v3 (the string
+``eyJpbmQiOjJ9``)."""
+
+
+def test_the_same_key_and_bytes_in_another_format_or_dialect_are_refused(settings: Settings) -> None:
+    """What a body means depends on its Content-Type and route: the same bytes under another one were
+    answered with the first request's offsets, though their records were never stored."""
+    log = MemoryLog(auto_create=False)
+    topic = "0a1b2c3d4e5f.raw"  # a topic of no kind: values of any JSON type, binary values as bytes
+    log.create_topic(topic, 1)
+    binary = {"Content-Type": "application/vnd.kafka.binary.v2+json", "Idempotency-Key": "f-1"}
+    with client_for(settings, log) as c:
+        cluster = c.get("/v3/clusters").json()["data"][0]["cluster_id"]
+        first = c.post(f"/topics/{topic}", content=SAME_BYTES, headers=binary)
+        assert first.status_code == 200
+        as_json = c.post(f"/topics/{topic}", content=SAME_BYTES, headers={**binary, **KAFKA_JSON})
+        as_v3 = c.post(
+            f"/v3/clusters/{cluster}/topics/{topic}/records",
+            content=SAME_BYTES,
+            headers={"Content-Type": "application/json", "Idempotency-Key": "f-1"},
+        )
+        for refused in (as_json, as_v3):
+            assert refused.status_code == 422 and refused.json()["error_code"] == 42207, refused.text
+        assert c.post(f"/topics/{topic}", content=SAME_BYTES, headers=binary).json() == first.json()
+    assert [r.value for r in read_all(log, topic)] == [b'{"ind":1}']
+
+
+def test_the_same_key_and_bytes_as_put_record_and_put_records_are_refused(client, log: Log) -> None:
+    """A body holding both a record and ``Records`` means one record to PutRecord and another to
+    PutRecords."""
+    body = {
+        "Data": GEO_RECORD,
+        "PartitionKey": "p",
+        "Records": [{"Data": {**GEO_RECORD, "ind": 2}, "PartitionKey": "p"}],
+    }
+    headers = {"Idempotency-Key": "k-1"}
+    assert client.put(f"/streams/{GEO_STREAM}/record", json=body, headers=headers).status_code == 200
+    many = client.put(f"/streams/{GEO_STREAM}/records", json=body, headers=headers)
+    assert many.status_code == 422 and many.json()["error_code"] == 42207, many.text
+    assert total(log, GEO_STREAM) == 1

@@ -6,6 +6,7 @@ through the test client.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import socket
 import time
@@ -14,12 +15,23 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from pinpipe import exact_json
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
 from pinpipe.ingest import create_app
+from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
 from pinpipe.serve import background_server
-from tests.unit.api_support import KAFKA_JSON, PIN, PIN_STREAM, USER, total, with_api
+from tests.unit.api_support import (
+    GEO_STREAM,
+    KAFKA_JSON,
+    PIN,
+    PIN_STREAM,
+    USER,
+    client_for,
+    total,
+    with_api,
+)
 
 
 @pytest.fixture
@@ -129,6 +141,65 @@ def test_a_value_too_deep_to_store_on_a_free_stream_is_40001(api) -> None:
     assert total(log, "streaming-free") == 0
 
 
+@pytest.mark.parametrize("digits", [4301, 1_000_000])
+def test_an_integer_longer_than_the_parser_reads_is_40001_naming_the_limit(api, digits: int) -> None:
+    """Valid JSON, but no consumer's parser reads it either: refused whole, saying why. The answer was
+    Python's own advice to call sys.set_int_max_str_digits(), under 'not valid JSON'."""
+    client, log = api
+    body = b'{"records":[{"value":{"ind":1,"note":' + b"1" * digits + b"}}]}"
+    response = client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON)
+    assert response.status_code == 400 and response.json()["error_code"] == 40001
+    message = response.json()["message"]
+    assert f"an integer of {digits} digits" in message and "at most 4300" in message, message
+    assert "sys." not in message and "not valid JSON" not in message
+    assert total(log, USER) == 0
+
+
+def test_a_large_body_is_parsed_off_the_event_loop(settings: Settings, monkeypatch) -> None:
+    """On a log whose writer commits groups, produce bodies were parsed on the event loop: one tenant's
+    10 MiB body spelling its numbers ``1.10`` (parsed in Python, number by number) held every connection
+    of every tenant for 6 s. Small bodies (one record) still are, which is what the inline path is for."""
+    on_loop: list[bool] = []
+    loads = exact_json.loads
+
+    def watched(body: bytes, unique_names: bool = False) -> object:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return loads(body, unique_names)
+
+    monkeypatch.setattr(exact_json, "loads", watched)
+    log = EmbeddedLog(f"embedded://{settings.workdir.resolve() / 'log'}")
+    note = b"[" + b",".join([b"1.10"] * 20_000) + b"]"
+    key = {"X-API-Key": "admin-key-0123456789ab"}
+    try:
+        with client_for(with_api(settings, admin_keys=[key["X-API-Key"]]), log) as client:
+            for size, note_value in (("small", b"1.10"), ("large", note)):
+                record = b'{"ind":1,"note":' + note_value + b"}"
+                on_loop.clear()
+                body = b'{"records":[{"value":' + record + b"}]}"
+                response = client.post(f"/topics/{USER}", content=body, headers={**KAFKA_JSON, **key})
+                assert response.status_code == 200
+                put = b'{"PartitionKey":"k","Data":' + record + b"}"
+                assert (
+                    client.put(f"/streams/{GEO_STREAM}/record", content=put, headers=key).status_code == 200
+                )
+                assert on_loop == [size == "small"] * 2, (size, on_loop)
+            on_loop.clear()  # the wire protocol and CreateStream parse every body in the threadpool
+            wire = b'{"StreamName":"' + GEO_STREAM.encode() + b'","PartitionKey":"k","Data":"eyJpbmQiOjF9"'
+            target = {"X-Amz-Target": "Kinesis_20131202.PutRecord", **key}
+            assert client.post("/", content=wire + b',"n":' + note + b"}", headers=target).status_code == 200
+            created = client.post(
+                "/streams/streaming-0a1b2c3d4e5f-big", content=b'{"n":' + note + b"}", headers=key
+            )
+            assert created.status_code == 200
+            assert on_loop == [False, False, False], on_loop  # the wire body, its record's Data, CreateStream
+    finally:
+        log.close()
+
+
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
 def test_only_utf8_json_is_accepted(api, encoding: str) -> None:
     client, log = api
@@ -136,6 +207,32 @@ def test_only_utf8_json_is_accepted(api, encoding: str) -> None:
     response = client.post(f"/topics/{USER}", content=body, headers=KAFKA_JSON)
     assert response.status_code == 400 and response.json()["error_code"] == 40001
     assert total(log, USER) == 0
+
+
+@pytest.mark.parametrize("charset", ["iso-8859-1", "windows-1252", '"latin1"'])
+def test_a_body_declaring_another_charset_is_415_not_read_as_utf8(api, charset: str) -> None:
+    """The bytes C3 A9 are 'Ã©' in Latin-1 and 'é' in UTF-8: a body declared Latin-1 was read as UTF-8 and
+    stored as a value the client did not send."""
+    client, log = api
+    body = '{"records":[{"value":{"ind":1,"note":"é"}}]}'.encode()
+    stream_body = '{"Data":{"ind":1,"note":"é"},"PartitionKey":"k"}'.encode()
+    for response in (
+        client.post(
+            f"/topics/{USER}",
+            content=body,
+            headers={"Content-Type": f"{KAFKA_JSON['Content-Type']}; charset={charset}"},
+        ),
+        client.put(
+            f"/streams/{PIN_STREAM}/record",
+            content=stream_body,
+            headers={"Content-Type": f"application/json;charset={charset}"},
+        ),
+    ):
+        assert response.status_code == 415 and response.json()["error_code"] == 41501, response.text
+        assert "charset" in response.json()["message"]
+    assert total(log, USER) == 0 and total(log, PIN_STREAM) == 0
+    utf8 = {"Content-Type": f'{KAFKA_JSON["Content-Type"]}; Charset="UTF-8"'}
+    assert client.post(f"/topics/{USER}", content=body, headers=utf8).status_code == 200
 
 
 @pytest.mark.parametrize("compressed", [True, False])

@@ -155,4 +155,22 @@ def test_metrics_need_a_key_and_show_the_callers_prefixes_only(settings: Setting
         theirs = client.get("/metrics", headers={"Authorization": f"Bearer {KEYS['longer']}"}).text
     assert f'topic="{GEO}"' in mine and LONGER not in mine
     assert f'topic="{LONGER}.geo"' in theirs and f'topic="{GEO}"' not in theirs
-    assert "pinpipe_api_requests_total" in mine  # routes and latencies name no tenant
+
+
+def test_a_tenants_metrics_do_not_count_another_tenants_requests(settings: Settings, tmp_path: Path) -> None:
+    """The request counts and latencies of every route, shared by all tenants, told a tenant how many
+    requests the others sent, when, and which of them failed; they are for keys on every prefix."""
+    log = tenant_log()
+    admin = "operator-key-0123456789"
+    secured = with_api(settings, keys_file=keys_file(tmp_path), api_keys=[admin])
+    with client_for(secured, log) as client:
+        before = client.get("/metrics", headers={"X-API-Key": KEYS["a"]}).text
+        for _ in range(3):
+            assert produce(client, f"{LONGER}.geo", KEYS["longer"]).status_code == 200
+        assert produce(client, GEO, KEYS["longer"]).status_code == 403
+        after = client.get("/metrics", headers={"X-API-Key": KEYS["a"]}).text
+        operator = client.get("/metrics", headers={"X-API-Key": admin}).text
+    assert after == before
+    assert "pinpipe_api_requests_total" not in after and "duration" not in after
+    assert 'pinpipe_api_requests_total{route="/topics/{topic}",method="POST",status="200"} 3' in operator
+    assert 'pinpipe_api_requests_total{route="/topics/{topic}",method="POST",status="403"} 1' in operator

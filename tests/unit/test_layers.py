@@ -25,7 +25,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "_optional",
         ),
     ),
-    (0, ("aws", "progress", "serve", "stage", "stopping", "workdir")),
+    (0, ("aws", "connection", "progress", "serve", "stage", "stopping", "workdir")),
     (1, ("log", "lake", "transform", "delta", "tables", "source", "status")),
     (2, ("ingest", "lake.sink", "lake.sink_options", "lake.sink_puts", "engines", "streaming", "dashboard")),
     (2, ("source.sender", "source.emulator", "earlier_run", "render")),
