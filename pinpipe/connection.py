@@ -15,10 +15,13 @@ the server may open). :class:`BoundedHttpTools` is that protocol with two bounds
 
 Both close the connection. Idle kept-alive connections between requests keep uvicorn's own timeout.
 
-A request answered before its body arrived (401, 413, 404, ...: the app read none or part of it) has its
-connection closed once the answer is written. uvicorn read and dropped the rest for as long as it came,
-each byte putting off its keep-alive timeout, so a client without a key held a connection for ever by
-sending a byte of a 1 GB body now and then. (With requests queued behind it the body had ended.)
+A request answered before its body arrived (401, 413, 404, ...: the app read none or part of it) has the
+rest of its body read and dropped for at most :data:`LINGER_S`, then its connection closed (at once if the
+body ends sooner). uvicorn read and dropped it for as long as it came, each byte putting off its
+keep-alive timeout, so a client without a key held a connection for ever by sending a byte of a 1 GB body
+now and then. Closing at once instead would reset a connection with unread bytes, which can discard the
+answer before the client reads it (RFC 9112, 9.6: a server closes in stages). (With requests queued
+behind it the body had ended.)
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from pinpipe.errors import ErrorCode
 MAX_HEAD_BYTES = 64 * 1024
 """The request line and headers of one request, in bytes (nginx keeps 32 KiB, Node.js 16 KiB); and,
 beyond the chunks' framing, the chunk extensions and trailers of a chunked body."""
+LINGER_S = 2.0
+"""How long the rest of a body answered early is read and dropped before the connection closes."""
 CHUNK_FRAMING = 24
 """Bytes a chunk's size line and closing CRLF take at most without extensions (16 hex digits, 2 CRLFs)."""
 
@@ -47,6 +52,7 @@ class BoundedHttpTools(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._lingering: asyncio.TimerHandle | None = None
         self._heads = self._watch_of(self.loop)
         self._start_head()
 
@@ -103,12 +109,27 @@ class BoundedHttpTools(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
-        if not self.pipeline and self.cycle.more_body and not self.transport.is_closing():
-            self.transport.close()  # answered before its body arrived: the rest is not waited for
+        if self.pipeline or not self.cycle.more_body or self.transport.is_closing():
+            super().on_response_complete()
             return
-        super().on_response_complete()
+        # answered before its body arrived: the rest is read and dropped (uvicorn drops a body arriving
+        # after the answer) until it ends or LINGER_S passes, then the connection closes
+        self.server_state.total_requests += 1
+        self.flow.resume_reading()
+        self._lingering = self.loop.call_later(LINGER_S, self.transport.close)
+
+    def on_message_complete(self) -> None:
+        if self._lingering is None:
+            super().on_message_complete()
+            return
+        self._lingering.cancel()  # the body answered early has ended: nothing is left unread
+        self._lingering = None
+        self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lingering is not None:
+            self._lingering.cancel()
+            self._lingering = None
         self._head_open = False
         self._heads.waiting.pop(self, None)
         super().connection_lost(exc)

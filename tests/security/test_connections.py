@@ -1,7 +1,7 @@
 """Connections that never finish their request hold neither memory nor a socket: before any key is checked,
 a head (request line and headers) beyond ``MAX_HEAD_BYTES`` is refused (431) and one that has not arrived
 within ``head_timeout_s`` is answered 408, both closing the connection; a request answered before its body
-arrived (401, 413, ...) has its connection closed after the answer. Run against a real uvicorn server: the
+arrived (401, 413, ...) has the rest read for at most LINGER_S, then its connection closed. Run against a real uvicorn server: the
 limits are about sockets and memory, below the app."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from unittest.mock import patch
 import pytest
 
 from pinpipe.config import Settings
-from pinpipe.connection import MAX_HEAD_BYTES, BoundedHttpTools
+from pinpipe.connection import LINGER_S, MAX_HEAD_BYTES, BoundedHttpTools
 from pinpipe.ingest import create_app
 from pinpipe.log.memory import MemoryLog
 from pinpipe.serve import background_server
@@ -69,6 +69,31 @@ def answer_while_trickling(sock: socket.socket, trickle: bytes, seconds: float =
         data += chunk
         closed = not chunk
     return data, closed
+
+
+def one_answer(sock: socket.socket, timeout: float = 5) -> bytes:
+    """One answer's bytes (a head and a JSON body), without waiting for the connection to close."""
+    sock.settimeout(timeout)
+    data = b""
+    while not (b"\r\n\r\n" in data and data.endswith(b"}")):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def to_close(sock: socket.socket, timeout: float = 10) -> tuple[bytes, bool]:
+    """What the server sends until it closes the connection, and whether it reset it (rather than an
+    orderly close); TimeoutError if it stays open."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        return data, True
+    return data, False
 
 
 HEADS = {
@@ -161,6 +186,52 @@ def test_a_request_answered_before_its_body_arrived_has_its_connection_closed(
         sock.close()
     assert data.startswith(b"HTTP/1.1 " + status + b" "), data[:200]
     assert closed and time.monotonic() - started < 5
+
+
+def test_a_body_answered_early_is_read_for_a_while_before_the_connection_closes(settings: Settings) -> None:
+    """Closing the connection right after an early answer, with the client's body still arriving, resets
+    it (unread bytes), which can discard the answer before the client reads it: the rest is read and
+    dropped for ``LINGER_S``, then the connection closes."""
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        head = (
+            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
+            "Content-Length: 1000000000\r\n\r\n{"
+        ).encode()
+        sock.sendall(head)
+        data = one_answer(sock)
+        assert data.startswith(b"HTTP/1.1 401 "), data[:200]
+        started, refused = time.monotonic(), None
+        while refused is None and time.monotonic() - started < 5 * LINGER_S:
+            try:
+                sock.sendall(b" " * 65536)
+            except (BrokenPipeError, ConnectionResetError):
+                refused = time.monotonic() - started
+            time.sleep(0.02)
+        sock.close()
+    assert refused is not None, "the connection stayed open"
+    assert LINGER_S / 2 < refused < 3 * LINGER_S, refused
+
+
+def test_a_body_answered_early_that_ends_closes_the_connection_cleanly(settings: Settings) -> None:
+    """A body that ends within the linger is read to its end: the connection then closes with nothing
+    unread (an orderly close, no reset), its answer intact."""
+    with keyed_server(settings) as address:
+        sock = socket.create_connection(address)
+        body = b'{"records":[{"value":{"ind":1}}]}' + b" " * (4 << 20)
+        head = (
+            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        try:
+            sock.sendall(head + body)
+            sent = True
+        except (BrokenPipeError, ConnectionResetError):
+            sent = False
+        data, reset = to_close(sock)
+        sock.close()
+    assert sent, "the connection was reset while the body was being sent"
+    assert data.startswith(b"HTTP/1.1 401 ") and not reset, (data[:200], reset)
 
 
 def chunked_produce(chunks: list[bytes]) -> bytes:
