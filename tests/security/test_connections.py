@@ -1,8 +1,8 @@
 """Connections that never finish their request hold neither memory nor a socket: before any key is checked,
 a head (request line and headers) beyond ``MAX_HEAD_BYTES`` is refused (431) and one that has not arrived
 within ``head_timeout_s`` is answered 408, both closing the connection; a request answered before its body
-arrived (401, 413, ...) has the rest read for at most LINGER_S, then its connection closed. Run against a real uvicorn server: the
-limits are about sockets and memory, below the app."""
+arrived (401, 413, ...) has the rest read for at most ``LINGER_S``, then its connection closed. Run against
+a real uvicorn server: the limits are about sockets and memory, below the app."""
 
 from __future__ import annotations
 
