@@ -5,10 +5,10 @@ Kinesis (the original proxy's ``/streams`` routes: kinesis.py; the AWS SDKs' wir
 in front of the log, plus ``/healthz`` (the process answers), ``/readyz`` (the log answers and holds the
 prefix's topics and streams), ``/metrics`` (Prometheus text; the caller's prefixes only) and
 ``/openapi.json``. Appends block, so they run in the threadpool, except v2 produce and PutRecord on a log
-whose writer commits groups (embedded, Kafka) with bodies of at most 16 KiB (``INLINE_BODY_BYTES``): those
-are parsed and checked on the event loop (a hundred records at a time, the other connections served in
-between) and appended in groups (:mod:`pinpipe.ingest.committer`: one
-committing thread, or the embedded log's writer process), and the two v2 produce paths are answered before
+whose writer commits groups (embedded, Kafka): those are checked on the event loop (a hundred records at a
+time, the other connections served in between; a body over 16 KiB that only Python's parser reads exactly
+is parsed in the threadpool first) and appended in groups (:mod:`pinpipe.ingest.committer`: one committing
+thread, or the embedded log's writer process), and the two v2 produce paths are answered before
 the framework's middleware and routing (:mod:`pinpipe.ingest.fast_path`). Either way the answer is sent only
 after the log accepted the records.
 

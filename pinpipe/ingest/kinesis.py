@@ -32,7 +32,7 @@ from starlette.responses import Response
 from pinpipe.access import PREFIX
 from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import Principal, require_admin
-from pinpipe.ingest.body import Gate, error_docs
+from pinpipe.ingest.body import Gate, error_docs, parsed_off_loop_if_slow
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.formats import bytes_item, decode_base64
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -157,7 +157,8 @@ class KinesisOps:
     async def put_record_inline(self, name: str, body: bytes, idempotency_key: RequestKey | None) -> Response:
         """PutRecord from the event loop (see :meth:`IngestService.produce_inline`)."""
         self.service.partitions("streams", name)  # 40401 before the body's 40001
-        items = self.items(name, parse_json(body), False)
+        doc = await parsed_off_loop_if_slow(body, parse_json, body)
+        items = self.items(name, doc, False)
         (outcome,) = await self.service.produce_inline("streams", name, items, idempotency_key)
         return _json(record_answer(outcome))
 
@@ -303,7 +304,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
         principal = gate.caller(request, name)
         body = await gate.body(request, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
-        if service.can_produce_inline("streams", name, len(body)):
+        if service.can_produce_inline("streams", name):
             return await ops.put_record_inline(name, body, request_key)
         return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
 

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.body import Gate, Sent, error_docs
+from pinpipe.ingest.body import Gate, Sent, error_docs, parsed_off_loop_if_slow
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -140,8 +140,8 @@ class Producer:
         key = sent.idempotency_key
         meaning = request_meaning("binary" if fmt == "binary" else "", partition)
         request_key = RequestKey(principal.name, key, body, meaning) if key else None
-        if self.service.can_produce_inline("topics", topic, len(body)):
-            items = self.items(topic, body, fmt, partition)
+        if self.service.can_produce_inline("topics", topic):
+            items = await parsed_off_loop_if_slow(body, self.items, topic, body, fmt, partition)
             return answer(await self.service.produce_inline("topics", topic, items, request_key))
         return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
 

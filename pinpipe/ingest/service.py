@@ -47,12 +47,6 @@ CHECK_SLICE = 100
 """Records checked on the event loop between two turns of the other connections (about 0.2 ms of work):
 a 500-record request holds the loop no longer at a time than a worker thread would hold the GIL."""
 
-INLINE_BODY_BYTES = 16 * 1024
-"""The largest body parsed on the event loop (a single-record request is well under 1 KiB). A body's
-numbers spelled as a parser would not write them back (``1.10``) are parsed in Python, about 2 MB/s: a
-10 MiB body held every connection for 6 s; 16 KiB holds them at most about 8 ms. Larger bodies are parsed,
-checked and appended in the threadpool."""
-
 Space = Literal["topics", "streams"]
 """The REST proxy's topics or the Kinesis proxy's streams (possibly the same log)."""
 
@@ -270,16 +264,10 @@ class IngestService:
         placed = self._append(space, name, checked.batch) if checked.batch else []
         return self._settle(name, checked, placed)
 
-    def can_produce_inline(self, space: Space, name: str, size: int) -> bool:
-        """True when a request of ``size`` body bytes may be parsed and checked on the event loop and
-        :meth:`produce_inline` would not block it: the body is at most ``INLINE_BODY_BYTES``, the log
-        started, the topic's partition count known and its writer committing through the committer."""
-        return (
-            size <= INLINE_BODY_BYTES
-            and self._started
-            and name in self._cache[space]
-            and space in self._committers
-        )
+    def can_produce_inline(self, space: Space, name: str) -> bool:
+        """True when :meth:`produce_inline` would not block the event loop: the log started, the topic's
+        partition count known and its writer committing through the committer."""
+        return self._started and name in self._cache[space] and space in self._committers
 
     async def produce_inline(
         self, space: Space, name: str, items: list[Item], idempotency_key: RequestKey | None

@@ -55,7 +55,7 @@ def test_a_large_request_is_checked_in_slices_with_other_tasks_served_between(
     turns: list[int] = []
 
     async def main() -> int:
-        assert service.can_produce_inline("topics", PIN, 0)
+        assert service.can_produce_inline("topics", PIN)
         stop = asyncio.Event()
 
         async def other_connection() -> None:
