@@ -32,6 +32,7 @@ from fastapi import APIRouter, Path, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
+from pinpipe.config_show import mask_url
 from pinpipe.errors import ErrorCode
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
@@ -50,8 +51,10 @@ ClusterId = Annotated[str, Path(max_length=64, description="The id GET /v3/clust
 
 
 def cluster_id_of(log_url: str) -> str:
-    """A Kafka-like cluster id (22 characters of URL-safe base64) derived from the log's URL."""
-    digest = hashlib.blake2b(log_url.encode(), digest_size=16).digest()
+    """A Kafka-like cluster id (22 characters of URL-safe base64) derived from the log's URL with its
+    secrets masked: any caller may read the id, and a hash of the password's URL could be tried against
+    guesses of it offline (a URL without secrets keeps the id it always had)."""
+    digest = hashlib.blake2b(mask_url(log_url).encode(), digest_size=16).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 

@@ -76,3 +76,14 @@ def test_a_url_without_secrets_is_shown_as_given(url: str) -> None:
     from pinpipe.config_show import mask_url
 
     assert mask_url(url) == url
+
+
+def test_the_v3_cluster_id_tells_nothing_of_the_log_urls_secrets() -> None:
+    """``GET /v3/clusters`` answers any caller with an id that was a hash of the log URL as configured,
+    its password included: a guess of the password could be checked against it offline."""
+    from pinpipe.ingest.rest_v3 import cluster_id_of
+
+    base = "kafka://pinpipe:{}@127.0.0.1:9092?sasl.password={}"
+    assert cluster_id_of(base.format(SECRET, SECRET)) == cluster_id_of(base.format("guess", "guess"))
+    plain = "kafka://127.0.0.1:9092"
+    assert cluster_id_of(plain) != cluster_id_of("kafka://127.0.0.1:9093")
