@@ -138,8 +138,10 @@ class Producer:
         fmt = embedded_format(sent.content_type)
         body = await self.gate.read_body(receive, sent, ACCEPTED)
         key = sent.idempotency_key
-        meaning = request_meaning("binary" if fmt == "binary" else "", partition)
-        request_key = RequestKey(principal.name, key, body, meaning) if key else None
+        request_key = None
+        if key:
+            meaning = request_meaning("binary" if fmt == "binary" else "", partition)
+            request_key = RequestKey(principal.name, key, body, meaning)
         if self.service.can_produce_inline("topics", topic):
             items = await parsed_off_loop_if_slow(body, self.items, topic, body, fmt, partition)
             return answer(await self.service.produce_inline("topics", topic, items, request_key))

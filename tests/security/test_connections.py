@@ -164,6 +164,19 @@ def test_a_kept_alive_connection_gets_a_new_head_deadline_per_request(settings: 
     assert all(a.startswith(b"HTTP/1.1 200 ") for a in answers), answers
 
 
+def keyless_produce_head(content_length: int, headers: bytes = b"") -> bytes:
+    """The head of a v2 produce declaring ``content_length`` body bytes, with ``headers`` (no key unless
+    they hold one), up to and including its blank line."""
+    return (
+        (
+            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
+            f"Content-Length: {content_length}\r\n"
+        ).encode()
+        + headers
+        + b"\r\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("headers", "status"),
     [(b"", b"401"), (f"X-API-Key: {KEY}\r\n".encode(), b"413")],
@@ -176,11 +189,7 @@ def test_a_request_answered_before_its_body_arrived_has_its_connection_closed(
     without a key held its connection for ever by sending a byte of a 1 GB body now and then."""
     with keyed_server(settings) as address:
         sock = socket.create_connection(address)
-        head = (
-            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
-            "Content-Length: 1000000000\r\n"
-        ).encode()
-        sock.sendall(head + headers + b"\r\n{")
+        sock.sendall(keyless_produce_head(1_000_000_000, headers) + b"{")
         started = time.monotonic()
         data, closed = answer_while_trickling(sock, b" ")
         sock.close()
@@ -194,11 +203,7 @@ def test_a_body_answered_early_is_read_for_a_while_before_the_connection_closes(
     dropped for ``LINGER_S``, then the connection closes."""
     with keyed_server(settings) as address:
         sock = socket.create_connection(address)
-        head = (
-            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
-            "Content-Length: 1000000000\r\n\r\n{"
-        ).encode()
-        sock.sendall(head)
+        sock.sendall(keyless_produce_head(1_000_000_000) + b"{")
         data = one_answer(sock)
         assert data.startswith(b"HTTP/1.1 401 "), data[:200]
         started, refused = time.monotonic(), None
@@ -219,10 +224,7 @@ def test_a_body_answered_early_that_ends_closes_the_connection_cleanly(settings:
     with keyed_server(settings) as address:
         sock = socket.create_connection(address)
         body = b'{"records":[{"value":{"ind":1}}]}' + b" " * (4 << 20)
-        head = (
-            f"POST /topics/{GEO} HTTP/1.1\r\nHost: x\r\nContent-Type: {KAFKA_JSON['Content-Type']}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
+        head = keyless_produce_head(len(body))
         try:
             sock.sendall(head + body)
             sent = True

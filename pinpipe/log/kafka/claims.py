@@ -218,7 +218,7 @@ class KafkaClaims:
             (claim_id,) = claim_ids(1)
             sent = time.monotonic()
             (partition,), (winner,) = self._claim(ctopic, [(key, claim_id, supersedes)])
-            ticket = self._ticket(key, claim_id, winner, sent)
+            ticket = self._ticket(key, claim_id, winner, sent, time.monotonic())
             if ticket is not None:
                 return ticket
             while True:  # another claim holds the key: wait for its records or for its lease to end
@@ -251,12 +251,10 @@ class KafkaClaims:
         now = time.monotonic()
         return [self._ticket(k, c, w, sent, now) for k, c, w in zip(keys, ids, winners, strict=True)]
 
-    def _ticket(
-        self, key: str, claim_id: str, winner: Claim, sent: float, now: float | None = None
-    ) -> Ticket | None:
+    def _ticket(self, key: str, claim_id: str, winner: Claim, sent: float, now: float) -> Ticket | None:
         """The right to write ``key`` when our claim ``claim_id`` (sent at ``sent``) is the winner and its
-        window has not passed (at ``now``, read once for a group's claims)."""
-        if winner.id != claim_id or (time.monotonic() if now is None else now) >= sent + self.window:
+        window has not passed at ``now`` (read once for a group's claims)."""
+        if winner.id != claim_id or now >= sent + self.window:
             return None
         if self._kill_after is not None and self._kill_after in key:
             os.kill(os.getpid(), signal.SIGKILL)
