@@ -93,7 +93,6 @@ def require_every_prefix(principal: Principal, what: str) -> None:
     if principal.prefixes is not None:
         raise HTTPException(
             403,
-            f"API key '{principal.name}' is limited to its prefixes, and {what} belong to no single prefix "
-            "(every prefix's runs on this workdir write the same tables): only a key on every prefix "
-            "(api.api_keys, api.admin_keys) reads them",
+            f"API key '{principal.name}' sees its own prefixes only, and {what} are tables every prefix "
+            "shares: only a key on every prefix (api.api_keys, api.admin_keys) reads them",
         )
