@@ -153,6 +153,8 @@ class StreamSettings(_Section):
 
 
 class DashboardSettings(_Section):
+    """Where the dashboard listens; who may read it is ``api``'s keys (:mod:`pinpipe.dashboard.gate`)."""
+
     host: str = "127.0.0.1"
     port: int = 8050
     refresh_s: float = 2.0

@@ -5,6 +5,7 @@ and exits non-zero, so only genuine bugs ever show a traceback::
 
     PinpipeError
     ├── ConfigError               bad settings, flags, URLs or files
+    ├── AuthenticationError       a request carried no API key, or an unknown one
     ├── MissingDependencyError    an optional extra is not installed (names the install command)
     ├── SourceError               the source database or input files
     ├── ValidationError           a record does not match its topic's schema
@@ -30,6 +31,15 @@ class PinpipeError(Exception):
 
 class ConfigError(PinpipeError):
     """Settings, flags, URLs or input files are wrong."""
+
+
+class AuthenticationError(PinpipeError):
+    """A request to a server with keys configured carried no key (``missing``) or an unknown one; each
+    server answers it in its own dialect (the API's error body, the dashboard's login prompt)."""
+
+    def __init__(self, message: str, missing: bool) -> None:
+        super().__init__(message)
+        self.missing = missing
 
 
 class MissingDependencyError(PinpipeError):

@@ -3,7 +3,8 @@
 Every number the page draws comes from the API, so anyone can build on the same numbers:
 ``/api/metrics`` (stream processor's real-time metrics), ``/api/status`` (topics and lag per partition),
 ``/api/batch`` and ``/api/batch/{output}`` (the batch job's outputs). Scripts and styles are served from
-the package's ``static/`` folder: the page works offline.
+the package's ``static/`` folder: the page works offline. With API keys configured every path needs one,
+and a tenant's key sees only its own topics (:mod:`pinpipe.dashboard.gate`).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import html
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, HTTPException
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -20,11 +23,19 @@ from pinpipe import __version__
 from pinpipe.config import Settings
 from pinpipe.dashboard import live
 from pinpipe.dashboard.batch import FILL_HINT, OUTPUTS, OutputInfo, output_rows, read_output
+from pinpipe.dashboard.gate import Caller, KeyGate, require_every_prefix
 from pinpipe.dashboard.metrics import read_live_metrics
 from pinpipe.dashboard.models import BatchList, BatchOutput, BatchOutputSummary, Metrics, Status
 from pinpipe.delta import Snapshot
+from pinpipe.keys import OPENAPI_SCHEMES, OPENAPI_SECURITY, KeyRing
 
 STATIC = Path(str(files("pinpipe.dashboard") / "static"))
+BATCH = "the batch outputs"
+METRICS = "the stream processor's metrics"
+REFUSED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Keys are configured and none (or an unknown one) was sent."},
+    403: {"description": "A key limited to prefixes: this belongs to no single prefix."},
+}
 
 
 def _summary(name: str, info: OutputInfo, snapshot: Snapshot | None, **extra: object) -> dict[str, object]:
@@ -52,12 +63,18 @@ def _summary(name: str, info: OutputInfo, snapshot: Snapshot | None, **extra: ob
 
 
 def create_dashboard_app(settings: Settings) -> FastAPI:
-    """The ASGI app for ``settings``' workdir (tables, log); nothing is read until a request asks."""
+    """The ASGI app for ``settings``' workdir (tables, log); nothing is read until a request asks. The
+    keys of ``settings.api`` are loaded now (a bad keys file is a ConfigError here, not on a request)."""
+    keys = KeyRing(settings.api)
     app = FastAPI(
         title="pinpipe dashboard",
         version=__version__,
         description="Real-time metrics, lag and batch outputs of a pinpipe pipeline, as JSON.",
     )
+    app.state.keys = keys
+    app.add_middleware(KeyGate, keys=keys)
+    if not keys.open:
+        _document_security(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     status_sampler = live.StatusSampler(settings)
     page = (STATIC / "index.html").read_text(encoding="utf-8")
@@ -70,16 +87,33 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
     def index() -> str:
         return page
 
-    @app.get("/api/metrics", response_model=Metrics, summary="Real-time metrics of the stream processor")
-    def metrics() -> Metrics:
+    @app.get(
+        "/api/metrics",
+        response_model=Metrics,
+        summary="Real-time metrics of the stream processor",
+        responses=REFUSED,
+    )
+    def metrics(principal: Caller) -> Metrics:
+        require_every_prefix(principal, METRICS)
         return read_live_metrics(settings)
 
-    @app.get("/api/status", response_model=Status, summary="Topics, streams and consumer lag per partition")
-    def status() -> Status:
-        return status_sampler.status()
+    @app.get(
+        "/api/status",
+        response_model=Status,
+        summary="Topics, streams and consumer lag per partition (a tenant's key: its own only)",
+        responses={401: REFUSED[401]},
+    )
+    def status(principal: Caller) -> Status:
+        return status_sampler.status(principal)
 
-    @app.get("/api/batch", response_model=BatchList, summary="The batch outputs and whether each exists")
-    def batch_list() -> BatchList:
+    @app.get(
+        "/api/batch",
+        response_model=BatchList,
+        summary="The batch outputs and whether each exists",
+        responses=REFUSED,
+    )
+    def batch_list(principal: Caller) -> BatchList:
+        require_every_prefix(principal, BATCH)
         summaries = [
             BatchOutputSummary.model_validate(_summary(name, info, read_output(settings, name)))
             for name, info in OUTPUTS.items()
@@ -91,9 +125,10 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
         "/api/batch/{output}",
         response_model=BatchOutput,
         summary="Rows of one batch output",
-        responses={404: {"description": "No such output name."}},
+        responses={**REFUSED, 404: {"description": "No such output name."}},
     )
-    def batch_output(output: str) -> BatchOutput:
+    def batch_output(output: str, principal: Caller) -> BatchOutput:
+        require_every_prefix(principal, BATCH)
         info = OUTPUTS.get(output)
         if info is None:
             raise HTTPException(404, f"unknown output {output!r}: one of {', '.join(OUTPUTS)}")
@@ -111,3 +146,19 @@ def create_dashboard_app(settings: Settings) -> FastAPI:
         )
 
     return app
+
+
+def _document_security(app: FastAPI) -> None:
+    """Publish the ways of sending a key in /openapi.json: every path needs one."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = dict(OPENAPI_SCHEMES)
+            schema["security"] = list(OPENAPI_SECURITY)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

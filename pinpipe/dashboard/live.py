@@ -15,12 +15,14 @@ from pinpipe.config import Settings
 from pinpipe.config_show import mask_url
 from pinpipe.dashboard.models import PartitionLag, Status, StreamRate
 from pinpipe.errors import PinpipeError
+from pinpipe.keys import ANONYMOUS, Principal
 from pinpipe.locations import local_path, scheme
 from pinpipe.log import open_settings_log
 from pinpipe.schema import KINDS, stream_name, topic_name
 from pinpipe.status import collect_status
 
 RATE_WINDOW_S = 10.0
+LOG_UNREADABLE = "log not readable now (keys on every prefix are shown why)"
 LOG_HINT = "no log yet: run `pinpipe demo`, or `pinpipe api serve` and `pinpipe emulate`"
 
 
@@ -79,19 +81,29 @@ class StatusSampler:
         self._samples: deque[tuple[float, dict[str, int]]] = deque()
         self._lock = threading.Lock()
 
-    def status(self) -> Status:
-        """The page's live numbers; the log URL masked (its query may hold a password), as everywhere."""
+    def status(self, principal: Principal = ANONYMOUS) -> Status:
+        """The page's live numbers on the topics and streams ``principal`` may use; the log URL masked
+        (its query may hold a password), as everywhere."""
         url = mask_url(self._settings.log_url)
         try:
             partitions = read_partitions(self._settings)
         except PinpipeError as exc:
+            if principal.prefixes is not None:  # the reason may name any tenant's topic
+                return Status(available=False, hint=LOG_UNREADABLE, log_url=url)
             hint = f"log not readable: {exc}"
             for raw in (self._settings.log_url, self._settings.stream_log_url):
                 hint = hint.replace(raw, mask_url(raw))
             return Status(available=False, hint=hint, log_url=url)
         if partitions is None:
             return Status(available=False, hint=LOG_HINT, log_url=url)
-        return Status(available=True, log_url=url, partitions=partitions, rates=self._rates(partitions))
+        rates = self._rates(partitions)  # sampled over every topic, whoever asks: one series of samples
+        if principal.prefixes is not None:
+            partitions = [p for p in partitions if principal.may_use(p.topic)]
+            rates = [r for r in rates if principal.may_use(r.stream)]
+            if not partitions:
+                hint = f"no topic or stream shown here belongs to the prefixes of API key '{principal.name}'"
+                return Status(available=False, hint=hint, log_url=url)
+        return Status(available=True, log_url=url, partitions=partitions, rates=rates)
 
     def _rates(self, partitions: list[PartitionLag]) -> list[StreamRate]:
         totals: dict[str, int] = {}

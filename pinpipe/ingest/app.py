@@ -51,6 +51,7 @@ from pinpipe.ingest.models import ErrorBody, Status
 from pinpipe.ingest.rest_proxy import Producer, rest_proxy_router
 from pinpipe.ingest.rest_v3 import rest_v3_router
 from pinpipe.ingest.service import IngestService
+from pinpipe.keys import OPENAPI_SCHEMES, OPENAPI_SECURITY
 from pinpipe.log import Log, open_settings_log
 
 logger = logging.getLogger("pinpipe.api")
@@ -159,15 +160,11 @@ def _document_security(app: FastAPI, secured: bool) -> None:
             if not secured:
                 app.openapi_schema = schema
                 return schema
-            schema.setdefault("components", {})["securitySchemes"] = {
-                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
-                "Bearer": {"type": "http", "scheme": "bearer"},
-                "Basic": {"type": "http", "scheme": "basic"},
-            }
+            schema.setdefault("components", {})["securitySchemes"] = dict(OPENAPI_SCHEMES)
             for path, operations in schema["paths"].items():
                 if path == "/" or path.startswith(("/topics", "/streams", "/metrics", "/v3", "/brokers")):
                     for operation in operations.values():
-                        operation["security"] = [{"ApiKey": []}, {"Bearer": []}, {"Basic": []}]
+                        operation["security"] = list(OPENAPI_SECURITY)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -27,8 +27,9 @@ from starlette.types import Receive
 
 from pinpipe import exact_json
 from pinpipe.errors import ConfigError, ErrorCode
-from pinpipe.ingest.auth import KeyRing, Principal, RateLimiter, authorize
+from pinpipe.ingest.auth import KeyRing, RateLimiter, authorize
 from pinpipe.ingest.errors import ApiError
+from pinpipe.keys import Principal
 
 INLINE_BODY_BYTES = 16 * 1024
 """The largest body parsed on the event loop whatever it holds: parsed at its slowest (in Python), 16 KiB

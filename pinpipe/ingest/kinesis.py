@@ -31,7 +31,7 @@ from starlette.responses import Response
 
 from pinpipe.access import PREFIX
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.auth import Principal, require_admin
+from pinpipe.ingest.auth import require_admin
 from pinpipe.ingest.body import Gate, error_docs, parsed_off_loop_if_slow
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.formats import bytes_item, decode_base64
@@ -48,6 +48,7 @@ from pinpipe.ingest.models import (
 )
 from pinpipe.ingest.rest_proxy import IdempotencyKey
 from pinpipe.ingest.service import IngestService, Item, Outcome, parse_json
+from pinpipe.keys import Principal
 from pinpipe.schema import kind_of_any
 
 ACCEPTED = frozenset({"application/json", "application/x-amz-json-1.1", "application/x-amz-json-1.0"})

@@ -22,7 +22,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.auth import Principal, authorize, require_admin
+from pinpipe.ingest.auth import authorize, require_admin
 from pinpipe.ingest.body import Gate, error_docs
 from pinpipe.ingest.errors import KINESIS_WIRE_MEDIA_TYPE, ApiError
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -30,6 +30,7 @@ from pinpipe.ingest.kinesis import ACCEPTED, NEW_STREAM, KinesisOps
 from pinpipe.ingest.models import KinesisErrorBody
 from pinpipe.ingest.rest_proxy import IdempotencyKey
 from pinpipe.ingest.service import parse_json
+from pinpipe.keys import Principal
 
 TARGET_PREFIX = "Kinesis_20131202."
 AMZ_JSON = KINESIS_WIRE_MEDIA_TYPE

@@ -22,7 +22,11 @@ from typing import Any
 import httpx
 import pytest
 
+from pinpipe.config import Settings
 from tests.processes import clean_env, free_port, run_pinpipe
+from tests.security.test_dashboard_keys import ADMIN_KEY, OTHER_KEY, OWN_KEY
+from tests.unit.api_support import write_keys_file
+from tests.unit.test_dashboard_live import fill_log
 
 REPO = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -91,14 +95,17 @@ def demo(tmp_path_factory: pytest.TempPathFactory, aicore: Path) -> dict[str, Pa
 
 
 class Dashboard:
-    """``pinpipe dashboard`` in a subprocess on a free port."""
+    """``pinpipe dashboard`` in a subprocess on a free port; ``key``: the one its own requests send."""
 
-    def __init__(self, workdir: Path, tmp: Path) -> None:
+    def __init__(
+        self, workdir: Path, tmp: Path, *flags: str, env: dict[str, str] | None = None, key: str | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = clean_env(tmp)
+        self.headers = {"X-API-Key": key} if key else {}
+        env = {**clean_env(tmp), **(env or {})}
         self.log = (tmp / f"dashboard-{self.port}.log").open("w")
-        command = [sys.executable, "-m", "pinpipe", "dashboard", "--workdir", str(workdir)]
+        command = [sys.executable, "-m", "pinpipe", "dashboard", "--workdir", str(workdir), *flags]
         self.proc = subprocess.Popen(
             [*command, "--port", str(self.port), "--refresh", "1"],
             stdout=self.log,
@@ -109,14 +116,14 @@ class Dashboard:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, (tmp / f"dashboard-{self.port}.log").read_text()
             try:
-                if httpx.get(f"{self.url}/api/batch", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/api/batch", headers=self.headers, timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 time.sleep(0.2)
         raise AssertionError("the dashboard did not answer within 30 s")
 
     def get(self, path: str) -> Any:
-        response = httpx.get(f"{self.url}{path}", timeout=10)
+        response = httpx.get(f"{self.url}{path}", headers=self.headers, timeout=10)
         response.raise_for_status()
         return response.json()
 
@@ -134,8 +141,8 @@ class Dashboard:
 def serve(tmp_path: Path) -> Iterator[Any]:
     started: list[Dashboard] = []
 
-    def start(workdir: Path) -> Dashboard:
-        started.append(Dashboard(workdir, tmp_path))
+    def start(workdir: Path, *flags: str, **options: Any) -> Dashboard:
+        started.append(Dashboard(workdir, tmp_path, *flags, **options))
         return started[-1]
 
     yield start
@@ -302,3 +309,59 @@ def test_empty_workdir_page_says_what_to_run(browser: Any, serve: Any, tmp_path:
     assert "pinpipe batch run" in page.inner_text("#out-popular_category_by_country")
     save_screenshot(page, tmp_path, "dashboard-empty.png")
     page.close()
+
+
+def test_a_browser_logs_in_with_a_key_and_a_tenant_sees_only_its_own(
+    browser: Any, serve: Any, settings: Settings, tmp_path: Path
+) -> None:
+    """Keys configured: the browser is asked for one (401, Basic) and logs in with the key as password, a
+    wrong one refused; a tenant's key draws its own topics' lag, and the sections no prefix owns say why
+    they are empty."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    fill_log(settings, pins=6, geos=4)
+    keys = {"own": (OWN_KEY, settings.prefix, None), "other": (OTHER_KEY, settings.prefix + "ab", None)}
+    keys_file = write_keys_file(tmp_path / "keys.toml", keys)
+    dashboard = serve(
+        settings.workdir,
+        "--keys-file",
+        str(keys_file),
+        env={"PINPIPE_API__ADMIN_KEYS": json.dumps([ADMIN_KEY])},
+        key=ADMIN_KEY,
+    )
+    asked = browser.new_context().request.get(dashboard.url + "/")
+    assert asked.status == 401 and asked.headers["www-authenticate"] == 'Basic realm="pinpipe dashboard"'
+    for credentials in (None, {"username": "me", "password": "wrong-key-0123456789"}):
+        refused = browser.new_context(http_credentials=credentials)
+        try:  # a 401 it cannot log into: Chromium shows it, or gives up with an error
+            assert refused.new_page().goto(dashboard.url + "/").status == 401
+        except PlaywrightError as exc:
+            assert "ERR_INVALID_AUTH_CREDENTIALS" in str(exc)
+        refused.close()
+
+    def logged_in(key: str) -> Any:
+        context = browser.new_context(http_credentials={"username": "me", "password": key})
+        page = context.new_page()
+        assert page.goto(dashboard.url + "/").status == 200
+        page.wait_for_selector("body[data-refreshes]", timeout=15_000)
+        assert page.is_hidden("#error")
+        return context, page
+
+    admin, page = logged_in(ADMIN_KEY)
+    page.wait_for_selector("#lag svg g.bar", timeout=15_000)
+    assert "pinpipe batch run" in page.inner_text("#batch-hint")
+    admin.close()
+
+    own, page = logged_in(OWN_KEY)
+    page.wait_for_selector("#lag svg g.bar", timeout=15_000)
+    lag = chart_items(page, "#lag")
+    lagged = [p for p in dashboard.get("/api/status")["partitions"] if p["lag"] is not None]
+    assert lag and [v for _, v in lag] == [p["lag"] for p in lagged]
+    assert "every prefix" in page.inner_text("#batch-hint") and "every prefix" in page.inner_text("#trending")
+    save_screenshot(page, tmp_path, "dashboard-tenant.png")
+    own.close()
+
+    other, page = logged_in(OTHER_KEY)
+    assert "prefixes of API key 'other'" in page.inner_text("#lag")
+    assert settings.prefix not in page.inner_text("main")
+    other.close()

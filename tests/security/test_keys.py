@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pinpipe import keys
 from pinpipe.config import Settings, load_settings
 from pinpipe.errors import ConfigError
-from pinpipe.ingest import auth
 from pinpipe.ingest.auth import KeyRing
 from pinpipe.ingest.errors import ApiError
 from pinpipe.log.memory import MemoryLog
@@ -93,13 +93,13 @@ def test_keys_are_compared_exactly_in_constant_time(
     on how much of it a guess got right; only the exact bytes match."""
     ring = KeyRing(with_api(settings, api_keys=(GOOD, "other-key-0123456789abcdef")).api)
     compared: list[tuple[int, int]] = []
-    real = auth.hmac.compare_digest
+    real = keys.hmac.compare_digest
 
     def spy(a: bytes, b: bytes) -> bool:
         compared.append((len(a), len(b)))
         return real(a, b)
 
-    monkeypatch.setattr(auth.hmac, "compare_digest", spy)
+    monkeypatch.setattr(keys.hmac, "compare_digest", spy)
     for guess in ("g", GOOD[:-1], GOOD + "x", GOOD.upper(), GOOD + "é"):
         with pytest.raises(ApiError):
             ring.authenticate(guess, None)

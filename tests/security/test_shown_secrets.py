@@ -1,5 +1,5 @@
-"""What anyone may see carries no secret of the configuration: the dashboard answers whoever reaches it,
-and what `api serve` prints goes to the journal of a deployed unit."""
+"""What anyone may see carries no secret of the configuration: the dashboard answers whoever reaches it
+when no API key is configured, and what `api serve` prints goes to the journal of a deployed unit."""
 
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from pinpipe.config import Settings, load_settings
 from pinpipe.errors import ConfigError
-from pinpipe.ingest.auth import KeyRing, Principal
+from pinpipe.ingest.auth import KeyRing
+from pinpipe.keys import Principal
 from pinpipe.log.memory import MemoryLog
 from tests.unit.api_support import (
     GEO,

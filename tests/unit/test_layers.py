@@ -21,6 +21,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
             "schema",
             "locations",
             "access",
+            "keys",
             "exact_json",
             "_optional",
         ),

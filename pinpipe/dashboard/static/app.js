@@ -25,8 +25,14 @@ function showEmpty(box, hint) {
   box.appendChild(p);
 }
 
+/* A 403 is a key limited to prefixes asking for what no prefix owns: the section shows why, like an
+ * empty one (no outputs, no metrics), and the rest of the page still refreshes. */
 async function getJSON(path) {
   const response = await fetch(path, { cache: "no-store" });
+  if (response.status === 403) {
+    const refused = await response.json();
+    return { available: false, hint: refused.detail, outputs: [] };
+  }
   if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
   return response.json();
 }
