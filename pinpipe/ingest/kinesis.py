@@ -278,8 +278,9 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     )
     async def create_stream(name: NewStreamName, request: Request) -> Response:
         """Create a stream of ``ShardCount`` shards (default ``log.partitions``); needs an admin key."""
-        require_admin(gate.caller(request, name))
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        principal = gate.caller(request, name)
+        require_admin(principal)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         return _json(await run_in_threadpool(ops.create_parsed, name, body))
 
     @router.delete("/streams/{name}", summary="DeleteStream", response_model=dict[str, Any], responses=errors)
@@ -302,7 +303,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     )
     async def put_record(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         principal = gate.caller(request, name)
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
         if service.can_produce_inline("streams", name):
             return await ops.put_record_inline(name, body, request_key)
@@ -322,7 +323,7 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     )
     async def put_records(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         principal = gate.caller(request, name)
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         meaning = request_meaning("PutRecords")
         request_key = RequestKey(principal.name, idempotency_key, body, meaning) if idempotency_key else None
         return _json(await run_in_threadpool(put_parsed, ops, True, name, body, request_key))

@@ -128,7 +128,7 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
                 ErrorCode.UNKNOWN_OPERATION,
                 f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are",
             )
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         request_key = None if idempotency_key is None else (idempotency_key, body)
         answer = await run_in_threadpool(run, operation, body, principal, request_key)
         return AmzJSONResponse(answer)

@@ -136,7 +136,7 @@ class Producer:
         """The answer's body, once the log holds the records (ApiError when the request is refused)."""
         principal = self.gate.caller_of(sent.api_key, sent.authorization, topic)
         fmt = embedded_format(sent.content_type)
-        body = await self.gate.read_body(receive, sent, ACCEPTED)
+        body = await self.gate.read_body(receive, sent, principal, ACCEPTED)
         key = sent.idempotency_key
         request_key = None
         if key:

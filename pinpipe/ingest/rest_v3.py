@@ -233,7 +233,7 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
     ) -> tuple[bytes, Any]:
         principal = gate.caller(request, topic)
         check_cluster(cluster_id)
-        body = await gate.body(request, ACCEPTED)
+        body = await gate.body(request, principal, ACCEPTED)
         return body, RequestKey(principal.name, key, body, meaning) if key else None
 
     @router.post(

@@ -10,8 +10,10 @@ import asyncio
 import gzip
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import httpx
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -41,13 +43,18 @@ def api(settings: Settings) -> Iterator[tuple[TestClient, MemoryLog]]:
         yield client, log
 
 
-def start_body(url: str, declared: int, sent: int) -> socket.socket:
-    """A connection that sent the headers and ``sent`` bytes of a ``declared``-byte body, then stalls."""
+def start_body(
+    url: str, declared: int, sent: int, key: str | None = None, content_type: str = "application/json"
+) -> socket.socket:
+    """A connection that sent the headers and ``sent`` bytes of a ``declared``-byte body, sending ``key``
+    as X-API-Key if given, then stalls."""
     host, port = url.removeprefix("http://").split(":")
     sock = socket.create_connection((host, int(port)))
     head = (
-        f"POST /topics/{USER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {declared}\r\n\r\n"
+        f"POST /topics/{USER} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {declared}\r\nConnection: close\r\n"
+        + (f"X-API-Key: {key}\r\n" if key else "")
+        + "\r\n"
     )
     sock.sendall(head.encode() + b"[" * sent)
     return sock
@@ -81,7 +88,8 @@ def test_a_stalled_body_is_answered_408_and_the_connection_closed(settings: Sett
 
 def test_unfinished_bodies_hold_no_more_than_the_cap(settings: Settings) -> None:
     """Ten connections each send 900 KiB of a 1 MiB body and stall: with a 3 MiB cap, the bodies that
-    would go beyond it are refused at once (503, Retry-After, closed) and the others time out (408)."""
+    would go beyond it are refused at once (503, Retry-After, closed) and the others time out (408). The
+    API is open (no key): its callers, all one, share the whole budget."""
     api_settings = with_api(
         settings, max_body_bytes=1 << 20, max_pending_body_bytes=3 << 20, body_timeout_s=3.0
     )
@@ -103,8 +111,70 @@ def test_unfinished_bodies_hold_no_more_than_the_cap(settings: Settings) -> None
     assert all(closed for _, closed in late)
 
 
+def settled(held: Callable[[], int], timeout: float = 5.0) -> int:
+    """``held()`` once it stopped changing (the bodies sent arrived as far as they will)."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        now = held()
+        if now == last and now:
+            return now
+        last = now
+        time.sleep(0.2)
+    return last
+
+
+def test_one_key_cannot_hold_the_unfinished_body_budget_of_every_tenant(settings: Settings) -> None:
+    """One key opened enough slowly sent bodies (each within the size limit and the timeout) to hold all
+    of ``api.max_pending_body_bytes``: every other key's requests were 503 for as long as it kept doing
+    so. Each key now holds at most its share (by default a quarter of the budget, at least
+    ``api.max_body_bytes``): its next body is refused, saying so, and the other key's still go through."""
+    hostile, other = "tenant-hostile-key-0123", "tenant-other-key-012345"
+    api_settings = with_api(
+        settings,
+        api_keys=[hostile, other],
+        max_body_bytes=1 << 20,
+        max_pending_body_bytes=2 << 20,
+        body_timeout_s=4.0,
+    )
+    app = create_app(api_settings, log=MemoryLog(auto_create=False))
+    pending = app.fast_path.producer.gate.pending  # type: ignore[attr-defined]
+    with background_server(app) as url:
+        socks = [start_body(url, declared=1 << 20, sent=512 << 10, key=hostile) for _ in range(4)]
+        settled(lambda: pending.held)  # before: all 2 MiB, every tenant's budget
+        record = b'{"records":[{"value":{"ind":1}}]}'
+        small = httpx.post(f"{url}/topics/{USER}", content=record, headers={**KAFKA_JSON, "X-API-Key": other})
+        assert small.status_code == 200, small.text
+        own = httpx.post(f"{url}/topics/{USER}", content=record, headers={**KAFKA_JSON, "X-API-Key": hostile})
+        assert own.status_code == 200, own.text  # a body that arrived whole holds no budget
+        big = b'{"records":[{"value":{"ind":1,"note":"' + b"x" * (300 << 10) + b'"}}]}'
+        slow = start_body(url, len(big), sent=0, key=other, content_type=KAFKA_JSON["Content-Type"])
+        for part in (big[: len(big) // 2], big[len(big) // 2 :]):
+            slow.sendall(part)
+            time.sleep(0.3)  # the first half is held, pending, while the second is on its way
+        data, _ = answer(slow, timeout=10)
+        slow.close()
+        assert data.startswith(b"HTTP/1.1 200 "), data[:300]
+        more = start_body(url, declared=1 << 20, sent=1024, key=hostile)
+        refused, closed = answer(more, timeout=10)
+        more.close()
+        for sock in socks:
+            sock.close()
+    assert refused.startswith(b"HTTP/1.1 503 ") and closed, refused[:300]
+    assert b"retry-after: 1" in refused.lower() and b"connection: close" in refused.lower()
+    error = orjson.loads(refused.partition(b"\r\n\r\n")[2])
+    assert error["error_code"] == 50004
+    assert "API key 'cli'" in error["message"] and "api.max_pending_body_bytes_per_key" in error["message"]
+
+
 @pytest.mark.parametrize(
-    "limits", [{"body_timeout_s": 0}, {"max_body_bytes": 2 << 20, "max_pending_body_bytes": 1 << 20}]
+    "limits",
+    [
+        {"body_timeout_s": 0},
+        {"max_body_bytes": 2 << 20, "max_pending_body_bytes": 1 << 20},
+        {"max_body_bytes": 2 << 20, "max_pending_body_bytes_per_key": 1 << 20},
+        {"max_pending_body_bytes": 4 << 20, "max_pending_body_bytes_per_key": 5 << 20, "max_body_bytes": 1},
+    ],
 )
 def test_limits_that_cannot_work_are_a_clear_error(settings: Settings, limits: dict) -> None:
     with pytest.raises(ConfigError, match="body"):
