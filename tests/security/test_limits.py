@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import orjson
@@ -31,6 +36,7 @@ from tests.unit.api_support import (
     PIN_STREAM,
     USER,
     client_for,
+    open_backend,
     total,
     with_api,
 )
@@ -366,3 +372,49 @@ def test_a_wrong_method_answers_40501_with_every_allowed_method(
     assert response.status_code == 405
     assert response.json()["error_code"] == 40501
     assert response.headers["allow"] == allowed
+
+
+@pytest.mark.parametrize("backend", ["memory", "embedded"])
+def test_one_key_parses_one_slow_body_at_a_time(settings: Settings, monkeypatch, backend: str) -> None:
+    """Bodies only Python's parser reads exactly are parsed in the threadpool, where they hold the GIL:
+    eight of one key's 1 MB bodies parsed at once took a single-record request of another key from
+    0.7 ms to 854 ms (median). A key's bodies now go through Python's parser one at a time, while
+    another key's go on beside them."""
+    inside: dict[str, int] = {}
+    most: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def slow_loads(text: str, **kwargs: Any) -> Any:
+        who = "other" if '"who":"other"' in text else "hostile"
+        with lock:
+            inside[who] = inside.get(who, 0) + 1
+            most[who] = max(most.get(who, 0), inside[who])
+        time.sleep(0.2)
+        try:
+            return json.loads(text, **kwargs)
+        finally:
+            with lock:
+                inside[who] -= 1
+
+    monkeypatch.setattr(exact_json, "json", SimpleNamespace(loads=slow_loads))
+    hostile, other = "tenant-hostile-key-0123", "tenant-other-key-012345"
+    log = open_backend(backend, settings)
+    note = b"[" + b",".join([b"1.10"] * 5_000) + b"]"  # over INLINE_BODY_BYTES, Python's parser only
+
+    def send(key: str, who: str) -> int:
+        record = b'{"ind":1,"who":"' + who.encode() + b'","note":' + note + b"}"
+        body = b'{"records":[{"value":' + record + b"}]}"
+        headers = {**KAFKA_JSON, "X-API-Key": key}
+        return httpx.post(f"{url}/topics/{USER}", content=body, headers=headers, timeout=60).status_code
+
+    try:
+        app = create_app(with_api(settings, api_keys=[hostile, other]), log=log)
+        with background_server(app) as url, ThreadPoolExecutor(8) as pool:
+            sent = [pool.submit(send, hostile, "hostile") for _ in range(6)]
+            time.sleep(0.3)
+            assert send(other, "other") == 200
+            assert not all(s.done() for s in sent)  # not behind all of the other key's bodies
+            assert [s.result() for s in sent] == [200] * 6
+    finally:
+        log.close()
+    assert most == {"hostile": 1, "other": 1}, most
