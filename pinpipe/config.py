@@ -68,9 +68,10 @@ class ApiSettings(_Section):
     max_pending_body_bytes: int = 64 * 1024 * 1024
     """Bytes all unfinished request bodies may hold together; beyond, 503 and the connection is closed."""
     max_pending_body_bytes_per_key: int = Field(default=0, ge=0)
-    """Bytes the unfinished bodies of one API key may hold, so that one tenant cannot take all of
-    ``max_pending_body_bytes`` from the others; 0: a quarter of it, at least ``max_body_bytes``. An open
-    API (no key configured) cannot tell its callers apart: they share the whole budget."""
+    """Bytes the unfinished bodies of one API key may hold (with its large bodies waiting for their turn in
+    the threadpool), so that one tenant cannot take all of ``max_pending_body_bytes`` from the others; 0: a
+    quarter of it, at least ``max_body_bytes``. An open API (no key configured) cannot tell its callers
+    apart: they share the whole budget."""
     max_records: int = 500
     rate_limit: float = 0.0
     """Requests per second allowed to each API key (token bucket; 0: no limit)."""

@@ -51,13 +51,17 @@ class LargeBodyWork:
     ``PER_KEY`` of one key's at a time hold threads of the pool (40, shared by every tenant), and of those
     one at a time runs Python's JSON parser (about 2 MB/s, holding the GIL). Eight of one key's 1 MB
     bodies parsed at once took another key's single-record request from 0.7 ms to 854 ms (median); one
-    at a time, to 33 ms. The calls waiting for their key's turn wait on the event loop, holding no thread.
-    An open API (:data:`ANONYMOUS`) cannot tell its callers apart: their calls take no turns. Used from the
-    event loop; the table holds one entry per key name (keys come from configuration)."""
+    at a time, to 182 ms. The calls waiting for their key's turn wait on the event loop, holding no thread
+    but their body, which counts in the key's share of the unfinished-body budget (:class:`PendingBytes`)
+    until its turn comes: beyond the share the request is refused (503), so one key's connections cannot
+    hold arrived bodies without bound either. An open API (:data:`ANONYMOUS`) cannot tell its callers
+    apart: their calls take no turns. Used from the event loop; the table holds one entry per key name
+    (keys come from configuration)."""
 
     PER_KEY = 4
 
-    def __init__(self) -> None:
+    def __init__(self, pending: PendingBytes) -> None:
+        self.pending = pending
         self._slots: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore, threading.Lock]] = {}
 
     def _of(self, who: str) -> tuple[asyncio.Semaphore, threading.Lock]:
@@ -75,9 +79,22 @@ class LargeBodyWork:
         other calls when the body is large."""
         if len(body) <= INLINE_BODY_BYTES or principal is ANONYMOUS:
             return await run_in_threadpool(fn, *args, **kwargs)
-        slots, parse = self._of(principal.name)
-        async with slots:
+        who = principal.name
+        slots, parse = self._of(who)
+        if slots.locked():  # not its turn yet: its body waits, in the key's share
+            pending, size = self.pending, len(body)
+            if not pending.take(who, pending.share, size):
+                raise pending.refusal(principal, pending.share, size)
+            try:
+                await slots.acquire()
+            finally:
+                pending.give(who, size)
+        else:
+            await slots.acquire()
+        try:
             return await run_in_threadpool(_parsing_under, parse, functools.partial(fn, *args, **kwargs))
+        finally:
+            slots.release()
 
     async def parsed_off_loop_if_slow(
         self, principal: Principal, body: bytes, parse: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
@@ -130,8 +147,8 @@ class PendingBytes:
         """The 503 of a ``size``-byte part that :meth:`take` refused to ``principal``."""
         if self.by_key.get(principal.name, 0) + size > share and share < self.limit:
             message = (
-                f"API key '{principal.name}' holds its share of unfinished request bodies "
-                f"(api.max_pending_body_bytes_per_key, {share} bytes); retry once they have arrived"
+                f"API key '{principal.name}' holds its share of request bodies still arriving or waiting "
+                f"for their turn (api.max_pending_body_bytes_per_key, {share} bytes); retry once they are in"
             )
         else:
             message = "the server holds too many unfinished request bodies; retry"
@@ -253,7 +270,7 @@ class Gate:
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = body_timeout_s
         self.pending = PendingBytes(max_pending_body_bytes, share)
-        self.work = LargeBodyWork()
+        self.work = LargeBodyWork(self.pending)
         self.deadlines = Deadlines(body_timeout_s)
 
     def caller(self, request: Request, name: str | None = None) -> Principal:

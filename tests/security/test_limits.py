@@ -26,6 +26,7 @@ from pinpipe import exact_json
 from pinpipe.config import Settings
 from pinpipe.errors import ConfigError
 from pinpipe.ingest import create_app
+from pinpipe.ingest.body import LargeBodyWork
 from pinpipe.log.embedded import EmbeddedLog
 from pinpipe.log.memory import MemoryLog
 from pinpipe.serve import background_server
@@ -418,3 +419,41 @@ def test_one_key_parses_one_slow_body_at_a_time(settings: Settings, monkeypatch,
     finally:
         log.close()
     assert most == {"hostile": 1, "other": 1}, most
+
+
+def test_a_keys_large_bodies_waiting_for_their_turn_count_in_its_share(
+    settings: Settings, monkeypatch
+) -> None:
+    """A key's large bodies waiting for their turn in the threadpool have arrived whole, so no budget
+    counted them: one key held as many as it could open connections. They now count in its share of
+    ``api.max_pending_body_bytes`` while they wait, and beyond it the next is refused (503)."""
+
+    def slow_loads(text: str, **kwargs: Any) -> Any:
+        time.sleep(0.3)
+        return json.loads(text, **kwargs)
+
+    monkeypatch.setattr(exact_json, "json", SimpleNamespace(loads=slow_loads))
+    key = "tenant-hostile-key-0123"
+    api_settings = with_api(
+        settings,
+        api_keys=[key],
+        max_body_bytes=1 << 20,
+        max_pending_body_bytes=4 << 20,
+        max_pending_body_bytes_per_key=1 << 20,
+    )
+    record = b'{"ind":1,"note":[' + b",".join([b"1.10"] * 60_000) + b"]}"  # 300 KB, Python's parser only
+    body = b'{"records":[{"value":' + record + b"}]}"
+    headers = {**KAFKA_JSON, "X-API-Key": key}
+    app = create_app(api_settings, log=MemoryLog(auto_create=False))
+    with background_server(app) as url, ThreadPoolExecutor(12) as pool:
+        answers = list(
+            pool.map(
+                lambda _: httpx.post(f"{url}/topics/{USER}", content=body, headers=headers, timeout=60),
+                range(12),
+            )
+        )
+    statuses = sorted(a.status_code for a in answers)
+    assert set(statuses) == {200, 503} and statuses.count(200) >= LargeBodyWork.PER_KEY, statuses
+    refused = [a for a in answers if a.status_code == 503]
+    assert all(a.json()["error_code"] == 50004 and a.headers["retry-after"] == "1" for a in refused)
+    assert all("API key 'cli'" in a.json()["message"] for a in refused), refused[0].text
