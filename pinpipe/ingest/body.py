@@ -14,7 +14,8 @@ and stalls holds neither memory nor a connection for longer than the timeout.
 A body larger than ``INLINE_BODY_BYTES`` that only Python's parser reads exactly (numbers spelled as a
 parser would not write them back, ``1.10``: about 2 MB/s) is parsed in the threadpool, not on the event
 loop (:meth:`LargeBodyWork.parsed_off_loop_if_slow`): one tenant's 10 MiB body held every connection for
-6 s. Threadpool calls carrying a large body take turns per API key (:class:`LargeBodyWork`).
+6 s. Threadpool calls carrying a large body take turns per API key (:class:`LargeBodyWork`); those waiting
+for their turn count in the key's share of the budget above.
 
 The gate reads the request as ASGI gives it (:class:`Sent`: the few headers it needs, found in one pass;
 the body from ``receive``), so the produce fast path needs no framework request object.
@@ -119,13 +120,14 @@ def _parsing_under(lock: threading.Lock, call: Callable[[], _T]) -> _T:
 
 
 class PendingBytes:
-    """Bytes held by request bodies still arriving, in all and per API key name (used from the event loop
-    only). A key's count stays in the table at zero: keys come from configuration, so it stays small."""
+    """Bytes held by request bodies still arriving (and by a key's large bodies waiting for their turn in
+    the threadpool: :class:`LargeBodyWork`), in all and per API key name (used from the event loop only).
+    A key's count stays in the table at zero: keys come from configuration, so it stays small."""
 
     def __init__(self, limit: int, share: int) -> None:
         self.limit = limit
         self.share = share
-        """What one key may hold (the whole ``limit`` for :data:`ANONYMOUS`)."""
+        """What one key may hold (:meth:`Gate.read_body` lets :data:`ANONYMOUS` hold the whole ``limit``)."""
         self.held = 0
         self.by_key: dict[str, int] = {}
 
