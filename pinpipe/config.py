@@ -67,6 +67,11 @@ class ApiSettings(_Section):
     """Seconds a request body may take to arrive in full; then 408 and the connection is closed."""
     max_pending_body_bytes: int = 64 * 1024 * 1024
     """Bytes all unfinished request bodies may hold together; beyond, 503 and the connection is closed."""
+    max_pending_body_bytes_per_key: int = Field(default=0, ge=0)
+    """Bytes the unfinished bodies of one API key may hold (with its large bodies waiting for their turn in
+    the threadpool), so that one tenant cannot take all of ``max_pending_body_bytes`` from the others; 0: a
+    quarter of it, at least ``max_body_bytes``. An open API (no key configured) cannot tell its callers
+    apart: they share the whole budget."""
     max_records: int = 500
     rate_limit: float = 0.0
     """Requests per second allowed to each API key (token bucket; 0: no limit)."""

@@ -32,6 +32,22 @@ _ORJSON_INT_MIN, _ORJSON_INT_MAX = -(2**63), 2**64 - 1
 _FAST_ONLY: ContextVar[bool] = ContextVar("pinpipe_exact_json_fast_only", default=False)
 
 
+_PYTHON_PARSE: ContextVar[contextlib.AbstractContextManager[Any] | None] = ContextVar(
+    "pinpipe_exact_json_python_parse", default=None
+)
+
+
+@contextlib.contextmanager
+def python_parse_under(lock: contextlib.AbstractContextManager[Any]) -> Iterator[None]:
+    """:func:`loads` in this block runs Python's parser holding ``lock`` (a ``threading.Lock``: a thread
+    waiting for it holds no GIL), so a server can let one tenant's slow parses take turns."""
+    token = _PYTHON_PARSE.set(lock)
+    try:
+        yield
+    finally:
+        _PYTHON_PARSE.reset(token)
+
+
 class NeedsPythonParse(Exception):
     """Raised by :func:`loads` inside :func:`fast_only` for a body orjson does not read back exactly, or
     at all: Python's (slow) parser reads it, or says why it is not JSON. Not a ValueError: it may be
@@ -126,13 +142,15 @@ def loads(body: bytes, unique_names: bool = False) -> Any:
             pass
     if _FAST_ONLY.get():
         raise NeedsPythonParse
-    doc = json.loads(
-        body.decode("utf-8"),
-        parse_int=_int,
-        parse_float=_float,
-        parse_constant=_refuse_constant,
-        object_pairs_hook=_unique_object if unique_names else None,
-    )
+    lock = _PYTHON_PARSE.get()
+    with lock if lock is not None else contextlib.nullcontext():
+        doc = json.loads(
+            body.decode("utf-8"),
+            parse_int=_int,
+            parse_float=_float,
+            parse_constant=_refuse_constant,
+            object_pairs_hook=_unique_object if unique_names else None,
+        )
     try:
         dumps(doc)
     except ValueError as exc:

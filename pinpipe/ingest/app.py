@@ -194,6 +194,7 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
         settings.api.max_body_bytes,
         settings.api.body_timeout_s,
         settings.api.max_pending_body_bytes,
+        settings.api.max_pending_body_bytes_per_key,
     )
 
     @contextlib.asynccontextmanager

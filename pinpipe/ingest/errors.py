@@ -51,7 +51,8 @@ code   status  Kinesis ``__type``                     when
 50002  500     InternalFailure                        the log refused the append
 50003  503     ServiceUnavailable                     the log is unreachable now: retry (``Retry-After``)
 50004  503     ServiceUnavailable                     unfinished request bodies hold
-                                                      ``api.max_pending_body_bytes`` already: retry
+                                                      ``api.max_pending_body_bytes`` already, or those of
+                                                      the key its ``..._per_key`` share: retry
                                                       (``Retry-After``; the connection is closed)
 =====  ======  =====================================  ===============================================
 """

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from pinpipe.access import PREFIX
 from pinpipe.errors import ErrorCode
 from pinpipe.ingest.auth import require_admin
-from pinpipe.ingest.body import Gate, error_docs, parsed_off_loop_if_slow
+from pinpipe.ingest.body import Gate, LargeBodyWork, error_docs
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.formats import bytes_item, decode_base64
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -155,10 +155,18 @@ class KinesisOps:
         (outcome,) = self.put(name, doc, False, idempotency_key)
         return record_answer(outcome)
 
-    async def put_record_inline(self, name: str, body: bytes, idempotency_key: RequestKey | None) -> Response:
-        """PutRecord from the event loop (see :meth:`IngestService.produce_inline`)."""
+    async def put_record_inline(
+        self,
+        name: str,
+        body: bytes,
+        idempotency_key: RequestKey | None,
+        work: LargeBodyWork,
+        who: Principal,
+    ) -> Response:
+        """PutRecord from the event loop (see :meth:`IngestService.produce_inline`), a slow parse in turn
+        with ``who``'s other large bodies."""
         self.service.partitions("streams", name)  # 40401 before the body's 40001
-        doc = await parsed_off_loop_if_slow(body, parse_json, body)
+        doc = await work.parsed_off_loop_if_slow(who, body, parse_json, body)
         items = self.items(name, doc, False)
         (outcome,) = await self.service.produce_inline("streams", name, items, idempotency_key)
         return _json(record_answer(outcome))
@@ -279,9 +287,10 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     )
     async def create_stream(name: NewStreamName, request: Request) -> Response:
         """Create a stream of ``ShardCount`` shards (default ``log.partitions``); needs an admin key."""
-        require_admin(gate.caller(request, name))
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
-        return _json(await run_in_threadpool(ops.create_parsed, name, body))
+        principal = gate.caller(request, name)
+        require_admin(principal)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
+        return _json(await gate.work.run(principal, body, ops.create_parsed, name, body))
 
     @router.delete("/streams/{name}", summary="DeleteStream", response_model=dict[str, Any], responses=errors)
     async def delete_stream(name: str, request: Request) -> Response:
@@ -303,11 +312,12 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     )
     async def put_record(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         principal = gate.caller(request, name)
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         request_key = RequestKey(principal.name, idempotency_key, body) if idempotency_key else None
         if service.can_produce_inline("streams", name):
-            return await ops.put_record_inline(name, body, request_key)
-        return _json(await run_in_threadpool(put_parsed, ops, False, name, body, request_key))
+            return await ops.put_record_inline(name, body, request_key, gate.work, principal)
+        put = await gate.work.run(principal, body, put_parsed, ops, False, name, body, request_key)
+        return _json(put)
 
     @router.put(
         "/streams/{name}/records",
@@ -323,10 +333,10 @@ def kinesis_router(service: IngestService, gate: Gate, ops: KinesisOps) -> APIRo
     )
     async def put_records(name: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         principal = gate.caller(request, name)
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         meaning = request_meaning("PutRecords")
         request_key = RequestKey(principal.name, idempotency_key, body, meaning) if idempotency_key else None
-        return _json(await run_in_threadpool(put_parsed, ops, True, name, body, request_key))
+        return _json(await gate.work.run(principal, body, put_parsed, ops, True, name, body, request_key))
 
     return router
 

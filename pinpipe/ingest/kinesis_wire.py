@@ -18,7 +18,6 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Header, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from pinpipe.errors import ErrorCode
@@ -129,9 +128,9 @@ def kinesis_wire_router(gate: Gate, ops: KinesisOps) -> APIRouter:
                 ErrorCode.UNKNOWN_OPERATION,
                 f"operation {operation!r} is not served: {', '.join(OPERATIONS)} are",
             )
-        body = await gate.body(request, ACCEPTED, allow_missing=True)
+        body = await gate.body(request, principal, ACCEPTED, allow_missing=True)
         request_key = None if idempotency_key is None else (idempotency_key, body)
-        answer = await run_in_threadpool(run, operation, body, principal, request_key)
+        answer = await gate.work.run(principal, body, run, operation, body, principal, request_key)
         return AmzJSONResponse(answer)
 
     return router

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.body import Gate, Sent, error_docs, parsed_off_loop_if_slow
+from pinpipe.ingest.body import Gate, Sent, error_docs
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -136,16 +136,17 @@ class Producer:
         """The answer's body, once the log holds the records (ApiError when the request is refused)."""
         principal = self.gate.caller_of(sent.api_key, sent.authorization, topic)
         fmt = embedded_format(sent.content_type)
-        body = await self.gate.read_body(receive, sent, ACCEPTED)
+        body = await self.gate.read_body(receive, sent, principal, ACCEPTED)
         key = sent.idempotency_key
         request_key = None
         if key:
             meaning = request_meaning("binary" if fmt == "binary" else "", partition)
             request_key = RequestKey(principal.name, key, body, meaning)
+        work, who = self.gate.work, principal  # a large body takes turns with the key's others
         if self.service.can_produce_inline("topics", topic):
-            items = await parsed_off_loop_if_slow(body, self.items, topic, body, fmt, partition)
+            items = await work.parsed_off_loop_if_slow(who, body, self.items, topic, body, fmt, partition)
             return answer(await self.service.produce_inline("topics", topic, items, request_key))
-        return await run_in_threadpool(self.produce_sync, topic, body, fmt, request_key, partition)
+        return await work.run(who, body, self.produce_sync, topic, body, fmt, request_key, partition)
 
     def items(self, topic: str, body: bytes, fmt: Format, partition: int | None) -> list[Item]:
         count = self.service.partitions("topics", topic)  # 40401 before looking at the body

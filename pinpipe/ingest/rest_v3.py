@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from pinpipe.config_show import mask_url
@@ -41,6 +40,7 @@ from pinpipe.ingest.idempotency import RequestKey
 from pinpipe.ingest.models import ErrorBody, v3_batch_schema, v3_record_schema
 from pinpipe.ingest.rest_proxy import IdempotencyKey, record_partition
 from pinpipe.ingest.service import IngestService, Item, Outcome, encode_json, parse_json
+from pinpipe.keys import Principal
 from pinpipe.schema import kind_of_any
 
 V3_TYPES = ("JSON", "BINARY", "STRING")
@@ -230,11 +230,12 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
 
     async def read(
         cluster_id: str, topic: str, request: Request, key: str | None, meaning: str
-    ) -> tuple[bytes, Any]:
+    ) -> tuple[Principal, bytes, Any]:
+        """The caller, the body and its request key."""
         principal = gate.caller(request, topic)
         check_cluster(cluster_id)
-        body = await gate.body(request, ACCEPTED)
-        return body, RequestKey(principal.name, key, body, meaning) if key else None
+        body = await gate.body(request, principal, ACCEPTED)
+        return principal, body, RequestKey(principal.name, key, body, meaning) if key else None
 
     @router.post(
         "/v3/clusters/{cluster_id}/topics/{topic}/records",
@@ -248,8 +249,8 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         cluster_id: ClusterId, topic: str, request: Request, idempotency_key: IdempotencyKey = None
     ) -> Response:
         """Append one record; answers its delivery report once it is in the log."""
-        body, request_key = await read(cluster_id, topic, request, idempotency_key, "v3")
-        return KafkaJSONResponse(await run_in_threadpool(produce_one, topic, body, request_key))
+        who, body, request_key = await read(cluster_id, topic, request, idempotency_key, "v3")
+        return KafkaJSONResponse(await gate.work.run(who, body, produce_one, topic, body, request_key))
 
     @router.post(
         "/v3/clusters/{cluster_id}/topics/{topic}/records:batch",
@@ -267,8 +268,8 @@ def rest_v3_router(service: IngestService, gate: Gate, max_records: int) -> APIR
         cluster_id: ClusterId, topic: str, request: Request, idempotency_key: IdempotencyKey = None
     ) -> Response:
         """Append the valid entries; 207 with each entry's delivery report or error, by ``id``."""
-        body, request_key = await read(cluster_id, topic, request, idempotency_key, "v3 batch")
-        answer = await run_in_threadpool(produce_batch, topic, body, request_key)
+        who, body, request_key = await read(cluster_id, topic, request, idempotency_key, "v3 batch")
+        answer = await gate.work.run(who, body, produce_batch, topic, body, request_key)
         return KafkaJSONResponse(answer, status_code=207)
 
     return router
