@@ -9,6 +9,10 @@ whole group. Each append keeps its own result (all or nothing on the embedded lo
 resolved only after the log acknowledged its records (the COMMIT, or every in-sync replica): an
 acknowledged record is durable.
 
+A result only a wait can decide (a :class:`~pinpipe.log.base.Later`: on Kafka, a call whose idempotency
+claim another API process holds) is decided by a few threads apart (``WAITERS``), so that one call's wait
+holds up neither the rest of its group nor the groups after it.
+
 A writer may bring its own way of doing this (``loop_committer()``): the embedded log's writer process
 is sent its groups and read by the event loop itself (:mod:`pinpipe.log.embedded.process`), since a
 thread that runs SQLite waits for the event loop's GIL after every statement.
@@ -21,14 +25,18 @@ import contextlib
 import queue
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, runtime_checkable
 
 from pinpipe.errors import LogError
-from pinpipe.log.base import Log, LogWriter, OutgoingRecord, resolve
+from pinpipe.log.base import Later, Log, LogWriter, OutgoingRecord, resolve
 
 Placed = list[tuple[int, int]]
 _Pending = tuple[str, Sequence[OutgoingRecord], "asyncio.Future[Placed]"]
 _Settled = tuple["asyncio.Future[Placed]", Placed | BaseException]
+WAITERS = 4
+"""Threads deciding :class:`Later` results, each waiting at most the claims' ``wait_s``: more waits than
+that queue up behind each other, never in front of a group."""
 
 
 @runtime_checkable
@@ -37,7 +45,7 @@ class GroupWriter(Protocol):
 
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
-    ) -> list[Placed | BaseException]: ...
+    ) -> Sequence[Placed | BaseException | Later]: ...
 
 
 class Appender(Protocol):
@@ -73,6 +81,7 @@ class Committer:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._waiters: ThreadPoolExecutor | None = None  # for Later results, started by the first
         self._closed = False
 
     def append(self, topic: str, records: Sequence[OutgoingRecord]) -> asyncio.Future[Placed]:
@@ -95,6 +104,8 @@ class Committer:
             self._queue.put(None)
         if thread is not None:
             thread.join()
+        if self._waiters is not None:  # the waits already handed over end within their wait_s
+            self._waiters.shutdown(wait=True)
 
     def _run(self) -> None:
         stopping = False
@@ -115,12 +126,35 @@ class Committer:
 
     def _commit(self, group: list[_Pending]) -> None:
         calls = [(topic, records) for topic, records, _ in group]
-        results: list[Placed | BaseException]
+        results: Sequence[Placed | BaseException | Later]
         try:
             results = self._writer.append_many(calls)
         except BaseException as exc:  # the whole group failed: every caller gets the error
             results = [exc] * len(group)
-        _hand_back(group, results)
+        now: list[_Pending] = []
+        decided: list[Placed | BaseException] = []
+        for pending, result in zip(group, results, strict=True):
+            if isinstance(result, Later):
+                self._decide_apart(pending, result)
+            else:
+                now.append(pending)
+                decided.append(result)
+        _hand_back(now, decided)
+
+    def _decide_apart(self, pending: _Pending, later: Later) -> None:
+        """Run ``later`` on a waiting thread and hand its result back to ``pending``'s future."""
+        if self._waiters is None:
+            self._waiters = ThreadPoolExecutor(WAITERS, thread_name_prefix="pinpipe-claim-wait")
+
+        def decide() -> None:
+            result: Placed | BaseException
+            try:
+                result = later.decide()
+            except BaseException as exc:
+                result = exc
+            _hand_back([pending], [result])
+
+        self._waiters.submit(decide)
 
 
 def _hand_back(group: list[_Pending], results: list[Placed | BaseException]) -> None:

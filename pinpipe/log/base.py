@@ -9,7 +9,7 @@ readers belong to a consumer group, poll, and commit the next offset to read per
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -137,6 +137,17 @@ class Log(LogAdmin, Protocol):
     def reader(self, group: str, topics: Sequence[str]) -> LogReader: ...
 
     def close(self) -> None: ...
+
+
+class Later:
+    """A result of ``append_many`` that only a wait can decide (another API process holds the call's
+    idempotency claim): ``decide()`` is that call's ``append``, run by the caller off the thread that
+    commits groups, so one call's wait holds up no other call of the group nor the groups after it."""
+
+    __slots__ = ("decide",)
+
+    def __init__(self, decide: Callable[[], list[tuple[int, int]]]) -> None:
+        self.decide = decide
 
 
 def resolve(future: asyncio.Future[Any], result: object) -> None:

@@ -7,7 +7,9 @@ first claims its new idempotency keys in the process's index and, across API pro
 ``append_many`` does several appends at once, each with its own result: for the API's committer, which
 gathers the single-record requests arriving together. Their claims go out as one record and are read back
 once, then every record is produced and waited for once, so concurrent requests share two round trips
-instead of paying two each from a pool thread of their own.
+instead of paying two each from a pool thread of their own. A call whose claim another API process holds
+is not waited for in the group: its result is a :class:`~pinpipe.log.base.Later`, its own ``append`` for
+the committer to run apart, so a key sent to two processes at once (by one tenant) delays no other call.
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Protocol
 
 from pinpipe._optional import require
 from pinpipe.errors import IdempotencyConflictError, LogError, LogUnavailableError
-from pinpipe.log.base import OutgoingRecord
+from pinpipe.log.base import Later, OutgoingRecord
 from pinpipe.log.kafka.claims import KafkaClaims, Ticket
 from pinpipe.log.kafka.delivery import Deliveries, wait_for
 from pinpipe.log.kafka.idempotency import FINGERPRINT_HEADER, HEADER, KafkaIdempotencyIndex, Placement
@@ -170,22 +173,24 @@ class KafkaLogWriter:
 
     def append_many(
         self, calls: Sequence[tuple[str, Sequence[OutgoingRecord]]]
-    ) -> list[Placed | BaseException]:
+    ) -> list[Placed | BaseException | Later]:
         """Several appends at once, each with the result ``append`` would give it (its positions or its
         error): the keys of every call are claimed in the index under one lock per topic, the claims sent
         together and read back once, then every record is produced and waited for once. A call repeating
-        a key of an earlier call waits for that one.
+        a key of an earlier call waits for that one. A call whose claim another process holds (and one
+        repeating its key) is a :class:`Later`: its ``append``, to be run by the caller apart.
         Once one step finds the cluster out of reach (LogUnavailableError, after ``timeout_s``), the calls
         not yet attempted get the same error at once: a group pays the timeout once, not once a call or
         a topic, so the requests behind it are answered 503 while the broker is down."""
         self._ensure_open()
-        results: list[Placed | BaseException | None] = [None] * len(calls)
+        results: list[Placed | BaseException | Later | None] = [None] * len(calls)
         going: dict[int, _Call] = {}
         later: list[int] = []
         down: LogUnavailableError | None = None  # once the cluster is out of reach, the rest fail at once
+        held: set[tuple[str, str]] = set()  # (topic, key) of the calls another process's claim holds
         try:
             down = self._open_many(calls, going, results, later)
-            down = self._send_many(going, results, down)
+            down = self._send_many(going, results, down, held)
         finally:
             self._release_all(going.values())
         for i, call in going.items():
@@ -198,6 +203,10 @@ class KafkaLogWriter:
             if down is not None:
                 results[i] = down
                 continue
+            topic, records = calls[i]
+            if any((topic, key) in held for key in _keys(records)):
+                results[i] = Later(partial(self.append, topic, records))
+                continue
             try:
                 results[i] = self.append(*calls[i])
             except Exception as exc:
@@ -208,17 +217,25 @@ class KafkaLogWriter:
     def _send_many(
         self,
         going: dict[int, _Call],
-        results: list[Placed | BaseException | None],
+        results: list[Placed | BaseException | Later | None],
         down: LogUnavailableError | None,
+        held: set[tuple[str, str]],
     ) -> LogUnavailableError | None:
         """The sending half of ``append_many``: the opened calls' claims acquired, their records handed to
         one producer and waited for; the calls failing on the way get their errors in ``results`` and are
-        released (out of ``going``). Returns the error that found the cluster out of reach, if one did."""
-        for i, failure in self._acquire_many(going).items():
+        released (out of ``going``), those another process's claim holds get a :class:`Later` (their keys
+        into ``held``). Returns the error that found the cluster out of reach, if one did."""
+        failed, waiting = self._acquire_many(going)
+        for i, failure in failed.items():
             results[i] = failure
             if isinstance(failure, LogUnavailableError):
                 down = failure
             self._release(going.pop(i))
+        for i in waiting:  # released with nothing sent; its own append claims the keys again
+            call = going.pop(i)
+            held.update((call.topic, key) for key in call.keys)
+            results[i] = Later(partial(self.append, call.topic, call.records))
+            self._release(call)
         if down is not None:  # nothing sent yet: the calls without new keys need not wait it out
             for i in list(going):
                 results[i] = down
@@ -247,7 +264,7 @@ class KafkaLogWriter:
         self,
         calls: Sequence[tuple[str, Sequence[OutgoingRecord]]],
         going: dict[int, _Call],
-        results: list[Placed | BaseException | None],
+        results: list[Placed | BaseException | Later | None],
         later: list[int],
     ) -> LogUnavailableError | None:
         """:meth:`_open` for every call of ``append_many``: the opened ones into ``going``, the failed
@@ -348,11 +365,12 @@ class KafkaLogWriter:
         with _reading(f"__pinpipe-claims.{topic}"):
             return self._log.claims.acquire(topic, keys[0], stored)
 
-    def _acquire_many(self, calls: Mapping[int, _Call]) -> dict[int, BaseException]:
-        """Tickets for the calls with new keys: every first key claimed in one burst per topic; a call
-        whose claim another process holds then waits as ``append`` does. Returns the calls that failed
-        (same keys as ``calls``) with their errors."""
+    def _acquire_many(self, calls: Mapping[int, _Call]) -> tuple[dict[int, BaseException], list[int]]:
+        """Tickets for the calls with new keys: every first key claimed in one burst per topic. Returns the
+        calls that failed (same keys as ``calls``) with their errors, and those whose claim another process
+        holds (no ticket: waiting for it is their own ``append``'s job, not the group's)."""
         failed: dict[int, BaseException] = {}
+        waiting: list[int] = []
         down: LogUnavailableError | None = None
         by_topic: dict[str, list[int]] = {}
         for i, call in calls.items():
@@ -370,19 +388,11 @@ class KafkaLogWriter:
                 down = exc if isinstance(exc, LogUnavailableError) else None
                 continue
             for i, ticket in zip(members, tickets, strict=True):
-                call = calls[i]
-                if down is not None:
-                    failed[i] = down
-                    continue
-                try:
-                    if ticket is None:  # another process's claim: wait for its records or its lease
-                        ticket = self._acquire(call)
-                        self._check(call)
-                    call.ticket = ticket
-                except Exception as exc:
-                    failed[i] = exc
-                    down = exc if isinstance(exc, LogUnavailableError) else None
-        return failed
+                if ticket is None:
+                    waiting.append(i)
+                else:
+                    calls[i].ticket = ticket
+        return failed, waiting
 
     @contextmanager
     def _sending(self) -> Iterator[_Sending]:
