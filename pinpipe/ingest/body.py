@@ -12,8 +12,8 @@ are most of the traffic). The last two bounds close the connection, so a client 
 and stalls holds neither memory nor a connection for longer than the timeout.
 
 A body larger than ``INLINE_BODY_BYTES`` that only Python's parser reads exactly (numbers spelled as a
-parser would not write them back, ``1.10``: about 2 MB/s) is parsed in the threadpool, not on the event
-loop (:meth:`LargeBodyWork.parsed_off_loop_if_slow`): one tenant's 10 MiB body held every connection for
+parser would not write them back, ``1.10``: about 2 MB/s) is not parsed on the event loop: the whole request
+is produced in the threadpool (:func:`parsed_on_loop`); one tenant's 10 MiB body held every connection for
 6 s. Threadpool calls carrying a large body take turns per API key (:class:`LargeBodyWork`); those waiting
 for their turn count in the key's share of the budget above.
 
@@ -98,21 +98,17 @@ class LargeBodyWork:
         finally:
             slots.release()
 
-    async def parsed_off_loop_if_slow(
-        self, principal: Principal, body: bytes, parse: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs
-    ) -> _T:
-        """``parse(*args, **kwargs)`` (which parses ``body``) on the event loop, unless ``body`` is larger
-        than ``INLINE_BODY_BYTES`` and only Python's parser reads it exactly: that parse runs in the
-        threadpool (:meth:`run`). Either way the records are then appended as small requests' are
-        (grouped)."""
-        if len(body) <= INLINE_BODY_BYTES:
-            return parse(*args, **kwargs)
-        with exact_json.fast_only():
-            try:
-                return parse(*args, **kwargs)
-            except exact_json.NeedsPythonParse:
-                pass
-        return await self.run(principal, body, parse, *args, **kwargs)
+
+def parsed_on_loop(body: bytes, parse: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``parse(*args, **kwargs)`` (which parses ``body``) on the event loop, where only a fast parse may
+    run: a body larger than ``INLINE_BODY_BYTES`` that only Python's parser reads exactly raises
+    :class:`~pinpipe.exact_json.NeedsPythonParse`, and the caller then produces the whole request in the
+    threadpool (:meth:`LargeBodyWork.run`): the parse, and the checks and encoding of values that long,
+    hold up no other connection there (a 1 MB record of such numbers takes ~36 ms to encode)."""
+    if len(body) <= INLINE_BODY_BYTES:
+        return parse(*args, **kwargs)
+    with exact_json.fast_only():
+        return parse(*args, **kwargs)
 
 
 def _parsing_under(lock: threading.Lock, call: Callable[[], _T]) -> _T:

@@ -31,8 +31,9 @@ from starlette.responses import Response
 
 from pinpipe.access import PREFIX
 from pinpipe.errors import ErrorCode
+from pinpipe.exact_json import NeedsPythonParse
 from pinpipe.ingest.auth import require_admin
-from pinpipe.ingest.body import Gate, LargeBodyWork, error_docs
+from pinpipe.ingest.body import Gate, LargeBodyWork, error_docs, parsed_on_loop
 from pinpipe.ingest.errors import ApiError
 from pinpipe.ingest.formats import bytes_item, decode_base64
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -163,10 +164,13 @@ class KinesisOps:
         work: LargeBodyWork,
         who: Principal,
     ) -> Response:
-        """PutRecord from the event loop (see :meth:`IngestService.produce_inline`), a slow parse in turn
-        with ``who``'s other large bodies."""
+        """PutRecord from the event loop (see :meth:`IngestService.produce_inline`); a body only Python's
+        parser reads exactly goes whole to the threadpool, in turn with ``who``'s other large bodies."""
         self.service.partitions("streams", name)  # 40401 before the body's 40001
-        doc = await work.parsed_off_loop_if_slow(who, body, parse_json, body)
+        try:
+            doc = parsed_on_loop(body, parse_json, body)
+        except NeedsPythonParse:  # a slow body: parsed, checked and appended in the threadpool
+            return _json(await work.run(who, body, put_parsed, self, False, name, body, idempotency_key))
         items = self.items(name, doc, False)
         (outcome,) = await self.service.produce_inline("streams", name, items, idempotency_key)
         return _json(record_answer(outcome))

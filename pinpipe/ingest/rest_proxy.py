@@ -32,7 +32,8 @@ from starlette.responses import Response
 from starlette.types import Receive
 
 from pinpipe.errors import ErrorCode
-from pinpipe.ingest.body import Gate, Sent, error_docs
+from pinpipe.exact_json import NeedsPythonParse
+from pinpipe.ingest.body import Gate, Sent, error_docs, parsed_on_loop
 from pinpipe.ingest.errors import ApiError, KafkaJSONResponse
 from pinpipe.ingest.formats import ACCEPTED, Format, binary_item, embedded_format, parse_headers
 from pinpipe.ingest.idempotency import RequestKey, request_meaning
@@ -144,8 +145,12 @@ class Producer:
             request_key = RequestKey(principal.name, key, body, meaning)
         work, who = self.gate.work, principal  # a large body takes turns with the key's others
         if self.service.can_produce_inline("topics", topic):
-            items = await work.parsed_off_loop_if_slow(who, body, self.items, topic, body, fmt, partition)
-            return answer(await self.service.produce_inline("topics", topic, items, request_key))
+            try:
+                items = parsed_on_loop(body, self.items, topic, body, fmt, partition)
+            except NeedsPythonParse:  # a slow body: parsed, checked and appended in the threadpool
+                pass
+            else:
+                return answer(await self.service.produce_inline("topics", topic, items, request_key))
         return await work.run(who, body, self.produce_sync, topic, body, fmt, request_key, partition)
 
     def items(self, topic: str, body: bytes, fmt: Format, partition: int | None) -> list[Item]:

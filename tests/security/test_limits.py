@@ -457,3 +457,41 @@ def test_a_keys_large_bodies_waiting_for_their_turn_count_in_its_share(
     refused = [a for a in answers if a.status_code == 503]
     assert all(a.json()["error_code"] == 50004 and a.headers["retry-after"] == "1" for a in refused)
     assert all("API key 'cli'" in a.json()["message"] for a in refused), refused[0].text
+
+
+def test_a_body_only_pythons_parser_reads_is_encoded_off_the_event_loop(
+    settings: Settings, monkeypatch
+) -> None:
+    """Its parse went to the threadpool, but its records were then checked and encoded on the event loop:
+    a 1 MB record of ``1.10`` numbers takes ~36 ms to encode, every other connection waiting. The whole
+    request is now produced in the threadpool, on the v2 route and on PutRecord."""
+    threads: list[str] = []
+    encode = exact_json.dumps
+
+    def watched(value: Any) -> bytes:
+        encoded = encode(value)
+        if b"1.10" in encoded:
+            threads.append(threading.current_thread().name)
+        return encoded
+
+    monkeypatch.setattr(exact_json, "dumps", watched)
+    log = open_backend("embedded", settings)
+    note = b"[" + b",".join([b"1.10"] * 5_000) + b"]"  # over INLINE_BODY_BYTES, Python's parser only
+    slow = b'{"ind":1,"note":' + note + b"}"
+    json_headers = {"Content-Type": "application/json"}
+    try:
+        with background_server(create_app(settings, log=log)) as url:
+            for value in (b'{"ind":1}', slow):  # the first makes the topic and stream known: inline
+                answer = httpx.post(
+                    f"{url}/topics/{USER}",
+                    content=b'{"records":[{"value":' + value + b"}]}",
+                    headers=KAFKA_JSON,
+                )
+                assert answer.status_code == 200, answer.text
+                record = b'{"PartitionKey":"k","Data":' + value + b"}"
+                answer = httpx.put(f"{url}/streams/{GEO_STREAM}/record", content=record, headers=json_headers)
+                assert answer.status_code == 200, answer.text
+    finally:
+        log.close()
+    assert len(threads) >= 2, threads
+    assert "pinpipe-server" not in threads, threads  # the event loop's thread (background_server)
