@@ -19,13 +19,13 @@ from pinpipe.errors import PinpipeError
 # command name -> (module, attribute, one-line help shown by `pinpipe --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "source": ("pinpipe.cli.source", "source", "Create and fill the source database (seed, load)."),
-    "api": ("pinpipe.cli.api", "api", "Serve the ingestion API (Kafka REST Proxy v2 and Kinesis)."),
+    "api": ("pinpipe.cli.api", "api", "Serve the ingestion API (Kafka REST Proxy v2 and v3, Kinesis)."),
     "emulate": ("pinpipe.cli.emulate", "emulate", "Play users posting: source rows to the ingestion API."),
     "sink": ("pinpipe.cli.sink", "sink", "Write the batch topics to the lake, exactly once."),
     "batch": ("pinpipe.cli.batch", "batch", "Clean the lake and answer the historical questions."),
     "stream": ("pinpipe.cli.stream", "stream", "Clean the streams into Delta tables in real time."),
     "metrics": ("pinpipe.cli.metrics", "metrics", "Show the real-time metrics."),
-    "dashboard": ("pinpipe.cli.dashboard", "dashboard", "Serve the dashboard web page."),
+    "dashboard": ("pinpipe.cli.dashboard", "dashboard", "Serve the dashboard web page and its JSON API."),
     "demo": ("pinpipe.cli.demo", "demo", "Run the whole pipeline on the embedded defaults."),
     "status": ("pinpipe.cli.status", "status", "Topics, end offsets and consumer lag."),
     "config": ("pinpipe.cli.config", "config", "Show the effective settings and where each came from."),

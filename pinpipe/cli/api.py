@@ -21,7 +21,7 @@ from pinpipe.workdir import note_new_workdir
 
 @click.group()
 def api() -> None:
-    """Serve the ingestion API (Kafka REST Proxy v2 and Kinesis-style routes)."""
+    """Serve the ingestion API (Kafka REST Proxy v2 and v3, Kinesis routes and wire protocol)."""
 
 
 @api.command()

@@ -210,7 +210,7 @@ def create_app(settings: Settings, log: Log | None = None, stream_log: Log | Non
     app = IngestAPI(
         title="pinpipe ingestion API",
         version=__version__,
-        description="Kafka REST Proxy v2 and Kinesis-style produce endpoints in front of the pinpipe log.",
+        description="Kafka REST Proxy v2 and v3 and Kinesis produce endpoints in front of the pinpipe log.",
         lifespan=lifespan,
         redirect_slashes=False,
         # the API's own /metrics is its telemetry; FastAPI's OpenTelemetry hook, even with no provider
