@@ -23,9 +23,13 @@ GEO = {"ind": 1, "timestamp": "2020-01-01 00:00:00", "latitude": 1.0, "longitude
 USER = {"ind": 1, "first_name": "[b]", "last_name": "[/i]", "age": 30, "date_joined": "2016-01-01 00:00:00"}
 
 
+WIDE = {"COLUMNS": "250"}
+"""A terminal wide enough that rich wraps no cell (the metric tables have seven columns)."""
+
+
 def shown(output: str) -> str:
     """The output with every run of spaces, line ends and table borders as one space."""
-    for border in "│┃━─┏┓┗┛┡┩└┘┌┐╇╈┼├┤┬┴":
+    for border in "│┃━─┏┓┗┛┡┩└┘┌┐┳╇╈┼├┤┬┴":
         output = output.replace(border, " ")
     return " ".join(output.split())
 
@@ -36,9 +40,9 @@ def test_names_in_outputs_and_metrics_are_printed_as_sent(tmp_path: Path) -> Non
         for kind, record in zip(KINDS, (PIN, GEO, USER), strict=True):
             p.send(kind, [json.dumps(record)])
         p.sink()
-        batch = CliRunner().invoke(cli, ["batch", "run", "--workdir", str(workdir)])
+        batch = CliRunner().invoke(cli, ["batch", "run", "--workdir", str(workdir)], env=WIDE)
         p.stream()
-        metrics = CliRunner().invoke(cli, ["metrics", "--workdir", str(workdir)])
+        metrics = CliRunner().invoke(cli, ["metrics", "--workdir", str(workdir)], env=WIDE)
     assert batch.exit_code == 0, batch.output
     assert f"{SHOWN_COUNTRY} {CATEGORY} 1" in shown(batch.output)  # popular_category_by_country
     assert f"{SHOWN_COUNTRY} {POSTER} 10000" in shown(batch.output)  # top_user_by_country
@@ -59,7 +63,7 @@ def test_the_quarantine_warning_prints_a_reason_holding_brackets_as_it_is(tmp_pa
         writer.append(topic_name(p.settings.prefix, "geo"), records)
         writer.flush()
         p.sink()
-        batch = CliRunner().invoke(cli, ["batch", "run", "--workdir", str(workdir), "--quiet"])
+        batch = CliRunner().invoke(cli, ["batch", "run", "--workdir", str(workdir), "--quiet"], env=WIDE)
     assert batch.exit_code == 0, batch.output
     assert "field 'timestamp' must be datetime, got '[/]'" in shown(batch.output)
     assert "WARNING: 1 lake record(s) quarantined" in shown(batch.output)
