@@ -16,6 +16,7 @@ from pinpipe.transform.export import format_cell
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 
 def batch_outputs(result: BatchResult, console: Console, max_rows: int = 30) -> None:
@@ -26,7 +27,7 @@ def batch_outputs(result: BatchResult, console: Console, max_rows: int = 30) -> 
             numeric = table.schema.field(column).type != "string"
             view.add_column(column, justify="right" if numeric else "left")
         for row in table.slice(0, max_rows).to_pylist():
-            view.add_row(*(format_cell(row[c]) for c in table.column_names))
+            view.add_row(*(_plain(format_cell(row[c])) for c in table.column_names))
         if table.num_rows > max_rows:
             view.caption = f"{max_rows} of {table.num_rows} rows (all of them with --export)"
         console.print(view)
@@ -65,9 +66,9 @@ def _stderr() -> Console:
     return Console(stderr=True)
 
 
-def _first(console: Console, lines: Sequence[str], shown: int) -> None:
+def _first(console: Console, lines: Sequence[Text], shown: int) -> None:
     for line in lines[:shown]:
-        console.print(line, markup=True)
+        console.print(line)
     if len(lines) > shown:
         console.print(f"... and {len(lines) - shown} more")
 
@@ -75,7 +76,7 @@ def _first(console: Console, lines: Sequence[str], shown: int) -> None:
 def warn_changed(result: BatchResult, console: Console | None = None, shown: int = 10) -> None:
     """Lake objects that changed (or went) after they were cleaned: their old rows stay in the tables."""
     changed = [
-        f"[yellow]changed since cleaned[/yellow] {kind} {key}"
+        _labelled("changed since cleaned", f"{kind} {key}")
         for kind, keys in result.changed.items()
         for key in keys
     ]
@@ -94,9 +95,7 @@ def warn_quarantine(result: BatchResult, console: Console | None = None, shown: 
     if not result.quarantined:
         return
     console = console or _stderr()
-    _first(
-        console, [f"[yellow]quarantined[/yellow] {r.kind} {r.describe()}" for r in result.quarantined], shown
-    )
+    _first(console, [_labelled("quarantined", f"{r.kind} {r.describe()}") for r in result.quarantined], shown)
     where = result.tables.get("quarantine", "the quarantine table")
     console.print(
         f"[bold red]WARNING: {len(result.quarantined)} lake record(s) quarantined[/bold red] "
@@ -133,8 +132,29 @@ def metric_tables(
         for column in columns:
             table.add_column(column)
         for row in rows[:limit]:
-            table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+            table.add_row(*(_plain("" if row[c] is None else str(row[c])) for c in columns))
         console.print(table)
+
+
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0)) if c not in (0x09, 0x0A)}
+"""Control characters but tab and line feed, as their escapes: raw, a terminal obeys them (``\\x1b[2J``
+clears the screen), and rich drops some (``\\r``, ``\\x07``)."""
+
+
+def _plain(value: str) -> Text:
+    """Record text (any tenant's) as rich draws it verbatim: a plain string would be read as markup
+    (``[/]`` raises MarkupError, ``[red]`` is a colour) and ``:thumbs_up:`` as an emoji code; control
+    characters are shown as escapes."""
+    from rich.text import Text
+
+    return Text(value.translate(_CONTROLS))
+
+
+def _labelled(label: str, value: str) -> Text:
+    """``label`` in yellow, then ``value`` (a lake key, a quarantine reason quoting a record) verbatim."""
+    from rich.text import Text
+
+    return Text.assemble((label, "yellow"), " ", _plain(value))
 
 
 def _table(**options: Any) -> Any:
