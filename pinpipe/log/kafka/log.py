@@ -332,9 +332,13 @@ class KafkaLog:
                 out = {tp.partition: future.result().offset for tp, future in futures.items()}
                 return dict(sorted(out.items()))
             except ck.KafkaException as exc:
+                err = exc.args[0]
+                if err.code() == ck.KafkaError._NOENT:  # "Failed to query partition leaders: No leaders
+                    # found": no broker leads them now (one down or restarting), as retryable as a timeout
+                    raise LogUnavailableError(f"Kafka: end offsets of {topic!r}: {err.str()}") from exc
                 # a new topic's partitions are listed before their leader serves them: wait for it
-                if exc.args[0].code() not in _SETTLING or time.monotonic() > deadline:
-                    raise_for(exc.args[0], f"end offsets of {topic!r}")
+                if err.code() not in _SETTLING or time.monotonic() > deadline:
+                    raise_for(err, f"end offsets of {topic!r}")
                 time.sleep(0.05)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
