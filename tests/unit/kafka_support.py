@@ -154,3 +154,10 @@ class Producer:
     def close(self) -> bool:
         self.closed = True
         return True
+
+
+def scripted_cluster(monkeypatch: Any) -> Cluster:
+    """A :class:`Cluster` whose producers replace librdkafka's for the test (``ck.Producer``)."""
+    made = Cluster()
+    monkeypatch.setattr(ck, "Producer", made.make)
+    return made

@@ -11,14 +11,13 @@ import time
 from collections.abc import Callable
 from typing import Any, cast
 
-import confluent_kafka as ck
 import pytest
 
 from pinpipe.ingest.committer import Committer
 from pinpipe.log.base import Later, OutgoingRecord
 from pinpipe.log.kafka.claims import Ticket
 from pinpipe.log.kafka.writer import KafkaLogWriter
-from tests.unit.kafka_support import Cluster, OnePartitionLog
+from tests.unit.kafka_support import Cluster, OnePartitionLog, scripted_cluster
 
 HOLD_S = 3.0
 """How long another process holds a claim at most here; every wait asserted is far shorter."""
@@ -41,9 +40,7 @@ class HeldClaims:
 
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    made = Cluster()
-    monkeypatch.setattr(ck, "Producer", made.make)
-    return made
+    return scripted_cluster(monkeypatch)
 
 
 def _writer() -> tuple[KafkaLogWriter, HeldClaims]:

@@ -20,7 +20,7 @@ from pinpipe.log.kafka.claims import ClaimBook, KafkaClaims
 from pinpipe.log.kafka.producer import RenewingProducer
 from pinpipe.log.kafka.reader import ProducerFatalError
 from pinpipe.log.kafka.writer import KafkaLogWriter
-from tests.unit.kafka_support import Cluster, OnePartitionLog, Producer
+from tests.unit.kafka_support import Cluster, OnePartitionLog, Producer, scripted_cluster
 
 TIMEOUT_S = 0.5
 OUT_OF_ORDER = "Broker: Broker received an out of order sequence number"
@@ -35,9 +35,7 @@ def _eventually(done: Callable[[], bool]) -> bool:
 
 @pytest.fixture
 def cluster(monkeypatch: pytest.MonkeyPatch) -> Cluster:
-    made = Cluster()
-    monkeypatch.setattr(ck, "Producer", made.make)
-    return made
+    return scripted_cluster(monkeypatch)
 
 
 def _writer() -> tuple[KafkaLogWriter, OnePartitionLog]:
