@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 import signal
 import socket
 import sys
@@ -13,7 +12,7 @@ from typing import Any
 
 import click
 
-from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.cli.common import build_settings, log_warnings, pipeline_options
 from pinpipe.config_show import mask_url
 from pinpipe.serve import listen, server_config
 from pinpipe.workdir import note_new_workdir
@@ -85,8 +84,7 @@ def serve(
             "api.rate_limit": rate_limit,
         },
     )
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="pinpipe: %(levelname)s: %(message)s")
+    log_warnings()
     note_new_workdir(settings, settings.log_url, settings.stream_log_url)
     app = create_app(settings)
     sock = listen(settings.api.host, settings.api.port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import shutil
 import sys
 from collections.abc import Callable
@@ -104,3 +105,10 @@ def build_settings(locations: dict[str, Any], **overrides: Any) -> Settings:
     """Settings from defaults < pinpipe.toml < env < flags. ``overrides`` use ``section.field`` names;
     None values (flags not given) leave lower layers alone."""
     return load_settings(**locations, **overrides)
+
+
+def log_warnings() -> None:
+    """Warnings of a server command (a wrong key, the open-API notice) to stderr as ``pinpipe: WARNING: ...``,
+    unless logging is already set up (tests, an embedding program)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="pinpipe: %(levelname)s: %(message)s")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import logging
 import socket
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import click
 
-from pinpipe.cli.common import build_settings, pipeline_options
+from pinpipe.cli.common import build_settings, log_warnings, pipeline_options
 from pinpipe.serve import bound_url, listen, server_config
 from pinpipe.workdir import require_workdir
 
@@ -55,8 +54,7 @@ def dashboard(
             "api.keys_file": keys_file,
         },
     )
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="pinpipe: %(levelname)s: %(message)s")
+    log_warnings()
     delta_uri(settings.tables_url)  # tables delta-rs cannot read are a clear error now, not on every refresh
     require_workdir(settings, settings.tables_url, settings.log_url, settings.stream_log_url)
     app = create_dashboard_app(settings)
